@@ -1,0 +1,94 @@
+//! The command line: one subcommand per run mode. A subcommand whose piece is not built
+//! yet says so on stderr and exits 2, so scripts never mistake it for success.
+
+use crate::logging::LogFormat;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "phoenix", version, about = "Runs a Proxmox VE platform declaratively, the Kubernetes way")]
+pub struct Cli {
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The embedded platform: API server on SQLite plus every controller, in one process.
+    Up(ServerArgs),
+    /// The controllers alone, against the cluster in KUBECONFIG or in-cluster (k3s, Helm).
+    Controller,
+    /// The Kubernetes-compatible API server alone.
+    Apiserver(ServerArgs),
+    /// Simulators of the systems Phoenix manages.
+    #[command(subcommand)]
+    Sim(SimCommand),
+    /// Print the CustomResourceDefinitions (or write one file per kind with --out-dir).
+    Crds {
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Print the steps the controllers would take for the objects in FILE; changes nothing.
+    Plan {
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Where the SQLite store, certificates, token and kubeconfig live.
+    #[arg(long, default_value = ".phoenix")]
+    pub data_dir: PathBuf,
+    /// Address to serve the Kubernetes API on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: String,
+    /// Also serve a simulated Proxmox VE cluster (and Portainer) and point the examples at it.
+    #[arg(long)]
+    pub simulate: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SimCommand {
+    /// A simulated Proxmox VE cluster.
+    Pve,
+    /// The `pct` stand-in that forwards to a simulated guest.
+    Pct,
+}
+
+impl Command {
+    pub fn run(self) -> ExitCode {
+        match self {
+            Command::Crds { out_dir } => print_crds(out_dir),
+            Command::Up(_) => not_built("up", "the embedded API server (issue 3) and controllers (issue 5)"),
+            Command::Controller => not_built("controller", "the controllers (issue 5)"),
+            Command::Apiserver(_) => not_built("apiserver", "the embedded API server (issue 3)"),
+            Command::Sim(_) => not_built("sim", "the Proxmox VE simulator (issue 4)"),
+            Command::Plan { .. } => not_built("plan", "the LxcGuest controller's planner (issue 5)"),
+        }
+    }
+}
+
+fn not_built(command: &str, what: &str) -> ExitCode {
+    eprintln!("phoenix {command}: not built yet; it needs {what}.");
+    ExitCode::from(2)
+}
+
+fn print_crds(out_dir: Option<PathBuf>) -> ExitCode {
+    let Some(dir) = out_dir else {
+        print!("{}", phoenix_crds::all_crds_yaml());
+        return ExitCode::SUCCESS;
+    };
+    for (file, crd) in phoenix_crds::all_crds() {
+        let path = dir.join(file);
+        if let Err(err) = std::fs::write(&path, phoenix_crds::crd_yaml(&crd)) {
+            eprintln!("phoenix crds: cannot write {}: {err}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
