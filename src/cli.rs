@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "phoenix", version, about = "Runs a Proxmox VE platform declaratively, the Kubernetes way")]
+#[command(
+    name = "phoenix",
+    version,
+    about = "Runs a Proxmox VE platform declaratively, the Kubernetes way"
+)]
 pub struct Cli {
     /// Log output format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
@@ -50,6 +54,9 @@ pub struct ServerArgs {
     /// Also serve a simulated Proxmox VE cluster (and Portainer) and point the examples at it.
     #[arg(long)]
     pub simulate: bool,
+    /// Apply the manifests in this file or directory once the server is up (as `kubectl apply -f`).
+    #[arg(long)]
+    pub apply: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -64,11 +71,16 @@ impl Command {
     pub fn run(self) -> ExitCode {
         match self {
             Command::Crds { out_dir } => print_crds(out_dir),
-            Command::Up(_) => not_built("up", "the embedded API server (issue 3) and controllers (issue 5)"),
+            Command::Up(_) => not_built(
+                "up",
+                "the embedded API server (issue 3) and controllers (issue 5)",
+            ),
             Command::Controller => not_built("controller", "the controllers (issue 5)"),
             Command::Apiserver(_) => not_built("apiserver", "the embedded API server (issue 3)"),
             Command::Sim(_) => not_built("sim", "the Proxmox VE simulator (issue 4)"),
-            Command::Plan { .. } => not_built("plan", "the LxcGuest controller's planner (issue 5)"),
+            Command::Plan { .. } => {
+                not_built("plan", "the LxcGuest controller's planner (issue 5)")
+            }
         }
     }
 }

@@ -37,7 +37,8 @@ fn validators() -> BTreeMap<String, CrdValidator> {
     phoenix_crds::all_crds()
         .into_iter()
         .map(|(_, crd)| {
-            let v = CrdValidator::from_crd(&crd, phoenix_crds::VERSION).expect("CRD schema compiles");
+            let v =
+                CrdValidator::from_crd(&crd, phoenix_crds::VERSION).expect("CRD schema compiles");
             (crd.spec.names.kind, v)
         })
         .collect()
@@ -45,13 +46,20 @@ fn validators() -> BTreeMap<String, CrdValidator> {
 
 #[test]
 fn checked_in_crds_match_the_rust_types() {
-    for (file, crd) in phoenix_crds::all_crds() {
-        let path = repo().join("crds/yaml").join(file);
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            on_disk == phoenix_crds::crd_yaml(&crd),
-            "{} is out of date with crds/src: run `make crds` and commit the result",
-            path.display()
+    for dir in ["crds/yaml", "charts/phoenix/files/crds"] {
+        for (file, crd) in phoenix_crds::all_crds() {
+            let path = repo().join(dir).join(file);
+            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                on_disk == phoenix_crds::crd_yaml(&crd),
+                "{} is out of date with crds/src: run `make crds` and commit the result",
+                path.display()
+            );
+        }
+        assert_eq!(
+            yaml_files(dir).len(),
+            phoenix_crds::all_crds().len(),
+            "{dir} holds a file no kind owns"
         );
     }
 }
@@ -61,17 +69,40 @@ fn crds_are_structural_kubernetes_crds() {
     for path in yaml_files("crds/yaml") {
         let docs = yaml_documents(&path);
         assert_eq!(docs.len(), 1, "{}: one CRD per file", path.display());
-        let crd: CustomResourceDefinition =
-            serde_json::from_value(docs[0].clone()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let crd: CustomResourceDefinition = serde_json::from_value(docs[0].clone())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(crd.spec.group, phoenix_crds::GROUP);
-        assert!(crd.spec.names.categories.as_ref().unwrap().contains(&"phoenix".to_string()));
-        assert!(crd.spec.names.short_names.as_ref().is_some_and(|s| !s.is_empty()));
+        assert!(
+            crd.spec
+                .names
+                .categories
+                .as_ref()
+                .unwrap()
+                .contains(&"phoenix".to_string())
+        );
+        assert!(
+            crd.spec
+                .names
+                .short_names
+                .as_ref()
+                .is_some_and(|s| !s.is_empty())
+        );
         for version in &crd.spec.versions {
-            assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+            assert!(
+                version
+                    .subresources
+                    .as_ref()
+                    .and_then(|s| s.status.as_ref())
+                    .is_some()
+            );
             let schema = &docs[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
             let mut holes = Vec::new();
             find_untyped(schema, "openAPIV3Schema", &mut holes);
-            assert!(holes.is_empty(), "{}: untyped or open schema nodes: {holes:?}", path.display());
+            assert!(
+                holes.is_empty(),
+                "{}: untyped or open schema nodes: {holes:?}",
+                path.display()
+            );
         }
     }
 }
@@ -94,7 +125,11 @@ fn find_untyped(schema: &Value, path: &str, holes: &mut Vec<String>) {
         }
     }
     match schema.get("additionalProperties") {
-        Some(Value::Object(_)) => find_untyped(&schema["additionalProperties"], &format!("{path}[*]"), holes),
+        Some(Value::Object(_)) => find_untyped(
+            &schema["additionalProperties"],
+            &format!("{path}[*]"),
+            holes,
+        ),
         Some(other) => holes.push(format!("{path}.additionalProperties={other}")),
         None => {}
     }
@@ -120,16 +155,28 @@ fn every_example_is_admitted_unchanged_in_meaning() {
             );
             continue;
         };
-        assert_eq!(object["apiVersion"], format!("{}/{}", phoenix_crds::GROUP, phoenix_crds::VERSION));
+        assert_eq!(
+            object["apiVersion"],
+            format!("{}/{}", phoenix_crds::GROUP, phoenix_crds::VERSION)
+        );
         let warnings = validator
             .admit(&mut object, None, FieldValidation::Strict)
-            .unwrap_or_else(|r| panic!("{}: {}", path.display(), r.message(&kind, phoenix_crds::GROUP, "v1alpha1", "x")));
+            .unwrap_or_else(|r| {
+                panic!(
+                    "{}: {}",
+                    path.display(),
+                    r.message(&kind, phoenix_crds::GROUP, "v1alpha1", "x")
+                )
+            });
         assert!(warnings.is_empty());
         // Defaults may be added; nothing the example says may be dropped or changed.
         assert_subset(&docs[0], &object, &path.display().to_string());
         phoenix_objects += 1;
     }
-    assert!(phoenix_objects >= 20, "the examples describe the whole platform");
+    assert!(
+        phoenix_objects >= 20,
+        "the examples describe the whole platform"
+    );
 }
 
 fn assert_subset(given: &Value, admitted: &Value, at: &str) {
@@ -152,16 +199,35 @@ fn assert_subset(given: &Value, admitted: &Value, at: &str) {
 
 #[test]
 fn examples_describe_the_platform_and_every_reference_resolves() {
-    let objects: Vec<Value> = yaml_files("examples").iter().flat_map(|p| yaml_documents(p)).collect();
+    let objects: Vec<Value> = yaml_files("examples")
+        .iter()
+        .flat_map(|p| yaml_documents(p))
+        .collect();
     let named: BTreeSet<(String, String)> = objects
         .iter()
-        .map(|o| (o["kind"].as_str().unwrap().to_owned(), o["metadata"]["name"].as_str().unwrap().to_owned()))
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap().to_owned(),
+                o["metadata"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
-    let vmids: BTreeSet<u64> = objects.iter().filter_map(|o| o["spec"]["vmid"].as_u64()).collect();
-    assert_eq!(vmids, BTreeSet::from([101, 102, 103, 801, 900, 914, 1001, 1002, 9000]));
-    let clone_sources: BTreeSet<u64> =
-        objects.iter().filter_map(|o| o["spec"]["source"]["clone"]["vmid"].as_u64()).collect();
-    assert!(clone_sources.is_subset(&vmids), "clone sources {clone_sources:?} are examples too");
+    let vmids: BTreeSet<u64> = objects
+        .iter()
+        .filter_map(|o| o["spec"]["vmid"].as_u64())
+        .collect();
+    assert_eq!(
+        vmids,
+        BTreeSet::from([101, 102, 103, 801, 900, 914, 1001, 1002, 9000])
+    );
+    let clone_sources: BTreeSet<u64> = objects
+        .iter()
+        .filter_map(|o| o["spec"]["source"]["clone"]["vmid"].as_u64())
+        .collect();
+    assert!(
+        clone_sources.is_subset(&vmids),
+        "clone sources {clone_sources:?} are examples too"
+    );
 
     let mut references = Vec::new();
     for object in &objects {
@@ -169,7 +235,10 @@ fn examples_describe_the_platform_and_every_reference_resolves() {
     }
     assert!(references.len() > 20);
     for (kind, name) in references {
-        assert!(named.contains(&(kind.clone(), name.clone())), "{kind} {name} is referenced but not defined");
+        assert!(
+            named.contains(&(kind.clone(), name.clone())),
+            "{kind} {name} is referenced but not defined"
+        );
     }
 }
 
@@ -187,7 +256,10 @@ fn collect_references(value: &Value, out: &mut Vec<(String, String)>) {
     ];
     match value {
         Value::Object(map) => {
-            if let (Some(kind), Some(name)) = (map.get("kind").and_then(Value::as_str), map.get("name").and_then(Value::as_str)) {
+            if let (Some(kind), Some(name)) = (
+                map.get("kind").and_then(Value::as_str),
+                map.get("name").and_then(Value::as_str),
+            ) {
                 out.push((kind.to_owned(), name.to_owned()));
             }
             for (key, child) in map {
@@ -221,7 +293,9 @@ fn invalid_fixtures_are_refused_naming_the_field() {
             [one] => (None, one.clone()),
             [stored, update] => {
                 let mut stored = stored.clone();
-                validator.admit(&mut stored, None, FieldValidation::Strict).expect("the stored object is valid");
+                validator
+                    .admit(&mut stored, None, FieldValidation::Strict)
+                    .expect("the stored object is valid");
                 (Some(stored), update.clone())
             }
             _ => panic!("{}: one or two documents", path.display()),
@@ -231,6 +305,10 @@ fn invalid_fixtures_are_refused_naming_the_field() {
             .admit(&mut new, old.as_ref(), FieldValidation::Strict)
             .expect_err(&format!("{} must be refused", path.display()));
         let message = rejection.message(kind, phoenix_crds::GROUP, phoenix_crds::VERSION, &name);
-        assert!(message.contains(expected), "{}:\n  expected: {expected}\n  got:      {message}", path.display());
+        assert!(
+            message.contains(expected),
+            "{}:\n  expected: {expected}\n  got:      {message}",
+            path.display()
+        );
     }
 }

@@ -17,11 +17,24 @@ use serde::{Deserialize, Serialize};
     shortname = "cert",
     category = "phoenix",
     doc = "One certificate from Step-CA over ACME, renewed and installed into guests",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secretName"),
     printcolumn(name = "Expires", type_ = "date", json_path = ".status.notAfter"),
-    printcolumn(name = "Renewal", type_ = "date", json_path = ".status.renewalTime", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Renewal",
+        type_ = "date",
+        json_path = ".status.renewalTime",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("has(self.commonName) || size(self.dnsNames) > 0 || size(self.ipAddresses) > 0").message("at least one of commonName, dnsNames or ipAddresses must be set"))]
 #[serde(rename_all = "camelCase")]
@@ -59,7 +72,7 @@ fn default_duration() -> String {
     "24h".into()
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PrivateKey {
     #[serde(default)]
@@ -70,16 +83,6 @@ pub struct PrivateKey {
     pub size: Option<u32>,
     #[serde(default)]
     pub rotation_policy: RotationPolicy,
-}
-
-impl Default for PrivateKey {
-    fn default() -> Self {
-        Self {
-            algorithm: KeyAlgorithm::default(),
-            size: None,
-            rotation_policy: RotationPolicy::default(),
-        }
-    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

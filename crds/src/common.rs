@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 pub const HOSTNAME_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// An IPv4 address.
-pub const IPV4_PATTERN: &str =
-    r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$";
+pub const IPV4_PATTERN: &str = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$";
 /// `dhcp`, `manual` or an IPv4 address with prefix length (`10.0.0.103/24`).
 pub const IPV4_CONFIG_PATTERN: &str = r"^(dhcp|manual|((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])/(3[0-2]|[12]?[0-9]))$";
 /// `auto`, `dhcp`, `manual` or an IPv6 address with prefix length.
@@ -25,7 +24,8 @@ pub const PVE_ID_PATTERN: &str = r"^[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]$";
 /// A PVE tag (`pve-tag`).
 pub const PVE_TAG_PATTERN: &str = r"^[a-z0-9_][a-z0-9_\-+.]*$";
 /// A SHA-256 fingerprint as PVE and `step ca bootstrap` print it: 32 hex pairs, colons optional.
-pub const SHA256_FINGERPRINT_PATTERN: &str = r"^([0-9a-fA-F]{2}:){31}[0-9a-fA-F]{2}$|^[0-9a-fA-F]{64}$";
+pub const SHA256_FINGERPRINT_PATTERN: &str =
+    r"^([0-9a-fA-F]{2}:){31}[0-9a-fA-F]{2}$|^[0-9a-fA-F]{64}$";
 /// A Go duration as Kubernetes tools write them (`24h`, `90m`, `1h30m`).
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$";
 
@@ -45,7 +45,9 @@ pub struct CommonStatus {
 }
 
 /// A Phoenix object this one waits for before it acts.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct DependencyRef {
     pub kind: PhoenixKind,
@@ -57,7 +59,9 @@ pub struct DependencyRef {
 }
 
 /// The kinds a dependency may name.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 pub enum PhoenixKind {
     LxcGuest,
     VmGuest,

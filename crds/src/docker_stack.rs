@@ -18,12 +18,29 @@ use serde::{Deserialize, Serialize};
     shortname = "stack",
     category = "phoenix",
     doc = "One Docker Swarm stack, deployed through Portainer or the guest agent",
-    printcolumn(name = "Manager", type_ = "string", json_path = ".spec.target.managerRef.name"),
+    printcolumn(
+        name = "Manager",
+        type_ = "string",
+        json_path = ".spec.target.managerRef.name"
+    ),
     printcolumn(name = "Via", type_ = "string", json_path = ".spec.target.via"),
     printcolumn(name = "Services", type_ = "string", json_path = ".status.services"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Revision", type_ = "string", json_path = ".status.deployedRevision", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Revision",
+        type_ = "string",
+        json_path = ".status.deployedRevision",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DockerStackSpec {

@@ -21,10 +21,28 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Node", type_ = "string", json_path = ".status.node"),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "IP", type_ = "string", json_path = ".status.ip"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Step", type_ = "string", json_path = ".status.step", priority = 1),
-    printcolumn(name = "Hostname", type_ = "string", json_path = ".spec.hostname", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Step",
+        type_ = "string",
+        json_path = ".status.step",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Hostname",
+        type_ = "string",
+        json_path = ".spec.hostname",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("!(has(self.node) && has(self.placement))").message("node and placement are mutually exclusive"))]
 #[serde(rename_all = "camelCase")]

@@ -23,11 +23,34 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "IP", type_ = "string", json_path = ".status.ip"),
     printcolumn(name = "Swarm", type_ = "string", json_path = ".status.swarm.role"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Agent", type_ = "string", json_path = ".status.agent", priority = 1),
-    printcolumn(name = "Generation", type_ = "integer", json_path = ".status.templateGeneration", priority = 1),
-    printcolumn(name = "Step", type_ = "string", json_path = ".status.step", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Agent",
+        type_ = "string",
+        json_path = ".status.agent",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Generation",
+        type_ = "integer",
+        json_path = ".status.templateGeneration",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Step",
+        type_ = "string",
+        json_path = ".status.step",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("!(has(self.node) && has(self.placement))").message("node and placement are mutually exclusive"))]
 #[x_kube(validation = Rule::new("!(self.template && has(self.swarm))").message("a template cannot have a swarm role"))]
@@ -128,7 +151,9 @@ pub enum Hotplug {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VmDisk {
-    #[schemars(regex(pattern = r"^(scsi([0-9]|[12][0-9]|30)|virtio([0-9]|1[0-5])|sata[0-5]|ide[0-3])$"))]
+    #[schemars(regex(
+        pattern = r"^(scsi([0-9]|[12][0-9]|30)|virtio([0-9]|1[0-5])|sata[0-5]|ide[0-3])$"
+    ))]
     pub slot: String,
     #[schemars(regex(pattern = PVE_ID_PATTERN))]
     pub storage: String,

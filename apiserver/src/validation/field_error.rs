@@ -21,9 +21,17 @@ pub enum FieldErrorKind {
     Invalid(Value),
     /// Wrong JSON type: shows the name of the type given.
     TypeInvalid(Value),
-    NotSupported { value: Value, supported: Vec<Value> },
-    TooLong { max: u64 },
-    TooMany { actual: usize, max: u64 },
+    NotSupported {
+        value: Value,
+        supported: Vec<Value>,
+    },
+    TooLong {
+        max: u64,
+    },
+    TooMany {
+        actual: usize,
+        max: u64,
+    },
     Duplicate(Value),
     Forbidden,
 }
@@ -73,7 +81,9 @@ impl FieldError {
                     list.join(", ")
                 )
             }
-            FieldErrorKind::TooLong { max } => format!("Too long: may not be more than {max} bytes"),
+            FieldErrorKind::TooLong { max } => {
+                format!("Too long: may not be more than {max} bytes")
+            }
             FieldErrorKind::TooMany { actual, max } => {
                 format!("Too many: {actual}: must have at most {max} items")
             }
@@ -187,8 +197,15 @@ mod tests {
 
     #[test]
     fn paths_nest_like_field_paths() {
-        let p = FieldPath::root().child("spec").child("network").index(0).child("ip");
+        let p = FieldPath::root()
+            .child("spec")
+            .child("network")
+            .index(0)
+            .child("ip");
         assert_eq!(p.as_str(), "spec.network[0].ip");
-        assert_eq!(FieldPath::root().child("data").key("a.b").as_str(), "data[a.b]");
+        assert_eq!(
+            FieldPath::root().child("data").key("a.b").as_str(),
+            "data[a.b]"
+        );
     }
 }

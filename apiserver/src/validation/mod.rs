@@ -38,7 +38,10 @@ impl Rejection {
     pub fn message(&self, kind: &str, group: &str, version: &str, name: &str) -> String {
         match self {
             Rejection::UnknownFields(paths) => {
-                let fields: Vec<String> = paths.iter().map(|p| format!("unknown field {p:?}")).collect();
+                let fields: Vec<String> = paths
+                    .iter()
+                    .map(|p| format!("unknown field {p:?}"))
+                    .collect();
                 format!(
                     "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
                     fields.join(", ")
@@ -101,8 +104,13 @@ impl CrdValidator {
     ) -> Result<Vec<String>, Rejection> {
         let unknown = self.structural.prune(object);
         let warnings = match field_validation {
-            FieldValidation::Strict if !unknown.is_empty() => return Err(Rejection::UnknownFields(unknown)),
-            FieldValidation::Warn => unknown.iter().map(|p| format!("unknown field {p:?}")).collect(),
+            FieldValidation::Strict if !unknown.is_empty() => {
+                return Err(Rejection::UnknownFields(unknown));
+            }
+            FieldValidation::Warn => unknown
+                .iter()
+                .map(|p| format!("unknown field {p:?}"))
+                .collect(),
             _ => Vec::new(),
         };
         self.structural.apply_defaults(object);
@@ -140,7 +148,11 @@ fn lookup<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
         .filter(|s| !s.is_empty())
         .try_fold(object, |value, segment| {
             let (name, indexes) = segment.split_once('[').unwrap_or((segment, ""));
-            let mut current = if name.is_empty() { value } else { value.get(name)? };
+            let mut current = if name.is_empty() {
+                value
+            } else {
+                value.get(name)?
+            };
             for index in indexes.split('[').filter(|s| !s.is_empty()) {
                 let key = index.trim_end_matches(']');
                 current = match key.parse::<usize>() {
@@ -179,40 +191,62 @@ mod tests {
     fn transition_rules_compare_with_the_stored_object() {
         let old = json!({"spec": {"vmid": 801}});
         let mut same = old.clone();
-        assert_eq!(validator().admit(&mut same, Some(&old), FieldValidation::Strict), Ok(vec![]));
+        assert_eq!(
+            validator().admit(&mut same, Some(&old), FieldValidation::Strict),
+            Ok(vec![])
+        );
         let mut changed = json!({"spec": {"vmid": 802}});
-        let err = validator().admit(&mut changed, Some(&old), FieldValidation::Strict).unwrap_err();
+        let err = validator()
+            .admit(&mut changed, Some(&old), FieldValidation::Strict)
+            .unwrap_err();
         assert_eq!(
             err.message("LxcGuest", "phoenix.thinkheads.ai", "v1alpha1", "x"),
             "LxcGuest.phoenix.thinkheads.ai \"x\" is invalid: spec.vmid: Invalid value: \"integer\": vmid is immutable"
         );
         let mut created = json!({"spec": {"vmid": 802}});
-        assert!(validator().admit(&mut created, None, FieldValidation::Strict).is_ok());
+        assert!(
+            validator()
+                .admit(&mut created, None, FieldValidation::Strict)
+                .is_ok()
+        );
     }
 
     #[test]
     fn object_rules_name_the_object() {
         let mut both = json!({"spec": {"vmid": 1, "a": "x", "b": "y"}});
-        let Err(Rejection::Invalid(errors)) = validator().admit(&mut both, None, FieldValidation::Strict) else {
+        let Err(Rejection::Invalid(errors)) =
+            validator().admit(&mut both, None, FieldValidation::Strict)
+        else {
             panic!("expected a rejection")
         };
-        assert_eq!(errors[0].to_string(), "spec: Invalid value: \"object\": a and b are mutually exclusive");
+        assert_eq!(
+            errors[0].to_string(),
+            "spec: Invalid value: \"object\": a and b are mutually exclusive"
+        );
     }
 
     #[test]
     fn unknown_fields_are_refused_warned_or_dropped() {
         let v = validator();
         let mut strict = json!({"spec": {"vmid": 1, "foo": 2}});
-        let err = v.admit(&mut strict, None, FieldValidation::Strict).unwrap_err();
+        let err = v
+            .admit(&mut strict, None, FieldValidation::Strict)
+            .unwrap_err();
         assert_eq!(
             err.message("LxcGuest", "phoenix.thinkheads.ai", "v1alpha1", "x"),
             "LxcGuest in version \"v1alpha1\" cannot be handled as a LxcGuest: strict decoding error: unknown field \"spec.foo\""
         );
         let mut warn = json!({"spec": {"vmid": 1, "foo": 2}});
-        assert_eq!(v.admit(&mut warn, None, FieldValidation::Warn), Ok(vec!["unknown field \"spec.foo\"".into()]));
+        assert_eq!(
+            v.admit(&mut warn, None, FieldValidation::Warn),
+            Ok(vec!["unknown field \"spec.foo\"".into()])
+        );
         assert_eq!(warn, json!({"spec": {"vmid": 1}}));
         let mut ignore = json!({"spec": {"vmid": 1, "foo": 2}});
-        assert_eq!(v.admit(&mut ignore, None, FieldValidation::Ignore), Ok(vec![]));
+        assert_eq!(
+            v.admit(&mut ignore, None, FieldValidation::Ignore),
+            Ok(vec![])
+        );
     }
 
     #[test]

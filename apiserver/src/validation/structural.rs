@@ -64,7 +64,13 @@ impl StructuralSchema {
         unknown
     }
 
-    fn prune_at(&self, value: &mut Value, path: &FieldPath, is_root: bool, unknown: &mut Vec<String>) {
+    fn prune_at(
+        &self,
+        value: &mut Value,
+        path: &FieldPath,
+        is_root: bool,
+        unknown: &mut Vec<String>,
+    ) {
         match value {
             Value::Object(map) => {
                 let keep_meta = is_root || self.embedded_resource;
@@ -75,11 +81,11 @@ impl StructuralSchema {
                     return;
                 }
                 if !self.keeps_unknown() {
-                    let undeclared = |k: &String| {
-                        !self.properties.contains_key(k)
-                            && !(keep_meta && matches!(k.as_str(), "apiVersion" | "kind" | "metadata"))
-                    };
-                    let drop: Vec<String> = map.keys().filter(|k| undeclared(k)).cloned().collect();
+                    let is_meta =
+                        |k: &str| keep_meta && matches!(k, "apiVersion" | "kind" | "metadata");
+                    let undeclared =
+                        |k: &&String| !(self.properties.contains_key(*k) || is_meta(k));
+                    let drop: Vec<String> = map.keys().filter(undeclared).cloned().collect();
                     for k in drop {
                         unknown.push(path.child(&k).to_string());
                         map.remove(&k);
@@ -163,7 +169,9 @@ impl StructuralSchema {
         }
         match value {
             Value::String(s) => self.validate_string(s, value, path, errors),
-            Value::Number(n) => self.validate_number(n.as_f64().unwrap_or_default(), value, path, errors),
+            Value::Number(n) => {
+                self.validate_number(n.as_f64().unwrap_or_default(), value, path, errors)
+            }
             Value::Array(items) => self.validate_array(items, value, path, errors),
             Value::Object(map) => self.validate_object(map, path, errors),
             _ => {}
@@ -200,65 +208,126 @@ impl StructuralSchema {
         )
     }
 
-    fn validate_string(&self, s: &str, value: &Value, path: &FieldPath, errors: &mut Vec<FieldError>) {
+    fn validate_string(
+        &self,
+        s: &str,
+        value: &Value,
+        path: &FieldPath,
+        errors: &mut Vec<FieldError>,
+    ) {
         let chars = s.chars().count() as u64;
         if let Some(max) = self.max_length
             && chars > max
         {
-            errors.push(FieldError::new(path.as_str(), FieldErrorKind::TooLong { max }, ""));
+            errors.push(FieldError::new(
+                path.as_str(),
+                FieldErrorKind::TooLong { max },
+                "",
+            ));
         }
         if let Some(min) = self.min_length
             && chars < min
         {
-            errors.push(invalid(value, path, format!("{path} in body should be at least {min} chars long")));
+            errors.push(invalid(
+                value,
+                path,
+                format!("{path} in body should be at least {min} chars long"),
+            ));
         }
         if let Some((source, regex)) = &self.pattern
             && !regex.is_match(s)
         {
-            errors.push(invalid(value, path, format!("{path} in body should match '{source}'")));
+            errors.push(invalid(
+                value,
+                path,
+                format!("{path} in body should match '{source}'"),
+            ));
         }
         if let Some(format) = &self.format
             && !format_matches(format, s)
         {
-            errors.push(invalid(value, path, format!("{path} in body must be of type {format}: {s:?}")));
+            errors.push(invalid(
+                value,
+                path,
+                format!("{path} in body must be of type {format}: {s:?}"),
+            ));
         }
     }
 
-    fn validate_number(&self, n: f64, value: &Value, path: &FieldPath, errors: &mut Vec<FieldError>) {
+    fn validate_number(
+        &self,
+        n: f64,
+        value: &Value,
+        path: &FieldPath,
+        errors: &mut Vec<FieldError>,
+    ) {
         if let Some((min, exclusive)) = self.minimum
             && (n < min || (exclusive && n == min))
         {
-            let op = if exclusive { "greater than" } else { "greater than or equal to" };
-            errors.push(invalid(value, path, format!("{path} in body should be {op} {}", show_bound(min))));
+            let op = if exclusive {
+                "greater than"
+            } else {
+                "greater than or equal to"
+            };
+            errors.push(invalid(
+                value,
+                path,
+                format!("{path} in body should be {op} {}", show_bound(min)),
+            ));
         }
         if let Some((max, exclusive)) = self.maximum
             && (n > max || (exclusive && n == max))
         {
-            let op = if exclusive { "less than" } else { "less than or equal to" };
-            errors.push(invalid(value, path, format!("{path} in body should be {op} {}", show_bound(max))));
+            let op = if exclusive {
+                "less than"
+            } else {
+                "less than or equal to"
+            };
+            errors.push(invalid(
+                value,
+                path,
+                format!("{path} in body should be {op} {}", show_bound(max)),
+            ));
         }
         if let Some(m) = self.multiple_of
             && m != 0.0
             && (n / m).fract() != 0.0
         {
-            errors.push(invalid(value, path, format!("{path} in body should be a multiple of {}", show_bound(m))));
+            errors.push(invalid(
+                value,
+                path,
+                format!("{path} in body should be a multiple of {}", show_bound(m)),
+            ));
         }
     }
 
-    fn validate_array(&self, items: &[Value], value: &Value, path: &FieldPath, errors: &mut Vec<FieldError>) {
+    fn validate_array(
+        &self,
+        items: &[Value],
+        value: &Value,
+        path: &FieldPath,
+        errors: &mut Vec<FieldError>,
+    ) {
         if let Some(max) = self.max_items
             && items.len() as u64 > max
         {
             errors.push(FieldError::new(
                 path.as_str(),
-                FieldErrorKind::TooMany { actual: items.len(), max },
+                FieldErrorKind::TooMany {
+                    actual: items.len(),
+                    max,
+                },
                 "",
             ));
         }
         if let Some(min) = self.min_items
             && (items.len() as u64) < min
         {
-            errors.push(invalid(value, path, format!("{path} in body should have at least {min} items")));
+            errors.push(invalid(
+                value,
+                path,
+                format!("{path} in body should have at least {min} items"),
+            ));
         }
         if let Some(schema) = &self.items {
             for (i, item) in items.iter().enumerate() {
@@ -268,29 +337,53 @@ impl StructuralSchema {
         if self.list_type_set {
             for (i, item) in items.iter().enumerate() {
                 if items[..i].contains(item) {
-                    errors.push(FieldError::new(path.index(i).as_str(), FieldErrorKind::Duplicate(item.clone()), ""));
+                    errors.push(FieldError::new(
+                        path.index(i).as_str(),
+                        FieldErrorKind::Duplicate(item.clone()),
+                        "",
+                    ));
                 }
             }
         }
     }
 
-    fn validate_object(&self, map: &Map<String, Value>, path: &FieldPath, errors: &mut Vec<FieldError>) {
+    fn validate_object(
+        &self,
+        map: &Map<String, Value>,
+        path: &FieldPath,
+        errors: &mut Vec<FieldError>,
+    ) {
         for name in &self.required {
             if !map.contains_key(name) {
-                errors.push(FieldError::new(path.child(name).as_str(), FieldErrorKind::Required, ""));
+                errors.push(FieldError::new(
+                    path.child(name).as_str(),
+                    FieldErrorKind::Required,
+                    "",
+                ));
             }
         }
         let count = map.len() as u64;
         if let Some(max) = self.max_properties
             && count > max
         {
-            errors.push(FieldError::new(path.as_str(), FieldErrorKind::TooMany { actual: map.len(), max }, ""));
+            errors.push(FieldError::new(
+                path.as_str(),
+                FieldErrorKind::TooMany {
+                    actual: map.len(),
+                    max,
+                },
+                "",
+            ));
         }
         if let Some(min) = self.min_properties
             && count < min
         {
             let detail = format!("{path} in body should have at least {min} properties");
-            errors.push(FieldError::new(path.as_str(), FieldErrorKind::Invalid(Value::from(count)), detail));
+            errors.push(FieldError::new(
+                path.as_str(),
+                FieldErrorKind::Invalid(Value::from(count)),
+                detail,
+            ));
         }
         for (k, v) in map {
             if let Some(prop) = self.properties.get(k) {
@@ -303,7 +396,11 @@ impl StructuralSchema {
 }
 
 fn invalid(value: &Value, path: &FieldPath, detail: String) -> FieldError {
-    FieldError::new(path.as_str(), FieldErrorKind::Invalid(value.clone()), detail)
+    FieldError::new(
+        path.as_str(),
+        FieldErrorKind::Invalid(value.clone()),
+        detail,
+    )
 }
 
 fn is_integral(value: &Value) -> bool {
@@ -333,13 +430,14 @@ fn format_matches(format: &str, s: &str) -> bool {
 
 fn chrono_like_rfc3339(s: &str) -> bool {
     static RFC3339: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-        Regex::new(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$").expect("static regex")
+        Regex::new(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+            .expect("static regex")
     });
     RFC3339.is_match(s)
 }
 
 fn base64_like(s: &str) -> bool {
-    s.len() % 4 == 0
+    s.len().is_multiple_of(4)
         && s.trim_end_matches('=')
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
@@ -361,10 +459,20 @@ fn compile_node(schema: &Value, path: &FieldPath) -> Result<StructuralSchema, Sc
         preserve_unknown: bool_of("x-kubernetes-preserve-unknown-fields"),
         embedded_resource: bool_of("x-kubernetes-embedded-resource"),
         required: string_list(obj.get("required")),
-        enum_values: obj.get("enum").and_then(Value::as_array).cloned().unwrap_or_default(),
+        enum_values: obj
+            .get("enum")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
         format: obj.get("format").and_then(Value::as_str).map(str::to_owned),
-        minimum: obj.get("minimum").and_then(Value::as_f64).map(|m| (m, bool_of("exclusiveMinimum"))),
-        maximum: obj.get("maximum").and_then(Value::as_f64).map(|m| (m, bool_of("exclusiveMaximum"))),
+        minimum: obj
+            .get("minimum")
+            .and_then(Value::as_f64)
+            .map(|m| (m, bool_of("exclusiveMinimum"))),
+        maximum: obj
+            .get("maximum")
+            .and_then(Value::as_f64)
+            .map(|m| (m, bool_of("exclusiveMaximum"))),
         multiple_of: obj.get("multipleOf").and_then(Value::as_f64),
         min_length: u64_of("minLength"),
         max_length: u64_of("maxLength"),
@@ -392,7 +500,10 @@ fn compile_node(schema: &Value, path: &FieldPath) -> Result<StructuralSchema, Sc
     match obj.get("additionalProperties") {
         Some(Value::Bool(true)) => node.additional_any = true,
         Some(v @ Value::Object(_)) => {
-            node.additional = Some(Box::new(compile_node(v, &path.child("additionalProperties"))?));
+            node.additional = Some(Box::new(compile_node(
+                v,
+                &path.child("additionalProperties"),
+            )?));
         }
         _ => {}
     }
@@ -405,7 +516,12 @@ fn compile_node(schema: &Value, path: &FieldPath) -> Result<StructuralSchema, Sc
 fn string_list(value: Option<&Value>) -> Vec<String> {
     value
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -440,7 +556,11 @@ mod tests {
     }
 
     fn messages(value: Value) -> Vec<String> {
-        schema().validate(&value).iter().map(ToString::to_string).collect()
+        schema()
+            .validate(&value)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     #[test]
@@ -466,16 +586,26 @@ mod tests {
     fn type_mismatch_and_required() {
         assert_eq!(
             messages(json!({"spec": {"vmid": "801"}})),
-            vec!["spec.vmid: Invalid value: \"string\": spec.vmid in body must be of type integer: \"string\""]
+            vec![
+                "spec.vmid: Invalid value: \"string\": spec.vmid in body must be of type integer: \"string\""
+            ]
         );
-        assert_eq!(messages(json!({"spec": {}})), vec!["spec.vmid: Required value"]);
+        assert_eq!(
+            messages(json!({"spec": {}})),
+            vec!["spec.vmid: Required value"]
+        );
     }
 
     #[test]
     fn int_or_string_and_preserved_fields_accept_what_they_declare() {
-        assert!(messages(json!({"spec": {"vmid": 100, "port": "http", "any": {"x": [1]}}})).is_empty());
+        assert!(
+            messages(json!({"spec": {"vmid": 100, "port": "http", "any": {"x": [1]}}})).is_empty()
+        );
         assert!(messages(json!({"spec": {"vmid": 100, "port": 8080}})).is_empty());
-        assert_eq!(messages(json!({"spec": {"vmid": 100, "port": true}})).len(), 1);
+        assert_eq!(
+            messages(json!({"spec": {"vmid": 100, "port": true}})).len(),
+            1
+        );
     }
 
     #[test]
@@ -484,8 +614,11 @@ mod tests {
             "spec": {"vmid": 100, "foo": 1, "any": {"kept": true}, "nics": [{"bar": 2}]}, "extra": 3});
         let unknown = schema().prune(&mut v);
         assert_eq!(unknown, vec!["extra", "spec.foo", "spec.nics[0].bar"]);
-        assert_eq!(v, json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"},
-            "spec": {"vmid": 100, "any": {"kept": true}, "nics": [{}]}}));
+        assert_eq!(
+            v,
+            json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"},
+            "spec": {"vmid": 100, "any": {"kept": true}, "nics": [{}]}})
+        );
     }
 
     #[test]
@@ -493,7 +626,10 @@ mod tests {
         let mut v = json!({"spec": {"vmid": 100, "nics": [{}, {"ip": "10.0.0.5/24"}]}});
         schema().apply_defaults(&mut v);
         assert_eq!(v["spec"]["policy"], "Delete");
-        assert_eq!(v["spec"]["nics"], json!([{"ip": "dhcp"}, {"ip": "10.0.0.5/24"}]));
+        assert_eq!(
+            v["spec"]["nics"],
+            json!([{"ip": "dhcp"}, {"ip": "10.0.0.5/24"}])
+        );
         let mut empty = json!({});
         schema().apply_defaults(&mut empty);
         assert_eq!(empty, json!({}));
@@ -501,7 +637,11 @@ mod tests {
 
     #[test]
     fn a_bad_pattern_is_a_schema_error() {
-        let err = StructuralSchema::compile(&json!({"type": "string", "pattern": "("})).unwrap_err();
-        assert!(err.to_string().starts_with("openAPIV3Schema.pattern: invalid regular expression"));
+        let err =
+            StructuralSchema::compile(&json!({"type": "string", "pattern": "("})).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("openAPIV3Schema.pattern: invalid regular expression")
+        );
     }
 }

@@ -1,0 +1,40 @@
+# Phoenix: `make run` and `make test` are all a newcomer needs (see README.md).
+# Builds share one target dir outside the clone so CI and repeated runs reuse it.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/phoenix-target
+export HELM ?= $(HOME)/.local/bin/helm
+PHOENIX := $(CARGO_TARGET_DIR)/debug/phoenix
+DATA_DIR ?= .phoenix
+SHARED ?= ../shared
+
+.PHONY: run test crds lint bench deps build
+
+# The whole platform on one machine: embedded API server + controllers + simulated Proxmox, examples applied.
+run: build
+	$(PHOENIX) up --simulate --data-dir $(DATA_DIR) --apply examples/
+
+# Everything CI checks: formatting, clippy, unit and end-to-end tests, CRD drift, the Helm chart.
+test: deps lint
+	cargo test --workspace --all-targets
+
+# Regenerate the checked-in CRD YAML (crds/yaml and the chart's copy) from the Rust types.
+crds: build
+	$(PHOENIX) crds --out-dir crds/yaml
+	$(PHOENIX) crds --out-dir charts/phoenix/files/crds
+
+# rustfmt check and clippy with warnings as errors.
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks, printing their figures.
+bench:
+	cargo bench --workspace
+
+# Installs what the tests need that a fresh Debian machine lacks (idempotent).
+deps:
+	@command -v unzip >/dev/null || (apt-get update -qq && apt-get install -y -qq unzip)
+	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+	@test -x $(HELM) || bash $(SHARED)/tools/get-helm.sh $(dir $(HELM)) >/dev/null
+
+build:
+	cargo build

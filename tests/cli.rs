@@ -1,0 +1,43 @@
+//! The `phoenix` command line as users meet it: `phoenix crds` prints every CRD, and a
+//! subcommand whose piece is not built yet says so on stderr and exits 2.
+
+use std::process::Command;
+
+fn phoenix(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args(args)
+        .output()
+        .expect("phoenix runs")
+}
+
+#[test]
+fn crds_prints_one_document_per_kind() {
+    let out = phoenix(&["crds"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text, phoenix_crds::all_crds_yaml());
+    assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 6);
+}
+
+#[test]
+fn unbuilt_subcommands_exit_2_and_say_so() {
+    for args in [
+        &["controller"][..],
+        &["plan", "-f", "examples/lxc-801.yaml"],
+    ] {
+        let out = phoenix(args);
+        assert_eq!(out.status.code(), Some(2), "phoenix {args:?}");
+        assert!(
+            out.stdout.is_empty(),
+            "phoenix {args:?} must not pretend on stdout"
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+    }
+}
+
+#[test]
+fn bad_usage_is_refused_by_clap() {
+    let out = phoenix(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"));
+}
