@@ -71,12 +71,12 @@ impl Command {
     pub fn run(self) -> ExitCode {
         match self {
             Command::Crds { out_dir } => print_crds(out_dir),
-            Command::Up(_) => not_built(
-                "up",
-                "the embedded API server (issue 3) and controllers (issue 5)",
-            ),
+            Command::Up(args) if args.simulate => {
+                not_built("up --simulate", "the Proxmox VE simulator (issue 4)")
+            }
+            Command::Up(args) => crate::serve::run(args, true),
             Command::Controller => not_built("controller", "the controllers (issue 5)"),
-            Command::Apiserver(_) => not_built("apiserver", "the embedded API server (issue 3)"),
+            Command::Apiserver(args) => crate::serve::run(args, false),
             Command::Sim(_) => not_built("sim", "the Proxmox VE simulator (issue 4)"),
             Command::Plan { .. } => {
                 not_built("plan", "the LxcGuest controller's planner (issue 5)")

@@ -1,9 +1,32 @@
 //! Phoenix's embedded Kubernetes-compatible API server: the etcd-less local store behind
-//! `phoenix up`. It will own the SQLite store (one global revision as resourceVersion,
-//! watches fed from committed revisions), the registry of built-in and custom resources,
-//! the HTTP surface kubectl and kube-rs use (discovery, OpenAPI, Tables, watch, patch,
-//! server-side apply) and authentication. What exists today is the admission of custom
-//! resources against their CRD schema ([`validation`]), which the example and fixture
-//! tests already run every manifest through.
+//! `phoenix up`, serving Phoenix's resources (and the built-ins controllers need) to the
+//! stock kubectl and kube-rs, unmodified.
+//!
+//! Layers, bottom up: [`store`] (SQLite, one global revision, watch fan-out) →
+//! [`resources`] (what is served) → [`objects`], [`validation`], [`builtins`], [`patch`],
+//! [`ssa`] (write semantics, pure) → [`handlers`], [`watch`], [`discovery`], [`openapi`],
+//! [`table`] (the HTTP API) → [`server`] (TLS, auth, background cleanup).
 
+pub mod bootstrap;
+pub mod builtins;
+pub mod cleanup;
+pub mod discovery;
+pub mod error;
+pub mod events;
+pub mod handlers;
+pub mod http;
+pub mod objects;
+pub mod openapi;
+pub mod patch;
+pub mod protobuf;
+pub mod resources;
+pub mod selectors;
+pub mod server;
+pub mod ssa;
+pub mod store;
+pub mod table;
+pub mod tls;
 pub mod validation;
+pub mod watch;
+
+pub use server::{Config, Running, start};

@@ -65,6 +65,12 @@ pub struct CrdValidator {
     cel: Option<kube_cel::CompiledSchema>,
 }
 
+impl std::fmt::Debug for CrdValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrdValidator").field("cel", &self.cel.is_some()).finish_non_exhaustive()
+    }
+}
+
 impl CrdValidator {
     /// Compiles the `openAPIV3Schema` of `version` of `crd`.
     pub fn from_crd(crd: &CustomResourceDefinition, version: &str) -> Result<Self, SchemaError> {
