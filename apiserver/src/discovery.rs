@@ -68,11 +68,27 @@ fn storage_hash(t: &ResourceType) -> String {
     format!("{:016x}", h.finish())[..11].to_owned()
 }
 
-/// The content type aggregated discovery answers with.
-pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+/// The aggregated discovery version (`v2`, or `v2beta1` for kubectl before 1.30) the first
+/// acceptable media type of `accept` asks for; None when plain JSON comes first.
+pub fn aggregated_version(accept: &str) -> Option<&'static str> {
+    for media in accept.split(',') {
+        let params: Vec<&str> = media.split(';').map(str::trim).collect();
+        let is_discovery = params.contains(&"as=APIGroupDiscoveryList") && params.contains(&"g=apidiscovery.k8s.io");
+        if !is_discovery {
+            return None;
+        }
+        if params.contains(&"v=v2") {
+            return Some("v2");
+        }
+        if params.contains(&"v=v2beta1") {
+            return Some("v2beta1");
+        }
+    }
+    None
+}
 
 /// Aggregated discovery for `/api` (`core = true`) or `/apis`.
-pub fn aggregated(registry: &Registry, core: bool) -> Value {
+pub fn aggregated(registry: &Registry, core: bool, version: &str) -> Value {
     let types = registry.all();
     let groups: Vec<(String, Vec<String>)> = if core { vec![(String::new(), vec!["v1".into()])] } else { registry.groups() };
     let items: Vec<Value> = groups
@@ -103,5 +119,20 @@ pub fn aggregated(registry: &Registry, core: bool) -> Value {
             json!({"metadata": metadata, "versions": versions})
         })
         .collect();
-    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": format!("apidiscovery.k8s.io/{version}"), "metadata": {}, "items": items})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregated_discovery_follows_the_first_acceptable_media_type() {
+        let kubectl_132 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        let kubectl_129 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(aggregated_version(kubectl_132), Some("v2"));
+        assert_eq!(aggregated_version(kubectl_129), Some("v2beta1"));
+        assert_eq!(aggregated_version("application/json, */*"), None);
+        assert_eq!(aggregated_version(""), None);
+    }
 }

@@ -125,10 +125,12 @@ async fn route(state: &Arc<State>, path: &str, req: &Req) -> ApiResult<Response<
             get_only()?;
             Ok(respond(200, &discovery::version()))
         }
-        ["api"] | ["apis"] if req.accept.contains("as=APIGroupDiscoveryList") && req.accept.contains("v=v2") => {
+        ["api"] | ["apis"] if discovery::aggregated_version(&req.accept).is_some() => {
             get_only()?;
-            let doc = discovery::aggregated(&state.registry, segments[0] == "api");
-            Ok(respond_with_type(200, &doc, discovery::AGGREGATED_V2))
+            let version = discovery::aggregated_version(&req.accept).unwrap_or("v2");
+            let doc = discovery::aggregated(&state.registry, segments[0] == "api", version);
+            let content_type = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+            Ok(respond_with_type(200, &doc, &content_type))
         }
         ["api"] => {
             get_only()?;

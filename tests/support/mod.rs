@@ -1,0 +1,79 @@
+//! Shared by the end-to-end tests: a `phoenix apiserver` process on 127.0.0.1 with a
+//! throwaway data directory, stopped when dropped.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub struct ApiServer {
+    child: Child,
+    pub data_dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl ApiServer {
+    /// Starts a server on a fresh data directory.
+    pub fn start() -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_owned();
+        let mut server = Self::start_in(&dir);
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Starts a server on `dir` (which may hold an earlier server's store), returning once
+    /// it has announced its kubeconfig, that is once it listens.
+    pub fn start_in(dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_phoenix"))
+            .args(["apiserver", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("phoenix apiserver starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("server announces its kubeconfig");
+        let kubeconfig = line.trim().strip_prefix("export KUBECONFIG=").unwrap_or_else(|| panic!("unexpected first line {line:?}")).into();
+        Self { child, data_dir: dir.to_owned(), kubeconfig, _temp: None }
+    }
+
+    /// The server's `https://127.0.0.1:PORT`, from its kubeconfig.
+    pub fn url(&self) -> String {
+        let text = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        text.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap().to_owned()
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("token")).unwrap().trim().to_owned()
+    }
+
+    /// SIGKILL, no goodbye: what a crash looks like to the store.
+    pub fn kill(mut self) -> Option<tempfile::TempDir> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self._temp.take()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A kubectl binary: the installed one, or the 1.29 that shared/tools/get-helm.sh installs.
+pub fn kubectl_129() -> PathBuf {
+    let path = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".local/bin/kubectl-1.29");
+    assert!(path.exists(), "kubectl 1.29 missing: run `make test` (it installs it through shared/tools/get-helm.sh)");
+    path
+}
