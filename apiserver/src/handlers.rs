@@ -360,8 +360,14 @@ fn apply(state: &State, t: &Target, rt: &ResourceType, req: &Req) -> ApiResult<R
     }
     objects::check_type_meta(rt, &mut config)?;
     let name = t.name.clone().unwrap_or_default();
-    if name_of(&config) != name {
-        return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+    match objects::meta_str(&config, "name") {
+        None => {
+            meta_mut(&mut config).insert("name".into(), json!(name));
+        }
+        Some(given) if given != name => {
+            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+        }
+        Some(_) => {}
     }
     let status_write = t.subresource.as_deref() == Some("status");
     let old = state.store.get(&key_of(rt, t, &name));

@@ -27,10 +27,15 @@ impl ApiServer {
     /// Starts a server on `dir` (which may hold an earlier server's store), returning once
     /// it has announced its kubeconfig, that is once it listens.
     pub fn start_in(dir: &Path) -> Self {
+        Self::start_in_at(dir, "127.0.0.1:0")
+    }
+
+    /// As `start_in`, on a given address (a restart keeps its clients' kubeconfig valid).
+    pub fn start_in_at(dir: &Path, listen: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_phoenix"))
-            .args(["apiserver", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["apiserver", "--listen", listen, "--data-dir"])
             .arg(dir)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("PHOENIX_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
