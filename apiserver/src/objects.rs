@@ -160,7 +160,7 @@ pub fn check_type_meta(rt: &ResourceType, object: &mut Value) -> ApiResult<()> {
     match map.get("apiVersion").and_then(Value::as_str) {
         Some(v) if v != want_version => {
             // Other served versions of the same group share storage.
-            let same_group = v.rsplit_once('/').map(|(g, _)| g).unwrap_or("") == rt.group;
+            let same_group = !rt.group.is_empty() && v.rsplit_once('/').is_some_and(|(g, _)| g == rt.group);
             if !same_group {
                 return Err(ApiError::bad_request(format!(
                     "the API version in the data ({v}) does not match the expected API version ({want_version})"

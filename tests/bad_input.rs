@@ -1,0 +1,70 @@
+//! Bad input gets a clear 4xx `Status` and changes nothing; the server never answers 500
+//! and keeps serving.
+
+mod support;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::Value;
+
+const NS: &str = "/api/v1/namespaces/default/configmaps";
+const LXC: &str = "/apis/phoenix.thinkheads.ai/v1alpha1/namespaces/default/lxcguests";
+
+async fn client(server: &support::ApiServer) -> kube::Client {
+    let kc = Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+async fn send(client: &kube::Client, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let request = http::Request::builder().method(method).uri(path).header("Content-Type", content_type).body(body).unwrap();
+    let response = client.send(request.map(kube::client::Body::from)).await.expect("the server answers");
+    let status = response.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_4xx_statuses() {
+    let server = support::ApiServer::start();
+    let client = client(&server).await;
+    let crd = serde_json::to_vec(&phoenix_crds::all_crds().into_iter().find(|(f, _)| *f == "lxcguest.yaml").unwrap().1).unwrap();
+    assert_eq!(send(&client, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "application/json", crd).await.0, 201);
+    let json = "application/json";
+    let cases: Vec<(&str, &str, &str, &str, Vec<u8>, u16, &str)> = vec![
+        ("malformed JSON", "POST", NS, json, b"{\"metadata\": ".to_vec(), 400, "not valid JSON"),
+        ("malformed YAML", "POST", NS, "application/yaml", b"metadata: [unclosed".to_vec(), 400, "not valid YAML"),
+        ("a JSON array", "POST", NS, json, b"[1,2]".to_vec(), 400, "must be a JSON object"),
+        ("wrong apiVersion", "POST", NS, json, br#"{"apiVersion":"v2","kind":"ConfigMap","metadata":{"name":"a"}}"#.to_vec(), 400, "does not match the expected API version"),
+        ("wrong kind", "POST", NS, json, br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"a"}}"#.to_vec(), 400, "does not match the expected kind"),
+        ("invalid name", "POST", NS, json, br#"{"metadata":{"name":"Bad_Name"}}"#.to_vec(), 422, "metadata.name: Invalid value: \"Bad_Name\""),
+        ("no name", "POST", NS, json, br#"{"metadata":{}}"#.to_vec(), 422, "name or generateName is required"),
+        ("bad label", "POST", NS, json, br#"{"metadata":{"name":"a","labels":{"k":"bad value"}}}"#.to_vec(), 422, "metadata.labels"),
+        ("bad label selector", "GET", "/api/v1/namespaces/default/configmaps?labelSelector=a%20in%20b", json, vec![], 400, "unable to parse requirement"),
+        ("bad field selector", "GET", "/api/v1/namespaces/default/configmaps?fieldSelector=spec.x%3D1", json, vec![], 400, "field label not supported: spec.x"),
+        ("oversized body", "POST", NS, json, vec![b' '; 4 * 1024 * 1024], 413, "Request entity too large"),
+        ("wrong content type", "POST", NS, "text/plain", b"hello".to_vec(), 415, "unknown format"),
+        ("protobuf garbage", "POST", NS, "application/vnd.kubernetes.protobuf", b"k8s\0\xff\xff".to_vec(), 400, "not a valid protobuf"),
+        ("strategic patch on a custom resource", "PATCH", "/apis/phoenix.thinkheads.ai/v1alpha1/namespaces/default/lxcguests/x", "application/strategic-merge-patch+json", b"{}".to_vec(), 415, "unknown format"),
+        ("patch of a missing object", "PATCH", "/api/v1/namespaces/default/configmaps/missing", "application/merge-patch+json", b"{}".to_vec(), 404, "configmaps \"missing\" not found"),
+        ("apply without fieldManager", "PATCH", "/api/v1/namespaces/default/configmaps/a", "application/apply-patch+yaml", b"{}".to_vec(), 422, "fieldManager: Required value"),
+        ("unknown path", "GET", "/apis/nosuch.io/v1/things", json, vec![], 404, "could not find the requested resource"),
+        ("unsupported verb", "POST", "/api/v1/namespaces/default/configmaps/a", json, b"{}".to_vec(), 405, "does not allow this method"),
+        ("bad limit", "GET", "/api/v1/namespaces/default/configmaps?limit=x", json, vec![], 400, "invalid limit"),
+        ("bad continue token", "GET", "/api/v1/namespaces/default/configmaps?limit=1&continue=%%%", json, vec![], 400, "continue"),
+        ("create in a missing namespace", "POST", "/api/v1/namespaces/nosuch/configmaps", json, br#"{"metadata":{"name":"a"}}"#.to_vec(), 404, "namespaces \"nosuch\" not found"),
+        ("invalid custom resource", "POST", LXC, json, br#"{"apiVersion":"phoenix.thinkheads.ai/v1alpha1","kind":"LxcGuest","metadata":{"name":"x"},"spec":{"vmid":"a"}}"#.to_vec(), 422, "spec.vmid"),
+        ("bad secret data", "POST", "/api/v1/namespaces/default/secrets", json, br#"{"metadata":{"name":"s"},"data":{"k":"%%%"}}"#.to_vec(), 400, "illegal base64"),
+        ("resourceVersionMatch without resourceVersion", "GET", "/api/v1/namespaces/default/configmaps?resourceVersionMatch=Exact", json, vec![], 422, "resourceVersionMatch"),
+    ];
+    for (what, method, path, content_type, body, code, needle) in cases {
+        let (status, body) = send(&client, method, path, content_type, body).await;
+        assert_eq!(status, code, "{what}: {body}");
+        assert_eq!(body["kind"], "Status", "{what}: a metav1.Status");
+        assert_eq!(body["code"], code, "{what}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{what}: {message:?} should mention {needle:?}");
+    }
+    // Nothing was created by any of it, and the server still serves.
+    let (status, list) = send(&client, "GET", NS, json, vec![]).await;
+    assert_eq!((status, list["items"].as_array().map(Vec::len)), (200, Some(0)));
+}
