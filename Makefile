@@ -28,7 +28,7 @@ lint:
 
 # Benchmarks, printing their figures.
 bench:
-	cargo bench --workspace
+	cargo bench --workspace --bench apiserver
 
 # Installs what the tests need that a fresh Debian machine lacks (idempotent).
 deps:

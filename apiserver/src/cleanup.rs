@@ -27,7 +27,7 @@ pub async fn run(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
                 Ok(change) => {
                     let relevant = change.kind == EventType::Deleted
                         || (change.key.starts_with("core/namespaces/") || change.key.starts_with("apiextensions.k8s.io/"))
-                            && objects::is_deleting(&change.object);
+                            && objects::is_deleting(&change.object());
                     if relevant {
                         sweep(&state);
                     }
@@ -50,26 +50,27 @@ pub async fn run(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
 pub fn sweep(state: &State) {
     let types = state.registry.all();
     let (_, namespaces) = state.store.list("core/namespaces/");
-    for ns in namespaces.iter().filter(|n| objects::is_deleting(&n.value)) {
-        let name = objects::name_of(&ns.value).to_owned();
+    for ns in namespaces.iter().filter(|n| objects::is_deleting(&n.value())) {
+        let name = objects::name_of(&ns.value()).to_owned();
         let mut remaining = 0;
         for rt in types.iter().filter(|t| t.namespaced && t.builtin != Some(Builtin::EventsV1)) {
             remaining += delete_all(state, rt, &rt.prefix(Some(&name)));
         }
         if remaining == 0 {
-            finish(state, &ns.value, "kubernetes", "core/namespaces//");
+            finish(state, &ns.value(), "kubernetes", "core/namespaces//");
         }
     }
     let (_, crds) = state.store.list("apiextensions.k8s.io/customresourcedefinitions/");
-    for crd in crds.iter().filter(|c| objects::is_deleting(&c.value)) {
-        let group = crd.value.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
-        let plural = crd.value.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
+    for crd in crds.iter().filter(|c| objects::is_deleting(&c.value())) {
+        let value = crd.value();
+        let group = value.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
+        let plural = value.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
         let remaining = match types.iter().find(|t| t.group == group && t.plural == plural) {
             Some(rt) => delete_all(state, rt, &format!("{}/", rt.storage)),
             None => 0,
         };
         if remaining == 0 {
-            finish(state, &crd.value, "customresourcecleanup.apiextensions.k8s.io", "apiextensions.k8s.io/customresourcedefinitions//");
+            finish(state, &value, "customresourcecleanup.apiextensions.k8s.io", "apiextensions.k8s.io/customresourcedefinitions//");
             state.refresh_registry();
         }
     }
@@ -94,11 +95,11 @@ fn finish(state: &State, object: &Value, finalizer: &str, key_prefix: &str) {
     let name = objects::name_of(object);
     let key = format!("{key_prefix}{name}");
     let Some(stored) = state.store.get(&key) else { return };
-    let left: Vec<String> = objects::finalizers(&stored.value).into_iter().filter(|f| f != finalizer).collect();
+    let left: Vec<String> = objects::finalizers(&stored.value()).into_iter().filter(|f| f != finalizer).collect();
     let result = if left.is_empty() {
         state.store.write(Write::Delete { key, expect: Some(stored.rev) })
     } else {
-        let mut value = stored.value.clone();
+        let mut value = stored.value();
         objects::meta_mut(&mut value).insert("finalizers".into(), serde_json::json!(left));
         state.store.write(Write::Put { key, value, expect: Some(stored.rev) })
     };
@@ -110,22 +111,26 @@ fn finish(state: &State, object: &Value, finalizer: &str, key_prefix: &str) {
 /// Background garbage collection: objects whose every owner is gone are deleted.
 fn collect_garbage(state: &State, types: &[Arc<ResourceType>]) {
     let (_, all) = state.store.list("");
-    let uids: HashSet<&str> = all.iter().filter_map(|s| objects::meta_str(&s.value, "uid")).collect();
-    let orphans: Vec<_> = all
+    let parsed: Vec<(Arc<crate::store::Stored>, Value)> = all.into_iter().map(|s| {
+        let v = s.value();
+        (s, v)
+    }).collect();
+    let uids: HashSet<&str> = parsed.iter().filter_map(|(_, v)| objects::meta_str(v, "uid")).collect();
+    let orphans: Vec<_> = parsed
         .iter()
-        .filter(|s| {
-            let owners = s.value.pointer("/metadata/ownerReferences").and_then(Value::as_array);
+        .filter(|(_, v)| {
+            let owners = v.pointer("/metadata/ownerReferences").and_then(Value::as_array);
             owners.is_some_and(|o| !o.is_empty() && o.iter().all(|r| r.get("uid").and_then(Value::as_str).is_none_or(|u| !uids.contains(u))))
         })
-        .cloned()
         .collect();
-    for stored in orphans {
-        let (group, kind) = match stored.value.get("apiVersion").and_then(Value::as_str).unwrap_or("").rsplit_once('/') {
-            Some((g, _)) => (g.to_owned(), stored.value["kind"].as_str().unwrap_or("").to_owned()),
-            None => (String::new(), stored.value["kind"].as_str().unwrap_or("").to_owned()),
+    for (stored, value) in orphans {
+        let kind = value["kind"].as_str().unwrap_or("").to_owned();
+        let group = match value.get("apiVersion").and_then(Value::as_str).unwrap_or("").rsplit_once('/') {
+            Some((g, _)) => g.to_owned(),
+            None => String::new(),
         };
         if let Some(rt) = types.iter().find(|t| t.group == group && t.kind == kind) {
-            let _ = delete_object(state, rt, &stored, false);
+            let _ = delete_object(state, rt, stored, false);
         }
     }
 }
@@ -135,10 +140,11 @@ fn expire_events(state: &State) {
     let now = jiff::Timestamp::now().as_second();
     let (_, events) = state.store.list("core/events/");
     for stored in events {
+        let value = stored.value();
         let seen = ["lastTimestamp", "eventTime"]
             .iter()
-            .filter_map(|f| stored.value.get(*f).and_then(Value::as_str))
-            .chain(objects::meta_str(&stored.value, "creationTimestamp"))
+            .filter_map(|f| value.get(*f).and_then(Value::as_str))
+            .chain(objects::meta_str(&value, "creationTimestamp"))
             .filter_map(|t| t.parse::<jiff::Timestamp>().ok())
             .map(|t| t.as_second())
             .max()

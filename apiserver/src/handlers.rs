@@ -4,7 +4,7 @@
 //! no-op detection → durable write.
 
 use crate::error::{ApiError, ApiResult};
-use crate::http::{Body, Req, Target, respond};
+use crate::http::{Body, Req, Target, respond, respond_raw};
 use crate::objects::{self, meta_mut, name_of};
 use crate::patch::{self, PatchError, PatchType};
 use crate::resources::{Builtin, ResourceType};
@@ -15,6 +15,7 @@ use crate::store::{StoreError, Stored, Write};
 use crate::validation::{FieldValidation, Rejection};
 use crate::{builtins, events, table};
 use base64::Engine;
+use bytes::Bytes;
 use hyper::Response;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -25,6 +26,24 @@ fn storage_type(state: &State, rt: &Arc<ResourceType>) -> Arc<ResourceType> {
         Some(Builtin::EventsV1) => state.registry.find("", "v1", "events").unwrap_or_else(|| rt.clone()),
         _ => rt.clone(),
     }
+}
+
+/// Whether the stored JSON is already what the requested view shows, so it can be sent
+/// as it is. Stored objects are serialised with sorted keys, so `apiVersion` comes first.
+pub fn shown_as_stored(rt: &ResourceType, raw: &[u8]) -> bool {
+    match rt.builtin {
+        Some(Builtin::EventsV1) => false,
+        Some(_) => true,
+        None => raw.starts_with(format!("{{\"apiVersion\":\"{}\"", rt.api_version()).as_bytes()),
+    }
+}
+
+/// A stored object's JSON as the requested view shows it.
+pub fn present_raw(rt: &ResourceType, stored: &Stored) -> Bytes {
+    if shown_as_stored(rt, &stored.raw) {
+        return stored.raw.clone();
+    }
+    Bytes::from(serde_json::to_vec(&present(rt, &stored.value())).unwrap_or_default())
 }
 
 /// An object as the requested view shows it.
@@ -99,12 +118,12 @@ pub fn get(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body
     let rt = storage_type(state, &t.rt);
     let name = t.name.as_deref().unwrap_or_default();
     let stored = state.store.get(&key_of(&rt, t, name)).ok_or_else(|| not_found(&t.rt, name))?;
-    let object = present(&t.rt, &stored.value);
     if req.wants_table() {
+        let object = present(&t.rt, &stored.value());
         let list_meta = json!({"resourceVersion": stored.rev.to_string()});
         return Ok(respond(200, &table::table(&t.rt, &[&object], list_meta, req.param("includeObject").unwrap_or("Metadata"), true)));
     }
-    Ok(respond(200, &object))
+    Ok(respond_raw(200, present_raw(&t.rt, &stored)))
 }
 
 /// Label and field selectors of a list, watch or deletecollection.
@@ -129,6 +148,11 @@ impl Filter {
 
     pub fn matches(&self, object: &Value) -> bool {
         self.labels.matches(object) && self.fields.matches(object)
+    }
+
+    /// No selector at all: everything matches without looking.
+    pub fn is_empty(&self) -> bool {
+        self.labels == LabelSelector::default() && self.fields == FieldSelector::default()
     }
 }
 
@@ -160,37 +184,32 @@ pub fn list(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Bod
     let list_rev = if token_rev > 0 { token_rev } else { rev };
     let mut matching = items
         .iter()
-        .filter(|s| start_after.as_ref().is_none_or(|after| key_after(&s.value, after)))
-        .filter(|s| filter.matches(&s.value));
-    let mut page: Vec<Value> = Vec::new();
-    let mut last_key = None;
-    for stored in matching.by_ref() {
-        if limit.is_some_and(|l| page.len() == l) {
-            break;
-        }
-        last_key = Some(sort_key(&stored.value));
-        page.push(present(&t.rt, &stored.value));
-    }
-    let remaining = limit.map(|_| matching.count()).unwrap_or(0);
+        .filter(|s| start_after.as_ref().is_none_or(|after| s.key.as_str() > after.as_str()))
+        .filter(|s| filter.is_empty() || filter.matches(&s.value()));
+    let page: Vec<&Arc<Stored>> = matching.by_ref().take(limit.unwrap_or(usize::MAX)).collect();
+    let remaining = matching.count();
     let mut list_meta = json!({"resourceVersion": list_rev.to_string()});
-    if remaining > 0 && page.len() == limit.unwrap_or(usize::MAX) {
-        // One item was consumed by the `break` check above; it is still to come.
-        list_meta["continue"] = json!(encode_continue(list_rev, last_key.as_deref().unwrap_or("")));
-        list_meta["remainingItemCount"] = json!(remaining + 1);
+    if remaining > 0 {
+        let last = page.last().map_or("", |s| s.key.as_str());
+        list_meta["continue"] = json!(encode_continue(list_rev, last));
+        list_meta["remainingItemCount"] = json!(remaining);
     }
     if req.wants_table() {
-        let refs: Vec<&Value> = page.iter().collect();
+        let objects: Vec<Value> = page.iter().map(|s| present(&t.rt, &s.value())).collect();
+        let refs: Vec<&Value> = objects.iter().collect();
         return Ok(respond(200, &table::table(&t.rt, &refs, list_meta, req.param("includeObject").unwrap_or("Metadata"), true)));
     }
-    Ok(respond(200, &json!({"apiVersion": t.rt.api_version(), "kind": t.rt.list_kind(), "metadata": list_meta, "items": page})))
-}
-
-fn sort_key(object: &Value) -> String {
-    format!("{}/{}", objects::meta_str(object, "namespace").unwrap_or(""), name_of(object))
-}
-
-fn key_after(object: &Value, after: &str) -> bool {
-    sort_key(object).as_str() > after
+    // Assembled from the stored JSON: a list of 10,000 objects is a copy, not a re-encoding.
+    let mut body = Vec::with_capacity(page.iter().map(|s| s.raw.len() + 1).sum::<usize>() + 256);
+    body.extend_from_slice(format!("{{\"apiVersion\":{},\"kind\":{},\"metadata\":{},\"items\":[", json!(t.rt.api_version()), json!(t.rt.list_kind()), list_meta).as_bytes());
+    for (i, stored) in page.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&present_raw(&t.rt, stored));
+    }
+    body.extend_from_slice(b"]}");
+    Ok(respond_raw(200, Bytes::from(body)))
 }
 
 fn encode_continue(rev: u64, key: &str) -> String {
@@ -207,7 +226,7 @@ fn decode_continue(token: &str) -> ApiResult<(u64, Option<String>)> {
 fn check_namespace(state: &State, rt: &ResourceType, namespace: Option<&str>) -> ApiResult<()> {
     let Some(ns) = namespace.filter(|_| rt.namespaced) else { return Ok(()) };
     let stored = state.store.get(&format!("core/namespaces//{ns}")).ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
-    if objects::is_deleting(&stored.value) {
+    if objects::is_deleting(&stored.value()) {
         return Err(ApiError::forbidden(format!("unable to create new content in namespace {ns} because it is being terminated")));
     }
     Ok(())
@@ -228,7 +247,7 @@ pub fn create(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<B
         return Ok(with_warnings(respond(201, &present(&t.rt, &object)), &warnings));
     }
     let stored = write(state, &rt, Write::Put { key: key_of(&rt, t, &name), value: object, expect: Some(0) }, &name)?;
-    Ok(with_warnings(respond(201, &present(&t.rt, &stored.value)), &warnings))
+    Ok(with_warnings(respond_raw(201, present_raw(&t.rt, &stored)), &warnings))
 }
 
 fn scope(rt: &ResourceType, status_write: bool) -> Scope {
@@ -253,8 +272,8 @@ fn admit(rt: &ResourceType, object: &mut Value, old: Option<&Value>, req: &Req) 
 /// registry in step with CRDs.
 fn write(state: &State, rt: &ResourceType, write: Write, name: &str) -> ApiResult<Arc<Stored>> {
     let stored = state.store.write(write).map_err(|e| store_error(rt, name, e))?;
-    let stored = if objects::is_deleting(&stored.value) && objects::finalizers(&stored.value).is_empty() {
-        let key = rt.key(objects::meta_str(&stored.value, "namespace"), name);
+    let stored = if objects::is_deleting(&stored.value()) && objects::finalizers(&stored.value()).is_empty() {
+        let key = rt.key(objects::meta_str(&stored.value(), "namespace"), name);
         state.store.write(Write::Delete { key, expect: Some(stored.rev) }).map_err(|e| store_error(rt, name, e))?
     } else {
         stored
@@ -291,20 +310,20 @@ pub fn update(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<B
 #[allow(clippy::too_many_arguments)]
 fn finish_update(state: &State, t: &Target, rt: &ResourceType, name: &str, old: &Stored, mut new: Value, req: &Req, manager: String) -> ApiResult<Response<Body>> {
     let status_write = t.subresource.as_deref() == Some("status");
-    objects::prepare_update(rt, &mut new, &old.value, status_write)?;
-    ssa::track_update(Some(&old.value), &mut new, &manager, &rt.api_version(), scope(rt, status_write), &objects::now());
-    let warnings = admit(rt, &mut new, Some(&old.value), req)?;
+    objects::prepare_update(rt, &mut new, &old.value(), status_write)?;
+    ssa::track_update(Some(&old.value()), &mut new, &manager, &rt.api_version(), scope(rt, status_write), &objects::now());
+    let warnings = admit(rt, &mut new, Some(&old.value()), req)?;
     commit_update(state, t, rt, name, old, new, req, &warnings)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn commit_update(state: &State, t: &Target, rt: &ResourceType, name: &str, old: &Stored, new: Value, req: &Req, warnings: &[String]) -> ApiResult<Response<Body>> {
-    if objects::unchanged(&old.value, &new) || req.dry_run() {
-        let shown = if req.dry_run() { new } else { old.value.clone() };
+    if objects::unchanged(&old.value(), &new) || req.dry_run() {
+        let shown = if req.dry_run() { new } else { old.value() };
         return Ok(with_warnings(respond(200, &present(&t.rt, &shown)), warnings));
     }
     let stored = write(state, rt, Write::Put { key: key_of(rt, t, name), value: new, expect: Some(old.rev) }, name)?;
-    Ok(with_warnings(respond(200, &present(&t.rt, &stored.value)), warnings))
+    Ok(with_warnings(respond_raw(200, present_raw(&t.rt, &stored)), warnings))
 }
 
 pub fn patch(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
@@ -324,8 +343,8 @@ pub fn patch(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Bo
     let (name, old) = current(state, &rt, t)?;
     let body: Value = serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("the body of the request was not valid JSON: {e}")))?;
     let mut patched = match t.rt.builtin {
-        Some(Builtin::EventsV1) => events::to_events_v1(&old.value),
-        _ => old.value.clone(),
+        Some(Builtin::EventsV1) => events::to_events_v1(&old.value()),
+        _ => old.value(),
     };
     let result = match kind {
         PatchType::Merge => patch::merge(&mut patched, &body),
@@ -372,7 +391,7 @@ fn apply(state: &State, t: &Target, rt: &ResourceType, req: &Req) -> ApiResult<R
     let status_write = t.subresource.as_deref() == Some("status");
     let old = state.store.get(&key_of(rt, t, &name));
     let live = match &old {
-        Some(o) => o.value.clone(),
+        Some(o) => o.value(),
         None => json!({"apiVersion": rt.api_version(), "kind": rt.kind, "metadata": {"name": name}}),
     };
     if let Some(rv) = objects::meta_str(&config, "resourceVersion") {
@@ -407,11 +426,11 @@ fn apply(state: &State, t: &Target, rt: &ResourceType, req: &Req) -> ApiResult<R
             return Ok(with_warnings(respond(201, &present(&t.rt, &object)), &warnings));
         }
         let stored = write(state, rt, Write::Put { key: key_of(rt, t, &name), value: object, expect: Some(0) }, &name)?;
-        return Ok(with_warnings(respond(201, &present(&t.rt, &stored.value)), &warnings));
+        return Ok(with_warnings(respond(201, &present(&t.rt, &stored.value())), &warnings));
     };
     let mut new = merged;
-    objects::prepare_update(rt, &mut new, &old.value, status_write)?;
-    let warnings = admit(rt, &mut new, Some(&old.value), req)?;
+    objects::prepare_update(rt, &mut new, &old.value(), status_write)?;
+    let warnings = admit(rt, &mut new, Some(&old.value()), req)?;
     commit_update(state, t, rt, &name, &old, new, req, &warnings)
 }
 
@@ -427,7 +446,7 @@ pub fn delete(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<B
     let (name, old) = current(state, &rt, t)?;
     let options = delete_options(req)?;
     if let Some(pre) = options.get("preconditions") {
-        let uid_ok = pre.get("uid").and_then(Value::as_str).is_none_or(|u| Some(u) == objects::meta_str(&old.value, "uid"));
+        let uid_ok = pre.get("uid").and_then(Value::as_str).is_none_or(|u| Some(u) == objects::meta_str(&old.value(), "uid"));
         let rv_ok = pre.get("resourceVersion").and_then(Value::as_str).is_none_or(|rv| rv == old.rev.to_string());
         if !uid_ok || !rv_ok {
             return Err(ApiError::conflict(&rt.group, &rt.plural, &name));
@@ -451,25 +470,25 @@ pub enum Deleted {
 /// Deletes one object as kube-apiserver does: at once without finalizers, otherwise by
 /// marking it (deletionTimestamp) and leaving it to whoever holds the finalizers.
 pub fn delete_object(state: &State, rt: &ResourceType, old: &Stored, dry_run: bool) -> ApiResult<Deleted> {
-    let name = name_of(&old.value).to_owned();
-    let key = rt.key(objects::meta_str(&old.value, "namespace"), &name);
+    let name = name_of(&old.value()).to_owned();
+    let key = rt.key(objects::meta_str(&old.value(), "namespace"), &name);
     if rt.builtin == Some(Builtin::Namespace) && ["default", "kube-system", "kube-public"].contains(&name.as_str()) {
         return Err(ApiError::forbidden(format!("namespaces {name:?} is forbidden: this namespace may not be deleted")));
     }
-    let mut marked = old.value.clone();
+    let mut marked = old.value();
     builtins::on_delete(rt, &mut marked);
     if objects::finalizers(&marked).is_empty() {
         if dry_run {
-            return Ok(Deleted::Gone(old.value.clone()));
+            return Ok(Deleted::Gone(old.value()));
         }
         let last = state.store.write(Write::Delete { key, expect: Some(old.rev) }).map_err(|e| store_error(rt, &name, e))?;
         if rt.builtin == Some(Builtin::Crd) {
             state.refresh_registry();
         }
-        return Ok(Deleted::Gone(last.value.clone()));
+        return Ok(Deleted::Gone(last.value()));
     }
-    if objects::is_deleting(&old.value) || dry_run {
-        return Ok(Deleted::Pending(old.value.clone()));
+    if objects::is_deleting(&old.value()) || dry_run {
+        return Ok(Deleted::Pending(old.value()));
     }
     let m = meta_mut(&mut marked);
     m.insert("deletionTimestamp".into(), json!(objects::now()));
@@ -479,7 +498,7 @@ pub fn delete_object(state: &State, rt: &ResourceType, old: &Stored, dry_run: bo
         m.insert("generation".into(), json!(generation));
     }
     let stored = state.store.write(Write::Put { key, value: marked, expect: Some(old.rev) }).map_err(|e| store_error(rt, &name, e))?;
-    Ok(Deleted::Pending(stored.value.clone()))
+    Ok(Deleted::Pending(stored.value()))
 }
 
 pub fn delete_collection(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
@@ -487,7 +506,7 @@ pub fn delete_collection(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult
     let filter = Filter::from_request(&t.rt, req)?;
     let (_, items) = state.store.list(&rt.prefix(t.namespace.as_deref()));
     let mut deleted = Vec::new();
-    for stored in items.iter().filter(|s| filter.matches(&s.value)) {
+    for stored in items.iter().filter(|s| filter.matches(&s.value())) {
         match delete_object(state, &rt, stored, req.dry_run()) {
             Ok(Deleted::Gone(v) | Deleted::Pending(v)) => deleted.push(present(&t.rt, &v)),
             Err(e) if e.code == 404 || e.code == 409 => {}

@@ -58,6 +58,15 @@ pub fn respond(code: u16, value: &Value) -> Response<Body> {
     respond_with_type(code, value, "application/json")
 }
 
+/// A response whose JSON body is already encoded.
+pub fn respond_raw(code: u16, body: Bytes) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
+        .header("Content-Type", "application/json")
+        .body(Full::new(body).boxed())
+        .expect("static response parts are valid")
+}
+
 pub fn respond_with_type(code: u16, value: &Value, content_type: &str) -> Response<Body> {
     Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))

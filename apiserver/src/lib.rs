@@ -13,6 +13,7 @@ pub mod cleanup;
 pub mod discovery;
 pub mod error;
 pub mod events;
+pub mod fuzzing;
 pub mod handlers;
 pub mod http;
 pub mod objects;

@@ -44,8 +44,7 @@ fn stored_crds(store: &Store) -> Vec<CustomResourceDefinition> {
     let (_, items) = store.list("apiextensions.k8s.io/customresourcedefinitions/");
     items
         .iter()
-        .filter(|s| !crate::objects::is_deleting(&s.value) || true)
-        .filter_map(|s| serde_json::from_value(s.value.clone()).ok())
+        .filter_map(|s| serde_json::from_slice(&s.raw).ok())
         .collect()
 }
 

@@ -8,6 +8,7 @@
 //! Durability: WAL with `synchronous=FULL`, so a change is fsynced before `put`/`delete`
 //! return and the API answers; a SIGKILL or a power cut never loses an acknowledged write.
 
+use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
@@ -15,12 +16,27 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 
-/// A stored object and the revision that last changed it.
+/// A stored object and the revision that last changed it. Objects are held as their JSON
+/// text: a tenth of the memory of parsed values, and lists and watch events copy the bytes
+/// instead of serialising again.
 #[derive(Debug)]
 pub struct Stored {
+    pub key: String,
     pub rev: u64,
-    /// The full object, `metadata.resourceVersion` already set to `rev`.
-    pub value: Value,
+    /// The full object as JSON, `metadata.resourceVersion` already set to `rev`.
+    pub raw: Bytes,
+}
+
+impl Stored {
+    /// The object, parsed.
+    pub fn value(&self) -> Value {
+        parse(&self.raw)
+    }
+}
+
+/// Stored JSON was written by `serde_json` (and checked when loaded), so it always parses.
+fn parse(raw: &[u8]) -> Value {
+    serde_json::from_slice(raw).expect("the store only holds valid JSON")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,9 +63,19 @@ pub struct Change {
     pub key: String,
     pub kind: EventType,
     /// The new value; for a deletion the last value, with the deletion's revision.
-    pub object: Arc<Value>,
+    pub raw: Bytes,
     /// The value before the change (for selector transitions).
-    pub prev: Option<Arc<Value>>,
+    pub prev: Option<Bytes>,
+}
+
+impl Change {
+    pub fn object(&self) -> Value {
+        parse(&self.raw)
+    }
+
+    pub fn prev_object(&self) -> Option<Value> {
+        self.prev.as_deref().map(parse)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +146,8 @@ impl Store {
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)))?;
             for row in rows {
                 let (key, rev, bytes) = row?;
-                let value = serde_json::from_slice(&bytes)?;
-                objects.insert(key, Arc::new(Stored { rev: rev as u64, value }));
+                serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)?;
+                objects.insert(key.clone(), Arc::new(Stored { key, rev: rev as u64, raw: Bytes::from(bytes) }));
             }
         }
         let meta = |name: &str| -> Result<u64, rusqlite::Error> {
@@ -183,11 +209,11 @@ impl Store {
         let rev = inner.rev + 1;
         let (kind, mut value) = match write {
             Write::Put { value, .. } => (if current.is_some() { EventType::Modified } else { EventType::Added }, value),
-            Write::Delete { .. } => (EventType::Deleted, current.as_ref().expect("checked above").value.clone()),
+            Write::Delete { .. } => (EventType::Deleted, current.as_ref().expect("checked above").value()),
         };
         set_resource_version(&mut value, rev);
-        let bytes = serde_json::to_vec(&value)?;
-        let prev_bytes = current.as_ref().map(|c| serde_json::to_vec(&c.value)).transpose()?;
+        let bytes = Bytes::from(serde_json::to_vec(&value)?);
+        let prev_bytes = current.as_ref().map(|c| c.raw.clone());
         let tx = inner.conn.transaction()?;
         match kind {
             EventType::Deleted => {
@@ -197,13 +223,13 @@ impl Store {
                 tx.execute(
                     "INSERT INTO objects (key, rev, value) VALUES (?1, ?2, ?3)
                      ON CONFLICT(key) DO UPDATE SET rev = excluded.rev, value = excluded.value",
-                    params![key, rev as i64, bytes],
+                    params![key, rev as i64, bytes.as_ref()],
                 )?;
             }
         }
         tx.execute(
             "INSERT INTO log (rev, key, kind, value, prev) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![rev as i64, key, kind as i64, bytes, prev_bytes],
+            params![rev as i64, key, kind as i64, bytes.as_ref(), prev_bytes.as_deref()],
         )?;
         tx.execute(
             "INSERT INTO meta (name, value) VALUES ('revision', ?1)
@@ -212,8 +238,7 @@ impl Store {
         )?;
         tx.commit()?;
         inner.rev = rev;
-        let value = Arc::new(value);
-        let stored = Arc::new(Stored { rev, value: (*value).clone() });
+        let stored = Arc::new(Stored { key: key.clone(), rev, raw: bytes.clone() });
         match kind {
             EventType::Deleted => {
                 inner.objects.remove(&key);
@@ -222,13 +247,7 @@ impl Store {
                 inner.objects.insert(key.clone(), stored.clone());
             }
         }
-        let change = Arc::new(Change {
-            rev,
-            key,
-            kind,
-            object: value,
-            prev: current.map(|c| Arc::new(c.value.clone())),
-        });
+        let change = Arc::new(Change { rev, key, kind, raw: bytes, prev: prev_bytes });
         if inner.recent.len() == RING {
             inner.recent.pop_front();
         }
@@ -299,13 +318,7 @@ fn read_log(conn: &Connection, after: u64, before: u64) -> Result<Vec<Arc<Change
             1 => EventType::Modified,
             _ => EventType::Deleted,
         };
-        changes.push(Arc::new(Change {
-            rev: rev as u64,
-            key,
-            kind,
-            object: Arc::new(serde_json::from_slice(&value)?),
-            prev: prev.map(|p| serde_json::from_slice(&p)).transpose()?.map(Arc::new),
-        }));
+        changes.push(Arc::new(Change { rev: rev as u64, key, kind, raw: Bytes::from(value), prev: prev.map(Bytes::from) }));
     }
     Ok(changes)
 }
@@ -331,7 +344,7 @@ mod tests {
         let a = put(&store, "a", 1, None).unwrap();
         let b = put(&store, "b", 1, None).unwrap();
         assert_eq!((a.rev, b.rev), (1, 2));
-        assert_eq!(a.value["metadata"]["resourceVersion"], "1");
+        assert_eq!(a.value()["metadata"]["resourceVersion"], "1");
         assert!(matches!(put(&store, "a", 2, Some(7)), Err(StoreError::Conflict)));
         assert_eq!(put(&store, "a", 2, Some(1)).unwrap().rev, 3);
         let (rev, items) = store.list("");
@@ -348,7 +361,7 @@ mod tests {
         store.write(Write::Delete { key: "a".into(), expect: None }).unwrap();
         let next = live.try_recv().unwrap();
         assert_eq!((next.rev, next.kind), (3, EventType::Deleted));
-        assert_eq!(next.object["n"], 2);
+        assert_eq!(next.object()["n"], 2);
     }
 
     #[test]
@@ -362,7 +375,7 @@ mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.revision(), 10);
-        assert_eq!(store.get("k3").unwrap().value["n"], 3);
+        assert_eq!(store.get("k3").unwrap().value()["n"], 3);
         let (backlog, _) = store.watch_from(7).unwrap();
         assert_eq!(backlog.iter().map(|c| c.rev).collect::<Vec<_>>(), vec![8, 9, 10]);
         assert_eq!(put(&store, "k0", 5, None).unwrap().rev, 11);

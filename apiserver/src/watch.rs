@@ -3,7 +3,7 @@
 //! rows for kubectl, and `410 Expired` as an in-stream ERROR event.
 
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::{Filter, present};
+use crate::handlers::{Filter, present, shown_as_stored};
 use crate::http::{Body, Req, Target};
 use crate::resources::{Builtin, ResourceType};
 use crate::server::State;
@@ -39,8 +39,16 @@ impl Watch {
         if !change.key.starts_with(&self.prefix) {
             return None;
         }
-        let now_matches = self.filter.matches(&change.object);
-        let was_matching = change.prev.as_deref().is_some_and(|p| self.filter.matches(p));
+        if self.filter.is_empty() {
+            // The common case (controllers, kubectl -w without selectors): no parsing.
+            if !self.table && shown_as_stored(&self.rt, &change.raw) {
+                return Some(raw_event(change.kind.as_str(), &change.raw));
+            }
+            return Some(self.event(change.kind.as_str(), &change.object()));
+        }
+        let object = change.object();
+        let now_matches = self.filter.matches(&object);
+        let was_matching = change.prev_object().is_some_and(|p| self.filter.matches(&p));
         let kind = match (change.kind, was_matching, now_matches) {
             (EventType::Deleted, true, _) => "DELETED",
             (EventType::Deleted, false, _) => return None,
@@ -50,7 +58,7 @@ impl Watch {
             (_, _, false) => return None,
             (EventType::Added, true, true) => "ADDED",
         };
-        Some(self.event(kind, &change.object))
+        Some(self.event(kind, &object))
     }
 
     fn event(&mut self, kind: &str, object: &Value) -> Bytes {
@@ -73,6 +81,17 @@ impl Watch {
         }
         line(&json!({"type": "BOOKMARK", "object": {"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": metadata}}))
     }
+}
+
+/// `{"type":KIND,"object":RAW}` and a newline, around JSON that is already encoded.
+fn raw_event(kind: &str, raw: &[u8]) -> Bytes {
+    let mut bytes = Vec::with_capacity(raw.len() + 40);
+    bytes.extend_from_slice(b"{\"type\":\"");
+    bytes.extend_from_slice(kind.as_bytes());
+    bytes.extend_from_slice(b"\",\"object\":");
+    bytes.extend_from_slice(raw);
+    bytes.extend_from_slice(b"}\n");
+    Bytes::from(bytes)
 }
 
 fn line(value: &Value) -> Bytes {
@@ -136,8 +155,13 @@ pub fn serve(state: Arc<State>, t: Target, req: &Req) -> ApiResult<Response<Body
             let (rev, items) = state.store.list(&watch.prefix);
             let (backlog, live) = state.store.watch_from(rev)?;
             for stored in &items {
-                if watch.filter.matches(&stored.value) {
-                    first.push(watch.event("ADDED", &stored.value));
+                if watch.filter.is_empty() && !watch.table && shown_as_stored(&watch.rt, &stored.raw) {
+                    first.push(raw_event("ADDED", &stored.raw));
+                    continue;
+                }
+                let value = stored.value();
+                if watch.filter.matches(&value) {
+                    first.push(watch.event("ADDED", &value));
                 }
             }
             if send_initial {
