@@ -35,6 +35,9 @@ fn rename(object: &Value, from_new: bool, api_version: &str) -> Value {
 
 /// An events.k8s.io/v1 Event (request body) as stored.
 pub fn to_core(event: &Value) -> Value {
+    if !event.is_object() {
+        return event.clone();
+    }
     let mut core = rename(event, true, "v1");
     // kubectl's describe and get show these; the new API leaves them to series/eventTime.
     if core.get("count").is_none() {
@@ -60,6 +63,9 @@ pub fn to_core(event: &Value) -> Value {
 
 /// A stored Event as events.k8s.io/v1 shows it.
 pub fn to_events_v1(core: &Value) -> Value {
+    if !core.is_object() {
+        return core.clone();
+    }
     let mut v1 = rename(core, false, "events.k8s.io/v1");
     if let Some(map) = v1.as_object_mut() {
         map.remove("deprecatedCount");
