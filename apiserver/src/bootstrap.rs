@@ -7,7 +7,7 @@ use serde_json::json;
 
 pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
-pub fn ensure_system_namespaces(state: &State) {
+pub async fn ensure_system_namespaces(state: &State) {
     for name in SYSTEM_NAMESPACES {
         let key = format!("core/namespaces//{name}");
         if state.store.get(&key).is_some() {
@@ -20,7 +20,7 @@ pub fn ensure_system_namespaces(state: &State) {
             "spec": {"finalizers": ["kubernetes"]},
             "status": {"phase": "Active"},
         });
-        if let Err(e) = state.store.write(Write::Put { key, value, expect: Some(0) }) {
+        if let Err(e) = state.store.write(Write::Put { key, value, expect: Some(0) }).await {
             tracing::error!(namespace = name, error = %e, "cannot create system namespace");
         }
     }

@@ -20,7 +20,7 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 pub async fn run(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
     let Ok((_, mut changes)) = state.store.watch_from(state.store.revision()) else { return };
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING_EVERY);
-    sweep(&state);
+    sweep(&state).await;
     loop {
         tokio::select! {
             change = changes.recv() => match change {
@@ -29,15 +29,15 @@ pub async fn run(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
                         || (change.key.starts_with("core/namespaces/") || change.key.starts_with("apiextensions.k8s.io/"))
                             && objects::is_deleting(&change.object());
                     if relevant {
-                        sweep(&state);
+                        sweep(&state).await;
                     }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => sweep(&state),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => sweep(&state).await,
                 Err(_) => return,
             },
             _ = housekeeping.tick() => {
-                expire_events(&state);
-                if let Err(e) = state.store.compact() {
+                expire_events(&state).await;
+                if let Err(e) = state.store.compact().await {
                     tracing::warn!(error = %e, "compaction failed");
                 }
             }
@@ -47,17 +47,17 @@ pub async fn run(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
 }
 
 /// Finishes terminating namespaces and deleted CRDs, and collects orphans.
-pub fn sweep(state: &State) {
+pub async fn sweep(state: &State) {
     let types = state.registry.all();
     let (_, namespaces) = state.store.list("core/namespaces/");
     for ns in namespaces.iter().filter(|n| objects::is_deleting(&n.value())) {
         let name = objects::name_of(&ns.value()).to_owned();
         let mut remaining = 0;
         for rt in types.iter().filter(|t| t.namespaced && t.builtin != Some(Builtin::EventsV1)) {
-            remaining += delete_all(state, rt, &rt.prefix(Some(&name)));
+            remaining += delete_all(state, rt, &rt.prefix(Some(&name))).await;
         }
         if remaining == 0 {
-            finish(state, &ns.value(), "kubernetes", "core/namespaces//");
+            finish(state, &ns.value(), "kubernetes", "core/namespaces//").await;
         }
     }
     let (_, crds) = state.store.list("apiextensions.k8s.io/customresourcedefinitions/");
@@ -66,23 +66,23 @@ pub fn sweep(state: &State) {
         let group = value.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
         let plural = value.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
         let remaining = match types.iter().find(|t| t.group == group && t.plural == plural) {
-            Some(rt) => delete_all(state, rt, &format!("{}/", rt.storage)),
+            Some(rt) => delete_all(state, rt, &format!("{}/", rt.storage)).await,
             None => 0,
         };
         if remaining == 0 {
-            finish(state, &value, "customresourcecleanup.apiextensions.k8s.io", "apiextensions.k8s.io/customresourcedefinitions//");
+            finish(state, &value, "customresourcecleanup.apiextensions.k8s.io", "apiextensions.k8s.io/customresourcedefinitions//").await;
             state.refresh_registry();
         }
     }
-    collect_garbage(state, &types);
+    collect_garbage(state, &types).await;
 }
 
 /// Deletes every object under `prefix`; returns how many still exist (finalizers pending).
-fn delete_all(state: &State, rt: &ResourceType, prefix: &str) -> usize {
+async fn delete_all(state: &State, rt: &ResourceType, prefix: &str) -> usize {
     let (_, items) = state.store.list(prefix);
     let mut remaining = 0;
     for stored in &items {
-        match delete_object(state, rt, stored, false) {
+        match delete_object(state, rt, stored, false).await {
             Ok(crate::handlers::Deleted::Gone(_)) => {}
             _ => remaining += 1,
         }
@@ -91,17 +91,17 @@ fn delete_all(state: &State, rt: &ResourceType, prefix: &str) -> usize {
 }
 
 /// Removes `finalizer` from an object being deleted, which then goes away.
-fn finish(state: &State, object: &Value, finalizer: &str, key_prefix: &str) {
+async fn finish(state: &State, object: &Value, finalizer: &str, key_prefix: &str) {
     let name = objects::name_of(object);
     let key = format!("{key_prefix}{name}");
     let Some(stored) = state.store.get(&key) else { return };
     let left: Vec<String> = objects::finalizers(&stored.value()).into_iter().filter(|f| f != finalizer).collect();
     let result = if left.is_empty() {
-        state.store.write(Write::Delete { key, expect: Some(stored.rev) })
+        state.store.write(Write::Delete { key, expect: Some(stored.rev) }).await
     } else {
         let mut value = stored.value();
         objects::meta_mut(&mut value).insert("finalizers".into(), serde_json::json!(left));
-        state.store.write(Write::Put { key, value, expect: Some(stored.rev) })
+        state.store.write(Write::Put { key, value, expect: Some(stored.rev) }).await
     };
     if let Err(e) = result {
         tracing::debug!(name, error = %e, "finishing deletion will be retried");
@@ -109,7 +109,7 @@ fn finish(state: &State, object: &Value, finalizer: &str, key_prefix: &str) {
 }
 
 /// Background garbage collection: objects whose every owner is gone are deleted.
-fn collect_garbage(state: &State, types: &[Arc<ResourceType>]) {
+async fn collect_garbage(state: &State, types: &[Arc<ResourceType>]) {
     let (_, all) = state.store.list("");
     let parsed: Vec<(Arc<crate::store::Stored>, Value)> = all.into_iter().map(|s| {
         let v = s.value();
@@ -130,12 +130,12 @@ fn collect_garbage(state: &State, types: &[Arc<ResourceType>]) {
             None => String::new(),
         };
         if let Some(rt) = types.iter().find(|t| t.group == group && t.kind == kind) {
-            let _ = delete_object(state, rt, stored, false);
+            let _ = delete_object(state, rt, stored, false).await;
         }
     }
 }
 
-fn expire_events(state: &State) {
+async fn expire_events(state: &State) {
     let Some(rt) = state.registry.find("", "v1", "events") else { return };
     let now = jiff::Timestamp::now().as_second();
     let (_, events) = state.store.list("core/events/");
@@ -150,7 +150,7 @@ fn expire_events(state: &State) {
             .max()
             .unwrap_or(now);
         if now - seen > EVENT_TTL_SECONDS {
-            let _ = delete_object(state, &rt, &stored, false);
+            let _ = delete_object(state, &rt, &stored, false).await;
         }
     }
 }

@@ -150,6 +150,12 @@ impl Filter {
         self.labels.matches(object) && self.fields.matches(object)
     }
 
+    /// The name a selector pins when it says nothing else (`kubectl wait`, kube-runtime's
+    /// `await_condition`): matched on the key, without parsing.
+    pub fn only_name(&self) -> Option<&str> {
+        (self.labels == LabelSelector::default()).then(|| self.fields.only_name()).flatten()
+    }
+
     /// No selector at all: everything matches without looking.
     pub fn is_empty(&self) -> bool {
         self.labels == LabelSelector::default() && self.fields == FieldSelector::default()
@@ -232,7 +238,7 @@ fn check_namespace(state: &State, rt: &ResourceType, namespace: Option<&str>) ->
     Ok(())
 }
 
-pub fn create(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
+pub async fn create(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
     let rt = storage_type(state, &t.rt);
     let mut object = decode_body(t, req)?;
     if rt.builtin == Some(Builtin::AccessReview) {
@@ -246,7 +252,7 @@ pub fn create(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<B
     if req.dry_run() {
         return Ok(with_warnings(respond(201, &present(&t.rt, &object)), &warnings));
     }
-    let stored = write(state, &rt, Write::Put { key: key_of(&rt, t, &name), value: object, expect: Some(0) }, &name)?;
+    let stored = write(state, &rt, Write::Put { key: key_of(&rt, t, &name), value: object, expect: Some(0) }, &name).await?;
     Ok(with_warnings(respond_raw(201, present_raw(&t.rt, &stored)), &warnings))
 }
 
@@ -270,11 +276,11 @@ fn admit(rt: &ResourceType, object: &mut Value, old: Option<&Value>, req: &Req) 
 
 /// Writes, then finishes a deletion whose last finalizer just went, and keeps the
 /// registry in step with CRDs.
-fn write(state: &State, rt: &ResourceType, write: Write, name: &str) -> ApiResult<Arc<Stored>> {
-    let stored = state.store.write(write).map_err(|e| store_error(rt, name, e))?;
+async fn write(state: &State, rt: &ResourceType, write: Write, name: &str) -> ApiResult<Arc<Stored>> {
+    let stored = state.store.write(write).await.map_err(|e| store_error(rt, name, e))?;
     let stored = if objects::is_deleting(&stored.value()) && objects::finalizers(&stored.value()).is_empty() {
         let key = rt.key(objects::meta_str(&stored.value(), "namespace"), name);
-        state.store.write(Write::Delete { key, expect: Some(stored.rev) }).map_err(|e| store_error(rt, name, e))?
+        state.store.write(Write::Delete { key, expect: Some(stored.rev) }).await.map_err(|e| store_error(rt, name, e))?
     } else {
         stored
     };
@@ -290,7 +296,7 @@ fn current(state: &State, rt: &ResourceType, t: &Target) -> ApiResult<(String, A
     Ok((name, stored))
 }
 
-pub fn update(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
+pub async fn update(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
     let rt = storage_type(state, &t.rt);
     let (name, old) = current(state, &rt, t)?;
     let new = decode_body(t, req)?;
@@ -304,35 +310,35 @@ pub fn update(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<B
         }
         _ => {}
     }
-    finish_update(state, t, &rt, &name, &old, new, req, req.manager())
+    finish_update(state, t, &rt, &name, &old, new, req, req.manager()).await
 }
 
 #[allow(clippy::too_many_arguments)]
-fn finish_update(state: &State, t: &Target, rt: &ResourceType, name: &str, old: &Stored, mut new: Value, req: &Req, manager: String) -> ApiResult<Response<Body>> {
+async fn finish_update(state: &State, t: &Target, rt: &ResourceType, name: &str, old: &Stored, mut new: Value, req: &Req, manager: String) -> ApiResult<Response<Body>> {
     let status_write = t.subresource.as_deref() == Some("status");
     objects::prepare_update(rt, &mut new, &old.value(), status_write)?;
     ssa::track_update(Some(&old.value()), &mut new, &manager, &rt.api_version(), scope(rt, status_write), &objects::now());
     let warnings = admit(rt, &mut new, Some(&old.value()), req)?;
-    commit_update(state, t, rt, name, old, new, req, &warnings)
+    commit_update(state, t, rt, name, old, new, req, &warnings).await
 }
 
 #[allow(clippy::too_many_arguments)]
-fn commit_update(state: &State, t: &Target, rt: &ResourceType, name: &str, old: &Stored, new: Value, req: &Req, warnings: &[String]) -> ApiResult<Response<Body>> {
+async fn commit_update(state: &State, t: &Target, rt: &ResourceType, name: &str, old: &Stored, new: Value, req: &Req, warnings: &[String]) -> ApiResult<Response<Body>> {
     if objects::unchanged(&old.value(), &new) || req.dry_run() {
         let shown = if req.dry_run() { new } else { old.value() };
         return Ok(with_warnings(respond(200, &present(&t.rt, &shown)), warnings));
     }
-    let stored = write(state, rt, Write::Put { key: key_of(rt, t, name), value: new, expect: Some(old.rev) }, name)?;
+    let stored = write(state, rt, Write::Put { key: key_of(rt, t, name), value: new, expect: Some(old.rev) }, name).await?;
     Ok(with_warnings(respond_raw(200, present_raw(&t.rt, &stored)), warnings))
 }
 
-pub fn patch(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
+pub async fn patch(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
     let rt = storage_type(state, &t.rt);
     let kind = PatchType::from_content_type(&req.content_type).ok_or_else(|| {
         ApiError::unsupported_media_type(&req.content_type, &["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml", "application/strategic-merge-patch+json"])
     })?;
     if kind == PatchType::Apply {
-        return apply(state, t, &rt, req);
+        return apply(state, t, &rt, req).await;
     }
     if req.param("force").is_some() {
         return Err(ApiError::new(422, "Invalid", "force: Forbidden: may not be specified for non-apply patch"));
@@ -365,10 +371,10 @@ pub fn patch(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Bo
     if objects::meta_str(&patched, "resourceVersion").is_some_and(|rv| rv != old.rev.to_string()) {
         return Err(ApiError::conflict(&rt.group, &rt.plural, &name));
     }
-    finish_update(state, t, &rt, &name, &old, patched, req, req.manager())
+    finish_update(state, t, &rt, &name, &old, patched, req, req.manager()).await
 }
 
-fn apply(state: &State, t: &Target, rt: &ResourceType, req: &Req) -> ApiResult<Response<Body>> {
+async fn apply(state: &State, t: &Target, rt: &ResourceType, req: &Req) -> ApiResult<Response<Body>> {
     let Some(manager) = req.param("fieldManager").map(str::to_owned) else {
         return Err(ApiError::new(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
     };
@@ -425,13 +431,13 @@ fn apply(state: &State, t: &Target, rt: &ResourceType, req: &Req) -> ApiResult<R
         if req.dry_run() {
             return Ok(with_warnings(respond(201, &present(&t.rt, &object)), &warnings));
         }
-        let stored = write(state, rt, Write::Put { key: key_of(rt, t, &name), value: object, expect: Some(0) }, &name)?;
+        let stored = write(state, rt, Write::Put { key: key_of(rt, t, &name), value: object, expect: Some(0) }, &name).await?;
         return Ok(with_warnings(respond(201, &present(&t.rt, &stored.value())), &warnings));
     };
     let mut new = merged;
     objects::prepare_update(rt, &mut new, &old.value(), status_write)?;
     let warnings = admit(rt, &mut new, Some(&old.value()), req)?;
-    commit_update(state, t, rt, &name, &old, new, req, &warnings)
+    commit_update(state, t, rt, &name, &old, new, req, &warnings).await
 }
 
 fn delete_options(req: &Req) -> ApiResult<Value> {
@@ -441,7 +447,7 @@ fn delete_options(req: &Req) -> ApiResult<Value> {
     serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("the body of the request was not valid DeleteOptions: {e}")))
 }
 
-pub fn delete(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
+pub async fn delete(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
     let rt = storage_type(state, &t.rt);
     let (name, old) = current(state, &rt, t)?;
     let options = delete_options(req)?;
@@ -453,7 +459,7 @@ pub fn delete(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<B
         }
     }
     let dry_run = req.dry_run() || options.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
-    match delete_object(state, &rt, &old, dry_run)? {
+    match delete_object(state, &rt, &old, dry_run).await? {
         Deleted::Gone(last) => Ok(respond(200, &json!({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
             "details": {"name": name, "group": rt.group, "kind": rt.plural, "uid": objects::meta_str(&last, "uid")},
@@ -469,7 +475,7 @@ pub enum Deleted {
 
 /// Deletes one object as kube-apiserver does: at once without finalizers, otherwise by
 /// marking it (deletionTimestamp) and leaving it to whoever holds the finalizers.
-pub fn delete_object(state: &State, rt: &ResourceType, old: &Stored, dry_run: bool) -> ApiResult<Deleted> {
+pub async fn delete_object(state: &State, rt: &ResourceType, old: &Stored, dry_run: bool) -> ApiResult<Deleted> {
     let name = name_of(&old.value()).to_owned();
     let key = rt.key(objects::meta_str(&old.value(), "namespace"), &name);
     if rt.builtin == Some(Builtin::Namespace) && ["default", "kube-system", "kube-public"].contains(&name.as_str()) {
@@ -481,7 +487,7 @@ pub fn delete_object(state: &State, rt: &ResourceType, old: &Stored, dry_run: bo
         if dry_run {
             return Ok(Deleted::Gone(old.value()));
         }
-        let last = state.store.write(Write::Delete { key, expect: Some(old.rev) }).map_err(|e| store_error(rt, &name, e))?;
+        let last = state.store.write(Write::Delete { key, expect: Some(old.rev) }).await.map_err(|e| store_error(rt, &name, e))?;
         if rt.builtin == Some(Builtin::Crd) {
             state.refresh_registry();
         }
@@ -497,17 +503,17 @@ pub fn delete_object(state: &State, rt: &ResourceType, old: &Stored, dry_run: bo
         let generation = m.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         m.insert("generation".into(), json!(generation));
     }
-    let stored = state.store.write(Write::Put { key, value: marked, expect: Some(old.rev) }).map_err(|e| store_error(rt, &name, e))?;
+    let stored = state.store.write(Write::Put { key, value: marked, expect: Some(old.rev) }).await.map_err(|e| store_error(rt, &name, e))?;
     Ok(Deleted::Pending(stored.value()))
 }
 
-pub fn delete_collection(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
+pub async fn delete_collection(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
     let rt = storage_type(state, &t.rt);
     let filter = Filter::from_request(&t.rt, req)?;
     let (_, items) = state.store.list(&rt.prefix(t.namespace.as_deref()));
     let mut deleted = Vec::new();
     for stored in items.iter().filter(|s| filter.matches(&s.value())) {
-        match delete_object(state, &rt, stored, req.dry_run()) {
+        match delete_object(state, &rt, stored, req.dry_run()).await {
             Ok(Deleted::Gone(v) | Deleted::Pending(v)) => deleted.push(present(&t.rt, &v)),
             Err(e) if e.code == 404 || e.code == 409 => {}
             Err(e) => return Err(e),

@@ -233,13 +233,13 @@ async fn resource(state: &Arc<State>, group: &str, version: &str, rest: &[&str],
     match (&req.method, &t.name) {
         (&Method::GET, None) if watching => crate::watch::serve(state.clone(), t, req),
         (&Method::GET, None) => handlers::list(state, &t, req),
-        (&Method::POST, None) => handlers::create(state, &t, req),
-        (&Method::DELETE, None) => handlers::delete_collection(state, &t, req),
+        (&Method::POST, None) => handlers::create(state, &t, req).await,
+        (&Method::DELETE, None) => handlers::delete_collection(state, &t, req).await,
         (&Method::GET, Some(_)) if watching => Err(ApiError::method_not_allowed()),
         (&Method::GET, Some(_)) => handlers::get(state, &t, req),
-        (&Method::PUT, Some(_)) => handlers::update(state, &t, req),
-        (&Method::PATCH, Some(_)) => handlers::patch(state, &t, req),
-        (&Method::DELETE, Some(_)) => handlers::delete(state, &t, req),
+        (&Method::PUT, Some(_)) => handlers::update(state, &t, req).await,
+        (&Method::PATCH, Some(_)) => handlers::patch(state, &t, req).await,
+        (&Method::DELETE, Some(_)) => handlers::delete(state, &t, req).await,
         _ => Err(ApiError::method_not_allowed()),
     }
 }

@@ -150,9 +150,12 @@ impl FieldSelector {
         })
     }
 
-    /// The name an `metadata.name=` term pins, if any (single-object watches).
-    pub fn name(&self) -> Option<&str> {
-        self.0.iter().find(|(p, neg, _)| p == "metadata.name" && !neg).map(|(_, _, v)| v.as_str())
+    /// The name pinned when the selector is exactly one `metadata.name=` term.
+    pub fn only_name(&self) -> Option<&str> {
+        match self.0.as_slice() {
+            [(path, false, name)] if path == "metadata.name" => Some(name),
+            _ => None,
+        }
     }
 }
 
@@ -222,7 +225,8 @@ mod tests {
     fn field_selectors_check_supported_paths() {
         let sel = FieldSelector::parse("metadata.name=web1,reason!=Killed", &["reason"]).unwrap();
         assert!(sel.matches(&obj(json!({}))));
-        assert_eq!(sel.name(), Some("web1"));
+        assert_eq!(sel.only_name(), None);
+        assert_eq!(FieldSelector::parse("metadata.name=web1", &[]).unwrap().only_name(), Some("web1"));
         assert_eq!(FieldSelector::parse("spec.foo=1", &[]).unwrap_err(), "field label not supported: spec.foo");
     }
 }

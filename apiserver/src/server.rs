@@ -92,7 +92,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     tls::write_private(&kubeconfig, &tls::kubeconfig(&format!("https://{addr}"), &creds))?;
     let registry = Registry::new(&stored_crds(&store));
     let state = Arc::new(State { store, registry, token: creds.token.clone(), address: addr.to_string() });
-    crate::bootstrap::ensure_system_namespaces(&state);
+    crate::bootstrap::ensure_system_namespaces(&state).await;
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(accept_loop(listener, acceptor, state.clone(), stopped.clone())),

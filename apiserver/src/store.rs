@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
 /// A stored object and the revision that last changed it. Objects are held as their JSON
 /// text: a tenth of the memory of parsed values, and lists and watch events copy the bytes
@@ -41,9 +41,9 @@ fn parse(raw: &[u8]) -> Value {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
-    Added,
-    Modified,
-    Deleted,
+    Added = 0,
+    Modified = 1,
+    Deleted = 2,
 }
 
 impl EventType {
@@ -92,24 +92,43 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("storage: stored value is not JSON: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("storage: {0}")]
+    Thread(String),
 }
 
 /// How many changes stay in memory for quick watch resumes; older ones come from SQLite.
 const RING: usize = 4096;
 /// Changes kept in the log at compaction (kine's `compact-min-retain`).
 const RETAIN: u64 = 10_000;
+/// Most writes committed in one transaction.
+const BATCH: usize = 512;
 
-struct Inner {
-    conn: Connection,
+/// What readers see: only committed changes.
+struct Memory {
     objects: BTreeMap<String, Arc<Stored>>,
     rev: u64,
     compacted: u64,
     recent: VecDeque<Arc<Change>>,
 }
 
-pub struct Store {
-    inner: Mutex<Inner>,
+struct Shared {
+    memory: Mutex<Memory>,
     changes: broadcast::Sender<Arc<Change>>,
+    /// A second connection for reading old log entries while the writer commits.
+    reader: Mutex<Connection>,
+}
+
+enum Job {
+    Write(Write, oneshot::Sender<Result<Arc<Stored>, StoreError>>),
+    Compact(oneshot::Sender<Result<u64, StoreError>>),
+}
+
+/// The store. Writes go to one writer thread, which commits whatever is waiting in one
+/// transaction (group commit): the fsync cost is shared by concurrent writers, and no
+/// async worker ever blocks on the disk.
+pub struct Store {
+    shared: Arc<Shared>,
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
 }
 
 /// A write to make: `expect` is the revision the writer read (None = unconditional;
@@ -119,18 +138,19 @@ pub enum Write {
     Delete { key: String, expect: Option<u64> },
 }
 
+impl Write {
+    fn key(&self) -> &str {
+        match self {
+            Write::Put { key, .. } | Write::Delete { key, .. } => key,
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir/phoenix.db`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Self::from_connection(Connection::open(dir.join("phoenix.db"))?)
-    }
-
-    /// A store that lives only in memory (tests, benchmarks of the HTTP layer).
-    pub fn in_memory() -> Result<Self, StoreError> {
-        Self::from_connection(Connection::open_in_memory()?)
-    }
-
-    fn from_connection(conn: Connection) -> Result<Self, StoreError> {
+        let path = dir.join("phoenix.db");
+        let conn = Connection::open(&path)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
@@ -156,147 +176,252 @@ impl Store {
                 .optional()?
                 .unwrap_or(0) as u64)
         };
-        let rev = meta("revision")?;
-        let compacted = meta("compacted")?;
+        let (rev, compacted) = (meta("revision")?, meta("compacted")?);
+        let reader = Connection::open(&path)?;
+        reader.execute_batch("PRAGMA busy_timeout=5000;")?;
         let (changes, _) = broadcast::channel(RING);
-        Ok(Self {
-            inner: Mutex::new(Inner { conn, objects, rev, compacted, recent: VecDeque::new() }),
+        let shared = Arc::new(Shared {
+            memory: Mutex::new(Memory { objects, rev, compacted, recent: VecDeque::new() }),
             changes,
-        })
+            reader: Mutex::new(reader),
+        });
+        let (jobs, receiver) = std::sync::mpsc::channel();
+        let writer_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("phoenix-store-writer".into())
+            .spawn(move || writer(conn, writer_shared, receiver))
+            .map_err(|e| StoreError::Thread(e.to_string()))?;
+        Ok(Self { shared, jobs: Mutex::new(jobs) })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn memory(&self) -> MutexGuard<'_, Memory> {
+        self.shared.memory.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The current store revision.
     pub fn revision(&self) -> u64 {
-        self.lock().rev
+        self.memory().rev
+    }
+
+    pub fn compacted(&self) -> u64 {
+        self.memory().compacted
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<Stored>> {
-        self.lock().objects.get(key).cloned()
+        self.memory().objects.get(key).cloned()
     }
 
     /// Every object whose key starts with `prefix`, in key order, and the revision the
     /// snapshot was taken at.
     pub fn list(&self, prefix: &str) -> (u64, Vec<Arc<Stored>>) {
-        let inner = self.lock();
-        let items = inner
+        let memory = self.memory();
+        let items = memory
             .objects
             .range(prefix.to_owned()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(_, v)| v.clone())
             .collect();
-        (inner.rev, items)
+        (memory.rev, items)
+    }
+
+    fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job) -> oneshot::Receiver<Result<T, StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(job(tx));
+        if let Err(std::sync::mpsc::SendError(job)) = sent {
+            let reply = |e: StoreError| match job {
+                Job::Write(_, r) => drop(r.send(Err(e))),
+                Job::Compact(_) => {}
+            };
+            reply(StoreError::Thread("the store writer has stopped".into()));
+        }
+        rx
     }
 
     /// Applies one write durably; returns the stored object (for a delete, the last value).
-    pub fn write(&self, write: Write) -> Result<Arc<Stored>, StoreError> {
-        let mut inner = self.lock();
-        let (key, expect) = match &write {
-            Write::Put { key, expect, .. } | Write::Delete { key, expect } => (key.clone(), *expect),
-        };
-        let current = inner.objects.get(&key).cloned();
-        match (&current, expect, &write) {
-            (None, _, Write::Delete { .. }) => return Err(StoreError::NotFound),
-            (None, Some(0), Write::Put { .. }) => {}
-            (None, Some(_), Write::Put { .. }) => return Err(StoreError::NotFound),
-            (Some(_), Some(0), _) => return Err(StoreError::Exists),
-            (Some(cur), Some(expected), _) if cur.rev != expected => return Err(StoreError::Conflict),
-            _ => {}
-        }
-        let rev = inner.rev + 1;
-        let (kind, mut value) = match write {
-            Write::Put { value, .. } => (if current.is_some() { EventType::Modified } else { EventType::Added }, value),
-            Write::Delete { .. } => (EventType::Deleted, current.as_ref().expect("checked above").value()),
-        };
-        set_resource_version(&mut value, rev);
-        let bytes = Bytes::from(serde_json::to_vec(&value)?);
-        let prev_bytes = current.as_ref().map(|c| c.raw.clone());
-        let tx = inner.conn.transaction()?;
-        match kind {
-            EventType::Deleted => {
-                tx.execute("DELETE FROM objects WHERE key = ?1", [&key])?;
-            }
-            _ => {
-                tx.execute(
-                    "INSERT INTO objects (key, rev, value) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(key) DO UPDATE SET rev = excluded.rev, value = excluded.value",
-                    params![key, rev as i64, bytes.as_ref()],
-                )?;
-            }
-        }
-        tx.execute(
-            "INSERT INTO log (rev, key, kind, value, prev) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![rev as i64, key, kind as i64, bytes.as_ref(), prev_bytes.as_deref()],
-        )?;
-        tx.execute(
-            "INSERT INTO meta (name, value) VALUES ('revision', ?1)
-             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            [rev as i64],
-        )?;
-        tx.commit()?;
-        inner.rev = rev;
-        let stored = Arc::new(Stored { key: key.clone(), rev, raw: bytes.clone() });
-        match kind {
-            EventType::Deleted => {
-                inner.objects.remove(&key);
-            }
-            _ => {
-                inner.objects.insert(key.clone(), stored.clone());
-            }
-        }
-        let change = Arc::new(Change { rev, key, kind, raw: bytes, prev: prev_bytes });
-        if inner.recent.len() == RING {
-            inner.recent.pop_front();
-        }
-        inner.recent.push_back(change.clone());
-        // No receivers is fine: nobody is watching.
-        let _ = self.changes.send(change);
-        Ok(stored)
+    pub async fn write(&self, write: Write) -> Result<Arc<Stored>, StoreError> {
+        self.submit(|reply| Job::Write(write, reply))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Thread("the store writer has stopped".into())))
     }
 
     /// Changes after `rev` (oldest first) and a receiver for every later one, with no gap
     /// and no overlap between the two. Fails when `rev` is below the compaction point.
     pub fn watch_from(&self, rev: u64) -> Result<(Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>), StoreError> {
-        let inner = self.lock();
-        if rev < inner.compacted {
-            return Err(StoreError::Compacted { requested: rev, compacted: inner.compacted });
+        let memory = self.memory();
+        if rev < memory.compacted {
+            return Err(StoreError::Compacted { requested: rev, compacted: memory.compacted });
         }
-        let receiver = self.changes.subscribe();
-        let oldest_recent = inner.recent.front().map_or(inner.rev + 1, |c| c.rev);
+        let receiver = self.shared.changes.subscribe();
+        let oldest_recent = memory.recent.front().map_or(memory.rev + 1, |c| c.rev);
         let mut backlog = Vec::new();
         if rev + 1 < oldest_recent {
-            backlog = read_log(&inner.conn, rev, oldest_recent)?;
+            let reader = self.shared.reader.lock().unwrap_or_else(|p| p.into_inner());
+            backlog = read_log(&reader, rev, oldest_recent)?;
         }
-        backlog.extend(inner.recent.iter().filter(|c| c.rev > rev).cloned());
+        backlog.extend(memory.recent.iter().filter(|c| c.rev > rev).cloned());
         Ok((backlog, receiver))
     }
 
     /// Drops log entries older than the newest `RETAIN` changes; watches from before the
     /// new compaction point get 410 Gone.
-    pub fn compact(&self) -> Result<u64, StoreError> {
-        let mut inner = self.lock();
-        let target = inner.rev.saturating_sub(RETAIN);
-        if target <= inner.compacted {
-            return Ok(inner.compacted);
-        }
-        let tx = inner.conn.transaction()?;
-        tx.execute("DELETE FROM log WHERE rev <= ?1", [target as i64])?;
-        tx.execute(
-            "INSERT INTO meta (name, value) VALUES ('compacted', ?1)
-             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            [target as i64],
-        )?;
-        tx.commit()?;
-        inner.compacted = target;
-        Ok(target)
+    pub async fn compact(&self) -> Result<u64, StoreError> {
+        self.submit(Job::Compact)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Thread("the store writer has stopped".into())))
     }
+}
 
-    pub fn compacted(&self) -> u64 {
-        self.lock().compacted
+/// The writer thread: takes every waiting job, commits the writes in one transaction,
+/// then makes them visible and answers.
+fn writer(mut conn: Connection, shared: Arc<Shared>, jobs: std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut writes = Vec::new();
+        for job in batch {
+            match job {
+                Job::Write(w, reply) => writes.push((w, reply)),
+                Job::Compact(reply) => {
+                    let _ = reply.send(compact(&mut conn, &shared));
+                }
+            }
+        }
+        if !writes.is_empty() {
+            commit_batch(&mut conn, &shared, writes);
+        }
     }
+}
+
+/// A change checked and encoded, waiting for the commit.
+struct Staged {
+    change: Arc<Change>,
+    stored: Arc<Stored>,
+}
+
+fn commit_batch(conn: &mut Connection, shared: &Shared, writes: Vec<(Write, oneshot::Sender<Result<Arc<Stored>, StoreError>>)>) {
+    let mut overlay: std::collections::HashMap<String, Option<Arc<Stored>>> = std::collections::HashMap::new();
+    let mut rev = shared.memory.lock().unwrap_or_else(|p| p.into_inner()).rev;
+    let mut outcomes: Vec<(oneshot::Sender<Result<Arc<Stored>, StoreError>>, Result<Staged, StoreError>)> = Vec::new();
+    for (write, reply) in writes {
+        let current = match overlay.get(write.key()) {
+            Some(staged) => staged.clone(),
+            None => shared.memory.lock().unwrap_or_else(|p| p.into_inner()).objects.get(write.key()).cloned(),
+        };
+        let staged = stage(write, current, rev + 1);
+        if let Ok(s) = &staged {
+            rev = s.change.rev;
+            let visible = (s.change.kind != EventType::Deleted).then(|| s.stored.clone());
+            overlay.insert(s.change.key.clone(), visible);
+        }
+        outcomes.push((reply, staged));
+    }
+    let committed = persist(conn, outcomes.iter().filter_map(|(_, s)| s.as_ref().ok()), rev);
+    if let Err(e) = committed {
+        let message = e.to_string();
+        for (reply, staged) in outcomes {
+            let _ = reply.send(staged.and(Err(StoreError::Thread(format!("commit failed: {message}")))));
+        }
+        return;
+    }
+    let mut memory = shared.memory.lock().unwrap_or_else(|p| p.into_inner());
+    for (_, staged) in &outcomes {
+        let Ok(s) = staged else { continue };
+        match s.change.kind {
+            EventType::Deleted => memory.objects.remove(&s.change.key),
+            _ => memory.objects.insert(s.change.key.clone(), s.stored.clone()),
+        };
+        memory.rev = s.change.rev;
+        if memory.recent.len() == RING {
+            memory.recent.pop_front();
+        }
+        memory.recent.push_back(s.change.clone());
+        // No receivers is fine: nobody is watching.
+        let _ = shared.changes.send(s.change.clone());
+    }
+    drop(memory);
+    for (reply, staged) in outcomes {
+        let _ = reply.send(staged.map(|s| s.stored));
+    }
+}
+
+/// Checks a write against the current value and encodes it at revision `rev`.
+fn stage(write: Write, current: Option<Arc<Stored>>, rev: u64) -> Result<Staged, StoreError> {
+    let expect = match &write {
+        Write::Put { expect, .. } | Write::Delete { expect, .. } => *expect,
+    };
+    match (&current, expect, &write) {
+        (None, _, Write::Delete { .. }) => return Err(StoreError::NotFound),
+        (None, Some(0), Write::Put { .. }) => {}
+        (None, Some(_), Write::Put { .. }) => return Err(StoreError::NotFound),
+        (Some(_), Some(0), _) => return Err(StoreError::Exists),
+        (Some(cur), Some(expected), _) if cur.rev != expected => return Err(StoreError::Conflict),
+        _ => {}
+    }
+    let key = write.key().to_owned();
+    let (kind, mut value) = match write {
+        Write::Put { value, .. } => (if current.is_some() { EventType::Modified } else { EventType::Added }, value),
+        Write::Delete { .. } => (EventType::Deleted, current.as_ref().expect("checked above").value()),
+    };
+    set_resource_version(&mut value, rev);
+    let raw = Bytes::from(serde_json::to_vec(&value)?);
+    let stored = Arc::new(Stored { key: key.clone(), rev, raw: raw.clone() });
+    let change = Arc::new(Change { rev, key, kind, raw, prev: current.map(|c| c.raw.clone()) });
+    Ok(Staged { change, stored })
+}
+
+fn persist<'a>(conn: &mut Connection, staged: impl Iterator<Item = &'a Staged>, rev: u64) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO objects (key, rev, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT(key) DO UPDATE SET rev = excluded.rev, value = excluded.value",
+        )?;
+        let mut remove = tx.prepare_cached("DELETE FROM objects WHERE key = ?1")?;
+        let mut log = tx.prepare_cached("INSERT INTO log (rev, key, kind, value, prev) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        for s in staged {
+            let c = &s.change;
+            match c.kind {
+                EventType::Deleted => {
+                    remove.execute([&c.key])?;
+                }
+                _ => {
+                    upsert.execute(params![c.key, c.rev as i64, c.raw.as_ref()])?;
+                }
+            }
+            log.execute(params![c.rev as i64, c.key, c.kind as i64, c.raw.as_ref(), c.prev.as_deref()])?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO meta (name, value) VALUES ('revision', ?1) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        [rev as i64],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn compact(conn: &mut Connection, shared: &Shared) -> Result<u64, StoreError> {
+    let (rev, compacted) = {
+        let memory = shared.memory.lock().unwrap_or_else(|p| p.into_inner());
+        (memory.rev, memory.compacted)
+    };
+    let target = rev.saturating_sub(RETAIN);
+    if target <= compacted {
+        return Ok(compacted);
+    }
+    let tx = conn.transaction()?;
+    tx.execute("DELETE FROM log WHERE rev <= ?1", [target as i64])?;
+    tx.execute(
+        "INSERT INTO meta (name, value) VALUES ('compacted', ?1) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        [target as i64],
+    )?;
+    tx.commit()?;
+    shared.memory.lock().unwrap_or_else(|p| p.into_inner()).compacted = target;
+    Ok(target)
 }
 
 fn read_log(conn: &Connection, after: u64, before: u64) -> Result<Vec<Arc<Change>>, StoreError> {
@@ -334,43 +459,66 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn put(store: &Store, key: &str, n: i64, expect: Option<u64>) -> Result<Arc<Stored>, StoreError> {
-        store.write(Write::Put { key: key.into(), value: json!({"metadata": {"name": key}, "n": n}), expect })
+    async fn put(store: &Store, key: &str, n: i64, expect: Option<u64>) -> Result<Arc<Stored>, StoreError> {
+        store.write(Write::Put { key: key.into(), value: json!({"metadata": {"name": key}, "n": n}), expect }).await
     }
 
-    #[test]
-    fn revisions_increase_and_guard_concurrent_writers() {
-        let store = Store::in_memory().unwrap();
-        let a = put(&store, "a", 1, None).unwrap();
-        let b = put(&store, "b", 1, None).unwrap();
+    #[tokio::test]
+    async fn revisions_increase_and_guard_concurrent_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = put(&store, "a", 1, Some(0)).await.unwrap();
+        let b = put(&store, "b", 1, None).await.unwrap();
         assert_eq!((a.rev, b.rev), (1, 2));
         assert_eq!(a.value()["metadata"]["resourceVersion"], "1");
-        assert!(matches!(put(&store, "a", 2, Some(7)), Err(StoreError::Conflict)));
-        assert_eq!(put(&store, "a", 2, Some(1)).unwrap().rev, 3);
+        assert!(matches!(put(&store, "a", 2, Some(7)).await, Err(StoreError::Conflict)));
+        assert!(matches!(put(&store, "a", 2, Some(0)).await, Err(StoreError::Exists)));
+        assert_eq!(put(&store, "a", 2, Some(1)).await.unwrap().rev, 3);
         let (rev, items) = store.list("");
         assert_eq!((rev, items.len()), (3, 2));
     }
 
-    #[test]
-    fn watch_replays_after_a_revision_then_follows_live() {
-        let store = Store::in_memory().unwrap();
-        put(&store, "a", 1, None).unwrap();
-        put(&store, "a", 2, None).unwrap();
+    #[tokio::test]
+    async fn concurrent_writes_are_grouped_and_each_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        put(&store, "x", 0, None).await.unwrap();
+        // 20 writers race to update x from revision 1: exactly one wins.
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { put(&store, "x", i, Some(1)).await.is_ok() })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tasks {
+            wins += t.await.unwrap() as usize;
+        }
+        assert_eq!(wins, 1);
+        assert_eq!(store.revision(), 2);
+    }
+
+    #[tokio::test]
+    async fn watch_replays_after_a_revision_then_follows_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        put(&store, "a", 1, None).await.unwrap();
+        put(&store, "a", 2, None).await.unwrap();
         let (backlog, mut live) = store.watch_from(1).unwrap();
         assert_eq!(backlog.iter().map(|c| c.rev).collect::<Vec<_>>(), vec![2]);
-        store.write(Write::Delete { key: "a".into(), expect: None }).unwrap();
+        store.write(Write::Delete { key: "a".into(), expect: None }).await.unwrap();
         let next = live.try_recv().unwrap();
         assert_eq!((next.rev, next.kind), (3, EventType::Deleted));
         assert_eq!(next.object()["n"], 2);
     }
 
-    #[test]
-    fn survives_reopen_and_resumes_from_the_log() {
+    #[tokio::test]
+    async fn survives_reopen_resumes_from_the_log_and_compacts() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
             for i in 0..10 {
-                put(&store, &format!("k{i}"), i, None).unwrap();
+                put(&store, &format!("k{i}"), i, None).await.unwrap();
             }
         }
         let store = Store::open(dir.path()).unwrap();
@@ -378,6 +526,7 @@ mod tests {
         assert_eq!(store.get("k3").unwrap().value()["n"], 3);
         let (backlog, _) = store.watch_from(7).unwrap();
         assert_eq!(backlog.iter().map(|c| c.rev).collect::<Vec<_>>(), vec![8, 9, 10]);
-        assert_eq!(put(&store, "k0", 5, None).unwrap().rev, 11);
+        assert_eq!(put(&store, "k0", 5, None).await.unwrap().rev, 11);
+        assert_eq!(store.compact().await.unwrap(), 0, "nothing beyond the retained window yet");
     }
 }

@@ -39,8 +39,15 @@ impl Watch {
         if !change.key.starts_with(&self.prefix) {
             return None;
         }
-        if self.filter.is_empty() {
-            // The common case (controllers, kubectl -w without selectors): no parsing.
+        let unfiltered = match self.filter.only_name() {
+            Some(name) => change.key.rsplit('/').next() == Some(name),
+            None => self.filter.is_empty(),
+        };
+        if self.filter.only_name().is_some() && !unfiltered {
+            return None;
+        }
+        if unfiltered {
+            // The common cases (controllers, kubectl -w, single-object waits): no parsing.
             if !self.table && shown_as_stored(&self.rt, &change.raw) {
                 return Some(raw_event(change.kind.as_str(), &change.raw));
             }
