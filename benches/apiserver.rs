@@ -113,20 +113,25 @@ async fn main() {
         r.await.unwrap();
     }
     let mut latencies = Vec::with_capacity(PINGS * WATCHERS);
+    let mut write_ms = Vec::with_capacity(PINGS);
     for _ in 0..PINGS {
-        let patch = Patch::Merge(serde_json::json!({"data": {"value": micros_now().to_string()}}));
+        let sent = micros_now();
+        let patch = Patch::Merge(serde_json::json!({"data": {"value": sent.to_string()}}));
         api.patch("ping", &PatchParams::default(), &patch).await.unwrap();
+        write_ms.push((micros_now() - sent) as f64 / 1000.0);
         for _ in 0..WATCHERS {
             latencies.push(tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap());
         }
     }
     latencies.sort_by(f64::total_cmp);
+    write_ms.sort_by(f64::total_cmp);
     let _ = server.kill();
     let _ = server.wait();
 
     println!("apiserver benchmark (release build, 2 cores, synchronous=FULL durable writes)");
     println!("  creates:            {writes_per_second:>8.0} writes/s   ({OBJECTS} objects, {WRITERS} concurrent clients; goal >= 2000)");
     println!("  LIST {OBJECTS} objects:  {:>8.1} ms median  (min {:.1}; goal <= 100)", percentile(&list_ms, 0.5), list_ms[0]);
-    println!("  watch latency:      {:>8.2} ms p50, {:.2} ms p99   (write -> event, {WATCHERS} watchers x {PINGS} writes; goal p99 <= 5)", percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    println!("  watch latency:      {:>8.2} ms p50, {:.2} ms p99   (write sent -> event received, {WATCHERS} watchers x {PINGS} writes; goal p99 <= 5)", percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    println!("    of which the durable write itself: {:.2} ms p50, {:.2} ms p99 (request, fsync, answer)", percentile(&write_ms, 0.5), percentile(&write_ms, 0.99));
     println!("  RSS:                {:>8.1} MiB with {OBJECTS} objects  ({:.1} MiB empty; goal <= 50)", rss_full as f64 / 1024.0, rss_empty as f64 / 1024.0);
 }
