@@ -19,7 +19,10 @@ const PINGS: usize = 200;
 
 fn cm(name: String, value: String) -> ConfigMap {
     ConfigMap {
-        metadata: ObjectMeta { name: Some(name), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name),
+            ..Default::default()
+        },
         data: Some(BTreeMap::from([("value".to_string(), value)])),
         ..Default::default()
     }
@@ -35,7 +38,10 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn micros_now() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -53,10 +59,21 @@ async fn main() {
         .spawn()
         .expect("phoenix apiserver starts");
     let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let kubeconfig = line.trim().strip_prefix("export KUBECONFIG=").unwrap().to_owned();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let kubeconfig = line
+        .trim()
+        .strip_prefix("export KUBECONFIG=")
+        .unwrap()
+        .to_owned();
     let kc = Kubeconfig::read_from(&kubeconfig).unwrap();
-    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap()).unwrap();
+    let client = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let rss_empty = rss_kib(server.id());
 
@@ -67,7 +84,12 @@ async fn main() {
             let api = api.clone();
             tokio::spawn(async move {
                 for i in (w..OBJECTS).step_by(WRITERS) {
-                    api.create(&PostParams::default(), &cm(format!("obj-{i:05}"), "x".repeat(200))).await.expect("create");
+                    api.create(
+                        &PostParams::default(),
+                        &cm(format!("obj-{i:05}"), "x".repeat(200)),
+                    )
+                    .await
+                    .expect("create");
                 }
             })
         })
@@ -81,9 +103,14 @@ async fn main() {
     let mut list_ms = Vec::new();
     for _ in 0..5 {
         let started = Instant::now();
-        let request = http::Request::get("/api/v1/namespaces/default/configmaps").body(kube::client::Body::empty()).unwrap();
+        let request = http::Request::get("/api/v1/namespaces/default/configmaps")
+            .body(kube::client::Body::empty())
+            .unwrap();
         let response = client.send(request).await.unwrap();
-        let bytes = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
         assert!(bytes.len() > OBJECTS * 200);
         list_ms.push(started.elapsed().as_secs_f64() * 1000.0);
     }
@@ -91,7 +118,12 @@ async fn main() {
     let rss_full = rss_kib(server.id());
 
     // Write → event latency with WATCHERS watchers on one object.
-    api.create(&PostParams::default(), &cm("ping".into(), micros_now().to_string())).await.unwrap();
+    api.create(
+        &PostParams::default(),
+        &cm("ping".into(), micros_now().to_string()),
+    )
+    .await
+    .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
     let mut ready = Vec::new();
     for _ in 0..WATCHERS {
@@ -99,8 +131,16 @@ async fn main() {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         ready.push(ready_rx);
         tokio::spawn(async move {
-            let params = WatchParams::default().fields("metadata.name=ping").timeout(120);
-            let rv = api.get("ping").await.unwrap().metadata.resource_version.unwrap();
+            let params = WatchParams::default()
+                .fields("metadata.name=ping")
+                .timeout(120);
+            let rv = api
+                .get("ping")
+                .await
+                .unwrap()
+                .metadata
+                .resource_version
+                .unwrap();
             let mut stream = api.watch(&params, &rv).await.unwrap().boxed();
             let _ = ready_tx.send(());
             while let Some(Ok(WatchEvent::Modified(c))) = stream.next().await {
@@ -117,10 +157,17 @@ async fn main() {
     for _ in 0..PINGS {
         let sent = micros_now();
         let patch = Patch::Merge(serde_json::json!({"data": {"value": sent.to_string()}}));
-        api.patch("ping", &PatchParams::default(), &patch).await.unwrap();
+        api.patch("ping", &PatchParams::default(), &patch)
+            .await
+            .unwrap();
         write_ms.push((micros_now() - sent) as f64 / 1000.0);
         for _ in 0..WATCHERS {
-            latencies.push(tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap());
+            latencies.push(
+                tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
         }
     }
     latencies.sort_by(f64::total_cmp);
@@ -129,9 +176,27 @@ async fn main() {
     let _ = server.wait();
 
     println!("apiserver benchmark (release build, 2 cores, synchronous=FULL durable writes)");
-    println!("  creates:            {writes_per_second:>8.0} writes/s   ({OBJECTS} objects, {WRITERS} concurrent clients; goal >= 2000)");
-    println!("  LIST {OBJECTS} objects:  {:>8.1} ms median  (min {:.1}; goal <= 100)", percentile(&list_ms, 0.5), list_ms[0]);
-    println!("  watch latency:      {:>8.2} ms p50, {:.2} ms p99   (write sent -> event received, {WATCHERS} watchers x {PINGS} writes; goal p99 <= 5)", percentile(&latencies, 0.5), percentile(&latencies, 0.99));
-    println!("    of which the durable write itself: {:.2} ms p50, {:.2} ms p99 (request, fsync, answer)", percentile(&write_ms, 0.5), percentile(&write_ms, 0.99));
-    println!("  RSS:                {:>8.1} MiB with {OBJECTS} objects  ({:.1} MiB empty; goal <= 50)", rss_full as f64 / 1024.0, rss_empty as f64 / 1024.0);
+    println!(
+        "  creates:            {writes_per_second:>8.0} writes/s   ({OBJECTS} objects, {WRITERS} concurrent clients; goal >= 2000)"
+    );
+    println!(
+        "  LIST {OBJECTS} objects:  {:>8.1} ms median  (min {:.1}; goal <= 100)",
+        percentile(&list_ms, 0.5),
+        list_ms[0]
+    );
+    println!(
+        "  watch latency:      {:>8.2} ms p50, {:.2} ms p99   (write sent -> event received, {WATCHERS} watchers x {PINGS} writes; goal p99 <= 5)",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+    println!(
+        "    of which the durable write itself: {:.2} ms p50, {:.2} ms p99 (request, fsync, answer)",
+        percentile(&write_ms, 0.5),
+        percentile(&write_ms, 0.99)
+    );
+    println!(
+        "  RSS:                {:>8.1} MiB with {OBJECTS} objects  ({:.1} MiB empty; goal <= 50)",
+        rss_full as f64 / 1024.0,
+        rss_empty as f64 / 1024.0
+    );
 }

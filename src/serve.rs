@@ -16,7 +16,10 @@ pub fn run(args: ServerArgs, up: bool) -> ExitCode {
 }
 
 async fn serve(args: ServerArgs, up: bool) -> ExitCode {
-    let config = phoenix_apiserver::Config { data_dir: args.data_dir.clone(), listen: args.listen.clone() };
+    let config = phoenix_apiserver::Config {
+        data_dir: args.data_dir.clone(),
+        listen: args.listen.clone(),
+    };
     let running = match phoenix_apiserver::start(config).await {
         Ok(running) => running,
         Err(e) => {
@@ -24,10 +27,13 @@ async fn serve(args: ServerArgs, up: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let kubeconfig = std::fs::canonicalize(&running.kubeconfig).unwrap_or(running.kubeconfig.clone());
+    let kubeconfig =
+        std::fs::canonicalize(&running.kubeconfig).unwrap_or(running.kubeconfig.clone());
     println!("export KUBECONFIG={}", kubeconfig.display());
     if up {
-        tracing::warn!("the controllers are not built yet (issue 5): objects are stored and served, not reconciled");
+        tracing::warn!(
+            "the controllers are not built yet (issue 5): objects are stored and served, not reconciled"
+        );
     }
     if let Some(path) = &args.apply {
         tracing::warn!(path = %path.display(), "--apply needs the controllers' client (issue 5); apply with kubectl meanwhile");

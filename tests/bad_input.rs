@@ -11,26 +11,68 @@ const LXC: &str = "/apis/phoenix.thinkheads.ai/v1alpha1/namespaces/default/lxcgu
 
 async fn client(server: &support::ApiServer) -> kube::Client {
     let kc = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
     kube::Client::try_from(config).unwrap()
 }
 
-async fn send(client: &kube::Client, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
-    let request = http::Request::builder().method(method).uri(path).header("Content-Type", content_type).body(body).unwrap();
-    let response = client.send(request.map(kube::client::Body::from)).await.expect("the server answers");
+async fn send(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Content-Type", content_type)
+        .body(body)
+        .unwrap();
+    let response = client
+        .send(request.map(kube::client::Body::from))
+        .await
+        .expect("the server answers");
     let status = response.status().as_u16();
-    let bytes = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test]
 async fn bad_requests_get_clear_4xx_statuses() {
     let server = support::ApiServer::start();
     let client = client(&server).await;
-    let crd = serde_json::to_vec(&phoenix_crds::all_crds().into_iter().find(|(f, _)| *f == "lxcguest.yaml").unwrap().1).unwrap();
-    assert_eq!(send(&client, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "application/json", crd).await.0, 201);
+    let crd = serde_json::to_vec(
+        &phoenix_crds::all_crds()
+            .into_iter()
+            .find(|(f, _)| *f == "lxcguest.yaml")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert_eq!(
+        send(
+            &client,
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            "application/json",
+            crd
+        )
+        .await
+        .0,
+        201
+    );
     let json = "application/json";
-    let cases: Vec<(&str, &str, &str, &str, Vec<u8>, u16, &str)> = vec![
+    // (what, method, path, content type, body, expected code, text the message must contain)
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a str, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("malformed JSON", "POST", NS, json, b"{\"metadata\": ".to_vec(), 400, "not valid JSON"),
         ("malformed YAML", "POST", NS, "application/yaml", b"metadata: [unclosed".to_vec(), 400, "not valid YAML"),
         ("a JSON array", "POST", NS, json, b"[1,2]".to_vec(), 400, "must be a JSON object"),
@@ -62,9 +104,15 @@ async fn bad_requests_get_clear_4xx_statuses() {
         assert_eq!(body["kind"], "Status", "{what}: a metav1.Status");
         assert_eq!(body["code"], code, "{what}");
         let message = body["message"].as_str().unwrap_or_default();
-        assert!(message.contains(needle), "{what}: {message:?} should mention {needle:?}");
+        assert!(
+            message.contains(needle),
+            "{what}: {message:?} should mention {needle:?}"
+        );
     }
     // Nothing was created by any of it, and the server still serves.
     let (status, list) = send(&client, "GET", NS, json, vec![]).await;
-    assert_eq!((status, list["items"].as_array().map(Vec::len)), (200, Some(0)));
+    assert_eq!(
+        (status, list["items"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
 }

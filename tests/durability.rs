@@ -15,13 +15,18 @@ use std::time::Duration;
 
 async fn client(kubeconfig: &std::path::Path) -> kube::Client {
     let kc = Kubeconfig::read_from(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
     kube::Client::try_from(config).unwrap()
 }
 
 fn cm(name: &str) -> ConfigMap {
     ConfigMap {
-        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
         data: Some(BTreeMap::from([("written".to_string(), name.to_string())])),
         ..Default::default()
     }
@@ -69,16 +74,33 @@ async fn acknowledged_writes_survive_sigkill() {
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= kill_after);
 
-    let restarted = support::ApiServer::start_in_at(temp.as_ref().unwrap().path(), &format!("127.0.0.1:{port}"));
+    let restarted = support::ApiServer::start_in_at(
+        temp.as_ref().unwrap().path(),
+        &format!("127.0.0.1:{port}"),
+    );
     let api: Api<ConfigMap> = Api::namespaced(client(&restarted.kubeconfig).await, "default");
     let list = api.list(&Default::default()).await.unwrap();
     let stored: BTreeMap<String, u64> = list
         .items
         .iter()
-        .map(|c| (c.metadata.name.clone().unwrap(), c.metadata.resource_version.clone().unwrap().parse().unwrap()))
+        .map(|c| {
+            (
+                c.metadata.name.clone().unwrap(),
+                c.metadata
+                    .resource_version
+                    .clone()
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+            )
+        })
         .collect();
     for (name, rv) in &acked {
-        assert_eq!(stored.get(name), Some(rv), "acknowledged write {name} (rv {rv}) survives the crash");
+        assert_eq!(
+            stored.get(name),
+            Some(rv),
+            "acknowledged write {name} (rv {rv}) survives the crash"
+        );
     }
     let max_acked = acked.iter().map(|(_, rv)| *rv).max().unwrap();
     let list_rv: u64 = list.metadata.resource_version.unwrap().parse().unwrap();
@@ -86,12 +108,28 @@ async fn acknowledged_writes_survive_sigkill() {
 
     // A watch from a revision seen before the crash resumes with what came after it.
     let resume_from = acked[acked.len() / 2].1;
-    let mut watch = api.watch(&WatchParams::default().timeout(10), &resume_from.to_string()).await.unwrap().boxed();
-    let after = api.create(&PostParams::default(), &cm("after-restart")).await.unwrap();
+    let mut watch = api
+        .watch(
+            &WatchParams::default().timeout(10),
+            &resume_from.to_string(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    let after = api
+        .create(&PostParams::default(), &cm("after-restart"))
+        .await
+        .unwrap();
     let after_rv: u64 = after.metadata.resource_version.unwrap().parse().unwrap();
-    assert!(after_rv > list_rv, "resource versions keep increasing across the restart");
+    assert!(
+        after_rv > list_rv,
+        "resource versions keep increasing across the restart"
+    );
     let mut seen = Vec::new();
-    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.unwrap() {
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .unwrap()
+    {
         if let WatchEvent::Added(c) = event.unwrap() {
             let rv: u64 = c.metadata.resource_version.unwrap().parse().unwrap();
             seen.push(rv);
@@ -100,6 +138,16 @@ async fn acknowledged_writes_survive_sigkill() {
             }
         }
     }
-    let expected: Vec<u64> = stored.values().copied().filter(|rv| *rv > resume_from).chain([after_rv]).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    assert_eq!(seen, expected, "every change after the resume point, in order");
+    let expected: Vec<u64> = stored
+        .values()
+        .copied()
+        .filter(|rv| *rv > resume_from)
+        .chain([after_rv])
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        seen, expected,
+        "every change after the resume point, in order"
+    );
 }

@@ -21,7 +21,9 @@ use std::time::Duration;
 
 async fn client(server: &support::ApiServer) -> Client {
     let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig parses");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("config");
     Client::try_from(config).expect("client")
 }
 
@@ -29,7 +31,12 @@ fn counter(name: &str, n: u32, labels: &[(&str, &str)]) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             ..Default::default()
         },
         data: Some(BTreeMap::from([("n".to_string(), n.to_string())])),
@@ -39,17 +46,31 @@ fn counter(name: &str, n: u32, labels: &[(&str, &str)]) -> ConfigMap {
 
 async fn set_counter(api: &Api<ConfigMap>, name: &str, n: u32, labels: &[(&str, &str)]) {
     let patch = Patch::Apply(counter(name, n, labels));
-    api.patch(name, &PatchParams::apply("writer").force(), &patch).await.expect("write acknowledged");
+    api.patch(name, &PatchParams::apply("writer").force(), &patch)
+        .await
+        .expect("write acknowledged");
 }
 
 /// Collects the counter values a watcher delivers until `last` arrives.
-fn spawn_watcher(api: Api<ConfigMap>, config: watcher::Config, last: u32) -> tokio::task::JoinHandle<Vec<u32>> {
+fn spawn_watcher(
+    api: Api<ConfigMap>,
+    config: watcher::Config,
+    last: u32,
+) -> tokio::task::JoinHandle<Vec<u32>> {
     tokio::spawn(async move {
         let mut seen = Vec::new();
-        let mut stream = watcher(api, config).default_backoff().applied_objects().boxed();
+        let mut stream = watcher(api, config)
+            .default_backoff()
+            .applied_objects()
+            .boxed();
         while let Some(item) = stream.next().await {
             let Ok(cm) = item else { continue };
-            let n: u32 = cm.data.as_ref().and_then(|d| d.get("n")).and_then(|n| n.parse().ok()).unwrap_or(0);
+            let n: u32 = cm
+                .data
+                .as_ref()
+                .and_then(|d| d.get("n"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             if seen.last() != Some(&n) {
                 seen.push(n);
             }
@@ -69,16 +90,27 @@ async fn watcher_sees_every_change_across_watch_restarts_from_bookmarks() {
     // One-second watches: the stream is closed (after a bookmark) many times while we
     // write; changes to the unlabelled `noise` object move the revision on without the
     // watcher seeing them, so each resume starts from a bookmark's revision.
-    let watch = spawn_watcher(api.clone(), watcher::Config::default().labels("watch=me").timeout(1), 40);
+    let watch = spawn_watcher(
+        api.clone(),
+        watcher::Config::default().labels("watch=me").timeout(1),
+        40,
+    );
     for n in 1..=40 {
         set_counter(&api, "counter", n, &[("watch", "me")]).await;
         set_counter(&api, "noise", n, &[]).await;
         // Pacing, so that the writes span several watch timeouts.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let seen = tokio::time::timeout(Duration::from_secs(30), watch).await.expect("watcher finishes").unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(30), watch)
+        .await
+        .expect("watcher finishes")
+        .unwrap();
     let start = seen.first().copied().unwrap_or(0);
-    assert_eq!(seen, (start..=40).collect::<Vec<_>>(), "every change, in order, no gap");
+    assert_eq!(
+        seen,
+        (start..=40).collect::<Vec<_>>(),
+        "every change, in order, no gap"
+    );
 }
 
 #[tokio::test]
@@ -88,7 +120,11 @@ async fn watcher_resumes_across_a_server_restart() {
     let port = url.rsplit(':').next().unwrap().to_owned();
     let api: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
     set_counter(&api, "counter", 0, &[]).await;
-    let watch = spawn_watcher(api.clone(), watcher::Config::default().fields("metadata.name=counter"), 20);
+    let watch = spawn_watcher(
+        api.clone(),
+        watcher::Config::default().fields("metadata.name=counter"),
+        20,
+    );
     for n in 1..=10 {
         set_counter(&api, "counter", n, &[]).await;
     }
@@ -98,9 +134,15 @@ async fn watcher_resumes_across_a_server_restart() {
     for n in 11..=20 {
         set_counter(&api, "counter", n, &[]).await;
     }
-    let seen = tokio::time::timeout(Duration::from_secs(60), watch).await.expect("watcher finishes").unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(60), watch)
+        .await
+        .expect("watcher finishes")
+        .unwrap();
     assert_eq!(*seen.last().unwrap(), 20);
-    assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "no gap and no reordering: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gap and no reordering: {seen:?}"
+    );
     drop(restarted);
 }
 
@@ -120,10 +162,18 @@ async fn reconcile(guest: Arc<LxcGuest>, ctx: Arc<Ctx>) -> Result<Action, kube::
         secondary: None,
     };
     ctx.recorder.publish(&event, &reference).await?;
-    let api: Api<LxcGuest> = Api::namespaced(ctx.client.clone(), guest.metadata.namespace.as_deref().unwrap());
+    let api: Api<LxcGuest> = Api::namespaced(
+        ctx.client.clone(),
+        guest.metadata.namespace.as_deref().unwrap(),
+    );
     let status = serde_json::json!({"apiVersion": "phoenix.thinkheads.ai/v1alpha1", "kind": "LxcGuest",
                                     "status": {"state": "running", "observedGeneration": guest.metadata.generation}});
-    api.patch_status(&guest.metadata.name.clone().unwrap(), &PatchParams::apply("test-controller").force(), &Patch::Apply(status)).await?;
+    api.patch_status(
+        &guest.metadata.name.clone().unwrap(),
+        &PatchParams::apply("test-controller").force(),
+        &Patch::Apply(status),
+    )
+    .await?;
     Ok(Action::await_change())
 }
 
@@ -136,23 +186,52 @@ async fn a_controller_reconciles_and_its_events_show_in_kubectl() {
     let server = support::ApiServer::start();
     let client = client(&server).await;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = phoenix_crds::all_crds().into_iter().find(|(f, _)| *f == "lxcguest.yaml").unwrap().1;
-    crds.create(&PostParams::default(), &crd).await.expect("CRD created");
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/lxc-801.yaml")).unwrap();
+    let crd = phoenix_crds::all_crds()
+        .into_iter()
+        .find(|(f, _)| *f == "lxcguest.yaml")
+        .unwrap()
+        .1;
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("CRD created");
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/lxc-801.yaml"
+    ))
+    .unwrap();
     let guest: LxcGuest = serde_yaml_ng::from_str(&example).unwrap();
     let api: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
-    api.create(&PostParams::default(), &guest).await.expect("guest created");
+    api.create(&PostParams::default(), &guest)
+        .await
+        .expect("guest created");
 
     let ctx = Arc::new(Ctx {
         client: client.clone(),
-        recorder: Recorder::new(client.clone(), Reporter { controller: "phoenix-test".into(), instance: Some("test-1".into()) }),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "phoenix-test".into(),
+                instance: Some("test-1".into()),
+            },
+        ),
     });
-    let controller = tokio::spawn(Controller::new(api.clone(), watcher::Config::default()).run(reconcile, error_policy, ctx).for_each(|_| async {}));
-    let running = |g: Option<&LxcGuest>| g.and_then(|g| g.status.as_ref()).and_then(|s| s.guest.state.as_deref()) == Some("running");
-    tokio::time::timeout(Duration::from_secs(30), kube::runtime::wait::await_condition(api.clone(), "granite-embedding", running))
-        .await
-        .expect("reconciled in time")
-        .expect("watch works");
+    let controller = tokio::spawn(
+        Controller::new(api.clone(), watcher::Config::default())
+            .run(reconcile, error_policy, ctx)
+            .for_each(|_| async {}),
+    );
+    let running = |g: Option<&LxcGuest>| {
+        g.and_then(|g| g.status.as_ref())
+            .and_then(|s| s.guest.state.as_deref())
+            == Some("running")
+    };
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        kube::runtime::wait::await_condition(api.clone(), "granite-embedding", running),
+    )
+    .await
+    .expect("reconciled in time")
+    .expect("watch works");
     controller.abort();
 
     let out = std::process::Command::new("kubectl")
@@ -160,8 +239,14 @@ async fn a_controller_reconciles_and_its_events_show_in_kubectl() {
         .env("KUBECONFIG", &server.kubeconfig)
         .output()
         .unwrap();
-    let events: serde_json::Value = serde_json::from_slice(&out.stdout).expect("kubectl prints JSON");
-    let ours = events["items"].as_array().unwrap().iter().find(|e| e["reason"] == "Reconciled").expect("the Recorder's event");
+    let events: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("kubectl prints JSON");
+    let ours = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["reason"] == "Reconciled")
+        .expect("the Recorder's event");
     assert_eq!(ours["involvedObject"]["name"], "granite-embedding");
     assert_eq!(ours["message"], "seen by the kube-rs test controller");
     let described = std::process::Command::new("kubectl")
@@ -169,7 +254,9 @@ async fn a_controller_reconciles_and_its_events_show_in_kubectl() {
         .env("KUBECONFIG", &server.kubeconfig)
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&described.stdout).contains("seen by the kube-rs test controller"));
+    assert!(
+        String::from_utf8_lossy(&described.stdout).contains("seen by the kube-rs test controller")
+    );
 }
 
 #[tokio::test]
@@ -184,7 +271,8 @@ async fn two_contenders_elect_one_leader_through_a_lease() {
             .with_grace(1)
             .build()
     };
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "default");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "default");
     let (mut a, task_a) = manager("a").await.unwrap().watch().await;
     let (mut b, task_b) = manager("b").await.unwrap().watch().await;
     let mut first = None;
@@ -200,14 +288,23 @@ async fn two_contenders_elect_one_leader_through_a_lease() {
         }
         let (la, lb) = (*a.borrow(), *b.borrow());
         assert!(!(la && lb), "both contenders hold the lease");
-        first = if la { Some("a") } else if lb { Some("b") } else { None };
+        first = if la {
+            Some("a")
+        } else if lb {
+            Some("b")
+        } else {
+            None
+        };
     }
     let lease = leases.get("phoenix-leader").await.unwrap();
     assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), first);
     // The leader steps down: closing its channel ends its task, and the lease is released
     // (or expires); the other contender takes over.
-    let (leader, leader_task, mut other, other_task) =
-        if first == Some("a") { (a, task_a, b, task_b) } else { (b, task_b, a, task_a) };
+    let (leader, leader_task, mut other, other_task) = if first == Some("a") {
+        (a, task_a, b, task_b)
+    } else {
+        (b, task_b, a, task_a)
+    };
     drop(leader);
     let _ = tokio::time::timeout(Duration::from_secs(10), leader_task).await;
     let took_over = tokio::time::timeout(Duration::from_secs(30), async {
@@ -216,6 +313,9 @@ async fn two_contenders_elect_one_leader_through_a_lease() {
         }
     })
     .await;
-    assert!(took_over.is_ok(), "the second contender takes over after the leader is gone");
+    assert!(
+        took_over.is_ok(),
+        "the second contender takes over after the leader is gone"
+    );
     other_task.abort();
 }

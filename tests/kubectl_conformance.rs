@@ -18,7 +18,11 @@ fn conformance(kubectl: &Path) {
         .expect("bash runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "conformance failed with {}:\n{stdout}\n{stderr}", kubectl.display());
+    assert!(
+        out.status.success(),
+        "conformance failed with {}:\n{stdout}\n{stderr}",
+        kubectl.display()
+    );
     let summary = stdout.lines().last().unwrap_or_default();
     assert!(summary.ends_with("passed, 0 failed"), "{summary}");
     println!("{} {summary}", kubectl.display());

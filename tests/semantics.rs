@@ -18,22 +18,33 @@ use std::time::Duration;
 
 async fn client(server: &support::ApiServer) -> kube::Client {
     let kc = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
     kube::Client::try_from(config).unwrap()
 }
 
 fn cm(name: &str) -> ConfigMap {
-    ConfigMap { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() }
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 async fn gone<K>(api: Api<K>, name: &str)
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
-    tokio::time::timeout(Duration::from_secs(20), await_condition(api, name, conditions::is_deleted("")))
-        .await
-        .unwrap_or_else(|_| panic!("{name} should be deleted"))
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        await_condition(api, name, conditions::is_deleted("")),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{name} should be deleted"))
+    .unwrap();
 }
 
 #[tokio::test]
@@ -41,19 +52,50 @@ async fn namespace_deletion_cascades_and_waits_for_finalizers() {
     let server = support::ApiServer::start();
     let client = client(&server).await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces.create(&PostParams::default(), &Namespace { metadata: ObjectMeta { name: Some("doomed".into()), ..Default::default() }, ..Default::default() }).await.unwrap();
+    namespaces
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some("doomed".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
-    cms.create(&PostParams::default(), &cm("plain")).await.unwrap();
+    cms.create(&PostParams::default(), &cm("plain"))
+        .await
+        .unwrap();
     let mut held = cm("held");
     held.metadata.finalizers = Some(vec!["test/hold".into()]);
     cms.create(&PostParams::default(), &held).await.unwrap();
-    namespaces.delete("doomed", &DeleteParams::default()).await.unwrap();
+    namespaces
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
     gone(cms.clone(), "plain").await;
     let ns = namespaces.get("doomed").await.unwrap();
     assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Terminating"));
-    let err = cms.create(&PostParams::default(), &cm("late")).await.unwrap_err();
+    let err = cms
+        .create(&PostParams::default(), &cm("late"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("being terminated"), "{err}");
-    cms.patch("held", &PatchParams::default(), &Patch::Json::<()>(serde_json::from_value(serde_json::json!([{"op": "remove", "path": "/metadata/finalizers"}])).unwrap())).await.unwrap();
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Json::<()>(
+            serde_json::from_value(
+                serde_json::json!([{"op": "remove", "path": "/metadata/finalizers"}]),
+            )
+            .unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
     gone(namespaces, "doomed").await;
 }
 
@@ -63,7 +105,10 @@ async fn owned_objects_are_garbage_collected() {
     let client = client(&server).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
-    let owner = cms.create(&PostParams::default(), &cm("owner")).await.unwrap();
+    let owner = cms
+        .create(&PostParams::default(), &cm("owner"))
+        .await
+        .unwrap();
     let reference = OwnerReference {
         api_version: "v1".into(),
         kind: "ConfigMap".into(),
@@ -72,12 +117,37 @@ async fn owned_objects_are_garbage_collected() {
         controller: Some(true),
         ..Default::default()
     };
-    let owned = Secret { metadata: ObjectMeta { name: Some("owned".into()), owner_references: Some(vec![reference]), ..Default::default() }, ..Default::default() };
-    secrets.create(&PostParams::default(), &owned).await.unwrap();
-    secrets.create(&PostParams::default(), &Secret { metadata: ObjectMeta { name: Some("free".into()), ..Default::default() }, ..Default::default() }).await.unwrap();
+    let owned = Secret {
+        metadata: ObjectMeta {
+            name: Some("owned".into()),
+            owner_references: Some(vec![reference]),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    secrets
+        .create(&PostParams::default(), &owned)
+        .await
+        .unwrap();
+    secrets
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: ObjectMeta {
+                    name: Some("free".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     cms.delete("owner", &DeleteParams::default()).await.unwrap();
     gone(secrets.clone(), "owned").await;
-    assert!(secrets.get("free").await.is_ok(), "objects without owners stay");
+    assert!(
+        secrets.get("free").await.is_ok(),
+        "objects without owners stay"
+    );
 }
 
 #[tokio::test]
@@ -85,18 +155,44 @@ async fn deleting_a_crd_removes_its_objects_and_serving() {
     let server = support::ApiServer::start();
     let client = client(&server).await;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = phoenix_crds::all_crds().into_iter().find(|(f, _)| *f == "lxcguest.yaml").unwrap().1;
+    let crd = phoenix_crds::all_crds()
+        .into_iter()
+        .find(|(f, _)| *f == "lxcguest.yaml")
+        .unwrap()
+        .1;
     crds.create(&PostParams::default(), &crd).await.unwrap();
     let guests: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
-    let example: LxcGuest = serde_yaml_ng::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/lxc-103.yaml")).unwrap()).unwrap();
-    guests.create(&PostParams::default(), &example).await.unwrap();
-    crds.delete("lxcguests.phoenix.thinkheads.ai", &DeleteParams::default()).await.unwrap();
+    let example: LxcGuest = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/lxc-103.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    guests
+        .create(&PostParams::default(), &example)
+        .await
+        .unwrap();
+    crds.delete("lxcguests.phoenix.thinkheads.ai", &DeleteParams::default())
+        .await
+        .unwrap();
     gone(crds.clone(), "lxcguests.phoenix.thinkheads.ai").await;
     let err = guests.list(&ListParams::default()).await.unwrap_err();
-    assert!(err.to_string().contains("404") || err.to_string().contains("could not find"), "{err}");
+    assert!(
+        err.to_string().contains("404") || err.to_string().contains("could not find"),
+        "{err}"
+    );
     // Re-created, the kind starts empty.
     crds.create(&PostParams::default(), &crd).await.unwrap();
-    assert!(guests.list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(
+        guests
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -105,35 +201,120 @@ async fn pages_dry_runs_generation_and_status() {
     let client = client(&server).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for i in 0..7 {
-        cms.create(&PostParams::default(), &cm(&format!("page-{i}"))).await.unwrap();
+        cms.create(&PostParams::default(), &cm(&format!("page-{i}")))
+            .await
+            .unwrap();
     }
     let first = cms.list(&ListParams::default().limit(3)).await.unwrap();
     assert_eq!(first.items.len(), 3);
     assert_eq!(first.metadata.remaining_item_count, Some(4));
     let token = first.metadata.continue_.clone().unwrap();
-    let second = cms.list(&ListParams::default().limit(3).continue_token(&token)).await.unwrap();
-    let third = cms.list(&ListParams::default().limit(3).continue_token(&second.metadata.continue_.clone().unwrap())).await.unwrap();
-    let names: Vec<String> = [first.items, second.items, third.items].concat().into_iter().map(|c| c.metadata.name.unwrap()).collect();
-    assert_eq!(names, (0..7).map(|i| format!("page-{i}")).collect::<Vec<_>>());
+    let second = cms
+        .list(&ListParams::default().limit(3).continue_token(&token))
+        .await
+        .unwrap();
+    let third = cms
+        .list(
+            &ListParams::default()
+                .limit(3)
+                .continue_token(&second.metadata.continue_.clone().unwrap()),
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = [first.items, second.items, third.items]
+        .concat()
+        .into_iter()
+        .map(|c| c.metadata.name.unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        (0..7).map(|i| format!("page-{i}")).collect::<Vec<_>>()
+    );
     assert!(third.metadata.continue_.is_none());
 
-    let dry = cms.create(&PostParams { dry_run: true, ..Default::default() }, &cm("dry")).await.unwrap();
+    let dry = cms
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &cm("dry"),
+        )
+        .await
+        .unwrap();
     assert_eq!(dry.metadata.name.as_deref(), Some("dry"));
-    assert!(cms.get_opt("dry").await.unwrap().is_none(), "a dry run stores nothing");
+    assert!(
+        cms.get_opt("dry").await.unwrap().is_none(),
+        "a dry run stores nothing"
+    );
 
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &phoenix_crds::all_crds().into_iter().find(|(f, _)| *f == "lxcguest.yaml").unwrap().1).await.unwrap();
+    crds.create(
+        &PostParams::default(),
+        &phoenix_crds::all_crds()
+            .into_iter()
+            .find(|(f, _)| *f == "lxcguest.yaml")
+            .unwrap()
+            .1,
+    )
+    .await
+    .unwrap();
     let guests: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
-    let example: LxcGuest = serde_yaml_ng::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/lxc-801.yaml")).unwrap()).unwrap();
-    let created = guests.create(&PostParams::default(), &example).await.unwrap();
+    let example: LxcGuest = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/lxc-801.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let created = guests
+        .create(&PostParams::default(), &example)
+        .await
+        .unwrap();
     assert_eq!(created.metadata.generation, Some(1));
-    let labelled = guests.patch("granite-embedding", &PatchParams::default(), &Patch::Merge(serde_json::json!({"metadata": {"labels": {"a": "b"}}}))).await.unwrap();
-    assert_eq!(labelled.metadata.generation, Some(1), "metadata changes leave generation alone");
-    let status = guests.patch_status("granite-embedding", &PatchParams::default(), &Patch::Merge(serde_json::json!({"status": {"state": "running"}, "spec": {"cores": 64}}))).await.unwrap();
-    assert_eq!((status.metadata.generation, status.spec.common.cores), (Some(1), 8), "/status ignores the spec");
-    let respec = guests.patch("granite-embedding", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"cores": 4}, "status": {"state": "hacked"}}))).await.unwrap();
+    let labelled = guests
+        .patch(
+            "granite-embedding",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        labelled.metadata.generation,
+        Some(1),
+        "metadata changes leave generation alone"
+    );
+    let status = guests
+        .patch_status(
+            "granite-embedding",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"status": {"state": "running"}, "spec": {"cores": 64}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (status.metadata.generation, status.spec.common.cores),
+        (Some(1), 8),
+        "/status ignores the spec"
+    );
+    let respec = guests
+        .patch(
+            "granite-embedding",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"cores": 4}, "status": {"state": "hacked"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(respec.metadata.generation, Some(2));
-    assert_eq!(respec.status.unwrap().guest.state.as_deref(), Some("running"), "the main resource ignores status");
+    assert_eq!(
+        respec.status.unwrap().guest.state.as_deref(),
+        Some("running"),
+        "the main resource ignores status"
+    );
 }
 
 #[tokio::test]
@@ -142,20 +323,35 @@ async fn streaming_lists_send_initial_events_then_a_bookmark() {
     let client = client(&server).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for i in 0..5 {
-        cms.create(&PostParams::default(), &cm(&format!("s-{i}"))).await.unwrap();
+        cms.create(&PostParams::default(), &cm(&format!("s-{i}")))
+            .await
+            .unwrap();
     }
     let mut stream = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
     let mut initial = Vec::new();
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         match event {
             watcher::Event::InitApply(c) => initial.push(c.metadata.name.unwrap()),
             watcher::Event::InitDone => break,
             _ => {}
         }
     }
-    assert_eq!(initial, (0..5).map(|i| format!("s-{i}")).collect::<Vec<_>>());
-    cms.create(&PostParams::default(), &cm("s-live")).await.unwrap();
-    let live = tokio::time::timeout(Duration::from_secs(10), stream.applied_objects().next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(
+        initial,
+        (0..5).map(|i| format!("s-{i}")).collect::<Vec<_>>()
+    );
+    cms.create(&PostParams::default(), &cm("s-live"))
+        .await
+        .unwrap();
+    let live = tokio::time::timeout(Duration::from_secs(10), stream.applied_objects().next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(live.metadata.name.as_deref(), Some("s-live"));
 }

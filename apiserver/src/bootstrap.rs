@@ -5,7 +5,8 @@ use crate::server::State;
 use crate::store::Write;
 use serde_json::json;
 
-pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 pub async fn ensure_system_namespaces(state: &State) {
     for name in SYSTEM_NAMESPACES {
@@ -20,7 +21,15 @@ pub async fn ensure_system_namespaces(state: &State) {
             "spec": {"finalizers": ["kubernetes"]},
             "status": {"phase": "Active"},
         });
-        if let Err(e) = state.store.write(Write::Put { key, value, expect: Some(0) }).await {
+        if let Err(e) = state
+            .store
+            .write(Write::Put {
+                key,
+                value,
+                expect: Some(0),
+            })
+            .await
+        {
             tracing::error!(namespace = name, error = %e, "cannot create system namespace");
         }
     }

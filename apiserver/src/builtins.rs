@@ -35,17 +35,30 @@ fn secret(rt: &ResourceType, object: &mut Value, old: Option<&Value>) -> ApiResu
     map.entry("type").or_insert_with(|| json!("Opaque"));
     if let Some(data) = map.get("data").and_then(Value::as_object) {
         for (k, v) in data {
-            let ok = v.as_str().is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
+            let ok = v
+                .as_str()
+                .is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
             if !ok {
-                return Err(ApiError::bad_request(format!("Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data[{k}]")));
+                return Err(ApiError::bad_request(format!(
+                    "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data[{k}]"
+                )));
             }
         }
     }
     if let Some(old) = old
         && old.get("type") != object.get("type")
     {
-        let err = FieldError::new("type", FieldErrorKind::Invalid(object["type"].clone()), "field is immutable");
-        return Err(ApiError::invalid(&rt.kind, &rt.group, name_of(object), &[err]));
+        let err = FieldError::new(
+            "type",
+            FieldErrorKind::Invalid(object["type"].clone()),
+            "field is immutable",
+        );
+        return Err(ApiError::invalid(
+            &rt.kind,
+            &rt.group,
+            name_of(object),
+            &[err],
+        ));
     }
     immutable(rt, object, old)
 }
@@ -55,12 +68,22 @@ fn immutable(rt: &ResourceType, object: &Value, old: Option<&Value>) -> ApiResul
     if old.get("immutable") != Some(&json!(true)) {
         return Ok(());
     }
-    let changed = old.get("data") != object.get("data") || old.get("binaryData") != object.get("binaryData");
+    let changed =
+        old.get("data") != object.get("data") || old.get("binaryData") != object.get("binaryData");
     let unset = object.get("immutable") != Some(&json!(true));
     if changed || unset {
-        let (field, detail) = if unset { ("immutable", "field is immutable when `immutable` is set") } else { ("data", "field is immutable when `immutable` is set") };
+        let (field, detail) = if unset {
+            ("immutable", "field is immutable when `immutable` is set")
+        } else {
+            ("data", "field is immutable when `immutable` is set")
+        };
         let err = FieldError::new(field, FieldErrorKind::Forbidden, detail);
-        return Err(ApiError::invalid(&rt.kind, &rt.group, name_of(object), &[err]));
+        return Err(ApiError::invalid(
+            &rt.kind,
+            &rt.group,
+            name_of(object),
+            &[err],
+        ));
     }
     Ok(())
 }
@@ -102,48 +125,128 @@ fn add_finalizer(object: &mut Value, finalizer: &str) {
 fn crd(rt: &ResourceType, object: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     let mut errors = Vec::new();
     let spec = object.get("spec").cloned().unwrap_or(json!({}));
-    let group = spec.get("group").and_then(Value::as_str).unwrap_or_default();
+    let group = spec
+        .get("group")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let names = spec.get("names").cloned().unwrap_or(json!({}));
-    let plural = names.get("plural").and_then(Value::as_str).unwrap_or_default();
-    let kind = names.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let plural = names
+        .get("plural")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = names
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if name_of(object) != format!("{plural}.{group}") {
-        errors.push(FieldError::new("metadata.name", FieldErrorKind::Invalid(json!(name_of(object))), format!("must be spec.names.plural+\".\"+spec.group")));
+        errors.push(FieldError::new(
+            "metadata.name",
+            FieldErrorKind::Invalid(json!(name_of(object))),
+            "must be spec.names.plural+\".\"+spec.group",
+        ));
     }
     if !group.contains('.') {
-        errors.push(FieldError::new("spec.group", FieldErrorKind::Invalid(json!(group)), "should be a domain with at least one dot"));
+        errors.push(FieldError::new(
+            "spec.group",
+            FieldErrorKind::Invalid(json!(group)),
+            "should be a domain with at least one dot",
+        ));
     }
     if kind.is_empty() {
-        errors.push(FieldError::new("spec.names.kind", FieldErrorKind::Required, ""));
+        errors.push(FieldError::new(
+            "spec.names.kind",
+            FieldErrorKind::Required,
+            "",
+        ));
     }
-    let scope = spec.get("scope").and_then(Value::as_str).unwrap_or_default();
+    let scope = spec
+        .get("scope")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if !matches!(scope, "Namespaced" | "Cluster") {
-        errors.push(FieldError::new("spec.scope", FieldErrorKind::NotSupported { value: json!(scope), supported: vec![json!("Cluster"), json!("Namespaced")] }, ""));
+        errors.push(FieldError::new(
+            "spec.scope",
+            FieldErrorKind::NotSupported {
+                value: json!(scope),
+                supported: vec![json!("Cluster"), json!("Namespaced")],
+            },
+            "",
+        ));
     }
-    let versions = spec.get("versions").and_then(Value::as_array).cloned().unwrap_or_default();
-    if versions.iter().filter(|v| v.get("storage") == Some(&json!(true))).count() != 1 {
-        errors.push(FieldError::new("spec.versions", FieldErrorKind::Invalid(json!(versions.len())), "must have exactly one version marked as storage version"));
+    let versions = spec
+        .get("versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if versions
+        .iter()
+        .filter(|v| v.get("storage") == Some(&json!(true)))
+        .count()
+        != 1
+    {
+        errors.push(FieldError::new(
+            "spec.versions",
+            FieldErrorKind::Invalid(json!(versions.len())),
+            "must have exactly one version marked as storage version",
+        ));
     }
-    if spec.pointer("/conversion/strategy").and_then(Value::as_str).is_some_and(|s| s != "None") {
-        errors.push(FieldError::new("spec.conversion.strategy", FieldErrorKind::NotSupported { value: spec["conversion"]["strategy"].clone(), supported: vec![json!("None")] }, "conversion webhooks are not supported by the embedded server"));
+    if spec
+        .pointer("/conversion/strategy")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s != "None")
+    {
+        errors.push(FieldError::new(
+            "spec.conversion.strategy",
+            FieldErrorKind::NotSupported {
+                value: spec["conversion"]["strategy"].clone(),
+                supported: vec![json!("None")],
+            },
+            "conversion webhooks are not supported by the embedded server",
+        ));
     }
     for (i, v) in versions.iter().enumerate() {
         match v.pointer("/schema/openAPIV3Schema") {
-            None => errors.push(FieldError::new(format!("spec.versions[{i}].schema.openAPIV3Schema"), FieldErrorKind::Required, "schemas are required")),
+            None => errors.push(FieldError::new(
+                format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                FieldErrorKind::Required,
+                "schemas are required",
+            )),
             Some(schema) => {
                 if let Err(e) = CrdValidator::from_schema(schema) {
-                    errors.push(FieldError::new(format!("spec.versions[{i}].schema.{}", e.path), FieldErrorKind::Invalid(json!("")), e.message));
+                    errors.push(FieldError::new(
+                        format!("spec.versions[{i}].schema.{}", e.path),
+                        FieldErrorKind::Invalid(json!("")),
+                        e.message,
+                    ));
                 }
             }
         }
     }
     if !errors.is_empty() {
-        return Err(ApiError::invalid(&rt.kind, &rt.group, name_of(object), &errors));
+        return Err(ApiError::invalid(
+            &rt.kind,
+            &rt.group,
+            name_of(object),
+            &errors,
+        ));
     }
     let mut accepted = Map::new();
     accepted.insert("plural".into(), json!(plural));
-    accepted.insert("singular".into(), names.get("singular").cloned().unwrap_or_else(|| json!(kind.to_lowercase())));
+    accepted.insert(
+        "singular".into(),
+        names
+            .get("singular")
+            .cloned()
+            .unwrap_or_else(|| json!(kind.to_lowercase())),
+    );
     accepted.insert("kind".into(), json!(kind));
-    accepted.insert("listKind".into(), names.get("listKind").cloned().unwrap_or_else(|| json!(format!("{kind}List"))));
+    accepted.insert(
+        "listKind".into(),
+        names
+            .get("listKind")
+            .cloned()
+            .unwrap_or_else(|| json!(format!("{kind}List"))),
+    );
     for optional in ["shortNames", "categories"] {
         if let Some(v) = names.get(optional) {
             accepted.insert(optional.into(), v.clone());
@@ -158,10 +261,14 @@ fn crd(rt: &ResourceType, object: &mut Value, old: Option<&Value>) -> ApiResult<
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    if let Some(storage) = versions.iter().find(|v| v.get("storage") == Some(&json!(true))).and_then(|v| v.get("name")) {
-        if !stored_versions.contains(storage) {
-            stored_versions.push(storage.clone());
-        }
+    let storage = versions
+        .iter()
+        .find(|v| v.get("storage") == Some(&json!(true)))
+        .and_then(|v| v.get("name"));
+    if let Some(storage) = storage
+        && !stored_versions.contains(storage)
+    {
+        stored_versions.push(storage.clone());
     }
     let mut conditions = vec![
         json!({"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": since}),

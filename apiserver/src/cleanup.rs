@@ -18,7 +18,9 @@ const EVENT_TTL_SECONDS: i64 = 3600;
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
-    let Ok((_, mut changes)) = state.store.watch_from(state.store.revision()) else { return };
+    let Ok((_, mut changes)) = state.store.watch_from(state.store.revision()) else {
+        return;
+    };
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING_EVERY);
     sweep(&state).await;
     loop {
@@ -50,27 +52,50 @@ pub async fn run(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
 pub async fn sweep(state: &State) {
     let types = state.registry.all();
     let (_, namespaces) = state.store.list("core/namespaces/");
-    for ns in namespaces.iter().filter(|n| objects::is_deleting(&n.value())) {
+    for ns in namespaces
+        .iter()
+        .filter(|n| objects::is_deleting(&n.value()))
+    {
         let name = objects::name_of(&ns.value()).to_owned();
         let mut remaining = 0;
-        for rt in types.iter().filter(|t| t.namespaced && t.builtin != Some(Builtin::EventsV1)) {
+        for rt in types
+            .iter()
+            .filter(|t| t.namespaced && t.builtin != Some(Builtin::EventsV1))
+        {
             remaining += delete_all(state, rt, &rt.prefix(Some(&name))).await;
         }
         if remaining == 0 {
             finish(state, &ns.value(), "kubernetes", "core/namespaces//").await;
         }
     }
-    let (_, crds) = state.store.list("apiextensions.k8s.io/customresourcedefinitions/");
+    let (_, crds) = state
+        .store
+        .list("apiextensions.k8s.io/customresourcedefinitions/");
     for crd in crds.iter().filter(|c| objects::is_deleting(&c.value())) {
         let value = crd.value();
-        let group = value.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
-        let plural = value.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
-        let remaining = match types.iter().find(|t| t.group == group && t.plural == plural) {
+        let group = value
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let plural = value
+            .pointer("/spec/names/plural")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let remaining = match types
+            .iter()
+            .find(|t| t.group == group && t.plural == plural)
+        {
             Some(rt) => delete_all(state, rt, &format!("{}/", rt.storage)).await,
             None => 0,
         };
         if remaining == 0 {
-            finish(state, &value, "customresourcecleanup.apiextensions.k8s.io", "apiextensions.k8s.io/customresourcedefinitions//").await;
+            finish(
+                state,
+                &value,
+                "customresourcecleanup.apiextensions.k8s.io",
+                "apiextensions.k8s.io/customresourcedefinitions//",
+            )
+            .await;
             state.refresh_registry();
         }
     }
@@ -94,14 +119,32 @@ async fn delete_all(state: &State, rt: &ResourceType, prefix: &str) -> usize {
 async fn finish(state: &State, object: &Value, finalizer: &str, key_prefix: &str) {
     let name = objects::name_of(object);
     let key = format!("{key_prefix}{name}");
-    let Some(stored) = state.store.get(&key) else { return };
-    let left: Vec<String> = objects::finalizers(&stored.value()).into_iter().filter(|f| f != finalizer).collect();
+    let Some(stored) = state.store.get(&key) else {
+        return;
+    };
+    let left: Vec<String> = objects::finalizers(&stored.value())
+        .into_iter()
+        .filter(|f| f != finalizer)
+        .collect();
     let result = if left.is_empty() {
-        state.store.write(Write::Delete { key, expect: Some(stored.rev) }).await
+        state
+            .store
+            .write(Write::Delete {
+                key,
+                expect: Some(stored.rev),
+            })
+            .await
     } else {
         let mut value = stored.value();
         objects::meta_mut(&mut value).insert("finalizers".into(), serde_json::json!(left));
-        state.store.write(Write::Put { key, value, expect: Some(stored.rev) }).await
+        state
+            .store
+            .write(Write::Put {
+                key,
+                value,
+                expect: Some(stored.rev),
+            })
+            .await
     };
     if let Err(e) = result {
         tracing::debug!(name, error = %e, "finishing deletion will be retried");
@@ -111,21 +154,41 @@ async fn finish(state: &State, object: &Value, finalizer: &str, key_prefix: &str
 /// Background garbage collection: objects whose every owner is gone are deleted.
 async fn collect_garbage(state: &State, types: &[Arc<ResourceType>]) {
     let (_, all) = state.store.list("");
-    let parsed: Vec<(Arc<crate::store::Stored>, Value)> = all.into_iter().map(|s| {
-        let v = s.value();
-        (s, v)
-    }).collect();
-    let uids: HashSet<&str> = parsed.iter().filter_map(|(_, v)| objects::meta_str(v, "uid")).collect();
+    let parsed: Vec<(Arc<crate::store::Stored>, Value)> = all
+        .into_iter()
+        .map(|s| {
+            let v = s.value();
+            (s, v)
+        })
+        .collect();
+    let uids: HashSet<&str> = parsed
+        .iter()
+        .filter_map(|(_, v)| objects::meta_str(v, "uid"))
+        .collect();
     let orphans: Vec<_> = parsed
         .iter()
         .filter(|(_, v)| {
-            let owners = v.pointer("/metadata/ownerReferences").and_then(Value::as_array);
-            owners.is_some_and(|o| !o.is_empty() && o.iter().all(|r| r.get("uid").and_then(Value::as_str).is_none_or(|u| !uids.contains(u))))
+            let owners = v
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array);
+            owners.is_some_and(|o| {
+                !o.is_empty()
+                    && o.iter().all(|r| {
+                        r.get("uid")
+                            .and_then(Value::as_str)
+                            .is_none_or(|u| !uids.contains(u))
+                    })
+            })
         })
         .collect();
     for (stored, value) in orphans {
         let kind = value["kind"].as_str().unwrap_or("").to_owned();
-        let group = match value.get("apiVersion").and_then(Value::as_str).unwrap_or("").rsplit_once('/') {
+        let group = match value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .rsplit_once('/')
+        {
             Some((g, _)) => g.to_owned(),
             None => String::new(),
         };
@@ -136,7 +199,9 @@ async fn collect_garbage(state: &State, types: &[Arc<ResourceType>]) {
 }
 
 async fn expire_events(state: &State) {
-    let Some(rt) = state.registry.find("", "v1", "events") else { return };
+    let Some(rt) = state.registry.find("", "v1", "events") else {
+        return;
+    };
     let now = jiff::Timestamp::now().as_second();
     let (_, events) = state.store.list("core/events/");
     for stored in events {

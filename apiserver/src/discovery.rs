@@ -19,12 +19,19 @@ pub fn api_versions(server_address: &str) -> Value {
 }
 
 fn group_doc(group: &str, versions: &[String]) -> Value {
-    let gv: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
+    let gv: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
     json!({"name": group, "versions": gv, "preferredVersion": gv[0]})
 }
 
 pub fn api_group_list(registry: &Registry) -> Value {
-    let groups: Vec<Value> = registry.groups().iter().map(|(g, v)| group_doc(g, v)).collect();
+    let groups: Vec<Value> = registry
+        .groups()
+        .iter()
+        .map(|(g, v)| group_doc(g, v))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -36,8 +43,14 @@ pub fn api_group(registry: &Registry, group: &str) -> Option<Value> {
     Some(doc)
 }
 
-fn of_version<'a>(types: &'a [std::sync::Arc<ResourceType>], group: &'a str, version: &'a str) -> impl Iterator<Item = &'a std::sync::Arc<ResourceType>> {
-    types.iter().filter(move |t| t.group == group && t.version == version)
+fn of_version<'a>(
+    types: &'a [std::sync::Arc<ResourceType>],
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'a std::sync::Arc<ResourceType>> {
+    types
+        .iter()
+        .filter(move |t| t.group == group && t.version == version)
 }
 
 pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
@@ -57,8 +70,14 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
     if resources.is_empty() {
         return None;
     }
-    let group_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+    let group_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
 }
 
 fn storage_hash(t: &ResourceType) -> String {
@@ -73,7 +92,8 @@ fn storage_hash(t: &ResourceType) -> String {
 pub fn aggregated_version(accept: &str) -> Option<&'static str> {
     for media in accept.split(',') {
         let params: Vec<&str> = media.split(';').map(str::trim).collect();
-        let is_discovery = params.contains(&"as=APIGroupDiscoveryList") && params.contains(&"g=apidiscovery.k8s.io");
+        let is_discovery = params.contains(&"as=APIGroupDiscoveryList")
+            && params.contains(&"g=apidiscovery.k8s.io");
         if !is_discovery {
             return None;
         }
@@ -90,7 +110,11 @@ pub fn aggregated_version(accept: &str) -> Option<&'static str> {
 /// Aggregated discovery for `/api` (`core = true`) or `/apis`.
 pub fn aggregated(registry: &Registry, core: bool, version: &str) -> Value {
     let types = registry.all();
-    let groups: Vec<(String, Vec<String>)> = if core { vec![(String::new(), vec!["v1".into()])] } else { registry.groups() };
+    let groups: Vec<(String, Vec<String>)> = if core {
+        vec![(String::new(), vec!["v1".into()])]
+    } else {
+        registry.groups()
+    };
     let items: Vec<Value> = groups
         .iter()
         .map(|(group, versions)| {

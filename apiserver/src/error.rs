@@ -16,7 +16,12 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None }
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -38,18 +43,31 @@ impl ApiError {
 
     /// The server knows no such path or resource type.
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource").with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     /// `lxcguests.phoenix.thinkheads.ai "web1" not found`
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} {name:?} not found", qualified(group, plural)))
-            .with_details(details(group, plural, name))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} {name:?} not found", qualified(group, plural)),
+        )
+        .with_details(details(group, plural, name))
     }
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", qualified(group, plural)))
-            .with_details(details(group, plural, name))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} {name:?} already exists", qualified(group, plural)),
+        )
+        .with_details(details(group, plural, name))
     }
 
     pub fn conflict(group: &str, plural: &str, name: &str) -> Self {
@@ -71,17 +89,29 @@ impl ApiError {
             [one] => one.clone(),
             many => format!("[{}]", many.join(", ")),
         };
-        let qualified_kind = if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
+        let qualified_kind = if group.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind}.{group}")
+        };
         let causes: Vec<Value> = errors
             .iter()
             .map(|e| json!({"reason": e.reason(), "message": e.body(), "field": e.field}))
             .collect();
-        Self::new(422, "Invalid", format!("{qualified_kind} {name:?} is invalid: {body}"))
-            .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
+        Self::new(
+            422,
+            "Invalid",
+            format!("{qualified_kind} {name:?} is invalid: {body}"),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
@@ -96,7 +126,11 @@ impl ApiError {
     }
 
     pub fn too_large() -> Self {
-        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
 
     pub fn gone(message: impl Into<String>) -> Self {
@@ -105,8 +139,12 @@ impl ApiError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         let message = message.into();
-        Self::new(500, "InternalError", format!("Internal error occurred: {message}"))
-            .with_details(json!({"causes": [{"message": message}]}))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
+        )
+        .with_details(json!({"causes": [{"message": message}]}))
     }
 
     pub fn to_status(&self) -> Value {
@@ -123,7 +161,11 @@ impl ApiError {
 
 /// `<plural>.<group>`, or `<plural>` for the core group.
 pub fn qualified(group: &str, plural: &str) -> String {
-    if group.is_empty() { plural.to_owned() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_owned()
+    } else {
+        format!("{plural}.{group}")
+    }
 }
 
 fn details(group: &str, plural: &str, name: &str) -> Value {

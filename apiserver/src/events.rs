@@ -14,7 +14,9 @@ const RENAMES: [(&str, &str); 6] = [
 ];
 
 fn rename(object: &Value, from_new: bool, api_version: &str) -> Value {
-    let Some(map) = object.as_object() else { return object.clone() };
+    let Some(map) = object.as_object() else {
+        return object.clone();
+    };
     let mut out = Map::new();
     for (key, value) in map {
         let renamed = RENAMES.iter().find_map(|(new, old)| match from_new {
@@ -45,18 +47,30 @@ pub fn to_core(event: &Value) -> Value {
         core["count"] = count;
     }
     if core.get("lastTimestamp").is_none_or(Value::is_null) {
-        let last = event.pointer("/series/lastObservedTime").or_else(|| event.get("eventTime")).cloned();
-        if let Some(t) = last.and_then(|t| t.as_str().map(|s| s.split('.').next().unwrap_or(s).trim_end_matches('Z').to_owned() + "Z")) {
+        let last = event
+            .pointer("/series/lastObservedTime")
+            .or_else(|| event.get("eventTime"))
+            .cloned();
+        if let Some(t) = last.and_then(|t| {
+            t.as_str().map(|s| {
+                s.split('.')
+                    .next()
+                    .unwrap_or(s)
+                    .trim_end_matches('Z')
+                    .to_owned()
+                    + "Z"
+            })
+        }) {
             core["lastTimestamp"] = json!(t);
             if core.get("firstTimestamp").is_none_or(Value::is_null) {
                 core["firstTimestamp"] = json!(t);
             }
         }
     }
-    if core.get("source").is_none() {
-        if let Some(component) = event.get("reportingController") {
-            core["source"] = json!({"component": component});
-        }
+    if core.get("source").is_none()
+        && let Some(component) = event.get("reportingController")
+    {
+        core["source"] = json!({"component": component});
     }
     core
 }

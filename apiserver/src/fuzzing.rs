@@ -12,7 +12,11 @@ use std::sync::OnceLock;
 fn lxc_validator() -> &'static CrdValidator {
     static VALIDATOR: OnceLock<CrdValidator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
-        let crd = phoenix_crds::all_crds().into_iter().find(|(f, _)| *f == "lxcguest.yaml").expect("LxcGuest CRD").1;
+        let crd = phoenix_crds::all_crds()
+            .into_iter()
+            .find(|(f, _)| *f == "lxcguest.yaml")
+            .expect("LxcGuest CRD")
+            .1;
         CrdValidator::from_crd(&crd, phoenix_crds::VERSION).expect("the LxcGuest schema compiles")
     })
 }
@@ -27,10 +31,17 @@ pub fn decode_and_validate(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = LabelSelector::parse(&text).map(|s| s.matches(&sample()));
     let _ = FieldSelector::parse(&text, &crate::events::SELECTABLE).map(|s| s.matches(&sample()));
-    for kind in ["Secret", "ConfigMap", "Namespace", "SelfSubjectAccessReview"] {
+    for kind in [
+        "Secret",
+        "ConfigMap",
+        "Namespace",
+        "SelfSubjectAccessReview",
+    ] {
         let _ = crate::protobuf::decode(kind, data);
     }
-    let parsed = serde_json::from_slice::<Value>(data).ok().or_else(|| serde_yaml_ng::from_slice::<Value>(data).ok());
+    let parsed = serde_json::from_slice::<Value>(data)
+        .ok()
+        .or_else(|| serde_yaml_ng::from_slice::<Value>(data).ok());
     let Some(value) = parsed else { return };
     let mut object = value.clone();
     let _ = lxc_validator().admit(&mut object, Some(&sample()), FieldValidation::Strict);
@@ -39,9 +50,26 @@ pub fn decode_and_validate(data: &[u8]) {
     let _ = patch::merge(&mut target, &value);
     let _ = patch::json(&mut target, &value);
     let _ = patch::strategic(&mut target, &value);
-    let _ = ssa::apply(&sample(), &value, "fuzz", false, "v1", Scope::Main { status_is_subresource: true }, "now");
+    let _ = ssa::apply(
+        &sample(),
+        &value,
+        "fuzz",
+        false,
+        "v1",
+        Scope::Main {
+            status_is_subresource: true,
+        },
+        "now",
+    );
     let mut tracked = value.clone();
-    ssa::track_update(Some(&sample()), &mut tracked, "fuzz", "v1", Scope::Status, "now");
+    ssa::track_update(
+        Some(&sample()),
+        &mut tracked,
+        "fuzz",
+        "v1",
+        Scope::Status,
+        "now",
+    );
 }
 
 #[cfg(test)]

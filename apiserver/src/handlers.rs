@@ -23,7 +23,10 @@ use std::sync::Arc;
 /// The type a request is stored as: events.k8s.io Events live in the core Event store.
 fn storage_type(state: &State, rt: &Arc<ResourceType>) -> Arc<ResourceType> {
     match rt.builtin {
-        Some(Builtin::EventsV1) => state.registry.find("", "v1", "events").unwrap_or_else(|| rt.clone()),
+        Some(Builtin::EventsV1) => state
+            .registry
+            .find("", "v1", "events")
+            .unwrap_or_else(|| rt.clone()),
         _ => rt.clone(),
     }
 }
@@ -64,12 +67,28 @@ fn decode_body(t: &Target, req: &Req) -> ApiResult<Value> {
     let value: Value = match ct {
         "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(&t.rt.kind, &req.body)?,
         "application/yaml" | "application/apply-patch+yaml" => serde_yaml_ng::from_slice(&req.body)
-            .map_err(|e| ApiError::bad_request(format!("the body of the request is not valid YAML: {e}")))?,
-        "" | "application/json" | "*/*" | "application/merge-patch+json" | "application/json-patch+json"
-        | "application/strategic-merge-patch+json" => serde_json::from_slice(&req.body)
-            .map_err(|e| ApiError::bad_request(format!("the body of the request was not valid JSON: {e}")))?,
+            .map_err(|e| {
+                ApiError::bad_request(format!("the body of the request is not valid YAML: {e}"))
+            })?,
+        ""
+        | "application/json"
+        | "*/*"
+        | "application/merge-patch+json"
+        | "application/json-patch+json"
+        | "application/strategic-merge-patch+json" => {
+            serde_json::from_slice(&req.body).map_err(|e| {
+                ApiError::bad_request(format!("the body of the request was not valid JSON: {e}"))
+            })?
+        }
         other => {
-            return Err(ApiError::unsupported_media_type(other, &["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"]));
+            return Err(ApiError::unsupported_media_type(
+                other,
+                &[
+                    "application/json",
+                    "application/yaml",
+                    "application/vnd.kubernetes.protobuf",
+                ],
+            ));
         }
     };
     Ok(match t.rt.builtin {
@@ -83,7 +102,9 @@ fn field_validation(req: &Req) -> ApiResult<FieldValidation> {
         None | Some("Warn") => Ok(FieldValidation::Warn),
         Some("Strict") => Ok(FieldValidation::Strict),
         Some("Ignore") => Ok(FieldValidation::Ignore),
-        Some(other) => Err(ApiError::bad_request(format!("fieldValidation must be one of Ignore, Warn, Strict; got {other:?}"))),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "fieldValidation must be one of Ignore, Warn, Strict; got {other:?}"
+        ))),
     }
 }
 
@@ -117,11 +138,23 @@ fn with_warnings(mut response: Response<Body>, warnings: &[String]) -> Response<
 pub fn get(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
     let rt = storage_type(state, &t.rt);
     let name = t.name.as_deref().unwrap_or_default();
-    let stored = state.store.get(&key_of(&rt, t, name)).ok_or_else(|| not_found(&t.rt, name))?;
+    let stored = state
+        .store
+        .get(&key_of(&rt, t, name))
+        .ok_or_else(|| not_found(&t.rt, name))?;
     if req.wants_table() {
         let object = present(&t.rt, &stored.value());
         let list_meta = json!({"resourceVersion": stored.rev.to_string()});
-        return Ok(respond(200, &table::table(&t.rt, &[&object], list_meta, req.param("includeObject").unwrap_or("Metadata"), true)));
+        return Ok(respond(
+            200,
+            &table::table(
+                &t.rt,
+                &[&object],
+                list_meta,
+                req.param("includeObject").unwrap_or("Metadata"),
+                true,
+            ),
+        ));
     }
     Ok(respond_raw(200, present_raw(&t.rt, &stored)))
 }
@@ -141,8 +174,10 @@ impl Filter {
             _ => &[],
         };
         Ok(Self {
-            labels: LabelSelector::parse(req.param("labelSelector").unwrap_or("")).map_err(ApiError::bad_request)?,
-            fields: FieldSelector::parse(req.param("fieldSelector").unwrap_or(""), supported).map_err(ApiError::bad_request)?,
+            labels: LabelSelector::parse(req.param("labelSelector").unwrap_or(""))
+                .map_err(ApiError::bad_request)?,
+            fields: FieldSelector::parse(req.param("fieldSelector").unwrap_or(""), supported)
+                .map_err(ApiError::bad_request)?,
         })
     }
 
@@ -153,7 +188,9 @@ impl Filter {
     /// The name a selector pins when it says nothing else (`kubectl wait`, kube-runtime's
     /// `await_condition`): matched on the key, without parsing.
     pub fn only_name(&self) -> Option<&str> {
-        (self.labels == LabelSelector::default()).then(|| self.fields.only_name()).flatten()
+        (self.labels == LabelSelector::default())
+            .then(|| self.fields.only_name())
+            .flatten()
     }
 
     /// No selector at all: everything matches without looking.
@@ -163,20 +200,32 @@ impl Filter {
 }
 
 fn list_options_error(message: &str) -> ApiError {
-    ApiError::new(422, "Invalid", format!("ListOptions.meta.k8s.io \"\" is invalid: {message}"))
+    ApiError::new(
+        422,
+        "Invalid",
+        format!("ListOptions.meta.k8s.io \"\" is invalid: {message}"),
+    )
 }
 
 pub fn list(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
     let rt = storage_type(state, &t.rt);
     let filter = Filter::from_request(&t.rt, req)?;
     if req.param("resourceVersionMatch").is_some() && req.param("resourceVersion").is_none() {
-        return Err(list_options_error("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"));
+        return Err(list_options_error(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+        ));
     }
     if req.param("sendInitialEvents").is_some() {
-        return Err(list_options_error("sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list"));
+        return Err(list_options_error(
+            "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list",
+        ));
     }
     let limit = match req.param("limit") {
-        Some(l) => Some(l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?).filter(|l| *l > 0),
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+        )
+        .filter(|l| *l > 0),
         None => None,
     };
     let (token_rev, start_after) = match req.param("continue") {
@@ -184,15 +233,24 @@ pub fn list(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Bod
         None => (0, None),
     };
     if token_rev > 0 && token_rev < state.store.compacted() {
-        return Err(ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."));
+        return Err(ApiError::gone(
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+        ));
     }
     let (rev, items) = state.store.list(&rt.prefix(t.namespace.as_deref()));
     let list_rev = if token_rev > 0 { token_rev } else { rev };
     let mut matching = items
         .iter()
-        .filter(|s| start_after.as_ref().is_none_or(|after| s.key.as_str() > after.as_str()))
+        .filter(|s| {
+            start_after
+                .as_ref()
+                .is_none_or(|after| s.key.as_str() > after.as_str())
+        })
         .filter(|s| filter.is_empty() || filter.matches(&s.value()));
-    let page: Vec<&Arc<Stored>> = matching.by_ref().take(limit.unwrap_or(usize::MAX)).collect();
+    let page: Vec<&Arc<Stored>> = matching
+        .by_ref()
+        .take(limit.unwrap_or(usize::MAX))
+        .collect();
     let remaining = matching.count();
     let mut list_meta = json!({"resourceVersion": list_rev.to_string()});
     if remaining > 0 {
@@ -203,11 +261,28 @@ pub fn list(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Bod
     if req.wants_table() {
         let objects: Vec<Value> = page.iter().map(|s| present(&t.rt, &s.value())).collect();
         let refs: Vec<&Value> = objects.iter().collect();
-        return Ok(respond(200, &table::table(&t.rt, &refs, list_meta, req.param("includeObject").unwrap_or("Metadata"), true)));
+        return Ok(respond(
+            200,
+            &table::table(
+                &t.rt,
+                &refs,
+                list_meta,
+                req.param("includeObject").unwrap_or("Metadata"),
+                true,
+            ),
+        ));
     }
     // Assembled from the stored JSON: a list of 10,000 objects is a copy, not a re-encoding.
     let mut body = Vec::with_capacity(page.iter().map(|s| s.raw.len() + 1).sum::<usize>() + 256);
-    body.extend_from_slice(format!("{{\"apiVersion\":{},\"kind\":{},\"metadata\":{},\"items\":[", json!(t.rt.api_version()), json!(t.rt.list_kind()), list_meta).as_bytes());
+    body.extend_from_slice(
+        format!(
+            "{{\"apiVersion\":{},\"kind\":{},\"metadata\":{},\"items\":[",
+            json!(t.rt.api_version()),
+            json!(t.rt.list_kind()),
+            list_meta
+        )
+        .as_bytes(),
+    );
     for (i, stored) in page.iter().enumerate() {
         if i > 0 {
             body.push(b',');
@@ -219,21 +294,34 @@ pub fn list(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Bod
 }
 
 fn encode_continue(rev: u64, key: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!({"rv": rev, "start": key}).to_string())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"rv": rev, "start": key}).to_string())
 }
 
 fn decode_continue(token: &str) -> ApiResult<(u64, Option<String>)> {
     let bad = || ApiError::bad_request("continue key is not valid: invalid continue token");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    Ok((v["rv"].as_u64().ok_or_else(bad)?, v["start"].as_str().map(str::to_owned)))
+    Ok((
+        v["rv"].as_u64().ok_or_else(bad)?,
+        v["start"].as_str().map(str::to_owned),
+    ))
 }
 
 fn check_namespace(state: &State, rt: &ResourceType, namespace: Option<&str>) -> ApiResult<()> {
-    let Some(ns) = namespace.filter(|_| rt.namespaced) else { return Ok(()) };
-    let stored = state.store.get(&format!("core/namespaces//{ns}")).ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
+    let Some(ns) = namespace.filter(|_| rt.namespaced) else {
+        return Ok(());
+    };
+    let stored = state
+        .store
+        .get(&format!("core/namespaces//{ns}"))
+        .ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
     if objects::is_deleting(&stored.value()) {
-        return Err(ApiError::forbidden(format!("unable to create new content in namespace {ns} because it is being terminated")));
+        return Err(ApiError::forbidden(format!(
+            "unable to create new content in namespace {ns} because it is being terminated"
+        )));
     }
     Ok(())
 }
@@ -246,41 +334,109 @@ pub async fn create(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Resp
     }
     objects::prepare_create(&rt, &mut object, t.namespace.as_deref())?;
     check_namespace(state, &rt, t.namespace.as_deref())?;
-    ssa::track_update(None, &mut object, &req.manager(), &rt.api_version(), scope(&rt, false), &objects::now());
+    ssa::track_update(
+        None,
+        &mut object,
+        &req.manager(),
+        &rt.api_version(),
+        scope(&rt, false),
+        &objects::now(),
+    );
     let warnings = admit(&rt, &mut object, None, req)?;
     let name = name_of(&object).to_owned();
     if req.dry_run() {
-        return Ok(with_warnings(respond(201, &present(&t.rt, &object)), &warnings));
+        return Ok(with_warnings(
+            respond(201, &present(&t.rt, &object)),
+            &warnings,
+        ));
     }
-    let stored = write(state, &rt, Write::Put { key: key_of(&rt, t, &name), value: object, expect: Some(0) }, &name).await?;
-    Ok(with_warnings(respond_raw(201, present_raw(&t.rt, &stored)), &warnings))
+    let stored = write(
+        state,
+        &rt,
+        Write::Put {
+            key: key_of(&rt, t, &name),
+            value: object,
+            expect: Some(0),
+        },
+        &name,
+    )
+    .await?;
+    Ok(with_warnings(
+        respond_raw(201, present_raw(&t.rt, &stored)),
+        &warnings,
+    ))
 }
 
 fn scope(rt: &ResourceType, status_write: bool) -> Scope {
-    if status_write { Scope::Status } else { Scope::Main { status_is_subresource: rt.status_subresource } }
+    if status_write {
+        Scope::Status
+    } else {
+        Scope::Main {
+            status_is_subresource: rt.status_subresource,
+        }
+    }
 }
 
 /// Type-specific admission, then the CRD schema for custom resources.
-fn admit(rt: &ResourceType, object: &mut Value, old: Option<&Value>, req: &Req) -> ApiResult<Vec<String>> {
+fn admit(
+    rt: &ResourceType,
+    object: &mut Value,
+    old: Option<&Value>,
+    req: &Req,
+) -> ApiResult<Vec<String>> {
     let errors = objects::validate_metadata(rt, object);
     if !errors.is_empty() {
-        return Err(ApiError::invalid(&rt.kind, &rt.group, name_of(object), &errors));
+        return Err(ApiError::invalid(
+            &rt.kind,
+            &rt.group,
+            name_of(object),
+            &errors,
+        ));
     }
     builtins::admit(rt, object, old)?;
-    let Some(validator) = &rt.validator else { return Ok(Vec::new()) };
-    validator.admit(object, old, field_validation(req)?).map_err(|rejection| match &rejection {
-        Rejection::UnknownFields(_) => ApiError::bad_request(rejection.message(&rt.kind, &rt.group, &rt.version, name_of(object))),
-        Rejection::Invalid(errors) => ApiError::invalid(&rt.kind, &rt.group, name_of(object), errors),
-    })
+    let Some(validator) = &rt.validator else {
+        return Ok(Vec::new());
+    };
+    validator
+        .admit(object, old, field_validation(req)?)
+        .map_err(|rejection| match &rejection {
+            Rejection::UnknownFields(_) => ApiError::bad_request(rejection.message(
+                &rt.kind,
+                &rt.group,
+                &rt.version,
+                name_of(object),
+            )),
+            Rejection::Invalid(errors) => {
+                ApiError::invalid(&rt.kind, &rt.group, name_of(object), errors)
+            }
+        })
 }
 
 /// Writes, then finishes a deletion whose last finalizer just went, and keeps the
 /// registry in step with CRDs.
-async fn write(state: &State, rt: &ResourceType, write: Write, name: &str) -> ApiResult<Arc<Stored>> {
-    let stored = state.store.write(write).await.map_err(|e| store_error(rt, name, e))?;
-    let stored = if objects::is_deleting(&stored.value()) && objects::finalizers(&stored.value()).is_empty() {
+async fn write(
+    state: &State,
+    rt: &ResourceType,
+    write: Write,
+    name: &str,
+) -> ApiResult<Arc<Stored>> {
+    let stored = state
+        .store
+        .write(write)
+        .await
+        .map_err(|e| store_error(rt, name, e))?;
+    let stored = if objects::is_deleting(&stored.value())
+        && objects::finalizers(&stored.value()).is_empty()
+    {
         let key = rt.key(objects::meta_str(&stored.value(), "namespace"), name);
-        state.store.write(Write::Delete { key, expect: Some(stored.rev) }).await.map_err(|e| store_error(rt, name, e))?
+        state
+            .store
+            .write(Write::Delete {
+                key,
+                expect: Some(stored.rev),
+            })
+            .await
+            .map_err(|e| store_error(rt, name, e))?
     } else {
         stored
     };
@@ -292,7 +448,10 @@ async fn write(state: &State, rt: &ResourceType, write: Write, name: &str) -> Ap
 
 fn current(state: &State, rt: &ResourceType, t: &Target) -> ApiResult<(String, Arc<Stored>)> {
     let name = t.name.clone().unwrap_or_default();
-    let stored = state.store.get(&key_of(rt, t, &name)).ok_or_else(|| not_found(rt, &name))?;
+    let stored = state
+        .store
+        .get(&key_of(rt, t, &name))
+        .ok_or_else(|| not_found(rt, &name))?;
     Ok((name, stored))
 }
 
@@ -301,12 +460,22 @@ pub async fn update(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Resp
     let (name, old) = current(state, &rt, t)?;
     let new = decode_body(t, req)?;
     match objects::meta_str(&new, "resourceVersion") {
-        Some(rv) if rv != old.rev.to_string() => return Err(ApiError::conflict(&rt.group, &rt.plural, &name)),
+        Some(rv) if rv != old.rev.to_string() => {
+            return Err(ApiError::conflict(&rt.group, &rt.plural, &name));
+        }
         None if rt.requires_rv_on_update() => {
-            let kind = if rt.group.is_empty() { rt.kind.clone() } else { format!("{}.{}", rt.kind, rt.group) };
-            return Err(ApiError::new(422, "Invalid", format!(
-                "{kind} {name:?} is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
-            )));
+            let kind = if rt.group.is_empty() {
+                rt.kind.clone()
+            } else {
+                format!("{}.{}", rt.kind, rt.group)
+            };
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!(
+                    "{kind} {name:?} is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+                ),
+            ));
         }
         _ => {}
     }
@@ -314,40 +483,102 @@ pub async fn update(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Resp
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn finish_update(state: &State, t: &Target, rt: &ResourceType, name: &str, old: &Stored, mut new: Value, req: &Req, manager: String) -> ApiResult<Response<Body>> {
+async fn finish_update(
+    state: &State,
+    t: &Target,
+    rt: &ResourceType,
+    name: &str,
+    old: &Stored,
+    mut new: Value,
+    req: &Req,
+    manager: String,
+) -> ApiResult<Response<Body>> {
     let status_write = t.subresource.as_deref() == Some("status");
     objects::prepare_update(rt, &mut new, &old.value(), status_write)?;
-    ssa::track_update(Some(&old.value()), &mut new, &manager, &rt.api_version(), scope(rt, status_write), &objects::now());
+    ssa::track_update(
+        Some(&old.value()),
+        &mut new,
+        &manager,
+        &rt.api_version(),
+        scope(rt, status_write),
+        &objects::now(),
+    );
     let warnings = admit(rt, &mut new, Some(&old.value()), req)?;
     commit_update(state, t, rt, name, old, new, req, &warnings).await
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn commit_update(state: &State, t: &Target, rt: &ResourceType, name: &str, old: &Stored, new: Value, req: &Req, warnings: &[String]) -> ApiResult<Response<Body>> {
+async fn commit_update(
+    state: &State,
+    t: &Target,
+    rt: &ResourceType,
+    name: &str,
+    old: &Stored,
+    new: Value,
+    req: &Req,
+    warnings: &[String],
+) -> ApiResult<Response<Body>> {
     if objects::unchanged(&old.value(), &new) || req.dry_run() {
         let shown = if req.dry_run() { new } else { old.value() };
-        return Ok(with_warnings(respond(200, &present(&t.rt, &shown)), warnings));
+        return Ok(with_warnings(
+            respond(200, &present(&t.rt, &shown)),
+            warnings,
+        ));
     }
-    let stored = write(state, rt, Write::Put { key: key_of(rt, t, name), value: new, expect: Some(old.rev) }, name).await?;
-    Ok(with_warnings(respond_raw(200, present_raw(&t.rt, &stored)), warnings))
+    let stored = write(
+        state,
+        rt,
+        Write::Put {
+            key: key_of(rt, t, name),
+            value: new,
+            expect: Some(old.rev),
+        },
+        name,
+    )
+    .await?;
+    Ok(with_warnings(
+        respond_raw(200, present_raw(&t.rt, &stored)),
+        warnings,
+    ))
 }
 
 pub async fn patch(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
     let rt = storage_type(state, &t.rt);
     let kind = PatchType::from_content_type(&req.content_type).ok_or_else(|| {
-        ApiError::unsupported_media_type(&req.content_type, &["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml", "application/strategic-merge-patch+json"])
+        ApiError::unsupported_media_type(
+            &req.content_type,
+            &[
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/apply-patch+yaml",
+                "application/strategic-merge-patch+json",
+            ],
+        )
     })?;
     if kind == PatchType::Apply {
         return apply(state, t, &rt, req).await;
     }
     if req.param("force").is_some() {
-        return Err(ApiError::new(422, "Invalid", "force: Forbidden: may not be specified for non-apply patch"));
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "force: Forbidden: may not be specified for non-apply patch",
+        ));
     }
     if kind == PatchType::Strategic && rt.builtin.is_none() {
-        return Err(ApiError::unsupported_media_type("application/strategic-merge-patch+json", &["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"]));
+        return Err(ApiError::unsupported_media_type(
+            "application/strategic-merge-patch+json",
+            &[
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/apply-patch+yaml",
+            ],
+        ));
     }
     let (name, old) = current(state, &rt, t)?;
-    let body: Value = serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("the body of the request was not valid JSON: {e}")))?;
+    let body: Value = serde_json::from_slice(&req.body).map_err(|e| {
+        ApiError::bad_request(format!("the body of the request was not valid JSON: {e}"))
+    })?;
     let mut patched = match t.rt.builtin {
         Some(Builtin::EventsV1) => events::to_events_v1(&old.value()),
         _ => old.value(),
@@ -360,8 +591,14 @@ pub async fn patch(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Respo
     match result {
         Err(PatchError::Decode(e)) => return Err(ApiError::bad_request(e)),
         Err(PatchError::Apply(e)) => {
-            return Err(ApiError::new(422, "Invalid", "the server rejected our request due to an error in our request")
-                .with_details(json!({"causes": [{"reason": "UnexpectedServerResponse", "message": e}]})));
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                "the server rejected our request due to an error in our request",
+            )
+            .with_details(
+                json!({"causes": [{"reason": "UnexpectedServerResponse", "message": e}]}),
+            ));
         }
         Ok(()) => {}
     }
@@ -374,9 +611,18 @@ pub async fn patch(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Respo
     finish_update(state, t, &rt, &name, &old, patched, req, req.manager()).await
 }
 
-async fn apply(state: &State, t: &Target, rt: &ResourceType, req: &Req) -> ApiResult<Response<Body>> {
+async fn apply(
+    state: &State,
+    t: &Target,
+    rt: &ResourceType,
+    req: &Req,
+) -> ApiResult<Response<Body>> {
     let Some(manager) = req.param("fieldManager").map(str::to_owned) else {
-        return Err(ApiError::new(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        ));
     };
     let force = req.param("force") == Some("true");
     let mut config = decode_body(t, req)?;
@@ -390,7 +636,9 @@ async fn apply(state: &State, t: &Target, rt: &ResourceType, req: &Req) -> ApiRe
             meta_mut(&mut config).insert("name".into(), json!(name));
         }
         Some(given) if given != name => {
-            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
         }
         Some(_) => {}
     }
@@ -398,22 +646,35 @@ async fn apply(state: &State, t: &Target, rt: &ResourceType, req: &Req) -> ApiRe
     let old = state.store.get(&key_of(rt, t, &name));
     let live = match &old {
         Some(o) => o.value(),
-        None => json!({"apiVersion": rt.api_version(), "kind": rt.kind, "metadata": {"name": name}}),
-    };
-    if let Some(rv) = objects::meta_str(&config, "resourceVersion") {
-        if old.as_ref().is_none_or(|o| o.rev.to_string() != rv) {
-            return Err(ApiError::conflict(&rt.group, &rt.plural, &name));
+        None => {
+            json!({"apiVersion": rt.api_version(), "kind": rt.kind, "metadata": {"name": name}})
         }
+    };
+    if let Some(rv) = objects::meta_str(&config, "resourceVersion")
+        && old.as_ref().is_none_or(|o| o.rev.to_string() != rv)
+    {
+        return Err(ApiError::conflict(&rt.group, &rt.plural, &name));
     }
-    let merged = match ssa::apply(&live, &config, &manager, force, &rt.api_version(), scope(rt, status_write), &objects::now()) {
+    let merged = match ssa::apply(
+        &live,
+        &config,
+        &manager,
+        force,
+        &rt.api_version(),
+        scope(rt, status_write),
+        &objects::now(),
+    ) {
         ApplyOutcome::Applied(v) => v,
         ApplyOutcome::Conflicts(conflicts) => {
             let causes: Vec<Value> = conflicts
                 .iter()
                 .map(|(m, p)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {m}"), "field": ssa::path_text(p)}))
                 .collect();
-            return Err(ApiError::new(409, "Conflict", ssa::conflict_message(&conflicts))
-                .with_details(json!({"name": name, "group": rt.group, "kind": rt.plural, "causes": causes})));
+            return Err(
+                ApiError::new(409, "Conflict", ssa::conflict_message(&conflicts)).with_details(
+                    json!({"name": name, "group": rt.group, "kind": rt.plural, "causes": causes}),
+                ),
+            );
         }
     };
     let Some(old) = old else {
@@ -429,10 +690,26 @@ async fn apply(state: &State, t: &Target, rt: &ResourceType, req: &Req) -> ApiRe
         check_namespace(state, rt, t.namespace.as_deref())?;
         let warnings = admit(rt, &mut object, None, req)?;
         if req.dry_run() {
-            return Ok(with_warnings(respond(201, &present(&t.rt, &object)), &warnings));
+            return Ok(with_warnings(
+                respond(201, &present(&t.rt, &object)),
+                &warnings,
+            ));
         }
-        let stored = write(state, rt, Write::Put { key: key_of(rt, t, &name), value: object, expect: Some(0) }, &name).await?;
-        return Ok(with_warnings(respond(201, &present(&t.rt, &stored.value())), &warnings));
+        let stored = write(
+            state,
+            rt,
+            Write::Put {
+                key: key_of(rt, t, &name),
+                value: object,
+                expect: Some(0),
+            },
+            &name,
+        )
+        .await?;
+        return Ok(with_warnings(
+            respond(201, &present(&t.rt, &stored.value())),
+            &warnings,
+        ));
     };
     let mut new = merged;
     objects::prepare_update(rt, &mut new, &old.value(), status_write)?;
@@ -444,7 +721,11 @@ fn delete_options(req: &Req) -> ApiResult<Value> {
     if req.body.is_empty() {
         return Ok(json!({}));
     }
-    serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("the body of the request was not valid DeleteOptions: {e}")))
+    serde_json::from_slice(&req.body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body of the request was not valid DeleteOptions: {e}"
+        ))
+    })
 }
 
 pub async fn delete(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
@@ -452,18 +733,31 @@ pub async fn delete(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Resp
     let (name, old) = current(state, &rt, t)?;
     let options = delete_options(req)?;
     if let Some(pre) = options.get("preconditions") {
-        let uid_ok = pre.get("uid").and_then(Value::as_str).is_none_or(|u| Some(u) == objects::meta_str(&old.value(), "uid"));
-        let rv_ok = pre.get("resourceVersion").and_then(Value::as_str).is_none_or(|rv| rv == old.rev.to_string());
+        let uid_ok = pre
+            .get("uid")
+            .and_then(Value::as_str)
+            .is_none_or(|u| Some(u) == objects::meta_str(&old.value(), "uid"));
+        let rv_ok = pre
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_none_or(|rv| rv == old.rev.to_string());
         if !uid_ok || !rv_ok {
             return Err(ApiError::conflict(&rt.group, &rt.plural, &name));
         }
     }
-    let dry_run = req.dry_run() || options.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+    let dry_run = req.dry_run()
+        || options
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
     match delete_object(state, &rt, &old, dry_run).await? {
-        Deleted::Gone(last) => Ok(respond(200, &json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-            "details": {"name": name, "group": rt.group, "kind": rt.plural, "uid": objects::meta_str(&last, "uid")},
-        }))),
+        Deleted::Gone(last) => Ok(respond(
+            200,
+            &json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": {"name": name, "group": rt.group, "kind": rt.plural, "uid": objects::meta_str(&last, "uid")},
+            }),
+        )),
         Deleted::Pending(object) => Ok(respond(200, &present(&t.rt, &object))),
     }
 }
@@ -475,11 +769,20 @@ pub enum Deleted {
 
 /// Deletes one object as kube-apiserver does: at once without finalizers, otherwise by
 /// marking it (deletionTimestamp) and leaving it to whoever holds the finalizers.
-pub async fn delete_object(state: &State, rt: &ResourceType, old: &Stored, dry_run: bool) -> ApiResult<Deleted> {
+pub async fn delete_object(
+    state: &State,
+    rt: &ResourceType,
+    old: &Stored,
+    dry_run: bool,
+) -> ApiResult<Deleted> {
     let name = name_of(&old.value()).to_owned();
     let key = rt.key(objects::meta_str(&old.value(), "namespace"), &name);
-    if rt.builtin == Some(Builtin::Namespace) && ["default", "kube-system", "kube-public"].contains(&name.as_str()) {
-        return Err(ApiError::forbidden(format!("namespaces {name:?} is forbidden: this namespace may not be deleted")));
+    if rt.builtin == Some(Builtin::Namespace)
+        && ["default", "kube-system", "kube-public"].contains(&name.as_str())
+    {
+        return Err(ApiError::forbidden(format!(
+            "namespaces {name:?} is forbidden: this namespace may not be deleted"
+        )));
     }
     let mut marked = old.value();
     builtins::on_delete(rt, &mut marked);
@@ -487,7 +790,14 @@ pub async fn delete_object(state: &State, rt: &ResourceType, old: &Stored, dry_r
         if dry_run {
             return Ok(Deleted::Gone(old.value()));
         }
-        let last = state.store.write(Write::Delete { key, expect: Some(old.rev) }).await.map_err(|e| store_error(rt, &name, e))?;
+        let last = state
+            .store
+            .write(Write::Delete {
+                key,
+                expect: Some(old.rev),
+            })
+            .await
+            .map_err(|e| store_error(rt, &name, e))?;
         if rt.builtin == Some(Builtin::Crd) {
             state.refresh_registry();
         }
@@ -503,11 +813,23 @@ pub async fn delete_object(state: &State, rt: &ResourceType, old: &Stored, dry_r
         let generation = m.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         m.insert("generation".into(), json!(generation));
     }
-    let stored = state.store.write(Write::Put { key, value: marked, expect: Some(old.rev) }).await.map_err(|e| store_error(rt, &name, e))?;
+    let stored = state
+        .store
+        .write(Write::Put {
+            key,
+            value: marked,
+            expect: Some(old.rev),
+        })
+        .await
+        .map_err(|e| store_error(rt, &name, e))?;
     Ok(Deleted::Pending(stored.value()))
 }
 
-pub async fn delete_collection(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
+pub async fn delete_collection(
+    state: &Arc<State>,
+    t: &Target,
+    req: &Req,
+) -> ApiResult<Response<Body>> {
     let rt = storage_type(state, &t.rt);
     let filter = Filter::from_request(&t.rt, req)?;
     let (_, items) = state.store.list(&rt.prefix(t.namespace.as_deref()));
@@ -519,5 +841,8 @@ pub async fn delete_collection(state: &Arc<State>, t: &Target, req: &Req) -> Api
             Err(e) => return Err(e),
         }
     }
-    Ok(respond(200, &json!({"apiVersion": t.rt.api_version(), "kind": t.rt.list_kind(), "metadata": {"resourceVersion": state.store.revision().to_string()}, "items": deleted})))
+    Ok(respond(
+        200,
+        &json!({"apiVersion": t.rt.api_version(), "kind": t.rt.list_kind(), "metadata": {"resourceVersion": state.store.revision().to_string()}, "items": deleted}),
+    ))
 }

@@ -31,11 +31,17 @@ pub struct Req {
 
 impl Req {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.query
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn wants_table(&self) -> bool {
-        self.accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
+        self.accept
+            .split(',')
+            .next()
+            .is_some_and(|first| first.contains("as=Table"))
     }
 
     pub fn dry_run(&self) -> bool {
@@ -46,7 +52,13 @@ impl Req {
     pub fn manager(&self) -> String {
         self.param("fieldManager")
             .map(str::to_owned)
-            .unwrap_or_else(|| self.user_agent.split('/').next().unwrap_or("unknown").to_owned())
+            .unwrap_or_else(|| {
+                self.user_agent
+                    .split('/')
+                    .next()
+                    .unwrap_or("unknown")
+                    .to_owned()
+            })
     }
 }
 
@@ -96,39 +108,88 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     if !authorized(&state, &req) {
         return error_response(&ApiError::unauthorized());
     }
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let (accept, content_type, user_agent) = (header("accept"), header("content-type"), header("user-agent"));
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (accept, content_type, user_agent) = (
+        header("accept"),
+        header("content-type"),
+        header("user-agent"),
+    );
     let query: HashMap<String, String> = req
         .uri()
         .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().filter(|(k, _)| !k.is_empty()).collect())
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .filter(|(k, _)| !k.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     let method = req.method().clone();
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return error_response(&ApiError::too_large());
         }
-        Err(e) => return error_response(&ApiError::bad_request(format!("reading the request body: {e}"))),
+        Err(e) => {
+            return error_response(&ApiError::bad_request(format!(
+                "reading the request body: {e}"
+            )));
+        }
     };
-    let req = Req { method, query, accept, content_type, user_agent, body };
+    let req = Req {
+        method,
+        query,
+        accept,
+        content_type,
+        user_agent,
+        body,
+    };
     let started = std::time::Instant::now();
-    let response = route(&state, &path, &req).await.unwrap_or_else(|e| error_response(&e));
+    let response = route(&state, &path, &req)
+        .await
+        .unwrap_or_else(|e| error_response(&e));
     tracing::debug!(method = %req.method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
     response
 }
 
 fn authorized(state: &State, req: &Request<Incoming>) -> bool {
-    let Some(value) = req.headers().get("authorization").and_then(|v| v.to_str().ok()) else { return false };
-    let Some(token) = value.strip_prefix("Bearer ") else { return false };
+    let Some(value) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(token) = value.strip_prefix("Bearer ") else {
+        return false;
+    };
     // Constant-time comparison: the token is the only credential.
     let (a, b) = (token.trim().as_bytes(), state.token.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn route(state: &Arc<State>, path: &str, req: &Req) -> ApiResult<Response<Body>> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
-    let get_only = || if req.method == Method::GET { Ok(()) } else { Err(ApiError::method_not_allowed()) };
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let get_only = || {
+        if req.method == Method::GET {
+            Ok(())
+        } else {
+            Err(ApiError::method_not_allowed())
+        }
+    };
     match segments.as_slice() {
         ["version"] => {
             get_only()?;
@@ -138,7 +199,9 @@ async fn route(state: &Arc<State>, path: &str, req: &Req) -> ApiResult<Response<
             get_only()?;
             let version = discovery::aggregated_version(&req.accept).unwrap_or("v2");
             let doc = discovery::aggregated(&state.registry, segments[0] == "api", version);
-            let content_type = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+            let content_type = format!(
+                "application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+            );
             Ok(respond_with_type(200, &doc, &content_type))
         }
         ["api"] => {
@@ -151,15 +214,21 @@ async fn route(state: &Arc<State>, path: &str, req: &Req) -> ApiResult<Response<
         }
         ["apis", group] => {
             get_only()?;
-            discovery::api_group(&state.registry, group).map(|d| respond(200, &d)).ok_or_else(ApiError::no_route)
+            discovery::api_group(&state.registry, group)
+                .map(|d| respond(200, &d))
+                .ok_or_else(ApiError::no_route)
         }
         ["api", "v1"] => {
             get_only()?;
-            discovery::resource_list(&state.registry, "", "v1").map(|d| respond(200, &d)).ok_or_else(ApiError::no_route)
+            discovery::resource_list(&state.registry, "", "v1")
+                .map(|d| respond(200, &d))
+                .ok_or_else(ApiError::no_route)
         }
         ["apis", group, version] => {
             get_only()?;
-            discovery::resource_list(&state.registry, group, version).map(|d| respond(200, &d)).ok_or_else(ApiError::no_route)
+            discovery::resource_list(&state.registry, group, version)
+                .map(|d| respond(200, &d))
+                .ok_or_else(ApiError::no_route)
         }
         ["openapi", "v3"] => {
             get_only()?;
@@ -167,11 +236,15 @@ async fn route(state: &Arc<State>, path: &str, req: &Req) -> ApiResult<Response<
         }
         ["openapi", "v3", "api", version] => {
             get_only()?;
-            openapi::document(&state.registry, "", version).map(|d| respond(200, &d)).ok_or_else(ApiError::no_route)
+            openapi::document(&state.registry, "", version)
+                .map(|d| respond(200, &d))
+                .ok_or_else(ApiError::no_route)
         }
         ["openapi", "v3", "apis", group, version] => {
             get_only()?;
-            openapi::document(&state.registry, group, version).map(|d| respond(200, &d)).ok_or_else(ApiError::no_route)
+            openapi::document(&state.registry, group, version)
+                .map(|d| respond(200, &d))
+                .ok_or_else(ApiError::no_route)
         }
         ["api", "v1", rest @ ..] => resource(state, "", "v1", rest, req).await,
         ["apis", group, version, rest @ ..] => resource(state, group, version, rest, req).await,
@@ -188,8 +261,16 @@ pub struct Target {
 }
 
 fn target(state: &State, group: &str, version: &str, rest: &[&str]) -> ApiResult<Target> {
-    let find = |plural: &str| state.registry.find(group, version, plural).ok_or_else(ApiError::no_route);
-    let build = |rt: Arc<ResourceType>, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| Target {
+    let find = |plural: &str| {
+        state
+            .registry
+            .find(group, version, plural)
+            .ok_or_else(ApiError::no_route)
+    };
+    let build = |rt: Arc<ResourceType>,
+                 namespace: Option<&str>,
+                 name: Option<&str>,
+                 sub: Option<&str>| Target {
         rt,
         namespace: namespace.map(str::to_owned),
         name: name.map(str::to_owned),
@@ -221,10 +302,17 @@ fn target(state: &State, group: &str, version: &str, rest: &[&str]) -> ApiResult
     }
 }
 
-async fn resource(state: &Arc<State>, group: &str, version: &str, rest: &[&str], req: &Req) -> ApiResult<Response<Body>> {
+async fn resource(
+    state: &Arc<State>,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    req: &Req,
+) -> ApiResult<Response<Body>> {
     let t = target(state, group, version, rest)?;
     if let Some(sub) = &t.subresource {
-        let allowed = (sub == "status" && t.rt.status_subresource) || (sub == "finalize" && t.rt.plural == "namespaces");
+        let allowed = (sub == "status" && t.rt.status_subresource)
+            || (sub == "finalize" && t.rt.plural == "namespaces");
         if !allowed {
             return Err(ApiError::no_route());
         }

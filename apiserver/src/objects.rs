@@ -8,20 +8,27 @@ use regex::Regex;
 use serde_json::{Map, Value, json};
 use std::sync::LazyLock;
 
-static DNS_SUBDOMAIN: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").expect("static"));
-static DNS_LABEL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("static"));
+static DNS_SUBDOMAIN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        .expect("static")
+});
+static DNS_LABEL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("static"));
 static QUALIFIED_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$").expect("static"));
 
 /// Now, as Kubernetes writes timestamps: RFC 3339 UTC, whole seconds.
 pub fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Now with microseconds (MicroTime), for event times.
 pub fn now_micro() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string()
 }
 
 pub fn meta(object: &Value) -> Option<&Map<String, Value>> {
@@ -36,7 +43,9 @@ pub fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
 }
 
 pub fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
-    meta(object).and_then(|m| m.get(field)).and_then(Value::as_str)
+    meta(object)
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
 }
 
 pub fn name_of(object: &Value) -> &str {
@@ -51,7 +60,12 @@ pub fn finalizers(object: &Value) -> Vec<String> {
     meta(object)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -60,17 +74,33 @@ pub fn validate_metadata(rt: &ResourceType, object: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let name = name_of(object);
     let (ok, rule) = if rt.builtin == Some(Builtin::Namespace) {
-        (name.len() <= 63 && DNS_LABEL.is_match(name), "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character")
+        (
+            name.len() <= 63 && DNS_LABEL.is_match(name),
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
+        )
     } else {
-        (name.len() <= 253 && DNS_SUBDOMAIN.is_match(name), "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character")
+        (
+            name.len() <= 253 && DNS_SUBDOMAIN.is_match(name),
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+        )
     };
     if !ok {
-        errors.push(FieldError::new("metadata.name", FieldErrorKind::Invalid(json!(name)), rule));
+        errors.push(FieldError::new(
+            "metadata.name",
+            FieldErrorKind::Invalid(json!(name)),
+            rule,
+        ));
     }
     for field in ["labels", "annotations"] {
-        let Some(map) = meta(object).and_then(|m| m.get(field)) else { continue };
+        let Some(map) = meta(object).and_then(|m| m.get(field)) else {
+            continue;
+        };
         let Some(map) = map.as_object() else {
-            errors.push(FieldError::new(format!("metadata.{field}"), FieldErrorKind::TypeInvalid(json!("object")), "must be a map of strings"));
+            errors.push(FieldError::new(
+                format!("metadata.{field}"),
+                FieldErrorKind::TypeInvalid(json!("object")),
+                "must be a map of strings",
+            ));
             continue;
         };
         for (key, value) in map {
@@ -82,12 +112,18 @@ pub fn validate_metadata(rt: &ResourceType, object: &Value) -> Vec<FieldError> {
                 ));
             }
             let Some(text) = value.as_str() else {
-                errors.push(FieldError::new(format!("metadata.{field}[{key}]"), FieldErrorKind::TypeInvalid(value.clone()), "must be a string"));
+                errors.push(FieldError::new(
+                    format!("metadata.{field}[{key}]"),
+                    FieldErrorKind::TypeInvalid(value.clone()),
+                    "must be a string",
+                ));
                 continue;
             };
-            if field == "labels" && !(text.is_empty() || (text.len() <= 63 && QUALIFIED_NAME.is_match(text))) {
+            if field == "labels"
+                && !(text.is_empty() || (text.len() <= 63 && QUALIFIED_NAME.is_match(text)))
+            {
                 errors.push(FieldError::new(
-                    format!("metadata.labels"),
+                    "metadata.labels",
                     FieldErrorKind::Invalid(json!(text)),
                     "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
                 ));
@@ -102,18 +138,26 @@ fn valid_qualified_key(key: &str) -> bool {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
     };
-    prefix.is_none_or(|p| p.len() <= 253 && DNS_SUBDOMAIN.is_match(p)) && name.len() <= 63 && QUALIFIED_NAME.is_match(name)
+    prefix.is_none_or(|p| p.len() <= 253 && DNS_SUBDOMAIN.is_match(p))
+        && name.len() <= 63
+        && QUALIFIED_NAME.is_match(name)
 }
 
 /// Fills in and checks what a create must have: apiVersion/kind, namespace, name (or a
 /// generated one), uid, creationTimestamp, generation; drops what clients may not set.
-pub fn prepare_create(rt: &ResourceType, object: &mut Value, url_namespace: Option<&str>) -> ApiResult<()> {
+pub fn prepare_create(
+    rt: &ResourceType,
+    object: &mut Value,
+    url_namespace: Option<&str>,
+) -> ApiResult<()> {
     check_type_meta(rt, object)?;
     let namespace = url_namespace.map(str::to_owned);
     let m = meta_mut(object);
     match (m.get("namespace").and_then(Value::as_str), &namespace) {
         (Some(given), Some(url)) if given != url && rt.namespaced => {
-            return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
         _ => {}
     }
@@ -124,19 +168,34 @@ pub fn prepare_create(rt: &ResourceType, object: &mut Value, url_namespace: Opti
     } else {
         m.remove("namespace");
     }
-    if m.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if m.get("name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         match m.get("generateName").and_then(Value::as_str) {
             Some(prefix) if !prefix.is_empty() => {
                 let name = format!("{prefix}{}", random_suffix());
                 m.insert("name".into(), json!(name));
             }
             _ => {
-                let err = FieldError::new("metadata.name", FieldErrorKind::Required, "name or generateName is required");
+                let err = FieldError::new(
+                    "metadata.name",
+                    FieldErrorKind::Required,
+                    "name or generateName is required",
+                );
                 return Err(ApiError::invalid(&rt.kind, &rt.group, "", &[err]));
             }
         }
     }
-    for field in ["uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "generation"] {
+    for field in [
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+        "generation",
+    ] {
         m.remove(field);
     }
     m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -154,13 +213,16 @@ pub fn prepare_create(rt: &ResourceType, object: &mut Value, url_namespace: Opti
 /// `apiVersion`/`kind` in the body must match the URL; absent ones are filled in.
 pub fn check_type_meta(rt: &ResourceType, object: &mut Value) -> ApiResult<()> {
     let Some(map) = object.as_object_mut() else {
-        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
     };
     let want_version = rt.api_version();
     match map.get("apiVersion").and_then(Value::as_str) {
         Some(v) if v != want_version => {
             // Other served versions of the same group share storage.
-            let same_group = !rt.group.is_empty() && v.rsplit_once('/').is_some_and(|(g, _)| g == rt.group);
+            let same_group =
+                !rt.group.is_empty() && v.rsplit_once('/').is_some_and(|(g, _)| g == rt.group);
             if !same_group {
                 return Err(ApiError::bad_request(format!(
                     "the API version in the data ({v}) does not match the expected API version ({want_version})"
@@ -187,18 +249,33 @@ pub fn check_type_meta(rt: &ResourceType, object: &mut Value) -> ApiResult<()> {
 
 /// Carries the system fields over from the stored object, masks status or main resource,
 /// bumps `generation` when the spec part changed, and enforces finalizer rules.
-pub fn prepare_update(rt: &ResourceType, new: &mut Value, old: &Value, status_write: bool) -> ApiResult<()> {
+pub fn prepare_update(
+    rt: &ResourceType,
+    new: &mut Value,
+    old: &Value,
+    status_write: bool,
+) -> ApiResult<()> {
     check_type_meta(rt, new)?;
     let old_meta = meta(old).cloned().unwrap_or_default();
     if meta_str(new, "name").is_some_and(|n| n != name_of(old)) {
-        return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+        return Err(ApiError::bad_request(
+            "the name of the object does not match the name on the URL",
+        ));
     }
-    if meta_str(new, "uid").is_some_and(|u| Some(u) != old_meta.get("uid").and_then(Value::as_str)) {
-        return Err(ApiError::new(409, "Conflict", format!(
-            "Precondition failed: UID in precondition: {}, UID in object meta: {}",
-            meta_str(new, "uid").unwrap_or_default(),
-            old_meta.get("uid").and_then(Value::as_str).unwrap_or_default()
-        )));
+    if meta_str(new, "uid").is_some_and(|u| Some(u) != old_meta.get("uid").and_then(Value::as_str))
+    {
+        return Err(ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                meta_str(new, "uid").unwrap_or_default(),
+                old_meta
+                    .get("uid")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            ),
+        ));
     }
     if status_write {
         // /status: everything but status (and managedFields) comes from the stored object.
@@ -226,7 +303,14 @@ pub fn prepare_update(rt: &ResourceType, new: &mut Value, old: &Value, status_wr
         }
     }
     let m = meta_mut(new);
-    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+    ] {
         match old_meta.get(field) {
             Some(v) => m.insert(field.into(), v.clone()),
             None => m.remove(field),
@@ -236,12 +320,22 @@ pub fn prepare_update(rt: &ResourceType, new: &mut Value, old: &Value, status_wr
     if is_deleting(old) {
         let before = finalizers(old);
         if let Some(added) = finalizers(new).into_iter().find(|f| !before.contains(f)) {
-            let err = FieldError::new("metadata.finalizers", FieldErrorKind::Forbidden, format!("no new finalizers can be added if the object is being deleted, found new finalizers [{added:?}]"));
+            let err = FieldError::new(
+                "metadata.finalizers",
+                FieldErrorKind::Forbidden,
+                format!(
+                    "no new finalizers can be added if the object is being deleted, found new finalizers [{added:?}]"
+                ),
+            );
             return Err(ApiError::invalid(&rt.kind, &rt.group, name_of(old), &[err]));
         }
     }
     if rt.has_generation() && spec_changed(old, new) {
-        let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        let generation = old_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            + 1;
         meta_mut(new).insert("generation".into(), json!(generation));
     }
     Ok(())
@@ -286,7 +380,9 @@ fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 #[cfg(test)]
@@ -334,7 +430,13 @@ mod tests {
         status["status"] = json!({"state": "running"});
         status["spec"]["cores"] = json!(9);
         prepare_update(&rt, &mut status, &old, true).unwrap();
-        assert_eq!((status["spec"]["cores"].clone(), status["status"]["state"].clone()), (json!(1), json!("running")));
+        assert_eq!(
+            (
+                status["spec"]["cores"].clone(),
+                status["status"]["state"].clone()
+            ),
+            (json!(1), json!("running"))
+        );
     }
 
     #[test]
@@ -353,8 +455,15 @@ mod tests {
         let ns = builtins().remove(0);
         assert!(validate_metadata(&ns, &json!({"metadata": {"name": "a.b"}})).len() == 1);
         let cm = builtins().remove(1);
-        let errs = validate_metadata(&cm, &json!({"metadata": {"name": "Bad_Name", "labels": {"ok": "v", "a/b/c": "x", "k": "bad value"}}}));
+        let errs = validate_metadata(
+            &cm,
+            &json!({"metadata": {"name": "Bad_Name", "labels": {"ok": "v", "a/b/c": "x", "k": "bad value"}}}),
+        );
         assert_eq!(errs.len(), 3);
-        assert!(errs[0].to_string().starts_with("metadata.name: Invalid value: \"Bad_Name\""));
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("metadata.name: Invalid value: \"Bad_Name\"")
+        );
     }
 }

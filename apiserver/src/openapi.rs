@@ -9,7 +9,11 @@ use serde_json::{Map, Value, json};
 use std::hash::{Hash, Hasher};
 
 fn doc_path(group: &str, version: &str) -> String {
-    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
 }
 
 /// `/openapi/v3`
@@ -20,9 +24,14 @@ pub fn root(registry: &Registry) -> Value {
         gvs.extend(versions.into_iter().map(|v| (g.clone(), v)));
     }
     for (g, v) in gvs {
-        let Some(doc) = document(registry, &g, &v) else { continue };
+        let Some(doc) = document(registry, &g, &v) else {
+            continue;
+        };
         let path = doc_path(&g, &v);
-        paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", hash(&doc))}));
+        paths.insert(
+            path.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", hash(&doc))}),
+        );
     }
     json!({"paths": paths})
 }
@@ -45,13 +54,19 @@ fn schema_name(t: &ResourceType) -> String {
 /// `/openapi/v3/{api/v1 | apis/g/v}`
 pub fn document(registry: &Registry, group: &str, version: &str) -> Option<Value> {
     let types = registry.all();
-    let served: Vec<_> = types.iter().filter(|t| t.group == group && t.version == version).collect();
+    let served: Vec<_> = types
+        .iter()
+        .filter(|t| t.group == group && t.version == version)
+        .collect();
     if served.is_empty() {
         return None;
     }
     let mut paths = Map::new();
     let mut schemas = Map::new();
-    schemas.insert("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta".into(), object_meta());
+    schemas.insert(
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta".into(),
+        object_meta(),
+    );
     for t in served {
         let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
         let name = schema_name(t);
@@ -91,7 +106,10 @@ pub fn document(registry: &Registry, group: &str, version: &str) -> Option<Value
 }
 
 fn kind_schema(t: &ResourceType, gvk: &Value) -> Value {
-    let mut schema = t.schema.clone().unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+    let mut schema = t
+        .schema
+        .clone()
+        .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
     let props = schema
         .as_object_mut()
         .expect("schemas are objects")

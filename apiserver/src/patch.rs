@@ -33,7 +33,9 @@ pub enum PatchError {
 
 pub fn merge(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
     if !patch.is_object() {
-        return Err(PatchError::Decode("merge patch must be a JSON object".into()));
+        return Err(PatchError::Decode(
+            "merge patch must be a JSON object".into(),
+        ));
     }
     json_patch::merge(target, patch);
     Ok(())
@@ -43,7 +45,9 @@ pub fn merge(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
 /// Kubernetes' json-patch library (the kube-runtime finalizer helper relies on it).
 pub fn json(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let Some(ops) = patch.as_array() else {
-        return Err(PatchError::Decode("json patch must be a JSON array of operations".into()));
+        return Err(PatchError::Decode(
+            "json patch must be a JSON array of operations".into(),
+        ));
     };
     let mut kept = Vec::with_capacity(ops.len());
     for op in ops {
@@ -62,8 +66,8 @@ pub fn json(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
         }
         kept.push(op.clone());
     }
-    let parsed: json_patch::Patch =
-        serde_json::from_value(Value::Array(kept)).map_err(|e| PatchError::Decode(e.to_string()))?;
+    let parsed: json_patch::Patch = serde_json::from_value(Value::Array(kept))
+        .map_err(|e| PatchError::Decode(e.to_string()))?;
     json_patch::patch(target, &parsed).map_err(|e| PatchError::Apply(e.to_string()))
 }
 
@@ -73,7 +77,9 @@ pub fn json(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
 /// `$retainKeys` ignored (they only order or prune what these kinds do not have).
 pub fn strategic(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let Some(patch) = patch.as_object() else {
-        return Err(PatchError::Decode("strategic merge patch must be a JSON object".into()));
+        return Err(PatchError::Decode(
+            "strategic merge patch must be a JSON object".into(),
+        ));
     };
     strategic_object(target, patch, "");
     Ok(())
@@ -99,7 +105,10 @@ fn strategic_object(target: &mut Value, patch: &Map<String, Value>, path: &str) 
     let map = target.as_object_mut().expect("made an object above");
     for (key, value) in patch {
         if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
-            let remove: Vec<&Value> = value.as_array().map(|a| a.iter().collect()).unwrap_or_default();
+            let remove: Vec<&Value> = value
+                .as_array()
+                .map(|a| a.iter().collect())
+                .unwrap_or_default();
             if let Some(list) = map.get_mut(field).and_then(Value::as_array_mut) {
                 list.retain(|v| !remove.contains(&v));
             }
@@ -121,7 +130,9 @@ fn strategic_object(target: &mut Value, patch: &Map<String, Value>, path: &str) 
                 }
             }
             Value::Array(items) if child_path == "/metadata/finalizers" => {
-                let list = map.entry(key.clone()).or_insert_with(|| Value::Array(Vec::new()));
+                let list = map
+                    .entry(key.clone())
+                    .or_insert_with(|| Value::Array(Vec::new()));
                 if let Some(list) = list.as_array_mut() {
                     for item in items {
                         if !list.contains(item) {
@@ -131,7 +142,9 @@ fn strategic_object(target: &mut Value, patch: &Map<String, Value>, path: &str) 
                 }
             }
             Value::Array(items) if child_path == "/metadata/ownerReferences" => {
-                let list = map.entry(key.clone()).or_insert_with(|| Value::Array(Vec::new()));
+                let list = map
+                    .entry(key.clone())
+                    .or_insert_with(|| Value::Array(Vec::new()));
                 if let Some(list) = list.as_array_mut() {
                     for item in items {
                         match list.iter_mut().find(|o| o.get("uid") == item.get("uid")) {
@@ -160,28 +173,49 @@ mod tests {
                            {"op": "add", "path": "/metadata/finalizers", "value": ["x"]}]);
         json(&mut obj, &patch).unwrap();
         assert_eq!(obj["metadata"]["finalizers"], json!(["x"]));
-        let err = json(&mut obj, &json!([{"op": "test", "path": "/metadata/finalizers", "value": null}]));
+        let err = json(
+            &mut obj,
+            &json!([{"op": "test", "path": "/metadata/finalizers", "value": null}]),
+        );
         assert!(matches!(err, Err(PatchError::Apply(_))));
-        assert!(matches!(json(&mut obj, &json!({"op": "add"})), Err(PatchError::Decode(_))));
+        assert!(matches!(
+            json(&mut obj, &json!({"op": "add"})),
+            Err(PatchError::Decode(_))
+        ));
     }
 
     #[test]
     fn merge_patch_deletes_with_null_and_replaces_lists() {
         let mut obj = json!({"spec": {"a": 1, "b": [1, 2]}, "metadata": {"labels": {"x": "1"}}});
-        merge(&mut obj, &json!({"spec": {"a": null, "b": [3]}, "metadata": {"labels": {"y": "2"}}})).unwrap();
-        assert_eq!(obj, json!({"spec": {"b": [3]}, "metadata": {"labels": {"x": "1", "y": "2"}}}));
+        merge(
+            &mut obj,
+            &json!({"spec": {"a": null, "b": [3]}, "metadata": {"labels": {"y": "2"}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            obj,
+            json!({"spec": {"b": [3]}, "metadata": {"labels": {"x": "1", "y": "2"}}})
+        );
     }
 
     #[test]
     fn strategic_merges_finalizers_as_a_set_and_honours_directives() {
-        let mut obj = json!({"metadata": {"finalizers": ["a"], "labels": {"k": "v"}}, "data": {"x": "1"}});
+        let mut obj =
+            json!({"metadata": {"finalizers": ["a"], "labels": {"k": "v"}}, "data": {"x": "1"}});
         let patch = json!({
             "metadata": {"finalizers": ["b", "a"], "$setElementOrder/finalizers": ["b", "a"], "labels": {"k": null}},
             "data": {"y": "2"}
         });
         strategic(&mut obj, &patch).unwrap();
-        assert_eq!(obj, json!({"metadata": {"finalizers": ["a", "b"], "labels": {}}, "data": {"x": "1", "y": "2"}}));
-        strategic(&mut obj, &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}})).unwrap();
+        assert_eq!(
+            obj,
+            json!({"metadata": {"finalizers": ["a", "b"], "labels": {}}, "data": {"x": "1", "y": "2"}})
+        );
+        strategic(
+            &mut obj,
+            &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+        )
+        .unwrap();
         assert_eq!(obj["metadata"]["finalizers"], json!(["b"]));
         strategic(&mut obj, &json!({"data": {"$patch": "replace", "z": "3"}})).unwrap();
         assert_eq!(obj["data"], json!({"z": "3"}));

@@ -47,7 +47,11 @@ pub struct ResourceType {
 
 impl ResourceType {
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     pub fn list_kind(&self) -> String {
@@ -57,7 +61,16 @@ impl ResourceType {
     pub fn verbs(&self) -> Vec<&'static str> {
         match self.builtin {
             Some(Builtin::AccessReview) => vec!["create"],
-            _ => vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            _ => vec![
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ],
         }
     }
 
@@ -68,7 +81,10 @@ impl ResourceType {
 
     /// PUT without `resourceVersion` is refused for these (422), allowed for the rest.
     pub fn requires_rv_on_update(&self) -> bool {
-        matches!(self.builtin, None | Some(Builtin::Crd) | Some(Builtin::Lease))
+        matches!(
+            self.builtin,
+            None | Some(Builtin::Crd) | Some(Builtin::Lease)
+        )
     }
 
     /// Storage key of one object.
@@ -85,7 +101,15 @@ impl ResourceType {
     }
 }
 
-fn builtin(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool, short: &[&str], b: Builtin) -> ResourceType {
+fn builtin(
+    group: &str,
+    version: &str,
+    plural: &str,
+    kind: &str,
+    namespaced: bool,
+    short: &[&str],
+    b: Builtin,
+) -> ResourceType {
     ResourceType {
         group: group.into(),
         version: version.into(),
@@ -110,14 +134,70 @@ fn builtin(group: &str, version: &str, plural: &str, kind: &str, namespaced: boo
 /// The built-in kinds, core first so that `kubectl get events` resolves to core/v1.
 pub fn builtins() -> Vec<ResourceType> {
     vec![
-        builtin("", "v1", "namespaces", "Namespace", false, &["ns"], Builtin::Namespace),
-        builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"], Builtin::ConfigMap),
+        builtin(
+            "",
+            "v1",
+            "namespaces",
+            "Namespace",
+            false,
+            &["ns"],
+            Builtin::Namespace,
+        ),
+        builtin(
+            "",
+            "v1",
+            "configmaps",
+            "ConfigMap",
+            true,
+            &["cm"],
+            Builtin::ConfigMap,
+        ),
         builtin("", "v1", "secrets", "Secret", true, &[], Builtin::Secret),
-        builtin("", "v1", "events", "Event", true, &["ev"], Builtin::CoreEvent),
-        builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, &["crd", "crds"], Builtin::Crd),
-        builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[], Builtin::Lease),
-        builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"], Builtin::EventsV1),
-        builtin("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", false, &[], Builtin::AccessReview),
+        builtin(
+            "",
+            "v1",
+            "events",
+            "Event",
+            true,
+            &["ev"],
+            Builtin::CoreEvent,
+        ),
+        builtin(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            false,
+            &["crd", "crds"],
+            Builtin::Crd,
+        ),
+        builtin(
+            "coordination.k8s.io",
+            "v1",
+            "leases",
+            "Lease",
+            true,
+            &[],
+            Builtin::Lease,
+        ),
+        builtin(
+            "events.k8s.io",
+            "v1",
+            "events",
+            "Event",
+            true,
+            &["ev"],
+            Builtin::EventsV1,
+        ),
+        builtin(
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+            "SelfSubjectAccessReview",
+            false,
+            &[],
+            Builtin::AccessReview,
+        ),
     ]
 }
 
@@ -143,7 +223,10 @@ pub fn from_crd(crd: &CustomResourceDefinition) -> Vec<ResourceType> {
                 group: crd.spec.group.clone(),
                 version: v.name.clone(),
                 plural: names.plural.clone(),
-                singular: names.singular.clone().unwrap_or_else(|| names.kind.to_lowercase()),
+                singular: names
+                    .singular
+                    .clone()
+                    .unwrap_or_else(|| names.kind.to_lowercase()),
                 kind: names.kind.clone(),
                 namespaced: crd.spec.scope == "Namespaced",
                 short_names: names.short_names.clone().unwrap_or_default(),
@@ -193,7 +276,10 @@ impl Registry {
     }
 
     pub fn by_kind(&self, group: &str, kind: &str) -> Option<Arc<ResourceType>> {
-        self.all().iter().find(|t| t.group == group && t.kind == kind).cloned()
+        self.all()
+            .iter()
+            .find(|t| t.group == group && t.kind == kind)
+            .cloned()
     }
 
     /// Group names in preference order (core excluded), each with its versions.
@@ -201,7 +287,9 @@ impl Registry {
         let mut groups: Vec<(String, Vec<String>)> = Vec::new();
         for t in self.all().iter().filter(|t| !t.group.is_empty()) {
             match groups.iter_mut().find(|(g, _)| *g == t.group) {
-                Some((_, versions)) if !versions.contains(&t.version) => versions.push(t.version.clone()),
+                Some((_, versions)) if !versions.contains(&t.version) => {
+                    versions.push(t.version.clone())
+                }
                 Some(_) => {}
                 None => groups.push((t.group.clone(), vec![t.version.clone()])),
             }

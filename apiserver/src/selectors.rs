@@ -26,13 +26,18 @@ impl LabelSelector {
             if term.is_empty() {
                 continue;
             }
-            reqs.push(parse_label_term(term).ok_or_else(|| format!("unable to parse requirement: {term:?}"))?);
+            reqs.push(
+                parse_label_term(term)
+                    .ok_or_else(|| format!("unable to parse requirement: {term:?}"))?,
+            );
         }
         Ok(Self(reqs))
     }
 
     pub fn matches(&self, object: &Value) -> bool {
-        let labels = object.pointer("/metadata/labels").and_then(Value::as_object);
+        let labels = object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object);
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         self.0.iter().all(|req| match req {
             LabelReq::Eq(k, v) => get(k) == Some(v.as_str()),
@@ -41,8 +46,12 @@ impl LabelSelector {
             LabelReq::NotIn(k, vs) => get(k).is_none_or(|x| !vs.iter().any(|v| v == x)),
             LabelReq::Exists(k) => get(k).is_some(),
             LabelReq::NotExists(k) => get(k).is_none(),
-            LabelReq::Gt(k, n) => get(k).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x > *n),
-            LabelReq::Lt(k, n) => get(k).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x < *n),
+            LabelReq::Gt(k, n) => get(k)
+                .and_then(|x| x.parse::<i64>().ok())
+                .is_some_and(|x| x > *n),
+            LabelReq::Lt(k, n) => get(k)
+                .and_then(|x| x.parse::<i64>().ok())
+                .is_some_and(|x| x < *n),
         })
     }
 }
@@ -66,11 +75,15 @@ fn split_top_level(text: &str) -> Vec<&str> {
 }
 
 fn valid_key(k: &str) -> bool {
-    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
 }
 
 fn valid_value(v: &str) -> bool {
-    v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    v.len() <= 63
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 fn parse_label_term(term: &str) -> Option<LabelReq> {
@@ -78,7 +91,10 @@ fn parse_label_term(term: &str) -> Option<LabelReq> {
         return valid_key(k.trim()).then(|| LabelReq::NotExists(k.trim().into()));
     }
     for (op, build) in [
-        (" notin ", LabelReq::NotIn as fn(String, Vec<String>) -> LabelReq),
+        (
+            " notin ",
+            LabelReq::NotIn as fn(String, Vec<String>) -> LabelReq,
+        ),
         (" in ", LabelReq::In as fn(String, Vec<String>) -> LabelReq),
     ] {
         if let Some((k, rest)) = term.split_once(op) {
@@ -88,12 +104,17 @@ fn parse_label_term(term: &str) -> Option<LabelReq> {
             return ok.then(|| build(k.trim().into(), values));
         }
     }
-    let ops: [(&str, fn(&str, &str) -> Option<LabelReq>); 6] = [
+    type Build = fn(&str, &str) -> Option<LabelReq>;
+    let ops: [(&str, Build); 6] = [
         ("!=", |k, v| Some(LabelReq::NotEq(k.into(), v.into()))),
         ("==", |k, v| Some(LabelReq::Eq(k.into(), v.into()))),
         ("=", |k, v| Some(LabelReq::Eq(k.into(), v.into()))),
-        (">", |k, v| v.parse().ok().map(|n| LabelReq::Gt(k.into(), n))),
-        ("<", |k, v| v.parse().ok().map(|n| LabelReq::Lt(k.into(), n))),
+        (">", |k, v| {
+            v.parse().ok().map(|n| LabelReq::Gt(k.into(), n))
+        }),
+        ("<", |k, v| {
+            v.parse().ok().map(|n| LabelReq::Lt(k.into(), n))
+        }),
         ("", |k, _| Some(LabelReq::Exists(k.into()))),
     ];
     for (op, build) in ops {
@@ -127,10 +148,13 @@ impl FieldSelector {
             } else if let Some((p, v)) = term.split_once('=') {
                 (p, false, v)
             } else {
-                return Err(format!("invalid selector: '{text}'; can't understand '{term}'"));
+                return Err(format!(
+                    "invalid selector: '{text}'; can't understand '{term}'"
+                ));
             };
             let path = path.trim();
-            if !matches!(path, "metadata.name" | "metadata.namespace") && !supported.contains(&path) {
+            if !matches!(path, "metadata.name" | "metadata.namespace") && !supported.contains(&path)
+            {
                 return Err(format!("field label not supported: {path}"));
             }
             terms.push((path.to_owned(), negate, unescape(value.trim())));
@@ -215,7 +239,11 @@ mod tests {
             ("tier>2,tier<4", true),
             ("app=web,tier=4", false),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&o), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&o),
+                want,
+                "{sel}"
+            );
         }
         assert!(LabelSelector::parse("app in web").is_err());
         assert!(LabelSelector::parse("a=b=c").is_err());
@@ -226,7 +254,15 @@ mod tests {
         let sel = FieldSelector::parse("metadata.name=web1,reason!=Killed", &["reason"]).unwrap();
         assert!(sel.matches(&obj(json!({}))));
         assert_eq!(sel.only_name(), None);
-        assert_eq!(FieldSelector::parse("metadata.name=web1", &[]).unwrap().only_name(), Some("web1"));
-        assert_eq!(FieldSelector::parse("spec.foo=1", &[]).unwrap_err(), "field label not supported: spec.foo");
+        assert_eq!(
+            FieldSelector::parse("metadata.name=web1", &[])
+                .unwrap()
+                .only_name(),
+            Some("web1")
+        );
+        assert_eq!(
+            FieldSelector::parse("spec.foo=1", &[]).unwrap_err(),
+            "field label not supported: spec.foo"
+        );
     }
 }

@@ -51,13 +51,19 @@ fn stored_crds(store: &Store) -> Vec<CustomResourceDefinition> {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {listen}: {source}")]
-    Listen { listen: String, source: std::io::Error },
+    Listen {
+        listen: String,
+        source: std::io::Error,
+    },
 }
 
 /// A running server; dropping it does not stop it, `shutdown` does.
@@ -80,29 +86,63 @@ impl Running {
 
 /// Opens the store, binds `config.listen`, writes `DATA_DIR/kubeconfig` and serves.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let store = Store::open(&config.data_dir)?;
     let creds = tls::load_or_create(&config.data_dir)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(&creds)?));
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .map_err(|source| StartError::Listen { listen: config.listen.clone(), source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen { listen: config.listen.clone(), source })?;
+    let listener =
+        TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                listen: config.listen.clone(),
+                source,
+            })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        listen: config.listen.clone(),
+        source,
+    })?;
     let kubeconfig = config.data_dir.join("kubeconfig");
-    tls::write_private(&kubeconfig, &tls::kubeconfig(&format!("https://{addr}"), &creds))?;
+    tls::write_private(
+        &kubeconfig,
+        &tls::kubeconfig(&format!("https://{addr}"), &creds),
+    )?;
     let registry = Registry::new(&stored_crds(&store));
-    let state = Arc::new(State { store, registry, token: creds.token.clone(), address: addr.to_string() });
+    let state = Arc::new(State {
+        store,
+        registry,
+        token: creds.token.clone(),
+        address: addr.to_string(),
+    });
     crate::bootstrap::ensure_system_namespaces(&state).await;
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
-        tokio::spawn(accept_loop(listener, acceptor, state.clone(), stopped.clone())),
+        tokio::spawn(accept_loop(
+            listener,
+            acceptor,
+            state.clone(),
+            stopped.clone(),
+        )),
         tokio::spawn(crate::cleanup::run(state.clone(), stopped)),
     ];
     tracing::info!(%addr, kubeconfig = %kubeconfig.display(), "API server listening");
-    Ok(Running { addr, kubeconfig, state, stop, tasks })
+    Ok(Running {
+        addr,
+        kubeconfig,
+        state,
+        stop,
+        tasks,
+    })
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, state: Arc<State>, mut stopped: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: Arc<State>,
+    mut stopped: watch::Receiver<bool>,
+) {
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -129,7 +169,9 @@ async fn accept_loop(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor,
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
             });
-            let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tls), service);
+            let conn = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(tls), service);
             tokio::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => {

@@ -26,7 +26,9 @@ pub type FieldSet = BTreeSet<FieldPath>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     /// The main resource; `status` excluded when it is a subresource.
-    Main { status_is_subresource: bool },
+    Main {
+        status_is_subresource: bool,
+    },
     Status,
 }
 
@@ -41,11 +43,18 @@ const TRACKED_METADATA: [&str; 4] = ["labels", "annotations", "finalizers", "own
 /// The leaf fields of `object` that field management tracks in `scope`.
 pub fn leaves(object: &Value, scope: Scope) -> FieldSet {
     let mut set = FieldSet::new();
-    let Some(map) = object.as_object() else { return set };
+    let Some(map) = object.as_object() else {
+        return set;
+    };
     for (key, value) in map {
         let tracked = match (key.as_str(), scope) {
             ("apiVersion" | "kind", _) => false,
-            ("status", Scope::Main { status_is_subresource }) => !status_is_subresource,
+            (
+                "status",
+                Scope::Main {
+                    status_is_subresource,
+                },
+            ) => !status_is_subresource,
             ("status", Scope::Status) => true,
             (_, Scope::Status) => false,
             ("metadata", _) => {
@@ -67,7 +76,9 @@ pub fn leaves(object: &Value, scope: Scope) -> FieldSet {
 }
 
 fn is_set_list(path: &FieldPath) -> bool {
-    path.len() == 2 && path[0] == Seg::Field("metadata".into()) && path[1] == Seg::Field("finalizers".into())
+    path.len() == 2
+        && path[0] == Seg::Field("metadata".into())
+        && path[1] == Seg::Field("finalizers".into())
 }
 
 fn collect(value: &Value, path: FieldPath, set: &mut FieldSet) {
@@ -118,7 +129,9 @@ fn set_at(object: &mut Value, path: &FieldPath, value: &Value) {
                     map.insert(f.clone(), value.clone());
                     return;
                 }
-                current = map.entry(f.clone()).or_insert_with(|| Value::Object(Map::new()));
+                current = map
+                    .entry(f.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
             }
             Seg::Member(_) => {
                 if !current.is_array() {
@@ -135,7 +148,9 @@ fn set_at(object: &mut Value, path: &FieldPath, value: &Value) {
 }
 
 fn remove_at(object: &mut Value, path: &FieldPath) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut current = object;
     for seg in parents {
         let Seg::Field(f) = seg else { return };
@@ -152,7 +167,7 @@ fn remove_at(object: &mut Value, path: &FieldPath) {
         }
         Seg::Member(m) => {
             if let Some(list) = current.as_array_mut() {
-                list.retain(|v| v.to_string() != *m);
+                list.retain(|v| v.to_string().as_str() != m);
             }
         }
     }
@@ -186,7 +201,9 @@ pub struct Entry {
 
 impl Entry {
     fn same_slot(&self, manager: &str, operation: &str, subresource: Option<&str>) -> bool {
-        self.manager == manager && self.operation == operation && self.subresource.as_deref() == subresource
+        self.manager == manager
+            && self.operation == operation
+            && self.subresource.as_deref() == subresource
     }
 
     /// How a conflict names this manager.
@@ -203,12 +220,20 @@ impl Entry {
 }
 
 pub fn decode_entries(object: &Value) -> Vec<Entry> {
-    let Some(list) = object.pointer("/metadata/managedFields").and_then(Value::as_array) else {
+    let Some(list) = object
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
         return Vec::new();
     };
     list.iter()
         .map(|e| {
-            let text = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let text = |k: &str| {
+                e.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             let mut fields = FieldSet::new();
             if let Some(f) = e.get("fieldsV1") {
                 decode_fields(f, Vec::new(), &mut fields);
@@ -218,7 +243,10 @@ pub fn decode_entries(object: &Value) -> Vec<Entry> {
                 operation: text("operation"),
                 api_version: text("apiVersion"),
                 time: text("time"),
-                subresource: e.get("subresource").and_then(Value::as_str).map(str::to_owned),
+                subresource: e
+                    .get("subresource")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
                 fields,
             }
         })
@@ -296,12 +324,23 @@ pub enum ApplyOutcome {
 }
 
 /// Applies `config` as `manager` onto `live` (an empty object for a create).
-pub fn apply(live: &Value, config: &Value, manager: &str, force: bool, api_version: &str, scope: Scope, now: &str) -> ApplyOutcome {
+pub fn apply(
+    live: &Value,
+    config: &Value,
+    manager: &str,
+    force: bool,
+    api_version: &str,
+    scope: Scope,
+    now: &str,
+) -> ApplyOutcome {
     let applied = leaves(config, scope);
     let mut entries = decode_entries(live);
     let sub = scope.subresource();
     let mut conflicts = Vec::new();
-    for entry in entries.iter().filter(|e| !e.same_slot(manager, "Apply", sub) && e.manager != manager) {
+    for entry in entries
+        .iter()
+        .filter(|e| !e.same_slot(manager, "Apply", sub) && e.manager != manager)
+    {
         for owned in &entry.fields {
             for path in applied.iter().filter(|p| overlaps(p, owned)) {
                 let differs = value_at(config, path) != value_at(live, path)
@@ -328,9 +367,16 @@ pub fn apply(live: &Value, config: &Value, manager: &str, force: bool, api_versi
         .find(|e| e.same_slot(manager, "Apply", sub))
         .map(|e| e.fields.clone())
         .unwrap_or_default();
-    for entry in entries.iter_mut().filter(|e| !e.same_slot(manager, "Apply", sub)) {
+    for entry in entries
+        .iter_mut()
+        .filter(|e| !e.same_slot(manager, "Apply", sub))
+    {
         if force {
-            entry.fields.retain(|owned| !applied.iter().any(|p| overlaps(p, owned) && value_at(config, p) != value_at(live, p)));
+            entry.fields.retain(|owned| {
+                !applied
+                    .iter()
+                    .any(|p| overlaps(p, owned) && value_at(config, p) != value_at(live, p))
+            });
         }
     }
     for gone in previous.difference(&applied) {
@@ -342,19 +388,47 @@ pub fn apply(live: &Value, config: &Value, manager: &str, force: bool, api_versi
             remove_at(&mut result, gone);
         }
     }
-    record(&mut entries, manager, "Apply", sub, api_version, now, applied, true);
+    record(
+        &mut entries,
+        manager,
+        "Apply",
+        sub,
+        api_version,
+        now,
+        applied,
+        true,
+    );
     set_entries(&mut result, &entries);
     ApplyOutcome::Applied(result)
 }
 
 /// Moves the fields a non-apply write changed to `manager`'s Update entry. Leaves
 /// `managedFields` alone when the writer set them itself.
-pub fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, api_version: &str, scope: Scope, now: &str) {
-    let old_entries = old.map(|o| o.pointer("/metadata/managedFields").cloned()).unwrap_or(None);
+pub fn track_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    scope: Scope,
+    now: &str,
+) {
+    let old_entries = old
+        .map(|o| o.pointer("/metadata/managedFields").cloned())
+        .unwrap_or(None);
     let new_entries = new.pointer("/metadata/managedFields").cloned();
     if new_entries.is_some() && new_entries != old_entries {
-        if new_entries.as_ref().and_then(Value::as_array).is_some_and(Vec::is_empty) {
-            remove_at(new, &vec![Seg::Field("metadata".into()), Seg::Field("managedFields".into())]);
+        if new_entries
+            .as_ref()
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
+            remove_at(
+                new,
+                &vec![
+                    Seg::Field("metadata".into()),
+                    Seg::Field("managedFields".into()),
+                ],
+            );
         }
         return;
     }
@@ -370,17 +444,46 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, api_ver
     let removed: FieldSet = before.difference(&after).cloned().collect();
     let mut entries = old.map(decode_entries).unwrap_or_default();
     for entry in entries.iter_mut() {
-        entry.fields.retain(|f| !removed.contains(f) && !(changed.contains(f) && !(entry.manager == manager && entry.operation == "Update")));
+        entry.fields.retain(|f| {
+            !removed.contains(f)
+                && !(changed.contains(f)
+                    && !(entry.manager == manager && entry.operation == "Update"))
+        });
     }
-    record(&mut entries, manager, "Update", scope.subresource(), api_version, now, changed, false);
+    record(
+        &mut entries,
+        manager,
+        "Update",
+        scope.subresource(),
+        api_version,
+        now,
+        changed,
+        false,
+    );
     set_entries(new, &entries);
 }
 
 #[allow(clippy::too_many_arguments)]
-fn record(entries: &mut Vec<Entry>, manager: &str, operation: &str, sub: Option<&str>, api_version: &str, now: &str, fields: FieldSet, replace: bool) {
-    match entries.iter_mut().find(|e| e.same_slot(manager, operation, sub)) {
+fn record(
+    entries: &mut Vec<Entry>,
+    manager: &str,
+    operation: &str,
+    sub: Option<&str>,
+    api_version: &str,
+    now: &str,
+    fields: FieldSet,
+    replace: bool,
+) {
+    match entries
+        .iter_mut()
+        .find(|e| e.same_slot(manager, operation, sub))
+    {
         Some(entry) => {
-            let merged: FieldSet = if replace { fields } else { entry.fields.union(&fields).cloned().collect() };
+            let merged: FieldSet = if replace {
+                fields
+            } else {
+                entry.fields.union(&fields).cloned().collect()
+            };
             if merged != entry.fields {
                 entry.fields = merged;
                 entry.time = now.to_owned();
@@ -419,7 +522,10 @@ pub fn conflict_message(conflicts: &[(String, FieldPath)]) -> String {
     managers.dedup();
     if n == 1 {
         let (manager, path) = &conflicts[0];
-        return format!("Apply failed with 1 conflict: conflict with {manager}: {}", path_text(path));
+        return format!(
+            "Apply failed with 1 conflict: conflict with {manager}: {}",
+            path_text(path)
+        );
     }
     let mut text = format!("Apply failed with {n} {plural}:");
     for manager in managers {
@@ -435,7 +541,9 @@ pub fn conflict_message(conflicts: &[(String, FieldPath)]) -> String {
 mod tests {
     use super::*;
 
-    const MAIN: Scope = Scope::Main { status_is_subresource: true };
+    const MAIN: Scope = Scope::Main {
+        status_is_subresource: true,
+    };
 
     fn applied(outcome: ApplyOutcome) -> Value {
         match outcome {
@@ -461,40 +569,127 @@ mod tests {
 
     #[test]
     fn another_manager_conflicts_unless_forced() {
-        let first = applied(apply(&json!({"metadata": {}}), &json!({"spec": {"cpus": 2}}), "ctl", false, "g/v1", MAIN, "T"));
-        let outcome = apply(&first, &json!({"spec": {"cpus": 4}}), "kubectl", false, "g/v1", MAIN, "T");
-        let ApplyOutcome::Conflicts(c) = outcome else { panic!("expected a conflict") };
-        assert_eq!(conflict_message(&c), "Apply failed with 1 conflict: conflict with \"ctl\": .spec.cpus");
+        let first = applied(apply(
+            &json!({"metadata": {}}),
+            &json!({"spec": {"cpus": 2}}),
+            "ctl",
+            false,
+            "g/v1",
+            MAIN,
+            "T",
+        ));
+        let outcome = apply(
+            &first,
+            &json!({"spec": {"cpus": 4}}),
+            "kubectl",
+            false,
+            "g/v1",
+            MAIN,
+            "T",
+        );
+        let ApplyOutcome::Conflicts(c) = outcome else {
+            panic!("expected a conflict")
+        };
+        assert_eq!(
+            conflict_message(&c),
+            "Apply failed with 1 conflict: conflict with \"ctl\": .spec.cpus"
+        );
         // The same value is shared, not a conflict.
-        applied(apply(&first, &json!({"spec": {"cpus": 2}}), "kubectl", false, "g/v1", MAIN, "T"));
-        let forced = applied(apply(&first, &json!({"spec": {"cpus": 4}}), "kubectl", true, "g/v1", MAIN, "T"));
+        applied(apply(
+            &first,
+            &json!({"spec": {"cpus": 2}}),
+            "kubectl",
+            false,
+            "g/v1",
+            MAIN,
+            "T",
+        ));
+        let forced = applied(apply(
+            &first,
+            &json!({"spec": {"cpus": 4}}),
+            "kubectl",
+            true,
+            "g/v1",
+            MAIN,
+            "T",
+        ));
         assert_eq!(forced["spec"]["cpus"], 4);
-        let owners: Vec<String> = decode_entries(&forced).into_iter().map(|e| e.manager).collect();
+        let owners: Vec<String> = decode_entries(&forced)
+            .into_iter()
+            .map(|e| e.manager)
+            .collect();
         assert_eq!(owners, vec!["kubectl"]);
     }
 
     #[test]
     fn fields_no_longer_applied_are_removed() {
-        let first = applied(apply(&json!({"metadata": {}}), &json!({"spec": {"a": 1, "b": 2}}), "m", false, "g/v1", MAIN, "T"));
-        let second = applied(apply(&first, &json!({"spec": {"a": 1}}), "m", false, "g/v1", MAIN, "T"));
+        let first = applied(apply(
+            &json!({"metadata": {}}),
+            &json!({"spec": {"a": 1, "b": 2}}),
+            "m",
+            false,
+            "g/v1",
+            MAIN,
+            "T",
+        ));
+        let second = applied(apply(
+            &first,
+            &json!({"spec": {"a": 1}}),
+            "m",
+            false,
+            "g/v1",
+            MAIN,
+            "T",
+        ));
         assert_eq!(second["spec"], json!({"a": 1}));
     }
 
     #[test]
     fn updates_take_ownership_of_what_they_change() {
-        let applied_obj = applied(apply(&json!({"metadata": {}}), &json!({"spec": {"a": 1, "b": 2}}), "m", false, "g/v1", MAIN, "T"));
+        let applied_obj = applied(apply(
+            &json!({"metadata": {}}),
+            &json!({"spec": {"a": 1, "b": 2}}),
+            "m",
+            false,
+            "g/v1",
+            MAIN,
+            "T",
+        ));
         let mut updated = applied_obj.clone();
         updated["spec"]["a"] = json!(5);
-        track_update(Some(&applied_obj), &mut updated, "kubectl-edit", "g/v1", MAIN, "T2");
+        track_update(
+            Some(&applied_obj),
+            &mut updated,
+            "kubectl-edit",
+            "g/v1",
+            MAIN,
+            "T2",
+        );
         let entries = decode_entries(&updated);
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[1].manager, "kubectl-edit");
-        assert_eq!(path_text(entries[1].fields.iter().next().unwrap()), ".spec.a");
+        assert_eq!(
+            path_text(entries[1].fields.iter().next().unwrap()),
+            ".spec.a"
+        );
         assert!(!entries[0].fields.iter().any(|p| path_text(p) == ".spec.a"));
         // The applier now conflicts on the field the editor took.
-        let outcome = apply(&updated, &json!({"spec": {"a": 1, "b": 2}}), "m", false, "g/v1", MAIN, "T3");
-        let ApplyOutcome::Conflicts(c) = outcome else { panic!("expected a conflict") };
-        assert_eq!(conflict_message(&c), "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using g/v1: .spec.a");
+        let outcome = apply(
+            &updated,
+            &json!({"spec": {"a": 1, "b": 2}}),
+            "m",
+            false,
+            "g/v1",
+            MAIN,
+            "T3",
+        );
+        let ApplyOutcome::Conflicts(c) = outcome else {
+            panic!("expected a conflict")
+        };
+        assert_eq!(
+            conflict_message(&c),
+            "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using g/v1: .spec.a"
+        );
     }
 
     #[test]
@@ -502,8 +697,14 @@ mod tests {
         let obj = json!({"metadata": {"finalizers": ["a", "b"]}});
         let set = leaves(&obj, MAIN);
         assert_eq!(set.len(), 2);
-        assert_eq!(path_text(set.iter().next().unwrap()), ".metadata.finalizers[=\"a\"]");
+        assert_eq!(
+            path_text(set.iter().next().unwrap()),
+            ".metadata.finalizers[=\"a\"]"
+        );
         let encoded = encode_fields(&set);
-        assert_eq!(encoded, json!({"f:metadata": {"f:finalizers": {".": {}, "v:\"a\"": {}, "v:\"b\"": {}}}}));
+        assert_eq!(
+            encoded,
+            json!({"f:metadata": {"f:finalizers": {".": {}, "v:\"a\"": {}, "v:\"b\"": {}}}})
+        );
     }
 }

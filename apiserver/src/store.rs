@@ -119,8 +119,8 @@ struct Shared {
 }
 
 enum Job {
-    Write(Write, oneshot::Sender<Result<Arc<Stored>, StoreError>>),
-    Compact(oneshot::Sender<Result<u64, StoreError>>),
+    Write(Write, Reply<Arc<Stored>>),
+    Compact(Reply<u64>),
 }
 
 /// The store. Writes go to one writer thread, which commits whatever is waiting in one
@@ -131,11 +131,22 @@ pub struct Store {
     jobs: Mutex<std::sync::mpsc::Sender<Job>>,
 }
 
+/// What `watch_from` gives: the backlog, then the live feed.
+pub type WatchStart = (Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>);
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
 /// A write to make: `expect` is the revision the writer read (None = unconditional;
 /// `Some(0)` = the key must not exist yet, a create).
 pub enum Write {
-    Put { key: String, value: Value, expect: Option<u64> },
-    Delete { key: String, expect: Option<u64> },
+    Put {
+        key: String,
+        value: Value,
+        expect: Option<u64>,
+    },
+    Delete {
+        key: String,
+        expect: Option<u64>,
+    },
 }
 
 impl Write {
@@ -163,16 +174,31 @@ impl Store {
         let mut objects = BTreeMap::new();
         {
             let mut stmt = conn.prepare("SELECT key, rev, value FROM objects")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)))?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })?;
             for row in rows {
                 let (key, rev, bytes) = row?;
                 serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)?;
-                objects.insert(key.clone(), Arc::new(Stored { key, rev: rev as u64, raw: Bytes::from(bytes) }));
+                objects.insert(
+                    key.clone(),
+                    Arc::new(Stored {
+                        key,
+                        rev: rev as u64,
+                        raw: Bytes::from(bytes),
+                    }),
+                );
             }
         }
         let meta = |name: &str| -> Result<u64, rusqlite::Error> {
             Ok(conn
-                .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get::<_, i64>(0))
+                .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+                    r.get::<_, i64>(0)
+                })
                 .optional()?
                 .unwrap_or(0) as u64)
         };
@@ -181,7 +207,12 @@ impl Store {
         reader.execute_batch("PRAGMA busy_timeout=5000;")?;
         let (changes, _) = broadcast::channel(RING);
         let shared = Arc::new(Shared {
-            memory: Mutex::new(Memory { objects, rev, compacted, recent: VecDeque::new() }),
+            memory: Mutex::new(Memory {
+                objects,
+                rev,
+                compacted,
+                recent: VecDeque::new(),
+            }),
             changes,
             reader: Mutex::new(reader),
         });
@@ -191,11 +222,17 @@ impl Store {
             .name("phoenix-store-writer".into())
             .spawn(move || writer(conn, writer_shared, receiver))
             .map_err(|e| StoreError::Thread(e.to_string()))?;
-        Ok(Self { shared, jobs: Mutex::new(jobs) })
+        Ok(Self {
+            shared,
+            jobs: Mutex::new(jobs),
+        })
     }
 
     fn memory(&self) -> MutexGuard<'_, Memory> {
-        self.shared.memory.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared
+            .memory
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The current store revision.
@@ -224,9 +261,16 @@ impl Store {
         (memory.rev, items)
     }
 
-    fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job) -> oneshot::Receiver<Result<T, StoreError>> {
+    fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> oneshot::Receiver<Result<T, StoreError>> {
         let (tx, rx) = oneshot::channel();
-        let sent = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(job(tx));
+        let sent = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job(tx));
         if let Err(std::sync::mpsc::SendError(job)) = sent {
             let reply = |e: StoreError| match job {
                 Job::Write(_, r) => drop(r.send(Err(e))),
@@ -246,10 +290,13 @@ impl Store {
 
     /// Changes after `rev` (oldest first) and a receiver for every later one, with no gap
     /// and no overlap between the two. Fails when `rev` is below the compaction point.
-    pub fn watch_from(&self, rev: u64) -> Result<(Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>), StoreError> {
+    pub fn watch_from(&self, rev: u64) -> Result<WatchStart, StoreError> {
         let memory = self.memory();
         if rev < memory.compacted {
-            return Err(StoreError::Compacted { requested: rev, compacted: memory.compacted });
+            return Err(StoreError::Compacted {
+                requested: rev,
+                compacted: memory.compacted,
+            });
         }
         let receiver = self.shared.changes.subscribe();
         let oldest_recent = memory.recent.front().map_or(memory.rev + 1, |c| c.rev);
@@ -297,20 +344,30 @@ fn writer(mut conn: Connection, shared: Arc<Shared>, jobs: std::sync::mpsc::Rece
     }
 }
 
+/// A write's answer channel and what staging it gave.
+type Outcome = (Reply<Arc<Stored>>, Result<Staged, StoreError>);
+
 /// A change checked and encoded, waiting for the commit.
 struct Staged {
     change: Arc<Change>,
     stored: Arc<Stored>,
 }
 
-fn commit_batch(conn: &mut Connection, shared: &Shared, writes: Vec<(Write, oneshot::Sender<Result<Arc<Stored>, StoreError>>)>) {
-    let mut overlay: std::collections::HashMap<String, Option<Arc<Stored>>> = std::collections::HashMap::new();
+fn commit_batch(conn: &mut Connection, shared: &Shared, writes: Vec<(Write, Reply<Arc<Stored>>)>) {
+    let mut overlay: std::collections::HashMap<String, Option<Arc<Stored>>> =
+        std::collections::HashMap::new();
     let mut rev = shared.memory.lock().unwrap_or_else(|p| p.into_inner()).rev;
-    let mut outcomes: Vec<(oneshot::Sender<Result<Arc<Stored>, StoreError>>, Result<Staged, StoreError>)> = Vec::new();
+    let mut outcomes: Vec<Outcome> = Vec::new();
     for (write, reply) in writes {
         let current = match overlay.get(write.key()) {
             Some(staged) => staged.clone(),
-            None => shared.memory.lock().unwrap_or_else(|p| p.into_inner()).objects.get(write.key()).cloned(),
+            None => shared
+                .memory
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .objects
+                .get(write.key())
+                .cloned(),
         };
         let staged = stage(write, current, rev + 1);
         if let Ok(s) = &staged {
@@ -320,11 +377,16 @@ fn commit_batch(conn: &mut Connection, shared: &Shared, writes: Vec<(Write, ones
         }
         outcomes.push((reply, staged));
     }
-    let committed = persist(conn, outcomes.iter().filter_map(|(_, s)| s.as_ref().ok()), rev);
+    let committed = persist(
+        conn,
+        outcomes.iter().filter_map(|(_, s)| s.as_ref().ok()),
+        rev,
+    );
     if let Err(e) = committed {
         let message = e.to_string();
         for (reply, staged) in outcomes {
-            let _ = reply.send(staged.and(Err(StoreError::Thread(format!("commit failed: {message}")))));
+            let _ = reply
+                .send(staged.and(Err(StoreError::Thread(format!("commit failed: {message}")))));
         }
         return;
     }
@@ -333,7 +395,9 @@ fn commit_batch(conn: &mut Connection, shared: &Shared, writes: Vec<(Write, ones
         let Ok(s) = staged else { continue };
         match s.change.kind {
             EventType::Deleted => memory.objects.remove(&s.change.key),
-            _ => memory.objects.insert(s.change.key.clone(), s.stored.clone()),
+            _ => memory
+                .objects
+                .insert(s.change.key.clone(), s.stored.clone()),
         };
         memory.rev = s.change.rev;
         if memory.recent.len() == RING {
@@ -364,17 +428,41 @@ fn stage(write: Write, current: Option<Arc<Stored>>, rev: u64) -> Result<Staged,
     }
     let key = write.key().to_owned();
     let (kind, mut value) = match write {
-        Write::Put { value, .. } => (if current.is_some() { EventType::Modified } else { EventType::Added }, value),
-        Write::Delete { .. } => (EventType::Deleted, current.as_ref().expect("checked above").value()),
+        Write::Put { value, .. } => (
+            if current.is_some() {
+                EventType::Modified
+            } else {
+                EventType::Added
+            },
+            value,
+        ),
+        Write::Delete { .. } => (
+            EventType::Deleted,
+            current.as_ref().expect("checked above").value(),
+        ),
     };
     set_resource_version(&mut value, rev);
     let raw = Bytes::from(serde_json::to_vec(&value)?);
-    let stored = Arc::new(Stored { key: key.clone(), rev, raw: raw.clone() });
-    let change = Arc::new(Change { rev, key, kind, raw, prev: current.map(|c| c.raw.clone()) });
+    let stored = Arc::new(Stored {
+        key: key.clone(),
+        rev,
+        raw: raw.clone(),
+    });
+    let change = Arc::new(Change {
+        rev,
+        key,
+        kind,
+        raw,
+        prev: current.map(|c| c.raw.clone()),
+    });
     Ok(Staged { change, stored })
 }
 
-fn persist<'a>(conn: &mut Connection, staged: impl Iterator<Item = &'a Staged>, rev: u64) -> Result<(), StoreError> {
+fn persist<'a>(
+    conn: &mut Connection,
+    staged: impl Iterator<Item = &'a Staged>,
+    rev: u64,
+) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     {
         let mut upsert = tx.prepare_cached(
@@ -382,7 +470,9 @@ fn persist<'a>(conn: &mut Connection, staged: impl Iterator<Item = &'a Staged>, 
              ON CONFLICT(key) DO UPDATE SET rev = excluded.rev, value = excluded.value",
         )?;
         let mut remove = tx.prepare_cached("DELETE FROM objects WHERE key = ?1")?;
-        let mut log = tx.prepare_cached("INSERT INTO log (rev, key, kind, value, prev) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        let mut log = tx.prepare_cached(
+            "INSERT INTO log (rev, key, kind, value, prev) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
         for s in staged {
             let c = &s.change;
             match c.kind {
@@ -393,7 +483,13 @@ fn persist<'a>(conn: &mut Connection, staged: impl Iterator<Item = &'a Staged>, 
                     upsert.execute(params![c.key, c.rev as i64, c.raw.as_ref()])?;
                 }
             }
-            log.execute(params![c.rev as i64, c.key, c.kind as i64, c.raw.as_ref(), c.prev.as_deref()])?;
+            log.execute(params![
+                c.rev as i64,
+                c.key,
+                c.kind as i64,
+                c.raw.as_ref(),
+                c.prev.as_deref()
+            ])?;
         }
     }
     tx.execute(
@@ -420,12 +516,18 @@ fn compact(conn: &mut Connection, shared: &Shared) -> Result<u64, StoreError> {
         [target as i64],
     )?;
     tx.commit()?;
-    shared.memory.lock().unwrap_or_else(|p| p.into_inner()).compacted = target;
+    shared
+        .memory
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .compacted = target;
     Ok(target)
 }
 
 fn read_log(conn: &Connection, after: u64, before: u64) -> Result<Vec<Arc<Change>>, StoreError> {
-    let mut stmt = conn.prepare("SELECT rev, key, kind, value, prev FROM log WHERE rev > ?1 AND rev < ?2 ORDER BY rev")?;
+    let mut stmt = conn.prepare(
+        "SELECT rev, key, kind, value, prev FROM log WHERE rev > ?1 AND rev < ?2 ORDER BY rev",
+    )?;
     let rows = stmt.query_map(params![after as i64, before as i64], |r| {
         Ok((
             r.get::<_, i64>(0)?,
@@ -443,7 +545,13 @@ fn read_log(conn: &Connection, after: u64, before: u64) -> Result<Vec<Arc<Change
             1 => EventType::Modified,
             _ => EventType::Deleted,
         };
-        changes.push(Arc::new(Change { rev: rev as u64, key, kind, raw: Bytes::from(value), prev: prev.map(Bytes::from) }));
+        changes.push(Arc::new(Change {
+            rev: rev as u64,
+            key,
+            kind,
+            raw: Bytes::from(value),
+            prev: prev.map(Bytes::from),
+        }));
     }
     Ok(changes)
 }
@@ -459,8 +567,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    async fn put(store: &Store, key: &str, n: i64, expect: Option<u64>) -> Result<Arc<Stored>, StoreError> {
-        store.write(Write::Put { key: key.into(), value: json!({"metadata": {"name": key}, "n": n}), expect }).await
+    async fn put(
+        store: &Store,
+        key: &str,
+        n: i64,
+        expect: Option<u64>,
+    ) -> Result<Arc<Stored>, StoreError> {
+        store
+            .write(Write::Put {
+                key: key.into(),
+                value: json!({"metadata": {"name": key}, "n": n}),
+                expect,
+            })
+            .await
     }
 
     #[tokio::test]
@@ -471,8 +590,14 @@ mod tests {
         let b = put(&store, "b", 1, None).await.unwrap();
         assert_eq!((a.rev, b.rev), (1, 2));
         assert_eq!(a.value()["metadata"]["resourceVersion"], "1");
-        assert!(matches!(put(&store, "a", 2, Some(7)).await, Err(StoreError::Conflict)));
-        assert!(matches!(put(&store, "a", 2, Some(0)).await, Err(StoreError::Exists)));
+        assert!(matches!(
+            put(&store, "a", 2, Some(7)).await,
+            Err(StoreError::Conflict)
+        ));
+        assert!(matches!(
+            put(&store, "a", 2, Some(0)).await,
+            Err(StoreError::Exists)
+        ));
         assert_eq!(put(&store, "a", 2, Some(1)).await.unwrap().rev, 3);
         let (rev, items) = store.list("");
         assert_eq!((rev, items.len()), (3, 2));
@@ -506,7 +631,13 @@ mod tests {
         put(&store, "a", 2, None).await.unwrap();
         let (backlog, mut live) = store.watch_from(1).unwrap();
         assert_eq!(backlog.iter().map(|c| c.rev).collect::<Vec<_>>(), vec![2]);
-        store.write(Write::Delete { key: "a".into(), expect: None }).await.unwrap();
+        store
+            .write(Write::Delete {
+                key: "a".into(),
+                expect: None,
+            })
+            .await
+            .unwrap();
         let next = live.try_recv().unwrap();
         assert_eq!((next.rev, next.kind), (3, EventType::Deleted));
         assert_eq!(next.object()["n"], 2);
@@ -525,8 +656,15 @@ mod tests {
         assert_eq!(store.revision(), 10);
         assert_eq!(store.get("k3").unwrap().value()["n"], 3);
         let (backlog, _) = store.watch_from(7).unwrap();
-        assert_eq!(backlog.iter().map(|c| c.rev).collect::<Vec<_>>(), vec![8, 9, 10]);
+        assert_eq!(
+            backlog.iter().map(|c| c.rev).collect::<Vec<_>>(),
+            vec![8, 9, 10]
+        );
         assert_eq!(put(&store, "k0", 5, None).await.unwrap().rev, 11);
-        assert_eq!(store.compact().await.unwrap(), 0, "nothing beyond the retained window yet");
+        assert_eq!(
+            store.compact().await.unwrap(),
+            0,
+            "nothing beyond the retained window yet"
+        );
     }
 }

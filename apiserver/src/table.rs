@@ -6,10 +6,14 @@ use serde_json::{Value, json};
 
 /// Column definitions for a resource type: Name first, then the type's own.
 pub fn columns(rt: &ResourceType) -> Vec<Value> {
-    let col = |name: &str, type_: &str, format: &str, priority: i32, description: &str| {
-        json!({"name": name, "type": type_, "format": format, "description": description, "priority": priority})
-    };
-    let mut cols = vec![col("Name", "string", "name", 0, "Name must be unique within a namespace.")];
+    let col = |name: &str, type_: &str, format: &str, priority: i32, description: &str| json!({"name": name, "type": type_, "format": format, "description": description, "priority": priority});
+    let mut cols = vec![col(
+        "Name",
+        "string",
+        "name",
+        0,
+        "Name must be unique within a namespace.",
+    )];
     match rt.builtin {
         None if !rt.columns.is_empty() => {
             for c in &rt.columns {
@@ -24,7 +28,13 @@ pub fn columns(rt: &ResourceType) -> Vec<Value> {
         }
         None => cols.push(col("Age", "date", "", 0, "CreationTimestamp")),
         Some(Builtin::Namespace) => {
-            cols.push(col("Status", "string", "", 0, "The status of the namespace"));
+            cols.push(col(
+                "Status",
+                "string",
+                "",
+                0,
+                "The status of the namespace",
+            ));
             cols.push(col("Age", "string", "", 0, "CreationTimestamp"));
         }
         Some(Builtin::ConfigMap) => {
@@ -41,12 +51,24 @@ pub fn columns(rt: &ResourceType) -> Vec<Value> {
             cols.push(col("Age", "string", "", 0, "CreationTimestamp"));
         }
         Some(Builtin::CoreEvent | Builtin::EventsV1) => {
-            cols[0] = col("Last Seen", "string", "", 0, "Time since the event was last seen");
+            cols[0] = col(
+                "Last Seen",
+                "string",
+                "",
+                0,
+                "Time since the event was last seen",
+            );
             cols.push(col("Type", "string", "", 0, "Event type"));
             cols.push(col("Reason", "string", "", 0, "Why the event was emitted"));
             cols.push(col("Object", "string", "", 0, "The object it is about"));
             cols.push(col("Source", "string", "", 1, "Who emitted it"));
-            cols.push(col("Message", "string", "", 0, "A human-readable description"));
+            cols.push(col(
+                "Message",
+                "string",
+                "",
+                0,
+                "A human-readable description",
+            ));
             cols.push(col("Count", "string", "", 1, "How often it was seen"));
             cols.push(col("Name", "string", "name", 1, "Name of the event"));
         }
@@ -59,13 +81,25 @@ pub fn columns(rt: &ResourceType) -> Vec<Value> {
 
 /// The cells of one row, in column order.
 pub fn cells(rt: &ResourceType, object: &Value, now: jiff::Timestamp) -> Vec<Value> {
-    let name = object.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+    let name = object
+        .pointer("/metadata/name")
+        .cloned()
+        .unwrap_or(Value::Null);
     let age = || Value::String(age_of(object.pointer("/metadata/creationTimestamp"), now));
     let count = |o: &Value| {
-        let n = ["data", "binaryData"].iter().filter_map(|f| o.get(f).and_then(Value::as_object)).map(|m| m.len()).sum::<usize>();
+        let n = ["data", "binaryData"]
+            .iter()
+            .filter_map(|f| o.get(f).and_then(Value::as_object))
+            .map(|m| m.len())
+            .sum::<usize>();
         Value::String(n.to_string())
     };
-    let text = |p: &str| object.pointer(p).cloned().unwrap_or(Value::String(String::new()));
+    let text = |p: &str| {
+        object
+            .pointer(p)
+            .cloned()
+            .unwrap_or(Value::String(String::new()))
+    };
     match rt.builtin {
         None if !rt.columns.is_empty() => {
             let mut row = vec![name];
@@ -87,8 +121,15 @@ pub fn cells(rt: &ResourceType, object: &Value, now: jiff::Timestamp) -> Vec<Val
                 .or_else(|| object.get("eventTime"));
             let involved = format!(
                 "{}/{}",
-                object.pointer("/involvedObject/kind").and_then(Value::as_str).unwrap_or_default().to_lowercase(),
-                object.pointer("/involvedObject/name").and_then(Value::as_str).unwrap_or_default()
+                object
+                    .pointer("/involvedObject/kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_lowercase(),
+                object
+                    .pointer("/involvedObject/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
             );
             let source = object
                 .pointer("/source/component")
@@ -102,16 +143,26 @@ pub fn cells(rt: &ResourceType, object: &Value, now: jiff::Timestamp) -> Vec<Val
                 Value::String(involved),
                 source,
                 text("/message"),
-                Value::String(object.get("count").and_then(Value::as_i64).unwrap_or(1).to_string()),
+                Value::String(
+                    object
+                        .get("count")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
+                        .to_string(),
+                ),
                 name,
             ]
         }
-        Some(Builtin::Crd | Builtin::AccessReview) => vec![name, text("/metadata/creationTimestamp")],
+        Some(Builtin::Crd | Builtin::AccessReview) => {
+            vec![name, text("/metadata/creationTimestamp")]
+        }
     }
 }
 
 fn cell(type_: &str, value: Option<Value>, now: jiff::Timestamp) -> Value {
-    let Some(value) = value else { return Value::Null };
+    let Some(value) = value else {
+        return Value::Null;
+    };
     match type_ {
         "integer" => value.as_f64().map_or(Value::Null, |f| json!(f as i64)),
         "number" => value.as_f64().map_or(Value::Null, |f| json!(f)),
@@ -125,7 +176,9 @@ fn cell(type_: &str, value: Option<Value>, now: jiff::Timestamp) -> Value {
 }
 
 fn age_of(timestamp: Option<&Value>, now: jiff::Timestamp) -> String {
-    let Some(text) = timestamp.and_then(Value::as_str) else { return "<unknown>".into() };
+    let Some(text) = timestamp.and_then(Value::as_str) else {
+        return "<unknown>".into();
+    };
     match text.parse::<jiff::Timestamp>() {
         Ok(t) => human_duration(now.as_second() - t.as_second()),
         Err(_) => "<invalid>".into(),
@@ -140,19 +193,35 @@ pub fn human_duration(seconds: i64) -> String {
     if s < 120 {
         format!("{s}s")
     } else if m < 10 {
-        if s % 60 == 0 { format!("{m}m") } else { format!("{m}m{}s", s % 60) }
+        if s % 60 == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{}s", s % 60)
+        }
     } else if h < 3 {
         format!("{m}m")
     } else if h < 8 {
-        if m % 60 == 0 { format!("{h}h") } else { format!("{h}h{}m", m % 60) }
+        if m % 60 == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{}m", m % 60)
+        }
     } else if h < 48 {
         format!("{h}h")
     } else if d < 8 {
-        if h % 24 == 0 { format!("{d}d") } else { format!("{d}d{}h", h % 24) }
+        if h % 24 == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{}h", h % 24)
+        }
     } else if y < 2 {
         format!("{d}d")
     } else if y < 8 {
-        if d % 365 == 0 { format!("{y}y") } else { format!("{y}y{}d", d % 365) }
+        if d % 365 == 0 {
+            format!("{y}y")
+        } else {
+            format!("{y}y{}d", d % 365)
+        }
     } else {
         format!("{y}y")
     }
@@ -179,7 +248,11 @@ enum Step {
     Field(String),
     Index(usize),
     All,
-    Filter { field: String, negate: bool, value: String },
+    Filter {
+        field: String,
+        negate: bool,
+        value: String,
+    },
 }
 
 fn next_step(rest: &str) -> Option<(Step, &str)> {
@@ -206,8 +279,18 @@ fn next_step(rest: &str) -> Option<(Step, &str)> {
             let (f, v) = filter.split_once("==")?;
             (f, false, v)
         };
-        let value = value.trim().trim_matches(|c| c == '"' || c == '\'').to_owned();
-        return Some((Step::Filter { field: field.trim().to_owned(), negate, value }, remaining));
+        let value = value
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'')
+            .to_owned();
+        return Some((
+            Step::Filter {
+                field: field.trim().to_owned(),
+                negate,
+                value,
+            },
+            remaining,
+        ));
     }
     Some((Step::Index(inner.parse().ok()?), remaining))
 }
@@ -221,7 +304,11 @@ fn apply_step(value: &Value, step: &Step) -> Vec<Value> {
             Value::Object(m) => m.values().cloned().collect(),
             _ => Vec::new(),
         },
-        Step::Filter { field, negate, value: want } => value
+        Step::Filter {
+            field,
+            negate,
+            value: want,
+        } => value
             .as_array()
             .map(|items| {
                 items
@@ -242,7 +329,13 @@ fn apply_step(value: &Value, step: &Step) -> Vec<Value> {
 }
 
 /// A Table of `objects`; `include` is the `includeObject` parameter.
-pub fn table(rt: &ResourceType, objects: &[&Value], list_meta: Value, include: &str, with_columns: bool) -> Value {
+pub fn table(
+    rt: &ResourceType,
+    objects: &[&Value],
+    list_meta: Value,
+    include: &str,
+    with_columns: bool,
+) -> Value {
     let now = jiff::Timestamp::now();
     let rows: Vec<Value> = objects
         .iter()
@@ -270,7 +363,17 @@ mod tests {
 
     #[test]
     fn human_durations_match_apimachinery() {
-        for (s, want) in [(5, "5s"), (119, "119s"), (125, "2m5s"), (600, "10m"), (3 * 3600 + 60, "3h1m"), (9 * 3600, "9h"), (3 * 86400 + 3600, "3d1h"), (30 * 86400, "30d"), (3 * 365 * 86400, "3y")] {
+        for (s, want) in [
+            (5, "5s"),
+            (119, "119s"),
+            (125, "2m5s"),
+            (600, "10m"),
+            (3 * 3600 + 60, "3h1m"),
+            (9 * 3600, "9h"),
+            (3 * 86400 + 3600, "3d1h"),
+            (30 * 86400, "30d"),
+            (3 * 365 * 86400, "3y"),
+        ] {
             assert_eq!(human_duration(s), want, "{s}");
         }
     }
@@ -279,11 +382,20 @@ mod tests {
     fn jsonpath_subset() {
         let o = json!({"status": {"conditions": [{"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}]},
                        "metadata": {"labels": {"a.b/c": "x"}}, "spec": {"ips": ["1", "2"]}});
-        assert_eq!(jsonpath_first(&o, ".status.conditions[?(@.type==\"Ready\")].status"), Some(json!("True")));
-        assert_eq!(jsonpath_first(&o, ".status.conditions[?(@.type!=\"Ready\")].type"), Some(json!("Synced")));
+        assert_eq!(
+            jsonpath_first(&o, ".status.conditions[?(@.type==\"Ready\")].status"),
+            Some(json!("True"))
+        );
+        assert_eq!(
+            jsonpath_first(&o, ".status.conditions[?(@.type!=\"Ready\")].type"),
+            Some(json!("Synced"))
+        );
         assert_eq!(jsonpath_first(&o, ".spec.ips[1]"), Some(json!("2")));
         assert_eq!(jsonpath_first(&o, ".spec.ips[*]"), Some(json!("1")));
-        assert_eq!(jsonpath_first(&o, ".metadata.labels['a.b/c']"), Some(json!("x")));
+        assert_eq!(
+            jsonpath_first(&o, ".metadata.labels['a.b/c']"),
+            Some(json!("x"))
+        );
         assert_eq!(jsonpath_first(&o, ".status.missing"), None);
     }
 }

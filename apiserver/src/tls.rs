@@ -18,7 +18,10 @@ pub struct Credentials {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("generating certificates: {0}")]
     Rcgen(#[from] rcgen::Error),
     #[error("TLS setup: {0}")]
@@ -32,8 +35,17 @@ fn read(path: &Path) -> Option<String> {
 /// Writes a file readable by its owner only.
 pub fn write_private(path: &Path, content: &str) -> Result<(), TlsError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| TlsError::Io { path: path.to_owned(), source };
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io)?;
+    let io = |source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
     file.write_all(content.as_bytes()).map_err(io)?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(io)
 }
@@ -41,22 +53,46 @@ pub fn write_private(path: &Path, content: &str) -> Result<(), TlsError> {
 /// Loads the CA, serving certificate and token from `dir`, creating them the first time.
 pub fn load_or_create(dir: &Path) -> Result<Credentials, TlsError> {
     let paths = ["ca.crt", "server.crt", "server.key", "token"].map(|f| dir.join(f));
-    if let [Some(ca_pem), Some(cert_pem), Some(key_pem), Some(token)] = paths.each_ref().map(|p| read(p)) {
-        return Ok(Credentials { ca_pem, cert_pem, key_pem, token: token.trim().to_owned() });
+    if let [Some(ca_pem), Some(cert_pem), Some(key_pem), Some(token)] =
+        paths.each_ref().map(|p| read(p))
+    {
+        return Ok(Credentials {
+            ca_pem,
+            cert_pem,
+            key_pem,
+            token: token.trim().to_owned(),
+        });
     }
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "phoenix-ca");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "phoenix-ca");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, ca_key);
     let server_key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])?;
-    params.distinguished_name.push(DnType::CommonName, "phoenix-apiserver");
+    let mut params = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "phoenix-apiserver");
     let cert = params.signed_by(&server_key, &issuer)?;
     let token = random_token();
-    let creds = Credentials { ca_pem: ca_cert.pem(), cert_pem: cert.pem(), key_pem: server_key.serialize_pem(), token };
+    let creds = Credentials {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: server_key.serialize_pem(),
+        token,
+    };
     write_private(&paths[0], &creds.ca_pem)?;
     write_private(&paths[1], &creds.cert_pem)?;
     write_private(&paths[2], &creds.key_pem)?;
@@ -72,9 +108,10 @@ fn random_token() -> String {
 
 pub fn server_config(creds: &Credentials) -> Result<rustls::ServerConfig, TlsError> {
     let err = |e: &dyn std::fmt::Display| TlsError::Rustls(e.to_string());
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(creds.cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| err(&e))?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(creds.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| err(&e))?;
     let key = PrivateKeyDer::from_pem_slice(creds.key_pem.as_bytes()).map_err(|e| err(&e))?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)

@@ -55,7 +55,9 @@ impl Watch {
         }
         let object = change.object();
         let now_matches = self.filter.matches(&object);
-        let was_matching = change.prev_object().is_some_and(|p| self.filter.matches(&p));
+        let was_matching = change
+            .prev_object()
+            .is_some_and(|p| self.filter.matches(&p));
         let kind = match (change.kind, was_matching, now_matches) {
             (EventType::Deleted, true, _) => "DELETED",
             (EventType::Deleted, false, _) => return None,
@@ -86,7 +88,9 @@ impl Watch {
         if initial_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        line(&json!({"type": "BOOKMARK", "object": {"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": metadata}}))
+        line(
+            &json!({"type": "BOOKMARK", "object": {"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": metadata}}),
+        )
     }
 }
 
@@ -112,21 +116,33 @@ fn expired(message: String) -> Bytes {
 }
 
 fn watch_options_error(message: &str) -> ApiError {
-    ApiError::new(422, "Invalid", format!("ListOptions.meta.k8s.io \"\" is invalid: {message}"))
+    ApiError::new(
+        422,
+        "Invalid",
+        format!("ListOptions.meta.k8s.io \"\" is invalid: {message}"),
+    )
 }
 
 pub fn serve(state: Arc<State>, t: Target, req: &Req) -> ApiResult<Response<Body>> {
     let storage = match t.rt.builtin {
-        Some(Builtin::EventsV1) => state.registry.find("", "v1", "events").unwrap_or_else(|| t.rt.clone()),
+        Some(Builtin::EventsV1) => state
+            .registry
+            .find("", "v1", "events")
+            .unwrap_or_else(|| t.rt.clone()),
         _ => t.rt.clone(),
     };
     let send_initial = req.param("sendInitialEvents") == Some("true");
     if req.param("resourceVersionMatch").is_some() && !send_initial {
-        return Err(watch_options_error("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
+        return Err(watch_options_error(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        ));
     }
     let from = match req.param("resourceVersion") {
         None | Some("0") => None,
-        Some(rv) => Some(rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?),
+        Some(rv) => Some(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?,
+        ),
     };
     let timeout = req
         .param("timeoutSeconds")
@@ -162,7 +178,10 @@ pub fn serve(state: Arc<State>, t: Target, req: &Req) -> ApiResult<Response<Body
             let (rev, items) = state.store.list(&watch.prefix);
             let (backlog, live) = state.store.watch_from(rev)?;
             for stored in &items {
-                if watch.filter.is_empty() && !watch.table && shown_as_stored(&watch.rt, &stored.raw) {
+                if watch.filter.is_empty()
+                    && !watch.table
+                    && shown_as_stored(&watch.rt, &stored.raw)
+                {
                     first.push(raw_event("ADDED", &stored.raw));
                     continue;
                 }
@@ -189,7 +208,9 @@ pub fn serve(state: Arc<State>, t: Target, req: &Req) -> ApiResult<Response<Body
         }
     });
     let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|bytes| (Ok::<_, std::convert::Infallible>(Frame::data(bytes)), rx))
+        rx.recv()
+            .await
+            .map(|bytes| (Ok::<_, std::convert::Infallible>(Frame::data(bytes)), rx))
     }));
     Ok(Response::builder()
         .status(200)
@@ -199,9 +220,16 @@ pub fn serve(state: Arc<State>, t: Target, req: &Req) -> ApiResult<Response<Body
         .expect("static response parts are valid"))
 }
 
-async fn stream(watch: &mut Watch, mut live: broadcast::Receiver<Arc<Change>>, mut last: u64, timeout: Duration, tx: &mpsc::Sender<Bytes>) {
+async fn stream(
+    watch: &mut Watch,
+    mut live: broadcast::Receiver<Arc<Change>>,
+    mut last: u64,
+    timeout: Duration,
+    tx: &mpsc::Sender<Bytes>,
+) {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
     loop {
         let out = tokio::select! {
             change = live.recv() => match change {

@@ -35,26 +35,46 @@ impl ApiServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_phoenix"))
             .args(["apiserver", "--listen", listen, "--data-dir"])
             .arg(dir)
-            .env("RUST_LOG", std::env::var("PHOENIX_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("PHOENIX_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("phoenix apiserver starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("server announces its kubeconfig");
-        let kubeconfig = line.trim().strip_prefix("export KUBECONFIG=").unwrap_or_else(|| panic!("unexpected first line {line:?}")).into();
-        Self { child, data_dir: dir.to_owned(), kubeconfig, _temp: None }
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("server announces its kubeconfig");
+        let kubeconfig = line
+            .trim()
+            .strip_prefix("export KUBECONFIG=")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .into();
+        Self {
+            child,
+            data_dir: dir.to_owned(),
+            kubeconfig,
+            _temp: None,
+        }
     }
 
     /// The server's `https://127.0.0.1:PORT`, from its kubeconfig.
     pub fn url(&self) -> String {
         let text = std::fs::read_to_string(&self.kubeconfig).unwrap();
-        text.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap().to_owned()
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .unwrap()
+            .to_owned()
     }
 
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("token")).unwrap().trim().to_owned()
+        std::fs::read_to_string(self.data_dir.join("token"))
+            .unwrap()
+            .trim()
+            .to_owned()
     }
 
     /// SIGKILL, no goodbye: what a crash looks like to the store.
@@ -78,7 +98,11 @@ impl Drop for ApiServer {
 
 /// A kubectl binary: the installed one, or the 1.29 that shared/tools/get-helm.sh installs.
 pub fn kubectl_129() -> PathBuf {
-    let path = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".local/bin/kubectl-1.29");
-    assert!(path.exists(), "kubectl 1.29 missing: run `make test` (it installs it through shared/tools/get-helm.sh)");
+    let path =
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".local/bin/kubectl-1.29");
+    assert!(
+        path.exists(),
+        "kubectl 1.29 missing: run `make test` (it installs it through shared/tools/get-helm.sh)"
+    );
     path
 }

@@ -67,7 +67,9 @@ pub struct CrdValidator {
 
 impl std::fmt::Debug for CrdValidator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CrdValidator").field("cel", &self.cel.is_some()).finish_non_exhaustive()
+        f.debug_struct("CrdValidator")
+            .field("cel", &self.cel.is_some())
+            .finish_non_exhaustive()
     }
 }
 
