@@ -3,19 +3,10 @@
 
 mod support;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::Value;
 
 const NS: &str = "/api/v1/namespaces/default/configmaps";
 const LXC: &str = "/apis/phoenix.thinkheads.ai/v1alpha1/namespaces/default/lxcguests";
-
-async fn client(server: &support::ApiServer) -> kube::Client {
-    let kc = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 async fn send(
     client: &kube::Client,
@@ -48,7 +39,7 @@ async fn send(
 #[tokio::test]
 async fn bad_requests_get_clear_4xx_statuses() {
     let server = support::ApiServer::start();
-    let client = client(&server).await;
+    let client = support::client(&server).await;
     let crd = serde_json::to_vec(
         &phoenix_crds::all_crds()
             .into_iter()

@@ -7,19 +7,10 @@ mod support;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-async fn client(kubeconfig: &std::path::Path) -> kube::Client {
-    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 fn cm(name: &str) -> ConfigMap {
     ConfigMap {
@@ -40,7 +31,7 @@ async fn acknowledged_writes_survive_sigkill() {
     println!("killing after {kill_after} acknowledged writes");
     let server = support::ApiServer::start();
     let port = server.url().rsplit(':').next().unwrap().to_owned();
-    let api: Api<ConfigMap> = Api::namespaced(client(&server.kubeconfig).await, "default");
+    let api: Api<ConfigMap> = Api::namespaced(support::client(&server).await, "default");
     let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
     let (killed_tx, killed_rx) = tokio::sync::watch::channel(false);
     let mut writers = Vec::new();
@@ -78,7 +69,7 @@ async fn acknowledged_writes_survive_sigkill() {
         temp.as_ref().unwrap().path(),
         &format!("127.0.0.1:{port}"),
     );
-    let api: Api<ConfigMap> = Api::namespaced(client(&restarted.kubeconfig).await, "default");
+    let api: Api<ConfigMap> = Api::namespaced(support::client(&restarted).await, "default");
     let list = api.list(&Default::default()).await.unwrap();
     let stored: BTreeMap<String, u64> = list
         .items

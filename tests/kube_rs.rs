@@ -9,7 +9,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -18,14 +17,6 @@ use phoenix_crds::LxcGuest;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-async fn client(server: &support::ApiServer) -> Client {
-    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig parses");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    Client::try_from(config).expect("client")
-}
 
 fn counter(name: &str, n: u32, labels: &[(&str, &str)]) -> ConfigMap {
     ConfigMap {
@@ -85,7 +76,7 @@ fn spawn_watcher(
 #[tokio::test]
 async fn watcher_sees_every_change_across_watch_restarts_from_bookmarks() {
     let server = support::ApiServer::start();
-    let api: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let api: Api<ConfigMap> = Api::namespaced(support::client(&server).await, "default");
     set_counter(&api, "counter", 0, &[("watch", "me")]).await;
     // One-second watches: the stream is closed (after a bookmark) many times while we
     // write; changes to the unlabelled `noise` object move the revision on without the
@@ -118,7 +109,7 @@ async fn watcher_resumes_across_a_server_restart() {
     let server = support::ApiServer::start();
     let url = server.url();
     let port = url.rsplit(':').next().unwrap().to_owned();
-    let api: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let api: Api<ConfigMap> = Api::namespaced(support::client(&server).await, "default");
     set_counter(&api, "counter", 0, &[]).await;
     let watch = spawn_watcher(
         api.clone(),
@@ -184,7 +175,7 @@ fn error_policy(_: Arc<LxcGuest>, _: &kube::Error, _: Arc<Ctx>) -> Action {
 #[tokio::test]
 async fn a_controller_reconciles_and_its_events_show_in_kubectl() {
     let server = support::ApiServer::start();
-    let client = client(&server).await;
+    let client = support::client(&server).await;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = phoenix_crds::all_crds()
         .into_iter()
@@ -262,7 +253,7 @@ async fn a_controller_reconciles_and_its_events_show_in_kubectl() {
 #[tokio::test]
 async fn two_contenders_elect_one_leader_through_a_lease() {
     let server = support::ApiServer::start();
-    let client = client(&server).await;
+    let client = support::client(&server).await;
     let manager = |identity: &str| {
         kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "phoenix-leader")
             .with_namespace("default")

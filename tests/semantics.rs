@@ -10,19 +10,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use phoenix_crds::LxcGuest;
 use std::time::Duration;
-
-async fn client(server: &support::ApiServer) -> kube::Client {
-    let kc = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 fn cm(name: &str) -> ConfigMap {
     ConfigMap {
@@ -50,7 +41,7 @@ where
 #[tokio::test]
 async fn namespace_deletion_cascades_and_waits_for_finalizers() {
     let server = support::ApiServer::start();
-    let client = client(&server).await;
+    let client = support::client(&server).await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
@@ -102,7 +93,7 @@ async fn namespace_deletion_cascades_and_waits_for_finalizers() {
 #[tokio::test]
 async fn owned_objects_are_garbage_collected() {
     let server = support::ApiServer::start();
-    let client = client(&server).await;
+    let client = support::client(&server).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let owner = cms
@@ -153,7 +144,7 @@ async fn owned_objects_are_garbage_collected() {
 #[tokio::test]
 async fn deleting_a_crd_removes_its_objects_and_serving() {
     let server = support::ApiServer::start();
-    let client = client(&server).await;
+    let client = support::client(&server).await;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = phoenix_crds::all_crds()
         .into_iter()
@@ -198,7 +189,7 @@ async fn deleting_a_crd_removes_its_objects_and_serving() {
 #[tokio::test]
 async fn pages_dry_runs_generation_and_status() {
     let server = support::ApiServer::start();
-    let client = client(&server).await;
+    let client = support::client(&server).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for i in 0..7 {
         cms.create(&PostParams::default(), &cm(&format!("page-{i}")))
@@ -320,7 +311,7 @@ async fn pages_dry_runs_generation_and_status() {
 #[tokio::test]
 async fn streaming_lists_send_initial_events_then_a_bookmark() {
     let server = support::ApiServer::start();
-    let client = client(&server).await;
+    let client = support::client(&server).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for i in 0..5 {
         cms.create(&PostParams::default(), &cm(&format!("s-{i}")))

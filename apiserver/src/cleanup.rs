@@ -96,7 +96,6 @@ pub async fn sweep(state: &State) {
                 "apiextensions.k8s.io/customresourcedefinitions//",
             )
             .await;
-            state.refresh_registry();
         }
     }
     collect_garbage(state, &types).await;

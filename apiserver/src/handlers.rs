@@ -440,9 +440,6 @@ async fn write(
     } else {
         stored
     };
-    if rt.builtin == Some(Builtin::Crd) {
-        state.refresh_registry();
-    }
     Ok(stored)
 }
 
@@ -798,9 +795,6 @@ pub async fn delete_object(
             })
             .await
             .map_err(|e| store_error(rt, &name, e))?;
-        if rt.builtin == Some(Builtin::Crd) {
-            state.refresh_registry();
-        }
         return Ok(Deleted::Gone(last.value()));
     }
     if objects::is_deleting(&old.value()) || dry_run {

@@ -40,8 +40,10 @@ impl State {
     }
 }
 
+const CRD_PREFIX: &str = "apiextensions.k8s.io/customresourcedefinitions/";
+
 fn stored_crds(store: &Store) -> Vec<CustomResourceDefinition> {
-    let (_, items) = store.list("apiextensions.k8s.io/customresourcedefinitions/");
+    let (_, items) = store.list(CRD_PREFIX);
     items
         .iter()
         .filter_map(|s| serde_json::from_slice(&s.raw).ok())
@@ -116,6 +118,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         token: creds.token.clone(),
         address: addr.to_string(),
     });
+    // Discovery and resource paths follow a CRD change before anyone hears of it.
+    let weak = Arc::downgrade(&state);
+    state.store.on_commit(Box::new(move |changes| {
+        let crd_changed = changes.iter().any(|c| c.key.starts_with(CRD_PREFIX));
+        if let (true, Some(state)) = (crd_changed, weak.upgrade()) {
+            state.refresh_registry();
+        }
+    }));
     crate::bootstrap::ensure_system_namespaces(&state).await;
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![

@@ -111,7 +111,12 @@ struct Memory {
     recent: VecDeque<Arc<Change>>,
 }
 
+/// Called on the writer thread with each committed batch, before watchers and writers
+/// hear of it (the API server rebuilds its registry when CRDs change).
+pub type CommitHook = Box<dyn Fn(&[Arc<Change>]) + Send + Sync>;
+
 struct Shared {
+    hook: std::sync::OnceLock<CommitHook>,
     memory: Mutex<Memory>,
     changes: broadcast::Sender<Arc<Change>>,
     /// A second connection for reading old log entries while the writer commits.
@@ -207,6 +212,7 @@ impl Store {
         reader.execute_batch("PRAGMA busy_timeout=5000;")?;
         let (changes, _) = broadcast::channel(RING);
         let shared = Arc::new(Shared {
+            hook: std::sync::OnceLock::new(),
             memory: Mutex::new(Memory {
                 objects,
                 rev,
@@ -226,6 +232,11 @@ impl Store {
             shared,
             jobs: Mutex::new(jobs),
         })
+    }
+
+    /// Installs the commit hook (once).
+    pub fn on_commit(&self, hook: CommitHook) {
+        let _ = self.shared.hook.set(hook);
     }
 
     fn memory(&self) -> MutexGuard<'_, Memory> {
@@ -390,24 +401,32 @@ fn commit_batch(conn: &mut Connection, shared: &Shared, writes: Vec<(Write, Repl
         }
         return;
     }
-    let mut memory = shared.memory.lock().unwrap_or_else(|p| p.into_inner());
-    for (_, staged) in &outcomes {
-        let Ok(s) = staged else { continue };
-        match s.change.kind {
-            EventType::Deleted => memory.objects.remove(&s.change.key),
-            _ => memory
-                .objects
-                .insert(s.change.key.clone(), s.stored.clone()),
-        };
-        memory.rev = s.change.rev;
-        if memory.recent.len() == RING {
-            memory.recent.pop_front();
+    let mut committed = Vec::new();
+    {
+        let mut memory = shared.memory.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, staged) in &outcomes {
+            let Ok(s) = staged else { continue };
+            match s.change.kind {
+                EventType::Deleted => memory.objects.remove(&s.change.key),
+                _ => memory
+                    .objects
+                    .insert(s.change.key.clone(), s.stored.clone()),
+            };
+            memory.rev = s.change.rev;
+            if memory.recent.len() == RING {
+                memory.recent.pop_front();
+            }
+            memory.recent.push_back(s.change.clone());
+            committed.push(s.change.clone());
         }
-        memory.recent.push_back(s.change.clone());
-        // No receivers is fine: nobody is watching.
-        let _ = shared.changes.send(s.change.clone());
     }
-    drop(memory);
+    if let Some(hook) = shared.hook.get() {
+        hook(&committed);
+    }
+    for change in committed {
+        // No receivers is fine: nobody is watching.
+        let _ = shared.changes.send(change);
+    }
     for (reply, staged) in outcomes {
         let _ = reply.send(staged.map(|s| s.stored));
     }

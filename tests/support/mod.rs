@@ -89,6 +89,17 @@ impl ApiServer {
     }
 }
 
+/// A kube-rs client for `server`, from the kubeconfig it wrote.
+pub async fn client(server: &ApiServer) -> kube::Client {
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig parses");
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .expect("kubeconfig is usable");
+    kube::Client::try_from(config).expect("client")
+}
+
 impl Drop for ApiServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
