@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
 use phoenix_crds::LxcGuest;
 use std::time::Duration;
@@ -31,7 +31,7 @@ where
 {
     tokio::time::timeout(
         Duration::from_secs(20),
-        await_condition(api, name, conditions::is_deleted("")),
+        await_condition(api, name, |obj: Option<&K>| obj.is_none()),
     )
     .await
     .unwrap_or_else(|_| panic!("{name} should be deleted"))

@@ -230,6 +230,14 @@ async fn route(state: &Arc<State>, path: &str, req: &Req) -> ApiResult<Response<
                 .map(|d| respond(200, &d))
                 .ok_or_else(ApiError::no_route)
         }
+        ["openapi", "v2"]
+            if req.accept.is_empty()
+                || req.accept.contains("json")
+                || req.accept.contains("*/*") =>
+        {
+            get_only()?;
+            Ok(respond(200, &openapi::v2(&state.registry)))
+        }
         ["openapi", "v3"] => {
             get_only()?;
             Ok(respond(200, &openapi::root(&state.registry)))

@@ -146,3 +146,106 @@ fn object_meta() -> Value {
         }
     })
 }
+
+/// `/openapi/v2` as JSON (Swagger 2.0) for clients that accept JSON: the same kinds and
+/// schemas as v3. kubectl asks only for the gnostic protobuf encoding, which is not served
+/// (404, which kubectl tolerates and answers by using v3).
+pub fn v2(registry: &Registry) -> Value {
+    let mut definitions = Map::new();
+    let mut paths = Map::new();
+    definitions.insert(
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta".into(),
+        object_meta(),
+    );
+    for t in registry.all().iter() {
+        let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
+        let name = schema_name(t);
+        let mut schema = kind_schema(t, &gvk);
+        rewrite_refs(&mut schema);
+        definitions.insert(name.clone(), schema);
+        let base = format!("/{}", doc_path(&t.group, &t.version));
+        let item = if t.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
+        } else {
+            format!("{base}/{}/{{name}}", t.plural)
+        };
+        let ok = json!({"200": {"description": "OK", "schema": {"$ref": format!("#/definitions/{name}")}}});
+        paths.insert(item, json!({
+            "get": {"x-kubernetes-action": "get", "x-kubernetes-group-version-kind": gvk, "produces": ["application/json"], "responses": ok},
+            "patch": {"x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": gvk,
+                      "consumes": ["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"],
+                      "produces": ["application/json"], "responses": ok},
+        }));
+    }
+    json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths, "definitions": definitions})
+}
+
+/// v3 references (`#/components/schemas/X`) as v2 has them (`#/definitions/X`).
+fn rewrite_refs(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get_mut("$ref") {
+                *r = r.replace("#/components/schemas/", "#/definitions/");
+            }
+            map.values_mut().for_each(rewrite_refs);
+        }
+        Value::Array(items) => items.iter_mut().for_each(rewrite_refs),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        let crds: Vec<_> = phoenix_crds::all_crds()
+            .into_iter()
+            .map(|(_, c)| serde_json::from_value(serde_json::to_value(c).unwrap()).unwrap())
+            .collect();
+        Registry::new(&crds)
+    }
+
+    #[test]
+    fn v3_documents_declare_field_validation_and_carry_the_crd_schema() {
+        let registry = registry();
+        let root = root(&registry);
+        let url = root["paths"]["apis/phoenix.thinkheads.ai/v1alpha1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap();
+        assert!(url.starts_with("/openapi/v3/apis/phoenix.thinkheads.ai/v1alpha1?hash="));
+        let doc = document(&registry, "phoenix.thinkheads.ai", "v1alpha1").unwrap();
+        let patch = &doc["paths"]["/apis/phoenix.thinkheads.ai/v1alpha1/namespaces/{namespace}/lxcguests/{name}"]
+            ["patch"];
+        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "LxcGuest");
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "fieldValidation")
+        );
+        assert!(
+            patch["requestBody"]["content"]
+                .get("application/strategic-merge-patch+json")
+                .is_none()
+        );
+        let schema = &doc["components"]["schemas"]["ai.thinkheads.phoenix.v1alpha1.LxcGuest"];
+        assert_eq!(
+            schema["x-kubernetes-group-version-kind"][0]["kind"],
+            "LxcGuest"
+        );
+        assert!(schema["properties"]["spec"]["properties"]["vmid"].is_object());
+    }
+
+    #[test]
+    fn v2_uses_definitions() {
+        let doc = v2(&registry());
+        let schema = &doc["definitions"]["ai.thinkheads.phoenix.v1alpha1.VmGuest"];
+        assert_eq!(
+            schema["properties"]["metadata"]["$ref"],
+            "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
+        assert_eq!(doc["swagger"], "2.0");
+    }
+}
