@@ -62,9 +62,31 @@ pub struct ServerArgs {
 #[derive(Subcommand, Debug)]
 pub enum SimCommand {
     /// A simulated Proxmox VE cluster.
-    Pve,
+    Pve(SimPveArgs),
     /// The `pct` stand-in that forwards to a simulated guest.
     Pct,
+}
+
+#[derive(Args, Debug)]
+pub struct SimPveArgs {
+    /// Address to serve on; port 0 picks a free port (the credentials file tells which).
+    #[arg(long, default_value = "127.0.0.1:8006")]
+    pub listen: String,
+    /// Number of nodes (one node is called `phoenix`, as in the examples; more are pve1..pveN).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// Keep the simulated cluster in this file across restarts.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Seed for injected faults and latencies.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How long tasks of a type take: OP=SECONDS (`vzcreate=5`, `default=0`); repeatable.
+    #[arg(long = "task-duration", value_parser = phoenix_sim::parse_duration)]
+    pub task_durations: Vec<(String, std::time::Duration)>,
+    /// Write the credentials (url, token, user/password, fingerprint, admin_url) here as JSON.
+    #[arg(long)]
+    pub credentials_out: PathBuf,
 }
 
 impl Command {
@@ -77,7 +99,8 @@ impl Command {
             Command::Up(args) => crate::serve::run(args, true),
             Command::Controller => not_built("controller", "the controllers (issue 5)"),
             Command::Apiserver(args) => crate::serve::run(args, false),
-            Command::Sim(_) => not_built("sim", "the Proxmox VE simulator (issue 4)"),
+            Command::Sim(SimCommand::Pve(args)) => crate::serve::run_sim(args),
+            Command::Sim(SimCommand::Pct) => not_built("sim pct", "guest exec (issue 6)"),
             Command::Plan { .. } => {
                 not_built("plan", "the LxcGuest controller's planner (issue 5)")
             }

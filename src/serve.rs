@@ -1,18 +1,54 @@
 //! `phoenix apiserver` and `phoenix up`: the embedded API server in the foreground until
 //! SIGINT/SIGTERM, with the kubeconfig written and announced.
 
-use crate::cli::ServerArgs;
+use crate::cli::{ServerArgs, SimPveArgs};
 use std::process::ExitCode;
 
 pub fn run(args: ServerArgs, up: bool) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
+    in_runtime(serve(args, up))
+}
+
+pub fn run_sim(args: SimPveArgs) -> ExitCode {
+    in_runtime(simulate(args))
+}
+
+fn in_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(work),
         Err(e) => {
             eprintln!("phoenix: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn simulate(args: SimPveArgs) -> ExitCode {
+    let mut durations = phoenix_sim::state::Sim::realistic_durations();
+    durations.extend(args.task_durations);
+    let options = phoenix_sim::Options { listen: args.listen, nodes: args.nodes, seed: args.seed, durations, state_file: args.state };
+    let running = match phoenix_sim::start(options).await {
+        Ok(running) => running,
+        Err(e) => {
+            eprintln!("phoenix sim pve: {e}");
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(args, up))
+    let json = serde_json::to_string_pretty(&running.credentials).expect("credentials serialise");
+    if let Err(e) = write_private(&args.credentials_out, &json) {
+        eprintln!("phoenix sim pve: cannot write {}: {e}", args.credentials_out.display());
+        return ExitCode::FAILURE;
+    }
+    println!("simulated Proxmox VE at {} (certificate SHA-256 {})", running.credentials.url, running.credentials.fingerprint);
+    wait_for_signal().await;
+    running.stop();
+    ExitCode::SUCCESS
+}
+
+fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(content.as_bytes())
 }
 
 async fn serve(args: ServerArgs, up: bool) -> ExitCode {

@@ -1,5 +1,167 @@
-//! A simulated Proxmox VE cluster (and later Portainer) for `phoenix up --simulate`,
-//! `phoenix sim pve` and every controller test: HTTPS on loopback with PVE's `/api2/json`
-//! envelope and auth, asynchronous tasks with UPIDs and locks, parameter validation driven by
-//! the official `apidoc.json` schema, a small simulated guest per VMID, fault injection and an
-//! operation log behind an admin endpoint. Not built yet: it lands with the simulator issue.
+//! A simulated Proxmox VE cluster for `phoenix up --simulate`, `phoenix sim pve` and every
+//! controller test: HTTPS on loopback with PVE's `/api2/json` envelope and authentication,
+//! asynchronous tasks with UPIDs and locks, parameter validation driven by the official
+//! schema (`schema/pve-api.json`, cut from `apidoc.json`), a small simulated guest per
+//! VMID, fault injection and an operation log.
+//!
+//! # Admin endpoint (`admin_url`, same API token as the API)
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `GET /admin/oplog`, `DELETE /admin/oplog` | every API call (method, path, params with secrets redacted, status); clear it |
+//! | `GET /admin/faults`, `PUT /admin/faults` | the faults in force (JSON: `errorRate`, `latencyMs: [lo, hi]`, `resetRate`, `failTasks: {type: error}`, `locked: {vmid: reason}`, `loseTaskStatus`) |
+//! | `GET /admin/guests`, `GET /admin/guests/{vmid}` | simulated guests: config, power state, snapshots, files, command log, firewall |
+//! | `GET /admin/tasks` | every task with its state and log |
+
+pub mod agent;
+pub mod api;
+pub mod cluster;
+pub mod schema;
+pub mod server;
+pub mod state;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How to run the simulator.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub listen: String,
+    pub nodes: usize,
+    pub seed: u64,
+    /// Task durations by PVE task type (`vzcreate`, ...) and `default`.
+    pub durations: BTreeMap<String, Duration>,
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:0".into(), nodes: 1, seed: 1, durations: state::Sim::realistic_durations(), state_file: None }
+    }
+}
+
+/// What a client needs, as written by `--credentials-out`.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct CredentialsFile {
+    pub url: String,
+    pub token_id: String,
+    pub token_secret: String,
+    pub user: String,
+    pub password: String,
+    pub fingerprint: String,
+    pub admin_url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, std::io::Error),
+    #[error("certificate: {0}")]
+    Certificate(String),
+    #[error("state file {0}: {1}")]
+    State(PathBuf, String),
+}
+
+/// A running simulator.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub credentials: CredentialsFile,
+    pub server: Arc<server::Server>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+fn tls(addr: &SocketAddr) -> Result<(rustls::ServerConfig, String), StartError> {
+    let err = |e: &dyn std::fmt::Display| StartError::Certificate(e.to_string());
+    let key = rcgen::KeyPair::generate().map_err(|e| err(&e))?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if !addr.ip().is_loopback() {
+        names.push(addr.ip().to_string());
+    }
+    let mut params = rcgen::CertificateParams::new(names).map_err(|e| err(&e))?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, "pve-sim");
+    let cert = params.self_signed(&key).map_err(|e| err(&e))?;
+    let fingerprint = ring::digest::digest(&ring::digest::SHA256, cert.der())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| err(&e))?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(&e))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der)
+        .map_err(|e| err(&e))?;
+    Ok((config, fingerprint))
+}
+
+/// Starts the simulator on `options.listen`.
+pub async fn start(options: Options) -> Result<Running, StartError> {
+    let listener = tokio::net::TcpListener::bind(&options.listen).await.map_err(|e| StartError::Listen(options.listen.clone(), e))?;
+    let addr = listener.local_addr().map_err(|e| StartError::Listen(options.listen.clone(), e))?;
+    let (tls_config, fingerprint) = tls(&addr)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
+    let cluster = match &options.state_file {
+        Some(path) if path.exists() => {
+            let bytes = std::fs::read(path).map_err(|e| StartError::State(path.clone(), e.to_string()))?;
+            serde_json::from_slice(&bytes).map_err(|e| StartError::State(path.clone(), e.to_string()))?
+        }
+        _ => cluster::Cluster::new(options.nodes.max(1)),
+    };
+    let sim = state::Sim::new(cluster, options.seed, options.durations.clone(), options.state_file.clone());
+    let password = uuid::Uuid::new_v4().simple().to_string();
+    let creds = server::Credentials {
+        user: "root@pam".into(),
+        password: password.clone(),
+        token_id: "root@pam!phoenix".into(),
+        token_secret: uuid::Uuid::new_v4().to_string(),
+    };
+    let credentials = CredentialsFile {
+        url: format!("https://{addr}"),
+        token_id: creds.token_id.clone(),
+        token_secret: creds.token_secret.clone(),
+        user: creds.user.clone(),
+        password,
+        fingerprint,
+        admin_url: format!("https://{addr}/admin"),
+    };
+    let server = Arc::new(server::Server::new(sim, creds));
+    let accept_server = server.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let (acceptor, server) = (acceptor.clone(), accept_server.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else { return };
+                let service = service_fn(move |req| server.clone().handle(req));
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    Ok(Running { addr, credentials, server, task })
+}
+
+/// Parses `OP=SECONDS` (`vzcreate=0`, `default=0.5`).
+pub fn parse_duration(text: &str) -> Result<(String, Duration), String> {
+    let (op, seconds) = text.split_once('=').ok_or_else(|| format!("expected OP=SECONDS, got {text:?}"))?;
+    let seconds: f64 = seconds.parse().map_err(|_| format!("{seconds:?} is not a number of seconds"))?;
+    if !(0.0..=3600.0).contains(&seconds) {
+        return Err(format!("{seconds} is outside 0..=3600 seconds"));
+    }
+    Ok((op.to_owned(), Duration::from_secs_f64(seconds)))
+}

@@ -1,0 +1,376 @@
+//! The simulated cluster: nodes, storages and volumes, guests with their configs, locks and
+//! snapshots, and tasks that finish after their configured duration, applying their effect
+//! then (a task is a UPID now and a state change later, as on PVE).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    pub maxmem_mib: u64,
+    pub maxcpu: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Storage {
+    pub id: String,
+    pub kind: String,
+    pub content: Vec<String>,
+    pub shared: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Volume {
+    pub volid: String,
+    pub content: String,
+    pub format: String,
+    pub size: u64,
+    pub node: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GuestKind {
+    Lxc,
+    Qemu,
+}
+
+impl GuestKind {
+    /// How PVE names the kind in messages: `CT 801`, `VM 1001`.
+    pub fn label(self) -> &'static str {
+        match self {
+            GuestKind::Lxc => "CT",
+            GuestKind::Qemu => "VM",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub name: String,
+    pub description: String,
+    pub snaptime: u64,
+    pub parent: Option<String>,
+    pub config: BTreeMap<String, String>,
+}
+
+/// A simulated guest: its config, power state, and the small simulated inside (files,
+/// command log, services) that exec and the agent act on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Guest {
+    pub vmid: u32,
+    pub node: String,
+    pub kind: GuestKind,
+    pub config: BTreeMap<String, String>,
+    pub running: bool,
+    pub started_at: u64,
+    pub snapshots: Vec<Snapshot>,
+    pub files: BTreeMap<String, String>,
+    pub commands: Vec<String>,
+    pub firewall_options: BTreeMap<String, String>,
+    pub firewall_rules: Vec<Value>,
+}
+
+impl Guest {
+    pub fn lock(&self) -> Option<&str> {
+        self.config.get("lock").map(String::as_str)
+    }
+
+    pub fn is_template(&self) -> bool {
+        self.config.get("template").is_some_and(|t| t == "1")
+    }
+
+    pub fn memory(&self) -> u64 {
+        self.config.get("memory").and_then(|m| m.split(',').next()?.parse().ok()).unwrap_or(512)
+    }
+
+    pub fn name(&self) -> String {
+        let key = if self.kind == GuestKind::Lxc { "hostname" } else { "name" };
+        self.config.get(key).cloned().unwrap_or_else(|| format!("{}{}", self.kind.label(), self.vmid))
+    }
+
+    /// SHA-1 of the config as PVE writes it, for optimistic concurrency.
+    pub fn digest(&self) -> String {
+        use ring::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
+        let text: String = self.config.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+        digest(&SHA1_FOR_LEGACY_USE_ONLY, text.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The config as the API returns it, with `digest`.
+    pub fn config_json(&self) -> Value {
+        let mut map: serde_json::Map<String, Value> = self
+            .config
+            .iter()
+            .map(|(k, v)| {
+                let value = match v.parse::<i64>() {
+                    Ok(n) if is_numeric_key(k) => json!(n),
+                    _ => json!(v),
+                };
+                (k.clone(), value)
+            })
+            .collect();
+        map.insert("digest".into(), json!(self.digest()));
+        Value::Object(map)
+    }
+}
+
+/// Config keys PVE returns as numbers.
+fn is_numeric_key(key: &str) -> bool {
+    matches!(key, "cores" | "memory" | "swap" | "sockets" | "onboot" | "template" | "unprivileged" | "protection" | "cpuunits" | "balloon" | "vcpus")
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum TaskState {
+    Running,
+    Stopped { exitstatus: String },
+}
+
+/// A state change a task makes when it finishes successfully.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Effect {
+    None,
+    /// Writes a guest (create, clone, config), clearing `lock`.
+    PutGuest(Box<Guest>),
+    RemoveGuest(u32),
+    SetRunning(u32, bool),
+    Unlock(u32),
+    AddVolume(Volume),
+    SetConfig(u32, BTreeMap<String, String>),
+    Snapshot { vmid: u32, snapshot: Snapshot },
+    DeleteSnapshot { vmid: u32, name: String },
+    Rollback { vmid: u32, name: String },
+    Many(Vec<Effect>),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Task {
+    pub upid: String,
+    pub node: String,
+    pub kind: String,
+    pub id: String,
+    pub user: String,
+    pub starttime: u64,
+    pub ends_at_ms: u128,
+    pub state: TaskState,
+    pub log: Vec<String>,
+    pub effect: Effect,
+    /// Set when the task is made to fail: its error text.
+    pub failure: Option<String>,
+    /// Lock to release on failure (the guest's `lock` key).
+    pub unlock_on_failure: Option<u32>,
+    /// The guest to remove when a create fails (PVE removes the half-made config).
+    pub remove_on_failure: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub storages: Vec<Storage>,
+    pub volumes: Vec<Volume>,
+    pub guests: BTreeMap<u32, Guest>,
+    pub pools: BTreeMap<String, String>,
+    pub tasks: BTreeMap<String, Task>,
+    pub task_counter: u64,
+}
+
+pub fn now_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
+}
+
+pub fn now_s() -> u64 {
+    (now_ms() / 1000) as u64
+}
+
+/// Appliance templates the simulated `aplinfo` offers (and that are already downloaded).
+pub const APPLIANCES: [&str; 2] = ["debian-12-standard_12.7-1_amd64.tar.zst", "ubuntu-24.04-standard_24.04-2_amd64.tar.zst"];
+/// The cloud image on `local` (import content).
+pub const CLOUD_IMAGE: &str = "noble-server-cloudimg-amd64.qcow2";
+
+impl Cluster {
+    /// N nodes `pve1..pveN` (the examples' single node is `phoenix`, so with one node the
+    /// node is called that), the storages of the platform and the appliance templates.
+    pub fn new(nodes: usize) -> Self {
+        let names: Vec<String> = if nodes == 1 { vec!["phoenix".into()] } else { (1..=nodes).map(|i| format!("pve{i}")).collect() };
+        let storage = |id: &str, kind: &str, content: &[&str], shared: bool| Storage {
+            id: id.into(),
+            kind: kind.into(),
+            content: content.iter().map(|s| s.to_string()).collect(),
+            shared,
+        };
+        let mut cluster = Self {
+            nodes: names.iter().map(|n| Node { name: n.clone(), maxmem_mib: 128 * 1024, maxcpu: 32 }).collect(),
+            storages: vec![
+                storage("local", "dir", &["vztmpl", "iso", "snippets", "import", "backup"], false),
+                storage("local-zfs", "zfspool", &["images", "rootdir"], false),
+                storage("fastData", "zfspool", &["images", "rootdir"], false),
+                storage("slowData", "zfspool", &["images", "rootdir", "backup"], false),
+                storage("nfs-shared", "nfs", &["images", "rootdir", "iso", "vztmpl", "backup"], true),
+            ],
+            ..Default::default()
+        };
+        for node in &names {
+            for template in APPLIANCES {
+                cluster.volumes.push(Volume { volid: format!("local:vztmpl/{template}"), content: "vztmpl".into(), format: "tzst".into(), size: 130_000_000, node: node.clone() });
+            }
+            cluster.volumes.push(Volume { volid: format!("local:import/{CLOUD_IMAGE}"), content: "import".into(), format: "qcow2".into(), size: 600_000_000, node: node.clone() });
+        }
+        cluster
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn storage(&self, id: &str) -> Option<&Storage> {
+        self.storages.iter().find(|s| s.id == id)
+    }
+
+    /// The lowest free VMID from 100, as `/cluster/nextid` reports it (not reserved).
+    pub fn next_id(&self) -> u32 {
+        (100..).find(|id| !self.guests.contains_key(id)).unwrap_or(100)
+    }
+
+    /// Memory promised to guests on a node, in MiB.
+    pub fn used_memory(&self, node: &str) -> u64 {
+        self.guests.values().filter(|g| g.node == node && !g.is_template()).map(Guest::memory).sum()
+    }
+
+    /// Starts a task; it finishes `duration` after it could start, given the node's budget
+    /// of concurrent tasks.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_task(&mut self, node: &str, kind: &str, id: &str, user: &str, duration: Duration, budget: usize, effect: Effect) -> String {
+        self.task_counter += 1;
+        let now = now_ms();
+        let mut running_ends: Vec<u128> = self
+            .tasks
+            .values()
+            .filter(|t| t.node == node && t.state == TaskState::Running)
+            .map(|t| t.ends_at_ms)
+            .collect();
+        running_ends.sort();
+        let start = if running_ends.len() >= budget.max(1) { running_ends[running_ends.len() - budget.max(1)] } else { now };
+        let starttime = now_s();
+        let upid = format!("UPID:{node}:{:08X}:{:08X}:{:08X}:{kind}:{id}:{user}:", 0x1000 + self.task_counter, 0x2000_000 + self.task_counter, starttime);
+        self.tasks.insert(
+            upid.clone(),
+            Task {
+                upid: upid.clone(),
+                node: node.into(),
+                kind: kind.into(),
+                id: id.into(),
+                user: user.into(),
+                starttime,
+                ends_at_ms: start.max(now) + duration.as_millis(),
+                state: TaskState::Running,
+                log: vec![format!("starting {kind} {id}")],
+                effect,
+                failure: None,
+                unlock_on_failure: None,
+                remove_on_failure: None,
+            },
+        );
+        upid
+    }
+
+    /// Finishes every task whose time has come, in order, applying effects.
+    pub fn tick(&mut self) {
+        let now = now_ms();
+        let mut due: Vec<(u128, String)> = self
+            .tasks
+            .values()
+            .filter(|t| t.state == TaskState::Running && t.ends_at_ms <= now)
+            .map(|t| (t.ends_at_ms, t.upid.clone()))
+            .collect();
+        due.sort();
+        for (_, upid) in due {
+            let Some(task) = self.tasks.get(&upid).cloned() else { continue };
+            let exitstatus = match &task.failure {
+                Some(error) => {
+                    if let Some(vmid) = task.remove_on_failure {
+                        self.guests.remove(&vmid);
+                    }
+                    if let Some(vmid) = task.unlock_on_failure
+                        && let Some(g) = self.guests.get_mut(&vmid)
+                    {
+                        g.config.remove("lock");
+                    }
+                    error.clone()
+                }
+                None => {
+                    self.apply(task.effect.clone());
+                    "OK".to_string()
+                }
+            };
+            if let Some(t) = self.tasks.get_mut(&upid) {
+                let last = if exitstatus == "OK" { "TASK OK".to_string() } else { format!("TASK ERROR: {exitstatus}") };
+                t.log.push(last);
+                t.state = TaskState::Stopped { exitstatus };
+            }
+        }
+    }
+
+    fn apply(&mut self, effect: Effect) {
+        match effect {
+            Effect::None => {}
+            Effect::PutGuest(mut guest) => {
+                guest.config.remove("lock");
+                self.guests.insert(guest.vmid, *guest);
+            }
+            Effect::RemoveGuest(vmid) => {
+                self.guests.remove(&vmid);
+            }
+            Effect::SetRunning(vmid, running) => {
+                if let Some(g) = self.guests.get_mut(&vmid) {
+                    g.running = running;
+                    g.started_at = if running { now_s() } else { 0 };
+                    g.config.remove("lock");
+                }
+            }
+            Effect::Unlock(vmid) => {
+                if let Some(g) = self.guests.get_mut(&vmid) {
+                    g.config.remove("lock");
+                }
+            }
+            Effect::AddVolume(volume) => {
+                if !self.volumes.iter().any(|v| v.volid == volume.volid && v.node == volume.node) {
+                    self.volumes.push(volume);
+                }
+            }
+            Effect::SetConfig(vmid, config) => {
+                if let Some(g) = self.guests.get_mut(&vmid) {
+                    g.config = config;
+                }
+            }
+            Effect::Snapshot { vmid, snapshot } => {
+                if let Some(g) = self.guests.get_mut(&vmid) {
+                    g.config.remove("lock");
+                    g.config.insert("parent".into(), snapshot.name.clone());
+                    g.snapshots.push(snapshot);
+                }
+            }
+            Effect::DeleteSnapshot { vmid, name } => {
+                if let Some(g) = self.guests.get_mut(&vmid) {
+                    g.config.remove("lock");
+                    g.snapshots.retain(|s| s.name != name);
+                    match g.snapshots.last().map(|s| s.name.clone()) {
+                        Some(parent) => g.config.insert("parent".into(), parent),
+                        None => g.config.remove("parent"),
+                    };
+                }
+            }
+            Effect::Rollback { vmid, name } => {
+                if let Some(g) = self.guests.get_mut(&vmid)
+                    && let Some(s) = g.snapshots.iter().find(|s| s.name == name)
+                {
+                    let mut config = s.config.clone();
+                    config.insert("parent".into(), name);
+                    g.config = config;
+                    g.running = false;
+                }
+            }
+            Effect::Many(effects) => effects.into_iter().for_each(|e| self.apply(e)),
+        }
+    }
+}
