@@ -25,7 +25,13 @@ fn in_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 async fn simulate(args: SimPveArgs) -> ExitCode {
     let mut durations = phoenix_sim::state::Sim::realistic_durations();
     durations.extend(args.task_durations);
-    let options = phoenix_sim::Options { listen: args.listen, nodes: args.nodes, seed: args.seed, durations, state_file: args.state };
+    let options = phoenix_sim::Options {
+        listen: args.listen,
+        nodes: args.nodes,
+        seed: args.seed,
+        durations,
+        state_file: args.state,
+    };
     let running = match phoenix_sim::start(options).await {
         Ok(running) => running,
         Err(e) => {
@@ -35,10 +41,16 @@ async fn simulate(args: SimPveArgs) -> ExitCode {
     };
     let json = serde_json::to_string_pretty(&running.credentials).expect("credentials serialise");
     if let Err(e) = write_private(&args.credentials_out, &json) {
-        eprintln!("phoenix sim pve: cannot write {}: {e}", args.credentials_out.display());
+        eprintln!(
+            "phoenix sim pve: cannot write {}: {e}",
+            args.credentials_out.display()
+        );
         return ExitCode::FAILURE;
     }
-    println!("simulated Proxmox VE at {} (certificate SHA-256 {})", running.credentials.url, running.credentials.fingerprint);
+    println!(
+        "simulated Proxmox VE at {} (certificate SHA-256 {})",
+        running.credentials.url, running.credentials.fingerprint
+    );
     wait_for_signal().await;
     running.stop();
     ExitCode::SUCCESS
@@ -47,7 +59,12 @@ async fn simulate(args: SimPveArgs) -> ExitCode {
 fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(content.as_bytes())
 }
 

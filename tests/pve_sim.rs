@@ -19,23 +19,51 @@ impl Sim {
         let dir = tempfile::tempdir().unwrap();
         let credentials = dir.path().join("sim.json");
         let mut child = Command::new(env!("CARGO_BIN_EXE_phoenix"))
-            .args(["sim", "pve", "--listen", "127.0.0.1:0", "--task-duration", "default=0", "--credentials-out"])
+            .args([
+                "sim",
+                "pve",
+                "--listen",
+                "127.0.0.1:0",
+                "--task-duration",
+                "default=0",
+                "--credentials-out",
+            ])
             .arg(&credentials)
             .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("phoenix sim pve starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.contains("simulated Proxmox VE at https://127.0.0.1:"), "{line}");
-        Self { child, credentials, _dir: dir }
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.contains("simulated Proxmox VE at https://127.0.0.1:"),
+            "{line}"
+        );
+        Self {
+            child,
+            credentials,
+            _dir: dir,
+        }
     }
 
     fn run(&self, script: &str, args: &[&str]) -> String {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pve").join(script);
-        let out = Command::new("python3").arg(script).arg(&self.credentials).args(args).output().expect("python3 runs");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/pve")
+            .join(script);
+        let out = Command::new("python3")
+            .arg(script)
+            .arg(&self.credentials)
+            .args(args)
+            .output()
+            .expect("python3 runs");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let summary = stdout.lines().last().unwrap_or_default().to_owned();
         assert!(summary.ends_with(" passed, 0 failed"), "{summary}");
         println!("{summary}");
@@ -57,5 +85,5 @@ fn proxmoxer_drives_the_simulator_with_token_and_ticket() {
 
 #[test]
 fn the_simulator_keeps_pve_s_contract() {
-    Sim::start(&["--nodes", "2"]).run("sim_contract.py", &[]);
+    Sim::start(&["--nodes", "2", "--task-duration", "vzclone=1"]).run("sim_contract.py", &[]);
 }

@@ -13,7 +13,10 @@ const AGENT_BOOT_SECONDS: u64 = 0;
 
 pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResult {
     let vmid = guest.vmid;
-    let configured = guest.config.get("agent").is_some_and(|a| a.starts_with('1') || a.contains("enabled=1"));
+    let configured = guest
+        .config
+        .get("agent")
+        .is_some_and(|a| a.starts_with('1') || a.contains("enabled=1"));
     if !configured {
         return Err(PveError::server("No QEMU guest agent configured"));
     }
@@ -23,12 +26,18 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
     if now_s() < guest.started_at + AGENT_BOOT_SECONDS {
         return Err(PveError::server("QEMU guest agent is not running"));
     }
-    let g = sim.cluster.guests.get_mut(&vmid).expect("the caller looked it up");
+    let g = sim
+        .cluster
+        .guests
+        .get_mut(&vmid)
+        .expect("the caller looked it up");
     match (call.method, command) {
         ("POST", "ping") => Ok(json!({"result": {}})),
         ("GET", "network-get-interfaces") => {
-            let mut result = vec![json!({"name": "lo", "hardware-address": "00:00:00:00:00:00",
-                "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}]})];
+            let mut result = vec![
+                json!({"name": "lo", "hardware-address": "00:00:00:00:00:00",
+                "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}]}),
+            ];
             for (name, mac, addr, prefix) in addresses(g) {
                 result.push(json!({"name": name, "hardware-address": mac.to_lowercase(),
                     "ip-addresses": [{"ip-address": addr, "ip-address-type": "ipv4", "prefix": prefix}]}));
@@ -37,9 +46,18 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
         }
         ("POST", "exec") => {
             let command = match call.params.get("command") {
-                Some(Value::Array(parts)) => parts.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "),
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 Some(Value::String(s)) => s.clone(),
-                _ => return Err(PveError::param("command", "property is missing and it is not optional")),
+                _ => {
+                    return Err(PveError::param(
+                        "command",
+                        "property is missing and it is not optional",
+                    ));
+                }
             };
             g.commands.push(command);
             Ok(json!({"pid": g.commands.len()}))
@@ -47,7 +65,9 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
         ("GET", "exec-status") => {
             let pid: usize = call.text("pid").and_then(|p| p.parse().ok()).unwrap_or(0);
             if pid == 0 || pid > g.commands.len() {
-                return Err(PveError::server(format!("Agent error: Invalid parameter 'pid' ({pid})")));
+                return Err(PveError::server(format!(
+                    "Agent error: Invalid parameter 'pid' ({pid})"
+                )));
             }
             Ok(json!({"exited": 1, "exitcode": 0, "out-data": ""}))
         }
@@ -55,13 +75,21 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
             let file = call.text("file").unwrap_or_default();
             let content = call.text("content").unwrap_or_default();
             let decoded = if call.text("encode").as_deref() == Some("0") {
-                base64::engine::general_purpose::STANDARD.decode(&content).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or(content)
+                base64::engine::general_purpose::STANDARD
+                    .decode(&content)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or(content)
             } else {
                 content
             };
             g.files.insert(file, decoded);
             Ok(Value::Null)
         }
-        _ => Err(PveError { status: 501, message: format!("Method '{} agent/{command}' not implemented", call.method), errors: None }),
+        _ => Err(PveError {
+            status: 501,
+            message: format!("Method '{} agent/{command}' not implemented", call.method),
+            errors: None,
+        }),
     }
 }

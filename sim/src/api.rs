@@ -2,7 +2,9 @@
 //! messages and its habit of answering semantic failures with 500), then either answers at
 //! once or starts a task whose effect lands when it finishes.
 
-use crate::cluster::{APPLIANCES, Cluster, Effect, Guest, GuestKind, Snapshot, TaskState, Volume, now_s};
+use crate::cluster::{
+    APPLIANCES, Cluster, Effect, Guest, GuestKind, Snapshot, TaskState, Volume, now_s,
+};
 use crate::schema;
 use crate::state::Sim;
 use serde_json::{Map, Value, json};
@@ -19,11 +21,19 @@ pub struct PveError {
 
 impl PveError {
     pub fn server(message: impl Into<String>) -> Self {
-        Self { status: 500, message: message.into(), errors: None }
+        Self {
+            status: 500,
+            message: message.into(),
+            errors: None,
+        }
     }
 
     pub fn params(errors: Map<String, Value>) -> Self {
-        Self { status: 400, message: "Parameter verification failed.".into(), errors: Some(errors) }
+        Self {
+            status: 400,
+            message: "Parameter verification failed.".into(),
+            errors: Some(errors),
+        }
     }
 
     pub fn param(name: &str, message: impl Into<String>) -> Self {
@@ -70,7 +80,11 @@ pub fn dispatch(sim: &mut Sim, call: &Call) -> ApiResult {
     if let Some(node) = call.params.get("node").and_then(Value::as_str)
         && sim.cluster.node(node).is_none()
     {
-        return Err(PveError { status: 595, message: format!("no such cluster node '{node}'"), errors: None });
+        return Err(PveError {
+            status: 595,
+            message: format!("no such cluster node '{node}'"),
+            errors: None,
+        });
     }
     let t = call.template.trim_start_matches("/nodes/{node}");
     match (call.method, call.template, t) {
@@ -126,16 +140,22 @@ fn nodes(cluster: &Cluster) -> Value {
 }
 
 fn node_status(cluster: &Cluster, node: &str) -> ApiResult {
-    let n = cluster.node(node).ok_or_else(|| PveError::server(format!("no such node '{node}'")))?;
+    let n = cluster
+        .node(node)
+        .ok_or_else(|| PveError::server(format!("no such node '{node}'")))?;
     let used = cluster.used_memory(node) * 1024 * 1024;
-    Ok(json!({"pveversion": "pve-manager/9.1.1/42a6b3e1", "kversion": "Linux 6.14.8-2-pve", "uptime": 86400,
+    Ok(
+        json!({"pveversion": "pve-manager/9.1.1/42a6b3e1", "kversion": "Linux 6.14.8-2-pve", "uptime": 86400,
               "cpuinfo": {"cpus": n.maxcpu, "sockets": 1, "model": "Simulated CPU"},
               "memory": {"total": n.maxmem_mib * 1024 * 1024, "used": used, "free": n.maxmem_mib * 1024 * 1024 - used},
-              "cpu": 0.02, "loadavg": ["0.10", "0.08", "0.05"]}))
+              "cpu": 0.02, "loadavg": ["0.10", "0.08", "0.05"]}),
+    )
 }
 
 fn cluster_status(cluster: &Cluster) -> Value {
-    let mut items = vec![json!({"type": "cluster", "id": "cluster", "name": "phoenix", "quorate": 1, "nodes": cluster.nodes.len(), "version": 3})];
+    let mut items = vec![
+        json!({"type": "cluster", "id": "cluster", "name": "phoenix", "quorate": 1, "nodes": cluster.nodes.len(), "version": 3}),
+    ];
     for (i, n) in cluster.nodes.iter().enumerate() {
         items.push(json!({"type": "node", "id": format!("node/{}", n.name), "name": n.name, "nodeid": i + 1, "ip": format!("127.0.0.{}", i + 1), "online": 1, "local": (i == 0) as i32, "level": ""}));
     }
@@ -143,12 +163,28 @@ fn cluster_status(cluster: &Cluster) -> Value {
 }
 
 fn guest_summary(g: &Guest) -> Value {
-    let type_ = if g.kind == GuestKind::Lxc { "lxc" } else { "qemu" };
+    let type_ = if g.kind == GuestKind::Lxc {
+        "lxc"
+    } else {
+        "qemu"
+    };
     let mut v = json!({"vmid": g.vmid, "name": g.name(), "status": if g.running { "running" } else { "stopped" },
                        "maxmem": g.memory() * 1024 * 1024, "mem": if g.running { g.memory() * 512 * 1024 } else { 0 },
                        "cpus": g.config.get("cores").and_then(|c| c.parse::<u32>().ok()).unwrap_or(1),
                        "maxdisk": 8u64 << 30, "disk": 0, "uptime": if g.running { now_s() - g.started_at } else { 0 },
-                       "netin": 0, "netout": 0, "type": type_});
+                       "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0, "cpu": 0, "type": type_});
+    if g.kind == GuestKind::Lxc {
+        let swap: u64 = g
+            .config
+            .get("swap")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(512);
+        v["maxswap"] = json!(swap * 1024 * 1024);
+        v["swap"] = json!(0);
+    }
+    if g.running {
+        v["pid"] = json!(10_000 + g.vmid);
+    }
     if g.is_template() {
         v["template"] = json!(1);
     }
@@ -166,7 +202,11 @@ fn resources(cluster: &Cluster, kind: Option<&str>) -> Value {
     if kind.is_none_or(|k| k == "vm") {
         for g in cluster.guests.values() {
             let mut v = guest_summary(g);
-            v["id"] = json!(format!("{}/{}", v["type"].as_str().unwrap_or("qemu"), g.vmid));
+            v["id"] = json!(format!(
+                "{}/{}",
+                v["type"].as_str().unwrap_or("qemu"),
+                g.vmid
+            ));
             v["node"] = json!(g.node);
             items.push(v);
         }
@@ -212,7 +252,9 @@ fn storages(cluster: &Cluster, content: Option<&str>) -> Value {
 fn storage_content(cluster: &Cluster, call: &Call) -> ApiResult {
     let storage = call.text("storage").unwrap_or_default();
     if cluster.storage(&storage).is_none() {
-        return Err(PveError::server(format!("storage '{storage}' does not exist")));
+        return Err(PveError::server(format!(
+            "storage '{storage}' does not exist"
+        )));
     }
     let content = call.text("content");
     let node = call.node();
@@ -228,14 +270,31 @@ fn storage_content(cluster: &Cluster, call: &Call) -> ApiResult {
 
 fn download(sim: &mut Sim, call: &Call, filename: String) -> ApiResult {
     let storage = call.text("storage").unwrap_or_default();
-    let s = sim.cluster.storage(&storage).ok_or_else(|| PveError::server(format!("storage '{storage}' does not exist")))?;
+    let s = sim
+        .cluster
+        .storage(&storage)
+        .ok_or_else(|| PveError::server(format!("storage '{storage}' does not exist")))?;
     let content = call.text("content").unwrap_or_else(|| "vztmpl".into());
     if !s.content.contains(&content) {
-        return Err(PveError::server(format!("storage '{storage}' does not support templates")));
+        return Err(PveError::server(format!(
+            "storage '{storage}' does not support templates"
+        )));
     }
     let node = call.node();
-    let volume = Volume { volid: format!("{storage}:{content}/{filename}"), content, format: "raw".into(), size: 500_000_000, node: node.clone() };
-    Ok(json!(sim.task(&node, "download", "", &call.user, Effect::AddVolume(volume))))
+    let volume = Volume {
+        volid: format!("{storage}:{content}/{filename}"),
+        content,
+        format: "raw".into(),
+        size: 500_000_000,
+        node: node.clone(),
+    };
+    Ok(json!(sim.task(
+        &node,
+        "download",
+        "",
+        &call.user,
+        Effect::AddVolume(volume)
+    )))
 }
 
 fn tasks(cluster: &Cluster, node: &str) -> Value {
@@ -260,7 +319,11 @@ fn find_task<'a>(cluster: &'a Cluster, call: &Call) -> Result<&'a crate::cluster
     if !upid.starts_with("UPID:") {
         return Err(PveError::param("upid", "unable to parse worker upid"));
     }
-    cluster.tasks.get(&upid).filter(|t| t.node == call.node()).ok_or_else(|| PveError::param("upid", "no such task"))
+    cluster
+        .tasks
+        .get(&upid)
+        .filter(|t| t.node == call.node())
+        .ok_or_else(|| PveError::param("upid", "no such task"))
 }
 
 fn task_status(cluster: &Cluster, call: &Call) -> ApiResult {
@@ -282,25 +345,53 @@ fn task_status(cluster: &Cluster, call: &Call) -> ApiResult {
 
 fn task_log(cluster: &Cluster, call: &Call) -> ApiResult {
     let t = find_task(cluster, call)?;
-    Ok(Value::Array(t.log.iter().enumerate().map(|(i, l)| json!({"n": i + 1, "t": l})).collect()))
+    Ok(Value::Array(
+        t.log
+            .iter()
+            .enumerate()
+            .map(|(i, l)| json!({"n": i + 1, "t": l}))
+            .collect(),
+    ))
 }
 
 fn guests(cluster: &Cluster, node: &str, kind: GuestKind) -> Value {
-    Value::Array(cluster.guests.values().filter(|g| g.node == node && g.kind == kind).map(guest_summary).collect())
+    Value::Array(
+        cluster
+            .guests
+            .values()
+            .filter(|g| g.node == node && g.kind == kind)
+            .map(guest_summary)
+            .collect(),
+    )
 }
 
 /// Keys the API accepts on create but never stores or returns.
 const WRITE_ONLY: [&str; 5] = ["password", "ssh-public-keys", "start", "storage", "pool"];
 
 fn random_mac(vmid: u32, index: &str) -> String {
-    let n: u32 = index.trim_start_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or(0);
-    format!("BC:24:11:{:02X}:{:02X}:{:02X}", (vmid >> 8) & 0xff, vmid & 0xff, n & 0xff)
+    let n: u32 = index
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap_or(0);
+    format!(
+        "BC:24:11:{:02X}:{:02X}:{:02X}",
+        (vmid >> 8) & 0xff,
+        vmid & 0xff,
+        n & 0xff
+    )
 }
 
-fn config_from_params(call: &Call, kind: GuestKind, vmid: u32) -> Result<BTreeMap<String, String>, PveError> {
+fn config_from_params(
+    call: &Call,
+    kind: GuestKind,
+    vmid: u32,
+) -> Result<BTreeMap<String, String>, PveError> {
     let mut config = BTreeMap::new();
     for (k, _) in &call.params {
-        if matches!(k.as_str(), "node" | "vmid") || WRITE_ONLY.contains(&k.as_str()) || k == "ostemplate" {
+        if matches!(k.as_str(), "node" | "vmid")
+            || WRITE_ONLY.contains(&k.as_str())
+            || k == "ostemplate"
+        {
             continue;
         }
         let value = call.text(k).unwrap_or_default();
@@ -312,29 +403,64 @@ fn config_from_params(call: &Call, kind: GuestKind, vmid: u32) -> Result<BTreeMa
         }
         if kind == GuestKind::Qemu && !v.contains(':') {
             let (model, rest) = v.split_once(',').unwrap_or((v.as_str(), ""));
-            *v = format!("{model}={},{rest}", random_mac(vmid, k)).trim_end_matches(',').to_owned();
+            *v = format!("{model}={},{rest}", random_mac(vmid, k))
+                .trim_end_matches(',')
+                .to_owned();
         }
     }
     if kind == GuestKind::Lxc {
-        config.entry("hostname".into()).or_insert_with(|| format!("CT{vmid}"));
-        config.entry("unprivileged".into()).or_insert_with(|| "1".into());
+        config
+            .entry("hostname".into())
+            .or_insert_with(|| format!("CT{vmid}"));
+        config
+            .entry("unprivileged".into())
+            .or_insert_with(|| "1".into());
     }
-    config.entry("memory".into()).or_insert_with(|| "512".into());
+    config
+        .entry("memory".into())
+        .or_insert_with(|| "512".into());
     Ok(config)
 }
 
 /// `local-zfs:8` allocates: it is stored as `local-zfs:subvol-801-disk-0,size=8G`.
 fn volume_spec(key: &str, value: &str, vmid: u32) -> Result<String, PveError> {
-    let is_disk = key == "rootfs" || key.starts_with("mp") || ["scsi", "virtio", "sata", "ide", "efidisk"].iter().any(|p| key.starts_with(p));
-    let Some((storage, rest)) = value.split_once(':').filter(|_| is_disk) else { return Ok(value.to_owned()) };
+    let is_disk = key == "rootfs"
+        || key.starts_with("mp")
+        || ["scsi", "virtio", "sata", "ide", "efidisk"]
+            .iter()
+            .any(|p| key.starts_with(p));
+    let Some((storage, rest)) = value.split_once(':').filter(|_| is_disk) else {
+        return Ok(value.to_owned());
+    };
     let (size, options) = rest.split_once(',').map_or((rest, ""), |(s, o)| (s, o));
     match size.parse::<f64>() {
         Ok(gib) => {
-            let prefix = if key == "rootfs" || key.starts_with("mp") { "subvol" } else { "vm" };
-            let size = if options.contains("import-from") { 8.0 } else { gib };
-            let options = options.split(',').filter(|o| !o.is_empty() && !o.starts_with("import-from")).collect::<Vec<_>>().join(",");
-            let tail = if options.is_empty() { String::new() } else { format!(",{options}") };
-            Ok(format!("{storage}:{prefix}-{vmid}-disk-{},size={size}G{tail}", key.trim_start_matches(|c: char| !c.is_ascii_digit()).parse::<u32>().unwrap_or(0)))
+            let prefix = if key == "rootfs" || key.starts_with("mp") {
+                "subvol"
+            } else {
+                "vm"
+            };
+            let size = if options.contains("import-from") {
+                8.0
+            } else {
+                gib
+            };
+            let options = options
+                .split(',')
+                .filter(|o| !o.is_empty() && !o.starts_with("import-from"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let tail = if options.is_empty() {
+                String::new()
+            } else {
+                format!(",{options}")
+            };
+            Ok(format!(
+                "{storage}:{prefix}-{vmid}-disk-{},size={size}G{tail}",
+                key.trim_start_matches(|c: char| !c.is_ascii_digit())
+                    .parse::<u32>()
+                    .unwrap_or(0)
+            ))
         }
         Err(_) => Ok(value.to_owned()),
     }
@@ -346,7 +472,9 @@ fn check_storages(cluster: &Cluster, config: &BTreeMap<String, String>) -> Resul
         if let Some((storage, _)) = v.split_once(':').filter(|_| is_volume)
             && cluster.storage(storage).is_none()
         {
-            return Err(PveError::server(format!("storage '{storage}' does not exist")));
+            return Err(PveError::server(format!(
+                "storage '{storage}' does not exist"
+            )));
         }
     }
     Ok(())
@@ -355,27 +483,51 @@ fn check_storages(cluster: &Cluster, config: &BTreeMap<String, String>) -> Resul
 fn create(sim: &mut Sim, call: &Call, kind: GuestKind) -> ApiResult {
     let (vmid, node) = (call.vmid(), call.node());
     if let Some(existing) = sim.cluster.guests.get(&vmid) {
-        return Err(PveError::server(format!("{} {vmid} already exists on node '{}'", kind.label(), existing.node)));
+        return Err(PveError::server(format!(
+            "{} {vmid} already exists on node '{}'",
+            kind.label(),
+            existing.node
+        )));
     }
     let config = config_from_params(call, kind, vmid)?;
     check_storages(&sim.cluster, &config)?;
     if kind == GuestKind::Lxc {
         let template = call.text("ostemplate").unwrap_or_default();
-        if !sim.cluster.volumes.iter().any(|v| v.volid == template && v.node == node) {
-            return Err(PveError::server(format!("volume '{template}' does not exist")));
-        }
-    }
-    for (k, v) in config.iter().filter(|(k, _)| k.starts_with("scsi") || k.starts_with("virtio") || k.starts_with("sata")) {
-        if let Some(source) = call.text(k).and_then(|raw| raw.split(',').find_map(|o| o.strip_prefix("import-from=").map(str::to_owned)))
-            && !sim.cluster.volumes.iter().any(|vol| vol.volid == source)
+        if !sim
+            .cluster
+            .volumes
+            .iter()
+            .any(|v| v.volid == template && v.node == node)
         {
-            return Err(PveError::server(format!("{k}: volume '{source}' does not exist ({v})")));
+            return Err(PveError::server(format!(
+                "volume '{template}' does not exist"
+            )));
         }
     }
-    let memory: u64 = config.get("memory").and_then(|m| m.parse().ok()).unwrap_or(512);
+    for (k, v) in config
+        .iter()
+        .filter(|(k, _)| k.starts_with("scsi") || k.starts_with("virtio") || k.starts_with("sata"))
+    {
+        if let Some(source) = call.text(k).and_then(|raw| {
+            raw.split(',')
+                .find_map(|o| o.strip_prefix("import-from=").map(str::to_owned))
+        }) && !sim.cluster.volumes.iter().any(|vol| vol.volid == source)
+        {
+            return Err(PveError::server(format!(
+                "{k}: volume '{source}' does not exist ({v})"
+            )));
+        }
+    }
+    let memory: u64 = config
+        .get("memory")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(512);
     let node_max = sim.cluster.node(&node).map_or(0, |n| n.maxmem_mib);
     if memory > node_max {
-        return Err(PveError::server(format!("unable to create {} {vmid} - not enough memory on node '{node}' ({memory} MiB > {node_max} MiB)", kind.label())));
+        return Err(PveError::server(format!(
+            "unable to create {} {vmid} - not enough memory on node '{node}' ({memory} MiB > {node_max} MiB)",
+            kind.label()
+        )));
     }
     let guest = Guest {
         vmid,
@@ -393,7 +545,11 @@ fn create(sim: &mut Sim, call: &Call, kind: GuestKind) -> ApiResult {
     let mut placeholder = guest.clone();
     placeholder.config = BTreeMap::from([("lock".to_string(), "create".to_string())]);
     sim.cluster.guests.insert(vmid, placeholder);
-    let task_type = if kind == GuestKind::Lxc { "vzcreate" } else { "qmcreate" };
+    let task_type = if kind == GuestKind::Lxc {
+        "vzcreate"
+    } else {
+        "qmcreate"
+    };
     let mut effect = Effect::PutGuest(Box::new(guest));
     if call.flag("start") {
         effect = Effect::Many(vec![effect, Effect::SetRunning(vmid, true)]);
@@ -406,52 +562,94 @@ fn create(sim: &mut Sim, call: &Call, kind: GuestKind) -> ApiResult {
 }
 
 fn config_missing(kind: GuestKind, node: &str, vmid: u32) -> PveError {
-    let dir = if kind == GuestKind::Lxc { "lxc" } else { "qemu-server" };
-    PveError::server(format!("Configuration file 'nodes/{node}/{dir}/{vmid}.conf' does not exist"))
+    let dir = if kind == GuestKind::Lxc {
+        "lxc"
+    } else {
+        "qemu-server"
+    };
+    PveError::server(format!(
+        "Configuration file 'nodes/{node}/{dir}/{vmid}.conf' does not exist"
+    ))
 }
 
 fn locked(g: &Guest) -> Result<(), PveError> {
     match g.lock() {
-        Some(lock) => Err(PveError::server(format!("{} is locked ({lock})", g.kind.label()))),
+        Some(lock) => Err(PveError::server(format!(
+            "{} is locked ({lock})",
+            g.kind.label()
+        ))),
         None => Ok(()),
     }
 }
 
 fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiResult {
     let (vmid, node) = (call.vmid(), call.node());
-    let guest = sim.cluster.guests.get(&vmid).filter(|g| g.kind == kind && g.node == node).cloned().ok_or_else(|| config_missing(kind, &node, vmid))?;
+    let guest = sim
+        .cluster
+        .guests
+        .get(&vmid)
+        .filter(|g| g.kind == kind && g.node == node)
+        .cloned()
+        .ok_or_else(|| config_missing(kind, &node, vmid))?;
     if let Some(holder) = sim.faults.locked.get(&vmid).cloned()
         && call.method != "GET"
     {
-        return Err(PveError::server(format!("{} is locked ({holder})", kind.label())));
+        return Err(PveError::server(format!(
+            "{} is locked ({holder})",
+            kind.label()
+        )));
     }
     let label = format!("{} {vmid}", kind.label());
     let prefix = if kind == GuestKind::Lxc { "vz" } else { "qm" };
     let id = vmid.to_string();
     match (call.method, rest) {
-        ("GET", "") => Ok(json!([{"subdir": "config"}, {"subdir": "status"}, {"subdir": "snapshot"}])),
+        ("GET", "") => {
+            Ok(json!([{"subdir": "config"}, {"subdir": "status"}, {"subdir": "snapshot"}]))
+        }
         ("GET", "/config") => Ok(guest.config_json()),
         ("PUT", "/config") | ("POST", "/config") => {
             locked(&guest)?;
             if let Some(digest) = call.text("digest")
                 && digest != guest.digest()
             {
-                return Err(PveError::server("detected modified configuration - file changed by other user? Try again."));
+                return Err(PveError::server(
+                    "detected modified configuration - file changed by other user? Try again.",
+                ));
             }
             let mut config = guest.config.clone();
             for (k, _) in &call.params {
-                if matches!(k.as_str(), "node" | "vmid" | "digest" | "delete" | "revert" | "skiplock" | "background_delay") {
+                if matches!(
+                    k.as_str(),
+                    "node"
+                        | "vmid"
+                        | "digest"
+                        | "delete"
+                        | "revert"
+                        | "skiplock"
+                        | "background_delay"
+                ) {
                     continue;
                 }
                 let value = call.text(k).unwrap_or_default();
                 config.insert(k.clone(), volume_spec(k, &value, vmid)?);
             }
-            for key in call.text("delete").unwrap_or_default().split([',', ';', ' ']).filter(|k| !k.is_empty()) {
+            for key in call
+                .text("delete")
+                .unwrap_or_default()
+                .split([',', ';', ' '])
+                .filter(|k| !k.is_empty())
+            {
                 config.remove(key);
             }
             check_storages(&sim.cluster, &config)?;
             if call.method == "POST" {
-                return Ok(json!(sim.task(&node, "qmconfig", &id, &call.user, Effect::SetConfig(vmid, config))));
+                return Ok(json!(sim.task(
+                    &node,
+                    "qmconfig",
+                    &id,
+                    &call.user,
+                    Effect::SetConfig(vmid, config)
+                )));
             }
             if let Some(g) = sim.cluster.guests.get_mut(&vmid) {
                 g.config = config;
@@ -463,7 +661,17 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
             v["ha"] = json!({"managed": 0});
             if kind == GuestKind::Qemu {
                 v["qmpstatus"] = json!(if guest.running { "running" } else { "stopped" });
-                if guest.config.get("agent").is_some_and(|a| a.starts_with('1') || a.contains("enabled=1")) {
+                v["shares"] = json!(1000);
+                if guest.running {
+                    v["running-qemu"] = json!("10.0.2");
+                    v["running-machine"] = json!("pc-i440fx-10.0+pve0");
+                    v["freemem"] = json!(guest.memory() * 512 * 1024);
+                }
+                if guest
+                    .config
+                    .get("agent")
+                    .is_some_and(|a| a.starts_with('1') || a.contains("enabled=1"))
+                {
                     v["agent"] = json!(1);
                 }
             }
@@ -473,9 +681,22 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
             if guest.running {
                 return Err(PveError::server(format!("{label} already running")));
             }
-            let upid = sim.task(&node, &format!("{prefix}start"), &id, &call.user, Effect::SetRunning(vmid, true));
+            let upid = sim.task(
+                &node,
+                &format!("{prefix}start"),
+                &id,
+                &call.user,
+                Effect::SetRunning(vmid, true),
+            );
             if guest.is_template() {
-                sim.fail(&upid, if kind == GuestKind::Lxc { "you can't start a CT if it's a template" } else { "you can't start a vm if it's a template" });
+                sim.fail(
+                    &upid,
+                    if kind == GuestKind::Lxc {
+                        "you can't start a CT if it's a template"
+                    } else {
+                        "you can't start a vm if it's a template"
+                    },
+                );
             } else if let Some(lock) = guest.lock() {
                 sim.fail(&upid, &format!("{} is locked ({lock})", kind.label()));
             }
@@ -485,20 +706,39 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
             if !guest.running {
                 return Err(PveError::server(format!("{label} not running")));
             }
-            let kind_name = if rest.ends_with("stop") { "stop" } else { "shutdown" };
-            Ok(json!(sim.task(&node, &format!("{prefix}{kind_name}"), &id, &call.user, Effect::SetRunning(vmid, false))))
+            let kind_name = if rest.ends_with("stop") {
+                "stop"
+            } else {
+                "shutdown"
+            };
+            Ok(json!(sim.task(
+                &node,
+                &format!("{prefix}{kind_name}"),
+                &id,
+                &call.user,
+                Effect::SetRunning(vmid, false)
+            )))
         }
         ("POST", "/status/reboot") => {
             if !guest.running {
                 return Err(PveError::server(format!("{label} not running")));
             }
-            Ok(json!(sim.task(&node, &format!("{prefix}reboot"), &id, &call.user, Effect::SetRunning(vmid, true))))
+            Ok(json!(sim.task(
+                &node,
+                &format!("{prefix}reboot"),
+                &id,
+                &call.user,
+                Effect::SetRunning(vmid, true)
+            )))
         }
         ("POST", "/clone") => clone(sim, call, &guest),
         ("POST", "/template") => {
             locked(&guest)?;
             if !guest.snapshots.is_empty() {
-                return Err(PveError::server(format!("unable to create template, because {} contains snapshots", kind.label())));
+                return Err(PveError::server(format!(
+                    "unable to create template, because {} contains snapshots",
+                    kind.label()
+                )));
             }
             if guest.running {
                 return Err(PveError::server(format!("{label} is running")));
@@ -512,7 +752,13 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
                 }
                 return Ok(Value::Null);
             }
-            Ok(json!(sim.task(&node, "qmtemplate", &id, &call.user, Effect::SetConfig(vmid, config))))
+            Ok(json!(sim.task(
+                &node,
+                "qmtemplate",
+                &id,
+                &call.user,
+                Effect::SetConfig(vmid, config)
+            )))
         }
         ("GET", "/snapshot") => {
             let mut list: Vec<Value> = guest
@@ -537,53 +783,124 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
             locked(&guest)?;
             let name = call.text("snapname").unwrap_or_default();
             if guest.snapshots.iter().any(|s| s.name == name) {
-                return Err(PveError::server(format!("snapshot name '{name}' already used")));
+                return Err(PveError::server(format!(
+                    "snapshot name '{name}' already used"
+                )));
             }
             let mut config = guest.config.clone();
             config.remove("parent");
-            let snapshot = Snapshot { name, description: call.text("description").unwrap_or_default(), snaptime: now_s(), parent: guest.snapshots.last().map(|s| s.name.clone()), config };
+            let snapshot = Snapshot {
+                name,
+                description: call.text("description").unwrap_or_default(),
+                snaptime: now_s(),
+                parent: guest.snapshots.last().map(|s| s.name.clone()),
+                config,
+            };
             sim.set_lock(vmid, "snapshot");
-            Ok(json!(sim.locked_task(&node, &format!("{prefix}snapshot"), &id, &call.user, vmid, Effect::Snapshot { vmid, snapshot })))
+            Ok(json!(sim.locked_task(
+                &node,
+                &format!("{prefix}snapshot"),
+                &id,
+                &call.user,
+                vmid,
+                Effect::Snapshot { vmid, snapshot }
+            )))
         }
-        ("GET", "/snapshot/{snapname}") => Ok(json!([{"subdir": "config"}, {"subdir": "rollback"}])),
+        ("GET", "/snapshot/{snapname}") => {
+            Ok(json!([{"subdir": "config"}, {"subdir": "rollback"}]))
+        }
         ("DELETE", "/snapshot/{snapname}") | ("POST", "/snapshot/{snapname}/rollback") => {
             locked(&guest)?;
             let name = call.text("snapname").unwrap_or_default();
             if !guest.snapshots.iter().any(|s| s.name == name) {
-                return Err(PveError::server(format!("snapshot '{name}' does not exist")));
+                return Err(PveError::server(format!(
+                    "snapshot '{name}' does not exist"
+                )));
             }
             if call.method == "DELETE" {
                 sim.set_lock(vmid, "snapshot-delete");
-                return Ok(json!(sim.locked_task(&node, &format!("{prefix}delsnapshot"), &id, &call.user, vmid, Effect::DeleteSnapshot { vmid, name })));
+                return Ok(json!(sim.locked_task(
+                    &node,
+                    &format!("{prefix}delsnapshot"),
+                    &id,
+                    &call.user,
+                    vmid,
+                    Effect::DeleteSnapshot { vmid, name }
+                )));
             }
             sim.set_lock(vmid, "rollback");
             let mut effect = Effect::Rollback { vmid, name };
             if call.flag("start") {
                 effect = Effect::Many(vec![effect, Effect::SetRunning(vmid, true)]);
             }
-            Ok(json!(sim.locked_task(&node, &format!("{prefix}rollback"), &id, &call.user, vmid, effect)))
+            Ok(json!(sim.locked_task(
+                &node,
+                &format!("{prefix}rollback"),
+                &id,
+                &call.user,
+                vmid,
+                effect
+            )))
         }
         ("PUT", "/resize") => {
             locked(&guest)?;
             let disk = call.text("disk").unwrap_or_default();
-            let current = guest.config.get(&disk).cloned().ok_or_else(|| PveError::server(format!("unable to parse config for disk '{disk}'")))?;
+            let current = guest.config.get(&disk).cloned().ok_or_else(|| {
+                PveError::server(format!("unable to parse config for disk '{disk}'"))
+            })?;
             let size = call.text("size").unwrap_or_default();
-            let old: f64 = current.split("size=").nth(1).and_then(|s| s.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok()).unwrap_or(0.0);
-            let wanted = size.trim_start_matches('+').trim_end_matches(['G', 'g']).parse::<f64>().map_err(|_| PveError::param("size", "invalid format - unable to parse disk size"))?;
-            let new = if size.starts_with('+') { old + wanted } else { wanted };
+            let old: f64 = current
+                .split("size=")
+                .nth(1)
+                .and_then(|s| {
+                    s.trim_end_matches(|c: char| !c.is_ascii_digit())
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0.0);
+            let wanted = size
+                .trim_start_matches('+')
+                .trim_end_matches(['G', 'g'])
+                .parse::<f64>()
+                .map_err(|_| {
+                    PveError::param("size", "invalid format - unable to parse disk size")
+                })?;
+            let new = if size.starts_with('+') {
+                old + wanted
+            } else {
+                wanted
+            };
             if new < old {
-                return Err(PveError::server(format!("unable to shrink disk size ({old}G > {new}G)")));
+                return Err(PveError::server(format!(
+                    "unable to shrink disk size ({old}G > {new}G)"
+                )));
             }
             let mut config = guest.config.clone();
-            let base = current.split(",size=").next().unwrap_or(&current).to_owned();
+            let base = current
+                .split(",size=")
+                .next()
+                .unwrap_or(&current)
+                .to_owned();
             config.insert(disk, format!("{base},size={new}G"));
-            Ok(json!(sim.task(&node, "resize", &id, &call.user, Effect::SetConfig(vmid, config))))
+            Ok(json!(sim.task(
+                &node,
+                "resize",
+                &id,
+                &call.user,
+                Effect::SetConfig(vmid, config)
+            )))
         }
-        ("GET", "/interfaces") => Ok(if guest.running { interfaces(&guest) } else { Value::Null }),
+        ("GET", "/interfaces") => Ok(if guest.running {
+            interfaces(&guest)
+        } else {
+            Value::Null
+        }),
         ("DELETE", "") => {
             locked(&guest)?;
             if guest.config.get("protection").is_some_and(|p| p == "1") {
-                return Err(PveError::server(format!("can't remove {label} - protection mode enabled")));
+                return Err(PveError::server(format!(
+                    "can't remove {label} - protection mode enabled"
+                )));
             }
             if guest.running && !(kind == GuestKind::Lxc && call.flag("force")) {
                 return Err(PveError::server(match kind {
@@ -592,23 +909,37 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
                 }));
             }
             sim.set_lock(vmid, "destroyed");
-            Ok(json!(sim.task(&node, &format!("{prefix}destroy"), &id, &call.user, Effect::RemoveGuest(vmid))))
+            Ok(json!(sim.task(
+                &node,
+                &format!("{prefix}destroy"),
+                &id,
+                &call.user,
+                Effect::RemoveGuest(vmid)
+            )))
         }
         ("GET", "/firewall/options") => Ok(json!(guest.firewall_options)),
         ("PUT", "/firewall/options") => {
             let g = sim.cluster.guests.get_mut(&vmid).expect("looked up above");
             for (k, _) in &call.params {
                 if !matches!(k.as_str(), "node" | "vmid" | "digest" | "delete") {
-                    g.firewall_options.insert(k.clone(), call.text(k).unwrap_or_default());
+                    g.firewall_options
+                        .insert(k.clone(), call.text(k).unwrap_or_default());
                 }
             }
             Ok(Value::Null)
         }
-        ("GET", "/firewall/rules") => Ok(Value::Array(guest.firewall_rules.iter().enumerate().map(|(i, r)| {
-            let mut r = r.clone();
-            r["pos"] = json!(i);
-            r
-        }).collect())),
+        ("GET", "/firewall/rules") => Ok(Value::Array(
+            guest
+                .firewall_rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let mut r = r.clone();
+                    r["pos"] = json!(i);
+                    r
+                })
+                .collect(),
+        )),
         ("POST", "/firewall/rules") => {
             let mut rule = Map::new();
             for (k, v) in &call.params {
@@ -617,12 +948,22 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
                 }
             }
             let g = sim.cluster.guests.get_mut(&vmid).expect("looked up above");
-            let pos = call.text("pos").and_then(|p| p.parse::<usize>().ok()).unwrap_or(0).min(g.firewall_rules.len());
+            let pos = call
+                .text("pos")
+                .and_then(|p| p.parse::<usize>().ok())
+                .unwrap_or(0)
+                .min(g.firewall_rules.len());
             g.firewall_rules.insert(pos, Value::Object(rule));
             Ok(Value::Null)
         }
-        (_, agent) if agent.starts_with("/agent/") => crate::agent::call(sim, call, &guest, &agent["/agent/".len()..]),
-        _ => Err(PveError { status: 501, message: format!("Method '{} {}' not implemented", call.method, call.template), errors: None }),
+        (_, agent) if agent.starts_with("/agent/") => {
+            crate::agent::call(sim, call, &guest, &agent["/agent/".len()..])
+        }
+        _ => Err(PveError {
+            status: 501,
+            message: format!("Method '{} {}' not implemented", call.method, call.template),
+            errors: None,
+        }),
     }
 }
 
@@ -631,13 +972,20 @@ fn clone(sim: &mut Sim, call: &Call, source: &Guest) -> ApiResult {
     let newid: u32 = call.text("newid").and_then(|v| v.parse().ok()).unwrap_or(0);
     let full = call.flag("full") || !source.is_template();
     if !full && (call.params.contains_key("storage") || call.params.contains_key("format")) {
-        return Err(PveError::param("storage", "parameter 'storage' not allowed for linked clones"));
+        return Err(PveError::param(
+            "storage",
+            "parameter 'storage' not allowed for linked clones",
+        ));
     }
     if kind == GuestKind::Lxc || source.lock() != Some("clone") {
         locked(source)?;
     }
     if let Some(existing) = sim.cluster.guests.get(&newid) {
-        return Err(PveError::server(format!("{} {newid} already exists on node '{}'", kind.label(), existing.node)));
+        return Err(PveError::server(format!(
+            "{} {newid} already exists on node '{}'",
+            kind.label(),
+            existing.node
+        )));
     }
     let mut config = source.config.clone();
     for k in ["template", "parent", "lock"] {
@@ -647,10 +995,26 @@ fn clone(sim: &mut Sim, call: &Call, source: &Guest) -> ApiResult {
         *v = v.replace(&format!("-{vmid}-"), &format!("-{newid}-"));
         if k.starts_with("net") {
             let mac = random_mac(newid, k);
-            *v = v.split(',').map(|p| if p.starts_with("hwaddr=") { format!("hwaddr={mac}") } else if p.contains("=BC:24:11") || p.starts_with("virtio=") { format!("{}={mac}", p.split('=').next().unwrap_or("virtio")) } else { p.to_owned() }).collect::<Vec<_>>().join(",");
+            *v = v
+                .split(',')
+                .map(|p| {
+                    if p.starts_with("hwaddr=") {
+                        format!("hwaddr={mac}")
+                    } else if p.contains("=BC:24:11") || p.starts_with("virtio=") {
+                        format!("{}={mac}", p.split('=').next().unwrap_or("virtio"))
+                    } else {
+                        p.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(",");
         }
     }
-    let name_key = if kind == GuestKind::Lxc { "hostname" } else { "name" };
+    let name_key = if kind == GuestKind::Lxc {
+        "hostname"
+    } else {
+        "name"
+    };
     match call.text(name_key) {
         Some(name) => {
             config.insert(name_key.into(), name);
@@ -660,7 +1024,19 @@ fn clone(sim: &mut Sim, call: &Call, source: &Guest) -> ApiResult {
         }
         None => {}
     }
-    let target = Guest { vmid: newid, node: node.clone(), kind, config, running: false, started_at: 0, snapshots: Vec::new(), files: BTreeMap::new(), commands: Vec::new(), firewall_options: BTreeMap::new(), firewall_rules: Vec::new() };
+    let target = Guest {
+        vmid: newid,
+        node: node.clone(),
+        kind,
+        config,
+        running: false,
+        started_at: 0,
+        snapshots: Vec::new(),
+        files: BTreeMap::new(),
+        commands: Vec::new(),
+        firewall_options: BTreeMap::new(),
+        firewall_rules: Vec::new(),
+    };
     let mut placeholder = target.clone();
     placeholder.config = BTreeMap::from([("lock".to_string(), "create".to_string())]);
     sim.cluster.guests.insert(newid, placeholder);
@@ -668,8 +1044,19 @@ fn clone(sim: &mut Sim, call: &Call, source: &Guest) -> ApiResult {
     if kind == GuestKind::Lxc {
         sim.set_lock(vmid, "disk");
     }
-    let task_type = if kind == GuestKind::Lxc { "vzclone" } else { "qmclone" };
-    let effect = Effect::Many(vec![Effect::PutGuest(Box::new(target)), if kind == GuestKind::Lxc { Effect::Unlock(vmid) } else { Effect::None }]);
+    let task_type = if kind == GuestKind::Lxc {
+        "vzclone"
+    } else {
+        "qmclone"
+    };
+    let effect = Effect::Many(vec![
+        Effect::PutGuest(Box::new(target)),
+        if kind == GuestKind::Lxc {
+            Effect::Unlock(vmid)
+        } else {
+            Effect::None
+        },
+    ]);
     let upid = sim.task(&node, task_type, &vmid.to_string(), &call.user, effect);
     if let Some(t) = sim.cluster.tasks.get_mut(&upid) {
         t.remove_on_failure = Some(newid);
@@ -685,26 +1072,54 @@ pub fn addresses(guest: &Guest) -> Vec<(String, String, String, u8)> {
         .iter()
         .filter(|(k, _)| k.starts_with("net"))
         .map(|(k, v)| {
-            let fields: BTreeMap<&str, &str> = v.split(',').filter_map(|p| p.split_once('=')).collect();
-            let ipconfig = guest.config.get(&k.replace("net", "ipconfig")).cloned().unwrap_or_default();
-            let ipfields: BTreeMap<&str, &str> = ipconfig.split(',').filter_map(|p| p.split_once('=')).collect();
-            let ip = fields.get("ip").or(ipfields.get("ip")).copied().unwrap_or("dhcp");
+            let fields: BTreeMap<&str, &str> =
+                v.split(',').filter_map(|p| p.split_once('=')).collect();
+            let ipconfig = guest
+                .config
+                .get(&k.replace("net", "ipconfig"))
+                .cloned()
+                .unwrap_or_default();
+            let ipfields: BTreeMap<&str, &str> = ipconfig
+                .split(',')
+                .filter_map(|p| p.split_once('='))
+                .collect();
+            let ip = fields
+                .get("ip")
+                .or(ipfields.get("ip"))
+                .copied()
+                .unwrap_or("dhcp");
             let (addr, prefix) = match ip.split_once('/') {
                 Some((a, p)) => (a.to_owned(), p.parse().unwrap_or(24)),
                 None => (format!("10.0.0.{}", 100 + guest.vmid % 150), 24),
             };
-            let name = fields.get("name").map(|s| s.to_string()).unwrap_or_else(|| format!("eth{}", k.trim_start_matches("net")));
-            let mac = fields.get("hwaddr").map(|s| s.to_string()).unwrap_or_else(|| v.split(',').next().and_then(|m| m.split_once('=')).map(|(_, mac)| mac.to_owned()).unwrap_or_default());
+            let name = fields
+                .get("name")
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| format!("eth{}", k.trim_start_matches("net")));
+            let mac = fields
+                .get("hwaddr")
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| {
+                    v.split(',')
+                        .next()
+                        .and_then(|m| m.split_once('='))
+                        .map(|(_, mac)| mac.to_owned())
+                        .unwrap_or_default()
+                });
             (name, mac, addr, prefix)
         })
         .collect()
 }
 
 fn interfaces(guest: &Guest) -> Value {
-    let mut list = vec![json!({"name": "lo", "hwaddr": "00:00:00:00:00:00", "hardware-address": "00:00:00:00:00:00", "inet": "127.0.0.1/8",
-                               "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "inet", "prefix": 8}]})];
+    let mut list = vec![
+        json!({"name": "lo", "hwaddr": "00:00:00:00:00:00", "hardware-address": "00:00:00:00:00:00", "inet": "127.0.0.1/8", "inet6": "::1/128",
+                               "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "inet", "prefix": 8}]}),
+    ];
     for (name, mac, addr, prefix) in addresses(guest) {
-        list.push(json!({"name": name, "hwaddr": mac, "hardware-address": mac, "inet": format!("{addr}/{prefix}"),
+        let mac = mac.to_lowercase();
+        let link_local = format!("fe80::{}/64", mac.replace(':', "").get(6..).unwrap_or("1"));
+        list.push(json!({"name": name, "hwaddr": mac, "hardware-address": mac, "inet": format!("{addr}/{prefix}"), "inet6": link_local,
                          "ip-addresses": [{"ip-address": addr, "ip-address-type": "inet", "prefix": prefix}]}));
     }
     Value::Array(list)

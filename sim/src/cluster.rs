@@ -83,19 +83,37 @@ impl Guest {
     }
 
     pub fn memory(&self) -> u64 {
-        self.config.get("memory").and_then(|m| m.split(',').next()?.parse().ok()).unwrap_or(512)
+        self.config
+            .get("memory")
+            .and_then(|m| m.split(',').next()?.parse().ok())
+            .unwrap_or(512)
     }
 
     pub fn name(&self) -> String {
-        let key = if self.kind == GuestKind::Lxc { "hostname" } else { "name" };
-        self.config.get(key).cloned().unwrap_or_else(|| format!("{}{}", self.kind.label(), self.vmid))
+        let key = if self.kind == GuestKind::Lxc {
+            "hostname"
+        } else {
+            "name"
+        };
+        self.config
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| format!("{}{}", self.kind.label(), self.vmid))
     }
 
     /// SHA-1 of the config as PVE writes it, for optimistic concurrency.
     pub fn digest(&self) -> String {
         use ring::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
-        let text: String = self.config.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
-        digest(&SHA1_FOR_LEGACY_USE_ONLY, text.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        let text: String = self
+            .config
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\n"))
+            .collect();
+        digest(&SHA1_FOR_LEGACY_USE_ONLY, text.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// The config as the API returns it, with `digest`.
@@ -118,7 +136,20 @@ impl Guest {
 
 /// Config keys PVE returns as numbers.
 fn is_numeric_key(key: &str) -> bool {
-    matches!(key, "cores" | "memory" | "swap" | "sockets" | "onboot" | "template" | "unprivileged" | "protection" | "cpuunits" | "balloon" | "vcpus")
+    matches!(
+        key,
+        "cores"
+            | "memory"
+            | "swap"
+            | "sockets"
+            | "onboot"
+            | "template"
+            | "unprivileged"
+            | "protection"
+            | "cpuunits"
+            | "balloon"
+            | "vcpus"
+    )
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -138,9 +169,18 @@ pub enum Effect {
     Unlock(u32),
     AddVolume(Volume),
     SetConfig(u32, BTreeMap<String, String>),
-    Snapshot { vmid: u32, snapshot: Snapshot },
-    DeleteSnapshot { vmid: u32, name: String },
-    Rollback { vmid: u32, name: String },
+    Snapshot {
+        vmid: u32,
+        snapshot: Snapshot,
+    },
+    DeleteSnapshot {
+        vmid: u32,
+        name: String,
+    },
+    Rollback {
+        vmid: u32,
+        name: String,
+    },
     Many(Vec<Effect>),
 }
 
@@ -176,7 +216,10 @@ pub struct Cluster {
 }
 
 pub fn now_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
 }
 
 pub fn now_s() -> u64 {
@@ -184,7 +227,10 @@ pub fn now_s() -> u64 {
 }
 
 /// Appliance templates the simulated `aplinfo` offers (and that are already downloaded).
-pub const APPLIANCES: [&str; 2] = ["debian-12-standard_12.7-1_amd64.tar.zst", "ubuntu-24.04-standard_24.04-2_amd64.tar.zst"];
+pub const APPLIANCES: [&str; 2] = [
+    "debian-12-standard_12.7-1_amd64.tar.zst",
+    "ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+];
 /// The cloud image on `local` (import content).
 pub const CLOUD_IMAGE: &str = "noble-server-cloudimg-amd64.qcow2";
 
@@ -192,7 +238,11 @@ impl Cluster {
     /// N nodes `pve1..pveN` (the examples' single node is `phoenix`, so with one node the
     /// node is called that), the storages of the platform and the appliance templates.
     pub fn new(nodes: usize) -> Self {
-        let names: Vec<String> = if nodes == 1 { vec!["phoenix".into()] } else { (1..=nodes).map(|i| format!("pve{i}")).collect() };
+        let names: Vec<String> = if nodes == 1 {
+            vec!["phoenix".into()]
+        } else {
+            (1..=nodes).map(|i| format!("pve{i}")).collect()
+        };
         let storage = |id: &str, kind: &str, content: &[&str], shared: bool| Storage {
             id: id.into(),
             kind: kind.into(),
@@ -200,21 +250,55 @@ impl Cluster {
             shared,
         };
         let mut cluster = Self {
-            nodes: names.iter().map(|n| Node { name: n.clone(), maxmem_mib: 128 * 1024, maxcpu: 32 }).collect(),
+            nodes: names
+                .iter()
+                .map(|n| Node {
+                    name: n.clone(),
+                    maxmem_mib: 128 * 1024,
+                    maxcpu: 32,
+                })
+                .collect(),
             storages: vec![
-                storage("local", "dir", &["vztmpl", "iso", "snippets", "import", "backup"], false),
+                storage(
+                    "local",
+                    "dir",
+                    &["vztmpl", "iso", "snippets", "import", "backup"],
+                    false,
+                ),
                 storage("local-zfs", "zfspool", &["images", "rootdir"], false),
                 storage("fastData", "zfspool", &["images", "rootdir"], false),
-                storage("slowData", "zfspool", &["images", "rootdir", "backup"], false),
-                storage("nfs-shared", "nfs", &["images", "rootdir", "iso", "vztmpl", "backup"], true),
+                storage(
+                    "slowData",
+                    "zfspool",
+                    &["images", "rootdir", "backup"],
+                    false,
+                ),
+                storage(
+                    "nfs-shared",
+                    "nfs",
+                    &["images", "rootdir", "iso", "vztmpl", "backup"],
+                    true,
+                ),
             ],
             ..Default::default()
         };
         for node in &names {
             for template in APPLIANCES {
-                cluster.volumes.push(Volume { volid: format!("local:vztmpl/{template}"), content: "vztmpl".into(), format: "tzst".into(), size: 130_000_000, node: node.clone() });
+                cluster.volumes.push(Volume {
+                    volid: format!("local:vztmpl/{template}"),
+                    content: "vztmpl".into(),
+                    format: "tzst".into(),
+                    size: 130_000_000,
+                    node: node.clone(),
+                });
             }
-            cluster.volumes.push(Volume { volid: format!("local:import/{CLOUD_IMAGE}"), content: "import".into(), format: "qcow2".into(), size: 600_000_000, node: node.clone() });
+            cluster.volumes.push(Volume {
+                volid: format!("local:import/{CLOUD_IMAGE}"),
+                content: "import".into(),
+                format: "qcow2".into(),
+                size: 600_000_000,
+                node: node.clone(),
+            });
         }
         cluster
     }
@@ -229,18 +313,33 @@ impl Cluster {
 
     /// The lowest free VMID from 100, as `/cluster/nextid` reports it (not reserved).
     pub fn next_id(&self) -> u32 {
-        (100..).find(|id| !self.guests.contains_key(id)).unwrap_or(100)
+        (100..)
+            .find(|id| !self.guests.contains_key(id))
+            .unwrap_or(100)
     }
 
     /// Memory promised to guests on a node, in MiB.
     pub fn used_memory(&self, node: &str) -> u64 {
-        self.guests.values().filter(|g| g.node == node && !g.is_template()).map(Guest::memory).sum()
+        self.guests
+            .values()
+            .filter(|g| g.node == node && !g.is_template())
+            .map(Guest::memory)
+            .sum()
     }
 
     /// Starts a task; it finishes `duration` after it could start, given the node's budget
     /// of concurrent tasks.
     #[allow(clippy::too_many_arguments)]
-    pub fn start_task(&mut self, node: &str, kind: &str, id: &str, user: &str, duration: Duration, budget: usize, effect: Effect) -> String {
+    pub fn start_task(
+        &mut self,
+        node: &str,
+        kind: &str,
+        id: &str,
+        user: &str,
+        duration: Duration,
+        budget: usize,
+        effect: Effect,
+    ) -> String {
         self.task_counter += 1;
         let now = now_ms();
         let mut running_ends: Vec<u128> = self
@@ -250,9 +349,18 @@ impl Cluster {
             .map(|t| t.ends_at_ms)
             .collect();
         running_ends.sort();
-        let start = if running_ends.len() >= budget.max(1) { running_ends[running_ends.len() - budget.max(1)] } else { now };
+        let start = if running_ends.len() >= budget.max(1) {
+            running_ends[running_ends.len() - budget.max(1)]
+        } else {
+            now
+        };
         let starttime = now_s();
-        let upid = format!("UPID:{node}:{:08X}:{:08X}:{:08X}:{kind}:{id}:{user}:", 0x1000 + self.task_counter, 0x2000_000 + self.task_counter, starttime);
+        let upid = format!(
+            "UPID:{node}:{:08X}:{:08X}:{:08X}:{kind}:{id}:{user}:",
+            0x1000 + self.task_counter,
+            0x2000_000 + self.task_counter,
+            starttime
+        );
         self.tasks.insert(
             upid.clone(),
             Task {
@@ -285,7 +393,9 @@ impl Cluster {
             .collect();
         due.sort();
         for (_, upid) in due {
-            let Some(task) = self.tasks.get(&upid).cloned() else { continue };
+            let Some(task) = self.tasks.get(&upid).cloned() else {
+                continue;
+            };
             let exitstatus = match &task.failure {
                 Some(error) => {
                     if let Some(vmid) = task.remove_on_failure {
@@ -304,7 +414,11 @@ impl Cluster {
                 }
             };
             if let Some(t) = self.tasks.get_mut(&upid) {
-                let last = if exitstatus == "OK" { "TASK OK".to_string() } else { format!("TASK ERROR: {exitstatus}") };
+                let last = if exitstatus == "OK" {
+                    "TASK OK".to_string()
+                } else {
+                    format!("TASK ERROR: {exitstatus}")
+                };
                 t.log.push(last);
                 t.state = TaskState::Stopped { exitstatus };
             }
@@ -334,7 +448,11 @@ impl Cluster {
                 }
             }
             Effect::AddVolume(volume) => {
-                if !self.volumes.iter().any(|v| v.volid == volume.volid && v.node == volume.node) {
+                if !self
+                    .volumes
+                    .iter()
+                    .any(|v| v.volid == volume.volid && v.node == volume.node)
+                {
                     self.volumes.push(volume);
                 }
             }

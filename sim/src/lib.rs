@@ -43,7 +43,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:0".into(), nodes: 1, seed: 1, durations: state::Sim::realistic_durations(), state_file: None }
+        Self {
+            listen: "127.0.0.1:0".into(),
+            nodes: 1,
+            seed: 1,
+            durations: state::Sim::realistic_durations(),
+            state_file: None,
+        }
     }
 }
 
@@ -91,7 +97,9 @@ fn tls(addr: &SocketAddr) -> Result<(rustls::ServerConfig, String), StartError> 
         names.push(addr.ip().to_string());
     }
     let mut params = rcgen::CertificateParams::new(names).map_err(|e| err(&e))?;
-    params.distinguished_name.push(rcgen::DnType::CommonName, "pve-sim");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "pve-sim");
     let cert = params.self_signed(&key).map_err(|e| err(&e))?;
     let fingerprint = ring::digest::digest(&ring::digest::SHA256, cert.der())
         .as_ref()
@@ -100,7 +108,8 @@ fn tls(addr: &SocketAddr) -> Result<(rustls::ServerConfig, String), StartError> 
         .collect::<Vec<_>>()
         .join(":");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| err(&e))?;
+    let der =
+        rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| err(&e))?;
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| err(&e))?
@@ -112,18 +121,29 @@ fn tls(addr: &SocketAddr) -> Result<(rustls::ServerConfig, String), StartError> 
 
 /// Starts the simulator on `options.listen`.
 pub async fn start(options: Options) -> Result<Running, StartError> {
-    let listener = tokio::net::TcpListener::bind(&options.listen).await.map_err(|e| StartError::Listen(options.listen.clone(), e))?;
-    let addr = listener.local_addr().map_err(|e| StartError::Listen(options.listen.clone(), e))?;
+    let listener = tokio::net::TcpListener::bind(&options.listen)
+        .await
+        .map_err(|e| StartError::Listen(options.listen.clone(), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Listen(options.listen.clone(), e))?;
     let (tls_config, fingerprint) = tls(&addr)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
     let cluster = match &options.state_file {
         Some(path) if path.exists() => {
-            let bytes = std::fs::read(path).map_err(|e| StartError::State(path.clone(), e.to_string()))?;
-            serde_json::from_slice(&bytes).map_err(|e| StartError::State(path.clone(), e.to_string()))?
+            let bytes =
+                std::fs::read(path).map_err(|e| StartError::State(path.clone(), e.to_string()))?;
+            serde_json::from_slice(&bytes)
+                .map_err(|e| StartError::State(path.clone(), e.to_string()))?
         }
         _ => cluster::Cluster::new(options.nodes.max(1)),
     };
-    let sim = state::Sim::new(cluster, options.seed, options.durations.clone(), options.state_file.clone());
+    let sim = state::Sim::new(
+        cluster,
+        options.seed,
+        options.durations.clone(),
+        options.state_file.clone(),
+    );
     let password = uuid::Uuid::new_v4().simple().to_string();
     let creds = server::Credentials {
         user: "root@pam".into(),
@@ -144,22 +164,37 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     let accept_server = server.clone();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let (acceptor, server) = (acceptor.clone(), accept_server.clone());
             tokio::spawn(async move {
-                let Ok(stream) = acceptor.accept(tcp).await else { return };
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let service = service_fn(move |req| server.clone().handle(req));
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
-    Ok(Running { addr, credentials, server, task })
+    Ok(Running {
+        addr,
+        credentials,
+        server,
+        task,
+    })
 }
 
 /// Parses `OP=SECONDS` (`vzcreate=0`, `default=0.5`).
 pub fn parse_duration(text: &str) -> Result<(String, Duration), String> {
-    let (op, seconds) = text.split_once('=').ok_or_else(|| format!("expected OP=SECONDS, got {text:?}"))?;
-    let seconds: f64 = seconds.parse().map_err(|_| format!("{seconds:?} is not a number of seconds"))?;
+    let (op, seconds) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected OP=SECONDS, got {text:?}"))?;
+    let seconds: f64 = seconds
+        .parse()
+        .map_err(|_| format!("{seconds:?} is not a number of seconds"))?;
     if !(0.0..=3600.0).contains(&seconds) {
         return Err(format!("{seconds} is outside 0..=3600 seconds"));
     }

@@ -8,8 +8,10 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-static SCHEMA: LazyLock<Value> =
-    LazyLock::new(|| serde_json::from_str(include_str!("../schema/pve-api.json")).expect("the bundled PVE schema parses"));
+static SCHEMA: LazyLock<Value> = LazyLock::new(|| {
+    serde_json::from_str(include_str!("../schema/pve-api.json"))
+        .expect("the bundled PVE schema parses")
+});
 
 /// The schema path (`/nodes/{node}/lxc/{vmid}`) a request path matches, with the values of
 /// its placeholders.
@@ -22,12 +24,14 @@ pub fn route(path: &str) -> Option<(&'static str, BTreeMap<String, String>)> {
             continue;
         }
         let mut vars = BTreeMap::new();
-        let matched = parts.iter().zip(&segments).all(|(p, s)| match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-            Some(var) => {
-                vars.insert(var.to_owned(), s.to_string());
-                true
+        let matched = parts.iter().zip(&segments).all(|(p, s)| {
+            match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(var) => {
+                    vars.insert(var.to_owned(), s.to_string());
+                    true
+                }
+                None => p == s,
             }
-            None => p == s,
         });
         if matched {
             return Some((template.as_str(), vars));
@@ -37,14 +41,24 @@ pub fn route(path: &str) -> Option<(&'static str, BTreeMap<String, String>)> {
 }
 
 pub fn methods(template: &str) -> Vec<String> {
-    SCHEMA[template].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    SCHEMA[template]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// Checks `params` (the path placeholders included) against the schema of
 /// `method template`; returns PVE's `errors` object on failure.
-pub fn validate(template: &str, method: &str, params: &Map<String, Value>) -> Result<(), Map<String, Value>> {
+pub fn validate(
+    template: &str,
+    method: &str,
+    params: &Map<String, Value>,
+) -> Result<(), Map<String, Value>> {
     let schema = &SCHEMA[template][method]["parameters"];
-    let properties = schema["properties"].as_object().cloned().unwrap_or_default();
+    let properties = schema["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     let mut errors = Map::new();
     for (name, value) in params {
         let Some(prop) = property(&properties, name) else {
@@ -58,24 +72,35 @@ pub fn validate(template: &str, method: &str, params: &Map<String, Value>) -> Re
         }
     }
     for (name, prop) in &properties {
-        let optional = prop.get("optional").and_then(Value::as_i64) == Some(1) || name.contains("[n]");
+        let optional =
+            prop.get("optional").and_then(Value::as_i64) == Some(1) || name.contains("[n]");
         if !optional && !params.contains_key(name) {
-            errors.insert(name.clone(), "property is missing and it is not optional".into());
+            errors.insert(
+                name.clone(),
+                "property is missing and it is not optional".into(),
+            );
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// `net3` is described by `net[n]`.
 fn property<'a>(properties: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     properties.get(name).or_else(|| {
         let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
-        (base.len() < name.len()).then(|| properties.get(&format!("{base}[n]"))).flatten()
+        (base.len() < name.len())
+            .then(|| properties.get(&format!("{base}[n]")))
+            .flatten()
     })
 }
 
 fn number_of(v: &Value) -> Option<f64> {
-    v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 /// One value against one property schema.
@@ -84,7 +109,9 @@ pub fn check(prop: &Value, value: &Value) -> Result<(), String> {
         Value::String(s) => s.clone(),
         Value::Bool(b) => (*b as i32).to_string(),
         Value::Number(n) => n.to_string(),
-        Value::Array(items) if prop["type"] == "array" => return items.iter().try_for_each(|i| check(&prop["items"], i)),
+        Value::Array(items) if prop["type"] == "array" => {
+            return items.iter().try_for_each(|i| check(&prop["items"], i));
+        }
         other => other.to_string(),
     };
     match prop["type"].as_str().unwrap_or("string") {
@@ -95,11 +122,15 @@ pub fn check(prop: &Value, value: &Value) -> Result<(), String> {
             }
         }
         "integer" => {
-            let n: i64 = text.parse().map_err(|_| format!("type check ('integer') failed - got '{text}'"))?;
+            let n: i64 = text
+                .parse()
+                .map_err(|_| format!("type check ('integer') failed - got '{text}'"))?;
             bounds(prop, n as f64)?;
         }
         "number" => {
-            let n: f64 = text.parse().map_err(|_| format!("type check ('number') failed - got '{text}'"))?;
+            let n: f64 = text
+                .parse()
+                .map_err(|_| format!("type check ('number') failed - got '{text}'"))?;
             bounds(prop, n)?;
         }
         "array" => {}
@@ -136,7 +167,10 @@ fn string(prop: &Value, text: &str) -> Result<(), String> {
     if let Some(options) = prop.get("enum").and_then(Value::as_array) {
         let allowed: Vec<&str> = options.iter().filter_map(Value::as_str).collect();
         if !allowed.contains(&text) {
-            return Err(format!("value '{text}' does not have a value in the enumeration '{}'", allowed.join(", ")));
+            return Err(format!(
+                "value '{text}' does not have a value in the enumeration '{}'",
+                allowed.join(", ")
+            ));
         }
     }
     if let Some(pattern) = prop.get("pattern").and_then(Value::as_str)
@@ -145,8 +179,12 @@ fn string(prop: &Value, text: &str) -> Result<(), String> {
         return Err("value does not match the regex pattern".into());
     }
     match prop.get("format") {
-        Some(Value::String(format)) => named_format(format, text).map_err(|e| format!("invalid format - {e}")),
-        Some(Value::Object(fields)) => property_string(fields, text).map_err(|e| format!("invalid format - {e}")),
+        Some(Value::String(format)) => {
+            named_format(format, text).map_err(|e| format!("invalid format - {e}"))
+        }
+        Some(Value::Object(fields)) => {
+            property_string(fields, text).map_err(|e| format!("invalid format - {e}"))
+        }
         _ => Ok(()),
     }
 }
@@ -160,14 +198,22 @@ fn perl_pattern_matches(pattern: &str, text: &str) -> bool {
     }
 }
 
-static CONFIGID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9\-_]+$").expect("static"));
-static STORAGE_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]$").expect("static"));
+static CONFIGID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9\-_]+$").expect("static"));
+static STORAGE_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]$").expect("static"));
 static DNS_NAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?\.)*([A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?)$").expect("static")
+    Regex::new(
+        r"^([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?\.)*([A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?)$",
+    )
+    .expect("static")
 });
-static MAC: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-fA-F0-9]{2}(:[a-fA-F0-9]{2}){5}$").expect("static"));
-static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_][a-zA-Z0-9_\-+.]*$").expect("static"));
-static VOLUME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]:.+$").expect("static"));
+static MAC: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-fA-F0-9]{2}(:[a-fA-F0-9]{2}){5}$").expect("static"));
+static TAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_][a-zA-Z0-9_\-+.]*$").expect("static"));
+static VOLUME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]:.+$").expect("static"));
 
 /// The named formats guests use; others are accepted as PVE would for plain strings.
 fn named_format(format: &str, text: &str) -> Result<(), String> {
@@ -179,28 +225,50 @@ fn named_format(format: &str, text: &str) -> Result<(), String> {
         "ipv6" => text.parse::<std::net::Ipv6Addr>().is_ok(),
         "ip" => text.parse::<std::net::IpAddr>().is_ok(),
         "mac-addr" => MAC.is_match(text),
-        "pve-tag-list" => text.split([';', ',', ' ']).filter(|t| !t.is_empty()).all(|t| TAG.is_match(t)),
+        "pve-tag-list" => text
+            .split([';', ',', ' '])
+            .filter(|t| !t.is_empty())
+            .all(|t| TAG.is_match(t)),
         "pve-volume-id" => VOLUME.is_match(text),
-        "pve-vmid" => text.parse::<u64>().is_ok_and(|n| (100..=999_999_999).contains(&n)),
+        "pve-vmid" => text
+            .parse::<u64>()
+            .is_ok_and(|n| (100..=999_999_999).contains(&n)),
         _ => true,
     };
-    if ok { Ok(()) } else { Err(format!("value does not look like a valid {}", format.trim_start_matches("pve-"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "value does not look like a valid {}",
+            format.trim_start_matches("pve-")
+        ))
+    }
 }
 
 /// `name=eth0,bridge=vmbr0,ip=dhcp` (or `local-zfs:8,size=8G` with a default key).
-pub fn parse_property_string(fields: &Map<String, Value>, text: &str) -> Result<BTreeMap<String, String>, String> {
-    let default_key = fields.iter().find(|(_, f)| f.get("default_key").and_then(Value::as_i64) == Some(1)).map(|(k, _)| k.clone());
+pub fn parse_property_string(
+    fields: &Map<String, Value>,
+    text: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let default_key = fields
+        .iter()
+        .find(|(_, f)| f.get("default_key").and_then(Value::as_i64) == Some(1))
+        .map(|(k, _)| k.clone());
     let mut out = BTreeMap::new();
     for part in text.split(',').filter(|p| !p.is_empty()) {
         let (key, value) = match part.split_once('=') {
-            Some((k, v)) if fields.contains_key(k) || default_key.is_none() => (k.to_owned(), v.to_owned()),
+            Some((k, v)) if fields.contains_key(k) || default_key.is_none() => {
+                (k.to_owned(), v.to_owned())
+            }
             _ => match &default_key {
                 Some(k) if !out.contains_key(k) => (k.clone(), part.to_owned()),
                 _ => return Err(format!("unable to parse value of '{part}'")),
             },
         };
         if out.insert(key.clone(), value).is_some() {
-            return Err(format!("duplicate key in comma-separated list property: {key}"));
+            return Err(format!(
+                "duplicate key in comma-separated list property: {key}"
+            ));
         }
     }
     Ok(out)
@@ -211,7 +279,12 @@ fn property_string(fields: &Map<String, Value>, text: &str) -> Result<(), String
     for (key, value) in parse_property_string(fields, text)? {
         // `virtio=MAC` is `model=virtio,macaddr=MAC`; `freeze-fs-on-backup` is `freeze-fs`.
         let field = fields.get(&key);
-        match (field.and_then(|f| f.get("keyAlias")).and_then(Value::as_str), field.and_then(|f| f.get("alias")).and_then(Value::as_str)) {
+        match (
+            field
+                .and_then(|f| f.get("keyAlias"))
+                .and_then(Value::as_str),
+            field.and_then(|f| f.get("alias")).and_then(Value::as_str),
+        ) {
             (Some(key_alias), Some(alias)) => {
                 parsed.insert(key_alias.to_owned(), key.clone());
                 parsed.insert(alias.to_owned(), value);
@@ -226,12 +299,16 @@ fn property_string(fields: &Map<String, Value>, text: &str) -> Result<(), String
     }
     for (key, value) in &parsed {
         let Some(field) = fields.get(key) else {
-            return Err(format!("{key}: property is not defined in schema and the schema does not allow additional properties"));
+            return Err(format!(
+                "{key}: property is not defined in schema and the schema does not allow additional properties"
+            ));
         };
         check(field, &Value::String(value.clone())).map_err(|e| format!("{key}: {e}"))?;
     }
     for (key, field) in fields {
-        let optional = field.get("optional").and_then(Value::as_i64) == Some(1) || field.get("default_key").is_some() || field.get("alias").is_some();
+        let optional = field.get("optional").and_then(Value::as_i64) == Some(1)
+            || field.get("default_key").is_some()
+            || field.get("alias").is_some();
         if !optional && !parsed.contains_key(key) {
             return Err(format!("{key}: property is missing and it is not optional"));
         }
@@ -242,7 +319,10 @@ fn property_string(fields: &Map<String, Value>, text: &str) -> Result<(), String
 /// The property-string schema of one parameter, for handlers that read sub-fields.
 pub fn property_fields(template: &str, method: &str, name: &str) -> Option<Map<String, Value>> {
     let properties = SCHEMA[template][method]["parameters"]["properties"].as_object()?;
-    property(properties, name)?.get("format")?.as_object().cloned()
+    property(properties, name)?
+        .get("format")?
+        .as_object()
+        .cloned()
 }
 
 #[cfg(test)]
@@ -265,18 +345,40 @@ mod tests {
     #[test]
     fn container_create_is_checked_like_pve() {
         let t = "/nodes/{node}/lxc";
-        let ok = params(json!({"node": "pve1", "vmid": "801", "ostemplate": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
-            "hostname": "granite", "memory": "512", "net0": "name=eth0,bridge=vmbr0,ip=dhcp,firewall=1", "rootfs": "local-zfs:8", "unprivileged": "1"}));
+        let ok = params(
+            json!({"node": "pve1", "vmid": "801", "ostemplate": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+            "hostname": "granite", "memory": "512", "net0": "name=eth0,bridge=vmbr0,ip=dhcp,firewall=1", "rootfs": "local-zfs:8", "unprivileged": "1"}),
+        );
         assert_eq!(validate(t, "POST", &ok), Ok(()));
-        let bad = params(json!({"node": "pve1", "vmid": "42", "ostemplate": "local:vztmpl/x.tar.zst", "memory": "lots",
-            "net0": "name=eth0,firewall=true", "colour": "blue", "unprivileged": "true"}));
+        let bad = params(
+            json!({"node": "pve1", "vmid": "42", "ostemplate": "local:vztmpl/x.tar.zst", "memory": "lots",
+            "net0": "name=eth0,firewall=true", "colour": "blue", "unprivileged": "true"}),
+        );
         let errors = validate(t, "POST", &bad).unwrap_err();
         assert_eq!(errors["vmid"], "value must have a minimum value of 100");
-        assert_eq!(errors["memory"], "type check ('integer') failed - got 'lots'");
-        assert_eq!(errors["colour"], "property is not defined in schema and the schema does not allow additional properties");
-        assert_eq!(errors["unprivileged"], "type check ('boolean') failed - got 'true'");
-        assert!(errors["net0"].as_str().unwrap().starts_with("invalid format - firewall: type check ('boolean')"));
-        let missing = validate(t, "POST", &params(json!({"node": "pve1", "vmid": "801"}))).unwrap_err();
-        assert_eq!(missing["ostemplate"], "property is missing and it is not optional");
+        assert_eq!(
+            errors["memory"],
+            "type check ('integer') failed - got 'lots'"
+        );
+        assert_eq!(
+            errors["colour"],
+            "property is not defined in schema and the schema does not allow additional properties"
+        );
+        assert_eq!(
+            errors["unprivileged"],
+            "type check ('boolean') failed - got 'true'"
+        );
+        assert!(
+            errors["net0"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid format - firewall: type check ('boolean')")
+        );
+        let missing =
+            validate(t, "POST", &params(json!({"node": "pve1", "vmid": "801"}))).unwrap_err();
+        assert_eq!(
+            missing["ostemplate"],
+            "property is missing and it is not optional"
+        );
     }
 }

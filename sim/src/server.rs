@@ -41,7 +41,11 @@ impl std::error::Error for Reset {}
 
 impl Server {
     pub fn new(sim: Sim, creds: Credentials) -> Self {
-        Self { sim: Mutex::new(sim), creds, tickets: Mutex::default() }
+        Self {
+            sim: Mutex::new(sim),
+            creds,
+            tickets: Mutex::default(),
+        }
     }
 
     pub fn sim(&self) -> std::sync::MutexGuard<'_, Sim> {
@@ -52,15 +56,39 @@ impl Server {
         let path = req.uri().path().to_owned();
         let query = req.uri().query().unwrap_or("").to_owned();
         let method = req.method().as_str().to_owned();
-        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        let (authorization, cookie, csrf, content_type) = (header("authorization"), header("cookie"), header("csrfpreventiontoken"), header("content-type"));
-        let body = match Limited::new(req.into_body(), 4 * 1024 * 1024).collect().await {
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let (authorization, cookie, csrf, content_type) = (
+            header("authorization"),
+            header("cookie"),
+            header("csrfpreventiontoken"),
+            header("content-type"),
+        );
+        let body = match Limited::new(req.into_body(), 4 * 1024 * 1024)
+            .collect()
+            .await
+        {
             Ok(b) => b.to_bytes(),
-            Err(_) => return Ok(error(&PveError { status: 413, message: "request too large".into(), errors: None })),
+            Err(_) => {
+                return Ok(error(&PveError {
+                    status: 413,
+                    message: "request too large".into(),
+                    errors: None,
+                }));
+            }
         };
         if let Some(admin) = path.strip_prefix("/admin") {
             if !self.token_ok(&authorization) {
-                return Ok(error(&PveError { status: 401, message: "No ticket".into(), errors: None }));
+                return Ok(error(&PveError {
+                    status: 401,
+                    message: "No ticket".into(),
+                    errors: None,
+                }));
             }
             return Ok(self.admin(&method, admin, &body));
         }
@@ -76,7 +104,11 @@ impl Server {
             return Err(Reset);
         }
         let Some(api_path) = path.strip_prefix("/api2/json") else {
-            return Ok(error(&PveError { status: 501, message: format!("no such file '{path}'"), errors: None }));
+            return Ok(error(&PveError {
+                status: 501,
+                message: format!("no such file '{path}'"),
+                errors: None,
+            }));
         };
         let params = match parse_params(&query, &body, &content_type) {
             Ok(p) => p,
@@ -84,8 +116,21 @@ impl Server {
         };
         if fail {
             let status = if self.sim().rng_bool() { 500 } else { 503 };
-            let message = if status == 500 { "got no worker upid - start worker failed" } else { "Service Unavailable" };
-            return Ok(self.logged(&method, api_path, &params, Err(PveError { status, message: message.into(), errors: None })));
+            let message = if status == 500 {
+                "got no worker upid - start worker failed"
+            } else {
+                "Service Unavailable"
+            };
+            return Ok(self.logged(
+                &method,
+                api_path,
+                &params,
+                Err(PveError {
+                    status,
+                    message: message.into(),
+                    errors: None,
+                }),
+            ));
         }
         if api_path == "/access/ticket" && method == "POST" {
             return Ok(self.logged(&method, api_path, &params, self.ticket(&params)));
@@ -98,10 +143,21 @@ impl Server {
         Ok(self.logged(&method, api_path, &params, result))
     }
 
-    fn logged(&self, method: &str, path: &str, params: &Map<String, Value>, result: Result<Value, PveError>) -> Response<Body> {
+    fn logged(
+        &self,
+        method: &str,
+        path: &str,
+        params: &Map<String, Value>,
+        result: Result<Value, PveError>,
+    ) -> Response<Body> {
         let status = result.as_ref().map_or_else(|e| e.status, |_| 200);
         let mut sim = self.sim();
-        sim.oplog.push(Operation { method: method.into(), path: path.into(), params: redact(params), status });
+        sim.oplog.push(Operation {
+            method: method.into(),
+            path: path.into(),
+            params: redact(params),
+            status,
+        });
         if method != "GET" && status == 200 {
             sim.save();
         }
@@ -112,10 +168,24 @@ impl Server {
         }
     }
 
-    fn call(&self, method: &str, path: &str, mut params: Map<String, Value>, user: String) -> Result<Value, PveError> {
-        let (template, vars) = crate::schema::route(path).ok_or_else(|| PveError { status: 501, message: format!("Method '{method} {path}' not implemented"), errors: None })?;
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        mut params: Map<String, Value>,
+        user: String,
+    ) -> Result<Value, PveError> {
+        let (template, vars) = crate::schema::route(path).ok_or_else(|| PveError {
+            status: 501,
+            message: format!("Method '{method} {path}' not implemented"),
+            errors: None,
+        })?;
         if !crate::schema::methods(template).iter().any(|m| m == method) {
-            return Err(PveError { status: 501, message: format!("Method '{method} {path}' not implemented"), errors: None });
+            return Err(PveError {
+                status: 501,
+                message: format!("Method '{method} {path}' not implemented"),
+                errors: None,
+            });
         }
         for (k, v) in vars {
             params.insert(k, Value::String(v));
@@ -125,11 +195,21 @@ impl Server {
         if template.ends_with("/tasks/{upid}/status") && sim.faults.lose_task_status {
             return Err(PveError::param("upid", "no such task"));
         }
-        api::dispatch(&mut sim, &Call { method, template, params, user })
+        api::dispatch(
+            &mut sim,
+            &Call {
+                method,
+                template,
+                params,
+                user,
+            },
+        )
     }
 
     fn token_ok(&self, authorization: &str) -> bool {
-        let Some(rest) = authorization.strip_prefix("PVEAPIToken") else { return false };
+        let Some(rest) = authorization.strip_prefix("PVEAPIToken") else {
+            return false;
+        };
         let rest = rest.trim_start_matches(['=', ' ']);
         match rest.rsplit_once('=') {
             Some((id, secret)) => id == self.creds.token_id && secret == self.creds.token_secret,
@@ -137,18 +217,44 @@ impl Server {
         }
     }
 
-    fn authenticate(&self, method: &str, authorization: &str, cookie: &str, csrf: &str) -> Result<String, PveError> {
-        let unauthorized = |m: &str| PveError { status: 401, message: m.into(), errors: None };
+    fn authenticate(
+        &self,
+        method: &str,
+        authorization: &str,
+        cookie: &str,
+        csrf: &str,
+    ) -> Result<String, PveError> {
+        let unauthorized = |m: &str| PveError {
+            status: 401,
+            message: m.into(),
+            errors: None,
+        };
         if authorization.starts_with("PVEAPIToken") {
-            return if self.token_ok(authorization) { Ok(self.creds.token_id.clone()) } else { Err(unauthorized("Authentication failed!")) };
+            return if self.token_ok(authorization) {
+                Ok(self.creds.token_id.clone())
+            } else {
+                Err(unauthorized("Authentication failed!"))
+            };
         }
         let ticket = cookie
             .split(';')
             .find_map(|c| c.trim().strip_prefix("PVEAuthCookie="))
             .or_else(|| authorization.strip_prefix("PVEAuthCookie="))
-            .map(|t| t.replace("%3A", ":").replace("%3D", "=").replace("%2F", "/").replace("%2B", "+"));
-        let Some(ticket) = ticket else { return Err(unauthorized("No ticket")) };
-        if !self.tickets.lock().unwrap_or_else(|p| p.into_inner()).contains(&ticket) {
+            .map(|t| {
+                t.replace("%3A", ":")
+                    .replace("%3D", "=")
+                    .replace("%2F", "/")
+                    .replace("%2B", "+")
+            });
+        let Some(ticket) = ticket else {
+            return Err(unauthorized("No ticket"));
+        };
+        if !self
+            .tickets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&ticket)
+        {
             return Err(unauthorized("Authentication failed!"));
         }
         if method != "GET" && csrf != csrf_token(&ticket) {
@@ -158,22 +264,49 @@ impl Server {
     }
 
     fn ticket(&self, params: &Map<String, Value>) -> Result<Value, PveError> {
-        let text = |k: &str| params.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let text = |k: &str| {
+            params
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
         let (username, password) = (text("username"), text("password"));
-        let known_ticket = self.tickets.lock().unwrap_or_else(|p| p.into_inner()).contains(&password);
+        let known_ticket = self
+            .tickets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&password);
         if username != self.creds.user || !(password == self.creds.password || known_ticket) {
-            return Err(PveError { status: 401, message: "authentication failure".into(), errors: None });
+            return Err(PveError {
+                status: 401,
+                message: "authentication failure".into(),
+                errors: None,
+            });
         }
-        let ticket = format!("PVE:{username}:{:08X}::{}", crate::cluster::now_s(), uuid::Uuid::new_v4().simple());
-        self.tickets.lock().unwrap_or_else(|p| p.into_inner()).insert(ticket.clone());
-        Ok(json!({"username": username, "ticket": ticket, "CSRFPreventionToken": csrf_token(&ticket), "clustername": "phoenix",
-                  "cap": {"vms": {"VM.Allocate": 1}}}))
+        let ticket = format!(
+            "PVE:{username}:{:08X}::{}",
+            crate::cluster::now_s(),
+            uuid::Uuid::new_v4().simple()
+        );
+        self.tickets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ticket.clone());
+        Ok(
+            json!({"username": username, "ticket": ticket, "CSRFPreventionToken": csrf_token(&ticket), "clustername": "phoenix",
+                  "cap": {"vms": {"VM.Allocate": 1}}}),
+        )
     }
 
     fn admin(&self, method: &str, path: &str, body: &[u8]) -> Response<Body> {
         let mut sim = self.sim();
         sim.cluster.tick();
-        let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+        let segments: Vec<&str> = path
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
         let ok = |v: Value| respond(200, "OK", &v);
         match (method, segments.as_slice()) {
             ("GET", ["oplog"]) => ok(json!(sim.oplog)),
@@ -187,15 +320,31 @@ impl Server {
                     sim.faults = faults;
                     ok(json!(sim.faults))
                 }
-                Err(e) => error(&PveError { status: 400, message: format!("invalid faults: {e}"), errors: None }),
+                Err(e) => error(&PveError {
+                    status: 400,
+                    message: format!("invalid faults: {e}"),
+                    errors: None,
+                }),
             },
             ("GET", ["guests"]) => ok(json!(sim.cluster.guests)),
-            ("GET", ["guests", vmid]) => match vmid.parse::<u32>().ok().and_then(|v| sim.cluster.guests.get(&v)) {
+            ("GET", ["guests", vmid]) => match vmid
+                .parse::<u32>()
+                .ok()
+                .and_then(|v| sim.cluster.guests.get(&v))
+            {
                 Some(g) => ok(json!(g)),
-                None => error(&PveError { status: 404, message: format!("no guest {vmid}"), errors: None }),
+                None => error(&PveError {
+                    status: 404,
+                    message: format!("no guest {vmid}"),
+                    errors: None,
+                }),
             },
             ("GET", ["tasks"]) => ok(json!(sim.cluster.tasks.values().collect::<Vec<_>>())),
-            _ => error(&PveError { status: 404, message: format!("no admin route {method} {path}"), errors: None }),
+            _ => error(&PveError {
+                status: 404,
+                message: format!("no admin route {method} {path}"),
+                errors: None,
+            }),
         }
     }
 }
@@ -209,7 +358,10 @@ impl Sim {
 /// The CSRF token PVE pairs with a ticket (here derived from it, so it needs no storage).
 fn csrf_token(ticket: &str) -> String {
     use ring::digest::{SHA256, digest};
-    let hash: String = digest(&SHA256, ticket.as_bytes()).as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let hash: String = digest(&SHA256, ticket.as_bytes()).as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let issued = ticket.split(':').nth(2).unwrap_or("00000000");
     format!("{issued}:{hash}")
 }
@@ -219,14 +371,28 @@ fn redact(params: &Map<String, Value>) -> Map<String, Value> {
     params
         .iter()
         .map(|(k, v)| {
-            let secret = matches!(k.as_str(), "password" | "cipassword" | "content" | "ssh-public-keys" | "sshkeys");
-            (k.clone(), if secret { json!("<redacted>") } else { v.clone() })
+            let secret = matches!(
+                k.as_str(),
+                "password" | "cipassword" | "content" | "ssh-public-keys" | "sshkeys"
+            );
+            (
+                k.clone(),
+                if secret {
+                    json!("<redacted>")
+                } else {
+                    v.clone()
+                },
+            )
         })
         .collect()
 }
 
 /// Query string and body (form or JSON); a form key repeated becomes an array.
-fn parse_params(query: &str, body: &[u8], content_type: &str) -> Result<Map<String, Value>, PveError> {
+fn parse_params(
+    query: &str,
+    body: &[u8],
+    content_type: &str,
+) -> Result<Map<String, Value>, PveError> {
     let mut params = Map::new();
     let mut add = |k: String, v: String| match params.get_mut(&k) {
         Some(Value::Array(a)) => a.push(Value::String(v)),
@@ -242,7 +408,11 @@ fn parse_params(query: &str, body: &[u8], content_type: &str) -> Result<Map<Stri
         add(k.into_owned(), v.into_owned());
     }
     if content_type.starts_with("application/json") && !body.is_empty() {
-        let parsed: Value = serde_json::from_slice(body).map_err(|e| PveError { status: 400, message: format!("unable to parse JSON body - {e}"), errors: None })?;
+        let parsed: Value = serde_json::from_slice(body).map_err(|e| PveError {
+            status: 400,
+            message: format!("unable to parse JSON body - {e}"),
+            errors: None,
+        })?;
         if let Value::Object(map) = parsed {
             for (k, v) in map {
                 params.insert(k, v);
@@ -266,7 +436,13 @@ fn respond(status: u16, reason: &str, body: &Value) -> Response<Body> {
         .body(Full::new(Bytes::from(serde_json::to_vec(body).unwrap_or_default())).boxed())
         .expect("static response parts are valid");
     // PVE carries the error text in the reason phrase (the first line of it).
-    let phrase: String = reason.lines().next().unwrap_or("").chars().filter(|c| c.is_ascii() && !c.is_control()).collect();
+    let phrase: String = reason
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii() && !c.is_control())
+        .collect();
     if let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(phrase.into_bytes()) {
         response.extensions_mut().insert(phrase);
     }

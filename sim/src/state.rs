@@ -54,26 +54,54 @@ pub struct Sim {
 }
 
 impl Sim {
-    pub fn new(cluster: Cluster, seed: u64, durations: BTreeMap<String, Duration>, state_file: Option<PathBuf>) -> Self {
-        Self { cluster, faults: Faults::default(), oplog: Vec::new(), rng: StdRng::seed_from_u64(seed), durations, budget_per_node: 4, state_file }
+    pub fn new(
+        cluster: Cluster,
+        seed: u64,
+        durations: BTreeMap<String, Duration>,
+        state_file: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            cluster,
+            faults: Faults::default(),
+            oplog: Vec::new(),
+            rng: StdRng::seed_from_u64(seed),
+            durations,
+            budget_per_node: 4,
+            state_file,
+        }
     }
 
     /// Realistic task durations for demos; tests pass `default=0`.
     pub fn realistic_durations() -> BTreeMap<String, Duration> {
-        [("default", 1.0), ("vzcreate", 8.0), ("qmcreate", 6.0), ("vzclone", 6.0), ("qmclone", 5.0), ("vzstart", 2.0), ("qmstart", 3.0), ("download", 5.0)]
-            .into_iter()
-            .map(|(k, s)| (k.to_string(), Duration::from_secs_f64(s)))
-            .collect()
+        [
+            ("default", 1.0),
+            ("vzcreate", 8.0),
+            ("qmcreate", 6.0),
+            ("vzclone", 6.0),
+            ("qmclone", 5.0),
+            ("vzstart", 2.0),
+            ("qmstart", 3.0),
+            ("download", 5.0),
+        ]
+        .into_iter()
+        .map(|(k, s)| (k.to_string(), Duration::from_secs_f64(s)))
+        .collect()
     }
 
     fn duration(&self, kind: &str) -> Duration {
-        self.durations.get(kind).or_else(|| self.durations.get("default")).copied().unwrap_or(Duration::from_secs(1))
+        self.durations
+            .get(kind)
+            .or_else(|| self.durations.get("default"))
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
     }
 
     /// Starts a task of `kind` about `id`; an injected failure for the type makes it fail.
     pub fn task(&mut self, node: &str, kind: &str, id: &str, user: &str, effect: Effect) -> String {
         let duration = self.duration(kind);
-        let upid = self.cluster.start_task(node, kind, id, user, duration, self.budget_per_node, effect);
+        let upid =
+            self.cluster
+                .start_task(node, kind, id, user, duration, self.budget_per_node, effect);
         if let Some(error) = self.faults.fail_tasks.get(kind).cloned() {
             self.fail(&upid, &error);
         }
@@ -81,7 +109,15 @@ impl Sim {
     }
 
     /// As `task`, releasing the guest's lock if the task fails.
-    pub fn locked_task(&mut self, node: &str, kind: &str, id: &str, user: &str, vmid: u32, effect: Effect) -> String {
+    pub fn locked_task(
+        &mut self,
+        node: &str,
+        kind: &str,
+        id: &str,
+        user: &str,
+        vmid: u32,
+        effect: Effect,
+    ) -> String {
         let upid = self.task(node, kind, id, user, effect);
         if let Some(t) = self.cluster.tasks.get_mut(&upid) {
             t.unlock_on_failure = Some(vmid);
@@ -119,7 +155,10 @@ impl Sim {
         match serde_json::to_vec(&self.cluster) {
             Ok(bytes) => {
                 let tmp = path.with_extension("tmp");
-                if std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).is_err() {
+                if std::fs::write(&tmp, bytes)
+                    .and_then(|_| std::fs::rename(&tmp, path))
+                    .is_err()
+                {
                     tracing::warn!(path = %path.display(), "cannot write the simulator state file");
                 }
             }
