@@ -23,7 +23,11 @@ fn in_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 }
 
 async fn simulate(args: SimPveArgs) -> ExitCode {
+    // `default=S` sets every operation; other entries then override single operations.
     let mut durations = phoenix_sim::state::Sim::realistic_durations();
+    if args.task_durations.iter().any(|(op, _)| op == "default") {
+        durations.clear();
+    }
     durations.extend(args.task_durations);
     let options = phoenix_sim::Options {
         listen: args.listen,

@@ -358,7 +358,7 @@ impl Cluster {
         let upid = format!(
             "UPID:{node}:{:08X}:{:08X}:{:08X}:{kind}:{id}:{user}:",
             0x1000 + self.task_counter,
-            0x2000_000 + self.task_counter,
+            0x0200_0000 + self.task_counter,
             starttime
         );
         self.tasks.insert(
