@@ -28,7 +28,7 @@ lint:
 
 # Benchmarks, printing their figures.
 bench:
-	cargo bench --workspace --bench apiserver
+	cargo bench --bench apiserver --bench sim
 
 # Installs what the tests need that a fresh Debian machine lacks (idempotent).
 deps:
