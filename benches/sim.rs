@@ -10,16 +10,31 @@ const REQUESTS_PER_CLIENT: usize = 500;
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let options = phoenix_sim::Options { durations: [("default".to_string(), Duration::ZERO)].into(), ..Default::default() };
-    let sim = phoenix_sim::start(options).await.expect("the simulator starts");
+    let options = phoenix_sim::Options {
+        durations: [("default".to_string(), Duration::ZERO)].into(),
+        ..Default::default()
+    };
+    let sim = phoenix_sim::start(options)
+        .await
+        .expect("the simulator starts");
     let creds = sim.credentials.clone();
     // The bench talks to its own simulator on loopback; its certificate is self-signed.
-    let client = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
     let auth = format!("PVEAPIToken={}={}", creds.token_id, creds.token_secret);
     let create = client
         .post(format!("{}/api2/json/nodes/phoenix/lxc", creds.url))
         .header("Authorization", &auth)
-        .form(&[("vmid", "801"), ("ostemplate", "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"), ("rootfs", "local-zfs:8")])
+        .form(&[
+            ("vmid", "801"),
+            (
+                "ostemplate",
+                "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+            ),
+            ("rootfs", "local-zfs:8"),
+        ])
         .send()
         .await
         .unwrap();
@@ -27,10 +42,22 @@ async fn main() {
     let started = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (client, auth, url) = (client.clone(), auth.clone(), format!("{}/api2/json/nodes/phoenix/lxc/801/status/current", creds.url));
+            let (client, auth, url) = (
+                client.clone(),
+                auth.clone(),
+                format!(
+                    "{}/api2/json/nodes/phoenix/lxc/801/status/current",
+                    creds.url
+                ),
+            );
             tokio::spawn(async move {
                 for _ in 0..REQUESTS_PER_CLIENT {
-                    let r = client.get(&url).header("Authorization", &auth).send().await.unwrap();
+                    let r = client
+                        .get(&url)
+                        .header("Authorization", &auth)
+                        .send()
+                        .await
+                        .unwrap();
                     assert!(r.status().is_success());
                     r.bytes().await.unwrap();
                 }
@@ -43,6 +70,9 @@ async fn main() {
     let total = CLIENTS * REQUESTS_PER_CLIENT;
     let seconds = started.elapsed().as_secs_f64();
     println!("PVE simulator benchmark (release build, 2 cores)");
-    println!("  status reads:       {:>8.0} requests/s   ({total} GET status/current, {CLIENTS} clients)", total as f64 / seconds);
+    println!(
+        "  status reads:       {:>8.0} requests/s   ({total} GET status/current, {CLIENTS} clients)",
+        total as f64 / seconds
+    );
     sim.stop();
 }

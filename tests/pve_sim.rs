@@ -87,3 +87,66 @@ fn proxmoxer_drives_the_simulator_with_token_and_ticket() {
 fn the_simulator_keeps_pve_s_contract() {
     Sim::start(&["--nodes", "2", "--task-duration", "vzclone=1"]).run("sim_contract.py", &[]);
 }
+
+#[test]
+fn the_bundled_schema_is_cut_from_the_official_apidoc() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let apidoc = repo.join("../shared/reference/pve/apidoc.json");
+    let out = Command::new("python3")
+        .arg(repo.join("sim/tools/trim-apidoc.py"))
+        .arg(&apidoc)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundled = std::fs::read(repo.join("sim/schema/pve-api.json")).unwrap();
+    assert!(
+        out.stdout == bundled,
+        "sim/schema/pve-api.json is stale: regenerate it with sim/tools/trim-apidoc.py"
+    );
+}
+
+#[test]
+fn the_state_file_keeps_the_cluster_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("cluster.json");
+    let script = r#"
+import json, sys, requests
+c = json.load(open(sys.argv[1]))
+s = requests.Session()
+s.headers["Authorization"] = "PVEAPIToken=%s=%s" % (c["token_id"], c["token_secret"])
+base = c["url"] + "/api2/json/nodes/phoenix/lxc"
+if sys.argv[2] == "create":
+    r = s.post(base, data={"vmid": 777, "ostemplate": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"}, verify=False)
+    assert r.status_code == 200, r.text
+    s.get(base, verify=False)  # finishes the zero-length create task
+print(sorted(g["vmid"] for g in s.get(base, verify=False).json()["data"]))
+"#;
+    let run = |sim: &Sim, action: &str| {
+        let out = Command::new("python3")
+            .args(["-c", script])
+            .arg(&sim.credentials)
+            .arg(action)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let state_arg = state.to_str().unwrap();
+    let first = Sim::start(&["--state", state_arg]);
+    assert_eq!(run(&first, "create").trim(), "[777]");
+    drop(first);
+    let second = Sim::start(&["--state", state_arg]);
+    assert_eq!(
+        run(&second, "list").trim(),
+        "[777]",
+        "the container survives the restart"
+    );
+}

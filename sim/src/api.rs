@@ -308,7 +308,12 @@ fn tasks(cluster: &Cluster, node: &str) -> Value {
                     TaskState::Running => "RUNNING".to_string(),
                     TaskState::Stopped { exitstatus } => exitstatus.clone(),
                 };
-                json!({"upid": t.upid, "node": t.node, "type": t.kind, "id": t.id, "user": t.user, "starttime": t.starttime, "status": status})
+                let mut v = json!({"upid": t.upid, "node": t.node, "type": t.kind, "id": t.id, "user": t.user, "starttime": t.starttime,
+                                   "status": status, "pid": 4096, "pstart": 33_554_432});
+                if matches!(t.state, TaskState::Stopped { .. }) {
+                    v["endtime"] = json!((t.ends_at_ms / 1000) as u64);
+                }
+                v
             })
             .collect(),
     )

@@ -492,3 +492,86 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_beyond_the_node_budget_wait_for_a_slot() {
+        let mut cluster = Cluster::new(1);
+        let second = Duration::from_secs(1);
+        let upids: Vec<String> = (0..5)
+            .map(|i| {
+                cluster.start_task(
+                    "phoenix",
+                    "vzstart",
+                    &format!("{}", 100 + i),
+                    "root@pam",
+                    second,
+                    4,
+                    Effect::None,
+                )
+            })
+            .collect();
+        let ends: Vec<u128> = upids.iter().map(|u| cluster.tasks[u].ends_at_ms).collect();
+        let first_end = ends[0];
+        assert!(
+            ends[..4].iter().all(|e| e.abs_diff(first_end) < 100),
+            "four run at once"
+        );
+        assert!(
+            ends[4] >= first_end + 900,
+            "the fifth starts when a slot frees up"
+        );
+        assert!(
+            upids[0].starts_with("UPID:phoenix:") && upids[0].ends_with(":vzstart:100:root@pam:")
+        );
+        assert_eq!(upids[0].split(':').count(), 9, "PVE's UPID has nine fields");
+    }
+
+    #[test]
+    fn failed_creates_leave_no_guest_and_failed_tasks_release_locks() {
+        let mut cluster = Cluster::new(1);
+        let upid = cluster.start_task(
+            "phoenix",
+            "vzcreate",
+            "900",
+            "root@pam",
+            Duration::ZERO,
+            4,
+            Effect::None,
+        );
+        cluster.guests.insert(
+            900,
+            Guest {
+                vmid: 900,
+                node: "phoenix".into(),
+                kind: GuestKind::Lxc,
+                config: BTreeMap::from([("lock".into(), "create".into())]),
+                running: false,
+                started_at: 0,
+                snapshots: vec![],
+                files: BTreeMap::new(),
+                commands: vec![],
+                firewall_options: BTreeMap::new(),
+                firewall_rules: vec![],
+            },
+        );
+        let task = cluster.tasks.get_mut(&upid).unwrap();
+        task.failure = Some("unable to create CT 900 - disk full".into());
+        task.remove_on_failure = Some(900);
+        cluster.tick();
+        assert!(cluster.guests.is_empty());
+        assert_eq!(
+            cluster.tasks[&upid].state,
+            TaskState::Stopped {
+                exitstatus: "unable to create CT 900 - disk full".into()
+            }
+        );
+        assert_eq!(
+            cluster.tasks[&upid].log.last().unwrap(),
+            "TASK ERROR: unable to create CT 900 - disk full"
+        );
+    }
+}

@@ -37,9 +37,15 @@ SERVED = [
 DROP = {"description", "verbose_description", "typetext", "format_description", "title"}
 
 
-def strip(value):
+def strip(value, names=False):
+    """Drops documentation from schema nodes; `names` marks a map of property names (a
+    parameter may itself be called `description`)."""
     if isinstance(value, dict):
-        return {k: strip(v) for k, v in value.items() if k not in DROP}
+        return {
+            k: strip(v, names=(k in ("properties", "format") and isinstance(v, dict)))
+            for k, v in value.items()
+            if names or k not in DROP
+        }
     if isinstance(value, list):
         return [strip(v) for v in value]
     return value

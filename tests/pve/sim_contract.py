@@ -169,6 +169,16 @@ def main():
              ("balloon", "balloon_min", "ballooninfo", "blockstat", "nics", "proxmox-support", "spice")),
             ("pve6.2_qemu_agent_network_get_interfaces.json", pve.ok("GET", f"/nodes/{node}/qemu/400/agent/network-get-interfaces"), ()),
         ]
+        running = pve.ok("POST", f"/nodes/{node}/lxc/301/clone", newid=303, full=1)
+        cases.append(("task_status_running.json", pve.ok("GET", f"/nodes/{node}/tasks/{running}/status"), ()))
+        pve.wait(running)
+        failed = pve.ok("POST", f"/nodes/{node}/lxc/301/status/start")
+        cases.append(("task_status_stopped_error.json", pve.wait(failed, want=None), ()))
+        cases.append(("pve6.4_node_tasks_list.json", pve.ok("GET", f"/nodes/{node}/tasks"), ()))
+        cases.append(("homelab_qemu_list.json", pve.ok("GET", f"/nodes/{node}/qemu"), ()))
+        cases.append(("lxc_shutdown_response_upid.json", pve.ok("POST", f"/nodes/{node}/lxc/300/status/shutdown"), ()))
+        pve.wait(cases[-1][1])
+        pve.wait(pve.ok("POST", f"/nodes/{node}/lxc/300/status/start"))
         for name, ours, optional in cases:
             same_shape(example(name)["data"], ours, name, optional)
         return f"{len(cases)} recorded responses"
@@ -238,6 +248,53 @@ def main():
         expect(status == 500 and reason.startswith("detected modified configuration"), reason)
         return "locks, running guests, protection, templates, digests, wrong node"
 
+    def every_endpoint():
+        pve.ok("POST", "/pools", poolid="phoenix", comment="managed by Phoenix")
+        expect(any(p["poolid"] == "phoenix" for p in pve.ok("GET", "/pools")), "pool listed")
+        pve.wait(pve.ok("POST", f"/nodes/{node}/storage/local/download-url", content="iso", filename="tool.iso", url="https://example.invalid/tool.iso"))
+        isos = pve.ok("GET", f"/nodes/{node}/storage/local/content", content="iso")
+        expect([v["volid"] for v in isos] == ["local:iso/tool.iso"], isos)
+        expect(len(pve.ok("GET", f"/nodes/{node}/aplinfo")) >= 2, "appliances offered")
+        pve.wait(pve.ok("POST", f"/nodes/{node}/aplinfo", storage="local", template="debian-12-standard_12.7-1_amd64.tar.zst"))
+        status, _, body = pve.call("POST", f"/nodes/{node}/aplinfo", storage="local", template="nosuch")
+        expect(status == 400 and body["errors"]["template"] == "no such template", body)
+        log = pve.ok("GET", f"/nodes/{node}/tasks/{pve.ok('POST', f'/nodes/{node}/lxc/300/status/reboot')}/log")
+        expect(log[0]["n"] == 1, log)
+        storages = [s["storage"] for s in pve.ok("GET", f"/nodes/{node}/storage", content="rootdir")]
+        expect(storages == ["local-zfs", "fastData", "slowData", "nfs-shared"], storages)
+        types = {r["type"] for r in pve.ok("GET", "/cluster/resources")}
+        expect(types == {"lxc", "qemu", "node", "storage"}, types)
+        expect(pve.ok("GET", f"/nodes/{node}/status")["memory"]["total"] > 0, "node status")
+        # Resize grows only.
+        pve.wait(pve.ok("PUT", f"/nodes/{node}/lxc/300/resize", disk="rootfs", size="+4G"))
+        expect("size=12G" in pve.ok("GET", f"/nodes/{node}/lxc/300/config")["rootfs"], "rootfs grew to 12G")
+        status, reason, _ = pve.call("PUT", f"/nodes/{node}/lxc/300/resize", disk="rootfs", size="2G")
+        expect(status == 500 and reason.startswith("unable to shrink disk size"), reason)
+        # Config delete= and firewall.
+        pve.ok("PUT", f"/nodes/{node}/lxc/300/config", description="managed", onboot=1)
+        pve.ok("PUT", f"/nodes/{node}/lxc/300/config", delete="description")
+        cfg = pve.ok("GET", f"/nodes/{node}/lxc/300/config")
+        expect("description" not in cfg and cfg["onboot"] == 1, cfg)
+        pve.ok("PUT", f"/nodes/{node}/lxc/300/firewall/options", enable=1, policy_in="DROP")
+        pve.ok("POST", f"/nodes/{node}/lxc/300/firewall/rules", type="in", action="ACCEPT", proto="tcp", dport="9000", enable=1)
+        rules = pve.ok("GET", f"/nodes/{node}/lxc/300/firewall/rules")
+        expect(rules[0]["dport"] == "9000" and rules[0]["pos"] == 0, rules)
+        expect(pve.ok("GET", f"/nodes/{node}/lxc/300/firewall/options")["policy_in"] == "DROP", "firewall options")
+        # QEMU: asynchronous config, agent exec and files, and the agent's errors.
+        pve.wait(pve.ok("POST", f"/nodes/{node}/qemu/400/config", cores=2, ipconfig0="ip=10.0.0.40/24,gw=10.0.0.1", ciuser="ubuntu"))
+        expect(pve.ok("GET", f"/nodes/{node}/qemu/400/config")["cores"] == 2, "qemu config via task")
+        expect(pve.ok("POST", f"/nodes/{node}/qemu/400/agent/ping") == {"result": {}}, "agent ping")
+        pid = pve.ok("POST", f"/nodes/{node}/qemu/400/agent/exec", command="docker info")["pid"]
+        expect(pve.ok("GET", f"/nodes/{node}/qemu/400/agent/exec-status", pid=pid)["exited"] == 1, "exec status")
+        pve.ok("POST", f"/nodes/{node}/qemu/400/agent/file-write", file="/etc/motd", content="hello")
+        guest = pve.admin("GET", "/guests/400")
+        expect(guest["files"]["/etc/motd"] == "hello" and guest["commands"] == ["docker info"], guest)
+        pve.wait(pve.ok("POST", f"/nodes/{node}/qemu/400/status/stop"))
+        status, reason, _ = pve.call("POST", f"/nodes/{node}/qemu/400/agent/ping")
+        expect((status, reason) == (500, "VM 400 is not running"), reason)
+        expect(pve.ok("GET", f"/nodes/{node}/lxc/302/interfaces") is None, "a stopped CT has no interfaces")
+        return "pools, downloads, appliances, task logs, storages, resources, resize, config, firewall, agent"
+
     def faults_and_oplog():
         pve.admin("DELETE", "/oplog")
         for _ in range(5):
@@ -266,6 +323,7 @@ def main():
     step("recorded PVE error bodies", recorded_errors)
     step("validation follows the PVE schema", schema_sampling)
     step("PVE's error paths", error_paths)
+    step("every endpoint the controllers use", every_endpoint)
     step("faults and the operation log", faults_and_oplog)
     print(f"{PASSED} passed, 0 failed")
 
