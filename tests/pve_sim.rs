@@ -85,7 +85,15 @@ fn proxmoxer_drives_the_simulator_with_token_and_ticket() {
 
 #[test]
 fn the_simulator_keeps_pve_s_contract() {
-    Sim::start(&["--nodes", "2", "--task-duration", "vzclone=1"]).run("sim_contract.py", &[]);
+    Sim::start(&[
+        "--nodes",
+        "2",
+        "--task-duration",
+        "vzclone=1",
+        "--task-duration",
+        "vzstop=1",
+    ])
+    .run("sim_contract.py", &[]);
 }
 
 #[test]

@@ -8,9 +8,6 @@ use crate::state::Sim;
 use base64::Engine;
 use serde_json::{Value, json};
 
-/// Seconds after start before the agent answers.
-const AGENT_BOOT_SECONDS: u64 = 0;
-
 pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResult {
     let vmid = guest.vmid;
     let configured = guest
@@ -23,7 +20,7 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
     if !guest.running {
         return Err(PveError::server(format!("VM {vmid} is not running")));
     }
-    if now_s() < guest.started_at + AGENT_BOOT_SECONDS {
+    if now_s() < guest.started_at + sim.agent_boot_seconds() {
         return Err(PveError::server("QEMU guest agent is not running"));
     }
     let g = sim

@@ -606,6 +606,20 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
     }
     let label = format!("{} {vmid}", kind.label());
     let prefix = if kind == GuestKind::Lxc { "vz" } else { "qm" };
+    // A task working on the guest holds its config flock; PVE waits briefly, then gives up.
+    let shared_lock = kind == GuestKind::Qemu && rest == "/clone" && guest.is_template();
+    let busy = sim.cluster.tasks.values().any(|t| {
+        t.state == TaskState::Running && t.id == vmid.to_string() && !t.kind.ends_with("clone")
+    });
+    if call.method != "GET" && !rest.starts_with("/agent/") && !shared_lock && busy {
+        let path = match kind {
+            GuestKind::Lxc => format!("/run/lock/lxc/pve-config-{vmid}.lock"),
+            GuestKind::Qemu => format!("/var/lock/qemu-server/lock-{vmid}.conf"),
+        };
+        return Err(PveError::server(format!(
+            "can't lock file '{path}' - got timeout"
+        )));
+    }
     let id = vmid.to_string();
     match (call.method, rest) {
         ("GET", "") => {
@@ -1043,7 +1057,12 @@ fn clone(sim: &mut Sim, call: &Call, source: &Guest) -> ApiResult {
         firewall_rules: Vec::new(),
     };
     let mut placeholder = target.clone();
-    placeholder.config = BTreeMap::from([("lock".to_string(), "create".to_string())]);
+    let target_lock = if kind == GuestKind::Lxc {
+        "create"
+    } else {
+        "clone"
+    };
+    placeholder.config = BTreeMap::from([("lock".to_string(), target_lock.to_string())]);
     sim.cluster.guests.insert(newid, placeholder);
     // LXC locks the source for the whole copy; QEMU clones of a template share a lock.
     if kind == GuestKind::Lxc {

@@ -40,6 +40,11 @@ pub fn route(path: &str) -> Option<(&'static str, BTreeMap<String, String>)> {
     None
 }
 
+/// Whether API tokens may call the endpoint (`allowtoken` in the schema).
+pub fn allows_token(template: &str, method: &str) -> bool {
+    SCHEMA[template][method]["allowtoken"].as_i64() != Some(0)
+}
+
 pub fn methods(template: &str) -> Vec<String> {
     SCHEMA[template]
         .as_object()

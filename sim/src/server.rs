@@ -191,6 +191,13 @@ impl Server {
             params.insert(k, Value::String(v));
         }
         api::validate(template, method, &params)?;
+        if user.contains('!') && !crate::schema::allows_token(template, method) {
+            return Err(PveError {
+                status: 403,
+                message: format!("URI '{path}' not available with API token, need proper ticket."),
+                errors: None,
+            });
+        }
         let mut sim = self.sim();
         if template.ends_with("/tasks/{upid}/status") && sim.faults.lose_task_status {
             return Err(PveError::param("upid", "no such task"));

@@ -88,6 +88,11 @@ impl Sim {
         .collect()
     }
 
+    /// Seconds after a VM starts before its guest agent answers (the `agent` duration).
+    pub fn agent_boot_seconds(&self) -> u64 {
+        self.duration("agent").as_secs()
+    }
+
     fn duration(&self, kind: &str) -> Duration {
         self.durations
             .get(kind)
