@@ -40,14 +40,7 @@ async fn send(
 async fn bad_requests_get_clear_4xx_statuses() {
     let server = support::ApiServer::start();
     let client = support::client(&server).await;
-    let crd = serde_json::to_vec(
-        &phoenix_crds::all_crds()
-            .into_iter()
-            .find(|(f, _)| *f == "lxcguest.yaml")
-            .unwrap()
-            .1,
-    )
-    .unwrap();
+    let crd = serde_json::to_vec(&support::lxc_crd()).unwrap();
     assert_eq!(
         send(
             &client,

@@ -177,11 +177,7 @@ async fn a_controller_reconciles_and_its_events_show_in_kubectl() {
     let server = support::ApiServer::start();
     let client = support::client(&server).await;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = phoenix_crds::all_crds()
-        .into_iter()
-        .find(|(f, _)| *f == "lxcguest.yaml")
-        .unwrap()
-        .1;
+    let crd = support::lxc_crd();
     crds.create(&PostParams::default(), &crd)
         .await
         .expect("CRD created");

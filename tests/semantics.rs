@@ -146,11 +146,7 @@ async fn deleting_a_crd_removes_its_objects_and_serving() {
     let server = support::ApiServer::start();
     let client = support::client(&server).await;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = phoenix_crds::all_crds()
-        .into_iter()
-        .find(|(f, _)| *f == "lxcguest.yaml")
-        .unwrap()
-        .1;
+    let crd = support::lxc_crd();
     crds.create(&PostParams::default(), &crd).await.unwrap();
     let guests: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
     let example: LxcGuest = serde_yaml_ng::from_str(
@@ -240,16 +236,9 @@ async fn pages_dry_runs_generation_and_status() {
     );
 
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(
-        &PostParams::default(),
-        &phoenix_crds::all_crds()
-            .into_iter()
-            .find(|(f, _)| *f == "lxcguest.yaml")
-            .unwrap()
-            .1,
-    )
-    .await
-    .unwrap();
+    crds.create(&PostParams::default(), &support::lxc_crd())
+        .await
+        .unwrap();
     let guests: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
     let example: LxcGuest = serde_yaml_ng::from_str(
         &std::fs::read_to_string(concat!(

@@ -342,25 +342,32 @@ pub async fn create(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Resp
         scope(&rt, false),
         &objects::now(),
     );
-    let warnings = admit(&rt, &mut object, None, req)?;
-    let name = name_of(&object).to_owned();
+    commit_create(state, t, &rt, object, req).await
+}
+
+/// The end of every create (POST, or an apply that finds nothing): admission, then the
+/// durable write that fails if the name was taken meanwhile.
+async fn commit_create(
+    state: &State,
+    t: &Target,
+    rt: &ResourceType,
+    mut object: Value,
+    req: &Req,
+) -> ApiResult<Response<Body>> {
+    let warnings = admit(rt, &mut object, None, req)?;
     if req.dry_run() {
         return Ok(with_warnings(
             respond(201, &present(&t.rt, &object)),
             &warnings,
         ));
     }
-    let stored = write(
-        state,
-        &rt,
-        Write::Put {
-            key: key_of(&rt, t, &name),
-            value: object,
-            expect: Some(0),
-        },
-        &name,
-    )
-    .await?;
+    let name = name_of(&object).to_owned();
+    let write_op = Write::Put {
+        key: key_of(rt, t, &name),
+        value: object,
+        expect: Some(0),
+    };
+    let stored = write(state, rt, write_op, &name).await?;
     Ok(with_warnings(
         respond_raw(201, present_raw(&t.rt, &stored)),
         &warnings,
@@ -685,28 +692,7 @@ async fn apply(
             meta_mut(&mut object).insert("managedFields".into(), mf);
         }
         check_namespace(state, rt, t.namespace.as_deref())?;
-        let warnings = admit(rt, &mut object, None, req)?;
-        if req.dry_run() {
-            return Ok(with_warnings(
-                respond(201, &present(&t.rt, &object)),
-                &warnings,
-            ));
-        }
-        let stored = write(
-            state,
-            rt,
-            Write::Put {
-                key: key_of(rt, t, &name),
-                value: object,
-                expect: Some(0),
-            },
-            &name,
-        )
-        .await?;
-        return Ok(with_warnings(
-            respond(201, &present(&t.rt, &stored.value())),
-            &warnings,
-        ));
+        return commit_create(state, t, rt, object, req).await;
     };
     let mut new = merged;
     objects::prepare_update(rt, &mut new, &old.value(), status_write)?;

@@ -18,6 +18,9 @@ pub type Body = BoxBody<Bytes, Infallible>;
 
 /// Request bodies above etcd's default value size are refused with 413.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
+/// Bodies up to this size are read to the end before a 413, so the client, still
+/// sending, reads the answer instead of a reset connection; larger ones are cut off.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
 /// One parsed request, as the handlers see it.
 pub struct Req {
@@ -131,7 +134,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         })
         .unwrap_or_default();
     let method = req.method().clone();
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+    let body = match Limited::new(req.into_body(), DRAIN_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -145,6 +148,9 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             )));
         }
     };
+    if body.len() > MAX_BODY {
+        return error_response(&ApiError::too_large());
+    }
     let req = Req {
         method,
         query,

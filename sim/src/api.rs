@@ -534,19 +534,7 @@ fn create(sim: &mut Sim, call: &Call, kind: GuestKind) -> ApiResult {
             kind.label()
         )));
     }
-    let guest = Guest {
-        vmid,
-        node: node.clone(),
-        kind,
-        config,
-        running: false,
-        started_at: 0,
-        snapshots: Vec::new(),
-        files: BTreeMap::new(),
-        commands: Vec::new(),
-        firewall_options: BTreeMap::new(),
-        firewall_rules: Vec::new(),
-    };
+    let guest = Guest::new(vmid, &node, kind, config);
     let mut placeholder = guest.clone();
     placeholder.config = BTreeMap::from([("lock".to_string(), "create".to_string())]);
     sim.cluster.guests.insert(vmid, placeholder);
@@ -1043,19 +1031,7 @@ fn clone(sim: &mut Sim, call: &Call, source: &Guest) -> ApiResult {
         }
         None => {}
     }
-    let target = Guest {
-        vmid: newid,
-        node: node.clone(),
-        kind,
-        config,
-        running: false,
-        started_at: 0,
-        snapshots: Vec::new(),
-        files: BTreeMap::new(),
-        commands: Vec::new(),
-        firewall_options: BTreeMap::new(),
-        firewall_rules: Vec::new(),
-    };
+    let target = Guest::new(newid, &node, kind, config);
     let mut placeholder = target.clone();
     let target_lock = if kind == GuestKind::Lxc {
         "create"

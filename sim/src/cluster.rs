@@ -74,6 +74,23 @@ pub struct Guest {
 }
 
 impl Guest {
+    /// A stopped guest with this config and nothing inside yet.
+    pub fn new(vmid: u32, node: &str, kind: GuestKind, config: BTreeMap<String, String>) -> Self {
+        Self {
+            vmid,
+            node: node.to_owned(),
+            kind,
+            config,
+            running: false,
+            started_at: 0,
+            snapshots: Vec::new(),
+            files: BTreeMap::new(),
+            commands: Vec::new(),
+            firewall_options: BTreeMap::new(),
+            firewall_rules: Vec::new(),
+        }
+    }
+
     pub fn lock(&self) -> Option<&str> {
         self.config.get("lock").map(String::as_str)
     }
@@ -544,19 +561,12 @@ mod tests {
         );
         cluster.guests.insert(
             900,
-            Guest {
-                vmid: 900,
-                node: "phoenix".into(),
-                kind: GuestKind::Lxc,
-                config: BTreeMap::from([("lock".into(), "create".into())]),
-                running: false,
-                started_at: 0,
-                snapshots: vec![],
-                files: BTreeMap::new(),
-                commands: vec![],
-                firewall_options: BTreeMap::new(),
-                firewall_rules: vec![],
-            },
+            Guest::new(
+                900,
+                "phoenix",
+                GuestKind::Lxc,
+                BTreeMap::from([("lock".into(), "create".into())]),
+            ),
         );
         let task = cluster.tasks.get_mut(&upid).unwrap();
         task.failure = Some("unable to create CT 900 - disk full".into());

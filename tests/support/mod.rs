@@ -89,6 +89,16 @@ impl ApiServer {
     }
 }
 
+/// The LxcGuest CRD, as the tests install it.
+pub fn lxc_crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    phoenix_crds::all_crds()
+        .into_iter()
+        .find(|(file, _)| *file == "lxcguest.yaml")
+        .expect("the LxcGuest CRD")
+        .1
+}
+
 /// A kube-rs client for `server`, from the kubeconfig it wrote.
 pub async fn client(server: &ApiServer) -> kube::Client {
     let kubeconfig =
