@@ -1,0 +1,417 @@
+//! The Proxmox VE API client: token auth, trusted TLS, a timeout on every call, typed calls
+//! for what guest controllers need, task tracking by UPID, classified errors.
+
+mod error;
+mod tls;
+mod upid;
+
+pub use error::{ErrorKind, ProxmoxError};
+pub use tls::{Trust, normalise_fingerprint};
+pub use upid::{TaskOutcome, TaskStatus, Upid};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How to reach one PVE cluster.
+#[derive(Clone)]
+pub struct Config {
+    /// `https://10.0.0.13:8006`
+    pub endpoint: String,
+    /// `USER@REALM!TOKENID`
+    pub token_id: String,
+    pub token_secret: String,
+    pub trust: Trust,
+    /// Bound on every call.
+    pub timeout: Duration,
+}
+
+/// Containers or VMs: the same calls under `/lxc` or `/qemu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestType {
+    Lxc,
+    Qemu,
+}
+
+impl GuestType {
+    fn segment(self) -> &'static str {
+        match self {
+            GuestType::Lxc => "lxc",
+            GuestType::Qemu => "qemu",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Version {
+    pub version: String,
+    #[serde(default)]
+    pub release: String,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct NodeInfo {
+    pub node: String,
+    pub status: String,
+    #[serde(default)]
+    pub maxcpu: Option<u32>,
+    #[serde(default)]
+    pub maxmem: Option<u64>,
+    #[serde(default)]
+    pub mem: Option<u64>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct StorageInfo {
+    pub storage: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub content: String,
+    #[serde(default)]
+    pub shared: Option<u8>,
+}
+
+/// `/status/current` of a guest.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct GuestStatus {
+    pub status: String,
+    #[serde(default)]
+    pub lock: Option<String>,
+    #[serde(default)]
+    pub template: Option<u8>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A parameter list in PVE's form encoding (booleans as 0/1 are the caller's to give).
+pub type Params = Vec<(String, String)>;
+
+pub struct ProxmoxClient {
+    http: reqwest::Client,
+    base: String,
+    /// `PVEAPIToken=...`: a secret, never logged (no Debug derive on purpose).
+    authorization: String,
+}
+
+impl std::fmt::Debug for ProxmoxClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxmoxClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProxmoxClient {
+    pub fn new(config: &Config) -> Result<Self, ProxmoxError> {
+        let tls =
+            tls::client_config(&config.trust).map_err(|e| ProxmoxError::transport(e, true))?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .build()
+            .map_err(|e| ProxmoxError::transport(e.to_string(), false))?;
+        Ok(Self {
+            http,
+            base: format!("{}/api2/json", config.endpoint.trim_end_matches('/')),
+            authorization: format!("PVEAPIToken={}={}", config.token_id, config.token_secret),
+        })
+    }
+
+    /// One call; `params` go in the query for GET/DELETE and as a form body otherwise.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Value, ProxmoxError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self
+            .http
+            .request(method.clone(), &url)
+            .header("Authorization", &self.authorization);
+        request = if method == reqwest::Method::GET || method == reqwest::Method::DELETE {
+            request.query(params)
+        } else {
+            request.form(params)
+        };
+        let response = request.send().await.map_err(|e| {
+            let text = error_chain(&e);
+            ProxmoxError::transport(
+                text.clone(),
+                text.contains("certificate") || text.contains("fingerprint"),
+            )
+        })?;
+        let status = response.status();
+        let reason = status.canonical_reason().unwrap_or("").to_owned();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body.get("data").cloned().unwrap_or(Value::Null));
+        }
+        // PVE ≥ 8.3 repeats the reason phrase in `message`; older ones only set the phrase,
+        // which hyper does not expose beyond the canonical text.
+        let message = body
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or(reason);
+        let errors = body
+            .get("errors")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Err(ProxmoxError::from_response(
+            status.as_u16(),
+            &message,
+            errors,
+        ))
+    }
+
+    async fn typed<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<T, ProxmoxError> {
+        let data = self.call(method, path, params).await?;
+        serde_json::from_value(data).map_err(|e| ProxmoxError {
+            kind: ErrorKind::Refused,
+            status: Some(200),
+            message: format!("unexpected answer from {path}: {e}"),
+            errors: BTreeMap::new(),
+        })
+    }
+
+    async fn upid(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Upid, ProxmoxError> {
+        let data = self.call(method, path, params).await?;
+        let raw = data.as_str().unwrap_or_default();
+        Upid::parse(raw).ok_or_else(|| ProxmoxError {
+            kind: ErrorKind::Refused,
+            status: Some(200),
+            message: format!("{path} did not answer with a task id: {data}"),
+            errors: BTreeMap::new(),
+        })
+    }
+
+    pub async fn version(&self) -> Result<Version, ProxmoxError> {
+        self.typed(reqwest::Method::GET, "/version", &[]).await
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, ProxmoxError> {
+        self.typed(reqwest::Method::GET, "/nodes", &[]).await
+    }
+
+    pub async fn storages(&self, node: &str) -> Result<Vec<StorageInfo>, ProxmoxError> {
+        self.typed(reqwest::Method::GET, &format!("/nodes/{node}/storage"), &[])
+            .await
+    }
+
+    /// `/cluster/resources?type=vm`: every guest of the cluster, on every node.
+    pub async fn guests(&self) -> Result<Vec<Value>, ProxmoxError> {
+        self.typed(
+            reqwest::Method::GET,
+            "/cluster/resources",
+            &[("type".into(), "vm".into())],
+        )
+        .await
+    }
+
+    /// A hint, not a reservation (as on PVE).
+    pub async fn next_id(&self) -> Result<u32, ProxmoxError> {
+        let data = self
+            .call(reqwest::Method::GET, "/cluster/nextid", &[])
+            .await?;
+        data.as_str()
+            .and_then(|s| s.parse().ok())
+            .or_else(|| data.as_u64().map(|n| n as u32))
+            .ok_or_else(|| ProxmoxError {
+                kind: ErrorKind::Refused,
+                status: Some(200),
+                message: format!("nextid answered {data}"),
+                errors: BTreeMap::new(),
+            })
+    }
+
+    fn guest_path(node: &str, kind: GuestType, vmid: u32) -> String {
+        format!("/nodes/{node}/{}/{vmid}", kind.segment())
+    }
+
+    pub async fn create(
+        &self,
+        node: &str,
+        kind: GuestType,
+        params: &Params,
+    ) -> Result<Upid, ProxmoxError> {
+        self.upid(
+            reqwest::Method::POST,
+            &format!("/nodes/{node}/{}", kind.segment()),
+            params,
+        )
+        .await
+    }
+
+    pub async fn clone_guest(
+        &self,
+        node: &str,
+        kind: GuestType,
+        source: u32,
+        params: &Params,
+    ) -> Result<Upid, ProxmoxError> {
+        self.upid(
+            reqwest::Method::POST,
+            &format!("{}/clone", Self::guest_path(node, kind, source)),
+            params,
+        )
+        .await
+    }
+
+    /// The config as PVE returns it (with `digest`), values as text.
+    pub async fn config(
+        &self,
+        node: &str,
+        kind: GuestType,
+        vmid: u32,
+    ) -> Result<BTreeMap<String, String>, ProxmoxError> {
+        let data = self
+            .call(
+                reqwest::Method::GET,
+                &format!("{}/config", Self::guest_path(node, kind, vmid)),
+                &[],
+            )
+            .await?;
+        Ok(data
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Synchronous config write (`PUT`), guarded by `digest` when given.
+    pub async fn update_config(
+        &self,
+        node: &str,
+        kind: GuestType,
+        vmid: u32,
+        params: &Params,
+    ) -> Result<(), ProxmoxError> {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("{}/config", Self::guest_path(node, kind, vmid)),
+            params,
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn status(
+        &self,
+        node: &str,
+        kind: GuestType,
+        vmid: u32,
+    ) -> Result<GuestStatus, ProxmoxError> {
+        self.typed(
+            reqwest::Method::GET,
+            &format!("{}/status/current", Self::guest_path(node, kind, vmid)),
+            &[],
+        )
+        .await
+    }
+
+    /// `start`, `stop`, `shutdown`, `reboot`.
+    pub async fn power(
+        &self,
+        node: &str,
+        kind: GuestType,
+        vmid: u32,
+        action: &str,
+    ) -> Result<Upid, ProxmoxError> {
+        self.upid(
+            reqwest::Method::POST,
+            &format!("{}/status/{action}", Self::guest_path(node, kind, vmid)),
+            &[],
+        )
+        .await
+    }
+
+    /// Destroy with purge; a running container is stopped first when `force`.
+    pub async fn destroy(
+        &self,
+        node: &str,
+        kind: GuestType,
+        vmid: u32,
+        force: bool,
+    ) -> Result<Upid, ProxmoxError> {
+        let mut params: Params = vec![("purge".into(), "1".into())];
+        if force && kind == GuestType::Lxc {
+            params.push(("force".into(), "1".into()));
+        }
+        self.upid(
+            reqwest::Method::DELETE,
+            &Self::guest_path(node, kind, vmid),
+            &params,
+        )
+        .await
+    }
+
+    /// Where a task stands, read from the node the UPID names.
+    pub async fn task(&self, upid: &Upid) -> Result<TaskStatus, ProxmoxError> {
+        self.typed(
+            reqwest::Method::GET,
+            &format!("/nodes/{}/tasks/{}/status", upid.node, upid.raw),
+            &[],
+        )
+        .await
+    }
+
+    /// Container interfaces (`null` while stopped).
+    pub async fn lxc_interfaces(&self, node: &str, vmid: u32) -> Result<Vec<Value>, ProxmoxError> {
+        let data = self
+            .call(
+                reqwest::Method::GET,
+                &format!(
+                    "{}/interfaces",
+                    Self::guest_path(node, GuestType::Lxc, vmid)
+                ),
+                &[],
+            )
+            .await?;
+        Ok(data.as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// reqwest's error with its causes, for messages that say what failed (TLS, refused, ...).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
