@@ -100,3 +100,78 @@ async fn bad_requests_get_clear_4xx_statuses() {
         (200, Some(0))
     );
 }
+
+#[tokio::test]
+async fn only_health_endpoints_are_anonymous_and_secrets_stay_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = support::ApiServer::start();
+    for file in ["kubeconfig", "token", "server.key"] {
+        let mode = std::fs::metadata(server.data_dir.join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{file} is readable by its owner only");
+    }
+    // An anonymous client that trusts the server's CA: health answers, the API does not.
+    let ca = std::fs::read(server.data_dir.join("ca.crt")).unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let anonymous = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    for path in ["/healthz", "/readyz", "/livez"] {
+        let r = anonymous
+            .get(format!("{}{path}", server.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status().as_u16(), r.text().await.unwrap()),
+            (200, "ok".to_string()),
+            "{path}"
+        );
+    }
+    let r = anonymous
+        .get(format!("{}/api/v1/namespaces", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let status: Value = r.json().await.unwrap();
+    assert_eq!(
+        (status["kind"].as_str(), status["reason"].as_str()),
+        (Some("Status"), Some("Unauthorized"))
+    );
+}
+
+#[tokio::test]
+async fn deletecollection_honours_selectors() {
+    let server = support::ApiServer::start();
+    let client = support::client(&server).await;
+    for (name, tier) in [("a", "web"), ("b", "web"), ("c", "db")] {
+        let body = format!(r#"{{"metadata":{{"name":"{name}","labels":{{"tier":"{tier}"}}}}}}"#)
+            .into_bytes();
+        assert_eq!(
+            send(&client, "POST", NS, "application/json", body).await.0,
+            201
+        );
+    }
+    let (status, _) = send(
+        &client,
+        "DELETE",
+        &format!("{NS}?labelSelector=tier%3Dweb"),
+        "application/json",
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, list) = send(&client, "GET", NS, "application/json", vec![]).await;
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["c"]);
+}
