@@ -1,7 +1,13 @@
-//! Phoenix's controllers: one module per kind (`proxmox_cluster`, `lxc`, `vm`, `docker_stack`,
-//! `traefik_service`, `certificate`), each a kube-runtime `Controller` with one reconcile
-//! function, plus the machinery they share (Context, a categorised Error enum, conditions,
-//! finalizers with `deletionPolicy`, the `dependsOn` gate, VMID claims, metrics) and the pure
-//! config renderers (plans, cloud-init, Traefik, Nginx, dnsmasq). Controllers only speak the
-//! Kubernetes API and the clients in `phoenix-clients`, so the same code runs embedded under
-//! `phoenix up` and inside k3s. Not built yet: it lands with the LxcGuest issue.
+//! Phoenix's controllers: one module per kind, each a kube-runtime `Controller` with one
+//! reconcile function, plus the machinery they share. Controllers only speak the Kubernetes
+//! API and the clients in `phoenix-clients`, so the same code runs embedded under
+//! `phoenix up` and inside k3s.
+//!
+//! Built so far, the pure parts: [`conditions`] (kept transition times), [`dependencies`]
+//! (the `dependsOn` gate with cycle detection) and [`lxc`] (spec → PVE config, and the
+//! plan of steps). The reconcile loops, finalizers, VMID claims and metrics land with the
+//! LxcGuest issue.
+
+pub mod conditions;
+pub mod dependencies;
+pub mod lxc;
