@@ -81,6 +81,11 @@ async fn bad_requests_get_clear_4xx_statuses() {
         ("invalid custom resource", "POST", LXC, json, br#"{"apiVersion":"phoenix.thinkheads.ai/v1alpha1","kind":"LxcGuest","metadata":{"name":"x"},"spec":{"vmid":"a"}}"#.to_vec(), 422, "spec.vmid"),
         ("bad secret data", "POST", "/api/v1/namespaces/default/secrets", json, br#"{"metadata":{"name":"s"},"data":{"k":"%%%"}}"#.to_vec(), 400, "illegal base64"),
         ("resourceVersionMatch without resourceVersion", "GET", "/api/v1/namespaces/default/configmaps?resourceVersionMatch=Exact", json, vec![], 422, "resourceVersionMatch"),
+        ("an object nested 110 deep", "POST", NS, json, format!(r#"{{"metadata":{{"name":"deep"}},"data":{{"k":"v"}},"x":{}1{}}}"#, "[".repeat(110), "]".repeat(110)).into_bytes(), 400, "nested more than 100 levels"),
+        ("secret data that is not a map", "POST", "/api/v1/namespaces/default/secrets", json, br#"{"metadata":{"name":"s2"},"data":"x","stringData":{"a":"b"}}"#.to_vec(), 400, "data must be a map"),
+        ("a namespaced object without a namespace", "POST", "/api/v1/configmaps", json, br#"{"metadata":{"name":"a"}}"#.to_vec(), 404, "could not find the requested resource"),
+        ("a CRD in a reserved group", "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json, br#"{"metadata":{"name":"leases.coordination.k8s.io"},"spec":{"group":"coordination.k8s.io","scope":"Namespaced","names":{"plural":"leases","kind":"Lease"},"versions":[{"name":"v1","served":true,"storage":true,"schema":{"openAPIV3Schema":{"type":"object"}}}]}}"#.to_vec(), 422, "reserved for built-in kinds"),
+        ("orphan propagation", "DELETE", "/api/v1/namespaces/default/configmaps/missing-too?propagationPolicy=Orphan", json, vec![], 404, "not found"),
     ];
     for (what, method, path, content_type, body, code, needle) in cases {
         let (status, body) = send(&client, method, path, content_type, body).await;
@@ -92,6 +97,43 @@ async fn bad_requests_get_clear_4xx_statuses() {
             message.contains(needle),
             "{what}: {message:?} should mention {needle:?}"
         );
+    }
+    // An access review whose body is not an object, absurd watch parameters: answered.
+    let (status, _) = send(
+        &client,
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        json,
+        b"[]".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let cm = br#"{"metadata":{"name":"orphaned"}}"#.to_vec();
+    assert_eq!(send(&client, "POST", NS, json, cm).await.0, 201);
+    let (status, body) = send(
+        &client,
+        "DELETE",
+        &format!("{NS}/orphaned?propagationPolicy=Orphan"),
+        json,
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        send(&client, "DELETE", &format!("{NS}/orphaned"), json, vec![])
+            .await
+            .0,
+        200
+    );
+    for query in [
+        "timeoutSeconds=18446744073709551615",
+        "resourceVersion=18446744073709551615",
+    ] {
+        let request = http::Request::get(format!("{NS}?watch=true&{query}&timeoutSeconds=1"))
+            .body(kube::client::Body::empty())
+            .unwrap();
+        let response = client.send(request).await.expect("the server answers");
+        assert_eq!(response.status().as_u16(), 200, "{query}");
     }
     // Nothing was created by any of it, and the server still serves.
     let (status, list) = send(&client, "GET", NS, json, vec![]).await;

@@ -25,6 +25,16 @@ pub fn admit(rt: &ResourceType, object: &mut Value, old: Option<&Value>) -> ApiR
 
 fn secret(rt: &ResourceType, object: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     let map = object.as_object_mut().expect("objects are JSON objects");
+    for field in ["data", "stringData"] {
+        if map
+            .get(field)
+            .is_some_and(|v| !v.is_object() && !v.is_null())
+        {
+            return Err(ApiError::bad_request(format!(
+                "Secret in version \"v1\" cannot be handled as a Secret: {field} must be a map of strings"
+            )));
+        }
+    }
     if let Some(Value::Object(string_data)) = map.remove("stringData") {
         let data = map.entry("data").or_insert_with(|| json!({}));
         for (k, v) in string_data {
@@ -143,6 +153,13 @@ fn crd(rt: &ResourceType, object: &mut Value, old: Option<&Value>) -> ApiResult<
             "metadata.name",
             FieldErrorKind::Invalid(json!(name_of(object))),
             "must be spec.names.plural+\".\"+spec.group",
+        ));
+    }
+    if group.ends_with(".k8s.io") || group == "k8s.io" {
+        errors.push(FieldError::new(
+            "spec.group",
+            FieldErrorKind::Invalid(json!(group)),
+            "groups ending in .k8s.io are reserved for built-in kinds",
         ));
     }
     if !group.contains('.') {
@@ -283,6 +300,9 @@ fn crd(rt: &ResourceType, object: &mut Value, old: Option<&Value>) -> ApiResult<
 
 /// Every authenticated user may do everything (the embedded server has one admin).
 pub fn review_access(mut review: Value) -> Value {
+    if !review.is_object() {
+        review = json!({});
+    }
     review["status"] = json!({"allowed": true, "reason": "the embedded API server allows every authenticated request"});
     if review.get("apiVersion").is_none() {
         review["apiVersion"] = json!("authorization.k8s.io/v1");

@@ -83,7 +83,7 @@ pub async fn sweep(state: &State) {
             .unwrap_or_default();
         let remaining = match types
             .iter()
-            .find(|t| t.group == group && t.plural == plural)
+            .find(|t| t.builtin.is_none() && t.group == group && t.plural == plural)
         {
             Some(rt) => delete_all(state, rt, &format!("{}/", rt.storage)).await,
             None => 0,

@@ -10,6 +10,9 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// A write lost a race with another write (not a client precondition): worth redoing
+    /// from a fresh read when the client asked for no particular version.
+    pub lost_race: bool,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -21,6 +24,7 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            lost_race: false,
         }
     }
 

@@ -118,7 +118,10 @@ fn not_found(rt: &ResourceType, name: &str) -> ApiError {
 
 fn store_error(rt: &ResourceType, name: &str, e: StoreError) -> ApiError {
     match e {
-        StoreError::Conflict => ApiError::conflict(&rt.group, &rt.plural, name),
+        StoreError::Conflict => ApiError {
+            lost_race: true,
+            ..ApiError::conflict(&rt.group, &rt.plural, name)
+        },
         StoreError::Exists => ApiError::already_exists(&rt.group, &rt.plural, name),
         StoreError::NotFound => not_found(rt, name),
         other => other.into(),
@@ -334,15 +337,7 @@ pub async fn create(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Resp
     }
     objects::prepare_create(&rt, &mut object, t.namespace.as_deref())?;
     check_namespace(state, &rt, t.namespace.as_deref())?;
-    ssa::track_update(
-        None,
-        &mut object,
-        &req.manager(),
-        &rt.api_version(),
-        scope(&rt, false),
-        &objects::now(),
-    );
-    commit_create(state, t, &rt, object, req).await
+    commit_create(state, t, &rt, object, req, Some(&req.manager())).await
 }
 
 /// The end of every create (POST, or an apply that finds nothing): admission, then the
@@ -353,8 +348,20 @@ async fn commit_create(
     rt: &ResourceType,
     mut object: Value,
     req: &Req,
+    track_as: Option<&str>,
 ) -> ApiResult<Response<Body>> {
     let warnings = admit(rt, &mut object, None, req)?;
+    // Ownership is recorded for what admission kept (pruned fields are nobody's).
+    if let Some(manager) = track_as {
+        ssa::track_update(
+            None,
+            &mut object,
+            manager,
+            &rt.api_version(),
+            scope(rt, false),
+            &objects::now(),
+        );
+    }
     if req.dry_run() {
         return Ok(with_warnings(
             respond(201, &present(&t.rt, &object)),
@@ -384,6 +391,18 @@ fn scope(rt: &ResourceType, status_write: bool) -> Scope {
     }
 }
 
+/// Deepest nesting accepted: what is stored must parse again with field management on top
+/// (serde_json reads up to 128 levels).
+const MAX_DEPTH: usize = 100;
+
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// Type-specific admission, then the CRD schema for custom resources.
 fn admit(
     rt: &ResourceType,
@@ -391,6 +410,11 @@ fn admit(
     old: Option<&Value>,
     req: &Req,
 ) -> ApiResult<Vec<String>> {
+    if depth(object) > MAX_DEPTH {
+        return Err(ApiError::bad_request(format!(
+            "the object is nested more than {MAX_DEPTH} levels deep"
+        )));
+    }
     let errors = objects::validate_metadata(rt, object);
     if !errors.is_empty() {
         return Err(ApiError::invalid(
@@ -459,7 +483,22 @@ fn current(state: &State, rt: &ResourceType, t: &Target) -> ApiResult<(String, A
     Ok((name, stored))
 }
 
+/// Attempts at a write that loses races to concurrent writers before giving up with 409.
+const RACE_RETRIES: usize = 5;
+
 pub async fn update(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
+    let unconditional =
+        decode_body(t, req).is_ok_and(|b| objects::meta_str(&b, "resourceVersion").is_none());
+    let mut attempt = 0;
+    loop {
+        match update_once(state, t, req).await {
+            Err(e) if e.lost_race && unconditional && attempt < RACE_RETRIES => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+async fn update_once(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
     let rt = storage_type(state, &t.rt);
     let (name, old) = current(state, &rt, t)?;
     let new = decode_body(t, req)?;
@@ -498,16 +537,18 @@ async fn finish_update(
     manager: String,
 ) -> ApiResult<Response<Body>> {
     let status_write = t.subresource.as_deref() == Some("status");
-    objects::prepare_update(rt, &mut new, &old.value(), status_write)?;
+    let old_value = old.value();
+    objects::prepare_update(rt, &mut new, &old_value, status_write)?;
+    let warnings = admit(rt, &mut new, Some(&old_value), req)?;
+    // Ownership is recorded for what admission kept (pruned fields are nobody's).
     ssa::track_update(
-        Some(&old.value()),
+        Some(&old_value),
         &mut new,
         &manager,
         &rt.api_version(),
         scope(rt, status_write),
         &objects::now(),
     );
-    let warnings = admit(rt, &mut new, Some(&old.value()), req)?;
     commit_update(state, t, rt, name, old, new, req, &warnings).await
 }
 
@@ -547,6 +588,17 @@ async fn commit_update(
 }
 
 pub async fn patch(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
+    let mut attempt = 0;
+    loop {
+        // A patch is recomputed on the fresh object; a precondition it carries still holds.
+        match patch_once(state, t, req).await {
+            Err(e) if e.lost_race && attempt < RACE_RETRIES => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+async fn patch_once(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
     let rt = storage_type(state, &t.rt);
     let kind = PatchType::from_content_type(&req.content_type).ok_or_else(|| {
         ApiError::unsupported_media_type(
@@ -692,7 +744,7 @@ async fn apply(
             meta_mut(&mut object).insert("managedFields".into(), mf);
         }
         check_namespace(state, rt, t.namespace.as_deref())?;
-        return commit_create(state, t, rt, object, req).await;
+        return commit_create(state, t, rt, object, req, None).await;
     };
     let mut new = merged;
     objects::prepare_update(rt, &mut new, &old.value(), status_write)?;
@@ -701,14 +753,30 @@ async fn apply(
 }
 
 fn delete_options(req: &Req) -> ApiResult<Value> {
-    if req.body.is_empty() {
-        return Ok(json!({}));
+    let options: Value = if req.body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&req.body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body of the request was not valid DeleteOptions: {e}"
+            ))
+        })?
+    };
+    let policy = options
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .or(req.param("propagationPolicy"));
+    match policy {
+        None | Some("Background") => Ok(options),
+        // Refused rather than silently treated as Background, which would delete dependents.
+        Some(other) => Err(ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: {other:?}: the embedded API server supports \"Background\""
+            ),
+        )),
     }
-    serde_json::from_slice(&req.body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body of the request was not valid DeleteOptions: {e}"
-        ))
-    })
 }
 
 pub async fn delete(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {

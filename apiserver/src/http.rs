@@ -55,12 +55,9 @@ impl Req {
     pub fn manager(&self) -> String {
         self.param("fieldManager")
             .map(str::to_owned)
-            .unwrap_or_else(|| {
-                self.user_agent
-                    .split('/')
-                    .next()
-                    .unwrap_or("unknown")
-                    .to_owned()
+            .unwrap_or_else(|| match self.user_agent.split('/').next() {
+                Some(program) if !program.is_empty() => program.to_owned(),
+                _ => "unknown".to_owned(),
             })
     }
 }
@@ -330,6 +327,10 @@ async fn resource(
         if !allowed {
             return Err(ApiError::no_route());
         }
+    }
+    if t.rt.namespaced && t.namespace.is_none() && (t.name.is_some() || req.method != Method::GET) {
+        // Across namespaces a namespaced kind can only be listed and watched.
+        return Err(ApiError::no_route());
     }
     let watching = matches!(req.param("watch"), Some("true" | "1"));
     match (&req.method, &t.name) {

@@ -34,9 +34,14 @@ impl Stored {
     }
 }
 
-/// Stored JSON was written by `serde_json` (and checked when loaded), so it always parses.
+/// Stored JSON was written by `serde_json` and checked when loaded, and the API refuses
+/// objects nested deeper than it can read back, so this parses; if it ever did not, the
+/// object reads as null rather than taking the server down.
 fn parse(raw: &[u8]) -> Value {
-    serde_json::from_slice(raw).expect("the store only holds valid JSON")
+    serde_json::from_slice(raw).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a stored object does not parse");
+        Value::Null
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -310,6 +315,8 @@ impl Store {
             });
         }
         let receiver = self.shared.changes.subscribe();
+        // A revision from the future is read as "now": nothing to replay.
+        let rev = rev.min(memory.rev);
         let oldest_recent = memory.recent.front().map_or(memory.rev + 1, |c| c.rev);
         let mut backlog = Vec::new();
         if rev + 1 < oldest_recent {
@@ -528,6 +535,12 @@ fn compact(conn: &mut Connection, shared: &Shared) -> Result<u64, StoreError> {
     if target <= compacted {
         return Ok(compacted);
     }
+    // Raised first, so no watch starts from a revision whose log is about to go.
+    shared
+        .memory
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .compacted = target;
     let tx = conn.transaction()?;
     tx.execute("DELETE FROM log WHERE rev <= ?1", [target as i64])?;
     tx.execute(

@@ -261,11 +261,12 @@ fn next_step(rest: &str) -> Option<(Step, &str)> {
             return next_step(r);
         }
         let end = r.find(['.', '[']).unwrap_or(r.len());
-        return Some((Step::Field(r[..end].to_owned()), &r[end..]));
+        return Some((Step::Field(r.get(..end)?.to_owned()), r.get(end..)?));
     }
-    let inner_end = rest.find(']')?;
-    let inner = &rest[1..inner_end];
-    let remaining = &rest[inner_end + 1..];
+    let body = rest.strip_prefix('[')?;
+    let inner_end = body.find(']')?;
+    let inner = body.get(..inner_end)?;
+    let remaining = body.get(inner_end + 1..)?;
     if inner == "*" {
         return Some((Step::All, remaining));
     }

@@ -147,7 +147,8 @@ pub fn serve(state: Arc<State>, t: Target, req: &Req) -> ApiResult<Response<Body
     let timeout = req
         .param("timeoutSeconds")
         .and_then(|s| s.parse::<u64>().ok())
-        .map(Duration::from_secs)
+        .filter(|s| *s > 0)
+        .map(|s| Duration::from_secs(s.min(DEFAULT_TIMEOUT.as_secs())))
         .unwrap_or(DEFAULT_TIMEOUT);
     let mut watch = Watch {
         rt: t.rt.clone(),

@@ -22,7 +22,13 @@ fn label((kind, ns, name): &Node) -> String {
 }
 
 pub fn node_of(dep: &DependencyRef, namespace: &str) -> Node {
-    (dep.kind, dep.namespace.clone().unwrap_or_else(|| namespace.to_owned()), dep.name.clone())
+    (
+        dep.kind,
+        dep.namespace
+            .clone()
+            .unwrap_or_else(|| namespace.to_owned()),
+        dep.name.clone(),
+    )
 }
 
 /// Decides the gate of `object`, given every object's dependencies and which are Ready.
@@ -30,8 +36,18 @@ pub fn gate(object: &Node, graph: &BTreeMap<Node, Vec<Node>>, ready: &BTreeSet<N
     if let Some(cycle) = find_cycle(object, graph) {
         return Gate::Cycle(cycle.iter().map(label).collect());
     }
-    let waiting: Vec<String> = graph.get(object).into_iter().flatten().filter(|d| !ready.contains(*d)).map(label).collect();
-    if waiting.is_empty() { Gate::Open } else { Gate::Waiting(waiting) }
+    let waiting: Vec<String> = graph
+        .get(object)
+        .into_iter()
+        .flatten()
+        .filter(|d| !ready.contains(*d))
+        .map(label)
+        .collect();
+    if waiting.is_empty() {
+        Gate::Open
+    } else {
+        Gate::Waiting(waiting)
+    }
 }
 
 /// A path from `start` back to itself, if there is one.
@@ -69,11 +85,16 @@ mod tests {
         graph.insert(lxc("nginx-phoenix"), vec![lxc("step-ca")]);
         graph.insert(lxc("step-ca"), vec![lxc("copy-base")]);
         let mut ready = BTreeSet::new();
-        assert_eq!(gate(&lxc("nginx-phoenix"), &graph, &ready), Gate::Waiting(vec!["LxcGuest default/step-ca".into()]));
+        assert_eq!(
+            gate(&lxc("nginx-phoenix"), &graph, &ready),
+            Gate::Waiting(vec!["LxcGuest default/step-ca".into()])
+        );
         ready.insert(lxc("step-ca"));
         assert_eq!(gate(&lxc("nginx-phoenix"), &graph, &ready), Gate::Open);
         graph.insert(lxc("copy-base"), vec![lxc("nginx-phoenix")]);
-        let Gate::Cycle(path) = gate(&lxc("step-ca"), &graph, &ready) else { panic!("a cycle") };
+        let Gate::Cycle(path) = gate(&lxc("step-ca"), &graph, &ready) else {
+            panic!("a cycle")
+        };
         assert_eq!(path.first(), path.last());
         assert_eq!(path.len(), 4);
     }

@@ -42,14 +42,15 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
             Ok(json!({"result": result}))
         }
         ("POST", "exec") => {
+            // PVE's handler wants an array (a JSON array, or the form key repeated).
             let command = match call.params.get("command") {
                 Some(Value::Array(parts)) => parts
                     .iter()
                     .filter_map(Value::as_str)
                     .collect::<Vec<_>>()
                     .join(" "),
-                Some(Value::String(s)) => s.clone(),
-                _ => {
+                Some(_) => return Err(PveError::server("Not an ARRAY reference")),
+                None => {
                     return Err(PveError::param(
                         "command",
                         "property is missing and it is not optional",

@@ -80,11 +80,9 @@ pub fn dispatch(sim: &mut Sim, call: &Call) -> ApiResult {
     if let Some(node) = call.params.get("node").and_then(Value::as_str)
         && sim.cluster.node(node).is_none()
     {
-        return Err(PveError {
-            status: 595,
-            message: format!("no such cluster node '{node}'"),
-            errors: None,
-        });
+        return Err(PveError::server(format!(
+            "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
+        )));
     }
     let t = call.template.trim_start_matches("/nodes/{node}");
     match (call.method, call.template, t) {
@@ -132,7 +130,7 @@ fn nodes(cluster: &Cluster) -> Value {
         cluster
             .nodes
             .iter()
-            .map(|n| json!({"node": n.name, "status": "online", "cpu": 0.02, "maxcpu": n.maxcpu, "mem": cluster.used_memory(&n.name) * 1024 * 1024,
+            .map(|n| json!({"node": n.name, "status": "online", "cpu": 0.02, "maxcpu": n.maxcpu, "mem": cluster.used_memory(&n.name).saturating_mul(1024 * 1024),
                            "maxmem": n.maxmem_mib * 1024 * 1024, "disk": 0, "maxdisk": 1u64 << 40, "uptime": 86400, "level": "",
                            "id": format!("node/{}", n.name), "type": "node", "ssl_fingerprint": ""}))
             .collect(),
@@ -143,11 +141,11 @@ fn node_status(cluster: &Cluster, node: &str) -> ApiResult {
     let n = cluster
         .node(node)
         .ok_or_else(|| PveError::server(format!("no such node '{node}'")))?;
-    let used = cluster.used_memory(node) * 1024 * 1024;
+    let used = cluster.used_memory(node).saturating_mul(1024 * 1024);
     Ok(
         json!({"pveversion": "pve-manager/9.1.1/42a6b3e1", "kversion": "Linux 6.14.8-2-pve", "uptime": 86400,
               "cpuinfo": {"cpus": n.maxcpu, "sockets": 1, "model": "Simulated CPU"},
-              "memory": {"total": n.maxmem_mib * 1024 * 1024, "used": used, "free": n.maxmem_mib * 1024 * 1024 - used},
+              "memory": {"total": n.maxmem_mib * 1024 * 1024, "used": used, "free": (n.maxmem_mib * 1024 * 1024).saturating_sub(used)},
               "cpu": 0.02, "loadavg": ["0.10", "0.08", "0.05"]}),
     )
 }
@@ -169,7 +167,7 @@ fn guest_summary(g: &Guest) -> Value {
         "qemu"
     };
     let mut v = json!({"vmid": g.vmid, "name": g.name(), "status": if g.running { "running" } else { "stopped" },
-                       "maxmem": g.memory() * 1024 * 1024, "mem": if g.running { g.memory() * 512 * 1024 } else { 0 },
+                       "maxmem": g.memory().saturating_mul(1024 * 1024), "mem": if g.running { g.memory().saturating_mul(512 * 1024) } else { 0 },
                        "cpus": g.config.get("cores").and_then(|c| c.parse::<u32>().ok()).unwrap_or(1),
                        "maxdisk": 8u64 << 30, "disk": 0, "uptime": if g.running { now_s() - g.started_at } else { 0 },
                        "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0, "cpu": 0, "type": type_});
@@ -179,7 +177,7 @@ fn guest_summary(g: &Guest) -> Value {
             .get("swap")
             .and_then(|s| s.parse().ok())
             .unwrap_or(512);
-        v["maxswap"] = json!(swap * 1024 * 1024);
+        v["maxswap"] = json!(swap.saturating_mul(1024 * 1024));
         v["swap"] = json!(0);
     }
     if g.running {
@@ -672,7 +670,7 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
                 if guest.running {
                     v["running-qemu"] = json!("10.0.2");
                     v["running-machine"] = json!("pc-i440fx-10.0+pve0");
-                    v["freemem"] = json!(guest.memory() * 512 * 1024);
+                    v["freemem"] = json!(guest.memory().saturating_mul(512 * 1024));
                 }
                 if guest
                     .config
@@ -856,22 +854,14 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
                 PveError::server(format!("unable to parse config for disk '{disk}'"))
             })?;
             let size = call.text("size").unwrap_or_default();
-            let old: f64 = current
+            let old = current
                 .split("size=")
                 .nth(1)
-                .and_then(|s| {
-                    s.trim_end_matches(|c: char| !c.is_ascii_digit())
-                        .parse()
-                        .ok()
-                })
+                .and_then(|s| gib(s.split(',').next().unwrap_or(s)))
                 .unwrap_or(0.0);
-            let wanted = size
-                .trim_start_matches('+')
-                .trim_end_matches(['G', 'g'])
-                .parse::<f64>()
-                .map_err(|_| {
-                    PveError::param("size", "invalid format - unable to parse disk size")
-                })?;
+            let wanted = gib(size.trim_start_matches('+')).ok_or_else(|| {
+                PveError::param("size", "invalid format - unable to parse disk size")
+            })?;
             let new = if size.starts_with('+') {
                 old + wanted
             } else {
@@ -1063,6 +1053,22 @@ fn clone(sim: &mut Sim, call: &Call, source: &Guest) -> ApiResult {
         t.unlock_on_failure = (kind == GuestKind::Lxc).then_some(vmid);
     }
     Ok(json!(upid))
+}
+
+/// A PVE size (`8G`, `512M`, `1T`, `300K`, or bytes) in GiB.
+fn gib(text: &str) -> Option<f64> {
+    let (number, unit) = match text.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
+        _ => (text, 'B'),
+    };
+    let n: f64 = number.parse().ok()?;
+    Some(match unit {
+        'K' => n / (1024.0 * 1024.0),
+        'M' => n / 1024.0,
+        'G' => n,
+        'T' => n * 1024.0,
+        _ => n / (1024.0 * 1024.0 * 1024.0),
+    })
 }
 
 /// Addresses of a running guest: its static `ip=` or a simulated DHCP lease.

@@ -139,6 +139,10 @@ impl Guest {
             .config
             .iter()
             .map(|(k, v)| {
+                if k == "cipassword" {
+                    // PVE never gives the cloud-init password back.
+                    return (k.clone(), json!("**********"));
+                }
                 let value = match v.parse::<i64>() {
                     Ok(n) if is_numeric_key(k) => json!(n),
                     _ => json!(v),
@@ -341,7 +345,7 @@ impl Cluster {
             .values()
             .filter(|g| g.node == node && !g.is_template())
             .map(Guest::memory)
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 
     /// Starts a task; it finishes `duration` after it could start, given the node's budget

@@ -380,7 +380,14 @@ fn redact(params: &Map<String, Value>) -> Map<String, Value> {
         .map(|(k, v)| {
             let secret = matches!(
                 k.as_str(),
-                "password" | "cipassword" | "content" | "ssh-public-keys" | "sshkeys"
+                "password"
+                    | "cipassword"
+                    | "content"
+                    | "input-data"
+                    | "ssh-public-keys"
+                    | "sshkeys"
+                    | "token"
+                    | "secret"
             );
             (
                 k.clone(),

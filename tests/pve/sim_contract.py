@@ -304,7 +304,9 @@ def main():
         pve.wait(pve.ok("POST", f"/nodes/{node}/qemu/400/config", cores=2, ipconfig0="ip=10.0.0.40/24,gw=10.0.0.1", ciuser="ubuntu"))
         expect(pve.ok("GET", f"/nodes/{node}/qemu/400/config")["cores"] == 2, "qemu config via task")
         expect(pve.ok("POST", f"/nodes/{node}/qemu/400/agent/ping") == {"result": {}}, "agent ping")
-        pid = pve.ok("POST", f"/nodes/{node}/qemu/400/agent/exec", command="docker info")["pid"]
+        pid = pve.ok("POST", f"/nodes/{node}/qemu/400/agent/exec", command=["docker", "info"])["pid"]
+        status, reason, _ = pve.call("POST", f"/nodes/{node}/qemu/400/agent/exec", command="docker info")
+        expect((status, reason) == (500, "Not an ARRAY reference"), "a single command string fails as on PVE")
         expect(pve.ok("GET", f"/nodes/{node}/qemu/400/agent/exec-status", pid=pid)["exited"] == 1, "exec status")
         pve.ok("POST", f"/nodes/{node}/qemu/400/agent/file-write", file="/etc/motd", content="hello")
         guest = pve.admin("GET", "/guests/400")

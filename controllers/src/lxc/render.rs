@@ -20,7 +20,11 @@ pub fn gib(size: &str) -> String {
         "T" => n * 1024.0,
         _ => n,
     };
-    if g.fract() == 0.0 { format!("{}", g as u64) } else { format!("{g}") }
+    if g.fract() == 0.0 {
+        format!("{}", g as u64)
+    } else {
+        format!("{g}")
+    }
 }
 
 fn flag(b: bool) -> &'static str {
@@ -29,7 +33,11 @@ fn flag(b: bool) -> &'static str {
 
 /// Tags as PVE stores them: lower case, de-duplicated, sorted, joined with `;`.
 pub fn tags(spec_tags: &[String]) -> String {
-    let mut tags: Vec<String> = spec_tags.iter().map(|t| t.to_lowercase()).chain([OWNER_TAG.to_string()]).collect();
+    let mut tags: Vec<String> = spec_tags
+        .iter()
+        .map(|t| t.to_lowercase())
+        .chain([OWNER_TAG.to_string()])
+        .collect();
     tags.sort();
     tags.dedup();
     tags.join(";")
@@ -44,21 +52,32 @@ pub fn config(spec: &LxcGuestSpec, owner_uid: &str) -> BTreeMap<String, String> 
     out.insert("cores".into(), c.cores.to_string());
     out.insert("memory".into(), c.memory.to_string());
     out.insert("swap".into(), spec.swap.to_string());
-    out.insert("tags".into(), tags(&c.tags.iter().map(|t| t.0.clone()).collect::<Vec<_>>()));
+    out.insert(
+        "tags".into(),
+        tags(&c.tags.iter().map(|t| t.0.clone()).collect::<Vec<_>>()),
+    );
     out.insert("description".into(), owner_marker(owner_uid));
     out.insert("protection".into(), flag(c.protection).into());
     if let Some(startup) = &c.startup {
         out.insert("onboot".into(), flag(startup.on_boot).into());
-        let parts: Vec<String> = [("order", startup.order), ("up", startup.up_delay_seconds), ("down", startup.down_delay_seconds)]
-            .iter()
-            .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
-            .collect();
+        let parts: Vec<String> = [
+            ("order", startup.order),
+            ("up", startup.up_delay_seconds),
+            ("down", startup.down_delay_seconds),
+        ]
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+        .collect();
         if !parts.is_empty() {
             out.insert("startup".into(), parts.join(","));
         }
     }
     for (i, nic) in spec.network.iter().enumerate() {
-        let mut parts = vec![format!("name={}", nic.name), format!("bridge={}", nic.bridge), format!("ip={}", nic.ip)];
+        let mut parts = vec![
+            format!("name={}", nic.name),
+            format!("bridge={}", nic.bridge),
+            format!("ip={}", nic.ip),
+        ];
         let optional = [
             ("gw", nic.gateway.clone()),
             ("ip6", nic.ip6.clone()),
@@ -66,18 +85,26 @@ pub fn config(spec: &LxcGuestSpec, owner_uid: &str) -> BTreeMap<String, String> 
             ("hwaddr", nic.mac.clone()),
             ("mtu", nic.mtu.map(|m| m.to_string())),
         ];
-        parts.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| format!("{k}={v}"))));
+        parts.extend(
+            optional
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| format!("{k}={v}"))),
+        );
         if nic.firewall {
             parts.push("firewall=1".into());
         }
         out.insert(format!("net{i}"), parts.join(","));
     }
     if let Some(features) = &spec.features {
-        let mut parts: Vec<String> = [("fuse", features.fuse), ("keyctl", features.keyctl), ("nesting", features.nesting)]
-            .iter()
-            .filter(|(_, on)| *on)
-            .map(|(k, _)| format!("{k}=1"))
-            .collect();
+        let mut parts: Vec<String> = [
+            ("fuse", features.fuse),
+            ("keyctl", features.keyctl),
+            ("nesting", features.nesting),
+        ]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(k, _)| format!("{k}=1"))
+        .collect();
         if !features.mount.is_empty() {
             parts.push(format!("mount={}", features.mount.join(";")));
         }
@@ -102,7 +129,11 @@ pub fn config(spec: &LxcGuestSpec, owner_uid: &str) -> BTreeMap<String, String> 
     }
     for (i, dev) in spec.devices.iter().enumerate() {
         let mut value = dev.path.clone();
-        let optional = [("mode", dev.mode.clone()), ("uid", dev.uid.map(|u| u.to_string())), ("gid", dev.gid.map(|g| g.to_string()))];
+        let optional = [
+            ("mode", dev.mode.clone()),
+            ("uid", dev.uid.map(|u| u.to_string())),
+            ("gid", dev.gid.map(|g| g.to_string())),
+        ];
         for (k, v) in optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))) {
             value.push_str(&format!(",{k}={v}"));
         }
@@ -122,7 +153,10 @@ pub fn config(spec: &LxcGuestSpec, owner_uid: &str) -> BTreeMap<String, String> 
 /// Parameters that only a create takes.
 pub fn create_only(spec: &LxcGuestSpec) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    out.insert("rootfs".into(), format!("{}:{}", spec.rootfs.storage, gib(&spec.rootfs.size)));
+    out.insert(
+        "rootfs".into(),
+        format!("{}:{}", spec.rootfs.storage, gib(&spec.rootfs.size)),
+    );
     out.insert("unprivileged".into(), flag(spec.unprivileged).into());
     if let Some(pool) = &spec.common.pool {
         out.insert("pool".into(), pool.clone());
@@ -138,7 +172,9 @@ mod tests {
     use super::*;
 
     pub(crate) fn example(file: &str) -> LxcGuestSpec {
-        let text = std::fs::read_to_string(format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let text =
+            std::fs::read_to_string(format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
         let guest: phoenix_crds::LxcGuest = serde_yaml_ng::from_str(&text).unwrap();
         guest.spec
     }
@@ -146,7 +182,10 @@ mod tests {
     #[test]
     fn the_gpu_container_renders_as_pve_config() {
         let config = config(&example("lxc-801.yaml"), "uid-801");
-        assert_eq!(config["net0"], "name=eth0,bridge=vmbr0,ip=10.0.0.141/24,gw=10.0.0.1,firewall=1");
+        assert_eq!(
+            config["net0"],
+            "name=eth0,bridge=vmbr0,ip=10.0.0.141/24,gw=10.0.0.1,firewall=1"
+        );
         assert_eq!(config["mp0"], "/mnt/nfs/models,mp=/models");
         assert_eq!(config["dev0"], "/dev/nvidia0");
         assert_eq!(config["features"], "nesting=1");
@@ -155,11 +194,17 @@ mod tests {
         assert_eq!(config["onboot"], "1");
         assert_eq!(config["memory"], "16384");
         assert!(config["description"].contains("uid-801"));
-        assert_eq!(create_only(&example("lxc-801.yaml"))["rootfs"], "fastData:64");
+        assert_eq!(
+            create_only(&example("lxc-801.yaml"))["rootfs"],
+            "fastData:64"
+        );
     }
 
     #[test]
     fn sizes_in_gib() {
-        assert_eq!((gib("8G"), gib("512M"), gib("1T")), ("8".into(), "0.5".into(), "1024".into()));
+        assert_eq!(
+            (gib("8G"), gib("512M"), gib("1T")),
+            ("8".into(), "0.5".into(), "1024".into())
+        );
     }
 }
