@@ -92,7 +92,7 @@ pub fn dispatch(sim: &mut Sim, call: &Call) -> ApiResult {
         ("GET", "/cluster/status", _) => Ok(cluster_status(&sim.cluster)),
         ("GET", "/cluster/resources", _) => Ok(resources(&sim.cluster, call.text("type").as_deref())),
         ("GET", "/cluster/nextid", _) => next_id(&sim.cluster, call),
-        ("GET", "/pools", _) => Ok(Value::Array(sim.cluster.pools.iter().map(|(id, c)| json!({"poolid": id, "comment": c})).collect())),
+        ("GET", "/pools", _) => Ok(pools(&sim.cluster)),
         ("POST", "/pools", _) => {
             let id = call.text("poolid").unwrap_or_default();
             if sim.cluster.pools.contains_key(&id) {
@@ -122,6 +122,45 @@ pub fn dispatch(sim: &mut Sim, call: &Call) -> ApiResult {
         (_, _, rest) if rest.starts_with("/lxc/{vmid}") => guest_call(sim, call, GuestKind::Lxc, &rest["/lxc/{vmid}".len()..]),
         (_, _, rest) if rest.starts_with("/qemu/{vmid}") => guest_call(sim, call, GuestKind::Qemu, &rest["/qemu/{vmid}".len()..]),
         _ => Err(PveError { status: 501, message: format!("Method '{} {}' not implemented", call.method, call.template), errors: None }),
+    }
+}
+
+fn pools(cluster: &Cluster) -> Value {
+    Value::Array(
+        cluster
+            .pools
+            .iter()
+            .map(|(id, comment)| {
+                let members: Vec<Value> = cluster
+                    .guests
+                    .values()
+                    .filter(|g| g.pool.as_deref() == Some(id))
+                    .map(|g| {
+                        let mut m = guest_summary(g);
+                        m["id"] = json!(format!(
+                            "{}/{}",
+                            m["type"].as_str().unwrap_or("qemu"),
+                            g.vmid
+                        ));
+                        m["node"] = json!(g.node);
+                        m
+                    })
+                    .collect();
+                json!({"poolid": id, "comment": comment, "members": members})
+            })
+            .collect(),
+    )
+}
+
+/// `pool` on create/clone must name an existing pool.
+fn pool_of(cluster: &Cluster, call: &Call) -> Result<Option<String>, PveError> {
+    match call.text("pool") {
+        Some(pool) if !cluster.pools.contains_key(&pool) => Err(PveError {
+            status: 403,
+            message: format!("Permission check failed (pool '{pool}' does not exist)"),
+            errors: None,
+        }),
+        other => Ok(other),
     }
 }
 
@@ -191,6 +230,9 @@ fn guest_summary(g: &Guest) -> Value {
     }
     if let Some(tags) = g.config.get("tags") {
         v["tags"] = json!(tags);
+    }
+    if let Some(pool) = &g.pool {
+        v["pool"] = json!(pool);
     }
     v
 }
@@ -532,7 +574,8 @@ fn create(sim: &mut Sim, call: &Call, kind: GuestKind) -> ApiResult {
             kind.label()
         )));
     }
-    let guest = Guest::new(vmid, &node, kind, config);
+    let mut guest = Guest::new(vmid, &node, kind, config);
+    guest.pool = pool_of(&sim.cluster, call)?;
     let mut placeholder = guest.clone();
     placeholder.config = BTreeMap::from([("lock".to_string(), "create".to_string())]);
     sim.cluster.guests.insert(vmid, placeholder);
@@ -1021,7 +1064,16 @@ fn clone(sim: &mut Sim, call: &Call, source: &Guest) -> ApiResult {
         }
         None => {}
     }
-    let target = Guest::new(newid, &node, kind, config);
+    // `target` places the clone on another node (PVE copies, then moves it).
+    let target_node = match call.text("target") {
+        Some(t) if sim.cluster.node(&t).is_none() => {
+            return Err(PveError::server(format!("no such node '{t}'")));
+        }
+        Some(t) => t,
+        None => node.clone(),
+    };
+    let mut target = Guest::new(newid, &target_node, kind, config);
+    target.pool = pool_of(&sim.cluster, call)?;
     let mut placeholder = target.clone();
     let target_lock = if kind == GuestKind::Lxc {
         "create"

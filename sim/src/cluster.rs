@@ -71,6 +71,9 @@ pub struct Guest {
     pub commands: Vec<String>,
     pub firewall_options: BTreeMap<String, String>,
     pub firewall_rules: Vec<Value>,
+    /// The pool the guest is a member of (PVE keeps this outside the guest config).
+    #[serde(default)]
+    pub pool: Option<String>,
 }
 
 impl Guest {
@@ -88,6 +91,7 @@ impl Guest {
             commands: Vec::new(),
             firewall_options: BTreeMap::new(),
             firewall_rules: Vec::new(),
+            pool: None,
         }
     }
 

@@ -110,7 +110,7 @@ impl Server {
                 errors: None,
             }));
         };
-        let params = match parse_params(&query, &body, &content_type) {
+        let params = match parse_params(&method, &query, &body, &content_type) {
             Ok(p) => p,
             Err(e) => return Ok(error(&e)),
         };
@@ -402,40 +402,41 @@ fn redact(params: &Map<String, Value>) -> Map<String, Value> {
 }
 
 /// Query string and body (form or JSON); a form key repeated becomes an array.
+/// The body (form or JSON; a form key repeated becomes an array), then the query string
+/// on top, as PVE merges them; DELETE takes the query only.
 fn parse_params(
+    method: &str,
     query: &str,
     body: &[u8],
     content_type: &str,
 ) -> Result<Map<String, Value>, PveError> {
     let mut params = Map::new();
-    let mut add = |k: String, v: String| match params.get_mut(&k) {
-        Some(Value::Array(a)) => a.push(Value::String(v)),
-        Some(existing) => {
-            let first = existing.take();
-            *existing = Value::Array(vec![first, Value::String(v)]);
-        }
-        None => {
-            params.insert(k, Value::String(v));
-        }
-    };
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        add(k.into_owned(), v.into_owned());
-    }
-    if content_type.starts_with("application/json") && !body.is_empty() {
+    if method != "DELETE" && content_type.starts_with("application/json") && !body.is_empty() {
         let parsed: Value = serde_json::from_slice(body).map_err(|e| PveError {
             status: 400,
             message: format!("unable to parse JSON body - {e}"),
             errors: None,
         })?;
         if let Value::Object(map) = parsed {
-            for (k, v) in map {
-                params.insert(k, v);
+            params.extend(map);
+        }
+    } else if method != "DELETE" {
+        for (k, v) in form_urlencoded::parse(body) {
+            let (k, v) = (k.into_owned(), Value::String(v.into_owned()));
+            match params.get_mut(&k) {
+                Some(Value::Array(a)) => a.push(v),
+                Some(existing) => {
+                    let first = existing.take();
+                    *existing = Value::Array(vec![first, v]);
+                }
+                None => {
+                    params.insert(k, v);
+                }
             }
         }
-    } else {
-        for (k, v) in form_urlencoded::parse(body) {
-            add(k.into_owned(), v.into_owned());
-        }
+    }
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        params.insert(k.into_owned(), Value::String(v.into_owned()));
     }
     Ok(params)
 }

@@ -270,7 +270,13 @@ def main():
 
     def every_endpoint():
         pve.ok("POST", "/pools", poolid="phoenix", comment="managed by Phoenix")
-        expect(any(p["poolid"] == "phoenix" for p in pve.ok("GET", "/pools")), "pool listed")
+        status, reason, _ = pve.call("POST", f"/nodes/{node}/lxc", vmid=340, ostemplate=template, pool="nosuch")
+        expect((status, reason) == (403, "Permission check failed (pool 'nosuch' does not exist)"), reason)
+        create_ct(340, pool="phoenix")
+        pool = [p for p in pve.ok("GET", "/pools") if p["poolid"] == "phoenix"][0]
+        expect([m["vmid"] for m in pool["members"]] == [340], pool)
+        pve.wait(pve.ok("POST", f"/nodes/{node}/lxc/301/clone", newid=341, full=1, target=other))
+        expect(any(g["vmid"] == 341 for g in pve.ok("GET", f"/nodes/{other}/lxc")), "the clone lives on the target node")
         pve.wait(pve.ok("POST", f"/nodes/{node}/storage/local/download-url", content="iso", filename="tool.iso", url="https://example.invalid/tool.iso"))
         isos = pve.ok("GET", f"/nodes/{node}/storage/local/content", content="iso")
         expect([v["volid"] for v in isos] == ["local:iso/tool.iso"], isos)
