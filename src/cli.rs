@@ -93,9 +93,10 @@ impl Command {
     pub fn run(self) -> ExitCode {
         match self {
             Command::Crds { out_dir } => print_crds(out_dir),
-            Command::Up(args) if args.simulate => {
-                not_built("up --simulate", "the controllers that drive the simulator (issue 5)")
-            }
+            Command::Up(args) if args.simulate => not_built(
+                "up --simulate",
+                "the controllers that drive the simulator (issue 5)",
+            ),
             Command::Up(args) => crate::serve::run(args, true),
             Command::Controller => not_built("controller", "the controllers (issue 5)"),
             Command::Apiserver(args) => crate::serve::run(args, false),
