@@ -456,10 +456,9 @@ async fn write(
         .write(write)
         .await
         .map_err(|e| store_error(rt, name, e))?;
-    let stored = if objects::is_deleting(&stored.value())
-        && objects::finalizers(&stored.value()).is_empty()
-    {
-        let key = rt.key(objects::meta_str(&stored.value(), "namespace"), name);
+    let value = stored.value();
+    let stored = if objects::is_deleting(&value) && objects::finalizers(&value).is_empty() {
+        let key = rt.key(objects::meta_str(&value, "namespace"), name);
         state
             .store
             .write(Write::Delete {
