@@ -5,6 +5,8 @@ export HELM ?= $(HOME)/.local/bin/helm
 PHOENIX := $(CARGO_TARGET_DIR)/debug/phoenix
 DATA_DIR ?= .phoenix
 SHARED ?= ../shared
+# Tests read the reference material (PVE schema, recorded responses) from here.
+export PHOENIX_SHARED := $(abspath $(SHARED))
 
 .PHONY: run test crds lint bench deps build
 

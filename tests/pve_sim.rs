@@ -71,6 +71,14 @@ impl Sim {
     }
 }
 
+/// `shared/` (the reference material): `PHOENIX_SHARED`, which the Makefile sets, or the
+/// clone's sibling.
+fn shared() -> std::path::PathBuf {
+    std::env::var_os("PHOENIX_SHARED")
+        .map(Into::into)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
+
 impl Drop for Sim {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -99,7 +107,7 @@ fn the_simulator_keeps_pve_s_contract() {
 #[test]
 fn the_bundled_schema_is_cut_from_the_official_apidoc() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let apidoc = repo.join("../shared/reference/pve/apidoc.json");
+    let apidoc = shared().join("reference/pve/apidoc.json");
     let out = Command::new("python3")
         .arg(repo.join("sim/tools/trim-apidoc.py"))
         .arg(&apidoc)

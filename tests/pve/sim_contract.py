@@ -28,7 +28,8 @@ for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy
     os.environ.pop(var, None)
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO.parent / "shared" / "reference" / "pve" / "examples"
+SHARED = Path(os.environ.get("PHOENIX_SHARED", REPO.parent / "shared"))
+EXAMPLES = SHARED / "reference" / "pve" / "examples"
 SCHEMA = json.loads((REPO / "sim" / "schema" / "pve-api.json").read_text())
 PASSED = 0
 
