@@ -100,6 +100,8 @@ fn the_simulator_keeps_pve_s_contract() {
         "vzclone=1",
         "--task-duration",
         "vzstop=1",
+        "--task-duration",
+        "agent=1",
     ])
     .run("sim_contract.py", &[]);
 }

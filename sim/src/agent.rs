@@ -3,7 +3,7 @@
 //! answers (`commands` the admin endpoint can script).
 
 use crate::api::{ApiResult, Call, PveError, addresses};
-use crate::cluster::{Guest, now_s};
+use crate::cluster::{Guest, now_ms};
 use crate::state::Sim;
 use base64::Engine;
 use serde_json::{Value, json};
@@ -20,7 +20,7 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
     if !guest.running {
         return Err(PveError::server(format!("VM {vmid} is not running")));
     }
-    if now_s() < guest.started_at + sim.agent_boot_seconds() {
+    if now_ms() < guest.started_at_ms + sim.agent_boot().as_millis() {
         return Err(PveError::server("QEMU guest agent is not running"));
     }
     let g = sim

@@ -71,6 +71,10 @@ pub struct Guest {
     pub commands: Vec<String>,
     pub firewall_options: BTreeMap<String, String>,
     pub firewall_rules: Vec<Value>,
+    /// When it started, in milliseconds (the agent's boot delay is shorter than a second
+    /// in tests).
+    #[serde(default)]
+    pub started_at_ms: u128,
     /// The pool the guest is a member of (PVE keeps this outside the guest config).
     #[serde(default)]
     pub pool: Option<String>,
@@ -92,6 +96,7 @@ impl Guest {
             firewall_options: BTreeMap::new(),
             firewall_rules: Vec::new(),
             pool: None,
+            started_at_ms: 0,
         }
     }
 
@@ -464,6 +469,7 @@ impl Cluster {
                 if let Some(g) = self.guests.get_mut(&vmid) {
                     g.running = running;
                     g.started_at = if running { now_s() } else { 0 };
+                    g.started_at_ms = if running { now_ms() } else { 0 };
                     g.config.remove("lock");
                 }
             }

@@ -88,9 +88,9 @@ impl Sim {
         .collect()
     }
 
-    /// Seconds after a VM starts before its guest agent answers (the `agent` duration).
-    pub fn agent_boot_seconds(&self) -> u64 {
-        self.duration("agent").as_secs()
+    /// How long after a VM starts its guest agent answers (the `agent` duration).
+    pub fn agent_boot(&self) -> Duration {
+        self.duration("agent")
     }
 
     fn duration(&self, kind: &str) -> Duration {

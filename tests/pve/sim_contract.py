@@ -156,6 +156,11 @@ def main():
         pve.wait(pve.ok("POST", f"/nodes/{node}/qemu", vmid=400, name="vm400", memory=1024, agent="1",
                         net0="virtio,bridge=vmbr0", scsi0="local-zfs:8"))
         pve.wait(pve.ok("POST", f"/nodes/{node}/qemu/400/status/start"))
+        # The agent answers a moment after boot (agent=1 in this test): wait for it.
+        for _ in range(300):
+            if pve.call("POST", f"/nodes/{node}/qemu/400/agent/ping")[0] == 200:
+                break
+            time.sleep(0.02)
         cases = [
             ("pve7_version.json", pve.ok("GET", "/version"), ("console",)),
             ("pve7_nodes.json", pve.ok("GET", "/nodes"), ()),
@@ -185,6 +190,19 @@ def main():
         return f"{len(cases)} recorded responses"
 
     def recorded_errors():
+        def same_error(name, status, reason, body, exact_reason=True):
+            recorded = example(name)
+            expect(status == recorded["status"], f"{name}: status {status}")
+            expect(not exact_reason or reason == recorded["reason"], f"{name}: reason {reason!r}")
+            same_shape(recorded["body"], body, name, optional=("message",))
+            for key in recorded["body"].get("errors", {}):
+                expect(key in body.get("errors", {}), f"{name}: no error for {key}")
+        same_error("error_400_property_not_in_schema.http.json", *pve.call("PUT", f"/nodes/{node}/qemu/400/config", pool="web"))
+        same_error("error_400_param_verification_pve7.1.http.json", *pve.call("POST", f"/nodes/{node}/lxc", vmid=350, ostemplate=template, password="abc"))
+        same_error("error_400_property_format_errors.http.json", *pve.call("POST", f"/nodes/{node}/qemu", vmid=351, net0="virtio,bridge=vmbr0,firewall=false", scsi0="local-zfs:8,discard=maybe"))
+        pve.wait(pve.ok("POST", f"/nodes/{node}/qemu", vmid=352, name="agentless-yet", agent="1"))
+        pve.wait(pve.ok("POST", f"/nodes/{node}/qemu/352/status/start"))
+        same_error("error_500_agent_not_running_pve9.http.json", *pve.call("GET", f"/nodes/{node}/qemu/352/agent/network-get-interfaces"))
         status, reason, body = pve.call("GET", "/cluster/nextid", vmid=300)
         recorded = example("error_400_nextid_vmid_exists.http.json")
         expect((status, reason) == (recorded["status"], recorded["reason"]), f"{status} {reason}")
@@ -192,7 +210,7 @@ def main():
         expect(body["data"] is None, body)
         status, reason, body = pve.call("POST", f"/nodes/{node}/lxc", vmid=305, ostemplate=template, colour="blue")
         expect(status == 400 and body["errors"]["colour"] == "property is not defined in schema and the schema does not allow additional properties", body)
-        return "nextid and unknown property match PVE's bodies"
+        return "nextid, unknown and badly formatted parameters, too short values, agent not running"
 
     def schema_sampling():
         """Every integer, boolean and formatted parameter of the guest endpoints refuses a wrong value."""
