@@ -175,7 +175,14 @@ async fn main() {
     let _ = server.kill();
     let _ = server.wait();
 
-    println!("apiserver benchmark (release build, 2 cores, synchronous=FULL durable writes)");
+    println!(
+        "apiserver benchmark ({} build, 2 cores, synchronous=FULL durable writes)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
     println!(
         "  creates:            {writes_per_second:>8.0} writes/s   ({OBJECTS} objects, {WRITERS} concurrent clients; goal >= 2000)"
     );

@@ -69,7 +69,14 @@ async fn main() {
     }
     let total = CLIENTS * REQUESTS_PER_CLIENT;
     let seconds = started.elapsed().as_secs_f64();
-    println!("PVE simulator benchmark (release build, 2 cores)");
+    println!(
+        "PVE simulator benchmark ({} build, 2 cores)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
     println!(
         "  status reads:       {:>8.0} requests/s   ({total} GET status/current, {CLIENTS} clients)",
         total as f64 / seconds
