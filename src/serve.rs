@@ -44,7 +44,7 @@ async fn simulate(args: SimPveArgs) -> ExitCode {
         }
     };
     let json = serde_json::to_string_pretty(&running.credentials).expect("credentials serialise");
-    if let Err(e) = write_private(&args.credentials_out, &json) {
+    if let Err(e) = phoenix_apiserver::tls::write_private(&args.credentials_out, &json) {
         eprintln!(
             "phoenix sim pve: cannot write {}: {e}",
             args.credentials_out.display()
@@ -58,18 +58,6 @@ async fn simulate(args: SimPveArgs) -> ExitCode {
     wait_for_signal().await;
     running.stop();
     ExitCode::SUCCESS
-}
-
-fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(content.as_bytes())
 }
 
 async fn serve(args: ServerArgs, up: bool) -> ExitCode {

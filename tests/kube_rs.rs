@@ -181,12 +181,7 @@ async fn a_controller_reconciles_and_its_events_show_in_kubectl() {
     crds.create(&PostParams::default(), &crd)
         .await
         .expect("CRD created");
-    let example = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/lxc-801.yaml"
-    ))
-    .unwrap();
-    let guest: LxcGuest = serde_yaml_ng::from_str(&example).unwrap();
+    let guest: LxcGuest = support::example("lxc-801.yaml");
     let api: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
     api.create(&PostParams::default(), &guest)
         .await

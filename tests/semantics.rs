@@ -149,14 +149,7 @@ async fn deleting_a_crd_removes_its_objects_and_serving() {
     let crd = support::lxc_crd();
     crds.create(&PostParams::default(), &crd).await.unwrap();
     let guests: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
-    let example: LxcGuest = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/examples/lxc-103.yaml"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let example: LxcGuest = support::example("lxc-103.yaml");
     guests
         .create(&PostParams::default(), &example)
         .await
@@ -240,14 +233,7 @@ async fn pages_dry_runs_generation_and_status() {
         .await
         .unwrap();
     let guests: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
-    let example: LxcGuest = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/examples/lxc-801.yaml"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let example: LxcGuest = support::example("lxc-801.yaml");
     let created = guests
         .create(&PostParams::default(), &example)
         .await

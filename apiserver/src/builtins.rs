@@ -239,14 +239,7 @@ fn crd(rt: &ResourceType, object: &mut Value, old: Option<&Value>) -> ApiResult<
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(
-            &rt.kind,
-            &rt.group,
-            name_of(object),
-            &errors,
-        ));
-    }
+    objects::refuse_invalid(rt, object, &errors)?;
     let mut accepted = Map::new();
     accepted.insert("plural".into(), json!(plural));
     accepted.insert(

@@ -110,6 +110,15 @@ impl ApiError {
         .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
     }
 
+    /// 422 on the list/watch options themselves (`resourceVersionMatch` misuse, ...).
+    pub fn list_options(message: &str) -> Self {
+        Self::new(
+            422,
+            "Invalid",
+            format!("ListOptions.meta.k8s.io \"\" is invalid: {message}"),
+        )
+    }
+
     pub fn method_not_allowed() -> Self {
         Self::new(
             405,

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The type a request is stored as: events.k8s.io Events live in the core Event store.
-fn storage_type(state: &State, rt: &Arc<ResourceType>) -> Arc<ResourceType> {
+pub fn storage_type(state: &State, rt: &Arc<ResourceType>) -> Arc<ResourceType> {
     match rt.builtin {
         Some(Builtin::EventsV1) => state
             .registry
@@ -202,24 +202,16 @@ impl Filter {
     }
 }
 
-fn list_options_error(message: &str) -> ApiError {
-    ApiError::new(
-        422,
-        "Invalid",
-        format!("ListOptions.meta.k8s.io \"\" is invalid: {message}"),
-    )
-}
-
 pub fn list(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
     let rt = storage_type(state, &t.rt);
     let filter = Filter::from_request(&t.rt, req)?;
     if req.param("resourceVersionMatch").is_some() && req.param("resourceVersion").is_none() {
-        return Err(list_options_error(
+        return Err(ApiError::list_options(
             "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
         ));
     }
     if req.param("sendInitialEvents").is_some() {
-        return Err(list_options_error(
+        return Err(ApiError::list_options(
             "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list",
         ));
     }
@@ -416,14 +408,7 @@ fn admit(
         )));
     }
     let errors = objects::validate_metadata(rt, object);
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(
-            &rt.kind,
-            &rt.group,
-            name_of(object),
-            &errors,
-        ));
-    }
+    objects::refuse_invalid(rt, object, &errors)?;
     builtins::admit(rt, object, old)?;
     let Some(validator) = &rt.validator else {
         return Ok(Vec::new());

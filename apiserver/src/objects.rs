@@ -3,7 +3,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::resources::{Builtin, ResourceType};
-use crate::validation::field_error::{FieldError, FieldErrorKind};
+use crate::validation::field_error::{FieldError, FieldErrorKind, string_list};
 use regex::Regex;
 use serde_json::{Map, Value, json};
 use std::sync::LazyLock;
@@ -57,16 +57,20 @@ pub fn is_deleting(object: &Value) -> bool {
 }
 
 pub fn finalizers(object: &Value) -> Vec<String> {
-    meta(object)
-        .and_then(|m| m.get("finalizers"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+    string_list(meta(object).and_then(|m| m.get("finalizers")))
+}
+
+/// 422 naming every field error, or nothing when there is none.
+pub fn refuse_invalid(rt: &ResourceType, object: &Value, errors: &[FieldError]) -> ApiResult<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        &rt.kind,
+        &rt.group,
+        name_of(object),
+        errors,
+    ))
 }
 
 /// Metadata rules checked on every write (422 on violation).

@@ -545,6 +545,11 @@ mod tests {
         status_is_subresource: true,
     };
 
+    /// `apply` with the arguments every test shares.
+    fn apply_as(live: &Value, config: Value, manager: &str, force: bool) -> ApplyOutcome {
+        apply(live, &config, manager, force, "g/v1", MAIN, "T")
+    }
+
     fn applied(outcome: ApplyOutcome) -> Value {
         match outcome {
             ApplyOutcome::Applied(v) => v,
@@ -557,7 +562,7 @@ mod tests {
         let live = json!({"metadata": {"name": "a"}});
         let config = json!({"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "a", "labels": {"app": "web"}},
                             "spec": {"cpus": 2, "image": "debian"}, "status": {"x": 1}});
-        let out = applied(apply(&live, &config, "kubectl", false, "g/v1", MAIN, "T"));
+        let out = applied(apply_as(&live, config.clone(), "kubectl", false));
         assert_eq!(out["spec"], json!({"cpus": 2, "image": "debian"}));
         assert!(out.get("status").is_none(), "status is a subresource");
         assert_eq!(
@@ -569,24 +574,13 @@ mod tests {
 
     #[test]
     fn another_manager_conflicts_unless_forced() {
-        let first = applied(apply(
+        let first = applied(apply_as(
             &json!({"metadata": {}}),
-            &json!({"spec": {"cpus": 2}}),
+            json!({"spec": {"cpus": 2}}),
             "ctl",
             false,
-            "g/v1",
-            MAIN,
-            "T",
         ));
-        let outcome = apply(
-            &first,
-            &json!({"spec": {"cpus": 4}}),
-            "kubectl",
-            false,
-            "g/v1",
-            MAIN,
-            "T",
-        );
+        let outcome = apply_as(&first, json!({"spec": {"cpus": 4}}), "kubectl", false);
         let ApplyOutcome::Conflicts(c) = outcome else {
             panic!("expected a conflict")
         };
@@ -595,23 +589,17 @@ mod tests {
             "Apply failed with 1 conflict: conflict with \"ctl\": .spec.cpus"
         );
         // The same value is shared, not a conflict.
-        applied(apply(
+        applied(apply_as(
             &first,
-            &json!({"spec": {"cpus": 2}}),
+            json!({"spec": {"cpus": 2}}),
             "kubectl",
             false,
-            "g/v1",
-            MAIN,
-            "T",
         ));
-        let forced = applied(apply(
+        let forced = applied(apply_as(
             &first,
-            &json!({"spec": {"cpus": 4}}),
+            json!({"spec": {"cpus": 4}}),
             "kubectl",
             true,
-            "g/v1",
-            MAIN,
-            "T",
         ));
         assert_eq!(forced["spec"]["cpus"], 4);
         let owners: Vec<String> = decode_entries(&forced)
@@ -623,37 +611,23 @@ mod tests {
 
     #[test]
     fn fields_no_longer_applied_are_removed() {
-        let first = applied(apply(
+        let first = applied(apply_as(
             &json!({"metadata": {}}),
-            &json!({"spec": {"a": 1, "b": 2}}),
+            json!({"spec": {"a": 1, "b": 2}}),
             "m",
             false,
-            "g/v1",
-            MAIN,
-            "T",
         ));
-        let second = applied(apply(
-            &first,
-            &json!({"spec": {"a": 1}}),
-            "m",
-            false,
-            "g/v1",
-            MAIN,
-            "T",
-        ));
+        let second = applied(apply_as(&first, json!({"spec": {"a": 1}}), "m", false));
         assert_eq!(second["spec"], json!({"a": 1}));
     }
 
     #[test]
     fn updates_take_ownership_of_what_they_change() {
-        let applied_obj = applied(apply(
+        let applied_obj = applied(apply_as(
             &json!({"metadata": {}}),
-            &json!({"spec": {"a": 1, "b": 2}}),
+            json!({"spec": {"a": 1, "b": 2}}),
             "m",
             false,
-            "g/v1",
-            MAIN,
-            "T",
         ));
         let mut updated = applied_obj.clone();
         updated["spec"]["a"] = json!(5);
@@ -674,15 +648,7 @@ mod tests {
         );
         assert!(!entries[0].fields.iter().any(|p| path_text(p) == ".spec.a"));
         // The applier now conflicts on the field the editor took.
-        let outcome = apply(
-            &updated,
-            &json!({"spec": {"a": 1, "b": 2}}),
-            "m",
-            false,
-            "g/v1",
-            MAIN,
-            "T3",
-        );
+        let outcome = apply_as(&updated, json!({"spec": {"a": 1, "b": 2}}), "m", false);
         let ApplyOutcome::Conflicts(c) = outcome else {
             panic!("expected a conflict")
         };

@@ -3,9 +3,9 @@
 //! rows for kubectl, and `410 Expired` as an in-stream ERROR event.
 
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::{Filter, present, shown_as_stored};
+use crate::handlers::{Filter, present, shown_as_stored, storage_type};
 use crate::http::{Body, Req, Target};
-use crate::resources::{Builtin, ResourceType};
+use crate::resources::ResourceType;
 use crate::server::State;
 use crate::store::{Change, EventType, StoreError};
 use crate::table;
@@ -115,25 +115,11 @@ fn expired(message: String) -> Bytes {
     line(&json!({"type": "ERROR", "object": ApiError::gone(message).to_status()}))
 }
 
-fn watch_options_error(message: &str) -> ApiError {
-    ApiError::new(
-        422,
-        "Invalid",
-        format!("ListOptions.meta.k8s.io \"\" is invalid: {message}"),
-    )
-}
-
 pub fn serve(state: Arc<State>, t: Target, req: &Req) -> ApiResult<Response<Body>> {
-    let storage = match t.rt.builtin {
-        Some(Builtin::EventsV1) => state
-            .registry
-            .find("", "v1", "events")
-            .unwrap_or_else(|| t.rt.clone()),
-        _ => t.rt.clone(),
-    };
+    let storage = storage_type(&state, &t.rt);
     let send_initial = req.param("sendInitialEvents") == Some("true");
     if req.param("resourceVersionMatch").is_some() && !send_initial {
-        return Err(watch_options_error(
+        return Err(ApiError::list_options(
             "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
         ));
     }

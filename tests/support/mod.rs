@@ -89,6 +89,15 @@ impl ApiServer {
     }
 }
 
+/// An object from `examples/`, e.g. `example::<LxcGuest>("lxc-801.yaml")`.
+pub fn example<T: serde::de::DeserializeOwned>(file: &str) -> T {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// The LxcGuest CRD, as the tests install it.
 pub fn lxc_crd()
 -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {

@@ -112,6 +112,19 @@ pub fn show_value(value: &Value) -> String {
     }
 }
 
+/// The strings of a JSON list (anything else in it, or no list at all, gives none).
+pub fn string_list(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The JSON type name the API server uses in `must be of type` messages.
 pub fn type_name(value: &Value) -> &'static str {
     match value {

@@ -2,7 +2,7 @@
 //! every custom-resource write, in kube-apiserver's order: prune unknown fields, apply
 //! defaults, validate. Messages follow kube-openapi's, since kubectl shows them verbatim.
 
-use super::field_error::{FieldError, FieldErrorKind, FieldPath, type_name};
+use super::field_error::{FieldError, FieldErrorKind, FieldPath, string_list, type_name};
 use regex::Regex;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -511,18 +511,6 @@ fn compile_node(schema: &Value, path: &FieldPath) -> Result<StructuralSchema, Sc
         node.items = Some(Box::new(compile_node(items, &path.child("items"))?));
     }
     Ok(node)
-}
-
-fn string_list(value: Option<&Value>) -> Vec<String> {
-    value
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
