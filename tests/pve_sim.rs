@@ -168,3 +168,34 @@ print(sorted(g["vmid"] for g in s.get(base, verify=False).json()["data"]))
         "the container survives the restart"
     );
 }
+
+#[test]
+fn faults_are_deterministic_under_a_seed() {
+    // Half the requests fail; the same seed fails the same ones.
+    let script = r#"
+import json, sys, requests
+c = json.load(open(sys.argv[1]))
+s = requests.Session()
+s.headers["Authorization"] = "PVEAPIToken=%s=%s" % (c["token_id"], c["token_secret"])
+s.put(c["admin_url"] + "/faults", json={"errorRate": 0.5}, verify=False)
+print("".join("x" if s.get(c["url"] + "/api2/json/version", verify=False).status_code >= 500 else "." for _ in range(40)))
+"#;
+    let pattern = |seed: &str| {
+        let sim = Sim::start(&["--seed", seed]);
+        let out = Command::new("python3")
+            .args(["-c", script])
+            .arg(&sim.credentials)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (first, again, other) = (pattern("7"), pattern("7"), pattern("8"));
+    assert!(first.contains('x') && first.contains('.'), "{first}");
+    assert_eq!(first, again, "the same seed injects the same faults");
+    assert_ne!(first, other, "another seed, another sequence");
+}

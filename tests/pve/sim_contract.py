@@ -358,13 +358,23 @@ def main():
         pve.admin("PUT", "/faults", {"errorRate": 1.0})
         status, _, _ = pve.call("GET", "/version")
         expect(status in (500, 503), status)
+        pve.admin("PUT", "/faults", {"resetRate": 1.0})
+        try:
+            pve.call("GET", "/version")
+            raise Check("an injected reset should drop the connection")
+        except requests.exceptions.ConnectionError:
+            pass
+        pve.admin("PUT", "/faults", {"latencyMs": [150, 150]})
+        started = time.monotonic()
+        pve.ok("GET", "/version")
+        expect(time.monotonic() - started >= 0.15, "injected latency delays the answer")
         pve.admin("PUT", "/faults", {"loseTaskStatus": True})
         status, _, body = pve.call("GET", f"/nodes/{node}/tasks/UPID:{node}:0:0:0:vzstart:300:root@pam:/status")
         expect(status == 400, body)
         pve.admin("PUT", "/faults", {})
         guest = pve.admin("GET", "/guests/300")
         expect(guest["config"]["hostname"] == "ct300" and guest["running"], guest)
-        return "errors, failing tasks, held locks, lost status, guest state"
+        return "errors, resets, latency, failing tasks, held locks, lost status, guest state"
 
     step("recorded PVE responses have the simulator's shape", recorded_shapes)
     step("recorded PVE error bodies", recorded_errors)
