@@ -25,7 +25,7 @@ pub enum Command {
     /// The embedded platform: API server on SQLite plus every controller, in one process.
     Up(ServerArgs),
     /// The controllers alone, against the cluster in KUBECONFIG or in-cluster (k3s, Helm).
-    Controller,
+    Controller(ControllerArgs),
     /// The Kubernetes-compatible API server alone.
     Apiserver(ServerArgs),
     /// Simulators of the systems Phoenix manages.
@@ -37,10 +37,28 @@ pub enum Command {
         out_dir: Option<PathBuf>,
     },
     /// Print the steps the controllers would take for the objects in FILE; changes nothing.
-    Plan {
-        #[arg(short = 'f', long = "filename")]
-        file: PathBuf,
-    },
+    Plan(PlanArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// Manifests (a file or a directory) whose LxcGuests to plan.
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// Plan against the simulator of `phoenix up --simulate` (its DATA_DIR/sim.json).
+    #[arg(long)]
+    pub simulator: Option<PathBuf>,
+}
+
+/// How the controllers run, in `up` and `controller`.
+#[derive(Args, Debug, Clone)]
+pub struct ControllerArgs {
+    /// Where `/metrics` and `/healthz` are served; port 0 picks a free port.
+    #[arg(long, env = "PHOENIX_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: String,
+    /// Seconds between looks at a converged object (drift detection).
+    #[arg(long, default_value_t = 300)]
+    pub resync_seconds: u64,
 }
 
 #[derive(Args, Debug)]
@@ -57,6 +75,17 @@ pub struct ServerArgs {
     /// Apply the manifests in this file or directory once the server is up (as `kubectl apply -f`).
     #[arg(long)]
     pub apply: Option<PathBuf>,
+    /// With --simulate: number of simulated nodes (one is called `phoenix`, as in the examples).
+    #[arg(long, default_value_t = 1)]
+    pub sim_nodes: usize,
+    /// With --simulate: how long tasks of a type take, OP=SECONDS; repeatable.
+    #[arg(long = "task-duration", value_parser = phoenix_sim::parse_duration)]
+    pub task_durations: Vec<(String, std::time::Duration)>,
+    /// With --simulate: seed for injected faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub controller: ControllerArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,18 +122,12 @@ impl Command {
     pub fn run(self) -> ExitCode {
         match self {
             Command::Crds { out_dir } => print_crds(out_dir),
-            Command::Up(args) if args.simulate => not_built(
-                "up --simulate",
-                "the controllers that drive the simulator (issue 5)",
-            ),
             Command::Up(args) => crate::serve::run(args, true),
-            Command::Controller => not_built("controller", "the controllers (issue 5)"),
+            Command::Controller(args) => crate::serve::run_controller(args),
             Command::Apiserver(args) => crate::serve::run(args, false),
             Command::Sim(SimCommand::Pve(args)) => crate::serve::run_sim(args),
             Command::Sim(SimCommand::Pct) => not_built("sim pct", "guest exec (issue 6)"),
-            Command::Plan { .. } => {
-                not_built("plan", "the LxcGuest controller's planner (issue 5)")
-            }
+            Command::Plan(args) => crate::plan::run(args),
         }
     }
 }

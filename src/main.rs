@@ -1,7 +1,9 @@
 //! `phoenix`: one binary for every run mode (see ARCHITECTURE.md).
 
+mod apply;
 mod cli;
 mod logging;
+mod plan;
 mod serve;
 
 use clap::Parser;
@@ -11,4 +13,16 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     logging::init(cli.log_format);
     cli.command.run()
+}
+
+/// A client for the cluster in `kubeconfig`, or the usual places (KUBECONFIG, in-cluster).
+pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
 }

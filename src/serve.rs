@@ -1,7 +1,8 @@
 //! `phoenix apiserver` and `phoenix up`: the embedded API server in the foreground until
 //! SIGINT/SIGTERM, with the kubeconfig written and announced.
 
-use crate::cli::{ServerArgs, SimPveArgs};
+use crate::cli::{ControllerArgs, ServerArgs, SimPveArgs};
+use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(args: ServerArgs, up: bool) -> ExitCode {
@@ -12,7 +13,7 @@ pub fn run_sim(args: SimPveArgs) -> ExitCode {
     in_runtime(simulate(args))
 }
 
-fn in_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+pub fn in_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(work),
         Err(e) => {
@@ -22,18 +23,25 @@ fn in_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     }
 }
 
-async fn simulate(args: SimPveArgs) -> ExitCode {
-    // `default=S` sets every operation; other entries then override single operations.
+/// Realistic task durations, changed by `--task-duration OP=S`; `default=S` sets every
+/// operation, other entries then override single operations.
+fn task_durations(
+    overrides: &[(String, std::time::Duration)],
+) -> std::collections::BTreeMap<String, std::time::Duration> {
     let mut durations = phoenix_sim::state::Sim::realistic_durations();
-    if args.task_durations.iter().any(|(op, _)| op == "default") {
+    if overrides.iter().any(|(op, _)| op == "default") {
         durations.clear();
     }
-    durations.extend(args.task_durations);
+    durations.extend(overrides.iter().cloned());
+    durations
+}
+
+async fn simulate(args: SimPveArgs) -> ExitCode {
     let options = phoenix_sim::Options {
         listen: args.listen,
         nodes: args.nodes,
         seed: args.seed,
-        durations,
+        durations: task_durations(&args.task_durations),
         state_file: args.state,
     };
     let running = match phoenix_sim::start(options).await {
@@ -74,19 +82,132 @@ async fn serve(args: ServerArgs, up: bool) -> ExitCode {
     };
     let kubeconfig =
         std::fs::canonicalize(&running.kubeconfig).unwrap_or(running.kubeconfig.clone());
+    let platform = if up {
+        match start_platform(&args, &kubeconfig).await {
+            Ok(platform) => Some(platform),
+            Err(e) => {
+                eprintln!("phoenix up: {e:#}");
+                running.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        if let Some(path) = &args.apply {
+            tracing::warn!(path = %path.display(), "--apply is for `phoenix up`; apply with kubectl");
+        }
+        None
+    };
     println!("export KUBECONFIG={}", kubeconfig.display());
-    if up {
-        tracing::warn!(
-            "the controllers are not built yet (issue 5): objects are stored and served, not reconciled"
-        );
-    }
-    if let Some(path) = &args.apply {
-        tracing::warn!(path = %path.display(), "--apply needs the controllers' client (issue 5); apply with kubectl meanwhile");
+    if let Some(platform) = &platform {
+        println!("# metrics: http://{}/metrics", platform.metrics);
     }
     wait_for_signal().await;
     tracing::info!("shutting down");
+    if let Some(platform) = platform {
+        platform.controllers.abort();
+        if let Some(sim) = platform.sim {
+            sim.stop();
+        }
+    }
     running.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// What `phoenix up` runs beside the API server.
+struct Platform {
+    controllers: tokio::task::JoinHandle<()>,
+    sim: Option<phoenix_sim::Running>,
+    metrics: std::net::SocketAddr,
+}
+
+/// CRDs, the simulator (with --simulate), the manifests of --apply, and the controllers.
+async fn start_platform(args: &ServerArgs, kubeconfig: &Path) -> anyhow::Result<Platform> {
+    let kube = crate::kube_client(Some(kubeconfig)).await?;
+    crate::apply::install_crds(&kube).await?;
+    let (sim, redirect) = if args.simulate {
+        let sim = start_simulator(args).await?;
+        let c = &sim.credentials;
+        let redirect = phoenix_controllers::pve::Redirect {
+            endpoint: c.url.clone(),
+            token_id: c.token_id.clone(),
+            token_secret: c.token_secret.clone(),
+            fingerprint: c.fingerprint.clone(),
+        };
+        (Some(sim), Some(redirect))
+    } else {
+        (None, None)
+    };
+    if let Some(path) = &args.apply {
+        let objects = crate::apply::read_manifests(path)?;
+        let applied = crate::apply::apply(&kube, objects).await?;
+        tracing::info!(path = %path.display(), applied, "manifests applied");
+    }
+    let (controllers, metrics) = spawn_controllers(kube, &args.controller, redirect).await?;
+    Ok(Platform {
+        controllers,
+        sim,
+        metrics,
+    })
+}
+
+/// The simulated cluster of --simulate: state kept in DATA_DIR/sim-state.json across
+/// restarts, credentials written to DATA_DIR/sim.json.
+async fn start_simulator(args: &ServerArgs) -> anyhow::Result<phoenix_sim::Running> {
+    let options = phoenix_sim::Options {
+        listen: "127.0.0.1:0".into(),
+        nodes: args.sim_nodes,
+        seed: args.seed,
+        durations: task_durations(&args.task_durations),
+        state_file: Some(args.data_dir.join("sim-state.json")),
+    };
+    let sim = phoenix_sim::start(options).await?;
+    let json = serde_json::to_string_pretty(&sim.credentials)?;
+    phoenix_apiserver::tls::write_private(&args.data_dir.join("sim.json"), &json)?;
+    tracing::info!(url = %sim.credentials.url, "simulated Proxmox VE (credentials in sim.json)");
+    Ok(sim)
+}
+
+async fn spawn_controllers(
+    kube: kube::Client,
+    args: &ControllerArgs,
+    redirect: Option<phoenix_controllers::pve::Redirect>,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, std::net::SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(&args.metrics_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.metrics_listen))?;
+    let metrics = listener.local_addr()?;
+    let options = phoenix_controllers::Options {
+        redirect,
+        resync: std::time::Duration::from_secs(args.resync_seconds.max(1)),
+        metrics: Some(listener),
+        instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "phoenix".into()),
+        ..Default::default()
+    };
+    let handle = tokio::spawn(phoenix_controllers::run(kube, options));
+    tracing::info!(%metrics, "controllers running");
+    Ok((handle, metrics))
+}
+
+pub fn run_controller(args: ControllerArgs) -> ExitCode {
+    in_runtime(async move {
+        let kube = match crate::kube_client(None).await {
+            Ok(kube) => kube,
+            Err(e) => {
+                eprintln!("phoenix controller: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let controllers = match spawn_controllers(kube, &args, None).await {
+            Ok((controllers, _)) => controllers,
+            Err(e) => {
+                eprintln!("phoenix controller: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        controllers.abort();
+        ExitCode::SUCCESS
+    })
 }
 
 async fn wait_for_signal() {

@@ -1,14 +1,98 @@
 //! Phoenix's controllers: one module per kind, each a kube-runtime `Controller` with one
 //! reconcile function, plus the machinery they share. Controllers only speak the Kubernetes
 //! API and the clients in `phoenix-clients`, so the same code runs embedded under
-//! `phoenix up` and inside k3s.
-//!
-//! Built so far: [`conditions`] (kept transition times), [`dependencies`] (the `dependsOn`
-//! gate with cycle detection), [`lxc`] (spec → PVE config, and the plan of steps, pure) and
-//! the [`proxmox_cluster`] reconcile pass. The controller loops, finalizers, VMID claims and
-//! metrics land with the LxcGuest issue.
+//! `phoenix up` and inside k3s (`phoenix controller`).
 
+pub mod claims;
 pub mod conditions;
+pub mod context;
 pub mod dependencies;
+pub mod error;
+pub mod finalizers;
 pub mod lxc;
+pub mod metrics;
 pub mod proxmox_cluster;
+pub mod pve;
+pub mod readiness;
+pub mod status;
+pub mod tasks;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use phoenix_crds::{LxcGuest, ProxmoxCluster};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the controllers run.
+#[derive(Debug)]
+pub struct Options {
+    /// Simulate mode: every PVE call goes to the simulator.
+    pub redirect: Option<pve::Redirect>,
+    /// How often converged objects are looked at again.
+    pub resync: Duration,
+    /// How often a running PVE task is polled.
+    pub task_poll: Duration,
+    /// Where `/metrics` and `/healthz` are served (none: not served).
+    pub metrics: Option<tokio::net::TcpListener>,
+    /// This process, in events' `reportingInstance`.
+    pub instance: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            redirect: None,
+            resync: Duration::from_secs(300),
+            task_poll: Duration::from_millis(250),
+            metrics: None,
+            instance: "phoenix".into(),
+        }
+    }
+}
+
+/// Runs every controller until the future is dropped.
+pub async fn run(kube: kube::Client, options: Options) {
+    let metrics = Arc::new(metrics::Metrics::default());
+    let lxc = Controller::new(Api::<LxcGuest>::all(kube.clone()), watcher::Config::default());
+    let (wake_lxc, woken_lxc) = tokio::sync::mpsc::unbounded_channel();
+    let recorder = Recorder::new(
+        kube.clone(),
+        Reporter {
+            controller: "phoenix".into(),
+            instance: Some(options.instance.clone()),
+        },
+    );
+    let ctx = Arc::new(context::Context::new(
+        kube.clone(),
+        recorder,
+        metrics.clone(),
+        pve::Connections::new(kube.clone(), options.redirect.clone(), metrics.clone()),
+        tasks::TaskTracker::new(metrics.clone(), options.task_poll),
+        options.resync,
+        lxc.store(),
+        wake_lxc,
+    ));
+    if let Some(listener) = options.metrics {
+        tokio::spawn(metrics::serve(listener, metrics.clone()));
+    }
+    let woken_lxc = futures::stream::unfold(woken_lxc, |mut rx| async move {
+        rx.recv().await.map(|reference| (reference, rx))
+    });
+    let lxc = lxc
+        .reconcile_on(woken_lxc)
+        .run(lxc::reconcile, lxc::error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let clusters = Controller::new(
+        Api::<ProxmoxCluster>::all(kube.clone()),
+        watcher::Config::default(),
+    )
+    .run(
+        proxmox_cluster::reconcile_cluster,
+        proxmox_cluster::error_policy,
+        ctx,
+    )
+    .for_each(|_| async {});
+    futures::join!(lxc, clusters);
+}

@@ -3,92 +3,20 @@
 //! condition whose reason says what failed.
 
 use crate::conditions;
-use k8s_openapi::api::core::v1::Secret;
+use crate::context::Context;
+use crate::error::Error;
+use crate::pve::{Redirect, client_config};
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use phoenix_clients::proxmox::{self, ProxmoxClient, Trust};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use phoenix_clients::proxmox::{self, ProxmoxClient};
 use phoenix_crds::ProxmoxCluster;
-use phoenix_crds::proxmox_cluster::{ClusterTls, NodeStatus, ProxmoxClusterStatus, StorageStatus};
+use phoenix_crds::proxmox_cluster::{NodeStatus, ProxmoxClusterStatus, StorageStatus};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Where simulate mode sends every PVE call instead of the manifest's endpoint.
-#[derive(Clone, Debug)]
-pub struct Redirect {
-    pub endpoint: String,
-    pub token_id: String,
-    pub token_secret: String,
-    pub fingerprint: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("credentials Secret {0}: {1}")]
-    Credentials(String, String),
-    #[error(transparent)]
-    Proxmox(#[from] proxmox::ProxmoxError),
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-}
-
-impl Error {
-    /// Stable category for conditions, events and metrics.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Error::Credentials(..) => "CredentialsMissing",
-            Error::Proxmox(e) => e.kind.category(),
-            Error::Kube(_) => "KubernetesApi",
-        }
-    }
-}
-
-fn trust(tls: &ClusterTls) -> Trust {
-    match (&tls.ca_bundle, &tls.fingerprint_sha256) {
-        (Some(pem), _) => Trust::CaBundle(pem.clone()),
-        (None, Some(fp)) => Trust::Fingerprint(fp.clone()),
-        (None, None) if tls.insecure_skip_tls_verify => Trust::InsecureSkipVerify,
-        // No pin and no bundle: the system roots would apply, which PVE's self-signed
-        // certificate never chains to; an empty bundle makes that failure explicit.
-        (None, None) => Trust::CaBundle(String::new()),
-    }
-}
-
-async fn client_config(
-    kube: &kube::Client,
-    cluster: &ProxmoxCluster,
-    redirect: Option<&Redirect>,
-) -> Result<proxmox::Config, Error> {
-    if let Some(r) = redirect {
-        return Ok(proxmox::Config {
-            endpoint: r.endpoint.clone(),
-            token_id: r.token_id.clone(),
-            token_secret: r.token_secret.clone(),
-            trust: Trust::Fingerprint(r.fingerprint.clone()),
-            timeout: Duration::from_secs(10),
-        });
-    }
-    let reference = &cluster.spec.credentials_secret_ref;
-    let name = format!("{}/{}", reference.namespace, reference.name);
-    let secrets: Api<Secret> = Api::namespaced(kube.clone(), &reference.namespace);
-    let secret = secrets
-        .get_opt(&reference.name)
-        .await?
-        .ok_or_else(|| Error::Credentials(name.clone(), "not found".into()))?;
-    let key = |k: &str| -> Result<String, Error> {
-        let data = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(k))
-            .ok_or_else(|| Error::Credentials(name.clone(), format!("has no key {k:?}")))?;
-        String::from_utf8(data.0.clone())
-            .map_err(|_| Error::Credentials(name.clone(), format!("key {k:?} is not text")))
-    };
-    Ok(proxmox::Config {
-        endpoint: cluster.spec.endpoint.clone(),
-        token_id: key("tokenId")?,
-        token_secret: key("tokenSecret")?,
-        trust: trust(&cluster.spec.tls),
-        timeout: Duration::from_secs(10),
-    })
-}
+pub const KIND: &str = "ProxmoxCluster";
 
 /// What the cluster looks like from PVE.
 async fn observe(
@@ -141,7 +69,7 @@ pub async fn reconcile(
     let generation = cluster.metadata.generation;
     let now = jiff::Timestamp::now();
     let observed = match client_config(kube, cluster, redirect).await {
-        Ok(config) => observe(&config).await,
+        Ok((config, _)) => observe(&config).await,
         Err(e) => Err(e),
     };
     match &observed {
@@ -174,8 +102,40 @@ pub async fn reconcile(
     status.common.observed_generation = generation;
     let api: Api<ProxmoxCluster> = Api::all(kube.clone());
     let name = cluster.metadata.name.clone().unwrap_or_default();
-    let patch = serde_json::json!({"status": status});
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    if cluster.status.as_ref() != Some(&status) {
+        let previous = cluster.status.clone().unwrap_or_default();
+        let patch = crate::status::merge_patch(&previous, &status);
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
     observed.map(|_| status)
+}
+
+/// The controller's pass: check the connection, and when the cluster turns Ready wake the
+/// guests that were waiting for it.
+pub async fn reconcile_cluster(cluster: Arc<ProxmoxCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciled(KIND);
+    let was_ready = cluster
+        .status
+        .as_ref()
+        .is_some_and(|s| conditions::is_true(&s.common.conditions, "Ready"));
+    let result = reconcile(&ctx.kube, &cluster, ctx.pve.redirect()).await;
+    if let Err(e) = &result {
+        let key = format!("ProxmoxCluster/{}", cluster.name_any());
+        tracing::warn!(cluster = %cluster.name_any(), reason = e.category(), "{e}");
+        ctx.metrics.failed(KIND, e.category());
+        return Ok(Action::requeue(ctx.backoff(&key)));
+    }
+    if !was_ready {
+        for guest in ctx.lxc_guests.state() {
+            let _ = ctx.wake_lxc.send(ObjectRef::from_obj(&*guest));
+        }
+    }
+    ctx.succeeded(&format!("ProxmoxCluster/{}", cluster.name_any()));
+    Ok(Action::requeue(ctx.resync))
+}
+
+pub fn error_policy(_: Arc<ProxmoxCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed(KIND, error.category());
+    Action::requeue(Duration::from_secs(10))
 }

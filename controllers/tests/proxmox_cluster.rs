@@ -8,7 +8,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use phoenix_controllers::proxmox_cluster::{Redirect, reconcile};
+use phoenix_controllers::proxmox_cluster::reconcile;
+use phoenix_controllers::pve::Redirect;
 use phoenix_crds::ProxmoxCluster;
 use std::time::Duration;
 

@@ -1064,6 +1064,9 @@ fn clone(sim: &mut Sim, call: &Call, source: &Guest) -> ApiResult {
         }
         None => {}
     }
+    if let Some(description) = call.text("description") {
+        config.insert("description".into(), description);
+    }
     // `target` places the clone on another node (PVE copies, then moves it).
     let target_node = match call.text("target") {
         Some(t) if sim.cluster.node(&t).is_none() => {

@@ -11,6 +11,8 @@ pub struct ApiServer {
     child: Child,
     pub data_dir: PathBuf,
     pub kubeconfig: PathBuf,
+    /// `http://127.0.0.1:PORT/metrics` of `phoenix up`; empty for the API server alone.
+    pub metrics: String,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -32,8 +34,28 @@ impl ApiServer {
 
     /// As `start_in`, on a given address (a restart keeps its clients' kubeconfig valid).
     pub fn start_in_at(dir: &Path, listen: &str) -> Self {
+        Self::launch(dir, &["apiserver", "--listen", listen])
+    }
+
+    /// `phoenix up --simulate` on `dir` with `extra` arguments: API server, controllers and
+    /// the simulated PVE (its credentials in `dir/sim.json`).
+    pub fn up_simulated(dir: &Path, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "up",
+            "--simulate",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        Self::launch(dir, &args)
+    }
+
+    fn launch(dir: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_phoenix"))
-            .args(["apiserver", "--listen", listen, "--data-dir"])
+            .args(args)
+            .arg("--data-dir")
             .arg(dir)
             .env(
                 "RUST_LOG",
@@ -44,10 +66,16 @@ impl ApiServer {
             .spawn()
             .expect("phoenix apiserver starts");
         let stdout = child.stdout.take().expect("piped stdout");
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
+        stdout
             .read_line(&mut line)
             .expect("server announces its kubeconfig");
+        let mut metrics = String::new();
+        if args.first() == Some(&"up") {
+            stdout.read_line(&mut metrics).expect("metrics address");
+        }
+        let metrics = metrics.trim().strip_prefix("# metrics: ").unwrap_or("").to_owned();
         let kubeconfig = line
             .trim()
             .strip_prefix("export KUBECONFIG=")
@@ -57,6 +85,7 @@ impl ApiServer {
             child,
             data_dir: dir.to_owned(),
             kubeconfig,
+            metrics,
             _temp: None,
         }
     }

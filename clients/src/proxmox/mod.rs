@@ -89,9 +89,14 @@ pub struct GuestStatus {
 /// A parameter list in PVE's form encoding (booleans as 0/1 are the caller's to give).
 pub type Params = Vec<(String, String)>;
 
+/// Told of every call: method, whether it succeeded, and how long it took (for metrics).
+pub type CallObserver = std::sync::Arc<dyn Fn(&reqwest::Method, bool, Duration) + Send + Sync>;
+
+#[derive(Clone)]
 pub struct ProxmoxClient {
     http: reqwest::Client,
     base: String,
+    observer: Option<CallObserver>,
     /// `PVEAPIToken=...`: a secret, never logged (no Debug derive on purpose).
     authorization: String,
 }
@@ -117,12 +122,32 @@ impl ProxmoxClient {
         Ok(Self {
             http,
             base: format!("{}/api2/json", config.endpoint.trim_end_matches('/')),
+            observer: None,
             authorization: format!("PVEAPIToken={}={}", config.token_id, config.token_secret),
         })
     }
 
+    pub fn with_observer(mut self, observer: CallObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// One call; `params` go in the query for GET/DELETE and as a form body otherwise.
     pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Value, ProxmoxError> {
+        let started = std::time::Instant::now();
+        let result = self.send(method.clone(), path, params).await;
+        if let Some(observe) = &self.observer {
+            observe(&method, result.is_ok(), started.elapsed());
+        }
+        result
+    }
+
+    async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -386,6 +411,63 @@ impl ProxmoxClient {
             &[],
         )
         .await
+    }
+
+    /// Turns a stopped guest into a template. LXC answers at once and converts in the
+    /// background (the config shows `template: 1` when done); QEMU returns a task.
+    pub async fn template(
+        &self,
+        node: &str,
+        kind: GuestType,
+        vmid: u32,
+    ) -> Result<Option<Upid>, ProxmoxError> {
+        let data = self
+            .call(
+                reqwest::Method::POST,
+                &format!("{}/template", Self::guest_path(node, kind, vmid)),
+                &[],
+            )
+            .await?;
+        Ok(data.as_str().and_then(Upid::parse))
+    }
+
+    /// Grows a disk to `size` (`16G`); a task.
+    pub async fn resize(
+        &self,
+        node: &str,
+        kind: GuestType,
+        vmid: u32,
+        disk: &str,
+        size: &str,
+    ) -> Result<Upid, ProxmoxError> {
+        self.upid(
+            reqwest::Method::PUT,
+            &format!("{}/resize", Self::guest_path(node, kind, vmid)),
+            &[("disk".into(), disk.into()), ("size".into(), size.into())],
+        )
+        .await
+    }
+
+    /// Volume ids of one content type on a node's storage (`vztmpl`, `import`, ...).
+    pub async fn storage_content(
+        &self,
+        node: &str,
+        storage: &str,
+        content: &str,
+    ) -> Result<Vec<String>, ProxmoxError> {
+        let data = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/nodes/{node}/storage/{storage}/content"),
+                &[("content".into(), content.into())],
+            )
+            .await?;
+        Ok(data
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.get("volid").and_then(Value::as_str).map(str::to_owned))
+            .collect())
     }
 
     /// Container interfaces (`null` while stopped).

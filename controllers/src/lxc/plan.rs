@@ -50,6 +50,31 @@ pub enum Step {
     Start,
     /// Restart to apply changes that only take effect at start.
     Restart,
+    /// Stop (before converting to a template).
+    Stop,
+    /// Convert into a template (`spec.template`).
+    Template,
+}
+
+impl Step {
+    /// The step's name in status and events.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Create { .. } => "Create",
+            Step::Clone { .. } => "Clone",
+            Step::Configure { .. } => "Configure",
+            Step::Resize { .. } => "Resize",
+            Step::Start => "Start",
+            Step::Restart => "Restart",
+            Step::Stop => "Stop",
+            Step::Template => "Template",
+        }
+    }
+
+    /// Whether the guest is disrupted (stopped or restarted) by this step.
+    pub fn disrupts(&self) -> bool {
+        matches!(self, Step::Restart | Step::Stop)
+    }
 }
 
 impl std::fmt::Display for Step {
@@ -86,6 +111,8 @@ impl std::fmt::Display for Step {
             Step::Resize { size } => write!(f, "grow rootfs to {size}"),
             Step::Start => write!(f, "start"),
             Step::Restart => write!(f, "restart (to apply changes that need it)"),
+            Step::Stop => write!(f, "stop"),
+            Step::Template => write!(f, "convert to a template"),
         }
     }
 }
@@ -119,11 +146,17 @@ pub fn plan(spec: &LxcGuestSpec, owner_uid: &str, observed: Option<&Observed>) -
             );
             steps.push(Step::Create { params });
         }
-        if !spec.template {
-            steps.push(Step::Start);
-        }
+        steps.push(if spec.template {
+            Step::Template
+        } else {
+            Step::Start
+        });
         return steps;
     };
+    // A template is immutable: it is only ever cloned.
+    if observed.config.get("template").is_some_and(|t| t == "1") {
+        return Vec::new();
+    }
     let mut steps = Vec::new();
     let changes = diff(&desired, &observed.config);
     let restart = observed.running && changes.iter().any(|c| c.needs_restart);
@@ -133,13 +166,14 @@ pub fn plan(spec: &LxcGuestSpec, owner_uid: &str, observed: Option<&Observed>) -
     if let Some(size) = grow_to(spec, &observed.config) {
         steps.push(Step::Resize { size });
     }
-    if restart {
+    if spec.template {
+        if observed.running {
+            steps.push(Step::Stop);
+        }
+        steps.push(Step::Template);
+    } else if restart {
         steps.push(Step::Restart);
-    }
-    if !observed.running
-        && !spec.template
-        && observed.config.get("template").is_none_or(|t| t != "1")
-    {
+    } else if !observed.running {
         steps.push(Step::Start);
     }
     steps
@@ -221,7 +255,22 @@ mod tests {
         assert!(
             matches!(&template[0], Step::Create { params } if params["ostemplate"].ends_with("ubuntu-24.04-standard_24.04-2_amd64.tar.zst"))
         );
-        assert_eq!(template.len(), 1, "a template is not started");
+        assert_eq!(
+            template[1],
+            Step::Template,
+            "a template is converted, not started"
+        );
+        let mut converted = render::config(&example("lxc-900.yaml"), "uid");
+        converted.insert("template".into(), "1".into());
+        converted.insert("memory".into(), "1".into());
+        let observed = Observed {
+            config: converted,
+            running: false,
+        };
+        assert!(
+            plan(&example("lxc-900.yaml"), "uid", Some(&observed)).is_empty(),
+            "a template is left as it is"
+        );
     }
 
     #[test]

@@ -11,6 +11,12 @@ pub fn owner_marker(uid: &str) -> String {
     format!("Managed by Phoenix (owner uid {uid}); changes made here are reverted.")
 }
 
+/// The owner uid in a description written by [`owner_marker`].
+pub fn marker_uid(description: &str) -> Option<&str> {
+    let rest = description.split("(owner uid ").nth(1)?;
+    rest.split(')').next().filter(|uid| !uid.is_empty())
+}
+
 /// PVE sizes in GiB: `8G` → `8`, `512M` → `0.5`, `1T` → `1024`.
 pub fn gib(size: &str) -> String {
     let (number, unit) = size.split_at(size.len().saturating_sub(1));

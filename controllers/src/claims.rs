@@ -1,0 +1,52 @@
+//! VMID claims: two objects asking for one VMID are a conflict decided by age (the older
+//! object keeps it), not a race decided by whichever reaches PVE first.
+
+/// One object's claim on a VMID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub vmid: u32,
+    /// `LxcGuest default/step-ca`
+    pub owner: String,
+    /// RFC 3339 creation time, then uid: a total order.
+    pub created: String,
+    pub uid: String,
+}
+
+/// The claim that holds `vmid` among `claims`: the oldest.
+pub fn holder(vmid: u32, claims: &[Claim]) -> Option<&Claim> {
+    claims
+        .iter()
+        .filter(|c| c.vmid == vmid)
+        .min_by(|a, b| (&a.created, &a.uid).cmp(&(&b.created, &b.uid)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(vmid: u32, owner: &str, created: &str, uid: &str) -> Claim {
+        Claim {
+            vmid,
+            owner: owner.into(),
+            created: created.into(),
+            uid: uid.into(),
+        }
+    }
+
+    #[test]
+    fn the_older_object_holds_the_vmid() {
+        let claims = [
+            claim(103, "LxcGuest default/new", "2026-11-02T00:00:00Z", "b"),
+            claim(103, "LxcGuest default/step-ca", "2026-11-01T00:00:00Z", "c"),
+            claim(104, "LxcGuest default/other", "2026-10-01T00:00:00Z", "a"),
+        ];
+        assert_eq!(holder(103, &claims).unwrap().owner, "LxcGuest default/step-ca");
+        assert_eq!(holder(104, &claims).unwrap().uid, "a");
+        assert!(holder(105, &claims).is_none());
+        let tie = [
+            claim(7, "x", "2026-11-01T00:00:00Z", "b"),
+            claim(7, "y", "2026-11-01T00:00:00Z", "a"),
+        ];
+        assert_eq!(holder(7, &tie).unwrap().owner, "y", "same second: uid decides");
+    }
+}

@@ -1,0 +1,96 @@
+//! What can go wrong in a reconcile, with a stable category per variant: the label of the
+//! error metric, the reason of the Ready condition and of the Warning event.
+
+use phoenix_clients::proxmox::ProxmoxError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Proxmox(#[from] ProxmoxError),
+    #[error("credentials Secret {0}: {1}")]
+    Credentials(String, String),
+    /// No ProxmoxCluster by that name, or none at all, or several and no `clusterRef`.
+    #[error("{0}")]
+    ClusterNotFound(String),
+    #[error("ProxmoxCluster {0} is not Ready yet")]
+    ClusterNotReady(String),
+    /// The spec asks for something the cluster cannot give: the reason says what.
+    #[error("{message}")]
+    Spec {
+        reason: &'static str,
+        message: String,
+    },
+    /// The VMID is held by another object or by a guest Phoenix does not own.
+    #[error("{message}")]
+    Conflict {
+        reason: &'static str,
+        message: String,
+    },
+    /// A PVE task ended with an error exit status.
+    #[error("PVE task {upid} failed: {exitstatus}")]
+    TaskFailed { upid: String, exitstatus: String },
+}
+
+impl Error {
+    /// Stable label for metrics, conditions and events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubernetesApi",
+            Error::Proxmox(e) => e.kind.category(),
+            Error::Credentials(..) => "CredentialsMissing",
+            Error::ClusterNotFound(_) => "ClusterNotFound",
+            Error::ClusterNotReady(_) => "ClusterNotReady",
+            Error::Spec { reason, .. } | Error::Conflict { reason, .. } => reason,
+            Error::TaskFailed { .. } => "TaskFailed",
+        }
+    }
+
+    /// Permanent errors wait for a change of the spec (or of the cluster) rather than
+    /// being retried in a loop.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::Spec { .. } | Error::Conflict { .. } => true,
+            Error::Proxmox(e) => !e.is_transient() && e.status.is_some_and(|s| s == 400),
+            _ => false,
+        }
+    }
+
+    pub fn spec(reason: &'static str, message: impl Into<String>) -> Self {
+        Error::Spec {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(reason: &'static str, message: impl Into<String>) -> Self {
+        Error::Conflict {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phoenix_clients::proxmox::ProxmoxError;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn categories_are_stable_and_permanence_follows_pve() {
+        let locked = ProxmoxError::from_response(500, "CT is locked (disk)", BTreeMap::new());
+        let invalid = ProxmoxError::from_response(
+            400,
+            "Parameter verification failed.",
+            BTreeMap::from([("memory".into(), "value must be at least 16".into())]),
+        );
+        assert_eq!(Error::from(locked.clone()).category(), "ProxmoxTransient");
+        assert!(!Error::from(locked).is_permanent());
+        assert!(Error::from(invalid).is_permanent());
+        let spec = Error::spec("TemplateNotFound", "no template 900");
+        assert_eq!(spec.category(), "TemplateNotFound");
+        assert!(spec.is_permanent());
+    }
+}

@@ -1,0 +1,128 @@
+//! What PVE has for a VMID: where it is, its config, whether it runs, and whose it is.
+
+use crate::error::Error;
+use crate::lxc::render;
+use phoenix_clients::proxmox::{ErrorKind, GuestType, ProxmoxClient};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A container as PVE reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Live {
+    pub node: String,
+    pub config: BTreeMap<String, String>,
+    pub running: bool,
+}
+
+impl Live {
+    pub fn lock(&self) -> Option<&str> {
+        self.config.get("lock").map(String::as_str)
+    }
+
+    pub fn is_template(&self) -> bool {
+        self.config.get("template").is_some_and(|t| t == "1")
+    }
+
+    pub fn ownership(&self, uid: &str) -> Ownership {
+        ownership(&self.config, uid)
+    }
+}
+
+/// Whose a guest is, by the marker in its description.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    Ours,
+    /// No marker: created by hand or by another tool.
+    Unmarked,
+    /// Another Phoenix object's (its uid).
+    Other(String),
+}
+
+pub fn ownership(config: &BTreeMap<String, String>, uid: &str) -> Ownership {
+    let description = config.get("description").map_or("", String::as_str);
+    match render::marker_uid(description) {
+        Some(owner) if owner == uid => Ownership::Ours,
+        Some(owner) => Ownership::Other(owner.to_owned()),
+        None => Ownership::Unmarked,
+    }
+}
+
+/// Where a guest is: `/cluster/resources` entry of `vmid`, with its type.
+pub async fn locate(client: &ProxmoxClient, vmid: u32) -> Result<Option<(String, String)>, Error> {
+    let guests = client.guests().await?;
+    Ok(guests
+        .iter()
+        .find(|g| g.get("vmid").and_then(Value::as_u64) == Some(vmid as u64))
+        .map(|g| {
+            let text = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            (text("node"), text("type"))
+        }))
+}
+
+/// The container `vmid`, looked for on `node` first, then anywhere in the cluster. A VM
+/// holding the VMID is a conflict.
+pub async fn find(client: &ProxmoxClient, node: &str, vmid: u32) -> Result<Option<Live>, Error> {
+    let config = match client.config(node, GuestType::Lxc, vmid).await {
+        Ok(config) => Some((node.to_owned(), config)),
+        Err(e) if e.kind == ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    let (node, config) = match config {
+        Some(found) => found,
+        None => match locate(client, vmid).await? {
+            None => return Ok(None),
+            Some((_, kind)) if kind == "qemu" => {
+                return Err(Error::conflict(
+                    "VmidInUse",
+                    format!("VMID {vmid} is a VM, not a container"),
+                ));
+            }
+            Some((other, _)) => {
+                let config = client.config(&other, GuestType::Lxc, vmid).await?;
+                (other, config)
+            }
+        },
+    };
+    let running = client.status(&node, GuestType::Lxc, vmid).await?.status == "running";
+    Ok(Some(Live {
+        node,
+        config,
+        running,
+    }))
+}
+
+/// The container's first address that is not loopback, from PVE's interface list.
+pub fn first_address(interfaces: &[Value]) -> Vec<String> {
+    interfaces
+        .iter()
+        .filter(|i| i.get("name").and_then(Value::as_str) != Some("lo"))
+        .filter_map(|i| i.get("inet").and_then(Value::as_str))
+        .map(|inet| inet.split('/').next().unwrap_or(inet).to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ownership_reads_the_marker() {
+        let mut config = BTreeMap::new();
+        assert_eq!(ownership(&config, "u1"), Ownership::Unmarked);
+        config.insert("description".into(), render::owner_marker("u1"));
+        assert_eq!(ownership(&config, "u1"), Ownership::Ours);
+        assert_eq!(ownership(&config, "u2"), Ownership::Other("u1".into()));
+        config.insert("description".into(), "hand made".into());
+        assert_eq!(ownership(&config, "u1"), Ownership::Unmarked);
+    }
+
+    #[test]
+    fn addresses_skip_loopback_and_prefixes() {
+        let interfaces = [
+            json!({"name": "lo", "inet": "127.0.0.1/8"}),
+            json!({"name": "eth0", "inet": "10.0.0.10/24", "hwaddr": "BC:24:11:00:00:01"}),
+        ];
+        assert_eq!(first_address(&interfaces), vec!["10.0.0.10".to_string()]);
+    }
+}

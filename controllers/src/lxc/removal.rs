@@ -1,0 +1,142 @@
+//! Deletion of an LxcGuest object: `Delete` stops and destroys the guest (purge), one PVE
+//! task per pass; `Retain` leaves it running and removes Phoenix's marker. A guest that is
+//! not Phoenix's is never touched; PVE's `protection` flag is honoured and reported.
+
+use super::observe::{self, Ownership};
+use super::{Progress, render, waker};
+use crate::context::Context;
+use crate::error::Error;
+use kube::ResourceExt;
+use kube::runtime::events::EventType;
+use phoenix_clients::proxmox::{ErrorKind, GuestType, Params, TaskOutcome, Upid};
+use phoenix_crds::LxcGuest;
+use phoenix_crds::common::DeletionPolicy;
+use phoenix_crds::lxc::LxcGuestStatus;
+use std::time::Duration;
+
+/// `Ok(None)` when the guest is dealt with and the finalizer may go.
+pub async fn remove(
+    guest: &LxcGuest,
+    ctx: &Context,
+    status: &mut LxcGuestStatus,
+) -> Result<Option<Progress>, Error> {
+    let vmid = guest.spec.vmid;
+    let pve = match ctx
+        .pve
+        .get(guest.spec.common.cluster_ref.as_ref().map(|r| r.name.as_str()))
+        .await
+    {
+        Ok(pve) => pve,
+        // The cluster object is gone: nothing Phoenix can reach is left to release.
+        Err(Error::ClusterNotFound(_)) if status.guest.node.is_none() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if let Some(raw) = status.guest.task_upid.clone()
+        && let Some(upid) = Upid::parse(&raw)
+    {
+        match pve.client.task(&upid).await.map(|t| t.outcome()) {
+            Ok(TaskOutcome::Running) => {
+                if !ctx.tasks.is_following(&raw) {
+                    ctx.tasks.follow(pve.client.clone(), upid, Vec::new(), waker(ctx, guest));
+                }
+                return Ok(Some(Progress::Working {
+                    reason: "Deleting",
+                    message: format!("waiting for PVE task {raw}"),
+                }));
+            }
+            Ok(TaskOutcome::Failed(exitstatus)) => {
+                status.guest.task_upid = None;
+                return Err(Error::TaskFailed { upid: raw, exitstatus });
+            }
+            Ok(TaskOutcome::Succeeded) => status.guest.task_upid = None,
+            Err(e) if e.kind == ErrorKind::NotFound => status.guest.task_upid = None,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let node = status
+        .guest
+        .node
+        .clone()
+        .or_else(|| guest.spec.common.node.clone())
+        .unwrap_or_default();
+    let Some(live) = observe::find(&pve.client, &node, vmid).await? else {
+        return Ok(None);
+    };
+    if live.ownership(&guest.uid().unwrap_or_default()) != Ownership::Ours {
+        ctx.event(guest, EventType::Normal, "NotOwned", format!("CT {vmid} is not Phoenix's; left as it is")).await;
+        return Ok(None);
+    }
+    if let Some(lock) = live.lock() {
+        return Ok(Some(Progress::Waiting {
+            reason: "Locked",
+            message: format!("PVE holds the lock {lock:?} on CT {vmid}; waiting before deleting"),
+            retry: Duration::from_secs(2),
+        }));
+    }
+    match guest.spec.common.deletion_policy {
+        DeletionPolicy::Retain => {
+            release(guest, ctx, &pve.client, &live).await?;
+            Ok(None)
+        }
+        DeletionPolicy::Delete => {
+            if live.config.get("protection").is_some_and(|p| p == "1") {
+                return Err(Error::spec(
+                    "DeletionProtected",
+                    format!(
+                        "CT {vmid} has PVE's protection flag set: clear it (pct set {vmid} --protection 0) or set deletionPolicy: Retain"
+                    ),
+                ));
+            }
+            let (action, upid) = if live.running {
+                ("Stopping", pve.client.power(&live.node, GuestType::Lxc, vmid, "stop").await)
+            } else {
+                ("Destroying", pve.client.destroy(&live.node, GuestType::Lxc, vmid, false).await)
+            };
+            let upid = match upid {
+                Ok(upid) => upid,
+                Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let message = format!("{action} CT {vmid} (task {})", upid.raw);
+            status.guest.task_upid = Some(upid.raw.clone());
+            status.guest.step = Some(action.into());
+            ctx.tasks.follow(pve.client.clone(), upid, Vec::new(), waker(ctx, guest));
+            ctx.event(guest, EventType::Normal, action, message.clone()).await;
+            Ok(Some(Progress::Working {
+                reason: "Deleting",
+                message,
+            }))
+        }
+    }
+}
+
+/// Removes the marker (tag and description) so the guest is nobody's.
+async fn release(
+    guest: &LxcGuest,
+    ctx: &Context,
+    client: &phoenix_clients::proxmox::ProxmoxClient,
+    live: &observe::Live,
+) -> Result<(), Error> {
+    let tags: Vec<String> = live
+        .config
+        .get("tags")
+        .map(|t| t.split([';', ',', ' ']).filter(|t| !t.is_empty() && *t != render::OWNER_TAG).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let mut params: Params = vec![("delete".into(), "description".into())];
+    if tags.is_empty() {
+        params[0].1.push_str(",tags");
+    } else {
+        params.push(("tags".into(), tags.join(";")));
+    }
+    client
+        .update_config(&live.node, GuestType::Lxc, guest.spec.vmid, &params)
+        .await?;
+    ctx.event(
+        guest,
+        EventType::Normal,
+        "Retained",
+        format!("CT {} left running on {} without Phoenix's marker (deletionPolicy: Retain)", guest.spec.vmid, live.node),
+    )
+    .await;
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! Connections to Proxmox VE clusters, shared by every controller: one client per
+//! ProxmoxCluster (rebuilt when its spec or Secret changes), the per-node task budget and
+//! the per-template clone lock.
+
+use crate::error::Error;
+use crate::metrics::Metrics;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use phoenix_clients::proxmox::{self, ProxmoxClient, Trust};
+use phoenix_crds::ProxmoxCluster;
+use phoenix_crds::proxmox_cluster::ClusterTls;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Where simulate mode sends every PVE call instead of the manifest's endpoint.
+#[derive(Clone, Debug)]
+pub struct Redirect {
+    pub endpoint: String,
+    pub token_id: String,
+    pub token_secret: String,
+    pub fingerprint: String,
+}
+
+/// Bound on every PVE call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn trust(tls: &ClusterTls) -> Trust {
+    match (&tls.ca_bundle, &tls.fingerprint_sha256) {
+        (Some(pem), _) => Trust::CaBundle(pem.clone()),
+        (None, Some(fp)) => Trust::Fingerprint(fp.clone()),
+        (None, None) if tls.insecure_skip_tls_verify => Trust::InsecureSkipVerify,
+        // No pin and no bundle: the system roots would apply, which PVE's self-signed
+        // certificate never chains to; an empty bundle makes that failure explicit.
+        (None, None) => Trust::CaBundle(String::new()),
+    }
+}
+
+/// The client settings of `cluster`: its endpoint and the token from its Secret (or the
+/// simulator, in simulate mode). Also returns the Secret's resourceVersion.
+pub async fn client_config(
+    kube: &kube::Client,
+    cluster: &ProxmoxCluster,
+    redirect: Option<&Redirect>,
+) -> Result<(proxmox::Config, String), Error> {
+    if let Some(r) = redirect {
+        let config = proxmox::Config {
+            endpoint: r.endpoint.clone(),
+            token_id: r.token_id.clone(),
+            token_secret: r.token_secret.clone(),
+            trust: Trust::Fingerprint(r.fingerprint.clone()),
+            timeout: CALL_TIMEOUT,
+        };
+        return Ok((config, String::new()));
+    }
+    let reference = &cluster.spec.credentials_secret_ref;
+    let name = format!("{}/{}", reference.namespace, reference.name);
+    let secrets: Api<Secret> = Api::namespaced(kube.clone(), &reference.namespace);
+    let secret = secrets
+        .get_opt(&reference.name)
+        .await?
+        .ok_or_else(|| Error::Credentials(name.clone(), "not found".into()))?;
+    let key = |k: &str| -> Result<String, Error> {
+        let data = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .ok_or_else(|| Error::Credentials(name.clone(), format!("has no key {k:?}")))?;
+        String::from_utf8(data.0.clone())
+            .map_err(|_| Error::Credentials(name.clone(), format!("key {k:?} is not text")))
+    };
+    if cluster.spec.tls.insecure_skip_tls_verify {
+        tracing::warn!(cluster = ?cluster.metadata.name, "insecureSkipTlsVerify: PVE's certificate is not checked");
+    }
+    let config = proxmox::Config {
+        endpoint: cluster.spec.endpoint.clone(),
+        token_id: key("tokenId")?,
+        token_secret: key("tokenSecret")?,
+        trust: trust(&cluster.spec.tls),
+        timeout: CALL_TIMEOUT,
+    };
+    Ok((config, secret.metadata.resource_version.unwrap_or_default()))
+}
+
+/// One connected cluster.
+pub struct Connection {
+    pub cluster: Arc<ProxmoxCluster>,
+    pub client: ProxmoxClient,
+    budget_per_node: u32,
+    node_budgets: BTreeMap<String, u32>,
+    semaphores: Mutex<BTreeMap<String, Arc<Semaphore>>>,
+}
+
+impl Connection {
+    /// The semaphore bounding concurrent tasks on `node`.
+    pub fn budget(&self, node: &str) -> Arc<Semaphore> {
+        self.semaphore(&format!("node/{node}"), || {
+            self.node_budgets
+                .get(node)
+                .copied()
+                .unwrap_or(self.budget_per_node) as usize
+        })
+    }
+
+    /// PVE locks an LXC template for the whole of a clone: one clone per template at once.
+    pub fn template_lock(&self, vmid: u32) -> Arc<Semaphore> {
+        self.semaphore(&format!("template/{vmid}"), || 1)
+    }
+
+    fn semaphore(&self, key: &str, size: impl FnOnce() -> usize) -> Arc<Semaphore> {
+        let mut map = self.semaphores.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(key.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(size().max(1))))
+            .clone()
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        self.cluster
+            .status
+            .as_ref()
+            .map(|s| s.nodes.iter().map(|n| n.name.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Every cluster's connection, by name; a cluster's connection is rebuilt when its
+/// generation or its Secret changes.
+pub struct Connections {
+    kube: kube::Client,
+    redirect: Option<Redirect>,
+    metrics: Arc<Metrics>,
+    cache: Mutex<BTreeMap<String, (String, Arc<Connection>)>>,
+}
+
+impl Connections {
+    pub fn new(kube: kube::Client, redirect: Option<Redirect>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            kube,
+            redirect,
+            metrics,
+            cache: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn redirect(&self) -> Option<&Redirect> {
+        self.redirect.as_ref()
+    }
+
+    /// The cluster named by `reference`, or the only one; it must be Ready.
+    pub async fn get(&self, reference: Option<&str>) -> Result<Arc<Connection>, Error> {
+        let clusters: Api<ProxmoxCluster> = Api::all(self.kube.clone());
+        let cluster = match reference {
+            Some(name) => clusters.get_opt(name).await?.ok_or_else(|| {
+                Error::ClusterNotFound(format!("ProxmoxCluster {name} does not exist"))
+            })?,
+            None => {
+                let mut all = clusters.list(&Default::default()).await?.items;
+                match all.len() {
+                    1 => all.remove(0),
+                    0 => return Err(Error::ClusterNotFound("no ProxmoxCluster exists".into())),
+                    n => {
+                        return Err(Error::ClusterNotFound(format!(
+                            "{n} ProxmoxClusters exist: set spec.clusterRef"
+                        )));
+                    }
+                }
+            }
+        };
+        let name = cluster.metadata.name.clone().unwrap_or_default();
+        let ready = cluster
+            .status
+            .as_ref()
+            .is_some_and(|s| crate::conditions::is_true(&s.common.conditions, "Ready"));
+        if !ready {
+            return Err(Error::ClusterNotReady(name));
+        }
+        let (config, secret_version) =
+            client_config(&self.kube, &cluster, self.redirect.as_ref()).await?;
+        let key = format!(
+            "{}/{}/{secret_version}",
+            cluster.metadata.generation.unwrap_or(0),
+            cluster.metadata.resource_version.clone().unwrap_or_default()
+        );
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached_key, connection)) = cache.get(&name) {
+            // Status updates (resourceVersion) only refresh the cluster view; the
+            // semaphores, with the permits held in them, stay.
+            if cached_key.split('/').next() == key.split('/').next()
+                && cached_key.ends_with(&format!("/{secret_version}"))
+            {
+                if cached_key == &key {
+                    return Ok(connection.clone());
+                }
+                let refreshed = Arc::new(Connection {
+                    cluster: Arc::new(cluster),
+                    client: connection.client.clone(),
+                    budget_per_node: connection.budget_per_node,
+                    node_budgets: connection.node_budgets.clone(),
+                    semaphores: Mutex::new(
+                        connection
+                            .semaphores
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .clone(),
+                    ),
+                });
+                cache.insert(name, (key, refreshed.clone()));
+                return Ok(refreshed);
+            }
+        }
+        let metrics = self.metrics.clone();
+        let client = ProxmoxClient::new(&config)?
+            .with_observer(Arc::new(move |m, ok, took| metrics.pve_call(m, ok, took)));
+        let connection = Arc::new(Connection {
+            budget_per_node: cluster.spec.task_budget_per_node,
+            node_budgets: cluster
+                .spec
+                .nodes
+                .iter()
+                .filter_map(|n| n.task_budget.map(|b| (n.name.clone(), b)))
+                .collect(),
+            cluster: Arc::new(cluster),
+            client,
+            semaphores: Mutex::new(BTreeMap::new()),
+        });
+        cache.insert(name, (key, connection.clone()));
+        Ok(connection)
+    }
+}

@@ -1,0 +1,29 @@
+//! Whether a Phoenix object of any kind is Ready, read from the API server.
+
+use crate::dependencies::Node;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use phoenix_crds::common::PhoenixKind;
+
+fn resource(kind: PhoenixKind) -> ApiResource {
+    let (name, plural) = match kind {
+        PhoenixKind::LxcGuest => ("LxcGuest", "lxcguests"),
+        PhoenixKind::VmGuest => ("VmGuest", "vmguests"),
+        PhoenixKind::DockerStack => ("DockerStack", "dockerstacks"),
+        PhoenixKind::TraefikService => ("TraefikService", "traefikservices"),
+        PhoenixKind::Certificate => ("Certificate", "certificates"),
+    };
+    let gvk = GroupVersionKind::gvk("phoenix.thinkheads.ai", "v1alpha1", name);
+    ApiResource::from_gvk_with_plural(&gvk, plural)
+}
+
+/// Ready=True in its status conditions; false when it does not exist.
+pub async fn is_ready(kube: &kube::Client, (kind, namespace, name): &Node) -> Result<bool, kube::Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(kube.clone(), namespace, &resource(*kind));
+    let Some(object) = api.get_opt(name).await? else {
+        return Ok(false);
+    };
+    let conditions = object.data["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    Ok(conditions
+        .iter()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}

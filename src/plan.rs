@@ -1,0 +1,77 @@
+//! `phoenix plan -f FILE`: the steps the controllers would take for the objects in FILE
+//! against the cluster as it is now. Reads only; changes nothing.
+
+use crate::cli::PlanArgs;
+use kube::api::Api;
+use phoenix_controllers::lxc;
+use phoenix_controllers::pve::{Connections, Redirect};
+use phoenix_crds::LxcGuest;
+use std::fmt::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+pub fn run(args: PlanArgs) -> ExitCode {
+    crate::serve::in_runtime(async move {
+        match plan(args).await {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("phoenix plan: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn redirect(path: &std::path::Path) -> anyhow::Result<Redirect> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let c: phoenix_sim::CredentialsFile = serde_json::from_str(&text)?;
+    Ok(Redirect {
+        endpoint: c.url,
+        token_id: c.token_id,
+        token_secret: c.token_secret,
+        fingerprint: c.fingerprint,
+    })
+}
+
+async fn plan(args: PlanArgs) -> anyhow::Result<String> {
+    let objects = crate::apply::read_manifests(&args.file)?;
+    let kube = crate::kube_client(None).await?;
+    let redirect = args.simulator.as_deref().map(redirect).transpose()?;
+    let connections = Connections::new(kube.clone(), redirect, Arc::default());
+    let mut out = String::new();
+    for object in objects {
+        let kind = object.types.as_ref().map_or("", |t| t.kind.as_str()).to_owned();
+        let name = object.metadata.name.clone().unwrap_or_default();
+        if kind != "LxcGuest" {
+            continue;
+        }
+        let guest: LxcGuest = serde_json::from_value(serde_json::to_value(&object)?)
+            .map_err(|e| anyhow::anyhow!("LxcGuest {name}: {e}"))?;
+        let namespace = guest.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let existing = Api::<LxcGuest>::namespaced(kube.clone(), &namespace)
+            .get_opt(&name)
+            .await?;
+        let uid = existing.and_then(|g| g.metadata.uid).unwrap_or_default();
+        let label = format!("LxcGuest {namespace}/{name} (CT {})", guest.spec.vmid);
+        match lxc::preview(&connections, &guest, &uid).await {
+            Err(e) => writeln!(out, "{label}: cannot plan: {e} [{}]", e.category())?,
+            Ok(p) if p.foreign => writeln!(
+                out,
+                "{label} on {}: held by a guest this object does not own; nothing would be done",
+                p.node
+            )?,
+            Ok(p) if p.steps.is_empty() => writeln!(out, "{label} on {}: no changes", p.node)?,
+            Ok(p) => {
+                writeln!(out, "{label} on {}:", p.node)?;
+                for (i, step) in p.steps.iter().enumerate() {
+                    writeln!(out, "  {}. {step}", i + 1)?;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
