@@ -165,3 +165,177 @@ pub fn kubectl_129() -> PathBuf {
     );
     path
 }
+
+/// The simulated PVE of `phoenix up --simulate`, through its credentials file: the API
+/// (for out-of-band changes, as someone in the PVE UI would make) and the admin endpoint.
+pub struct SimAdmin {
+    http: reqwest::Client,
+    url: String,
+    admin: String,
+    authorization: String,
+}
+
+impl SimAdmin {
+    pub fn of(server: &ApiServer) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let text = std::fs::read_to_string(server.data_dir.join("sim.json")).expect("sim.json");
+        let c: serde_json::Value = serde_json::from_str(&text).unwrap();
+        Self {
+            // Loopback only, to a simulator whose certificate this test does not pin.
+            http: reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .build()
+                .unwrap(),
+            url: c["url"].as_str().unwrap().to_owned(),
+            admin: c["admin_url"].as_str().unwrap().to_owned(),
+            authorization: format!(
+                "PVEAPIToken={}={}",
+                c["token_id"].as_str().unwrap(),
+                c["token_secret"].as_str().unwrap()
+            ),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> serde_json::Value {
+        let response = request
+            .header("Authorization", &self.authorization)
+            .send()
+            .await
+            .expect("simulator answers");
+        response.json().await.unwrap_or(serde_json::Value::Null)
+    }
+
+    /// `GET /admin/{path}`
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        self.send(self.http.get(format!("{}/{path}", self.admin))).await
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) {
+        self.send(self.http.put(format!("{}/{path}", self.admin)).json(&body))
+            .await;
+    }
+
+    pub async fn clear_oplog(&self) {
+        self.send(self.http.delete(format!("{}/oplog", self.admin)))
+            .await;
+    }
+
+    /// Mutating calls in the operation log (everything but GET).
+    pub async fn mutating_calls(&self) -> Vec<serde_json::Value> {
+        let log = self.get("oplog").await;
+        log.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["method"] != "GET")
+            .cloned()
+            .collect()
+    }
+
+    /// A PVE API call, `data` of the answer.
+    pub async fn api(&self, method: reqwest::Method, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+        let url = format!("{}/api2/json{path}", self.url);
+        let request = if method == reqwest::Method::GET {
+            self.http.get(url).query(form)
+        } else {
+            self.http.request(method, url).form(form)
+        };
+        self.send(request).await["data"].clone()
+    }
+
+    /// The simulated guest `vmid`, as `/admin/guests/{vmid}` shows it (null when absent).
+    pub async fn guest(&self, vmid: u32) -> serde_json::Value {
+        self.get(&format!("guests/{vmid}")).await
+    }
+}
+
+/// Waits, on the watch stream, until `done` holds for every object of `api`.
+pub async fn wait_for<K>(
+    api: &kube::Api<K>,
+    what: &str,
+    timeout: std::time::Duration,
+    mut done: impl FnMut(&[std::sync::Arc<K>]) -> bool,
+) where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    let (reader, writer) = reflector::store();
+    let mut stream = reflector(writer, watcher(api.clone(), watcher::Config::default()))
+        .default_backoff()
+        .boxed();
+    let waited = tokio::time::timeout(timeout, async {
+        while let Some(event) = stream.next().await {
+            // Look once the initial list is complete, then at every change.
+            let settled = matches!(
+                event,
+                Ok(watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_))
+            );
+            if settled && done(&reader.state()) {
+                return;
+            }
+        }
+    })
+    .await;
+    if waited.is_err() {
+        panic!("timed out waiting for {what}; last seen: {:#?}", reader.state());
+    }
+}
+
+/// Ready=True on a Phoenix object with our status types.
+pub fn is_ready(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// The reason of the Ready condition.
+pub fn ready_reason(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> String {
+    conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.reason.clone())
+        .unwrap_or_default()
+}
+
+/// `kubectl` against `server`, stdout (panics on failure).
+pub fn kubectl(server: &ApiServer, args: &[&str]) -> String {
+    let out = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", &server.kubeconfig)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `kubectl apply -f -` of `yaml`.
+pub fn kubectl_apply(server: &ApiServer, yaml: &str) {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .args(["apply", "-f", "-"])
+        .env("KUBECONFIG", &server.kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("kubectl runs");
+    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "kubectl apply of:\n{yaml}");
+}
+
+/// A metric's value from `phoenix up`'s `/metrics` (0 when absent).
+pub async fn metric(server: &ApiServer, series: &str) -> f64 {
+    let text = reqwest::get(&server.metrics).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}

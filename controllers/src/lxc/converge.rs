@@ -98,7 +98,7 @@ pub async fn converge(
         return adopt(guest, ctx, &pve, &live, &steps).await;
     }
     let drift = guest.metadata.generation == status.common.observed_generation;
-    let steps = apply_policies(guest, ctx, status, steps, drift).await;
+    let steps = apply_policies(guest, ctx, status, steps, drift, live.running).await;
     if steps.is_empty() {
         return ready(guest, &pve, &live, status).await;
     }
@@ -335,6 +335,7 @@ async fn apply_policies(
     status: &mut LxcGuestStatus,
     mut steps: Vec<Step>,
     drift: bool,
+    running: bool,
 ) -> Vec<Step> {
     let common = &guest.spec.common;
     let generation = guest.metadata.generation;
@@ -355,9 +356,23 @@ async fn apply_policies(
     conditions.retain(|c| c.type_ != "Drifted");
     if common.restart_policy == RestartPolicy::Never && steps.contains(&Step::Restart) {
         steps.retain(|s| *s != Step::Restart);
-        let message = "changes wait for the next restart (restartPolicy: Never)".to_string();
+        let keys: Vec<&str> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Configure { changes } => Some(changes),
+                _ => None,
+            })
+            .flatten()
+            .filter(|c| c.needs_restart)
+            .map(|c| c.key.as_str())
+            .collect();
+        let message = format!(
+            "{} take effect at the next restart (restartPolicy: Never)",
+            keys.join(", ")
+        );
         crate::conditions::set(conditions, "RestartRequired", true, "RestartRequired", &message, generation, now);
-    } else {
+    } else if !running {
+        // Stopped (and so started afresh later): pending changes are applied then.
         conditions.retain(|c| c.type_ != "RestartRequired");
     }
     steps
@@ -562,7 +577,7 @@ async fn start_task(
             }
             client.clone_guest(&source_node, GuestType::Lxc, *source, &params).await
         }
-        Step::Resize { size } => client.resize(node, GuestType::Lxc, vmid, "rootfs", size).await,
+        Step::Resize { disk, size } => client.resize(node, GuestType::Lxc, vmid, disk, size).await,
         Step::Start => client.power(node, GuestType::Lxc, vmid, "start").await,
         Step::Restart => client.power(node, GuestType::Lxc, vmid, "reboot").await,
         Step::Stop => client.power(node, GuestType::Lxc, vmid, "stop").await,

@@ -43,8 +43,9 @@ pub enum Step {
     Configure {
         changes: Vec<Change>,
     },
-    /// Grow the root disk (PVE never shrinks).
+    /// Grow a disk, `rootfs` or `mpN` (PVE never shrinks).
     Resize {
+        disk: String,
         size: String,
     },
     Start,
@@ -108,7 +109,7 @@ impl std::fmt::Display for Step {
                 }
                 Ok(())
             }
-            Step::Resize { size } => write!(f, "grow rootfs to {size}"),
+            Step::Resize { disk, size } => write!(f, "grow {disk} to {size}"),
             Step::Start => write!(f, "start"),
             Step::Restart => write!(f, "restart (to apply changes that need it)"),
             Step::Stop => write!(f, "stop"),
@@ -163,9 +164,11 @@ pub fn plan(spec: &LxcGuestSpec, owner_uid: &str, observed: Option<&Observed>) -
     if !changes.is_empty() {
         steps.push(Step::Configure { changes });
     }
-    if let Some(size) = grow_to(spec, &observed.config) {
-        steps.push(Step::Resize { size });
-    }
+    steps.extend(
+        disks(spec)
+            .into_iter()
+            .filter_map(|(disk, size)| grow_to(&disk, &size, &observed.config).map(|size| Step::Resize { disk, size })),
+    );
     if spec.template {
         if observed.running {
             steps.push(Step::Stop);
@@ -191,14 +194,29 @@ pub fn diff(
         .map(|(key, want)| Change {
             key: key.clone(),
             from: observed.get(key).cloned(),
-            to: Some(want.clone()),
+            to: Some(keep_mac(key, want, observed.get(key))),
             needs_restart: needs_restart(key),
         })
         .collect()
 }
 
+/// A NIC rewritten without a MAC in the spec keeps the one PVE gave it (PVE would
+/// otherwise make up a new one, and DHCP leases and firewall rules would follow).
+fn keep_mac(key: &str, want: &str, have: Option<&String>) -> String {
+    let live_mac = have
+        .filter(|_| key.starts_with("net") && !want.contains("hwaddr="))
+        .and_then(|h| h.split(',').find(|p| p.starts_with("hwaddr=")));
+    match live_mac {
+        Some(mac) => format!("{want},{mac}"),
+        None => want.to_owned(),
+    }
+}
+
 fn same(key: &str, want: &str, have: Option<&String>) -> bool {
     let Some(have) = have else { return false };
+    if key.starts_with("mp") {
+        return same_mount(want, have);
+    }
     if key.starts_with("net") {
         let fields = |s: &str| -> BTreeMap<String, String> {
             s.split(',')
@@ -212,16 +230,52 @@ fn same(key: &str, want: &str, have: Option<&String>) -> bool {
     want == have
 }
 
-fn grow_to(spec: &LxcGuestSpec, observed: &BTreeMap<String, String>) -> Option<String> {
+/// The disks the spec sizes: the root disk and every mount point that is a volume.
+fn disks(spec: &LxcGuestSpec) -> Vec<(String, String)> {
+    let mut disks = vec![("rootfs".to_string(), spec.rootfs.size.clone())];
+    disks.extend(
+        spec.mount_points
+            .iter()
+            .filter_map(|mp| mp.volume.as_ref().map(|v| (format!("mp{}", mp.index), v.size.clone()))),
+    );
+    disks
+}
+
+/// The size to grow `disk` to, when the spec wants more than PVE has.
+fn grow_to(disk: &str, wanted: &str, observed: &BTreeMap<String, String>) -> Option<String> {
     let have: f64 = observed
-        .get("rootfs")?
-        .split("size=")
-        .nth(1)?
+        .get(disk)?
+        .split(',')
+        .find_map(|p| p.strip_prefix("size="))?
         .trim_end_matches(|c: char| !c.is_ascii_digit() && c != '.')
         .parse()
         .ok()?;
-    let want: f64 = render::gib(&spec.rootfs.size).parse().ok()?;
+    let want: f64 = render::gib(wanted).parse().ok()?;
     (want > have).then(|| format!("{want}G"))
+}
+
+/// A mount point as PVE shows it (`fastData:subvol-914-disk-0,size=200G,mp=/x`) against
+/// the one Phoenix asks for (`fastData:200,mp=/x`): the same storage and options; sizes are
+/// the resize step's business, and a new volume is never allocated over an existing one.
+fn same_mount(want: &str, have: &str) -> bool {
+    fn split(s: &str) -> (&str, BTreeMap<&str, &str>) {
+        let mut parts = s.split(',');
+        let source = parts.next().unwrap_or("");
+        let options = parts
+            .filter_map(|p| p.split_once('='))
+            .filter(|(k, _)| *k != "size")
+            .collect();
+        (source, options)
+    }
+    let ((want_source, want_options), (have_source, have_options)) = (split(want), split(have));
+    if want_options != have_options {
+        return false;
+    }
+    if want_source.starts_with('/') {
+        return want_source == have_source;
+    }
+    let storage = |s: &'_ str| s.split(':').next().unwrap_or("").to_owned();
+    storage(want_source) == storage(have_source)
 }
 
 #[cfg(test)]
@@ -336,7 +390,13 @@ mod tests {
                 running: true,
             }),
         );
-        assert_eq!(steps, vec![Step::Resize { size: "16G".into() }]);
+        assert_eq!(
+            steps,
+            vec![Step::Resize {
+                disk: "rootfs".into(),
+                size: "16G".into()
+            }]
+        );
         spec.rootfs.size = "4G".into();
         assert!(
             plan(
@@ -349,5 +409,32 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn allocated_mount_points_are_not_reallocated_and_macs_are_kept() {
+        let spec = example("lxc-914.yaml");
+        let mut config = render::config(&spec, "uid");
+        config.insert("rootfs".into(), "fastData:subvol-914-disk-0,size=128G".into());
+        config.insert(
+            "mp0".into(),
+            "fastData:subvol-914-disk-1,size=200G,mp=/root/.ollama".into(),
+        );
+        let observed = Observed {
+            config: config.clone(),
+            running: true,
+        };
+        assert_eq!(plan(&spec, "uid", Some(&observed)), vec![], "an allocated volume is the same mount");
+        let mut bigger = spec.clone();
+        bigger.mount_points[0].volume.as_mut().unwrap().size = "300G".into();
+        assert_eq!(
+            plan(&bigger, "uid", Some(&observed)),
+            vec![Step::Resize { disk: "mp0".into(), size: "300G".into() }]
+        );
+        let mut dhcp = config;
+        dhcp.insert("net0".into(), "name=eth0,bridge=vmbr0,ip=dhcp,hwaddr=BC:24:11:00:00:01".into());
+        let steps = plan(&spec, "uid", Some(&Observed { config: dhcp, running: true }));
+        let Step::Configure { changes } = &steps[0] else { panic!("{steps:?}") };
+        assert!(changes[0].to.as_deref().unwrap().ends_with(",hwaddr=BC:24:11:00:00:01"));
     }
 }

@@ -1,0 +1,383 @@
+//! The LxcGuest slice end to end: `phoenix up --simulate`, the stock kubectl, and the
+//! simulated PVE's operation log as the witness of every call the controllers make.
+
+mod support;
+
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use phoenix_crds::LxcGuest;
+use reqwest::Method;
+use std::sync::Arc;
+use std::time::Duration;
+use support::{ApiServer, SimAdmin};
+
+const FAST: [&str; 2] = ["--task-duration", "default=0.2"];
+
+fn examples() -> String {
+    format!("{}/examples", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn conditions(g: &LxcGuest) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    g.status.as_ref().map(|s| s.common.conditions.clone()).unwrap_or_default()
+}
+
+fn ready(g: &LxcGuest) -> bool {
+    support::is_ready(&conditions(g))
+}
+
+fn ready_message(g: &LxcGuest) -> String {
+    conditions(g)
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message)
+        .unwrap_or_default()
+}
+
+fn reason(g: &LxcGuest) -> String {
+    support::ready_reason(&conditions(g))
+}
+
+/// Until `count` LxcGuests are Ready.
+async fn all_ready(api: &Api<LxcGuest>, count: usize, timeout: Duration) {
+    support::wait_for(api, &format!("{count} LxcGuests Ready"), timeout, |gs| {
+        gs.len() == count && gs.iter().all(|g| ready(g))
+    })
+    .await;
+}
+
+/// Until the controllers have looked at every guest `rounds` more times.
+async fn resync_rounds(server: &ApiServer, guests: usize, rounds: usize) {
+    let series = "phoenix_reconciles_total{kind=\"LxcGuest\"}";
+    let target = support::metric(server, series).await + (guests * rounds) as f64;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while support::metric(server, series).await < target {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the controllers keep resyncing");
+}
+
+/// The cluster and its Secret from the examples, and a wait until it is Ready.
+async fn cluster_only(server: &ApiServer, client: &kube::Client) {
+    for file in [
+        "namespace-phoenix-system.yaml",
+        "secret-pve-token.yaml",
+        "proxmoxcluster-homelab.yaml",
+    ] {
+        support::kubectl(server, &["apply", "-f", &format!("{}/{file}", examples())]);
+    }
+    let clusters: Api<phoenix_crds::ProxmoxCluster> = Api::all(client.clone());
+    support::wait_for(&clusters, "the cluster Ready", Duration::from_secs(30), |cs| {
+        cs.iter().all(|c| {
+            c.status
+                .as_ref()
+                .is_some_and(|s| support::is_ready(&s.common.conditions))
+        }) && !cs.is_empty()
+    })
+    .await;
+}
+
+/// A guest made by hand in PVE (no Phoenix marker), running.
+async fn foreign_guest(sim: &SimAdmin, vmid: u32, hostname: &str) {
+    let vmid_text = vmid.to_string();
+    sim.api(
+        Method::POST,
+        "/nodes/phoenix/lxc",
+        &[
+            ("vmid", &vmid_text),
+            ("ostemplate", "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"),
+            ("hostname", hostname),
+            ("rootfs", "local-zfs:4"),
+            ("memory", "512"),
+            ("net0", "name=eth0,bridge=vmbr0,ip=10.0.0.77/24"),
+        ],
+    )
+    .await;
+    wait_sim(sim, "the hand-made guest", |s| {
+        let g = &s[&vmid_text];
+        g.is_object() && g["config"]["lock"].is_null()
+    })
+    .await;
+    sim.api(Method::POST, &format!("/nodes/phoenix/lxc/{vmid}/status/start"), &[])
+        .await;
+    wait_sim(sim, "the hand-made guest running", |s| s[&vmid_text]["running"] == true).await;
+}
+
+/// Until the simulator's guests (by VMID) satisfy `done`.
+async fn wait_sim(sim: &SimAdmin, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if done(&sim.get("guests").await) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+fn spec_ip(g: &LxcGuest) -> Option<String> {
+    let ip = &g.spec.network.first()?.ip;
+    (ip != "dhcp").then(|| ip.split('/').next().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_examples_converge_in_order_and_then_make_no_calls_that_change_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--apply", &*Box::leak(examples().into_boxed_str()), "--resync-seconds", "1"];
+    args.extend(FAST);
+    let server = ApiServer::up_simulated(dir.path(), &args);
+    let client = support::client(&server).await;
+    let api: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
+    all_ready(&api, 6, Duration::from_secs(120)).await;
+
+    for g in api.list(&Default::default()).await.unwrap() {
+        let status = g.status.clone().unwrap().guest;
+        assert_eq!(status.vmid, Some(g.spec.vmid));
+        assert_eq!(status.node, g.spec.common.node);
+        if g.spec.template {
+            assert_eq!(status.state.as_deref(), Some("template"));
+        } else {
+            assert_eq!(status.state.as_deref(), Some("running"));
+            match spec_ip(&g) {
+                Some(ip) => assert_eq!(status.ip, Some(ip), "{}", g.metadata.name.unwrap()),
+                None => assert!(status.ip.is_some()),
+            }
+        }
+    }
+    let table = support::kubectl(&server, &["get", "lxcguests"]);
+    for expected in ["step-ca", "103", "10.0.0.10", "granite-embedding", "801", "True"] {
+        assert!(table.contains(expected), "{expected} in:\n{table}");
+    }
+    let story = support::kubectl(&server, &["describe", "lxc", "step-ca"]);
+    for step in ["WaitingForDependencies", "Clone", "Configured", "Start", "Running"] {
+        assert!(story.contains(step), "{step} in:\n{story}");
+    }
+
+    // Ordering: 101 and 102 were cloned only once 103 (their dependency) was Ready.
+    let step_ca = api.get("step-ca").await.unwrap();
+    let ready_at = conditions(&step_ca)
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .last_transition_time
+        .0;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+    for dependent in ["nginx-phoenix", "traefik-internal"] {
+        let clone = events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(dependent) && e.reason.as_deref() == Some("Clone"))
+            .unwrap_or_else(|| panic!("a Clone event for {dependent}"));
+        let cloned_at = clone.event_time.map(|t| t.0).or(clone.metadata.creation_timestamp.map(|t| t.0)).unwrap();
+        // Event times have microseconds, condition times seconds.
+        assert!(cloned_at >= ready_at, "{dependent} cloned at {cloned_at}, before 103 was Ready at {ready_at}");
+    }
+
+    // Idempotency: several resync rounds, not one call that changes anything.
+    let sim = SimAdmin::of(&server);
+    sim.clear_oplog().await;
+    resync_rounds(&server, 6, 3).await;
+    assert_eq!(sim.mutating_calls().await, Vec::<serde_json::Value>::new());
+    assert!(
+        !sim.get("oplog").await.as_array().unwrap().is_empty(),
+        "the resyncs did look at PVE"
+    );
+
+    let metrics = reqwest::get(&server.metrics).await.unwrap().text().await.unwrap();
+    for series in [
+        "phoenix_reconciles_total{kind=\"LxcGuest\"}",
+        "phoenix_pve_call_duration_seconds_count{method=\"POST\",outcome=\"ok\"}",
+        "phoenix_pve_tasks_in_flight{node=\"phoenix\"} 0",
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
+    let health = reqwest::get(server.metrics.replace("/metrics", "/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+const GUEST: &str = r#"
+apiVersion: phoenix.thinkheads.ai/v1alpha1
+kind: LxcGuest
+metadata: {name: NAME, namespace: default}
+spec:
+  vmid: VMID
+  node: phoenix
+  source: {ostemplate: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"}
+  hostname: NAME
+  memory: 512
+  rootfs: {storage: local-zfs, size: 4G}
+  network: [{ip: 10.0.0.VMID/24}]
+"#;
+
+fn guest_yaml(name: &str, vmid: u32, extra: &str) -> String {
+    let ip_octet = vmid % 250;
+    GUEST
+        .replace("NAME", name)
+        .replace("10.0.0.VMID", &format!("10.0.0.{ip_octet}"))
+        .replace("VMID", &vmid.to_string())
+        + extra
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn impossible_specs_end_in_a_condition_and_touch_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ApiServer::up_simulated(dir.path(), &FAST);
+    let client = support::client(&server).await;
+    cluster_only(&server, &client).await;
+    let sim = SimAdmin::of(&server);
+    foreign_guest(&sim, 555, "by-hand").await;
+    sim.clear_oplog().await;
+
+    let cases = [
+        ("bad-template", guest_yaml("bad-template", 560, "").replace("debian-12-standard_12.7-1_amd64", "nope"), "TemplateNotFound"),
+        ("taken", guest_yaml("taken", 555, ""), "VmidInUse"),
+        ("taken-twice", guest_yaml("taken-twice", 555, ""), "VmidClaimed"),
+        ("wrong-node", guest_yaml("wrong-node", 561, "").replace("node: phoenix", "node: pve9"), "NodeNotInCluster"),
+        ("huge", guest_yaml("huge", 562, "").replace("memory: 512", "memory: 1048576"), "InsufficientMemory"),
+        (
+            "not-a-template",
+            guest_yaml("not-a-template", 563, "").replace(
+                r#"{ostemplate: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"}"#,
+                "{clone: {vmid: 555}}",
+            ),
+            "CloneSourceNotTemplate",
+        ),
+        ("cycle-a", guest_yaml("cycle-a", 564, "  dependsOn: [{kind: LxcGuest, name: cycle-b}]\n"), "DependencyCycle"),
+        ("cycle-b", guest_yaml("cycle-b", 565, "  dependsOn: [{kind: LxcGuest, name: cycle-a}]\n"), "DependencyCycle"),
+    ];
+    let api: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
+    // The older claim holds a VMID: "taken" exists (and is refused) before its twin.
+    support::kubectl_apply(&server, &cases[1].1);
+    support::wait_for(&api, "taken refused", Duration::from_secs(30), |gs| {
+        gs.iter().any(|g| reason(g) == "VmidInUse")
+    })
+    .await;
+    for (_, yaml, _) in &cases {
+        support::kubectl_apply(&server, yaml);
+    }
+    support::wait_for(&api, "every bad spec refused with its reason", Duration::from_secs(60), |gs| {
+        cases.iter().all(|(name, _, want)| {
+            gs.iter()
+                .any(|g| g.metadata.name.as_deref() == Some(name) && reason(g) == *want)
+        })
+    })
+    .await;
+    for g in api.list(&Default::default()).await.unwrap() {
+        let degraded = conditions(&g).iter().any(|c| c.type_ == "Degraded" && c.status == "True");
+        assert!(degraded, "{:?} is Degraded", g.metadata.name);
+        let message = ready_message(&g);
+        assert!(!message.is_empty());
+    }
+    let taken = api.get("taken-twice").await.unwrap();
+    let message = ready_message(&taken);
+    assert!(message.contains("default/taken"), "names the holder: {message}");
+    let cycle = api.get("cycle-a").await.unwrap();
+    let message = ready_message(&cycle);
+    assert!(message.contains("cycle-b"), "names the cycle: {message}");
+    assert_eq!(sim.mutating_calls().await, Vec::<serde_json::Value>::new(), "no PVE write for a bad spec");
+    let events = support::kubectl(&server, &["get", "events", "--field-selector", "type=Warning"]);
+    for (_, _, want) in &cases {
+        assert!(events.contains(want), "a Warning event {want}:\n{events}");
+    }
+    assert_eq!(sim.guest(555).await["config"]["hostname"], "by-hand", "the hand-made guest is untouched");
+}
+
+async fn sim_config(sim: &SimAdmin, vmid: u32, key: &str) -> serde_json::Value {
+    sim.guest(vmid).await["config"][key].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_restarts_adoption_and_deletion_follow_the_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--resync-seconds", "1"];
+    args.extend(FAST);
+    let server = ApiServer::up_simulated(dir.path(), &args);
+    let client = support::client(&server).await;
+    cluster_only(&server, &client).await;
+    let sim = SimAdmin::of(&server);
+    foreign_guest(&sim, 590, "adoptee").await;
+    support::kubectl_apply(&server, &guest_yaml("drifter", 570, ""));
+    support::kubectl_apply(&server, &guest_yaml("reporter", 571, "  driftPolicy: Report\n  restartPolicy: Never\n"));
+    support::kubectl_apply(&server, &guest_yaml("keeper", 572, "  deletionPolicy: Retain\n  tags: [kept]\n"));
+    support::kubectl_apply(&server, &guest_yaml("guarded", 573, "  protection: true\n"));
+    let adoptee = guest_yaml("adoptee", 590, "  adopt: true\n").replace("memory: 512", "memory: 768");
+    support::kubectl_apply(&server, &adoptee.replace("10.0.0.90/24", "10.0.0.77/24"));
+    let api: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
+    all_ready(&api, 5, Duration::from_secs(60)).await;
+
+    // Adoption: marked and resized live, never stopped or restarted.
+    assert!(sim_config(&sim, 590, "description").await.as_str().unwrap().contains("Managed by Phoenix"));
+    assert_eq!(sim_config(&sim, 590, "memory").await, "768");
+    assert_eq!(sim.guest(590).await["running"], true);
+
+    // Drift, corrected: memory raised in the "PVE UI" comes back at the next resync.
+    sim.clear_oplog().await;
+    sim.api(Method::PUT, "/nodes/phoenix/lxc/570/config", &[("memory", "4096")]).await;
+    wait_sim(&sim, "memory of 570 corrected", |s| s["570"]["config"]["memory"] == "512").await;
+    let story = support::kubectl(&server, &["describe", "lxc", "drifter"]);
+    assert!(story.contains("DriftCorrected") && story.contains("memory 4096 → 512"), "{story}");
+
+    // Drift, reported: left as it is, with a condition and an event.
+    sim.api(Method::PUT, "/nodes/phoenix/lxc/571/config", &[("memory", "4096")]).await;
+    support::wait_for(&api, "reporter Drifted", Duration::from_secs(30), |gs| {
+        gs.iter().any(|g| {
+            g.metadata.name.as_deref() == Some("reporter")
+                && conditions(g).iter().any(|c| c.type_ == "Drifted" && c.status == "True" && c.message.contains("memory"))
+        })
+    })
+    .await;
+    assert_eq!(sim_config(&sim, 571, "memory").await, "4096");
+
+    // A change that needs a restart, under restartPolicy: Never: applied, not restarted.
+    api.patch("reporter", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"features": {"nesting": true}}})))
+        .await
+        .unwrap();
+    support::wait_for(&api, "reporter RestartRequired", Duration::from_secs(30), |gs| {
+        gs.iter().any(|g| {
+            g.metadata.name.as_deref() == Some("reporter")
+                && conditions(g).iter().any(|c| c.type_ == "RestartRequired" && c.status == "True")
+        })
+    })
+    .await;
+    assert_eq!(sim_config(&sim, 571, "features").await, "nesting=1");
+    let restarts: Vec<_> = sim
+        .mutating_calls()
+        .await
+        .into_iter()
+        .filter(|o| {
+            let path = o["path"].as_str().unwrap();
+            path.ends_with("/reboot") || path.ends_with("/stop") || path.ends_with("/shutdown")
+        })
+        .collect();
+    assert!(restarts.is_empty(), "nothing restarted: {restarts:?}");
+
+    // Deletion: Delete destroys; Retain releases; protection blocks with a reason.
+    for name in ["drifter", "keeper", "guarded"] {
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    wait_sim(&sim, "570 destroyed", |s| s.get("570").is_none()).await;
+    support::wait_for(&api, "guarded blocked by protection", Duration::from_secs(30), |gs| {
+        let names: Vec<_> = gs.iter().filter_map(|g| g.metadata.name.clone()).collect();
+        !names.contains(&"drifter".to_string())
+            && !names.contains(&"keeper".to_string())
+            && gs.iter().any(|g: &Arc<LxcGuest>| g.metadata.name.as_deref() == Some("guarded") && reason(g) == "DeletionProtected")
+    })
+    .await;
+    let kept = sim.guest(572).await;
+    assert_eq!(kept["running"], true, "Retain leaves the guest running");
+    assert!(kept["config"]["description"].is_null(), "marker removed: {kept}");
+    assert_eq!(kept["config"]["tags"], "kept");
+    assert!(sim.guest(573).await.is_object(), "a protected guest is not destroyed");
+    api.patch("guarded", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"deletionPolicy": "Retain"}})))
+        .await
+        .unwrap();
+    support::wait_for(&api, "guarded released", Duration::from_secs(30), |gs| {
+        gs.iter().all(|g| g.metadata.name.as_deref() != Some("guarded"))
+    })
+    .await;
+}
