@@ -30,7 +30,7 @@ lint:
 
 # Benchmarks, printing their figures.
 bench:
-	cargo bench --bench apiserver --bench sim
+	cargo bench --bench apiserver --bench sim --bench converge
 
 # Installs what the tests need that a fresh Debian machine lacks (idempotent).
 deps:

@@ -3,6 +3,9 @@
 //! durable creates per second, LIST of 10,000 objects, write→watch-event latency with 50
 //! watchers, and the server's RSS holding 10,000 objects.
 
+mod common;
+
+use common::rss_kib;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
@@ -26,15 +29,6 @@ fn cm(name: String, value: String) -> ConfigMap {
         data: Some(BTreeMap::from([("value".to_string(), value)])),
         ..Default::default()
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn micros_now() -> u128 {

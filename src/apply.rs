@@ -50,7 +50,10 @@ fn rank(object: &DynamicObject) -> u8 {
 }
 
 /// Applies `objects` server-side; returns how many were applied.
-pub async fn apply(client: &kube::Client, mut objects: Vec<DynamicObject>) -> anyhow::Result<usize> {
+pub async fn apply(
+    client: &kube::Client,
+    mut objects: Vec<DynamicObject>,
+) -> anyhow::Result<usize> {
     objects.sort_by_key(rank);
     let discovery = Discovery::new(client.clone()).run().await?;
     let params = PatchParams::apply(FIELD_MANAGER).force();

@@ -26,8 +26,8 @@ pub fn run(args: PlanArgs) -> ExitCode {
 }
 
 fn redirect(path: &std::path::Path) -> anyhow::Result<Redirect> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let c: phoenix_sim::CredentialsFile = serde_json::from_str(&text)?;
     Ok(Redirect {
         endpoint: c.url,
@@ -44,14 +44,22 @@ async fn plan(args: PlanArgs) -> anyhow::Result<String> {
     let connections = Connections::new(kube.clone(), redirect, Arc::default());
     let mut out = String::new();
     for object in objects {
-        let kind = object.types.as_ref().map_or("", |t| t.kind.as_str()).to_owned();
+        let kind = object
+            .types
+            .as_ref()
+            .map_or("", |t| t.kind.as_str())
+            .to_owned();
         let name = object.metadata.name.clone().unwrap_or_default();
         if kind != "LxcGuest" {
             continue;
         }
         let guest: LxcGuest = serde_json::from_value(serde_json::to_value(&object)?)
             .map_err(|e| anyhow::anyhow!("LxcGuest {name}: {e}"))?;
-        let namespace = guest.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = guest
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let existing = Api::<LxcGuest>::namespaced(kube.clone(), &namespace)
             .get_opt(&name)
             .await?;

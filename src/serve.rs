@@ -4,6 +4,7 @@
 use crate::cli::{ControllerArgs, ServerArgs, SimPveArgs};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 pub fn run(args: ServerArgs, up: bool) -> ExitCode {
     in_runtime(serve(args, up))
@@ -142,7 +143,9 @@ async fn start_platform(args: &ServerArgs, kubeconfig: &Path) -> anyhow::Result<
         let applied = crate::apply::apply(&kube, objects).await?;
         tracing::info!(path = %path.display(), applied, "manifests applied");
     }
-    let (controllers, metrics) = spawn_controllers(kube, &args.controller, redirect).await?;
+    let (counters, metrics) = serve_metrics(&args.controller).await?;
+    let controllers = spawn_controllers(kube, &args.controller, counters, redirect);
+    tracing::info!(%metrics, "controllers running");
     Ok(Platform {
         controllers,
         sim,
@@ -167,47 +170,93 @@ async fn start_simulator(args: &ServerArgs) -> anyhow::Result<phoenix_sim::Runni
     Ok(sim)
 }
 
-async fn spawn_controllers(
-    kube: kube::Client,
+/// Serves `/metrics` and `/healthz` on `args.metrics_listen`, for as long as the process
+/// lives (a replica that does not lead is still healthy).
+async fn serve_metrics(
     args: &ControllerArgs,
-    redirect: Option<phoenix_controllers::pve::Redirect>,
-) -> anyhow::Result<(tokio::task::JoinHandle<()>, std::net::SocketAddr)> {
+) -> anyhow::Result<(
+    Arc<phoenix_controllers::metrics::Metrics>,
+    std::net::SocketAddr,
+)> {
     let listener = tokio::net::TcpListener::bind(&args.metrics_listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.metrics_listen))?;
-    let metrics = listener.local_addr()?;
+    let addr = listener.local_addr()?;
+    let metrics = Arc::new(phoenix_controllers::metrics::Metrics::default());
+    tokio::spawn(phoenix_controllers::metrics::serve(
+        listener,
+        metrics.clone(),
+    ));
+    Ok((metrics, addr))
+}
+
+fn spawn_controllers(
+    kube: kube::Client,
+    args: &ControllerArgs,
+    metrics: Arc<phoenix_controllers::metrics::Metrics>,
+    redirect: Option<phoenix_controllers::pve::Redirect>,
+) -> tokio::task::JoinHandle<()> {
     let options = phoenix_controllers::Options {
         redirect,
         resync: std::time::Duration::from_secs(args.resync_seconds.max(1)),
-        metrics: Some(listener),
+        metrics,
         instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "phoenix".into()),
         ..Default::default()
     };
-    let handle = tokio::spawn(phoenix_controllers::run(kube, options));
-    tracing::info!(%metrics, "controllers running");
-    Ok((handle, metrics))
+    tokio::spawn(phoenix_controllers::run(kube, options))
 }
 
 pub fn run_controller(args: ControllerArgs) -> ExitCode {
     in_runtime(async move {
-        let kube = match crate::kube_client(None).await {
-            Ok(kube) => kube,
-            Err(e) => {
-                eprintln!("phoenix controller: {e:#}");
-                return ExitCode::FAILURE;
-            }
+        let led = async {
+            let kube = crate::kube_client(None).await?;
+            let (metrics, addr) = serve_metrics(&args).await?;
+            tracing::info!(%addr, "metrics and health served");
+            lead(kube, &args, metrics).await
         };
-        let controllers = match spawn_controllers(kube, &args, None).await {
-            Ok((controllers, _)) => controllers,
-            Err(e) => {
-                eprintln!("phoenix controller: {e:#}");
-                return ExitCode::FAILURE;
+        tokio::select! {
+            result = led => {
+                if let Err(e) = result {
+                    eprintln!("phoenix controller: {e:#}");
+                }
+                ExitCode::FAILURE
             }
-        };
-        wait_for_signal().await;
-        controllers.abort();
-        ExitCode::SUCCESS
+            _ = wait_for_signal() => ExitCode::SUCCESS,
+        }
     })
+}
+
+/// Several replicas, one leader: the controllers run while this process holds the Lease
+/// `phoenix-controller` in its namespace, and stop the moment it is lost.
+async fn lead(
+    kube: kube::Client,
+    args: &ControllerArgs,
+    metrics: Arc<phoenix_controllers::metrics::Metrics>,
+) -> anyhow::Result<()> {
+    let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
+    let identity = std::env::var("HOSTNAME").unwrap_or_else(|_| uuid_like_identity());
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(kube.clone(), "phoenix-controller")
+        .with_namespace(&namespace)
+        .with_identity(&identity)
+        .build()
+        .await?;
+    let (mut leading, _lease_task) = manager.watch().await;
+    loop {
+        while !*leading.borrow_and_update() {
+            leading.changed().await?;
+        }
+        tracing::info!(%identity, "leading: controllers start");
+        let controllers = spawn_controllers(kube.clone(), args, metrics.clone(), None);
+        while *leading.borrow_and_update() {
+            leading.changed().await?;
+        }
+        controllers.abort();
+        tracing::warn!(%identity, "lost the lease: controllers stopped");
+    }
+}
+
+fn uuid_like_identity() -> String {
+    format!("phoenix-{}", std::process::id())
 }
 
 async fn wait_for_signal() {

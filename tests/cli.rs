@@ -21,17 +21,32 @@ fn crds_prints_one_document_per_kind() {
 
 #[test]
 fn unbuilt_subcommands_exit_2_and_say_so() {
+    let out = phoenix(&["sim", "pct"]);
+    assert_eq!(out.status.code(), Some(2), "phoenix sim pct");
+    assert!(out.stdout.is_empty(), "it must not pretend on stdout");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+}
+
+#[test]
+fn plan_and_controller_without_a_cluster_fail_and_say_why() {
     for args in [
+        &["plan", "-f", "examples/lxc-801.yaml"][..],
         &["controller"][..],
-        &["plan", "-f", "examples/lxc-801.yaml"],
     ] {
-        let out = phoenix(args);
-        assert_eq!(out.status.code(), Some(2), "phoenix {args:?}");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "phoenix {args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            out.stdout.is_empty(),
-            "phoenix {args:?} must not pretend on stdout"
+            stderr.contains(&format!("phoenix {}:", args[0])),
+            "{stderr}"
         );
-        assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+        assert!(out.stdout.is_empty());
     }
 }
 

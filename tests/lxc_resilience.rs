@@ -27,13 +27,29 @@ fn guests(count: u32, first_vmid: u32) -> String {
 }
 
 fn cluster_manifests(server: &ApiServer) {
-    for file in ["namespace-phoenix-system.yaml", "secret-pve-token.yaml", "proxmoxcluster-homelab.yaml"] {
-        support::kubectl(server, &["apply", "-f", &format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"))]);
+    for file in [
+        "namespace-phoenix-system.yaml",
+        "secret-pve-token.yaml",
+        "proxmoxcluster-homelab.yaml",
+    ] {
+        support::kubectl(
+            server,
+            &[
+                "apply",
+                "-f",
+                &format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR")),
+            ],
+        );
     }
 }
 
 fn ready(g: &LxcGuest) -> bool {
-    support::is_ready(&g.status.as_ref().map(|s| s.common.conditions.clone()).unwrap_or_default())
+    support::is_ready(
+        &g.status
+            .as_ref()
+            .map(|s| s.common.conditions.clone())
+            .unwrap_or_default(),
+    )
 }
 
 /// Every PVE guest belongs to exactly one object (its uid in the marker) and runs.
@@ -41,11 +57,21 @@ async fn one_guest_per_object(sim: &SimAdmin, api: &Api<LxcGuest>) {
     let objects = api.list(&Default::default()).await.unwrap().items;
     let pve = sim.get("guests").await;
     let pve = pve.as_object().unwrap();
-    assert_eq!(pve.len(), objects.len(), "no orphan and no duplicate: {:?}", pve.keys().collect::<Vec<_>>());
+    assert_eq!(
+        pve.len(),
+        objects.len(),
+        "no orphan and no duplicate: {:?}",
+        pve.keys().collect::<Vec<_>>()
+    );
     for object in objects {
         let guest = &pve[&object.spec.vmid.to_string()];
         let description = guest["config"]["description"].as_str().unwrap_or_default();
-        assert!(description.contains(&object.uid().unwrap()), "CT {} is {}'s: {description}", object.spec.vmid, object.name_any());
+        assert!(
+            description.contains(&object.uid().unwrap()),
+            "CT {} is {}'s: {description}",
+            object.spec.vmid,
+            object.name_any()
+        );
         assert_eq!(guest["running"], true);
     }
 }
@@ -66,9 +92,12 @@ async fn killed_twenty_times_while_thirty_guests_converge_nothing_is_duplicated_
     }
     let client = support::client(&server).await;
     let api: Api<LxcGuest> = Api::namespaced(client, "default");
-    support::wait_for(&api, "30 guests Ready after the crashes", Duration::from_secs(120), |gs| {
-        gs.len() == 30 && gs.iter().all(|g| ready(g))
-    })
+    support::wait_for(
+        &api,
+        "30 guests Ready after the crashes",
+        Duration::from_secs(120),
+        |gs| gs.len() == 30 && gs.iter().all(|g| ready(g)),
+    )
     .await;
     one_guest_per_object(&SimAdmin::of(&server), &api).await;
 }
@@ -89,20 +118,41 @@ async fn with_errors_latency_and_foreign_locks_everything_converges_without_a_ho
     let api: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
     // The guests PVE has locked say so (they exist once their create went through).
     let locked_guests = Api::<LxcGuest>::namespaced(client, "default");
-    support::wait_for(&locked_guests, "the injected failures visible in conditions", Duration::from_secs(180), |gs| {
-        gs.iter().any(|g| {
-            g.status.as_ref().is_some_and(|s| {
-                s.common.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "ProxmoxTransient")
+    support::wait_for(
+        &locked_guests,
+        "the injected failures visible in conditions",
+        Duration::from_secs(180),
+        |gs| {
+            gs.iter().any(|g| {
+                g.status.as_ref().is_some_and(|s| {
+                    s.common
+                        .conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.reason == "ProxmoxTransient")
+                })
             })
-        })
-    })
+        },
+    )
     .await;
-    let warnings = support::kubectl(&server, &["get", "events", "--field-selector", "type=Warning"]);
-    assert!(warnings.contains("ProxmoxTransient"), "errors are events:\n{warnings}");
-    sim.put("faults", serde_json::json!({"errorRate": 0.2, "latencyMs": [0, 2000]})).await;
-    support::wait_for(&api, "6 guests Ready despite the faults", Duration::from_secs(240), |gs| {
-        gs.len() == 6 && gs.iter().all(|g| ready(g))
-    })
+    let warnings = support::kubectl(
+        &server,
+        &["get", "events", "--field-selector", "type=Warning"],
+    );
+    assert!(
+        warnings.contains("ProxmoxTransient"),
+        "errors are events:\n{warnings}"
+    );
+    sim.put(
+        "faults",
+        serde_json::json!({"errorRate": 0.2, "latencyMs": [0, 2000]}),
+    )
+    .await;
+    support::wait_for(
+        &api,
+        "6 guests Ready despite the faults",
+        Duration::from_secs(240),
+        |gs| gs.len() == 6 && gs.iter().all(|g| ready(g)),
+    )
     .await;
     sim.put("faults", serde_json::json!({})).await;
     let calls = sim.get("oplog").await.as_array().unwrap().len();
@@ -119,9 +169,19 @@ async fn plan_prints_the_steps_and_changes_nothing() {
     cluster_manifests(&server);
     let client = support::client(&server).await;
     let clusters: Api<phoenix_crds::ProxmoxCluster> = Api::all(client.clone());
-    support::wait_for(&clusters, "the cluster Ready", Duration::from_secs(30), |cs| {
-        !cs.is_empty() && cs.iter().all(|c| c.status.as_ref().is_some_and(|s| support::is_ready(&s.common.conditions)))
-    })
+    support::wait_for(
+        &clusters,
+        "the cluster Ready",
+        Duration::from_secs(30),
+        |cs| {
+            !cs.is_empty()
+                && cs.iter().all(|c| {
+                    c.status
+                        .as_ref()
+                        .is_some_and(|s| support::is_ready(&s.common.conditions))
+                })
+        },
+    )
     .await;
     let sim = SimAdmin::of(&server);
     sim.clear_oplog().await;
@@ -132,25 +192,46 @@ async fn plan_prints_the_steps_and_changes_nothing() {
             .env("KUBECONFIG", &server.kubeconfig)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let examples = format!("{}/examples", env!("CARGO_MANIFEST_DIR"));
     let text = plan(&examples);
     assert!(text.contains("LxcGuest default/copy-base (CT 900) on phoenix:\n  1. create from local:vztmpl/ubuntu-24.04"), "{text}");
     assert!(text.contains("2. convert to a template"), "{text}");
-    assert!(text.contains("LxcGuest default/step-ca (CT 103) on phoenix:\n  1. full clone of 900\n  2. configure"), "{text}");
-    assert_eq!(sim.mutating_calls().await, Vec::<serde_json::Value>::new(), "plan changes nothing");
+    assert!(
+        text.contains(
+            "LxcGuest default/step-ca (CT 103) on phoenix:\n  1. full clone of 900\n  2. configure"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        sim.mutating_calls().await,
+        Vec::<serde_json::Value>::new(),
+        "plan changes nothing"
+    );
 
     // Against a converged guest: no changes; after a change in PVE: the one change.
     let file = dir.path().join("one.yaml");
     std::fs::write(&file, guests(1, 450)).unwrap();
     support::kubectl(&server, &["apply", "-f", file.to_str().unwrap()]);
     let api: Api<LxcGuest> = Api::namespaced(client, "default");
-    support::wait_for(&api, "ct-450 Ready", Duration::from_secs(30), |gs| gs.iter().all(|g| ready(g))).await;
+    support::wait_for(&api, "ct-450 Ready", Duration::from_secs(30), |gs| {
+        gs.iter().all(|g| ready(g))
+    })
+    .await;
     assert!(plan(file.to_str().unwrap()).contains("(CT 450) on phoenix: no changes"));
     // Changed in the "PVE UI"; the controller's next resync is minutes away (default).
-    sim.api(reqwest::Method::PUT, "/nodes/phoenix/lxc/450/config", &[("memory", "1024")]).await;
+    sim.api(
+        reqwest::Method::PUT,
+        "/nodes/phoenix/lxc/450/config",
+        &[("memory", "1024")],
+    )
+    .await;
     let text = plan(file.to_str().unwrap());
     assert!(text.contains("memory: 1024 -> 256"), "{text}");
 }

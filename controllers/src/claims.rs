@@ -40,13 +40,20 @@ mod tests {
             claim(103, "LxcGuest default/step-ca", "2026-11-01T00:00:00Z", "c"),
             claim(104, "LxcGuest default/other", "2026-10-01T00:00:00Z", "a"),
         ];
-        assert_eq!(holder(103, &claims).unwrap().owner, "LxcGuest default/step-ca");
+        assert_eq!(
+            holder(103, &claims).unwrap().owner,
+            "LxcGuest default/step-ca"
+        );
         assert_eq!(holder(104, &claims).unwrap().uid, "a");
         assert!(holder(105, &claims).is_none());
         let tie = [
             claim(7, "x", "2026-11-01T00:00:00Z", "b"),
             claim(7, "y", "2026-11-01T00:00:00Z", "a"),
         ];
-        assert_eq!(holder(7, &tie).unwrap().owner, "y", "same second: uid decides");
+        assert_eq!(
+            holder(7, &tie).unwrap().owner,
+            "y",
+            "same second: uid decides"
+        );
     }
 }

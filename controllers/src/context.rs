@@ -64,11 +64,7 @@ impl Context {
             action: reason.into(),
             secondary: None,
         };
-        if let Err(e) = self
-            .recorder
-            .publish(&event, &object.object_ref(&()))
-            .await
-        {
+        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish event");
         }
     }
@@ -80,7 +76,10 @@ impl Context {
         let n = failures.entry(key.to_owned()).or_default();
         *n = n.saturating_add(1);
         let base = Duration::from_secs(1) * 2u32.saturating_pow((*n - 1).min(7));
-        let spread = key.bytes().fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64)) % 250;
+        let spread = key
+            .bytes()
+            .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64))
+            % 250;
         base.min(Duration::from_secs(120)) + Duration::from_millis(spread)
     }
 

@@ -21,9 +21,13 @@ where
     let mut finalizers = object.finalizers().to_vec();
     finalizers.push(name.to_owned());
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
-    api.patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map(drop)
+    api.patch(
+        &object.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(drop)
 }
 
 /// Removes `name`, guarded by its resourceVersion.
@@ -33,7 +37,11 @@ where
 {
     let finalizers: Vec<&String> = object.finalizers().iter().filter(|f| *f != name).collect();
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
-    api.patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map(drop)
+    api.patch(
+        &object.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(drop)
 }

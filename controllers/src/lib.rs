@@ -34,8 +34,8 @@ pub struct Options {
     pub resync: Duration,
     /// How often a running PVE task is polled.
     pub task_poll: Duration,
-    /// Where `/metrics` and `/healthz` are served (none: not served).
-    pub metrics: Option<tokio::net::TcpListener>,
+    /// The metrics the controllers count into (served by [`metrics::serve`]).
+    pub metrics: Arc<metrics::Metrics>,
     /// This process, in events' `reportingInstance`.
     pub instance: String,
 }
@@ -46,7 +46,7 @@ impl Default for Options {
             redirect: None,
             resync: Duration::from_secs(300),
             task_poll: Duration::from_millis(250),
-            metrics: None,
+            metrics: Arc::default(),
             instance: "phoenix".into(),
         }
     }
@@ -54,8 +54,11 @@ impl Default for Options {
 
 /// Runs every controller until the future is dropped.
 pub async fn run(kube: kube::Client, options: Options) {
-    let metrics = Arc::new(metrics::Metrics::default());
-    let lxc = Controller::new(Api::<LxcGuest>::all(kube.clone()), watcher::Config::default());
+    let metrics = options.metrics.clone();
+    let lxc = Controller::new(
+        Api::<LxcGuest>::all(kube.clone()),
+        watcher::Config::default(),
+    );
     let (wake_lxc, woken_lxc) = tokio::sync::mpsc::unbounded_channel();
     let recorder = Recorder::new(
         kube.clone(),
@@ -74,9 +77,6 @@ pub async fn run(kube: kube::Client, options: Options) {
         lxc.store(),
         wake_lxc,
     ));
-    if let Some(listener) = options.metrics {
-        tokio::spawn(metrics::serve(listener, metrics.clone()));
-    }
     let woken_lxc = futures::stream::unfold(woken_lxc, |mut rx| async move {
         rx.recv().await.map(|reference| (reference, rx))
     });

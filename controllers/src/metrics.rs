@@ -42,6 +42,12 @@ pub struct Metrics {
     tasks_in_flight: Family<NodeLabel, Gauge>,
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("phoenix");
@@ -180,7 +186,11 @@ mod tests {
         assert!(text.contains(
             "phoenix_reconcile_errors_total{kind=\"LxcGuest\",category=\"ProxmoxTransient\"} 1"
         ));
-        assert!(text.contains("phoenix_pve_call_duration_seconds_count{method=\"POST\",outcome=\"ok\"} 1"));
+        assert!(
+            text.contains(
+                "phoenix_pve_call_duration_seconds_count{method=\"POST\",outcome=\"ok\"} 1"
+            )
+        );
         assert!(text.contains("phoenix_pve_tasks_in_flight{node=\"pve1\"} 1"));
     }
 }

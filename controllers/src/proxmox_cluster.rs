@@ -113,7 +113,10 @@ pub async fn reconcile(
 
 /// The controller's pass: check the connection, and when the cluster turns Ready wake the
 /// guests that were waiting for it.
-pub async fn reconcile_cluster(cluster: Arc<ProxmoxCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile_cluster(
+    cluster: Arc<ProxmoxCluster>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     ctx.metrics.reconciled(KIND);
     let was_ready = cluster
         .status

@@ -180,7 +180,11 @@ impl Connections {
         let key = format!(
             "{}/{}/{secret_version}",
             cluster.metadata.generation.unwrap_or(0),
-            cluster.metadata.resource_version.clone().unwrap_or_default()
+            cluster
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_default()
         );
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((cached_key, connection)) = cache.get(&name) {

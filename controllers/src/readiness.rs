@@ -17,12 +17,18 @@ fn resource(kind: PhoenixKind) -> ApiResource {
 }
 
 /// Ready=True in its status conditions; false when it does not exist.
-pub async fn is_ready(kube: &kube::Client, (kind, namespace, name): &Node) -> Result<bool, kube::Error> {
+pub async fn is_ready(
+    kube: &kube::Client,
+    (kind, namespace, name): &Node,
+) -> Result<bool, kube::Error> {
     let api: Api<DynamicObject> = Api::namespaced_with(kube.clone(), namespace, &resource(*kind));
     let Some(object) = api.get_opt(name).await? else {
         return Ok(false);
     };
-    let conditions = object.data["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let conditions = object.data["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     Ok(conditions
         .iter()
         .any(|c| c["type"] == "Ready" && c["status"] == "True"))

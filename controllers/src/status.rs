@@ -34,7 +34,12 @@ mod tests {
         new.guest.state = Some("running".into());
         let patch = merge_patch(&previous, &new);
         assert_eq!(patch["status"]["taskUpid"], Value::Null);
-        assert!(patch["status"].as_object().unwrap().contains_key("taskUpid"));
+        assert!(
+            patch["status"]
+                .as_object()
+                .unwrap()
+                .contains_key("taskUpid")
+        );
         assert_eq!(patch["status"]["step"], "Create");
         assert_eq!(patch["status"]["state"], "running");
     }

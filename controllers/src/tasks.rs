@@ -45,8 +45,7 @@ impl TaskTracker {
         if !self.lock().insert(upid.raw.clone()) {
             return;
         }
-        let (metrics, poll, following) =
-            (self.metrics.clone(), self.poll, self.following.clone());
+        let (metrics, poll, following) = (self.metrics.clone(), self.poll, self.following.clone());
         metrics.task_started(&upid.node);
         tokio::spawn(async move {
             let mut errors = 0u32;

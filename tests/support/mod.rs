@@ -75,7 +75,11 @@ impl ApiServer {
         if args.first() == Some(&"up") {
             stdout.read_line(&mut metrics).expect("metrics address");
         }
-        let metrics = metrics.trim().strip_prefix("# metrics: ").unwrap_or("").to_owned();
+        let metrics = metrics
+            .trim()
+            .strip_prefix("# metrics: ")
+            .unwrap_or("")
+            .to_owned();
         let kubeconfig = line
             .trim()
             .strip_prefix("export KUBECONFIG=")
@@ -207,7 +211,8 @@ impl SimAdmin {
 
     /// `GET /admin/{path}`
     pub async fn get(&self, path: &str) -> serde_json::Value {
-        self.send(self.http.get(format!("{}/{path}", self.admin))).await
+        self.send(self.http.get(format!("{}/{path}", self.admin)))
+            .await
     }
 
     pub async fn put(&self, path: &str, body: serde_json::Value) {
@@ -232,7 +237,12 @@ impl SimAdmin {
     }
 
     /// A PVE API call, `data` of the answer.
-    pub async fn api(&self, method: reqwest::Method, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> serde_json::Value {
         let url = format!("{}/api2/json{path}", self.url);
         let request = if method == reqwest::Method::GET {
             self.http.get(url).query(form)
@@ -283,7 +293,10 @@ pub async fn wait_for<K>(
     })
     .await;
     if waited.is_err() {
-        panic!("timed out waiting for {what}; last seen: {:#?}", reader.state());
+        panic!(
+            "timed out waiting for {what}; last seen: {:#?}",
+            reader.state()
+        );
     }
 }
 
@@ -295,7 +308,9 @@ pub fn is_ready(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Co
 }
 
 /// The reason of the Ready condition.
-pub fn ready_reason(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> String {
+pub fn ready_reason(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> String {
     conditions
         .iter()
         .find(|c| c.type_ == "Ready")
@@ -328,13 +343,23 @@ pub fn kubectl_apply(server: &ApiServer, yaml: &str) {
         .stdout(Stdio::null())
         .spawn()
         .expect("kubectl runs");
-    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success(), "kubectl apply of:\n{yaml}");
 }
 
 /// A metric's value from `phoenix up`'s `/metrics` (0 when absent).
 pub async fn metric(server: &ApiServer, series: &str) -> f64 {
-    let text = reqwest::get(&server.metrics).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(&server.metrics)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0.0)

@@ -39,7 +39,12 @@ pub async fn converge(
         return Ok(progress);
     }
     let peers = anti_affinity_peers(guest, ctx);
-    let node = placement::choose_node(&spec.common, &pve.cluster, status.guest.node.as_deref(), &peers)?;
+    let node = placement::choose_node(
+        &spec.common,
+        &pve.cluster,
+        status.guest.node.as_deref(),
+        &peers,
+    )?;
     placement::check_memory(&spec.common, &pve.cluster)?;
     status.guest.vmid = Some(spec.vmid);
     let live = observe::find(&pve.client, &node, spec.vmid).await?;
@@ -57,7 +62,10 @@ pub async fn converge(
     if let Some(lock) = live.lock().filter(|_| !live.is_template()) {
         return Ok(Progress::Waiting {
             reason: "Locked",
-            message: format!("PVE holds the lock {lock:?} on CT {}; waiting for it to clear", spec.vmid),
+            message: format!(
+                "PVE holds the lock {lock:?} on CT {}; waiting for it to clear",
+                spec.vmid
+            ),
             retry: SHORT,
         });
     }
@@ -66,7 +74,10 @@ pub async fn converge(
         Ownership::Other(owner) => {
             return Err(Error::conflict(
                 "VmidOwnedByAnother",
-                format!("CT {} belongs to another Phoenix object (uid {owner})", spec.vmid),
+                format!(
+                    "CT {} belongs to another Phoenix object (uid {owner})",
+                    spec.vmid
+                ),
             ));
         }
         Ownership::Unmarked if !spec.common.adopt => {
@@ -86,7 +97,10 @@ pub async fn converge(
     if live.is_template() && !spec.template {
         return Err(Error::spec(
             "IsTemplate",
-            format!("CT {} is a template; set spec.template: true or use another vmid", spec.vmid),
+            format!(
+                "CT {} is a template; set spec.template: true or use another vmid",
+                spec.vmid
+            ),
         ));
     }
     let observed = Observed {
@@ -123,7 +137,11 @@ fn check_claim(guest: &LxcGuest, ctx: &Context) -> Result<(), Error> {
         .iter()
         .map(|g| Claim {
             vmid: g.spec.vmid,
-            owner: format!("LxcGuest {}/{}", g.namespace().unwrap_or_default(), g.name_any()),
+            owner: format!(
+                "LxcGuest {}/{}",
+                g.namespace().unwrap_or_default(),
+                g.name_any()
+            ),
             created: g
                 .metadata
                 .creation_timestamp
@@ -136,7 +154,10 @@ fn check_claim(guest: &LxcGuest, ctx: &Context) -> Result<(), Error> {
     match claims::holder(guest.spec.vmid, &claims) {
         Some(holder) if Some(&holder.uid) != guest.uid().as_ref() => Err(Error::conflict(
             "VmidClaimed",
-            format!("VMID {} is already claimed by {}", guest.spec.vmid, holder.owner),
+            format!(
+                "VMID {} is already claimed by {}",
+                guest.spec.vmid, holder.owner
+            ),
         )),
         _ => Ok(()),
     }
@@ -207,7 +228,11 @@ fn anti_affinity_peers(guest: &LxcGuest, ctx: &Context) -> Vec<String> {
         .iter()
         .filter(|g| g.uid() != guest.uid())
         .filter(|g| {
-            g.spec.common.placement.as_ref().and_then(|p| p.anti_affinity_group.as_ref())
+            g.spec
+                .common
+                .placement
+                .as_ref()
+                .and_then(|p| p.anti_affinity_group.as_ref())
                 == Some(group)
         })
         .filter_map(|g| g.status.as_ref().and_then(|s| s.guest.node.clone()))
@@ -264,7 +289,12 @@ async fn task_in_flight(
 
 /// Checks made before creating anything: the template or clone source exists (and is a
 /// template). Each failure is a condition with a reason, and no PVE write.
-async fn preflight(guest: &LxcGuest, ctx: &Context, pve: &Connection, node: &str) -> Result<(), Error> {
+async fn preflight(
+    guest: &LxcGuest,
+    ctx: &Context,
+    pve: &Connection,
+    node: &str,
+) -> Result<(), Error> {
     let source = &guest.spec.source;
     if let Some(ostemplate) = &source.ostemplate {
         let storage = ostemplate.split(':').next().unwrap_or_default();
@@ -299,17 +329,26 @@ async fn preflight(guest: &LxcGuest, ctx: &Context, pve: &Connection, node: &str
         if kind != "lxc" {
             return Err(Error::spec(
                 "CloneSourceNotTemplate",
-                format!("clone source {} is a VM, not a container template", clone.vmid),
+                format!(
+                    "clone source {} is a VM, not a container template",
+                    clone.vmid
+                ),
             ));
         }
-        let config = pve.client.config(&source_node, GuestType::Lxc, clone.vmid).await?;
+        let config = pve
+            .client
+            .config(&source_node, GuestType::Lxc, clone.vmid)
+            .await?;
         if config.get("template").is_none_or(|t| t != "1") {
             return if coming {
                 Err(waiting_source(clone.vmid))
             } else {
                 Err(Error::spec(
                     "CloneSourceNotTemplate",
-                    format!("clone source {} is not a template (convert it first)", clone.vmid),
+                    format!(
+                        "clone source {} is not a template (convert it first)",
+                        clone.vmid
+                    ),
                 ))
             };
         }
@@ -322,7 +361,9 @@ fn waiting_source(vmid: u32) -> Error {
     Error::Proxmox(ProxmoxError {
         kind: phoenix_clients::proxmox::ErrorKind::Transient,
         status: None,
-        message: format!("clone source {vmid} is not a template yet; its LxcGuest is still converging"),
+        message: format!(
+            "clone source {vmid} is not a template yet; its LxcGuest is still converging"
+        ),
         errors: BTreeMap::new(),
     })
 }
@@ -344,12 +385,27 @@ async fn apply_policies(
     if drift && common.drift_policy == DriftPolicy::Report && !steps.is_empty() {
         let message = format!(
             "live state differs from the spec (not corrected, driftPolicy: Report): {}",
-            steps.iter().map(|s| s.to_string().replace('\n', " ")).collect::<Vec<_>>().join("; ")
+            steps
+                .iter()
+                .map(|s| s.to_string().replace('\n', " "))
+                .collect::<Vec<_>>()
+                .join("; ")
         );
-        let known = conditions.iter().any(|c| c.type_ == "Drifted" && c.message == message);
-        crate::conditions::set(conditions, "Drifted", true, "DriftDetected", &message, generation, now);
+        let known = conditions
+            .iter()
+            .any(|c| c.type_ == "Drifted" && c.message == message);
+        crate::conditions::set(
+            conditions,
+            "Drifted",
+            true,
+            "DriftDetected",
+            &message,
+            generation,
+            now,
+        );
         if !known {
-            ctx.event(guest, EventType::Warning, "DriftDetected", message).await;
+            ctx.event(guest, EventType::Warning, "DriftDetected", message)
+                .await;
         }
         return Vec::new();
     }
@@ -370,7 +426,15 @@ async fn apply_policies(
             "{} take effect at the next restart (restartPolicy: Never)",
             keys.join(", ")
         );
-        crate::conditions::set(conditions, "RestartRequired", true, "RestartRequired", &message, generation, now);
+        crate::conditions::set(
+            conditions,
+            "RestartRequired",
+            true,
+            "RestartRequired",
+            &message,
+            generation,
+            now,
+        );
     } else if !running {
         // Stopped (and so started afresh later): pending changes are applied then.
         conditions.retain(|c| c.type_ != "RestartRequired");
@@ -399,7 +463,10 @@ async fn ready(
             retry: Duration::from_secs(60),
         });
     }
-    let interfaces = pve.client.lxc_interfaces(&live.node, guest.spec.vmid).await?;
+    let interfaces = pve
+        .client
+        .lxc_interfaces(&live.node, guest.spec.vmid)
+        .await?;
     let ips = observe::first_address(&interfaces);
     let Some(ip) = ips.first().cloned() else {
         return Ok(Progress::Waiting {
@@ -432,7 +499,14 @@ async fn adopt(
             Step::Configure { changes } => changes
                 .iter()
                 .filter(|c| c.needs_restart)
-                .map(|c| format!("{} is {:?}, spec wants {:?}", c.key, c.from.as_deref().unwrap_or(""), c.to.as_deref().unwrap_or("")))
+                .map(|c| {
+                    format!(
+                        "{} is {:?}, spec wants {:?}",
+                        c.key,
+                        c.from.as_deref().unwrap_or(""),
+                        c.to.as_deref().unwrap_or("")
+                    )
+                })
                 .collect(),
             Step::Restart | Step::Start | Step::Stop | Step::Template => Vec::new(),
             other => vec![other.to_string()],
@@ -441,7 +515,10 @@ async fn adopt(
     if !mismatch.is_empty() {
         return Err(Error::conflict(
             "AdoptionMismatch",
-            format!("CT {vmid} does not match the spec, not adopted: {}", mismatch.join("; ")),
+            format!(
+                "CT {vmid} does not match the spec, not adopted: {}",
+                mismatch.join("; ")
+            ),
         ));
     }
     let uid = guest.uid().unwrap_or_default();
@@ -462,7 +539,8 @@ async fn adopt(
         .update_config(&live.node, GuestType::Lxc, vmid, &params)
         .await?;
     let message = format!("adopted CT {vmid} on {} without restarting it", live.node);
-    ctx.event(guest, EventType::Normal, "Adopted", message.clone()).await;
+    ctx.event(guest, EventType::Normal, "Adopted", message.clone())
+        .await;
     Ok(Progress::Waiting {
         reason: "Adopted",
         message,
@@ -489,10 +567,19 @@ async fn execute(
                     .iter()
                     .filter_map(|c| c.to.clone().map(|v| (c.key.clone(), v)))
                     .collect();
-                client.update_config(node, GuestType::Lxc, vmid, &params).await?;
+                client
+                    .update_config(node, GuestType::Lxc, vmid, &params)
+                    .await?;
                 let keys: Vec<String> = changes
                     .iter()
-                    .map(|c| format!("{} {} → {}", c.key, c.from.as_deref().unwrap_or("<unset>"), c.to.as_deref().unwrap_or("<unset>")))
+                    .map(|c| {
+                        format!(
+                            "{} {} → {}",
+                            c.key,
+                            c.from.as_deref().unwrap_or("<unset>"),
+                            c.to.as_deref().unwrap_or("<unset>")
+                        )
+                    })
                     .filter(|c| !c.starts_with("description"))
                     .collect();
                 let (reason, what) = if drift {
@@ -500,7 +587,13 @@ async fn execute(
                 } else {
                     ("Configured", "configured")
                 };
-                ctx.event(guest, EventType::Normal, reason, format!("{what}: {}", keys.join(", "))).await;
+                ctx.event(
+                    guest,
+                    EventType::Normal,
+                    reason,
+                    format!("{what}: {}", keys.join(", ")),
+                )
+                .await;
                 continue;
             }
             Step::Template => {
@@ -518,7 +611,9 @@ async fn execute(
                 start_task(guest, ctx, pve, node, status, &step, Vec::new()).await?
             }
             Step::Clone { source, .. } => {
-                let why = format!("queued: template {source} is being cloned (PVE locks it for the copy)");
+                let why = format!(
+                    "queued: template {source} is being cloned (PVE locks it for the copy)"
+                );
                 let lock = queue(guest, ctx, pve.template_lock(*source), &why).await?;
                 start_task(guest, ctx, pve, node, status, &step, vec![lock]).await?
             }
@@ -566,7 +661,15 @@ async fn start_task(
                 ("description".into(), render::owner_marker(&uid)),
                 ("full".into(), if *full { "1" } else { "0" }.into()),
             ];
-            if let (true, Some(storage)) = (*full, guest.spec.source.clone.as_ref().and_then(|c| c.storage.clone())) {
+            if let (true, Some(storage)) = (
+                *full,
+                guest
+                    .spec
+                    .source
+                    .clone
+                    .as_ref()
+                    .and_then(|c| c.storage.clone()),
+            ) {
                 params.push(("storage".into(), storage));
             }
             if let Some(pool) = &guest.spec.common.pool {
@@ -575,7 +678,9 @@ async fn start_task(
             if source_node != node {
                 params.push(("target".into(), node.to_owned()));
             }
-            client.clone_guest(&source_node, GuestType::Lxc, *source, &params).await
+            client
+                .clone_guest(&source_node, GuestType::Lxc, *source, &params)
+                .await
         }
         Step::Resize { disk, size } => client.resize(node, GuestType::Lxc, vmid, disk, size).await,
         Step::Start => client.power(node, GuestType::Lxc, vmid, "start").await,
@@ -598,8 +703,10 @@ async fn start_task(
     let message = format!("{step} (task {})", upid.raw);
     status.guest.step = Some(step.name().into());
     status.guest.task_upid = Some(upid.raw.clone());
-    ctx.tasks.follow(client.clone(), upid, permits, waker(ctx, guest));
-    ctx.event(guest, EventType::Normal, step.name(), message.clone()).await;
+    ctx.tasks
+        .follow(client.clone(), upid, permits, waker(ctx, guest));
+    ctx.event(guest, EventType::Normal, step.name(), message.clone())
+        .await;
     Ok(Progress::Working {
         reason: step_reason(step),
         message,
@@ -642,12 +749,18 @@ async fn startup_gate(guest: &LxcGuest, ctx: &Context) -> Result<Option<Progress
         .iter()
         .filter(|g| !g.spec.template && g.metadata.deletion_timestamp.is_none())
         .filter(|g| {
-            g.spec.common.startup.as_ref().and_then(|s| s.order).is_some_and(|o| o < mine)
+            g.spec
+                .common
+                .startup
+                .as_ref()
+                .and_then(|s| s.order)
+                .is_some_and(|o| o < mine)
         })
         .filter(|g| {
             let status = g.status.as_ref();
             let running = status.and_then(|s| s.guest.state.as_deref()) == Some("running");
-            let stuck = status.is_some_and(|s| crate::conditions::is_true(&s.common.conditions, "Degraded"));
+            let stuck = status
+                .is_some_and(|s| crate::conditions::is_true(&s.common.conditions, "Degraded"));
             !running && !stuck
         })
         .map(|g| g.name_any())
@@ -686,8 +799,12 @@ async fn queue(
     let api: kube::Api<LxcGuest> =
         kube::Api::namespaced(ctx.kube.clone(), &guest.namespace().unwrap_or_default());
     let patch = crate::status::merge_patch(&guest.status.clone().unwrap_or_default(), &status);
-    api.patch_status(&guest.name_any(), &Default::default(), &kube::api::Patch::Merge(&patch))
-        .await?;
+    api.patch_status(
+        &guest.name_any(),
+        &Default::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
     semaphore
         .acquire_owned()
         .await

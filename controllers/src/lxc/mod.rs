@@ -28,9 +28,15 @@ pub const KIND: &str = "LxcGuest";
 #[derive(Debug)]
 pub enum Progress {
     /// Converged: Ready=True with this reason.
-    Ready { reason: &'static str, message: String },
+    Ready {
+        reason: &'static str,
+        message: String,
+    },
     /// A step is under way (a PVE task the tracker follows).
-    Working { reason: &'static str, message: String },
+    Working {
+        reason: &'static str,
+        message: String,
+    },
     /// Waiting for something else; look again after `retry`.
     Waiting {
         reason: &'static str,
@@ -41,7 +47,8 @@ pub enum Progress {
 
 pub async fn reconcile(guest: Arc<LxcGuest>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciled(KIND);
-    let api: Api<LxcGuest> = Api::namespaced(ctx.kube.clone(), &guest.namespace().unwrap_or_default());
+    let api: Api<LxcGuest> =
+        Api::namespaced(ctx.kube.clone(), &guest.namespace().unwrap_or_default());
     if guest.meta().deletion_timestamp.is_some() {
         if !guest.finalizers().iter().any(|f| f == finalizers::GUEST) {
             return Ok(Action::await_change());
@@ -82,16 +89,29 @@ async fn finish(
     let previous = guest.status.clone().unwrap_or_default();
     let (ready, reason, message, degraded) = match &outcome {
         Ok(Progress::Ready { reason, message }) => (true, *reason, message.clone(), false),
-        Ok(Progress::Working { reason, message }) | Ok(Progress::Waiting { reason, message, .. }) => {
-            (false, *reason, message.clone(), false)
-        }
+        Ok(Progress::Working { reason, message })
+        | Ok(Progress::Waiting {
+            reason, message, ..
+        }) => (false, *reason, message.clone(), false),
         Err(e) => (false, e.category(), e.to_string(), e.is_permanent()),
     };
-    conditions::set(conditions, "Ready", ready, reason, &message, generation, now);
+    conditions::set(
+        conditions, "Ready", ready, reason, &message, generation, now,
+    );
     let working = matches!(outcome, Ok(Progress::Working { .. }));
-    conditions::set(conditions, "Progressing", working, reason, &message, generation, now);
+    conditions::set(
+        conditions,
+        "Progressing",
+        working,
+        reason,
+        &message,
+        generation,
+        now,
+    );
     if degraded {
-        conditions::set(conditions, "Degraded", true, reason, &message, generation, now);
+        conditions::set(
+            conditions, "Degraded", true, reason, &message, generation, now,
+        );
     } else {
         conditions.retain(|c| c.type_ != "Degraded");
     }
@@ -126,13 +146,21 @@ async fn finish(
     }
     if status != previous {
         let patch = crate::status::merge_patch(&previous, &status);
-        api.patch_status(&guest.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        api.patch_status(
+            &guest.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
     }
     if previous.guest.state != status.guest.state || before.map(|b| b.0) != Some(after.0) {
         wake_waiters(ctx, guest);
     }
-    let key = format!("{}/{}", guest.namespace().unwrap_or_default(), guest.name_any());
+    let key = format!(
+        "{}/{}",
+        guest.namespace().unwrap_or_default(),
+        guest.name_any()
+    );
     match outcome {
         Ok(progress) => {
             ctx.succeeded(&key);
@@ -157,9 +185,15 @@ fn wake_waiters(ctx: &Context, changed: &LxcGuest) {
         let depends = other.spec.common.depends_on.iter().any(|d| {
             d.kind == phoenix_crds::common::PhoenixKind::LxcGuest
                 && d.name == name
-                && d.namespace.as_deref().unwrap_or(&other.namespace().unwrap_or_default()) == namespace
+                && d.namespace
+                    .as_deref()
+                    .unwrap_or(&other.namespace().unwrap_or_default())
+                    == namespace
         });
-        let later = match (order, other.spec.common.startup.as_ref().and_then(|s| s.order)) {
+        let later = match (
+            order,
+            other.spec.common.startup.as_ref().and_then(|s| s.order),
+        ) {
             (Some(mine), Some(theirs)) => theirs > mine,
             _ => false,
         };
@@ -173,7 +207,11 @@ fn wake_waiters(ctx: &Context, changed: &LxcGuest) {
 /// look now and then, as the cluster may change under them).
 pub fn error_policy(guest: Arc<LxcGuest>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed(KIND, error.category());
-    let key = format!("{}/{}", guest.namespace().unwrap_or_default(), guest.name_any());
+    let key = format!(
+        "{}/{}",
+        guest.namespace().unwrap_or_default(),
+        guest.name_any()
+    );
     if error.is_permanent() {
         tracing::info!(guest = %key, reason = error.category(), "{error}");
         return Action::requeue(Duration::from_secs(300));

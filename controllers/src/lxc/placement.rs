@@ -11,7 +11,9 @@ fn usable_nodes(cluster: &ProxmoxCluster) -> Vec<&NodeStatus> {
     let reported = cluster.status.as_ref().map(|s| &s.nodes[..]).unwrap_or(&[]);
     reported
         .iter()
-        .filter(|n| cluster.spec.nodes.is_empty() || cluster.spec.nodes.iter().any(|a| a.name == n.name))
+        .filter(|n| {
+            cluster.spec.nodes.is_empty() || cluster.spec.nodes.iter().any(|a| a.name == n.name)
+        })
         .collect()
 }
 
@@ -24,12 +26,21 @@ pub fn choose_node(
     peer_nodes: &[String],
 ) -> Result<String, Error> {
     let nodes = usable_nodes(cluster);
-    let names = || nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ");
+    let names = || {
+        nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if let Some(node) = &common.node {
         if !nodes.iter().any(|n| &n.name == node) {
             return Err(Error::spec(
                 "NodeNotInCluster",
-                format!("node {node:?} is not a node of the cluster (nodes: {})", names()),
+                format!(
+                    "node {node:?} is not a node of the cluster (nodes: {})",
+                    names()
+                ),
             ));
         }
         return Ok(node.clone());
@@ -37,7 +48,11 @@ pub fn choose_node(
     if let Some(node) = current {
         return Ok(node.to_owned());
     }
-    let allowed = common.placement.as_ref().map(|p| &p.nodes[..]).unwrap_or(&[]);
+    let allowed = common
+        .placement
+        .as_ref()
+        .map(|p| &p.nodes[..])
+        .unwrap_or(&[]);
     let mut candidates: Vec<&&NodeStatus> = nodes
         .iter()
         .filter(|n| n.status == "online")
@@ -46,13 +61,20 @@ pub fn choose_node(
     if candidates.is_empty() {
         return Err(Error::spec(
             "NoNodeAvailable",
-            format!("no online node among {allowed:?} (cluster nodes: {})", names()),
+            format!(
+                "no online node among {allowed:?} (cluster nodes: {})",
+                names()
+            ),
         ));
     }
     // Fewest peers first, then most free memory, then name (for a stable choice).
     candidates.sort_by_key(|n| {
         let peers = peer_nodes.iter().filter(|p| **p == n.name).count();
-        (peers, std::cmp::Reverse(n.free_memory_mib.unwrap_or(0)), n.name.clone())
+        (
+            peers,
+            std::cmp::Reverse(n.free_memory_mib.unwrap_or(0)),
+            n.name.clone(),
+        )
     });
     Ok(candidates[0].name.clone())
 }
@@ -112,11 +134,22 @@ mod tests {
 
     #[test]
     fn placement_prefers_free_memory_and_spreads_peers() {
-        let c = cluster(&[("pve1", 65536, 1000), ("pve2", 65536, 9000), ("pve3", 65536, 5000)]);
+        let c = cluster(&[
+            ("pve1", 65536, 1000),
+            ("pve2", 65536, 9000),
+            ("pve3", 65536, 5000),
+        ]);
         let any = common("memory: 1024");
         assert_eq!(choose_node(&any, &c, None, &[]).unwrap(), "pve2");
-        assert_eq!(choose_node(&any, &c, Some("pve1"), &[]).unwrap(), "pve1", "a placed guest stays");
-        assert_eq!(choose_node(&any, &c, None, &["pve2".into()]).unwrap(), "pve3");
+        assert_eq!(
+            choose_node(&any, &c, Some("pve1"), &[]).unwrap(),
+            "pve1",
+            "a placed guest stays"
+        );
+        assert_eq!(
+            choose_node(&any, &c, None, &["pve2".into()]).unwrap(),
+            "pve3"
+        );
         let limited = common("memory: 1024\nplacement: {nodes: [pve1]}");
         assert_eq!(choose_node(&limited, &c, None, &[]).unwrap(), "pve1");
     }
@@ -129,7 +162,10 @@ mod tests {
         assert_eq!(e.category(), "NodeNotInCluster");
         assert!(e.to_string().contains("phoenix"), "{e}");
         let huge = common("memory: 262144");
-        assert_eq!(check_memory(&huge, &c).unwrap_err().category(), "InsufficientMemory");
+        assert_eq!(
+            check_memory(&huge, &c).unwrap_err().category(),
+            "InsufficientMemory"
+        );
         assert!(check_memory(&common("memory: 1024"), &c).is_ok());
     }
 }

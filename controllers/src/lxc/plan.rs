@@ -164,11 +164,9 @@ pub fn plan(spec: &LxcGuestSpec, owner_uid: &str, observed: Option<&Observed>) -
     if !changes.is_empty() {
         steps.push(Step::Configure { changes });
     }
-    steps.extend(
-        disks(spec)
-            .into_iter()
-            .filter_map(|(disk, size)| grow_to(&disk, &size, &observed.config).map(|size| Step::Resize { disk, size })),
-    );
+    steps.extend(disks(spec).into_iter().filter_map(|(disk, size)| {
+        grow_to(&disk, &size, &observed.config).map(|size| Step::Resize { disk, size })
+    }));
     if spec.template {
         if observed.running {
             steps.push(Step::Stop);
@@ -233,11 +231,11 @@ fn same(key: &str, want: &str, have: Option<&String>) -> bool {
 /// The disks the spec sizes: the root disk and every mount point that is a volume.
 fn disks(spec: &LxcGuestSpec) -> Vec<(String, String)> {
     let mut disks = vec![("rootfs".to_string(), spec.rootfs.size.clone())];
-    disks.extend(
-        spec.mount_points
-            .iter()
-            .filter_map(|mp| mp.volume.as_ref().map(|v| (format!("mp{}", mp.index), v.size.clone()))),
-    );
+    disks.extend(spec.mount_points.iter().filter_map(|mp| {
+        mp.volume
+            .as_ref()
+            .map(|v| (format!("mp{}", mp.index), v.size.clone()))
+    }));
     disks
 }
 
@@ -415,7 +413,10 @@ mod tests {
     fn allocated_mount_points_are_not_reallocated_and_macs_are_kept() {
         let spec = example("lxc-914.yaml");
         let mut config = render::config(&spec, "uid");
-        config.insert("rootfs".into(), "fastData:subvol-914-disk-0,size=128G".into());
+        config.insert(
+            "rootfs".into(),
+            "fastData:subvol-914-disk-0,size=128G".into(),
+        );
         config.insert(
             "mp0".into(),
             "fastData:subvol-914-disk-1,size=200G,mp=/root/.ollama".into(),
@@ -424,17 +425,42 @@ mod tests {
             config: config.clone(),
             running: true,
         };
-        assert_eq!(plan(&spec, "uid", Some(&observed)), vec![], "an allocated volume is the same mount");
+        assert_eq!(
+            plan(&spec, "uid", Some(&observed)),
+            vec![],
+            "an allocated volume is the same mount"
+        );
         let mut bigger = spec.clone();
         bigger.mount_points[0].volume.as_mut().unwrap().size = "300G".into();
         assert_eq!(
             plan(&bigger, "uid", Some(&observed)),
-            vec![Step::Resize { disk: "mp0".into(), size: "300G".into() }]
+            vec![Step::Resize {
+                disk: "mp0".into(),
+                size: "300G".into()
+            }]
         );
         let mut dhcp = config;
-        dhcp.insert("net0".into(), "name=eth0,bridge=vmbr0,ip=dhcp,hwaddr=BC:24:11:00:00:01".into());
-        let steps = plan(&spec, "uid", Some(&Observed { config: dhcp, running: true }));
-        let Step::Configure { changes } = &steps[0] else { panic!("{steps:?}") };
-        assert!(changes[0].to.as_deref().unwrap().ends_with(",hwaddr=BC:24:11:00:00:01"));
+        dhcp.insert(
+            "net0".into(),
+            "name=eth0,bridge=vmbr0,ip=dhcp,hwaddr=BC:24:11:00:00:01".into(),
+        );
+        let steps = plan(
+            &spec,
+            "uid",
+            Some(&Observed {
+                config: dhcp,
+                running: true,
+            }),
+        );
+        let Step::Configure { changes } = &steps[0] else {
+            panic!("{steps:?}")
+        };
+        assert!(
+            changes[0]
+                .to
+                .as_deref()
+                .unwrap()
+                .ends_with(",hwaddr=BC:24:11:00:00:01")
+        );
     }
 }

@@ -23,7 +23,14 @@ pub async fn remove(
     let vmid = guest.spec.vmid;
     let pve = match ctx
         .pve
-        .get(guest.spec.common.cluster_ref.as_ref().map(|r| r.name.as_str()))
+        .get(
+            guest
+                .spec
+                .common
+                .cluster_ref
+                .as_ref()
+                .map(|r| r.name.as_str()),
+        )
         .await
     {
         Ok(pve) => pve,
@@ -37,7 +44,8 @@ pub async fn remove(
         match pve.client.task(&upid).await.map(|t| t.outcome()) {
             Ok(TaskOutcome::Running) => {
                 if !ctx.tasks.is_following(&raw) {
-                    ctx.tasks.follow(pve.client.clone(), upid, Vec::new(), waker(ctx, guest));
+                    ctx.tasks
+                        .follow(pve.client.clone(), upid, Vec::new(), waker(ctx, guest));
                 }
                 return Ok(Some(Progress::Working {
                     reason: "Deleting",
@@ -46,7 +54,10 @@ pub async fn remove(
             }
             Ok(TaskOutcome::Failed(exitstatus)) => {
                 status.guest.task_upid = None;
-                return Err(Error::TaskFailed { upid: raw, exitstatus });
+                return Err(Error::TaskFailed {
+                    upid: raw,
+                    exitstatus,
+                });
             }
             Ok(TaskOutcome::Succeeded) => status.guest.task_upid = None,
             Err(e) if e.kind == ErrorKind::NotFound => status.guest.task_upid = None,
@@ -63,7 +74,13 @@ pub async fn remove(
         return Ok(None);
     };
     if live.ownership(&guest.uid().unwrap_or_default()) != Ownership::Ours {
-        ctx.event(guest, EventType::Normal, "NotOwned", format!("CT {vmid} is not Phoenix's; left as it is")).await;
+        ctx.event(
+            guest,
+            EventType::Normal,
+            "NotOwned",
+            format!("CT {vmid} is not Phoenix's; left as it is"),
+        )
+        .await;
         return Ok(None);
     }
     if let Some(lock) = live.lock() {
@@ -88,9 +105,19 @@ pub async fn remove(
                 ));
             }
             let (action, upid) = if live.running {
-                ("Stopping", pve.client.power(&live.node, GuestType::Lxc, vmid, "stop").await)
+                (
+                    "Stopping",
+                    pve.client
+                        .power(&live.node, GuestType::Lxc, vmid, "stop")
+                        .await,
+                )
             } else {
-                ("Destroying", pve.client.destroy(&live.node, GuestType::Lxc, vmid, false).await)
+                (
+                    "Destroying",
+                    pve.client
+                        .destroy(&live.node, GuestType::Lxc, vmid, false)
+                        .await,
+                )
             };
             let upid = match upid {
                 Ok(upid) => upid,
@@ -100,8 +127,10 @@ pub async fn remove(
             let message = format!("{action} CT {vmid} (task {})", upid.raw);
             status.guest.task_upid = Some(upid.raw.clone());
             status.guest.step = Some(action.into());
-            ctx.tasks.follow(pve.client.clone(), upid, Vec::new(), waker(ctx, guest));
-            ctx.event(guest, EventType::Normal, action, message.clone()).await;
+            ctx.tasks
+                .follow(pve.client.clone(), upid, Vec::new(), waker(ctx, guest));
+            ctx.event(guest, EventType::Normal, action, message.clone())
+                .await;
             Ok(Some(Progress::Working {
                 reason: "Deleting",
                 message,
@@ -120,7 +149,12 @@ async fn release(
     let tags: Vec<String> = live
         .config
         .get("tags")
-        .map(|t| t.split([';', ',', ' ']).filter(|t| !t.is_empty() && *t != render::OWNER_TAG).map(str::to_owned).collect())
+        .map(|t| {
+            t.split([';', ',', ' '])
+                .filter(|t| !t.is_empty() && *t != render::OWNER_TAG)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     let mut params: Params = vec![("delete".into(), "description".into())];
     if tags.is_empty() {
@@ -135,7 +169,10 @@ async fn release(
         guest,
         EventType::Normal,
         "Retained",
-        format!("CT {} left running on {} without Phoenix's marker (deletionPolicy: Retain)", guest.spec.vmid, live.node),
+        format!(
+            "CT {} left running on {} without Phoenix's marker (deletionPolicy: Retain)",
+            guest.spec.vmid, live.node
+        ),
     )
     .await;
     Ok(())
