@@ -45,7 +45,8 @@ pub struct PlanArgs {
     /// Manifests (a file or a directory) whose LxcGuests to plan.
     #[arg(short = 'f', long = "filename")]
     pub file: PathBuf,
-    /// Plan against the simulator of `phoenix up --simulate` (its DATA_DIR/sim.json).
+    /// Plan against the simulator of `phoenix up --simulate` (its DATA_DIR/sim.json; found
+    /// by itself beside KUBECONFIG).
     #[arg(long)]
     pub simulator: Option<PathBuf>,
 }

@@ -37,10 +37,22 @@ fn redirect(path: &std::path::Path) -> anyhow::Result<Redirect> {
     })
 }
 
+/// `phoenix up --simulate` writes `sim.json` beside its kubeconfig: planning against that
+/// API server means planning against its simulator, never the manifests' real address.
+fn simulator_beside_kubeconfig() -> Option<std::path::PathBuf> {
+    let kubeconfig = std::env::var_os("KUBECONFIG")?;
+    let path = std::path::Path::new(&kubeconfig).parent()?.join("sim.json");
+    path.exists().then(|| {
+        eprintln!("phoenix plan: using the simulator of {}", path.display());
+        path
+    })
+}
+
 async fn plan(args: PlanArgs) -> anyhow::Result<String> {
     let objects = crate::apply::read_manifests(&args.file)?;
     let kube = crate::kube_client(None).await?;
-    let redirect = args.simulator.as_deref().map(redirect).transpose()?;
+    let simulator = args.simulator.clone().or_else(simulator_beside_kubeconfig);
+    let redirect = simulator.as_deref().map(redirect).transpose()?;
     let connections = Connections::new(kube.clone(), redirect, Arc::default());
     let mut out = String::new();
     for object in objects {

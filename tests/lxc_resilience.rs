@@ -186,9 +186,9 @@ async fn plan_prints_the_steps_and_changes_nothing() {
     let sim = SimAdmin::of(&server);
     sim.clear_oplog().await;
     let plan = |file: &str| {
+        // The simulator is found beside the kubeconfig of `phoenix up --simulate`.
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
-            .args(["plan", "-f", file, "--simulator"])
-            .arg(dir.path().join("sim.json"))
+            .args(["plan", "-f", file])
             .env("KUBECONFIG", &server.kubeconfig)
             .output()
             .unwrap();
