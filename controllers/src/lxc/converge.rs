@@ -263,8 +263,14 @@ async fn task_in_flight(
     match outcome {
         TaskOutcome::Running => {
             if !ctx.tasks.is_following(&raw) {
+                // Found after a restart: it counts against its node's budget again.
+                let permits = pve
+                    .budget(&upid.node)
+                    .try_acquire_owned()
+                    .into_iter()
+                    .collect();
                 ctx.tasks
-                    .follow(pve.client.clone(), upid, Vec::new(), waker(ctx, guest));
+                    .follow(pve.client.clone(), upid, permits, waker(ctx, guest));
             }
             let step = status.guest.step.clone().unwrap_or_else(|| "task".into());
             Ok(Some(Progress::Working {
