@@ -60,31 +60,6 @@ async fn resync_rounds(server: &ApiServer, guests: usize, rounds: usize) {
     .expect("the controllers keep resyncing");
 }
 
-/// The cluster and its Secret from the examples, and a wait until it is Ready.
-async fn cluster_only(server: &ApiServer, client: &kube::Client) {
-    for file in [
-        "namespace-phoenix-system.yaml",
-        "secret-pve-token.yaml",
-        "proxmoxcluster-homelab.yaml",
-    ] {
-        support::kubectl(server, &["apply", "-f", &format!("{}/{file}", examples())]);
-    }
-    let clusters: Api<phoenix_crds::ProxmoxCluster> = Api::all(client.clone());
-    support::wait_for(
-        &clusters,
-        "the cluster Ready",
-        Duration::from_secs(30),
-        |cs| {
-            cs.iter().all(|c| {
-                c.status
-                    .as_ref()
-                    .is_some_and(|s| support::is_ready(&s.common.conditions))
-            }) && !cs.is_empty()
-        },
-    )
-    .await;
-}
-
 /// A guest made by hand in PVE (no Phoenix marker), running.
 async fn foreign_guest(sim: &SimAdmin, vmid: u32, hostname: &str) {
     let vmid_text = vmid.to_string();
@@ -282,7 +257,7 @@ async fn impossible_specs_end_in_a_condition_and_touch_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = ApiServer::up_simulated(dir.path(), &FAST);
     let client = support::client(&server).await;
-    cluster_only(&server, &client).await;
+    support::homelab_cluster(&server).await;
     let sim = SimAdmin::of(&server);
     foreign_guest(&sim, 555, "by-hand").await;
     sim.clear_oplog().await;
@@ -405,7 +380,7 @@ async fn drift_restarts_adoption_and_deletion_follow_the_policies() {
     args.extend(FAST);
     let server = ApiServer::up_simulated(dir.path(), &args);
     let client = support::client(&server).await;
-    cluster_only(&server, &client).await;
+    support::homelab_cluster(&server).await;
     let sim = SimAdmin::of(&server);
     foreign_guest(&sim, 590, "adoptee").await;
     support::kubectl_apply(&server, &guest_yaml("drifter", 570, ""));

@@ -26,23 +26,6 @@ fn guests(count: u32, first_vmid: u32) -> String {
         .collect()
 }
 
-fn cluster_manifests(server: &ApiServer) {
-    for file in [
-        "namespace-phoenix-system.yaml",
-        "secret-pve-token.yaml",
-        "proxmoxcluster-homelab.yaml",
-    ] {
-        support::kubectl(
-            server,
-            &[
-                "apply",
-                "-f",
-                &format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR")),
-            ],
-        );
-    }
-}
-
 fn ready(g: &LxcGuest) -> bool {
     support::is_ready(
         &g.status
@@ -80,7 +63,7 @@ async fn one_guest_per_object(sim: &SimAdmin, api: &Api<LxcGuest>) {
 async fn killed_twenty_times_while_thirty_guests_converge_nothing_is_duplicated_or_lost() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = ApiServer::up_simulated(dir.path(), &FAST);
-    cluster_manifests(&server);
+    support::homelab_cluster(&server).await;
     support::kubectl_apply(&server, &guests(30, 300));
     let mut rng = rand::rng();
     for _ in 0..20 {
@@ -112,7 +95,7 @@ async fn with_errors_latency_and_foreign_locks_everything_converges_without_a_ho
         serde_json::json!({"errorRate": 0.2, "latencyMs": [0, 2000], "locked": {"400": "backup", "401": "backup"}}),
     )
     .await;
-    cluster_manifests(&server);
+    support::homelab_cluster(&server).await;
     support::kubectl_apply(&server, &guests(6, 400));
     let client = support::client(&server).await;
     let api: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
@@ -166,23 +149,8 @@ async fn with_errors_latency_and_foreign_locks_everything_converges_without_a_ho
 async fn plan_prints_the_steps_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = ApiServer::up_simulated(dir.path(), &FAST);
-    cluster_manifests(&server);
+    support::homelab_cluster(&server).await;
     let client = support::client(&server).await;
-    let clusters: Api<phoenix_crds::ProxmoxCluster> = Api::all(client.clone());
-    support::wait_for(
-        &clusters,
-        "the cluster Ready",
-        Duration::from_secs(30),
-        |cs| {
-            !cs.is_empty()
-                && cs.iter().all(|c| {
-                    c.status
-                        .as_ref()
-                        .is_some_and(|s| support::is_ready(&s.common.conditions))
-                })
-        },
-    )
-    .await;
     let sim = SimAdmin::of(&server);
     sim.clear_oplog().await;
     let plan = |file: &str| {

@@ -20,14 +20,7 @@ where
     }
     let mut finalizers = object.finalizers().to_vec();
     finalizers.push(name.to_owned());
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
-    api.patch(
-        &object.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map(drop)
+    set(api, object, finalizers).await
 }
 
 /// Removes `name`, guarded by its resourceVersion.
@@ -35,7 +28,20 @@ pub async fn remove<K>(api: &Api<K>, object: &K, name: &str) -> Result<(), kube:
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let finalizers: Vec<&String> = object.finalizers().iter().filter(|f| *f != name).collect();
+    let finalizers = object
+        .finalizers()
+        .iter()
+        .filter(|f| *f != name)
+        .cloned()
+        .collect();
+    set(api, object, finalizers).await
+}
+
+/// Writes the finalizer list; a concurrent change makes it fail (409) rather than lose one.
+async fn set<K>(api: &Api<K>, object: &K, finalizers: Vec<String>) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
     api.patch(
         &object.name_any(),

@@ -364,3 +364,34 @@ pub async fn metric(server: &ApiServer, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0.0)
 }
+
+/// The examples' ProxmoxCluster `homelab` with its namespace and Secret, applied with
+/// kubectl, and a wait until the controllers report it Ready.
+pub async fn homelab_cluster(server: &ApiServer) {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for file in [
+        "namespace-phoenix-system.yaml",
+        "secret-pve-token.yaml",
+        "proxmoxcluster-homelab.yaml",
+    ] {
+        kubectl(
+            server,
+            &["apply", "-f", examples.join(file).to_str().unwrap()],
+        );
+    }
+    let clusters: kube::Api<phoenix_crds::ProxmoxCluster> = kube::Api::all(client(server).await);
+    wait_for(
+        &clusters,
+        "the cluster Ready",
+        std::time::Duration::from_secs(30),
+        |cs| {
+            !cs.is_empty()
+                && cs.iter().all(|c| {
+                    c.status
+                        .as_ref()
+                        .is_some_and(|s| is_ready(&s.common.conditions))
+                })
+        },
+    )
+    .await;
+}
