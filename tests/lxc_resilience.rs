@@ -133,7 +133,7 @@ async fn with_errors_latency_and_foreign_locks_everything_converges_without_a_ho
     support::wait_for(
         &api,
         "6 guests Ready despite the faults",
-        Duration::from_secs(240),
+        Duration::from_secs(360),
         |gs| gs.len() == 6 && gs.iter().all(|g| ready(g)),
     )
     .await;

@@ -109,6 +109,9 @@ impl std::fmt::Debug for ProxmoxClient {
     }
 }
 
+/// The pause before a failed read is tried again (doubled for the second retry).
+const READ_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl ProxmoxClient {
     pub fn new(config: &Config) -> Result<Self, ProxmoxError> {
         let tls =
@@ -133,18 +136,35 @@ impl ProxmoxClient {
     }
 
     /// One call; `params` go in the query for GET/DELETE and as a form body otherwise.
+    /// Reads PVE answered with a transient error (5xx, lock) are tried again twice after a
+    /// short pause: they change nothing, and one lost read should not cost a whole
+    /// reconcile its backoff. Transport errors are not: a timeout would only repeat.
     pub async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         params: &[(String, String)],
     ) -> Result<Value, ProxmoxError> {
-        let started = std::time::Instant::now();
-        let result = self.send(method.clone(), path, params).await;
-        if let Some(observe) = &self.observer {
-            observe(&method, result.is_ok(), started.elapsed());
+        let mut attempt = 0;
+        loop {
+            let started = std::time::Instant::now();
+            let result = self.send(method.clone(), path, params).await;
+            if let Some(observe) = &self.observer {
+                observe(&method, result.is_ok(), started.elapsed());
+            }
+            match result {
+                Err(e)
+                    if e.is_transient()
+                        && e.status.is_some()
+                        && method == reqwest::Method::GET
+                        && attempt < 2 =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(READ_RETRY_PAUSE * attempt).await;
+                }
+                result => return result,
+            }
         }
-        result
     }
 
     async fn send(
