@@ -93,8 +93,8 @@ pub struct ServerArgs {
 pub enum SimCommand {
     /// A simulated Proxmox VE cluster.
     Pve(SimPveArgs),
-    /// The `pct` stand-in that forwards to a simulated guest.
-    Pct,
+    /// The `pct` of a simulated node: `exec` and `push` forwarded to a simulated guest.
+    Pct(crate::sim_pct::SimPctArgs),
 }
 
 #[derive(Args, Debug)]
@@ -127,15 +127,10 @@ impl Command {
             Command::Controller(args) => crate::serve::run_controller(args),
             Command::Apiserver(args) => crate::serve::run(args, false),
             Command::Sim(SimCommand::Pve(args)) => crate::serve::run_sim(args),
-            Command::Sim(SimCommand::Pct) => not_built("sim pct", "guest exec (issue 6)"),
+            Command::Sim(SimCommand::Pct(args)) => crate::sim_pct::run(args),
             Command::Plan(args) => crate::plan::run(args),
         }
     }
-}
-
-fn not_built(command: &str, what: &str) -> ExitCode {
-    eprintln!("phoenix {command}: not built yet; it needs {what}.");
-    ExitCode::from(2)
 }
 
 fn print_crds(out_dir: Option<PathBuf>) -> ExitCode {

@@ -5,6 +5,7 @@ mod cli;
 mod logging;
 mod plan;
 mod serve;
+mod sim_pct;
 
 use clap::Parser;
 use std::process::ExitCode;

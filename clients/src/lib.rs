@@ -4,8 +4,10 @@
 //! * [`proxmox`]: the Proxmox VE API — token auth, TLS verified against a CA bundle or a
 //!   pinned SHA-256 fingerprint (or explicitly not at all), a timeout on every call, task
 //!   tracking by UPID, and errors classified as transient or permanent with PVE's message.
+//! * [`exec`]: commands and files inside guests — `pct exec`/`pct push` on the node over
+//!   SSH (host key pinned) or locally, and the QEMU guest agent for VMs.
 //!
-//! Still to come: Portainer (stacks), ACME for Step-CA (`instant-acme`), guest exec (SSH to
-//! the node for `pct exec`, the QEMU guest agent for VMs).
+//! Still to come: Portainer (stacks), ACME for Step-CA (`instant-acme`).
 
+pub mod exec;
 pub mod proxmox;

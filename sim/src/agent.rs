@@ -4,6 +4,7 @@
 
 use crate::api::{ApiResult, Call, PveError, addresses};
 use crate::cluster::{Guest, now_ms};
+use crate::inside::{Run, Step};
 use crate::state::Sim;
 use base64::Engine;
 use serde_json::{Value, json};
@@ -43,12 +44,12 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
         }
         ("POST", "exec") => {
             // PVE's handler wants an array (a JSON array, or the form key repeated).
-            let command = match call.params.get("command") {
+            let argv: Vec<String> = match call.params.get("command") {
                 Some(Value::Array(parts)) => parts
                     .iter()
                     .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                    .map(str::to_owned)
+                    .collect(),
                 Some(_) => return Err(PveError::server("Not an ARRAY reference")),
                 None => {
                     return Err(PveError::param(
@@ -57,17 +58,28 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
                     ));
                 }
             };
-            g.commands.push(command);
-            Ok(json!({"pid": g.commands.len()}))
+            // The agent runs the command to its end at once: delays are not simulated here.
+            let result = match Run::new(&g.inside, &argv) {
+                Ok(mut run) => loop {
+                    match run.step(&mut g.inside, now_ms()) {
+                        Step::Exited(code) => break (code, run.output),
+                        Step::Wait(_) | Step::Continue => {}
+                    }
+                },
+                Err(message) => (127, message),
+            };
+            g.agent_results.push(result);
+            Ok(json!({"pid": g.agent_results.len()}))
         }
         ("GET", "exec-status") => {
             let pid: usize = call.text("pid").and_then(|p| p.parse().ok()).unwrap_or(0);
-            if pid == 0 || pid > g.commands.len() {
+            let Some((code, output)) = pid.checked_sub(1).and_then(|i| g.agent_results.get(i))
+            else {
                 return Err(PveError::server(format!(
                     "Agent error: Invalid parameter 'pid' ({pid})"
                 )));
-            }
-            Ok(json!({"exited": 1, "exitcode": 0, "out-data": ""}))
+            };
+            Ok(json!({"exited": 1, "exitcode": code, "out-data": output}))
         }
         ("POST", "file-write") => {
             let file = call.text("file").unwrap_or_default();
@@ -81,7 +93,7 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
             } else {
                 content
             };
-            g.files.insert(file, decoded);
+            g.inside.files.insert(file, decoded);
             Ok(Value::Null)
         }
         _ => Err(PveError {

@@ -67,8 +67,12 @@ pub struct Guest {
     pub running: bool,
     pub started_at: u64,
     pub snapshots: Vec<Snapshot>,
-    pub files: BTreeMap<String, String>,
-    pub commands: Vec<String>,
+    /// Files, command log, services and scripted answers (exec, push, the agent).
+    #[serde(flatten)]
+    pub inside: crate::inside::Inside,
+    /// Results of agent `exec` calls, by pid - 1.
+    #[serde(default)]
+    pub agent_results: Vec<(i32, String)>,
     pub firewall_options: BTreeMap<String, String>,
     pub firewall_rules: Vec<Value>,
     /// When it started, in milliseconds (the agent's boot delay is shorter than a second
@@ -91,8 +95,8 @@ impl Guest {
             running: false,
             started_at: 0,
             snapshots: Vec::new(),
-            files: BTreeMap::new(),
-            commands: Vec::new(),
+            inside: Default::default(),
+            agent_results: Vec::new(),
             firewall_options: BTreeMap::new(),
             firewall_rules: Vec::new(),
             pool: None,

@@ -14,6 +14,7 @@
 //! | `GET /admin/tasks` | every task with its state and log |
 
 pub mod agent;
+pub mod inside;
 pub mod api;
 pub mod cluster;
 pub mod schema;

@@ -23,6 +23,8 @@ pub struct Server {
     pub sim: Mutex<Sim>,
     pub creds: Credentials,
     tickets: Mutex<HashSet<String>>,
+    /// `flock` files inside guests ("VMID:PATH"), held by the run that took them.
+    flocks: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
@@ -45,6 +47,7 @@ impl Server {
             sim: Mutex::new(sim),
             creds,
             tickets: Mutex::default(),
+            flocks: Mutex::default(),
         }
     }
 
@@ -89,6 +92,9 @@ impl Server {
                     message: "No ticket".into(),
                     errors: None,
                 }));
+            }
+            if let Some(response) = self.clone().inside(&method, admin, &body).await {
+                return Ok(response);
             }
             return Ok(self.admin(&method, admin, &body));
         }
@@ -304,6 +310,138 @@ impl Server {
             json!({"username": username, "ticket": ticket, "CSRFPreventionToken": csrf_token(&ticket), "clustername": "phoenix",
                   "cap": {"vms": {"VM.Allocate": 1}}}),
         )
+    }
+
+    /// The admin routes into a guest's inside: `POST guests/{vmid}/exec` (`{"command":
+    /// [argv]}` → `{"exitcode", "output"}`), `POST guests/{vmid}/push` (`{"path",
+    /// "content"}`) and `PUT guests/{vmid}/answers` (a list of answers).
+    async fn inside(self: Arc<Self>, method: &str, path: &str, body: &[u8]) -> Option<Response<Body>> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let ["guests", vmid, action] = segments.as_slice() else {
+            return None;
+        };
+        let vmid: u32 = vmid.parse().ok()?;
+        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let result = match (method, *action) {
+            ("POST", "exec") => {
+                let argv: Vec<String> = body["command"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                // The command goes on when the caller goes away, as a process in a guest
+                // does when the SSH session that started it drops.
+                let server = self.clone();
+                tokio::spawn(async move { server.exec(vmid, argv).await })
+                    .await
+                    .unwrap_or_else(|e| Err(PveError::server(e.to_string())))
+                    .map(|(code, output)| json!({"exitcode": code, "output": output}))
+            }
+            ("POST", "push") => self.push(vmid, &body),
+            ("PUT", "answers") => match serde_json::from_value(body) {
+                Ok(answers) => self.with_guest(vmid, |g| {
+                    g.inside.answers = answers;
+                    Ok(Value::Null)
+                }),
+                Err(e) => Err(PveError {
+                    status: 400,
+                    message: format!("invalid answers: {e}"),
+                    errors: None,
+                }),
+            },
+            _ => return None,
+        };
+        Some(match result {
+            Ok(v) => respond(200, "OK", &v),
+            Err(e) => error(&e),
+        })
+    }
+
+    fn with_guest(
+        &self,
+        vmid: u32,
+        f: impl FnOnce(&mut crate::cluster::Guest) -> Result<Value, PveError>,
+    ) -> Result<Value, PveError> {
+        let mut sim = self.sim();
+        let result = match sim.cluster.guests.get_mut(&vmid) {
+            Some(g) => f(g),
+            None => Err(PveError {
+                status: 404,
+                message: format!("Configuration file 'nodes/*/lxc/{vmid}.conf' does not exist"),
+                errors: None,
+            }),
+        };
+        sim.save();
+        result
+    }
+
+    fn push(&self, vmid: u32, body: &Value) -> Result<Value, PveError> {
+        let (Some(path), Some(content)) = (body["path"].as_str(), body["content"].as_str()) else {
+            return Err(PveError {
+                status: 400,
+                message: "push needs path and content".into(),
+                errors: None,
+            });
+        };
+        self.with_guest(vmid, |g| {
+            g.inside.files.insert(path.to_owned(), content.to_owned());
+            Ok(Value::Null)
+        })
+    }
+
+    /// Runs `argv` inside a running guest, a step at a time, sleeping out delays without
+    /// the lock; the state is saved at each pause, so a crash leaves the partial run in
+    /// the log.
+    pub async fn exec(&self, vmid: u32, argv: Vec<String>) -> Result<(i32, String), PveError> {
+        let (lock, argv) = match crate::inside::flock_target(&argv) {
+            Some((file, rest)) => {
+                let lock = self
+                    .flocks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(format!("{vmid}:{file}"))
+                    .or_default()
+                    .clone();
+                (Some(lock), rest.to_vec())
+            }
+            None => (None, argv),
+        };
+        let _held = match &lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        let mut run = {
+            let sim = self.sim();
+            let guest = sim.cluster.guests.get(&vmid).ok_or_else(|| PveError {
+                status: 404,
+                message: format!("Configuration file 'nodes/*/lxc/{vmid}.conf' does not exist"),
+                errors: None,
+            })?;
+            if !guest.running {
+                return Err(PveError::server(format!("CT {vmid} not running")));
+            }
+            match crate::inside::Run::new(&guest.inside, &argv) {
+                Ok(run) => run,
+                Err(message) => return Ok((127, message)),
+            }
+        };
+        loop {
+            let step = {
+                let mut sim = self.sim();
+                let Some(guest) = sim.cluster.guests.get_mut(&vmid) else {
+                    return Err(PveError::server(format!("CT {vmid} was removed")));
+                };
+                let step = run.step(&mut guest.inside, crate::cluster::now_ms());
+                if !matches!(step, crate::inside::Step::Continue) {
+                    sim.save();
+                }
+                step
+            };
+            match step {
+                crate::inside::Step::Continue => {}
+                crate::inside::Step::Wait(delay) => tokio::time::sleep(delay).await,
+                crate::inside::Step::Exited(code) => return Ok((code, run.output)),
+            }
+        }
     }
 
     fn admin(&self, method: &str, path: &str, body: &[u8]) -> Response<Body> {

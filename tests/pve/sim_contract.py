@@ -335,7 +335,7 @@ def main():
         expect(pve.ok("GET", f"/nodes/{node}/qemu/400/agent/exec-status", pid=pid)["exited"] == 1, "exec status")
         pve.ok("POST", f"/nodes/{node}/qemu/400/agent/file-write", file="/etc/motd", content="hello")
         guest = pve.admin("GET", "/guests/400")
-        expect(guest["files"]["/etc/motd"] == "hello" and guest["commands"] == ["docker info"], guest)
+        expect(guest["files"]["/etc/motd"] == "hello" and [c["command"] for c in guest["log"]] == ["docker info"], guest)
         pve.wait(pve.ok("POST", f"/nodes/{node}/qemu/400/status/stop"))
         status, reason, _ = pve.call("POST", f"/nodes/{node}/qemu/400/agent/ping")
         expect((status, reason) == (500, "VM 400 is not running"), reason)

@@ -6,7 +6,7 @@ mod tls;
 mod upid;
 
 pub use error::{ErrorKind, ProxmoxError};
-pub use tls::{Trust, normalise_fingerprint};
+pub use tls::{Trust, client_config, normalise_fingerprint};
 pub use upid::{TaskOutcome, TaskStatus, Upid};
 
 use serde::Deserialize;
