@@ -85,6 +85,10 @@ pub struct ServerArgs {
     /// With --simulate: seed for injected faults.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// With --simulate: reach the nodes' SSH at this loopback HOST:PORT (an sshd whose
+    /// `pct` is `phoenix sim pct`), host keys still checked under the nodes' names.
+    #[arg(long, value_parser = loopback_address)]
+    pub sim_ssh: Option<String>,
     #[command(flatten)]
     pub controller: ControllerArgs,
 }
@@ -146,4 +150,16 @@ fn print_crds(out_dir: Option<PathBuf>) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Simulate mode never reaches beyond this machine.
+fn loopback_address(text: &str) -> Result<String, String> {
+    let addr: std::net::SocketAddr = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not HOST:PORT"))?;
+    if addr.ip().is_loopback() {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("{text} is not a loopback address"))
+    }
 }

@@ -34,6 +34,7 @@ fn redirect(path: &std::path::Path) -> anyhow::Result<Redirect> {
         token_id: c.token_id,
         token_secret: c.token_secret,
         fingerprint: c.fingerprint,
+        ..Default::default()
     })
 }
 

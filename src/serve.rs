@@ -133,6 +133,18 @@ async fn start_platform(args: &ServerArgs, kubeconfig: &Path) -> anyhow::Result<
             token_id: c.token_id.clone(),
             token_secret: c.token_secret.clone(),
             fingerprint: c.fingerprint.clone(),
+            // Containers are reached through this binary's `sim pct`, or through a real
+            // sshd on loopback whose `pct` is that (`--sim-ssh`).
+            pct: vec![
+                std::env::current_exe()?.display().to_string(),
+                "sim".into(),
+                "pct".into(),
+                "--credentials".into(),
+                std::path::absolute(args.data_dir.join("sim.json"))?
+                    .display()
+                    .to_string(),
+            ],
+            ssh: args.sim_ssh.clone(),
         };
         (Some(sim), Some(redirect))
     } else {

@@ -23,6 +23,10 @@ pub struct Context {
     pub resync: Duration,
     pub lxc_guests: Store<LxcGuest>,
     pub wake_lxc: UnboundedSender<ObjectRef<LxcGuest>>,
+    /// Feature scripts running in guests.
+    pub feature_runs: std::sync::Arc<crate::provision::runs::Runs>,
+    /// Health-check schedule and results per guest.
+    pub health: crate::provision::health::HealthState,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<BTreeMap<String, u32>>,
 }
@@ -48,6 +52,8 @@ impl Context {
             resync,
             lxc_guests,
             wake_lxc,
+            feature_runs: Default::default(),
+            health: Default::default(),
             failures: Mutex::new(BTreeMap::new()),
         }
     }

@@ -28,6 +28,21 @@ pub enum Error {
         reason: &'static str,
         message: String,
     },
+    /// Running something inside a guest failed (connection, host key, agent).
+    #[error(transparent)]
+    Exec(#[from] phoenix_clients::exec::ExecError),
+    /// A feature's script exited non-zero: the step it was in and its last lines.
+    #[error("feature {feature} failed in step {step} (exit {exit_code}): {tail}")]
+    FeatureFailed {
+        feature: String,
+        step: String,
+        exit_code: i32,
+        tail: String,
+    },
+    /// A failed change was rolled back to the snapshot taken before it; it is not retried
+    /// until the spec changes.
+    #[error("{message}")]
+    RolledBack { message: String },
     /// A PVE task ended with an error exit status.
     #[error("PVE task {upid} failed: {exitstatus}")]
     TaskFailed { upid: String, exitstatus: String },
@@ -44,6 +59,9 @@ impl Error {
             Error::ClusterNotReady(_) => "ClusterNotReady",
             Error::Spec { reason, .. } | Error::Conflict { reason, .. } => reason,
             Error::TaskFailed { .. } => "TaskFailed",
+            Error::Exec(e) => e.category(),
+            Error::FeatureFailed { .. } => "FeatureFailed",
+            Error::RolledBack { .. } => "ChangeRolledBack",
         }
     }
 
@@ -51,7 +69,8 @@ impl Error {
     /// being retried in a loop.
     pub fn is_permanent(&self) -> bool {
         match self {
-            Error::Spec { .. } | Error::Conflict { .. } => true,
+            Error::Spec { .. } | Error::Conflict { .. } | Error::RolledBack { .. } => true,
+            Error::Exec(e) => !e.is_transient(),
             Error::Proxmox(e) => !e.is_transient() && e.status.is_some_and(|s| s == 400),
             _ => false,
         }

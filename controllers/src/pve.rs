@@ -14,13 +14,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-/// Where simulate mode sends every PVE call instead of the manifest's endpoint.
-#[derive(Clone, Debug)]
+/// Where simulate mode sends every PVE call instead of the manifest's endpoint, and every
+/// command meant for a guest instead of the nodes' SSH.
+#[derive(Clone, Debug, Default)]
 pub struct Redirect {
     pub endpoint: String,
     pub token_id: String,
     pub token_secret: String,
     pub fingerprint: String,
+    /// The `pct` that reaches simulated containers (`phoenix sim pct --credentials …`).
+    pub pct: Vec<String>,
+    /// When set, SSH goes to this address (a local sshd whose `pct` is the simulator's)
+    /// instead of the node's, with the host key still checked under the node's name.
+    pub ssh: Option<String>,
 }
 
 /// Bound on every PVE call.

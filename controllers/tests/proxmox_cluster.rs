@@ -170,6 +170,7 @@ async fn simulate_mode_redirects_the_real_endpoint() {
         token_id: c.token_id.clone(),
         token_secret: c.token_secret.clone(),
         fingerprint: c.fingerprint.clone(),
+        ..Default::default()
     };
     let status = reconcile(&w.kube, &cluster, Some(&redirect))
         .await

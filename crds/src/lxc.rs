@@ -27,6 +27,17 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(
+        name = "Healthy",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Healthy\")].status"
+    ),
+    printcolumn(
+        name = "Features",
+        type_ = "string",
+        json_path = ".status.features[*].name",
+        priority = 1
+    ),
+    printcolumn(
         name = "Step",
         type_ = "string",
         json_path = ".status.step",

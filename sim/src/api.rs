@@ -843,6 +843,8 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
                 snaptime: now_s(),
                 parent: guest.snapshots.last().map(|s| s.name.clone()),
                 config,
+                files: guest.inside.files.clone(),
+                services: guest.inside.services.clone(),
             };
             sim.set_lock(vmid, "snapshot");
             Ok(json!(sim.locked_task(

@@ -54,6 +54,11 @@ pub struct Snapshot {
     pub snaptime: u64,
     pub parent: Option<String>,
     pub config: BTreeMap<String, String>,
+    /// The guest's files and services when it was taken (what a rollback brings back).
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    #[serde(default)]
+    pub services: BTreeMap<String, String>,
 }
 
 /// A simulated guest: its config, power state, and the small simulated inside (files,
@@ -520,6 +525,8 @@ impl Cluster {
                     let mut config = s.config.clone();
                     config.insert("parent".into(), name);
                     g.config = config;
+                    g.inside.files = s.files.clone();
+                    g.inside.services = s.services.clone();
                     g.running = false;
                 }
             }

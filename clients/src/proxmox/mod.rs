@@ -468,6 +468,90 @@ impl ProxmoxClient {
         .await
     }
 
+    /// Names of a guest's snapshots, oldest first (without PVE's `current` entry).
+    pub async fn snapshots(
+        &self,
+        node: &str,
+        kind: GuestType,
+        vmid: u32,
+    ) -> Result<Vec<String>, ProxmoxError> {
+        let data = self
+            .call(
+                reqwest::Method::GET,
+                &format!("{}/snapshot", Self::guest_path(node, kind, vmid)),
+                &[],
+            )
+            .await?;
+        let mut list: Vec<(u64, String)> = data
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                let name = v.get("name").and_then(Value::as_str)?;
+                (name != "current").then(|| {
+                    let time = v.get("snaptime").and_then(Value::as_u64).unwrap_or(0);
+                    (time, name.to_owned())
+                })
+            })
+            .collect();
+        list.sort();
+        Ok(list.into_iter().map(|(_, name)| name).collect())
+    }
+
+    /// Takes a snapshot; a task.
+    pub async fn snapshot(
+        &self,
+        node: &str,
+        kind: GuestType,
+        vmid: u32,
+        name: &str,
+        description: &str,
+    ) -> Result<Upid, ProxmoxError> {
+        self.upid(
+            reqwest::Method::POST,
+            &format!("{}/snapshot", Self::guest_path(node, kind, vmid)),
+            &[
+                ("snapname".into(), name.into()),
+                ("description".into(), description.into()),
+            ],
+        )
+        .await
+    }
+
+    /// Rolls back to a snapshot (`start`: start the guest afterwards), or deletes one; tasks.
+    pub async fn rollback(
+        &self,
+        node: &str,
+        kind: GuestType,
+        vmid: u32,
+        name: &str,
+    ) -> Result<Upid, ProxmoxError> {
+        self.upid(
+            reqwest::Method::POST,
+            &format!(
+                "{}/snapshot/{name}/rollback",
+                Self::guest_path(node, kind, vmid)
+            ),
+            &[("start".into(), "1".into())],
+        )
+        .await
+    }
+
+    pub async fn delete_snapshot(
+        &self,
+        node: &str,
+        kind: GuestType,
+        vmid: u32,
+        name: &str,
+    ) -> Result<Upid, ProxmoxError> {
+        self.upid(
+            reqwest::Method::DELETE,
+            &format!("{}/snapshot/{name}", Self::guest_path(node, kind, vmid)),
+            &[],
+        )
+        .await
+    }
+
     /// Volume ids of one content type on a node's storage (`vztmpl`, `import`, ...).
     pub async fn storage_content(
         &self,

@@ -113,10 +113,63 @@ pub async fn converge(
     }
     let drift = guest.metadata.generation == status.common.observed_generation;
     let steps = apply_policies(guest, ctx, status, steps, drift, live.running).await;
+    if spec.template && super::inside::wanted(guest) {
+        if let Some(progress) = provision_template(guest, ctx, &pve, &live, status, &steps).await? {
+            return Ok(progress);
+        }
+    }
     if steps.is_empty() {
-        return ready(guest, &pve, &live, status).await;
+        let progress = ready(guest, &pve, &live, status).await?;
+        if !matches!(progress, Progress::Ready { .. }) || live.is_template() {
+            return Ok(progress);
+        }
+        return super::inside::provisioned(guest, ctx, &pve, &live.node, status, progress).await;
     }
     execute(guest, ctx, &pve, &live.node, status, steps, drift).await
+}
+
+/// A template is provisioned before it is converted: configured, started, its features
+/// applied, then stopped and converted (the plan's last steps). `None`: go on with them.
+async fn provision_template(
+    guest: &LxcGuest,
+    ctx: &Context,
+    pve: &Connection,
+    live: &Live,
+    status: &mut LxcGuestStatus,
+    steps: &[Step],
+) -> Result<Option<Progress>, Error> {
+    let configuring = steps
+        .iter()
+        .any(|s| !matches!(s, Step::Stop | Step::Template));
+    if configuring {
+        return Ok(None);
+    }
+    let namespace = guest.namespace().unwrap_or_default();
+    let done = crate::provision::all_recorded(
+        ctx,
+        &namespace,
+        &guest.spec.common,
+        &pve.cluster,
+        &status.guest,
+    )
+    .await?;
+    if done {
+        return Ok(None);
+    }
+    if !live.running {
+        let start = vec![Step::Start];
+        return execute(guest, ctx, pve, &live.node, status, start, false)
+            .await
+            .map(Some);
+    }
+    let progress = Progress::Ready {
+        reason: "Provisioned",
+        message: String::new(),
+    };
+    match super::inside::provisioned(guest, ctx, pve, &live.node, status, progress).await? {
+        Progress::Ready { .. } => Ok(None),
+        waiting => Ok(Some(waiting)),
+    }
 }
 
 fn state_of(live: &Live) -> String {

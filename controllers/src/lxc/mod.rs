@@ -3,6 +3,7 @@
 //! status), and writes status; deletion releases or destroys the guest.
 
 mod converge;
+mod inside;
 pub mod observe;
 pub mod placement;
 pub mod plan;
@@ -165,7 +166,12 @@ async fn finish(
         Ok(progress) => {
             ctx.succeeded(&key);
             Ok(match progress {
-                Progress::Ready { .. } => Action::requeue(ctx.resync),
+                // Health checks may be due before the next resync.
+                Progress::Ready { .. } => Action::requeue(
+                    ctx.health
+                        .due_in(&key)
+                        .map_or(ctx.resync, |due| due.clamp(Duration::from_secs(1), ctx.resync)),
+                ),
                 // The tracker wakes the guest when its task stops; the resync is a safety net.
                 Progress::Working { .. } => Action::requeue(ctx.resync),
                 Progress::Waiting { retry, .. } => Action::requeue(retry),

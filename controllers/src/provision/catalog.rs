@@ -1,0 +1,558 @@
+//! The built-in feature catalog: each feature of `spec.provisioning`, rendered from the
+//! spec into files to push and named steps of shell lines — pure, so what runs in a guest
+//! can be read and tested without one. A feature's hash covers the catalog version, its
+//! files and its script: any change of either re-applies that feature, and only it.
+
+use phoenix_crds::common::{Provisioning, VllmFeature};
+use std::collections::BTreeMap;
+
+/// Bumped when a feature's rendering changes, so guests get the new version.
+pub const CATALOG_VERSION: &str = "1";
+
+/// Where Phoenix keeps its scripts, locks and markers inside a guest.
+pub const STATE_DIR: &str = "/var/lib/phoenix/features";
+
+/// A file a feature puts in place before its script runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct File {
+    pub path: String,
+    pub content: String,
+    pub mode: &'static str,
+}
+
+/// One named step of a feature's script: the failing step is reported by this name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub name: &'static str,
+    pub lines: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Feature {
+    pub name: String,
+    pub files: Vec<File>,
+    pub steps: Vec<Step>,
+}
+
+/// What features need from outside the spec, read by the caller.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    /// The CA root (PEM) for `trusted-ca`.
+    pub ca_root: Option<String>,
+    /// Step-CA's URL and root fingerprint, for `step ca bootstrap`.
+    pub step_ca: Option<(String, String)>,
+    /// Custom scripts by feature name.
+    pub custom_scripts: BTreeMap<String, String>,
+    /// TLS key pairs by Certificate name: (certificate chain, private key).
+    pub tls: BTreeMap<String, (String, String)>,
+}
+
+/// What a feature waits for before it can be rendered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Missing {
+    pub feature: String,
+    pub what: String,
+}
+
+/// The features of `spec`, in catalog order.
+pub fn features(spec: &Provisioning, inputs: &Inputs) -> Result<Vec<Feature>, Missing> {
+    let mut out = Vec::new();
+    if let Some(base) = &spec.base {
+        let mut packages = vec!["curl", "ca-certificates", "gnupg"];
+        packages.extend(base.packages.iter().map(String::as_str));
+        packages.dedup();
+        out.push(feature(
+            "base",
+            vec![],
+            vec![
+                step("update", &[
+                    "apt-get update -q",
+                    "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confold upgrade",
+                ]),
+                step("packages", &[&format!(
+                    "DEBIAN_FRONTEND=noninteractive apt-get install -y -q {}",
+                    words(&packages)
+                )]),
+            ],
+        ));
+    }
+    if let Some(nvidia) = &spec.nvidia {
+        out.push(nvidia_feature(nvidia.driver_version.as_deref()));
+    }
+    if let Some(docker) = &spec.docker {
+        out.push(docker_feature(
+            docker.tls_certificate_ref.as_ref().map(|r| r.name.as_str()),
+            inputs,
+        )?);
+    }
+    if let Some(step_cli) = &spec.step_cli {
+        out.push(step_cli_feature(step_cli.version.as_deref(), inputs));
+    }
+    if spec.trusted_ca.is_some() {
+        let root = inputs.ca_root.clone().ok_or_else(|| Missing {
+            feature: "trusted-ca".into(),
+            what: "the CA root".into(),
+        })?;
+        out.push(feature(
+            "trusted-ca",
+            vec![File {
+                path: "/usr/local/share/ca-certificates/phoenix-root-ca.crt".into(),
+                content: root,
+                mode: "0644",
+            }],
+            vec![step("update-trust-store", &["update-ca-certificates"])],
+        ));
+    }
+    if let Some(ollama) = &spec.ollama {
+        let mut pulls: Vec<String> = ollama
+            .models
+            .iter()
+            .map(|m| format!("env OLLAMA_HOST=127.0.0.1:{} ollama pull {}", ollama.port, quote(m)))
+            .collect();
+        pulls.insert(0, "systemctl daemon-reload".into());
+        pulls.insert(1, "systemctl enable --now ollama".into());
+        pulls.insert(2, "systemctl restart ollama".into());
+        out.push(Feature {
+            name: "ollama".into(),
+            files: vec![File {
+                path: "/etc/systemd/system/ollama.service.d/phoenix.conf".into(),
+                content: format!(
+                    "[Service]\nEnvironment=\"OLLAMA_HOST=0.0.0.0:{}\"\n",
+                    ollama.port
+                ),
+                mode: "0644",
+            }],
+            steps: vec![
+                step("install", &[
+                    "curl -fsSL https://ollama.com/install.sh -o /tmp/ollama-install.sh",
+                    "sh /tmp/ollama-install.sh",
+                ]),
+                Step { name: "serve", lines: pulls },
+            ],
+        });
+    }
+    if let Some(vllm) = &spec.vllm {
+        out.push(vllm_feature(vllm, inputs)?);
+    }
+    for custom in &spec.custom {
+        let name = format!("custom-{}", custom.name);
+        let script = inputs.custom_scripts.get(&name).cloned().ok_or_else(|| Missing {
+            feature: name.clone(),
+            what: format!(
+                "key {:?} of ConfigMap {}",
+                custom.script.key, custom.script.name
+            ),
+        })?;
+        let path = format!("{STATE_DIR}/{name}.custom.sh");
+        let env: Vec<String> = custom
+            .parameters
+            .iter()
+            .map(|(k, v)| quote(&format!("{k}={v}")))
+            .collect();
+        out.push(Feature {
+            name: name.clone(),
+            files: vec![File {
+                path: path.clone(),
+                content: script,
+                mode: "0755",
+            }],
+            steps: vec![Step {
+                name: "run",
+                lines: vec![format!("env {} sh {path}", env.join(" ")).replace("env  ", "env ")],
+            }],
+        });
+    }
+    Ok(out)
+}
+
+fn nvidia_feature(driver: Option<&str>) -> Feature {
+    // In a container the kernel module is the host's: only the user space goes in, and it
+    // must be the host's version.
+    let driver_step = match driver {
+        Some(v) => step("driver", &[
+            &format!("curl -fsSLo /tmp/nvidia.run https://us.download.nvidia.com/XFree86/Linux-x86_64/{v}/NVIDIA-Linux-x86_64-{v}.run"),
+            "sh /tmp/nvidia.run --silent --no-kernel-module --no-questions --ui=none",
+        ]),
+        None => step("driver", &["DEBIAN_FRONTEND=noninteractive apt-get install -y -q nvidia-driver"]),
+    };
+    feature(
+        "nvidia",
+        vec![],
+        vec![
+            driver_step,
+            step("container-toolkit", &[
+                "curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey -o /tmp/nvidia-container.key",
+                "gpg --batch --yes --dearmor -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg /tmp/nvidia-container.key",
+                "curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list -o /etc/apt/sources.list.d/nvidia-container-toolkit.list",
+                "apt-get update -q",
+                "DEBIAN_FRONTEND=noninteractive apt-get install -y -q nvidia-container-toolkit",
+            ]),
+            step("verify", &["nvidia-smi"]),
+        ],
+    )
+}
+
+fn docker_feature(tls: Option<&str>, inputs: &Inputs) -> Result<Feature, Missing> {
+    let mut files = Vec::new();
+    let mut steps = vec![step("install", &[
+        "curl -fsSL https://get.docker.com -o /tmp/get-docker.sh",
+        "sh /tmp/get-docker.sh",
+    ])];
+    if let Some(certificate) = tls {
+        let (chain, key) = tls_pair("docker", certificate, inputs)?;
+        let ca = inputs.ca_root.clone().ok_or_else(|| Missing {
+            feature: "docker".into(),
+            what: "the CA root (clients of the daemon are checked against it)".into(),
+        })?;
+        files.extend([
+            file("/etc/docker/tls/ca.pem", ca, "0644"),
+            file("/etc/docker/tls/cert.pem", chain, "0644"),
+            file("/etc/docker/tls/key.pem", key, "0600"),
+            file(
+                "/etc/docker/daemon.json",
+                concat!(
+                    "{\n  \"tls\": true,\n  \"tlsverify\": true,\n",
+                    "  \"tlscacert\": \"/etc/docker/tls/ca.pem\",\n",
+                    "  \"tlscert\": \"/etc/docker/tls/cert.pem\",\n",
+                    "  \"tlskey\": \"/etc/docker/tls/key.pem\",\n",
+                    "  \"hosts\": [\"unix:///var/run/docker.sock\", \"tcp://0.0.0.0:2376\"]\n}\n"
+                )
+                .into(),
+                "0644",
+            ),
+            // The packaged unit passes -H, which conflicts with `hosts` in daemon.json.
+            file(
+                "/etc/systemd/system/docker.service.d/phoenix.conf",
+                "[Service]\nExecStart=\nExecStart=/usr/bin/dockerd --containerd=/run/containerd/containerd.sock\n".into(),
+                "0644",
+            ),
+        ]);
+    }
+    steps.push(step("start", &[
+        "systemctl daemon-reload",
+        "systemctl enable --now docker",
+        "systemctl restart docker",
+        "docker info",
+    ]));
+    Ok(Feature {
+        name: "docker".into(),
+        files,
+        steps,
+    })
+}
+
+fn step_cli_feature(version: Option<&str>, inputs: &Inputs) -> Feature {
+    let url = match version {
+        Some(v) => format!(
+            "https://github.com/smallstep/cli/releases/download/v{v}/step-cli_{v}_amd64.deb"
+        ),
+        None => "https://dl.smallstep.com/cli/docs-cli-install/latest/step-cli_amd64.deb".into(),
+    };
+    let mut steps = vec![step("install", &[
+        &format!("curl -fsSLo /tmp/step-cli.deb {url}"),
+        "dpkg -i /tmp/step-cli.deb",
+        "step version",
+    ])];
+    if let Some((ca_url, fingerprint)) = &inputs.step_ca {
+        steps.push(step("bootstrap", &[&format!(
+            "step ca bootstrap --ca-url {} --fingerprint {} --force",
+            quote(ca_url),
+            quote(fingerprint)
+        )]));
+    }
+    feature("step-cli", vec![], steps)
+}
+
+fn vllm_feature(vllm: &VllmFeature, inputs: &Inputs) -> Result<Feature, Missing> {
+    let mut files = Vec::new();
+    let tls = match &vllm.tls_certificate_ref {
+        Some(r) => {
+            let (chain, key) = tls_pair("vllm", &r.name, inputs)?;
+            files.push(file("/etc/vllm/tls.crt", chain, "0644"));
+            files.push(file("/etc/vllm/tls.key", key, "0600"));
+            true
+        }
+        None => false,
+    };
+    files.push(file(
+        "/etc/systemd/system/vllm.service",
+        vllm_unit(vllm, tls),
+        "0644",
+    ));
+    Ok(Feature {
+        name: "vllm".into(),
+        files,
+        steps: vec![
+            step("install", &[
+                "DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv",
+                "python3 -m venv /opt/vllm",
+                "/opt/vllm/bin/pip install --upgrade vllm",
+            ]),
+            step("service", &[
+                "systemctl daemon-reload",
+                "systemctl enable --now vllm.service",
+                "systemctl restart vllm.service",
+            ]),
+        ],
+    })
+}
+
+/// The systemd unit serving the model, as the old system generated it from its JSON.
+pub fn vllm_unit(vllm: &VllmFeature, tls: bool) -> String {
+    let mut args = vec![
+        "/opt/vllm/bin/vllm".to_owned(),
+        "serve".into(),
+        vllm.model.clone(),
+        "--host".into(),
+        "0.0.0.0".into(),
+        "--port".into(),
+        vllm.port.to_string(),
+    ];
+    if let Some(fraction) = vllm.gpu_memory_utilization {
+        args.extend(["--gpu-memory-utilization".into(), fraction.to_string()]);
+    }
+    if tls {
+        args.extend([
+            "--ssl-certfile".into(),
+            "/etc/vllm/tls.crt".into(),
+            "--ssl-keyfile".into(),
+            "/etc/vllm/tls.key".into(),
+        ]);
+    }
+    args.extend(vllm.args.iter().cloned());
+    let env: String = vllm
+        .env
+        .iter()
+        .map(|(k, v)| format!("Environment={}\n", systemd_word(&format!("{k}={v}"))))
+        .collect();
+    let exec: Vec<String> = args.iter().map(|a| systemd_word(a)).collect();
+    format!(
+        "# Generated by Phoenix from the vllm feature of its guest; changes are overwritten.\n\
+         [Unit]\n\
+         Description=vLLM serving {model}\n\
+         After=network-online.target\n\
+         Wants=network-online.target\n\
+         \n\
+         [Service]\n\
+         Type=simple\n\
+         {env}\
+         ExecStart={exec}\n\
+         Restart=on-failure\n\
+         RestartSec=10\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        model = vllm.model.replace('%', "%%"),
+        exec = exec.join(" "),
+    )
+}
+
+/// One word of a systemd command line or assignment: quoted when it has to be, `%`
+/// escaped as systemd's specifier.
+fn systemd_word(word: &str) -> String {
+    let escaped = word.replace('%', "%%");
+    if !escaped.is_empty()
+        && escaped
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@".contains(c))
+    {
+        return escaped;
+    }
+    format!("\"{}\"", escaped.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn tls_pair(feature: &str, certificate: &str, inputs: &Inputs) -> Result<(String, String), Missing> {
+    inputs.tls.get(certificate).cloned().ok_or_else(|| Missing {
+        feature: feature.into(),
+        what: format!("the TLS Secret of Certificate {certificate}"),
+    })
+}
+
+fn feature(name: &str, files: Vec<File>, steps: Vec<Step>) -> Feature {
+    Feature {
+        name: name.into(),
+        files,
+        steps,
+    }
+}
+
+fn step(name: &'static str, lines: &[&str]) -> Step {
+    Step {
+        name,
+        lines: lines.iter().map(|l| l.to_string()).collect(),
+    }
+}
+
+fn file(path: &str, content: String, mode: &'static str) -> File {
+    File {
+        path: path.into(),
+        content,
+        mode,
+    }
+}
+
+fn quote(word: &str) -> String {
+    phoenix_clients::exec::quote(word)
+}
+
+fn words(list: &[&str]) -> String {
+    list.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+}
+
+impl Feature {
+    /// Content hash: catalog version, files and steps. Files are hashed, never printed.
+    pub fn hash(&self) -> String {
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        context.update(CATALOG_VERSION.as_bytes());
+        context.update(self.name.as_bytes());
+        for f in &self.files {
+            for part in [f.path.as_str(), f.mode, f.content.as_str()] {
+                context.update(&(part.len() as u64).to_le_bytes());
+                context.update(part.as_bytes());
+            }
+        }
+        context.update(self.body().as_bytes());
+        let digest = context.finish();
+        digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn body(&self) -> String {
+        self.steps
+            .iter()
+            .map(|s| format!("echo '==> {}'\n{}\n", s.name, s.lines.join("\n")))
+            .collect()
+    }
+
+    pub fn marker(&self) -> String {
+        format!("{STATE_DIR}/{}.done", self.name)
+    }
+
+    pub fn script_path(&self) -> String {
+        format!("{STATE_DIR}/{}.sh", self.name)
+    }
+
+    pub fn lock_path(&self) -> String {
+        format!("{STATE_DIR}/{}.lock", self.name)
+    }
+
+    /// The script: skips itself when the marker holds this hash (a run that completed
+    /// while nobody watched), stops at the first failing line, and writes the marker last.
+    pub fn script(&self) -> String {
+        let hash = self.hash();
+        let marker = self.marker();
+        format!(
+            "#!/bin/sh\n\
+             # Phoenix feature {name} (catalog {CATALOG_VERSION}), content {hash}.\n\
+             set -eu\n\
+             if [ \"$(cat {marker} 2>/dev/null)\" = \"{hash}\" ]; then exit 0; fi\n\
+             {body}\
+             echo {hash} > {marker}\n",
+            name = self.name,
+            body = self.body(),
+        )
+    }
+}
+
+/// The step a failed run was in: the last `==> STEP` line of its output.
+pub fn failing_step(output: &str) -> Option<String> {
+    output
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("==> "))
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phoenix_crds::common::{BaseFeature, CustomFeature, OllamaFeature};
+
+    fn vllm() -> VllmFeature {
+        VllmFeature {
+            model: "ibm-granite/granite-embedding-278m-multilingual".into(),
+            port: 8000,
+            args: vec!["--task".into(), "embed".into(), "--served-model-name".into(), "granite 278m".into()],
+            gpu_memory_utilization: Some(0.3),
+            tls_certificate_ref: None,
+            env: BTreeMap::from([("HF_HOME".into(), "/models/hf".into())]),
+        }
+    }
+
+    #[test]
+    fn the_vllm_unit_carries_model_port_gpu_share_env_and_quoted_args() {
+        let unit = vllm_unit(&vllm(), true);
+        assert!(unit.contains(
+            "ExecStart=/opt/vllm/bin/vllm serve ibm-granite/granite-embedding-278m-multilingual --host 0.0.0.0 --port 8000 --gpu-memory-utilization 0.3 --ssl-certfile /etc/vllm/tls.crt --ssl-keyfile /etc/vllm/tls.key --task embed --served-model-name \"granite 278m\"\n"
+        ), "{unit}");
+        assert!(unit.contains("Environment=HF_HOME=/models/hf\n"));
+        assert!(unit.contains("WantedBy=multi-user.target"));
+        assert_eq!(systemd_word("50%"), "\"50%%\"");
+    }
+
+    #[test]
+    fn features_come_in_catalog_order_and_wait_for_their_inputs() {
+        let mut spec = Provisioning {
+            base: Some(BaseFeature { packages: vec!["jq".into()] }),
+            trusted_ca: Some(Default::default()),
+            ollama: Some(OllamaFeature { port: 11434, models: vec!["llama3.1:8b".into()] }),
+            ..Default::default()
+        };
+        let missing = features(&spec, &Inputs::default()).unwrap_err();
+        assert_eq!(missing.feature, "trusted-ca");
+        let inputs = Inputs {
+            ca_root: Some("-----BEGIN CERTIFICATE-----\n".into()),
+            ..Default::default()
+        };
+        let names: Vec<String> = features(&spec, &inputs).unwrap().into_iter().map(|f| f.name).collect();
+        assert_eq!(names, ["base", "trusted-ca", "ollama"]);
+        spec.custom.push(CustomFeature {
+            name: "hardening".into(),
+            script: phoenix_crds::common::ConfigMapKeyRef { name: "base-hardening".into(), key: "hardening.sh".into() },
+            parameters: BTreeMap::from([("TIMEZONE".into(), "Europe/Berlin".into())]),
+        });
+        assert_eq!(features(&spec, &inputs).unwrap_err().feature, "custom-hardening");
+    }
+
+    #[test]
+    fn the_hash_follows_content_and_only_that_features_content() {
+        let inputs = Inputs::default();
+        let spec = |port| Provisioning {
+            base: Some(BaseFeature::default()),
+            ollama: Some(OllamaFeature { port, models: vec![] }),
+            ..Default::default()
+        };
+        let a = features(&spec(11434), &inputs).unwrap();
+        let b = features(&spec(11435), &inputs).unwrap();
+        assert_eq!(a[0].hash(), b[0].hash(), "base unchanged");
+        assert_ne!(a[1].hash(), b[1].hash(), "ollama changed");
+        assert_eq!(a[1].hash(), features(&spec(11434), &inputs).unwrap()[1].hash());
+    }
+
+    #[test]
+    fn the_script_guards_on_its_marker_names_its_steps_and_marks_last() {
+        let f = &features(&Provisioning { base: Some(BaseFeature::default()), ..Default::default() }, &Inputs::default()).unwrap()[0];
+        let script = f.script();
+        let lines: Vec<&str> = script.lines().collect();
+        assert_eq!(lines[2], "set -eu");
+        assert_eq!(lines[3], format!("if [ \"$(cat {STATE_DIR}/base.done 2>/dev/null)\" = \"{}\" ]; then exit 0; fi", f.hash()));
+        assert_eq!(lines.last().unwrap(), &format!("echo {} > {STATE_DIR}/base.done", f.hash()));
+        assert_eq!(failing_step("==> update\nHit:1\n==> packages\nE: broken\n").as_deref(), Some("packages"));
+    }
+
+    #[test]
+    fn secrets_are_in_files_never_in_the_script() {
+        let mut v = vllm();
+        v.tls_certificate_ref = Some(phoenix_crds::common::LocalRef { name: "granite".into() });
+        let inputs = Inputs {
+            tls: BTreeMap::from([("granite".into(), ("CHAIN".into(), "PRIVATE-KEY".into()))]),
+            ..Default::default()
+        };
+        let f = vllm_feature(&v, &inputs).unwrap();
+        assert!(!f.script().contains("PRIVATE-KEY"));
+        let key = f.files.iter().find(|f| f.path == "/etc/vllm/tls.key").unwrap();
+        assert_eq!((key.content.as_str(), key.mode), ("PRIVATE-KEY", "0600"));
+    }
+}
