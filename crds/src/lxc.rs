@@ -56,6 +56,7 @@ use serde::{Deserialize, Serialize};
     )
 )]
 #[x_kube(validation = Rule::new("!(has(self.node) && has(self.placement))").message("node and placement are mutually exclusive"))]
+#[x_kube(validation = Rule::new("!(self.template && has(self.snapshots))").message("a template cannot have snapshots: PVE refuses to convert a guest that has any, and the template itself is the post-setup image"))]
 #[serde(rename_all = "camelCase")]
 pub struct LxcGuestSpec {
     /// Proxmox VMID, unique in the cluster; cannot change.
