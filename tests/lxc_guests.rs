@@ -128,7 +128,9 @@ async fn the_examples_converge_in_order_and_then_make_no_calls_that_change_anyth
     let server = ApiServer::up_simulated(dir.path(), &args);
     let client = support::client(&server).await;
     let api: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
+    let tls_key = support::publish_certificate_inputs(&server);
     all_ready(&api, 6, Duration::from_secs(120)).await;
+    features_in_place(&server, &api, &tls_key).await;
 
     for g in api.list(&Default::default()).await.unwrap() {
         let status = g.status.clone().unwrap().guest;
@@ -227,6 +229,77 @@ async fn the_examples_converge_in_order_and_then_make_no_calls_that_change_anyth
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// The examples' features: the vLLM unit of 801 from its spec, Ollama on 914, step-cli
+/// and the trusted CA on 103/101/102, all recorded in status and Healthy, told in events;
+/// the TLS private key pushed into 801 appears in no status and no event.
+async fn features_in_place(server: &ApiServer, api: &Api<LxcGuest>, tls_key: &str) {
+    let sim = SimAdmin::of(server);
+    let granite = sim.guest(801).await;
+    let unit = granite["files"]["/etc/systemd/system/vllm.service"]
+        .as_str()
+        .expect("the vLLM unit in 801");
+    for part in [
+        "vllm serve ibm-granite/granite-embedding-278m-multilingual",
+        "--port 8000",
+        "--gpu-memory-utilization 0.3",
+        "--ssl-keyfile /etc/vllm/tls.key",
+        "--task embed --max-model-len 512",
+        "Environment=HF_HOME=/models/hf",
+    ] {
+        assert!(unit.contains(part), "{part} in:\n{unit}");
+    }
+    assert_eq!(granite["services"]["vllm.service"], "running");
+    assert_eq!(granite["files"]["/etc/vllm/tls.key"], tls_key);
+    let ollama = sim.guest(914).await;
+    assert_eq!(ollama["services"]["ollama"], "running");
+    assert!(
+        ollama["files"]["/etc/systemd/system/ollama.service.d/phoenix.conf"]
+            .as_str()
+            .unwrap()
+            .contains("OLLAMA_HOST=0.0.0.0:11434")
+    );
+    let expected = [
+        ("step-ca", vec!["step-cli"]),
+        ("nginx-phoenix", vec!["trusted-ca"]),
+        ("traefik-internal", vec!["step-cli", "trusted-ca"]),
+        ("granite-embedding", vec!["nvidia", "trusted-ca", "vllm"]),
+        ("ollama-gpu0", vec!["nvidia", "ollama"]),
+        ("copy-base", vec!["base", "custom-hardening"]),
+    ];
+    for (name, features) in expected {
+        let g = api.get(name).await.unwrap();
+        let status = g.status.clone().unwrap();
+        let applied: Vec<&str> = status.guest.features.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(applied, features, "{name}");
+        let vmid = g.spec.vmid;
+        for f in &status.guest.features {
+            // The marker inside the guest holds the hash status records.
+            let marker = format!("/var/lib/phoenix/features/{}.done", f.name);
+            let inside = if g.spec.template { None } else { Some(sim.guest(vmid).await) };
+            if let Some(inside) = inside {
+                assert_eq!(inside["files"][&marker].as_str().map(str::trim), Some(f.hash.as_str()));
+            }
+        }
+        let healthy = conditions(&g).into_iter().find(|c| c.type_ == "Healthy");
+        if !g.spec.common.health_checks.is_empty() {
+            assert_eq!(healthy.map(|c| c.status).as_deref(), Some("True"), "{name}");
+        }
+    }
+    assert!(
+        sim.guest(103).await["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "post-setup"),
+        "103 has its post-setup snapshot"
+    );
+    let story = support::kubectl(server, &["describe", "lxc", "granite-embedding"]);
+    assert!(story.contains("FeatureApplied"), "{story}");
+    let everything = support::kubectl(server, &["get", "lxcguests,events", "-A", "-o", "yaml"]);
+    let key_body = tls_key.lines().nth(1).unwrap();
+    assert!(!everything.contains(key_body), "the TLS key leaked");
 }
 
 const GUEST: &str = r#"
