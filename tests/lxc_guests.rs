@@ -271,15 +271,27 @@ async fn features_in_place(server: &ApiServer, api: &Api<LxcGuest>, tls_key: &st
     for (name, features) in expected {
         let g = api.get(name).await.unwrap();
         let status = g.status.clone().unwrap();
-        let applied: Vec<&str> = status.guest.features.iter().map(|f| f.name.as_str()).collect();
+        let applied: Vec<&str> = status
+            .guest
+            .features
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
         assert_eq!(applied, features, "{name}");
         let vmid = g.spec.vmid;
         for f in &status.guest.features {
             // The marker inside the guest holds the hash status records.
             let marker = format!("/var/lib/phoenix/features/{}.done", f.name);
-            let inside = if g.spec.template { None } else { Some(sim.guest(vmid).await) };
+            let inside = if g.spec.template {
+                None
+            } else {
+                Some(sim.guest(vmid).await)
+            };
             if let Some(inside) = inside {
-                assert_eq!(inside["files"][&marker].as_str().map(str::trim), Some(f.hash.as_str()));
+                assert_eq!(
+                    inside["files"][&marker].as_str().map(str::trim),
+                    Some(f.hash.as_str())
+                );
             }
         }
         let healthy = conditions(&g).into_iter().find(|c| c.type_ == "Healthy");

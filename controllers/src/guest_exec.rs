@@ -29,7 +29,12 @@ pub async fn shell(
     }
     let cluster = &pve.cluster;
     let shell = match (&cluster.spec.ssh, redirect) {
-        (Some(_), Some(Redirect { ssh: Some(address), .. })) => {
+        (
+            Some(_),
+            Some(Redirect {
+                ssh: Some(address), ..
+            }),
+        ) => {
             let target = ssh_target(kube, cluster, node).await?;
             let (host, port) = address.rsplit_once(':').unwrap_or((address, "22"));
             let mut target = target.connecting_to(host);
@@ -50,7 +55,10 @@ async fn ssh_target(
     node: &str,
 ) -> Result<SshTarget, Error> {
     let Some(ssh) = &cluster.spec.ssh else {
-        return Err(Error::spec("SshNotConfigured", "the cluster has no ssh settings"));
+        return Err(Error::spec(
+            "SshNotConfigured",
+            "the cluster has no ssh settings",
+        ));
     };
     let address = cluster
         .spec

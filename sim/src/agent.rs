@@ -61,7 +61,7 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
             // The agent runs the command to its end at once: delays are not simulated here.
             let result = match Run::new(&g.inside, &argv) {
                 Ok(mut run) => loop {
-                    match run.step(&mut g.inside, now_ms()) {
+                    match run.step(&mut g.inside, now_ms() as u64) {
                         Step::Exited(code) => break (code, run.output),
                         Step::Wait(_) | Step::Continue => {}
                     }

@@ -17,9 +17,9 @@ pub struct CommandRecord {
     pub command: String,
     /// `None` while it runs (or when the run was cut off by a crash).
     pub exit: Option<i32>,
-    pub started_ms: u128,
+    pub started_ms: u64,
     #[serde(default)]
-    pub finished_ms: Option<u128>,
+    pub finished_ms: Option<u64>,
 }
 
 /// How a line containing `matches` should answer instead of its usual effect.
@@ -103,7 +103,7 @@ impl Run {
     }
 
     /// Runs the next line (or finishes the one waiting out its delay).
-    pub fn step(&mut self, inside: &mut Inside, now_ms: u128) -> Step {
+    pub fn step(&mut self, inside: &mut Inside, now_ms: u64) -> Step {
         if let Some((entry, exit, printed)) = self.pending.take() {
             return self.finish(inside, entry, exit, &printed, now_ms);
         }
@@ -143,7 +143,7 @@ impl Run {
         entry: usize,
         exit: i32,
         printed: &str,
-        now_ms: u128,
+        now_ms: u64,
     ) -> Step {
         if let Some(record) = inside.log.get_mut(entry) {
             record.exit = Some(exit);
@@ -190,10 +190,7 @@ fn take_answer(inside: &mut Inside, line: &str) -> Option<Answer> {
 /// The effect of one line: its exit code and what it prints.
 fn effect(inside: &mut Inside, line: &str) -> (i32, String) {
     if let Some((file, expected)) = marker_guard(line) {
-        let done = inside
-            .files
-            .get(file)
-            .is_some_and(|c| c.trim() == expected);
+        let done = inside.files.get(file).is_some_and(|c| c.trim() == expected);
         return (if done { EXIT_NOW } else { 0 }, String::new());
     }
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -222,7 +219,10 @@ fn effect(inside: &mut Inside, line: &str) -> (i32, String) {
                 inside.files.insert((*dst).to_owned(), content);
                 (0, String::new())
             }
-            None => (1, format!("cannot stat '{src}': No such file or directory\n")),
+            None => (
+                1,
+                format!("cannot stat '{src}': No such file or directory\n"),
+            ),
         },
         ["rm", .., file] => {
             inside.files.remove(*file);

@@ -14,9 +14,9 @@
 //! | `GET /admin/tasks` | every task with its state and log |
 
 pub mod agent;
-pub mod inside;
 pub mod api;
 pub mod cluster;
+pub mod inside;
 pub mod schema;
 pub mod server;
 pub mod state;

@@ -315,7 +315,12 @@ impl Server {
     /// The admin routes into a guest's inside: `POST guests/{vmid}/exec` (`{"command":
     /// [argv]}` → `{"exitcode", "output"}`), `POST guests/{vmid}/push` (`{"path",
     /// "content"}`) and `PUT guests/{vmid}/answers` (a list of answers).
-    async fn inside(self: Arc<Self>, method: &str, path: &str, body: &[u8]) -> Option<Response<Body>> {
+    async fn inside(
+        self: Arc<Self>,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Option<Response<Body>> {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let ["guests", vmid, action] = segments.as_slice() else {
             return None;
@@ -326,7 +331,11 @@ impl Server {
             ("POST", "exec") => {
                 let argv: Vec<String> = body["command"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 // The command goes on when the caller goes away, as a process in a guest
                 // does when the SSH session that started it drops.
@@ -430,7 +439,7 @@ impl Server {
                 let Some(guest) = sim.cluster.guests.get_mut(&vmid) else {
                     return Err(PveError::server(format!("CT {vmid} was removed")));
                 };
-                let step = run.step(&mut guest.inside, crate::cluster::now_ms());
+                let step = run.step(&mut guest.inside, crate::cluster::now_ms() as u64);
                 if !matches!(step, crate::inside::Step::Continue) {
                     sim.save();
                 }

@@ -405,11 +405,16 @@ pub fn publish_certificate_inputs(server: &ApiServer) -> String {
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["granite-embedding.internal.thinkheads.ai".into()])
-        .unwrap()
-        .signed_by(&key, &rcgen::Issuer::from_params(&ca, &ca_key))
-        .unwrap();
-    let indent = |pem: &str| pem.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    let leaf =
+        rcgen::CertificateParams::new(vec!["granite-embedding.internal.thinkheads.ai".into()])
+            .unwrap()
+            .signed_by(&key, &rcgen::Issuer::from_params(&ca, &ca_key))
+            .unwrap();
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
     kubectl_apply(
         server,
         &format!(

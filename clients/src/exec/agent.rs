@@ -59,10 +59,7 @@ impl Agent {
                 let text = |key: &str| status.get(key).and_then(Value::as_str).unwrap_or("");
                 let output = format!("{}{}", text("out-data"), text("err-data"));
                 return Ok(ExecOutput {
-                    exit_code: status
-                        .get("exitcode")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(-1) as i32,
+                    exit_code: status.get("exitcode").and_then(Value::as_i64).unwrap_or(-1) as i32,
                     output: bounded(output.as_bytes()),
                 });
             }

@@ -71,7 +71,15 @@ pub async fn provisioned(
     let conditions = &mut status.common.conditions;
     let outcome = provision::provision(ctx, &target, &mut status.guest, waker(ctx, guest)).await;
     let set = |conditions: &mut Vec<_>, ok: bool, reason: &str, message: &str| {
-        conditions::set(conditions, "Provisioned", ok, reason, message, generation, now)
+        conditions::set(
+            conditions,
+            "Provisioned",
+            ok,
+            reason,
+            message,
+            generation,
+            now,
+        )
     };
     match outcome {
         Err(e) => {
@@ -97,8 +105,18 @@ pub async fn provisioned(
             });
         }
         Ok(Outcome::Done) if guest.spec.common.provisioning.is_some() => {
-            let names: Vec<&str> = status.guest.features.iter().map(|f| f.name.as_str()).collect();
-            set(conditions, true, "FeaturesApplied", &format!("applied: {}", names.join(", ")));
+            let names: Vec<&str> = status
+                .guest
+                .features
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect();
+            set(
+                conditions,
+                true,
+                "FeaturesApplied",
+                &format!("applied: {}", names.join(", ")),
+            );
         }
         Ok(Outcome::Done) => conditions.retain(|c| c.type_ != "Provisioned"),
     }
@@ -108,7 +126,12 @@ pub async fn provisioned(
         status.common.conditions.retain(|c| c.type_ != "Healthy");
     } else if let Some(verdict) = ctx
         .health
-        .run_due(&key(guest), checks, &target.shell, ctx.pve.redirect().is_some())
+        .run_due(
+            &key(guest),
+            checks,
+            &target.shell,
+            ctx.pve.redirect().is_some(),
+        )
         .await
     {
         conditions::set(
@@ -126,5 +149,9 @@ pub async fn provisioned(
 
 /// The health-check key of a guest.
 pub fn key(guest: &LxcGuest) -> String {
-    format!("{}/{}", guest.namespace().unwrap_or_default(), guest.name_any())
+    format!(
+        "{}/{}",
+        guest.namespace().unwrap_or_default(),
+        guest.name_any()
+    )
 }

@@ -167,11 +167,11 @@ async fn finish(
             ctx.succeeded(&key);
             Ok(match progress {
                 // Health checks may be due before the next resync.
-                Progress::Ready { .. } => Action::requeue(
-                    ctx.health
-                        .due_in(&key)
-                        .map_or(ctx.resync, |due| due.clamp(Duration::from_secs(1), ctx.resync)),
-                ),
+                Progress::Ready { .. } => {
+                    Action::requeue(ctx.health.due_in(&key).map_or(ctx.resync, |due| {
+                        due.clamp(Duration::from_secs(1), ctx.resync)
+                    }))
+                }
                 // The tracker wakes the guest when its task stops; the resync is a safety net.
                 Progress::Working { .. } => Action::requeue(ctx.resync),
                 Progress::Waiting { retry, .. } => Action::requeue(retry),

@@ -107,7 +107,13 @@ pub fn features(spec: &Provisioning, inputs: &Inputs) -> Result<Vec<Feature>, Mi
         let mut pulls: Vec<String> = ollama
             .models
             .iter()
-            .map(|m| format!("env OLLAMA_HOST=127.0.0.1:{} ollama pull {}", ollama.port, quote(m)))
+            .map(|m| {
+                format!(
+                    "env OLLAMA_HOST=127.0.0.1:{} ollama pull {}",
+                    ollama.port,
+                    quote(m)
+                )
+            })
             .collect();
         pulls.insert(0, "systemctl daemon-reload".into());
         pulls.insert(1, "systemctl enable --now ollama".into());
@@ -123,11 +129,17 @@ pub fn features(spec: &Provisioning, inputs: &Inputs) -> Result<Vec<Feature>, Mi
                 mode: "0644",
             }],
             steps: vec![
-                step("install", &[
-                    "curl -fsSL https://ollama.com/install.sh -o /tmp/ollama-install.sh",
-                    "sh /tmp/ollama-install.sh",
-                ]),
-                Step { name: "serve", lines: pulls },
+                step(
+                    "install",
+                    &[
+                        "curl -fsSL https://ollama.com/install.sh -o /tmp/ollama-install.sh",
+                        "sh /tmp/ollama-install.sh",
+                    ],
+                ),
+                Step {
+                    name: "serve",
+                    lines: pulls,
+                },
             ],
         });
     }
@@ -136,13 +148,17 @@ pub fn features(spec: &Provisioning, inputs: &Inputs) -> Result<Vec<Feature>, Mi
     }
     for custom in &spec.custom {
         let name = format!("custom-{}", custom.name);
-        let script = inputs.custom_scripts.get(&name).cloned().ok_or_else(|| Missing {
-            feature: name.clone(),
-            what: format!(
-                "key {:?} of ConfigMap {}",
-                custom.script.key, custom.script.name
-            ),
-        })?;
+        let script = inputs
+            .custom_scripts
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| Missing {
+                feature: name.clone(),
+                what: format!(
+                    "key {:?} of ConfigMap {}",
+                    custom.script.key, custom.script.name
+                ),
+            })?;
         let path = format!("{STATE_DIR}/{name}.custom.sh");
         let env: Vec<String> = custom
             .parameters
@@ -169,24 +185,35 @@ fn nvidia_feature(driver: Option<&str>) -> Feature {
     // In a container the kernel module is the host's: only the user space goes in, and it
     // must be the host's version.
     let driver_step = match driver {
-        Some(v) => step("driver", &[
-            &format!("curl -fsSLo /tmp/nvidia.run https://us.download.nvidia.com/XFree86/Linux-x86_64/{v}/NVIDIA-Linux-x86_64-{v}.run"),
-            "sh /tmp/nvidia.run --silent --no-kernel-module --no-questions --ui=none",
-        ]),
-        None => step("driver", &["DEBIAN_FRONTEND=noninteractive apt-get install -y -q nvidia-driver"]),
+        Some(v) => step(
+            "driver",
+            &[
+                &format!(
+                    "curl -fsSLo /tmp/nvidia.run https://us.download.nvidia.com/XFree86/Linux-x86_64/{v}/NVIDIA-Linux-x86_64-{v}.run"
+                ),
+                "sh /tmp/nvidia.run --silent --no-kernel-module --no-questions --ui=none",
+            ],
+        ),
+        None => step(
+            "driver",
+            &["DEBIAN_FRONTEND=noninteractive apt-get install -y -q nvidia-driver"],
+        ),
     };
     feature(
         "nvidia",
         vec![],
         vec![
             driver_step,
-            step("container-toolkit", &[
-                "curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey -o /tmp/nvidia-container.key",
-                "gpg --batch --yes --dearmor -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg /tmp/nvidia-container.key",
-                "curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list -o /etc/apt/sources.list.d/nvidia-container-toolkit.list",
-                "apt-get update -q",
-                "DEBIAN_FRONTEND=noninteractive apt-get install -y -q nvidia-container-toolkit",
-            ]),
+            step(
+                "container-toolkit",
+                &[
+                    "curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey -o /tmp/nvidia-container.key",
+                    "gpg --batch --yes --dearmor -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg /tmp/nvidia-container.key",
+                    "curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list -o /etc/apt/sources.list.d/nvidia-container-toolkit.list",
+                    "apt-get update -q",
+                    "DEBIAN_FRONTEND=noninteractive apt-get install -y -q nvidia-container-toolkit",
+                ],
+            ),
             step("verify", &["nvidia-smi"]),
         ],
     )
@@ -194,10 +221,13 @@ fn nvidia_feature(driver: Option<&str>) -> Feature {
 
 fn docker_feature(tls: Option<&str>, inputs: &Inputs) -> Result<Feature, Missing> {
     let mut files = Vec::new();
-    let mut steps = vec![step("install", &[
-        "curl -fsSL https://get.docker.com -o /tmp/get-docker.sh",
-        "sh /tmp/get-docker.sh",
-    ])];
+    let mut steps = vec![step(
+        "install",
+        &[
+            "curl -fsSL https://get.docker.com -o /tmp/get-docker.sh",
+            "sh /tmp/get-docker.sh",
+        ],
+    )];
     if let Some(certificate) = tls {
         let (chain, key) = tls_pair("docker", certificate, inputs)?;
         let ca = inputs.ca_root.clone().ok_or_else(|| Missing {
@@ -228,12 +258,15 @@ fn docker_feature(tls: Option<&str>, inputs: &Inputs) -> Result<Feature, Missing
             ),
         ]);
     }
-    steps.push(step("start", &[
-        "systemctl daemon-reload",
-        "systemctl enable --now docker",
-        "systemctl restart docker",
-        "docker info",
-    ]));
+    steps.push(step(
+        "start",
+        &[
+            "systemctl daemon-reload",
+            "systemctl enable --now docker",
+            "systemctl restart docker",
+            "docker info",
+        ],
+    ));
     Ok(Feature {
         name: "docker".into(),
         files,
@@ -248,17 +281,23 @@ fn step_cli_feature(version: Option<&str>, inputs: &Inputs) -> Feature {
         ),
         None => "https://dl.smallstep.com/cli/docs-cli-install/latest/step-cli_amd64.deb".into(),
     };
-    let mut steps = vec![step("install", &[
-        &format!("curl -fsSLo /tmp/step-cli.deb {url}"),
-        "dpkg -i /tmp/step-cli.deb",
-        "step version",
-    ])];
+    let mut steps = vec![step(
+        "install",
+        &[
+            &format!("curl -fsSLo /tmp/step-cli.deb {url}"),
+            "dpkg -i /tmp/step-cli.deb",
+            "step version",
+        ],
+    )];
     if let Some((ca_url, fingerprint)) = &inputs.step_ca {
-        steps.push(step("bootstrap", &[&format!(
-            "step ca bootstrap --ca-url {} --fingerprint {} --force",
-            quote(ca_url),
-            quote(fingerprint)
-        )]));
+        steps.push(step(
+            "bootstrap",
+            &[&format!(
+                "step ca bootstrap --ca-url {} --fingerprint {} --force",
+                quote(ca_url),
+                quote(fingerprint)
+            )],
+        ));
     }
     feature("step-cli", vec![], steps)
 }
@@ -283,16 +322,22 @@ fn vllm_feature(vllm: &VllmFeature, inputs: &Inputs) -> Result<Feature, Missing>
         name: "vllm".into(),
         files,
         steps: vec![
-            step("install", &[
-                "DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv",
-                "python3 -m venv /opt/vllm",
-                "/opt/vllm/bin/pip install --upgrade vllm",
-            ]),
-            step("service", &[
-                "systemctl daemon-reload",
-                "systemctl enable --now vllm.service",
-                "systemctl restart vllm.service",
-            ]),
+            step(
+                "install",
+                &[
+                    "DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv",
+                    "python3 -m venv /opt/vllm",
+                    "/opt/vllm/bin/pip install --upgrade vllm",
+                ],
+            ),
+            step(
+                "service",
+                &[
+                    "systemctl daemon-reload",
+                    "systemctl enable --now vllm.service",
+                    "systemctl restart vllm.service",
+                ],
+            ),
         ],
     })
 }
@@ -361,7 +406,11 @@ fn systemd_word(word: &str) -> String {
     format!("\"{}\"", escaped.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn tls_pair(feature: &str, certificate: &str, inputs: &Inputs) -> Result<(String, String), Missing> {
+fn tls_pair(
+    feature: &str,
+    certificate: &str,
+    inputs: &Inputs,
+) -> Result<(String, String), Missing> {
     inputs.tls.get(certificate).cloned().ok_or_else(|| Missing {
         feature: feature.into(),
         what: format!("the TLS Secret of Certificate {certificate}"),
@@ -474,7 +523,12 @@ mod tests {
         VllmFeature {
             model: "ibm-granite/granite-embedding-278m-multilingual".into(),
             port: 8000,
-            args: vec!["--task".into(), "embed".into(), "--served-model-name".into(), "granite 278m".into()],
+            args: vec![
+                "--task".into(),
+                "embed".into(),
+                "--served-model-name".into(),
+                "granite 278m".into(),
+            ],
             gpu_memory_utilization: Some(0.3),
             tls_certificate_ref: None,
             env: BTreeMap::from([("HF_HOME".into(), "/models/hf".into())]),
@@ -495,9 +549,14 @@ mod tests {
     #[test]
     fn features_come_in_catalog_order_and_wait_for_their_inputs() {
         let mut spec = Provisioning {
-            base: Some(BaseFeature { packages: vec!["jq".into()] }),
+            base: Some(BaseFeature {
+                packages: vec!["jq".into()],
+            }),
             trusted_ca: Some(Default::default()),
-            ollama: Some(OllamaFeature { port: 11434, models: vec!["llama3.1:8b".into()] }),
+            ollama: Some(OllamaFeature {
+                port: 11434,
+                models: vec!["llama3.1:8b".into()],
+            }),
             ..Default::default()
         };
         let missing = features(&spec, &Inputs::default()).unwrap_err();
@@ -506,14 +565,24 @@ mod tests {
             ca_root: Some("-----BEGIN CERTIFICATE-----\n".into()),
             ..Default::default()
         };
-        let names: Vec<String> = features(&spec, &inputs).unwrap().into_iter().map(|f| f.name).collect();
+        let names: Vec<String> = features(&spec, &inputs)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
         assert_eq!(names, ["base", "trusted-ca", "ollama"]);
         spec.custom.push(CustomFeature {
             name: "hardening".into(),
-            script: phoenix_crds::common::ConfigMapKeyRef { name: "base-hardening".into(), key: "hardening.sh".into() },
+            script: phoenix_crds::common::ConfigMapKeyRef {
+                name: "base-hardening".into(),
+                key: "hardening.sh".into(),
+            },
             parameters: BTreeMap::from([("TIMEZONE".into(), "Europe/Berlin".into())]),
         });
-        assert_eq!(features(&spec, &inputs).unwrap_err().feature, "custom-hardening");
+        assert_eq!(
+            features(&spec, &inputs).unwrap_err().feature,
+            "custom-hardening"
+        );
     }
 
     #[test]
@@ -521,38 +590,69 @@ mod tests {
         let inputs = Inputs::default();
         let spec = |port| Provisioning {
             base: Some(BaseFeature::default()),
-            ollama: Some(OllamaFeature { port, models: vec![] }),
+            ollama: Some(OllamaFeature {
+                port,
+                models: vec![],
+            }),
             ..Default::default()
         };
         let a = features(&spec(11434), &inputs).unwrap();
         let b = features(&spec(11435), &inputs).unwrap();
         assert_eq!(a[0].hash(), b[0].hash(), "base unchanged");
         assert_ne!(a[1].hash(), b[1].hash(), "ollama changed");
-        assert_eq!(a[1].hash(), features(&spec(11434), &inputs).unwrap()[1].hash());
+        assert_eq!(
+            a[1].hash(),
+            features(&spec(11434), &inputs).unwrap()[1].hash()
+        );
     }
 
     #[test]
     fn the_script_guards_on_its_marker_names_its_steps_and_marks_last() {
-        let f = &features(&Provisioning { base: Some(BaseFeature::default()), ..Default::default() }, &Inputs::default()).unwrap()[0];
+        let f = &features(
+            &Provisioning {
+                base: Some(BaseFeature::default()),
+                ..Default::default()
+            },
+            &Inputs::default(),
+        )
+        .unwrap()[0];
         let script = f.script();
         let lines: Vec<&str> = script.lines().collect();
         assert_eq!(lines[2], "set -eu");
-        assert_eq!(lines[3], format!("if [ \"$(cat {STATE_DIR}/base.done 2>/dev/null)\" = \"{}\" ]; then exit 0; fi", f.hash()));
-        assert_eq!(lines.last().unwrap(), &format!("echo {} > {STATE_DIR}/base.done", f.hash()));
-        assert_eq!(failing_step("==> update\nHit:1\n==> packages\nE: broken\n").as_deref(), Some("packages"));
+        assert_eq!(
+            lines[3],
+            format!(
+                "if [ \"$(cat {STATE_DIR}/base.done 2>/dev/null)\" = \"{}\" ]; then exit 0; fi",
+                f.hash()
+            )
+        );
+        assert_eq!(
+            lines.last().unwrap(),
+            &format!("echo {} > {STATE_DIR}/base.done", f.hash())
+        );
+        assert_eq!(
+            failing_step("==> update\nHit:1\n==> packages\nE: broken\n").as_deref(),
+            Some("packages")
+        );
     }
 
     #[test]
     fn secrets_are_in_files_never_in_the_script() {
         let mut v = vllm();
-        v.tls_certificate_ref = Some(phoenix_crds::common::LocalRef { name: "granite".into() });
+        v.tls_certificate_ref = Some(phoenix_crds::common::LocalRef {
+            name: "granite".into(),
+        });
         let inputs = Inputs {
             tls: BTreeMap::from([("granite".into(), ("CHAIN".into(), "PRIVATE-KEY".into()))]),
             ..Default::default()
         };
         let f = vllm_feature(&v, &inputs).unwrap();
         assert!(!f.script().contains("PRIVATE-KEY"));
-        let key = f.files.iter().find(|f| f.path == "/etc/vllm/tls.key").unwrap();
+        let key = f
+            .files
+            .iter()
+            .find(|f| f.path == "/etc/vllm/tls.key")
+            .unwrap();
         assert_eq!((key.content.as_str(), key.mode), ("PRIVATE-KEY", "0600"));
     }
 }

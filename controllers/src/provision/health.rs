@@ -173,7 +173,10 @@ async fn run(check: &HealthCheck, shell: &GuestShell, simulated: bool) -> Result
     }
     let (argv, http_status) = in_guest_command(check);
     let timeout = Duration::from_secs(u64::from(check.timeout_seconds) + 5);
-    let out = shell.exec(&argv, timeout).await.map_err(|e| e.to_string())?;
+    let out = shell
+        .exec(&argv, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
     if http_status {
         let expected = check.http.as_ref().map_or(200, |h| h.expect_status);
         let got = out.output.trim();
@@ -221,7 +224,13 @@ mod tests {
         assert!(status);
         assert_eq!(argv.last().unwrap(), "https://127.0.0.1:8000/health");
         assert!(argv.contains(&"-k".to_string()));
-        let (argv, status) = in_guest_command(&check(None, Some(TcpCheck { port: 443, host: None })));
+        let (argv, status) = in_guest_command(&check(
+            None,
+            Some(TcpCheck {
+                port: 443,
+                host: None,
+            }),
+        ));
         assert!(!status);
         assert_eq!(argv.last().unwrap(), "exec 3<>/dev/tcp/127.0.0.1/443");
     }

@@ -101,31 +101,43 @@ where
         if applied(observation, &feature.name) == Some(hash.as_str()) {
             continue;
         }
-        match ctx.feature_runs.poll(&target.key(feature, &hash)) {
+        let key = target.key(feature, &hash);
+        match ctx.feature_runs.poll(&key) {
             RunState::Running => {
                 return Ok(Outcome::Running {
                     feature: feature.name.clone(),
                 });
             }
             RunState::Finished(Ok(out)) if out.success() => {
+                ctx.feature_runs.succeeded(&key);
                 record(ctx, target, observation, feature, &hash, "applied").await;
             }
             RunState::Finished(Ok(out)) => {
                 let failed = failure(feature, &out);
-                return Err(
+                let error =
                     snapshots::rollback_after_failure(ctx, target, &feature.name, &hash, failed)
-                        .await,
-                );
+                        .await;
+                let rolled_back = match &error {
+                    Error::RolledBack { message } => Some(message.clone()),
+                    _ => None,
+                };
+                ctx.feature_runs.failed(&key, out, rolled_back);
+                return Err(error);
             }
             RunState::Finished(Err(e)) => return Err(e.into()),
             RunState::Idle => {
+                if let Some(hold) = ctx.feature_runs.held(&key) {
+                    return Err(match hold.rolled_back {
+                        Some(message) => Error::RolledBack { message },
+                        None => failure(feature, &hold.output),
+                    });
+                }
                 if marker(&target.shell, feature).await?.as_deref() == Some(hash.as_str()) {
                     record(ctx, target, observation, feature, &hash, "found applied").await;
                     continue;
                 }
                 let changed = applied(observation, &feature.name).is_some();
-                snapshots::before_change(ctx, target, observation, feature, &hash, changed)
-                    .await?;
+                snapshots::before_change(ctx, target, observation, feature, &hash, changed).await?;
                 start(ctx, target, feature, &hash, wake).await?;
                 return Ok(Outcome::Running {
                     feature: feature.name.clone(),
@@ -184,7 +196,10 @@ async fn record<K>(
         target.object,
         EventType::Normal,
         "FeatureApplied",
-        format!("feature {} {how} in {} ({hash})", feature.name, target.label),
+        format!(
+            "feature {} {how} in {} ({hash})",
+            feature.name, target.label
+        ),
     )
     .await;
 }
@@ -276,7 +291,10 @@ async fn inputs(
             .as_ref()
             .is_some_and(|d| d.tls_certificate_ref.is_some());
     if wants_root {
-        let reference = spec.trusted_ca.as_ref().and_then(|t| t.config_map_ref.as_ref());
+        let reference = spec
+            .trusted_ca
+            .as_ref()
+            .and_then(|t| t.config_map_ref.as_ref());
         let (ns, name, key) = match reference {
             Some(r) => (namespace, r.name.as_str(), r.key.as_str()),
             None => (CA_ROOT_NAMESPACE, CA_ROOT_CONFIGMAP, "ca.crt"),
@@ -303,8 +321,12 @@ async fn inputs(
         }
     }
     let certificates = [
-        spec.docker.as_ref().and_then(|d| d.tls_certificate_ref.as_ref()),
-        spec.vllm.as_ref().and_then(|v| v.tls_certificate_ref.as_ref()),
+        spec.docker
+            .as_ref()
+            .and_then(|d| d.tls_certificate_ref.as_ref()),
+        spec.vllm
+            .as_ref()
+            .and_then(|v| v.tls_certificate_ref.as_ref()),
     ];
     for reference in certificates.into_iter().flatten() {
         if let Some(pair) = tls_pair(ctx, namespace, &reference.name).await? {

@@ -13,7 +13,23 @@ type Outcome = Result<ExecOutput, ExecError>;
 #[derive(Default)]
 pub struct Runs {
     runs: Mutex<HashMap<String, Option<Outcome>>>,
+    /// Failed runs, held back until their pause is over (a status update of the failing
+    /// guest must not start the script again at once).
+    holds: Mutex<HashMap<String, Hold>>,
 }
+
+/// Why and until when a key's run is held back.
+#[derive(Clone, Debug)]
+pub struct Hold {
+    pub until: Option<std::time::Instant>,
+    pub failures: u32,
+    pub output: ExecOutput,
+    /// Set when the failure was rolled back: held until the spec changes (a new key).
+    pub rolled_back: Option<String>,
+}
+
+/// The first pause after a failed run; it doubles with every failure, up to five minutes.
+const FIRST_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Where the run of a key stands.
 pub enum RunState {
@@ -34,6 +50,43 @@ impl Runs {
                 _ => RunState::Idle,
             },
         }
+    }
+
+    /// Records a failed run of `key`; the next run waits out a growing pause.
+    pub fn failed(&self, key: &str, output: ExecOutput, rolled_back: Option<String>) {
+        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        let failures = holds.get(key).map_or(0, |h| h.failures) + 1;
+        let pause = FIRST_HOLD * 2u32.saturating_pow(failures.min(9) - 1);
+        let pause = pause.min(std::time::Duration::from_secs(300));
+        let until = rolled_back
+            .is_none()
+            .then(|| std::time::Instant::now() + pause);
+        holds.insert(
+            key.to_owned(),
+            Hold {
+                until,
+                failures,
+                output,
+                rolled_back,
+            },
+        );
+    }
+
+    /// The hold on `key`, while it lasts.
+    pub fn held(&self, key: &str) -> Option<Hold> {
+        let holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        let hold = holds.get(key)?;
+        hold.until
+            .is_none_or(|until| std::time::Instant::now() < until)
+            .then(|| hold.clone())
+    }
+
+    /// Forgets the failures of `key` (it succeeded).
+    pub fn succeeded(&self, key: &str) {
+        self.holds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     /// Runs `work` in the background under `key`, then calls `done`.

@@ -66,7 +66,14 @@ where
     else {
         return Ok(());
     };
-    take(ctx, target, observation, name.as_str(), "provisioning complete").await
+    take(
+        ctx,
+        target,
+        observation,
+        name.as_str(),
+        "provisioning complete",
+    )
+    .await
 }
 
 /// After `feature` failed: rolls back to the snapshot taken before it, when asked to.
@@ -89,7 +96,11 @@ where
     if !wanted {
         return failure;
     }
-    let exists = match target.pve.snapshots(&target.node, target.kind, target.vmid).await {
+    let exists = match target
+        .pve
+        .snapshots(&target.node, target.kind, target.vmid)
+        .await
+    {
         Ok(list) => list.contains(&name),
         Err(e) => return e.into(),
     };
@@ -111,8 +122,13 @@ where
         "feature {feature} failed ({failure}); {} rolled back to snapshot {name}",
         target.label
     );
-    ctx.event(target.object, EventType::Warning, "RolledBack", message.clone())
-        .await;
+    ctx.event(
+        target.object,
+        EventType::Warning,
+        "RolledBack",
+        message.clone(),
+    )
+    .await;
     Error::RolledBack { message }
 }
 
