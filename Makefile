@@ -35,6 +35,7 @@ bench:
 # Installs what the tests need that a fresh Debian machine lacks (idempotent).
 deps:
 	@command -v unzip >/dev/null || (apt-get update -qq && apt-get install -y -qq unzip)
+	@test -x /usr/sbin/sshd || (apt-get update -qq && apt-get install -y -qq openssh-server)
 	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 	@test -x $(HELM) || bash $(SHARED)/tools/get-helm.sh $(dir $(HELM)) >/dev/null
 	@python3 -c 'import proxmoxer, requests' 2>/dev/null || python3 -m pip install --quiet proxmoxer requests

@@ -37,9 +37,7 @@ pub async fn shell(
         ) => {
             let target = ssh_target(kube, cluster, node).await?;
             let (host, port) = address.rsplit_once(':').unwrap_or((address, "22"));
-            let mut target = target.connecting_to(host);
-            target.port = port.parse().unwrap_or(22);
-            NodeShell::Ssh(target)
+            NodeShell::Ssh(target.connecting_to(host, port.parse().unwrap_or(22)))
         }
         (_, Some(redirect)) => NodeShell::Local(redirect.pct.clone()),
         (Some(_), None) => NodeShell::Ssh(ssh_target(kube, cluster, node).await?),

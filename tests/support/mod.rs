@@ -40,6 +40,17 @@ impl ApiServer {
     /// `phoenix up --simulate` on `dir` with `extra` arguments: API server, controllers and
     /// the simulated PVE (its credentials in `dir/sim.json`).
     pub fn up_simulated(dir: &Path, extra: &[&str]) -> Self {
+        Self::launch(dir, &Self::up_args(extra))
+    }
+
+    /// As `up_simulated`, logging everything down to debug into `log` (for tests that
+    /// read the log, e.g. for leaked secrets).
+    pub fn up_simulated_logged(dir: &Path, extra: &[&str], log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("log file");
+        Self::launch_with(dir, &Self::up_args(extra), file.into(), "debug")
+    }
+
+    fn up_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec![
             "up",
             "--simulate",
@@ -49,20 +60,22 @@ impl ApiServer {
             "127.0.0.1:0",
         ];
         args.extend_from_slice(extra);
-        Self::launch(dir, &args)
+        args
     }
 
     fn launch(dir: &Path, args: &[&str]) -> Self {
+        let level = std::env::var("PHOENIX_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        Self::launch_with(dir, args, Stdio::inherit(), &level)
+    }
+
+    fn launch_with(dir: &Path, args: &[&str], stderr: Stdio, level: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_phoenix"))
             .args(args)
             .arg("--data-dir")
             .arg(dir)
-            .env(
-                "RUST_LOG",
-                std::env::var("PHOENIX_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("phoenix apiserver starts");
         let stdout = child.stdout.take().expect("piped stdout");

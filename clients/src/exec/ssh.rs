@@ -12,8 +12,8 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct SshTarget {
     /// Where to connect (the node's address, or a loopback stand-in in tests).
-    pub connect_to: String,
-    /// The name the host key is pinned under in `known_hosts` (the node's address).
+    pub connect_to: (String, u16),
+    /// The name and port the host key is pinned under in `known_hosts` (the node's).
     pub host: String,
     pub port: u16,
     pub user: String,
@@ -47,7 +47,7 @@ impl SshTarget {
         let key = russh::keys::decode_secret_key(private_key, None)
             .map_err(|_| ExecError::Auth("the private key in the Secret cannot be read (an unencrypted OpenSSH key is expected)".into()))?;
         Ok(Self {
-            connect_to: host.to_owned(),
+            connect_to: (host.to_owned(), port),
             host: host.to_owned(),
             port,
             user: user.to_owned(),
@@ -56,9 +56,10 @@ impl SshTarget {
         })
     }
 
-    /// Connects to `address` instead, still checking the host key pinned for `host`.
-    pub fn connecting_to(mut self, address: &str) -> Self {
-        self.connect_to = address.to_owned();
+    /// Connects to `address:port` instead, still checking the host key pinned for the
+    /// node's name and port.
+    pub fn connecting_to(mut self, address: &str, port: u16) -> Self {
+        self.connect_to = (address.to_owned(), port);
         self
     }
 
@@ -126,12 +127,16 @@ impl SshTarget {
             known_hosts: self.known_hosts.clone(),
             verdict: verdict.clone(),
         };
-        let mut session = client::connect(config, (self.connect_to.as_str(), self.port), check)
-            .await
-            .map_err(|e| match verdict.lock().ok().and_then(|v| v.clone()) {
-                Some(refusal) => refusal,
-                None => ExecError::Unreachable(format!("{}: {e}", self.host)),
-            })?;
+        let mut session = client::connect(
+            config,
+            (self.connect_to.0.as_str(), self.connect_to.1),
+            check,
+        )
+        .await
+        .map_err(|e| match verdict.lock().ok().and_then(|v| v.clone()) {
+            Some(refusal) => refusal,
+            None => ExecError::Unreachable(format!("{}: {e}", self.host)),
+        })?;
         let hash = session
             .best_supported_rsa_hash()
             .await
