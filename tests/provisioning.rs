@@ -330,3 +330,51 @@ async fn a_changed_feature_alone_is_reapplied_after_a_snapshot_and_a_failed_chan
         "started again after the rollback"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_checks_name_the_failing_check_and_controller_checks_reach_only_the_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ApiServer::up_simulated(dir.path(), &FAST);
+    // From the controller: through the simulator's resolver (10.0.0.77 is never dialled;
+    // if it were, these checks could not pass here).
+    let spec = json!({"healthChecks": [
+        {"name": "app", "exec": {"command": ["systemctl", "is-active", "app"]},
+         "intervalSeconds": 5, "failureThreshold": 1},
+        {"name": "web", "http": {"port": 8443, "path": "/health", "scheme": "https"},
+         "fromController": true, "intervalSeconds": 5},
+        {"name": "port", "tcp": {"port": 22}, "fromController": true, "intervalSeconds": 5}
+    ]});
+    // `app` is not started yet: its check fails.
+    let api = provisioned_guest(&server, "checked", 504, json!([]), spec).await;
+    let healthy = |g: &LxcGuest| {
+        conditions(g)
+            .into_iter()
+            .find(|c| c.type_ == "Healthy")
+            .map(|c| (c.status, c.message))
+    };
+    support::wait_for(&api, "unhealthy", Duration::from_secs(60), |gs| {
+        gs.iter().all(|g| {
+            healthy(g).is_some_and(|(s, m)| s == "False" && m.contains("check app failed"))
+        })
+    })
+    .await;
+    let warnings = support::kubectl(
+        &server,
+        &["get", "events", "--field-selector", "type=Warning"],
+    );
+    assert!(warnings.contains("Unhealthy"), "{warnings}");
+    let started = SimAdmin::of(&server)
+        .exec(504, &["systemctl", "start", "app"])
+        .await;
+    assert_eq!(started["exitcode"], 0);
+    support::wait_for(&api, "healthy again", Duration::from_secs(60), |gs| {
+        gs.iter()
+            .all(|g| healthy(g).is_some_and(|(s, _)| s == "True"))
+    })
+    .await;
+    let g = api.get("checked").await.unwrap();
+    assert!(
+        support::is_ready(&conditions(&g)),
+        "health does not flap Ready"
+    );
+}

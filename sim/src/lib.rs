@@ -17,6 +17,7 @@ pub mod agent;
 pub mod api;
 pub mod cluster;
 pub mod inside;
+pub mod listeners;
 pub mod schema;
 pub mod server;
 pub mod state;
@@ -162,6 +163,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         admin_url: format!("https://{addr}/admin"),
     };
     let server = Arc::new(server::Server::new(sim, creds));
+    server.set_tls(acceptor.clone());
     let accept_server = server.clone();
     let task = tokio::spawn(async move {
         loop {

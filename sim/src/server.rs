@@ -25,6 +25,9 @@ pub struct Server {
     tickets: Mutex<HashSet<String>>,
     /// `flock` files inside guests ("VMID:PATH"), held by the run that took them.
     flocks: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Loopback stand-ins for guests' services (`GET /admin/resolve`).
+    listeners: crate::listeners::Listeners,
+    tls: std::sync::OnceLock<tokio_rustls::TlsAcceptor>,
 }
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
@@ -48,6 +51,51 @@ impl Server {
             creds,
             tickets: Mutex::default(),
             flocks: Mutex::default(),
+            listeners: Default::default(),
+            tls: Default::default(),
+        }
+    }
+
+    /// The simulator's TLS, also spoken by the stand-ins of guests' HTTPS services.
+    pub fn set_tls(&self, acceptor: tokio_rustls::TlsAcceptor) {
+        let _ = self.tls.set(acceptor);
+    }
+
+    pub fn tls(&self) -> Option<&tokio_rustls::TlsAcceptor> {
+        self.tls.get()
+    }
+
+    /// `GET /admin/resolve?address=IP&port=N`: the loopback listener standing in for that
+    /// port of the guest with that address.
+    async fn resolve(self: Arc<Self>, query: &str) -> Response<Body> {
+        let params: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+        let port = params.get("port").and_then(|p| p.parse::<u16>().ok());
+        let address = params.get("address").cloned().unwrap_or_default();
+        let vmid = {
+            let sim = self.sim();
+            sim.cluster
+                .guests
+                .values()
+                .find(|g| api::addresses(g).iter().any(|(_, _, a, _)| *a == address))
+                .map(|g| g.vmid)
+        };
+        let (Some(vmid), Some(port)) = (vmid, port) else {
+            return error(&PveError {
+                status: 404,
+                message: format!("no guest has the address {address:?} (or no port given)"),
+                errors: None,
+            });
+        };
+        match self.listeners.resolve(self.clone(), vmid, port).await {
+            Ok(addr) => respond(
+                200,
+                "OK",
+                &json!({"address": addr.to_string(), "vmid": vmid}),
+            ),
+            Err(e) => error(&PveError::server(e.to_string())),
         }
     }
 
@@ -92,6 +140,9 @@ impl Server {
                     message: "No ticket".into(),
                     errors: None,
                 }));
+            }
+            if admin == "/resolve" && method == "GET" {
+                return Ok(self.resolve(&query).await);
             }
             if let Some(response) = self.clone().inside(&method, admin, &body).await {
                 return Ok(response);

@@ -233,6 +233,17 @@ impl SimAdmin {
             .await;
     }
 
+    /// Runs `argv` inside simulated guest `vmid`, as `pct exec` would.
+    pub async fn exec(&self, vmid: u32, argv: &[&str]) -> serde_json::Value {
+        let url = format!("{}/guests/{vmid}/exec", self.admin);
+        self.send(
+            self.http
+                .post(url)
+                .json(&serde_json::json!({ "command": argv })),
+        )
+        .await
+    }
+
     pub async fn clear_oplog(&self) {
         self.send(self.http.delete(format!("{}/oplog", self.admin)))
             .await;

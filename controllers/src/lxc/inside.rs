@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::provision::{self, Outcome, Target, snapshots};
 use crate::pve::Connection;
 use kube::ResourceExt;
+use kube::runtime::events::EventType;
 use phoenix_clients::proxmox::GuestType;
 use phoenix_crds::LxcGuest;
 use phoenix_crds::lxc::LxcGuestStatus;
@@ -121,30 +122,53 @@ pub async fn provisioned(
         Ok(Outcome::Done) => conditions.retain(|c| c.type_ != "Provisioned"),
     }
     snapshots::after_provisioning(ctx, &target, &mut status.guest).await?;
+    health(guest, ctx, &target, status).await;
+    Ok(ready)
+}
+
+/// Runs the checks that are due and reports them in Healthy, with an event when it flips.
+async fn health(
+    guest: &LxcGuest,
+    ctx: &Context,
+    target: &Target<'_, LxcGuest>,
+    status: &mut LxcGuestStatus,
+) {
+    let conditions = &mut status.common.conditions;
     let checks = &guest.spec.common.health_checks;
     if checks.is_empty() {
-        status.common.conditions.retain(|c| c.type_ != "Healthy");
-    } else if let Some(verdict) = ctx
-        .health
-        .run_due(
-            &key(guest),
-            checks,
-            &target.shell,
-            ctx.pve.redirect().is_some(),
-        )
-        .await
-    {
-        conditions::set(
-            &mut status.common.conditions,
-            "Healthy",
-            verdict.healthy,
-            verdict.reason,
-            &verdict.message,
-            generation,
-            now,
-        );
+        conditions.retain(|c| c.type_ != "Healthy");
+        return;
     }
-    Ok(ready)
+    let reach = provision::direct::Reach::new(ctx.pve.redirect());
+    let direct = (&reach, status.guest.ip.as_deref());
+    let Some(verdict) = ctx
+        .health
+        .run_due(&key(guest), checks, &target.shell, direct)
+        .await
+    else {
+        return;
+    };
+    let was = conditions
+        .iter()
+        .find(|c| c.type_ == "Healthy")
+        .map(|c| c.status == "True");
+    conditions::set(
+        conditions,
+        "Healthy",
+        verdict.healthy,
+        verdict.reason,
+        &verdict.message,
+        guest.metadata.generation,
+        jiff::Timestamp::now(),
+    );
+    if was != Some(verdict.healthy) {
+        let (type_, reason) = if verdict.healthy {
+            (EventType::Normal, "Healthy")
+        } else {
+            (EventType::Warning, "Unhealthy")
+        };
+        ctx.event(guest, type_, reason, verdict.message).await;
+    }
 }
 
 /// The health-check key of a guest.

@@ -1,8 +1,9 @@
 //! Health checks: `exec` inside the guest; `http` and `tcp` run inside the guest too (with
-//! curl and bash), or from the controller when `fromController` is set. Each check runs at
+//! curl and bash), or from the controller when `fromController` is set ([`super::direct`]). Each check runs at
 //! its own interval — never faster, failing or not — and the guest is unhealthy once a
 //! check has failed `failureThreshold` times in a row; the condition names that check.
 
+use super::direct::Reach;
 use phoenix_clients::exec::GuestShell;
 use phoenix_crds::common::{HealthCheck, Scheme};
 use std::collections::HashMap;
@@ -75,7 +76,7 @@ impl HealthState {
         key: &str,
         checks: &[HealthCheck],
         shell: &GuestShell,
-        simulated: bool,
+        direct: (&Reach, Option<&str>),
     ) -> Option<Verdict> {
         let now = Instant::now();
         let due: Vec<&HealthCheck> = checks
@@ -86,7 +87,7 @@ impl HealthState {
             return None;
         }
         for check in due {
-            let result = run(check, shell, simulated).await;
+            let result = run(check, shell, direct).await;
             let mut all = self.checks.lock().unwrap_or_else(|e| e.into_inner());
             let state = all
                 .entry(key.to_owned())
@@ -162,14 +163,13 @@ impl HealthState {
     }
 }
 
-async fn run(check: &HealthCheck, shell: &GuestShell, simulated: bool) -> Result<(), String> {
-    if check.from_controller {
-        // Guest addresses are never dialled in simulate mode (they are the real
-        // platform's); from the controller, a check needs the real network.
-        if simulated {
-            return Err("checks fromController are not run in simulate mode".into());
-        }
-        return Err("checks fromController are not supported yet; run it inside the guest".into());
+async fn run(
+    check: &HealthCheck,
+    shell: &GuestShell,
+    (reach, guest_ip): (&Reach, Option<&str>),
+) -> Result<(), String> {
+    if check.from_controller && check.exec.is_none() {
+        return super::direct::check(reach, check, guest_ip).await;
     }
     let (argv, http_status) = in_guest_command(check);
     let timeout = Duration::from_secs(u64::from(check.timeout_seconds) + 5);

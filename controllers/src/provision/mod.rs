@@ -8,6 +8,7 @@
 //! ([`runs`]), and the pass returns: the run wakes the guest when it ends.
 
 pub mod catalog;
+pub mod direct;
 pub mod health;
 pub mod runs;
 pub mod snapshots;

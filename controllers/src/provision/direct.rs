@@ -1,0 +1,133 @@
+//! Checks made from the controller (`fromController`): straight to the guest's address on
+//! a real platform; in simulate mode through the simulator's resolver, which hands out a
+//! loopback listener standing in for that address and port — the guest addresses in the
+//! manifests are the real platform's and are never dialled from here.
+
+use crate::pve::Redirect;
+use phoenix_crds::common::{HealthCheck, Scheme};
+use std::time::Duration;
+
+/// How the controller reaches guests' services.
+#[derive(Clone, Debug)]
+pub enum Reach {
+    Direct,
+    /// The simulator's `GET /admin/resolve`, with its credentials.
+    Resolver {
+        url: String,
+        fingerprint: String,
+        authorization: String,
+    },
+}
+
+impl Reach {
+    pub fn new(redirect: Option<&Redirect>) -> Self {
+        match redirect {
+            None => Reach::Direct,
+            Some(r) => Reach::Resolver {
+                url: format!("{}/admin/resolve", r.endpoint.trim_end_matches('/')),
+                fingerprint: r.fingerprint.clone(),
+                authorization: format!("PVEAPIToken={}={}", r.token_id, r.token_secret),
+            },
+        }
+    }
+
+    /// Where to connect for `host:port` of a guest.
+    async fn address(&self, host: &str, port: u16) -> Result<String, String> {
+        let Reach::Resolver {
+            url,
+            fingerprint,
+            authorization,
+        } = self
+        else {
+            return Ok(format!("{host}:{port}"));
+        };
+        let tls = phoenix_clients::proxmox::client_config(
+            &phoenix_clients::proxmox::Trust::Fingerprint(fingerprint.clone()),
+        )?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let answer: serde_json::Value = http
+            .get(url)
+            .query(&[("address", host.to_owned()), ("port", port.to_string())])
+            .header("Authorization", authorization)
+            .send()
+            .await
+            .map_err(|e| format!("simulator resolver: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("simulator resolver: {e}"))?;
+        let address = answer["address"]
+            .as_str()
+            .ok_or_else(|| format!("the simulator knows no guest at {host}"))?;
+        // Belt and braces: whatever the resolver says, nothing but loopback is dialled.
+        match address.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.ip().is_loopback() => Ok(address.to_owned()),
+            _ => Err(format!(
+                "the resolver gave {address}, not a loopback address"
+            )),
+        }
+    }
+}
+
+/// Runs `check` from here against the guest at `guest_ip`.
+pub async fn check(
+    reach: &Reach,
+    check: &HealthCheck,
+    guest_ip: Option<&str>,
+) -> Result<(), String> {
+    let timeout = Duration::from_secs(check.timeout_seconds.into());
+    if let Some(tcp) = &check.tcp {
+        let host = tcp
+            .host
+            .as_deref()
+            .or(guest_ip)
+            .ok_or("the guest has no address yet")?;
+        let address = reach.address(host, tcp.port).await?;
+        return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&address)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("connect {host}:{}: {e}", tcp.port)),
+            Err(_) => Err(format!(
+                "connect {host}:{}: no answer within {timeout:?}",
+                tcp.port
+            )),
+        };
+    }
+    let Some(http) = &check.http else {
+        return Err("exec checks run inside the guest".into());
+    };
+    let ip = guest_ip.ok_or("the guest has no address yet")?;
+    let address = reach.address(ip, http.port).await?;
+    let scheme = match http.scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    };
+    // As the kubelet's HTTPS probes: the certificate is not verified; the Certificate
+    // controller watches certificates, the check asks whether the service answers.
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(timeout)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let host = http
+        .host
+        .clone()
+        .unwrap_or_else(|| format!("{ip}:{}", http.port));
+    let response = client
+        .get(format!("{scheme}://{address}{}", http.path))
+        .header("Host", host)
+        .send()
+        .await
+        .map_err(|e| format!("GET {}: {e}", http.path))?;
+    let status = response.status().as_u16();
+    if status == http.expect_status {
+        Ok(())
+    } else {
+        Err(format!(
+            "HTTP status {status}, expected {}",
+            http.expect_status
+        ))
+    }
+}

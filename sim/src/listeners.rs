@@ -1,0 +1,84 @@
+//! The simulator's resolver for checks made from outside a guest: a guest address and
+//! port (`10.0.0.141:8000`) map to a loopback listener the simulator owns, so a
+//! controller in simulate mode never sends a packet to the real platform's addresses.
+//! The listener answers as the guest's service would: HTTP 200 (plain, or TLS with the
+//! simulator's certificate) while the guest runs; while it is stopped the connection is
+//! closed at once, as a refused connection would be.
+
+use crate::server::Server;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Loopback listeners by (vmid, port).
+#[derive(Default)]
+pub struct Listeners {
+    open: Mutex<HashMap<(u32, u16), SocketAddr>>,
+}
+
+impl Listeners {
+    /// The loopback address standing in for port `port` of guest `vmid`.
+    pub async fn resolve(
+        &self,
+        server: Arc<Server>,
+        vmid: u32,
+        port: u16,
+    ) -> std::io::Result<SocketAddr> {
+        if let Some(addr) = self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(vmid, port))
+        {
+            return Ok(*addr);
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((vmid, port), addr);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let server = server.clone();
+                tokio::spawn(async move { answer(&server, vmid, stream).await });
+            }
+        });
+        Ok(addr)
+    }
+}
+
+async fn answer(server: &Server, vmid: u32, stream: tokio::net::TcpStream) {
+    let running = server
+        .sim()
+        .cluster
+        .guests
+        .get(&vmid)
+        .is_some_and(|g| g.running);
+    if !running {
+        return;
+    }
+    // A TLS client speaks first with a handshake record (0x16).
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await.is_err() {
+        return;
+    }
+    match (first[0], server.tls()) {
+        (0x16, Some(acceptor)) => {
+            if let Ok(tls) = acceptor.accept(stream).await {
+                respond(tls).await;
+            }
+        }
+        _ => respond(stream).await,
+    }
+}
+
+async fn respond(mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin) {
+    let mut request = vec![0u8; 4096];
+    let _ = stream.read(&mut request).await;
+    let _ = stream
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+        .await;
+    let _ = stream.shutdown().await;
+}
