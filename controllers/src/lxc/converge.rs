@@ -113,10 +113,11 @@ pub async fn converge(
     }
     let drift = guest.metadata.generation == status.common.observed_generation;
     let steps = apply_policies(guest, ctx, status, steps, drift, live.running).await;
-    if spec.template && super::inside::wanted(guest) {
-        if let Some(progress) = provision_template(guest, ctx, &pve, &live, status, &steps).await? {
-            return Ok(progress);
-        }
+    if spec.template
+        && super::inside::wanted(guest)
+        && let Some(progress) = provision_template(guest, ctx, &pve, &live, status, &steps).await?
+    {
+        return Ok(progress);
     }
     if steps.is_empty() {
         let progress = ready(guest, &pve, &live, status).await?;
