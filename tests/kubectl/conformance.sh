@@ -307,13 +307,13 @@ step_client_side_apply() {
 step_get() {
     step "get: printer columns, output formats, selectors"
     run kc get lxcguests
-    expect_header "$OUT" "NAME VMID NODE STATE IP READY AGE"
+    expect_header "$OUT" "NAME VMID NODE STATE IP READY HEALTHY AGE"
     expect_row "$OUT" "$CONF"
     expect_column "$ROW" 2 801 # VMID
     expect_age "$ROW"
 
     run kc get lxcguests -o wide
-    expect_header "$OUT" "NAME VMID NODE STATE IP READY STEP HOSTNAME AGE"
+    expect_header "$OUT" "NAME VMID NODE STATE IP READY HEALTHY FEATURES STEP HOSTNAME AGE"
     expect_row "$OUT" "$CONF"
     expect_column "$ROW" -2 "$CONF" # HOSTNAME (the manifest uses the name), before AGE
 
