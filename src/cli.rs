@@ -60,6 +60,10 @@ pub struct ControllerArgs {
     /// Seconds between looks at a converged object (drift detection).
     #[arg(long, default_value_t = 300)]
     pub resync_seconds: u64,
+    /// Where the ACME HTTP-01 challenge responder listens; Step-CA validates on port 80 of
+    /// each name, so route that here (a Service port, a DNAT rule).
+    #[arg(long, env = "PHOENIX_ACME_HTTP01_ADDR", default_value = "0.0.0.0:8089")]
+    pub acme_http01_listen: String,
 }
 
 #[derive(Args, Debug)]
@@ -89,6 +93,16 @@ pub struct ServerArgs {
     /// `pct` is `phoenix sim pct`), host keys still checked under the nodes' names.
     #[arg(long, value_parser = loopback_address)]
     pub sim_ssh: Option<String>,
+    /// With --simulate: the ACME directory standing in for Step-CA (a pebble on loopback;
+    /// without it, `phoenix up` starts pebble itself when it is installed).
+    #[arg(long, requires_all = ["sim_acme_roots", "sim_acme_ca"])]
+    pub sim_acme_directory: Option<String>,
+    /// With --sim-acme-directory: where its root CA is served (pebble: /roots/0).
+    #[arg(long)]
+    pub sim_acme_roots: Option<String>,
+    /// With --sim-acme-directory: the CA (PEM file) of its HTTPS listener.
+    #[arg(long)]
+    pub sim_acme_ca: Option<PathBuf>,
     #[command(flatten)]
     pub controller: ControllerArgs,
 }

@@ -118,6 +118,8 @@ async fn serve(args: ServerArgs, up: bool) -> ExitCode {
 struct Platform {
     controllers: tokio::task::JoinHandle<()>,
     sim: Option<phoenix_sim::Running>,
+    /// The ACME server of simulate mode, when `phoenix up` started it.
+    _pebble: Option<phoenix_sim::pebble::Pebble>,
     metrics: std::net::SocketAddr,
 }
 
@@ -155,14 +157,64 @@ async fn start_platform(args: &ServerArgs, kubeconfig: &Path) -> anyhow::Result<
         let applied = crate::apply::apply(&kube, objects).await?;
         tracing::info!(path = %path.display(), applied, "manifests applied");
     }
-    let (counters, metrics) = serve_metrics(&args.controller).await?;
-    let controllers = spawn_controllers(kube, &args.controller, counters, redirect);
+    let mut controller = args.controller.clone();
+    let (acme, pebble) = if args.simulate {
+        simulated_acme(args, &mut controller)?
+    } else {
+        (None, None)
+    };
+    let (counters, metrics) = serve_metrics(&controller).await?;
+    let controllers = spawn_controllers(kube, &controller, counters, redirect, acme);
     tracing::info!(%metrics, "controllers running");
     Ok(Platform {
         controllers,
         sim,
+        _pebble: pebble,
         metrics,
     })
+}
+
+/// Simulate mode's stand-in for Step-CA's ACME provisioner: the pebble named by
+/// --sim-acme-*, or one started here (its HTTP-01 validation sent to the responder on a
+/// loopback port); without pebble, Certificates say so instead of reaching the real CA.
+fn simulated_acme(
+    args: &ServerArgs,
+    controller: &mut ControllerArgs,
+) -> anyhow::Result<(
+    Option<phoenix_controllers::certificate::AcmeRedirect>,
+    Option<phoenix_sim::pebble::Pebble>,
+)> {
+    if let (Some(directory), Some(roots), Some(ca)) = (
+        &args.sim_acme_directory,
+        &args.sim_acme_roots,
+        &args.sim_acme_ca,
+    ) {
+        let redirect = phoenix_controllers::certificate::AcmeRedirect {
+            directory_url: directory.clone(),
+            roots_url: roots.clone(),
+            server_ca_pem: std::fs::read_to_string(ca)?,
+        };
+        return Ok((Some(redirect), None));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    match phoenix_sim::pebble::Pebble::start(&args.data_dir.join("pebble"), port) {
+        Ok(pebble) => {
+            controller.acme_http01_listen = format!("127.0.0.1:{port}");
+            tracing::info!(directory = %pebble.directory_url, "pebble stands in for Step-CA");
+            let redirect = phoenix_controllers::certificate::AcmeRedirect {
+                directory_url: pebble.directory_url.clone(),
+                roots_url: pebble.roots_url.clone(),
+                server_ca_pem: std::fs::read_to_string(&pebble.listener_ca)?,
+            };
+            Ok((Some(redirect), Some(pebble)))
+        }
+        Err(e) => {
+            tracing::warn!("no ACME server in simulate mode, Certificates will wait: {e}");
+            Ok((None, None))
+        }
+    }
 }
 
 /// The simulated cluster of --simulate: state kept in DATA_DIR/sim-state.json across
@@ -207,9 +259,12 @@ fn spawn_controllers(
     args: &ControllerArgs,
     metrics: Arc<phoenix_controllers::metrics::Metrics>,
     redirect: Option<phoenix_controllers::pve::Redirect>,
+    acme_redirect: Option<phoenix_controllers::certificate::AcmeRedirect>,
 ) -> tokio::task::JoinHandle<()> {
     let options = phoenix_controllers::Options {
         redirect,
+        acme_redirect,
+        http01_listen: Some(args.acme_http01_listen.clone()),
         resync: std::time::Duration::from_secs(args.resync_seconds.max(1)),
         metrics,
         instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "phoenix".into()),
@@ -258,7 +313,7 @@ async fn lead(
             leading.changed().await?;
         }
         tracing::info!(%identity, "leading: controllers start");
-        let controllers = spawn_controllers(kube.clone(), args, metrics.clone(), None);
+        let controllers = spawn_controllers(kube.clone(), args, metrics.clone(), None, None);
         while *leading.borrow_and_update() {
             leading.changed().await?;
         }

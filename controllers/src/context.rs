@@ -27,6 +27,8 @@ pub struct Context {
     pub feature_runs: std::sync::Arc<crate::provision::runs::Runs>,
     /// Health-check schedule and results per guest.
     pub health: crate::provision::health::HealthState,
+    /// The ACME challenge responder and simulate mode's ACME server.
+    pub acme: crate::certificate::Acme,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<BTreeMap<String, u32>>,
 }
@@ -54,6 +56,7 @@ impl Context {
             wake_lxc,
             feature_runs: Default::default(),
             health: Default::default(),
+            acme: Default::default(),
             failures: Mutex::new(BTreeMap::new()),
         }
     }

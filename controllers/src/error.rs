@@ -43,6 +43,13 @@ pub enum Error {
     /// until the spec changes.
     #[error("{message}")]
     RolledBack { message: String },
+    /// Issuing over ACME failed: the CA is unreachable, refused, or its root is not the
+    /// pinned one.
+    #[error("{message}")]
+    Acme {
+        reason: &'static str,
+        message: String,
+    },
     /// A PVE task ended with an error exit status.
     #[error("PVE task {upid} failed: {exitstatus}")]
     TaskFailed { upid: String, exitstatus: String },
@@ -57,7 +64,9 @@ impl Error {
             Error::Credentials(..) => "CredentialsMissing",
             Error::ClusterNotFound(_) => "ClusterNotFound",
             Error::ClusterNotReady(_) => "ClusterNotReady",
-            Error::Spec { reason, .. } | Error::Conflict { reason, .. } => reason,
+            Error::Spec { reason, .. }
+            | Error::Conflict { reason, .. }
+            | Error::Acme { reason, .. } => reason,
             Error::TaskFailed { .. } => "TaskFailed",
             Error::Exec(e) => e.category(),
             Error::FeatureFailed { .. } => "FeatureFailed",
@@ -71,6 +80,7 @@ impl Error {
         match self {
             Error::Spec { .. } | Error::Conflict { .. } | Error::RolledBack { .. } => true,
             Error::Exec(e) => !e.is_transient(),
+            Error::Acme { reason, .. } => *reason == "RootFingerprintMismatch",
             Error::Proxmox(e) => !e.is_transient() && e.status.is_some_and(|s| s == 400),
             _ => false,
         }

@@ -3,6 +3,7 @@
 //! API and the clients in `phoenix-clients`, so the same code runs embedded under
 //! `phoenix up` and inside k3s (`phoenix controller`).
 
+pub mod certificate;
 pub mod claims;
 pub mod conditions;
 pub mod context;
@@ -10,6 +11,7 @@ pub mod dependencies;
 pub mod error;
 pub mod finalizers;
 pub mod guest_exec;
+pub mod http;
 pub mod lxc;
 pub mod metrics;
 pub mod provision;
@@ -40,6 +42,10 @@ pub struct Options {
     pub metrics: Arc<metrics::Metrics>,
     /// This process, in events' `reportingInstance`.
     pub instance: String,
+    /// Where the ACME HTTP-01 challenge responder listens (the CA must reach it).
+    pub http01_listen: Option<String>,
+    /// Simulate mode: ACME goes to this server (pebble) instead of the Step-CA.
+    pub acme_redirect: Option<certificate::AcmeRedirect>,
 }
 
 impl Default for Options {
@@ -50,6 +56,8 @@ impl Default for Options {
             task_poll: Duration::from_millis(250),
             metrics: Arc::default(),
             instance: "phoenix".into(),
+            http01_listen: None,
+            acme_redirect: None,
         }
     }
 }
@@ -69,7 +77,7 @@ pub async fn run(kube: kube::Client, options: Options) {
             instance: Some(options.instance.clone()),
         },
     );
-    let ctx = Arc::new(context::Context::new(
+    let mut ctx = context::Context::new(
         kube.clone(),
         recorder,
         metrics.clone(),
@@ -78,7 +86,18 @@ pub async fn run(kube: kube::Client, options: Options) {
         options.resync,
         lxc.store(),
         wake_lxc,
-    ));
+    );
+    ctx.acme.redirect = options.acme_redirect.clone();
+    let ctx = Arc::new(ctx);
+    if let Some(listen) = &options.http01_listen {
+        match tokio::net::TcpListener::bind(listen).await {
+            Ok(listener) => {
+                tracing::info!(%listen, "ACME HTTP-01 challenge responder listening");
+                tokio::spawn(ctx.acme.challenges.clone().serve(listener));
+            }
+            Err(e) => tracing::error!(%listen, "the ACME HTTP-01 responder cannot listen: {e}"),
+        }
+    }
     let woken_lxc = futures::stream::unfold(woken_lxc, |mut rx| async move {
         rx.recv().await.map(|reference| (reference, rx))
     });
@@ -93,8 +112,14 @@ pub async fn run(kube: kube::Client, options: Options) {
     .run(
         proxmox_cluster::reconcile_cluster,
         proxmox_cluster::error_policy,
-        ctx,
+        ctx.clone(),
     )
     .for_each(|_| async {});
-    futures::join!(lxc, clusters);
+    let certificates = Controller::new(
+        Api::<phoenix_crds::Certificate>::all(kube.clone()),
+        watcher::Config::default(),
+    )
+    .run(certificate::reconcile, certificate::error_policy, ctx)
+    .for_each(|_| async {});
+    futures::join!(lxc, clusters, certificates);
 }

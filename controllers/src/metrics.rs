@@ -1,8 +1,5 @@
 //! Prometheus metrics of the controllers, served with `/healthz` on one small HTTP port.
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Request, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -40,6 +37,13 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     pve_calls: Family<CallLabels, Histogram>,
     tasks_in_flight: Family<NodeLabel, Gauge>,
+    certificate_expiry: Family<CertificateLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    namespace: String,
+    name: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -57,6 +61,12 @@ impl Default for Metrics {
             (|| Histogram::new(exponential_buckets(0.002, 2.0, 14))) as fn() -> Histogram,
         );
         let tasks_in_flight = Family::<NodeLabel, Gauge>::default();
+        let certificate_expiry = Family::<CertificateLabels, Gauge>::default();
+        registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until a Certificate's current certificate expires (alert on it)",
+            certificate_expiry.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconcile passes, by kind",
@@ -83,6 +93,7 @@ impl Default for Metrics {
             errors,
             pve_calls,
             tasks_in_flight,
+            certificate_expiry,
         }
     }
 }
@@ -92,6 +103,17 @@ impl Metrics {
         self.reconciles
             .get_or_create(&KindLabel { kind: kind.into() })
             .inc();
+    }
+
+    /// Seconds from now until `not_after`, for the Certificate `namespace/name`.
+    pub fn certificate_expiry(&self, namespace: &str, name: &str, not_after: jiff::Timestamp) {
+        let left = not_after.as_second() - jiff::Timestamp::now().as_second();
+        self.certificate_expiry
+            .get_or_create(&CertificateLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+            })
+            .set(left);
     }
 
     pub fn failed(&self, kind: &str, category: &str) {
@@ -136,24 +158,10 @@ impl Metrics {
 
 /// Serves `/metrics` and `/healthz` on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let metrics = metrics.clone();
-                async move { Ok::<_, std::convert::Infallible>(answer(req.uri().path(), &metrics)) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+    crate::http::serve(listener, Arc::new(move |path: &str| answer(path, &metrics))).await
 }
 
-fn answer(path: &str, metrics: &Metrics) -> Response<Full<Bytes>> {
+fn answer(path: &str, metrics: &Metrics) -> crate::http::Answer {
     let (status, content_type, body) = match path {
         "/metrics" => (
             200,
@@ -163,11 +171,7 @@ fn answer(path: &str, metrics: &Metrics) -> Response<Full<Bytes>> {
         "/healthz" | "/readyz" => (200, "text/plain", "ok\n".to_string()),
         _ => (404, "text/plain", "not found\n".to_string()),
     };
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body)))
-        .unwrap_or_default()
+    crate::http::respond(status, content_type, body)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod api;
 pub mod cluster;
 pub mod inside;
 pub mod listeners;
+pub mod pebble;
 pub mod schema;
 pub mod server;
 pub mod state;

@@ -1,0 +1,533 @@
+//! Certificate: a certificate from Step-CA (or any ACME server with a pinned root), kept in
+//! a `kubernetes.io/tls` Secret and renewed ahead of expiry, with cert-manager's
+//! conditions: `Issuing` while a new certificate is being obtained (reasons
+//! `DoesNotExist`, `Renewing`, `IncorrectCertificate`, or `Failed` when it did not work),
+//! `Ready` when the Secret holds a current certificate for the spec.
+
+pub mod acme;
+pub mod http01;
+pub mod x509;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::{conditions, dependencies};
+use acme::{AcmeError, AcmeServer};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use phoenix_crds::ProxmoxCluster;
+use phoenix_crds::certificate::{Certificate, CertificateStatus, RotationPolicy};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const KIND: &str = "Certificate";
+const MANAGER: &str = "phoenix-certificates";
+
+/// Where simulate mode sends ACME instead of the cluster's Step-CA (a pebble on loopback).
+#[derive(Clone, Debug)]
+pub struct AcmeRedirect {
+    pub directory_url: String,
+    pub roots_url: String,
+    pub server_ca_pem: String,
+}
+
+/// The Certificate controller's own part of the context.
+#[derive(Default)]
+pub struct Acme {
+    pub challenges: Arc<http01::Challenges>,
+    pub redirect: Option<AcmeRedirect>,
+}
+
+pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciled(KIND);
+    let api: Api<Certificate> =
+        Api::namespaced(ctx.kube.clone(), &cert.namespace().unwrap_or_default());
+    let previous = cert.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    let outcome = converge(&cert, &ctx, &mut status).await;
+    let action = finish(&cert, &ctx, &mut status, outcome).await;
+    if status != previous {
+        let patch = crate::status::merge_patch(&previous, &status);
+        api.patch_status(
+            &cert.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    }
+    action
+}
+
+/// Where a pass left the certificate.
+enum Pass {
+    /// The Secret holds a current certificate; look again at `renew_in`.
+    Current { renew_in: Duration },
+    Waiting {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+async fn converge(
+    cert: &Certificate,
+    ctx: &Context,
+    status: &mut CertificateStatus,
+) -> Result<Pass, Error> {
+    let namespace = cert.namespace().unwrap_or_default();
+    if let Gate::Wait(message) = gate(cert, ctx, &namespace).await? {
+        return Ok(Pass::Waiting {
+            reason: "WaitingForDependencies",
+            message,
+        });
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &namespace);
+    let existing = secrets.get_opt(&cert.spec.secret_name).await?;
+    let current = existing
+        .as_ref()
+        .and_then(|s| text(s, "tls.crt"))
+        .and_then(|pem| x509::parse(&pem));
+    let now = jiff::Timestamp::now();
+    let why = match &current {
+        None => Some((
+            "DoesNotExist",
+            "no certificate in the Secret yet".to_owned(),
+        )),
+        Some(c) if !c.covers(&cert.spec.dns_names, &cert.spec.ip_addresses) => Some((
+            "IncorrectCertificate",
+            "the Secret's certificate does not name what the spec asks for".to_owned(),
+        )),
+        Some(c) if now >= renewal_time(c, cert) => Some((
+            "Renewing",
+            format!("renewal time {} reached", renewal_time(c, cert)),
+        )),
+        Some(_) => None,
+    };
+    let Some((reason, message)) = why else {
+        let c = current.expect("a current certificate");
+        record(status, &c, cert);
+        ctx.metrics
+            .certificate_expiry(&namespace, &cert.name_any(), c.not_after);
+        status.common.conditions.retain(|c| c.type_ != "Issuing");
+        let renew_in = until(renewal_time(&c, cert));
+        return Ok(Pass::Current { renew_in });
+    };
+    conditions::set(
+        &mut status.common.conditions,
+        "Issuing",
+        true,
+        reason,
+        &message,
+        cert.metadata.generation,
+        now,
+    );
+    ctx.event(
+        cert,
+        EventType::Normal,
+        "Issuing",
+        format!("{message}: requesting a new certificate"),
+    )
+    .await;
+    let server = server(cert, ctx).await?;
+    let issued = issue(cert, ctx, &server, existing.as_ref())
+        .await
+        .map_err(|e| Error::Acme {
+            reason: e.category(),
+            message: e.to_string(),
+        })?;
+    let parsed = x509::parse(&issued.chain_pem).ok_or_else(|| Error::Acme {
+        reason: "AcmeFailed",
+        message: "the CA returned an unreadable certificate".into(),
+    })?;
+    let root = publish(cert, ctx, &server, &issued.root_pem).await?;
+    write_secret(cert, ctx, &issued, &root).await?;
+    status.revision = Some(status.revision.unwrap_or(0) + 1);
+    status.failed_issuance_attempts = None;
+    status.last_failure_time = None;
+    record(status, &parsed, cert);
+    ctx.metrics
+        .certificate_expiry(&namespace, &cert.name_any(), parsed.not_after);
+    status.common.conditions.retain(|c| c.type_ != "Issuing");
+    ctx.event(
+        cert,
+        EventType::Normal,
+        "Issued",
+        format!(
+            "certificate {} issued, valid until {}",
+            parsed.serial, parsed.not_after
+        ),
+    )
+    .await;
+    let renew_in = until(renewal_time(&parsed, cert));
+    Ok(Pass::Current { renew_in })
+}
+
+enum Gate {
+    Open,
+    Wait(String),
+}
+
+/// Everything `dependsOn` names must be Ready (e.g. the CA guest, 103).
+async fn gate(cert: &Certificate, ctx: &Context, namespace: &str) -> Result<Gate, Error> {
+    let mut waiting = Vec::new();
+    for dep in &cert.spec.depends_on {
+        let node = dependencies::node_of(dep, namespace);
+        if !crate::readiness::is_ready(&ctx.kube, &node).await? {
+            waiting.push(format!("{:?} {}/{}", node.0, node.1, node.2));
+        }
+    }
+    Ok(if waiting.is_empty() {
+        Gate::Open
+    } else {
+        Gate::Wait(format!("waiting for {} to be Ready", waiting.join(", ")))
+    })
+}
+
+/// From now until `then` (zero when it has passed).
+fn until(then: jiff::Timestamp) -> Duration {
+    let seconds = then.as_second() - jiff::Timestamp::now().as_second();
+    Duration::from_secs(seconds.max(0) as u64)
+}
+
+fn record(status: &mut CertificateStatus, c: &x509::Parsed, cert: &Certificate) {
+    status.not_before = Some(c.not_before.to_string());
+    status.not_after = Some(c.not_after.to_string());
+    status.renewal_time = Some(renewal_time(c, cert).to_string());
+    status.serial_number = Some(c.serial.clone());
+}
+
+/// `renewBefore` ahead of expiry, or a third of the lifetime (cert-manager's default, and
+/// Step-CA's 24 h certificates renew at 16 h).
+fn renewal_time(c: &x509::Parsed, cert: &Certificate) -> jiff::Timestamp {
+    let lifetime = c.not_after.as_second() - c.not_before.as_second();
+    let before = cert
+        .spec
+        .renew_before
+        .as_deref()
+        .and_then(x509::parse_duration)
+        .map(|d| d.as_secs() as i64)
+        .filter(|b| *b < lifetime)
+        .unwrap_or(lifetime / 3);
+    jiff::Timestamp::from_second(c.not_after.as_second() - before).unwrap_or(c.not_after)
+}
+
+/// The ACME server of `cert`: its own `issuer.acme`, or its cluster's Step-CA; in
+/// simulate mode the directory is pebble's (a Certificate's own pin is kept).
+async fn server(cert: &Certificate, ctx: &Context) -> Result<AcmeServer, Error> {
+    let issuer = &cert.spec.issuer;
+    let mut server = match &issuer.acme {
+        Some(acme) => AcmeServer {
+            directory_url: acme.directory_url.clone(),
+            roots_url: acme::step_ca_roots_url(&acme.directory_url),
+            server_ca_pem: None,
+            root_fingerprint: acme.root_fingerprint.clone(),
+            email: acme.email.clone(),
+        },
+        None => {
+            let clusters: Api<ProxmoxCluster> = Api::all(ctx.kube.clone());
+            let cluster = match &issuer.cluster_ref {
+                Some(r) => clusters.get_opt(&r.name).await?,
+                None => clusters
+                    .list(&Default::default())
+                    .await?
+                    .items
+                    .into_iter()
+                    .next(),
+            }
+            .ok_or_else(|| Error::spec("NoIssuer", "no ProxmoxCluster to take the Step-CA from"))?;
+            let acme = cluster.spec.acme.clone().ok_or_else(|| {
+                Error::spec(
+                    "NoIssuer",
+                    "the ProxmoxCluster has no acme settings (Step-CA)",
+                )
+            })?;
+            AcmeServer {
+                roots_url: acme::step_ca_roots_url(&acme.directory_url),
+                directory_url: acme.directory_url,
+                server_ca_pem: None,
+                // Simulate mode: pebble's root is new at every start, so the cluster's
+                // pin (of the real Step-CA) cannot hold; see below.
+                root_fingerprint: Some(acme.root_fingerprint),
+                email: acme.email,
+            }
+        }
+    };
+    if ctx.pve.redirect().is_some() && ctx.acme.redirect.is_none() {
+        // Simulate mode never reaches the manifests' real CA.
+        return Err(Error::spec(
+            "NoAcmeServer",
+            "simulate mode has no ACME server: install pebble (apt-get install pebble)",
+        ));
+    }
+    if server.root_fingerprint.is_none() && ctx.acme.redirect.is_none() {
+        return Err(Error::spec(
+            "RootNotPinned",
+            "issuer.acme.rootFingerprint is required: the CA root is pinned as `step ca bootstrap` does",
+        ));
+    }
+    if let Some(r) = &ctx.acme.redirect {
+        server.directory_url = r.directory_url.clone();
+        server.roots_url = r.roots_url.clone();
+        server.server_ca_pem = Some(r.server_ca_pem.clone());
+        if issuer.acme.is_none() {
+            server.root_fingerprint = None;
+        }
+    }
+    Ok(server)
+}
+
+struct Issuance {
+    chain_pem: String,
+    key_pem: String,
+    root_pem: String,
+}
+
+async fn issue(
+    cert: &Certificate,
+    ctx: &Context,
+    server: &AcmeServer,
+    existing: Option<&Secret>,
+) -> Result<Issuance, AcmeError> {
+    let root_pem = acme::fetch_root(server).await?;
+    let namespace = cert.namespace().unwrap_or_default();
+    let account_secret = acme::account_secret_name(&server.directory_url);
+    let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &namespace);
+    let saved = secrets
+        .get_opt(&account_secret)
+        .await
+        .map_err(|e| AcmeError::Unreachable(e.to_string()))?
+        .and_then(|s| text(&s, "credentials.json"));
+    let key = match (
+        cert.spec.private_key.rotation_policy,
+        existing.and_then(|s| text(s, "tls.key")),
+    ) {
+        (RotationPolicy::Never, Some(pem)) => {
+            rcgen::KeyPair::from_pem(&pem).map_err(|e| AcmeError::Protocol(e.to_string()))?
+        }
+        _ => x509::new_key(&cert.spec.private_key).map_err(AcmeError::Protocol)?,
+    };
+    let common_name = cert.spec.common_name.as_deref();
+    let identifiers = x509::identifiers(&cert.spec.dns_names, &cert.spec.ip_addresses, common_name);
+    let mut saved = saved;
+    // Once more with a new account when the CA has forgotten the saved one.
+    loop {
+        let (account, new_credentials) = acme::account(server, &root_pem, saved.as_deref()).await?;
+        if let Some(credentials) = new_credentials {
+            save_account(&secrets, &account_secret, server, credentials).await?;
+        }
+        match acme::issue(
+            &account,
+            &ctx.acme.challenges,
+            &identifiers,
+            common_name,
+            &key,
+        )
+        .await
+        {
+            Err(AcmeError::AccountGone(why)) if saved.is_some() => {
+                tracing::warn!(certificate = %cert.name_any(), "{why}; registering a new account");
+                saved = None;
+            }
+            Err(e) => return Err(e),
+            Ok(chain_pem) => {
+                return Ok(Issuance {
+                    chain_pem,
+                    key_pem: key.serialize_pem(),
+                    root_pem,
+                });
+            }
+        }
+    }
+}
+
+/// Keeps the account's credentials (its private key) in a Secret for the next issuance.
+async fn save_account(
+    secrets: &Api<Secret>,
+    name: &str,
+    server: &AcmeServer,
+    credentials: String,
+) -> Result<(), AcmeError> {
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([
+            ("credentials.json".to_owned(), credentials),
+            ("directory".to_owned(), server.directory_url.clone()),
+        ])),
+        ..Default::default()
+    };
+    secrets
+        .patch(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .map_err(|e| AcmeError::Unreachable(e.to_string()))?;
+    Ok(())
+}
+
+/// Publishes the CA root for other controllers and the `trusted-ca` feature.
+async fn publish(
+    cert: &Certificate,
+    ctx: &Context,
+    server: &AcmeServer,
+    root_pem: &str,
+) -> Result<String, Error> {
+    let _ = (cert, server);
+    let api: Api<ConfigMap> =
+        Api::namespaced(ctx.kube.clone(), crate::provision::CA_ROOT_NAMESPACE);
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(crate::provision::CA_ROOT_CONFIGMAP.into()),
+            namespace: Some(crate::provision::CA_ROOT_NAMESPACE.into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("ca.crt".to_owned(), root_pem.to_owned())])),
+        ..Default::default()
+    };
+    api.patch(
+        crate::provision::CA_ROOT_CONFIGMAP,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&cm),
+    )
+    .await?;
+    Ok(root_pem.to_owned())
+}
+
+async fn write_secret(
+    cert: &Certificate,
+    ctx: &Context,
+    issued: &Issuance,
+    root: &str,
+) -> Result<(), Error> {
+    let namespace = cert.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &namespace);
+    let owner = cert.controller_owner_ref(&()).into_iter().collect();
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(cert.spec.secret_name.clone()),
+            namespace: Some(namespace),
+            owner_references: Some(owner),
+            annotations: Some(BTreeMap::from([(
+                "phoenix.thinkheads.ai/certificate-name".to_owned(),
+                cert.name_any(),
+            )])),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(BTreeMap::from([
+            (
+                "tls.crt".to_owned(),
+                ByteString(issued.chain_pem.clone().into_bytes()),
+            ),
+            (
+                "tls.key".to_owned(),
+                ByteString(issued.key_pem.clone().into_bytes()),
+            ),
+            ("ca.crt".to_owned(), ByteString(root.as_bytes().to_vec())),
+        ])),
+        ..Default::default()
+    };
+    secrets
+        .patch(
+            &cert.spec.secret_name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await?;
+    Ok(())
+}
+
+fn text(secret: &Secret, key: &str) -> Option<String> {
+    let data = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(data.0.clone()).ok()
+}
+
+/// Conditions, events and when to look again.
+async fn finish(
+    cert: &Certificate,
+    ctx: &Context,
+    status: &mut CertificateStatus,
+    outcome: Result<Pass, Error>,
+) -> Result<Action, Error> {
+    let now = jiff::Timestamp::now();
+    let generation = cert.metadata.generation;
+    let conditions = &mut status.common.conditions;
+    match outcome {
+        Ok(Pass::Current { renew_in }) => {
+            conditions::set(
+                conditions,
+                "Ready",
+                true,
+                "Ready",
+                "the certificate is current and matches the spec",
+                generation,
+                now,
+            );
+            status.common.observed_generation = generation;
+            Ok(Action::requeue(renew_in.clamp(
+                Duration::from_secs(1),
+                ctx.resync.max(Duration::from_secs(3600)),
+            )))
+        }
+        Ok(Pass::Waiting { reason, message }) => {
+            conditions::set(
+                conditions, "Ready", false, reason, &message, generation, now,
+            );
+            Ok(Action::requeue(Duration::from_secs(30)))
+        }
+        Err(e) => {
+            ctx.metrics.failed(KIND, e.category());
+            let attempts = status.failed_issuance_attempts.unwrap_or(0) + 1;
+            status.failed_issuance_attempts = Some(attempts);
+            status.last_failure_time = Some(now.to_string());
+            let message = e.to_string();
+            let was_failed = conditions
+                .iter()
+                .any(|c| c.type_ == "Issuing" && c.reason == "Failed" && c.message == message);
+            conditions::set(
+                conditions, "Issuing", false, "Failed", &message, generation, now,
+            );
+            let keeps_serving = conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            if !keeps_serving {
+                conditions::set(
+                    conditions,
+                    "Ready",
+                    false,
+                    e.category(),
+                    &message,
+                    generation,
+                    now,
+                );
+            }
+            if !was_failed {
+                ctx.event(cert, EventType::Warning, e.category(), message.clone())
+                    .await;
+            }
+            // From seconds, doubling, capped at an hour (not cert-manager's 32 h).
+            let wait = Duration::from_secs(2u64.saturating_pow(attempts.min(12)))
+                .min(Duration::from_secs(3600));
+            tracing::warn!(certificate = %cert.name_any(), reason = e.category(), retry_in = ?wait, "{e}");
+            Ok(Action::requeue(if e.is_permanent() {
+                Duration::from_secs(300).max(wait)
+            } else {
+                wait
+            }))
+        }
+    }
+}
+
+/// Wakes nothing; errors are handled in `finish` (the backoff lives in status, so it
+/// survives restarts).
+pub fn error_policy(_cert: Arc<Certificate>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed(KIND, error.category());
+    Action::requeue(Duration::from_secs(30))
+}

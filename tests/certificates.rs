@@ -1,0 +1,391 @@
+//! Certificates end to end against a real ACME server: Debian's `pebble`, started here on
+//! 127.0.0.1 (its DNS answers 127.0.0.1 for every name, so HTTP-01 validation reaches the
+//! controller's responder), `phoenix up --simulate` pointed at it, and the stock kubectl.
+
+mod support;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, Patch, PatchParams};
+use phoenix_crds::Certificate;
+use phoenix_sim::pebble::Pebble;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use support::ApiServer;
+
+struct World {
+    server: ApiServer,
+    pebble: Pebble,
+    api: Api<Certificate>,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pebble =
+        Pebble::start(&dir.path().join("pebble"), port).expect("pebble (make deps installs it)");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let log = dir.path().join("phoenix.log");
+    let listen = format!("127.0.0.1:{port}");
+    let ca = pebble.listener_ca.display().to_string();
+    let server = ApiServer::up_simulated_logged(
+        &data,
+        &[
+            "--sim-acme-directory",
+            &pebble.directory_url,
+            "--sim-acme-roots",
+            &pebble.roots_url,
+            "--sim-acme-ca",
+            &ca,
+            "--acme-http01-listen",
+            &listen,
+        ],
+        &log,
+    );
+    support::homelab_cluster(&server).await;
+    let api = Api::namespaced(support::client(&server).await, "default");
+    World {
+        server,
+        pebble,
+        api,
+        log,
+        _dir: dir,
+    }
+}
+
+const PORTAINER: &str = r#"
+apiVersion: phoenix.thinkheads.ai/v1alpha1
+kind: Certificate
+metadata: {name: portainer, namespace: default}
+spec:
+  secretName: portainer-tls
+  commonName: portainer.internal.thinkheads.ai
+  dnsNames: [portainer.internal.thinkheads.ai, portainer]
+  issuer: {clusterRef: {name: homelab}}
+"#;
+
+fn condition(c: &Certificate, type_: &str) -> Option<(String, String, String)> {
+    c.status
+        .as_ref()?
+        .common
+        .conditions
+        .iter()
+        .find(|x| x.type_ == type_)
+        .map(|x| (x.status.clone(), x.reason.clone(), x.message.clone()))
+}
+
+fn ready(c: &Certificate) -> bool {
+    condition(c, "Ready").is_some_and(|(s, _, _)| s == "True")
+}
+
+fn revision(c: &Certificate) -> i64 {
+    c.status.as_ref().and_then(|s| s.revision).unwrap_or(0)
+}
+
+async fn secret(w: &World, name: &str) -> (String, String, String) {
+    let secrets: Api<Secret> = Api::namespaced(support::client(&w.server).await, "default");
+    let s = secrets.get(name).await.unwrap();
+    let data = s.data.unwrap();
+    let text = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
+    (text("tls.crt"), text("tls.key"), text("ca.crt"))
+}
+
+/// The chain verifies against pebble's root with rustls (webpki) for `name`.
+fn verifies(chain_pem: &str, root_pem: &str, name: &str) -> Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(root_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+    let chain: Vec<CertificateDer> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .map(|c| c.unwrap())
+        .collect();
+    verifier
+        .verify_server_cert(
+            &chain[0],
+            &chain[1..],
+            &ServerName::try_from(name.to_owned()).unwrap(),
+            &[],
+            UnixTime::now(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn openssl_verify(dir: &std::path::Path, chain_pem: &str, root_pem: &str) -> String {
+    let certs: Vec<&str> = chain_pem
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .collect();
+    std::fs::write(dir.join("leaf.pem"), certs[0]).unwrap();
+    std::fs::write(dir.join("intermediates.pem"), certs[1..].concat()).unwrap();
+    std::fs::write(dir.join("root.pem"), root_pem).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "intermediates.pem",
+            "leaf.pem",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_is_issued_renewed_recovers_from_an_outage_and_keeps_its_secrets() {
+    let mut w = world().await;
+    support::kubectl_apply(&w.server, PORTAINER);
+    support::wait_for(&w.api, "portainer Ready", Duration::from_secs(60), |cs| {
+        cs.iter().all(|c| ready(c))
+    })
+    .await;
+    let (chain, key, ca) = secret(&w, "portainer-tls").await;
+    let root = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&w.pebble.listener_ca).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap()
+        .get(&w.pebble.roots_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(ca.trim(), root.trim(), "ca.crt is pebble's root");
+    verifies(&chain, &root, "portainer.internal.thinkheads.ai")
+        .expect("the chain verifies with rustls");
+    verifies(&chain, &root, "portainer").expect("every dnsName is in the certificate");
+    let dir = tempfile::tempdir().unwrap();
+    let openssl = openssl_verify(dir.path(), &chain, &root);
+    assert!(openssl.contains("leaf.pem: OK"), "{openssl}");
+    let configmaps: Api<ConfigMap> =
+        Api::namespaced(support::client(&w.server).await, "phoenix-system");
+    let published = configmaps
+        .get("phoenix-ca-root")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(
+        published["ca.crt"].trim(),
+        root.trim(),
+        "the root is published for trusted-ca"
+    );
+    let table = support::kubectl(&w.server, &["get", "certificates"]);
+    assert!(
+        table.contains("portainer-tls") && table.contains("True"),
+        "{table}"
+    );
+
+    // Renewal: renew 15 s after issuance (pebble's certificates live five years).
+    let c = w.api.get("portainer").await.unwrap();
+    let status = c.status.clone().unwrap();
+    let not_before = status
+        .not_before
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap();
+    let not_after = status
+        .not_after
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap();
+    let lifetime = not_after.as_second() - not_before.as_second();
+    let age = jiff::Timestamp::now().as_second() - not_before.as_second();
+    let renew_before = format!("{}s", lifetime - age - 15);
+    let patch = |spec: serde_json::Value| Patch::Merge(json!({ "spec": spec }));
+    w.api
+        .patch(
+            "portainer",
+            &PatchParams::default(),
+            &patch(json!({"renewBefore": renew_before})),
+        )
+        .await
+        .unwrap();
+    let serial = status.serial_number.clone();
+    support::wait_for(&w.api, "renewed", Duration::from_secs(90), |cs| {
+        cs.iter().all(|c| {
+            revision(c) == 2 && c.status.as_ref().unwrap().serial_number != serial && ready(c)
+        })
+    })
+    .await;
+    let (renewed_chain, renewed_key, _) = secret(&w, "portainer-tls").await;
+    assert_ne!(renewed_chain, chain, "the Secret holds the new certificate");
+    assert_ne!(renewed_key, key, "rotationPolicy Always: a new key");
+    w.api
+        .patch(
+            "portainer",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"renewBefore": null}})),
+        )
+        .await
+        .unwrap();
+
+    // The CA goes away: a change that needs a new certificate fails visibly, with backoff.
+    w.pebble.stop();
+    w.api
+        .patch(
+            "portainer",
+            &PatchParams::default(),
+            &patch(
+                json!({"dnsNames": ["portainer.internal.thinkheads.ai", "portainer", "docker"]}),
+            ),
+        )
+        .await
+        .unwrap();
+    support::wait_for(
+        &w.api,
+        "the outage reported",
+        Duration::from_secs(60),
+        |cs| {
+            cs.iter().all(|c| {
+                condition(c, "Issuing").is_some_and(|(s, r, _)| s == "False" && r == "Failed")
+                    && c.status.as_ref().unwrap().failed_issuance_attempts >= Some(3)
+            })
+        },
+    )
+    .await;
+    let c = w.api.get("portainer").await.unwrap();
+    let (_, _, message) = condition(&c, "Issuing").unwrap();
+    assert!(
+        message.contains("roots/0") || message.contains("connect"),
+        "{message}"
+    );
+    assert!(
+        ready(&c),
+        "the current certificate still serves while the CA is away"
+    );
+    let first_failure = c.status.as_ref().unwrap().last_failure_time.clone();
+    let attempts = c.status.as_ref().unwrap().failed_issuance_attempts.unwrap();
+    assert!(
+        attempts <= 6,
+        "{attempts} attempts: the retries back off (2, 4, 8 s...)"
+    );
+    w.pebble.resume().expect("pebble again");
+    support::wait_for(&w.api, "recovered", Duration::from_secs(120), |cs| {
+        cs.iter().all(|c| {
+            revision(c) == 3
+                && c.status
+                    .as_ref()
+                    .unwrap()
+                    .failed_issuance_attempts
+                    .is_none()
+                && ready(c)
+        })
+    })
+    .await;
+    assert!(first_failure.is_some());
+
+    // Nothing secret in logs, events or status.
+    let (_, key, _) = secret(&w, "portainer-tls").await;
+    let secrets: Api<Secret> = Api::namespaced(support::client(&w.server).await, "default");
+    let account = secrets
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|s| {
+            s.metadata
+                .name
+                .as_deref()
+                .unwrap()
+                .starts_with("phoenix-acme-account-")
+        })
+        .expect("the ACME account is kept in a Secret");
+    let credentials =
+        String::from_utf8(account.data.unwrap()["credentials.json"].0.clone()).unwrap();
+    let account_key: serde_json::Value = serde_json::from_str(&credentials).unwrap();
+    let account_key = account_key["key_pkcs8"].as_str().unwrap().to_owned();
+    let everything = [
+        std::fs::read_to_string(&w.log).unwrap(),
+        support::kubectl(&w.server, &["get", "events", "-A", "-o", "yaml"]),
+        support::kubectl(&w.server, &["get", "certificates", "-A", "-o", "yaml"]),
+    ]
+    .join("\n");
+    for line in key.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!everything.contains(line), "the private key leaked");
+    }
+    assert!(
+        !everything.contains(&account_key[..40]),
+        "the account key leaked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_root_fingerprint_is_refused_and_a_missing_ca_guest_is_waited_for() {
+    let w = world().await;
+    support::kubectl_apply(
+        &w.server,
+        &format!(
+            r#"
+apiVersion: phoenix.thinkheads.ai/v1alpha1
+kind: Certificate
+metadata: {{name: pinned, namespace: default}}
+spec:
+  secretName: pinned-tls
+  dnsNames: [pinned.internal.thinkheads.ai]
+  issuer:
+    acme: {{directoryUrl: "https://10.0.0.10:9000/acme/acme/directory", rootFingerprint: "{}"}}
+---
+apiVersion: phoenix.thinkheads.ai/v1alpha1
+kind: Certificate
+metadata: {{name: waiting, namespace: default}}
+spec:
+  secretName: waiting-tls
+  dnsNames: [waiting.internal.thinkheads.ai]
+  dependsOn: [{{kind: LxcGuest, name: step-ca}}]
+"#,
+            "ab".repeat(32)
+        ),
+    );
+    support::wait_for(
+        &w.api,
+        "refused and waiting",
+        Duration::from_secs(60),
+        |cs| {
+            cs.len() == 2
+                && cs.iter().all(|c| {
+                    let reason = condition(c, "Ready").map(|(_, r, _)| r).unwrap_or_default();
+                    match c.metadata.name.as_deref() {
+                        Some("pinned") => reason == "RootFingerprintMismatch",
+                        _ => reason == "WaitingForDependencies",
+                    }
+                })
+        },
+    )
+    .await;
+    let pinned = w.api.get("pinned").await.unwrap();
+    let (_, _, message) = condition(&pinned, "Ready").unwrap();
+    assert!(message.contains("not the pinned"), "{message}");
+    let secrets: Api<Secret> = Api::namespaced(support::client(&w.server).await, "default");
+    assert!(
+        secrets.get_opt("pinned-tls").await.unwrap().is_none(),
+        "nothing issued"
+    );
+    let waiting = w.api.get("waiting").await.unwrap();
+    assert!(
+        condition(&waiting, "Ready")
+            .unwrap()
+            .2
+            .contains("LxcGuest default/step-ca")
+    );
+}
