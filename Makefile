@@ -11,7 +11,7 @@ export PHOENIX_SHARED := $(abspath $(SHARED))
 .PHONY: run test crds lint bench deps build
 
 # The whole platform on one machine: embedded API server + controllers + simulated Proxmox, examples applied.
-run: build
+run: deps build
 	$(PHOENIX) up --simulate --data-dir $(DATA_DIR) --apply examples/
 
 # Everything CI checks: formatting, clippy, unit and end-to-end tests, CRD drift, the Helm chart.
@@ -36,6 +36,7 @@ bench:
 deps:
 	@command -v unzip >/dev/null || (apt-get update -qq && apt-get install -y -qq unzip)
 	@test -x /usr/sbin/sshd || (apt-get update -qq && apt-get install -y -qq openssh-server)
+	@command -v pebble >/dev/null || (apt-get update -qq && apt-get install -y -qq pebble)
 	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 	@test -x $(HELM) || bash $(SHARED)/tools/get-helm.sh $(dir $(HELM)) >/dev/null
 	@python3 -c 'import proxmoxer, requests' 2>/dev/null || python3 -m pip install --quiet proxmoxer requests

@@ -12,7 +12,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    logging::init(cli.log_format);
+    // `sim pct` stands in for pct: its stdout and stderr are the guest command's own.
+    if !matches!(cli.command, cli::Command::Sim(cli::SimCommand::Pct(_))) {
+        logging::init(cli.log_format);
+    }
     cli.command.run()
 }
 

@@ -175,8 +175,8 @@ async fn start_platform(args: &ServerArgs, kubeconfig: &Path) -> anyhow::Result<
 }
 
 /// Simulate mode's stand-in for Step-CA's ACME provisioner: the pebble named by
-/// --sim-acme-*, or one started here (its HTTP-01 validation sent to the responder on a
-/// loopback port); without pebble, Certificates say so instead of reaching the real CA.
+/// --sim-acme-*, or one started here (taking challenges as valid without connecting
+/// anywhere); without pebble, Certificates say so instead of reaching the real CA.
 fn simulated_acme(
     args: &ServerArgs,
     controller: &mut ControllerArgs,
@@ -199,7 +199,9 @@ fn simulated_acme(
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    match phoenix_sim::pebble::Pebble::start(&args.data_dir.join("pebble"), port) {
+    // The examples' certificates name the platform's real addresses: pebble must not
+    // validate by connecting to them (the tests with a pebble of their own do validate).
+    match phoenix_sim::pebble::Pebble::start(&args.data_dir.join("pebble"), port, false) {
         Ok(pebble) => {
             controller.acme_http01_listen = format!("127.0.0.1:{port}");
             tracing::info!(directory = %pebble.directory_url, "pebble stands in for Step-CA");

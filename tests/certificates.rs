@@ -28,8 +28,9 @@ async fn world() -> World {
         .local_addr()
         .unwrap()
         .port();
-    let pebble =
-        Pebble::start(&dir.path().join("pebble"), port).expect("pebble (make deps installs it)");
+    // Validating: every name resolves to 127.0.0.1, where the responder answers.
+    let pebble = Pebble::start(&dir.path().join("pebble"), port, true)
+        .expect("pebble (make deps installs it)");
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let log = dir.path().join("phoenix.log");
@@ -69,6 +70,23 @@ spec:
   commonName: portainer.internal.thinkheads.ai
   dnsNames: [portainer.internal.thinkheads.ai, portainer]
   issuer: {clusterRef: {name: homelab}}
+  install:
+  - guestRef: {kind: LxcGuest, name: web}
+    certPath: /etc/nginx/tls/web.crt
+    keyPath: /etc/nginx/tls/web.key
+    chainPath: /etc/nginx/tls/ca.crt
+    reloadCommand: systemctl reload nginx
+---
+apiVersion: phoenix.thinkheads.ai/v1alpha1
+kind: LxcGuest
+metadata: {name: web, namespace: default}
+spec:
+  vmid: 520
+  node: phoenix
+  source: {ostemplate: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"}
+  hostname: web
+  rootfs: {storage: local-zfs, size: 4G}
+  network: [{ip: 10.0.0.79/24}]
 "#;
 
 fn condition(c: &Certificate, type_: &str) -> Option<(String, String, String)> {
@@ -83,6 +101,23 @@ fn condition(c: &Certificate, type_: &str) -> Option<(String, String, String)> {
 
 fn ready(c: &Certificate) -> bool {
     condition(c, "Ready").is_some_and(|(s, _, _)| s == "True")
+        && condition(c, "Installed").is_some_and(|(s, _, _)| s == "True")
+}
+
+/// The files installed in guest 520 and how often nginx was reloaded there.
+async fn installed(w: &World) -> (String, usize) {
+    let guest = support::SimAdmin::of(&w.server).guest(520).await;
+    let reloads = guest["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["command"] == "systemctl reload nginx")
+        .count();
+    let cert = guest["files"]["/etc/nginx/tls/web.crt"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (cert, reloads)
 }
 
 fn revision(c: &Certificate) -> i64 {
@@ -156,6 +191,11 @@ async fn a_certificate_is_issued_renewed_recovers_from_an_outage_and_keeps_its_s
     })
     .await;
     let (chain, key, ca) = secret(&w, "portainer-tls").await;
+    assert_eq!(
+        installed(&w).await,
+        (chain.clone(), 1),
+        "installed, nginx reloaded once"
+    );
     let root = reqwest::Client::builder()
         .add_root_certificate(
             reqwest::Certificate::from_pem(&std::fs::read(&w.pebble.listener_ca).unwrap()).unwrap(),
@@ -230,6 +270,11 @@ async fn a_certificate_is_issued_renewed_recovers_from_an_outage_and_keeps_its_s
     let (renewed_chain, renewed_key, _) = secret(&w, "portainer-tls").await;
     assert_ne!(renewed_chain, chain, "the Secret holds the new certificate");
     assert_ne!(renewed_key, key, "rotationPolicy Always: a new key");
+    assert_eq!(
+        installed(&w).await,
+        (renewed_chain.clone(), 2),
+        "re-installed, one reload per certificate"
+    );
     w.api
         .patch(
             "portainer",
@@ -293,6 +338,11 @@ async fn a_certificate_is_issued_renewed_recovers_from_an_outage_and_keeps_its_s
     })
     .await;
     assert!(first_failure.is_some());
+    assert_eq!(
+        installed(&w).await.1,
+        3,
+        "one reload per certificate, none for the failures"
+    );
 
     // Nothing secret in logs, events or status.
     let (_, key, _) = secret(&w, "portainer-tls").await;

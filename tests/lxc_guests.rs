@@ -128,8 +128,18 @@ async fn the_examples_converge_in_order_and_then_make_no_calls_that_change_anyth
     let server = ApiServer::up_simulated(dir.path(), &args);
     let client = support::client(&server).await;
     let api: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
-    let tls_key = support::publish_certificate_inputs(&server);
+    // 801's vLLM feature waits for its Certificate, and the trusted CA for the root the
+    // Certificate controller publishes: pebble stands in for Step-CA.
     all_ready(&api, 6, Duration::from_secs(120)).await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "default");
+    let tls = secrets
+        .get("granite-embedding-tls")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    let tls_key = String::from_utf8(tls["tls.key"].0.clone()).unwrap();
     features_in_place(&server, &api, &tls_key).await;
 
     for g in api.list(&Default::default()).await.unwrap() {

@@ -21,6 +21,7 @@ pub struct Pebble {
     dns: Child,
     /// How to start both again (same ports and files).
     commands: [Vec<String>; 2],
+    validate: bool,
     dir: PathBuf,
     ports: [u16; 2],
 }
@@ -47,8 +48,10 @@ fn free_port() -> Result<u16, PebbleError> {
 }
 
 impl Pebble {
-    /// Starts pebble with its files in `dir`, validating HTTP-01 on `http01_port`.
-    pub fn start(dir: &Path, http01_port: u16) -> Result<Self, PebbleError> {
+    /// Starts pebble with its files in `dir`, validating HTTP-01 on `http01_port`. With
+    /// `validate` false pebble takes every challenge as valid and connects nowhere: for
+    /// orders naming the real platform's IP addresses, which must never be dialled.
+    pub fn start(dir: &Path, http01_port: u16, validate: bool) -> Result<Self, PebbleError> {
         let start = |e: &dyn std::fmt::Display| PebbleError::Start(e.to_string());
         for program in ["pebble", "pebble-challtestsrv"] {
             let found = Command::new("sh")
@@ -114,7 +117,7 @@ impl Pebble {
             "-dnsserver".into(),
             format!("127.0.0.1:{dns}"),
         ];
-        let (dns_child, pebble_child) = launch(dir, &dns_command, &pebble_command)?;
+        let (dns_child, pebble_child) = launch(dir, &dns_command, &pebble_command, validate)?;
         let pebble = Self {
             directory_url: format!("https://127.0.0.1:{acme}/dir"),
             roots_url: format!("https://127.0.0.1:{management}/roots/0"),
@@ -123,6 +126,7 @@ impl Pebble {
             pebble: pebble_child,
             dns: dns_child,
             commands: [dns_command, pebble_command],
+            validate,
             dir: dir.to_owned(),
             ports: [acme, management],
         };
@@ -141,7 +145,7 @@ impl Pebble {
     /// Starts pebble again on the same ports (with a new root, as pebble always has).
     pub fn resume(&mut self) -> Result<(), PebbleError> {
         let [dns, pebble] = &self.commands;
-        let (dns, pebble) = launch(&self.dir, dns, pebble)?;
+        let (dns, pebble) = launch(&self.dir, dns, pebble, self.validate)?;
         (self.dns, self.pebble) = (dns, pebble);
         self.wait_listening()
     }
@@ -165,7 +169,12 @@ impl Pebble {
 
 /// Starts the DNS stand-in, then pebble (without its random validation sleeps), logging
 /// into `dir`.
-fn launch(dir: &Path, dns: &[String], pebble: &[String]) -> Result<(Child, Child), PebbleError> {
+fn launch(
+    dir: &Path,
+    dns: &[String],
+    pebble: &[String],
+    validate: bool,
+) -> Result<(Child, Child), PebbleError> {
     let spawn = |argv: &[String], log: &str, env: &[(&str, &str)]| {
         let file =
             std::fs::File::create(dir.join(log)).map_err(|e| PebbleError::Start(e.to_string()))?;
@@ -178,6 +187,10 @@ fn launch(dir: &Path, dns: &[String], pebble: &[String]) -> Result<(Child, Child
             .map_err(|e| PebbleError::Start(format!("{}: {e}", argv[0])))
     };
     let dns = spawn(dns, "challtestsrv.log", &[])?;
-    let pebble = spawn(pebble, "pebble.log", &[("PEBBLE_VA_NOSLEEP", "1")])?;
+    let mut env = vec![("PEBBLE_VA_NOSLEEP", "1")];
+    if !validate {
+        env.push(("PEBBLE_VA_ALWAYS_VALID", "1"));
+    }
+    let pebble = spawn(pebble, "pebble.log", &env)?;
     Ok((dns, pebble))
 }

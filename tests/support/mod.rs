@@ -419,34 +419,3 @@ pub async fn homelab_cluster(server: &ApiServer) {
     )
     .await;
 }
-
-/// What the Certificate controller will publish, stood in for by the test: the CA root
-/// ConfigMap that `trusted-ca` reads, and granite-embedding's TLS Secret (a real key pair
-/// signed by that root). Returns the private key, which must never show up anywhere.
-pub fn publish_certificate_inputs(server: &ApiServer) -> String {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let leaf =
-        rcgen::CertificateParams::new(vec!["granite-embedding.internal.thinkheads.ai".into()])
-            .unwrap()
-            .signed_by(&key, &rcgen::Issuer::from_params(&ca, &ca_key))
-            .unwrap();
-    let indent = |pem: &str| {
-        pem.lines()
-            .map(|l| format!("    {l}\n"))
-            .collect::<String>()
-    };
-    kubectl_apply(
-        server,
-        &format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: phoenix-ca-root, namespace: phoenix-system}}\ndata:\n  ca.crt: |\n{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: granite-embedding-tls, namespace: default}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
-            indent(&ca_cert.pem()),
-            indent(&leaf.pem()),
-            indent(&key.serialize_pem())
-        ),
-    );
-    key.serialize_pem()
-}

@@ -145,12 +145,6 @@ fn first_pem(bundle: &str) -> Option<String> {
     Some(format!("{}\n", &bundle[start..end]))
 }
 
-/// What an issuance produced.
-pub struct Issued {
-    pub chain_pem: String,
-    pub key_pem: String,
-}
-
 /// Restores the account from `credentials` (JSON) or creates one; returns the account and
 /// its credentials when they are new (to be saved).
 pub async fn account(

@@ -6,6 +6,7 @@
 
 pub mod acme;
 pub mod http01;
+pub mod install;
 pub mod x509;
 
 use crate::context::Context;
@@ -64,8 +65,12 @@ pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Acti
 
 /// Where a pass left the certificate.
 enum Pass {
-    /// The Secret holds a current certificate; look again at `renew_in`.
-    Current { renew_in: Duration },
+    /// The Secret holds a current certificate; look again at `renew_in`, or sooner while
+    /// install targets are waited for (`installing` names them).
+    Current {
+        renew_in: Duration,
+        installing: Option<String>,
+    },
     Waiting {
         reason: &'static str,
         message: String,
@@ -112,8 +117,21 @@ async fn converge(
         ctx.metrics
             .certificate_expiry(&namespace, &cert.name_any(), c.not_after);
         status.common.conditions.retain(|c| c.type_ != "Issuing");
-        let renew_in = until(renewal_time(&c, cert));
-        return Ok(Pass::Current { renew_in });
+        let held = existing.as_ref().and_then(|s| {
+            Some(Issued {
+                chain_pem: text(s, "tls.crt")?,
+                key_pem: text(s, "tls.key")?,
+                root_pem: text(s, "ca.crt").unwrap_or_default(),
+            })
+        });
+        let installing = match held {
+            Some(held) => install::install(cert, ctx, &held, status).await?,
+            None => None,
+        };
+        return Ok(Pass::Current {
+            renew_in: until(renewal_time(&c, cert)),
+            installing,
+        });
     };
     conditions::set(
         &mut status.common.conditions,
@@ -161,8 +179,11 @@ async fn converge(
         ),
     )
     .await;
-    let renew_in = until(renewal_time(&parsed, cert));
-    Ok(Pass::Current { renew_in })
+    let installing = install::install(cert, ctx, &issued, status).await?;
+    Ok(Pass::Current {
+        renew_in: until(renewal_time(&parsed, cert)),
+        installing,
+    })
 }
 
 enum Gate {
@@ -279,10 +300,12 @@ async fn server(cert: &Certificate, ctx: &Context) -> Result<AcmeServer, Error> 
     Ok(server)
 }
 
-struct Issuance {
-    chain_pem: String,
-    key_pem: String,
-    root_pem: String,
+/// A certificate as issued (or as the Secret holds it).
+pub struct Issued {
+    pub chain_pem: String,
+    pub key_pem: String,
+    /// The CA root (the Secret's `ca.crt`).
+    pub root_pem: String,
 }
 
 async fn issue(
@@ -290,7 +313,7 @@ async fn issue(
     ctx: &Context,
     server: &AcmeServer,
     existing: Option<&Secret>,
-) -> Result<Issuance, AcmeError> {
+) -> Result<Issued, AcmeError> {
     let root_pem = acme::fetch_root(server).await?;
     let namespace = cert.namespace().unwrap_or_default();
     let account_secret = acme::account_secret_name(&server.directory_url);
@@ -333,7 +356,7 @@ async fn issue(
             }
             Err(e) => return Err(e),
             Ok(chain_pem) => {
-                return Ok(Issuance {
+                return Ok(Issued {
                     chain_pem,
                     key_pem: key.serialize_pem(),
                     root_pem,
@@ -403,7 +426,7 @@ async fn publish(
 async fn write_secret(
     cert: &Certificate,
     ctx: &Context,
-    issued: &Issuance,
+    issued: &Issued,
     root: &str,
 ) -> Result<(), Error> {
     let namespace = cert.namespace().unwrap_or_default();
@@ -460,7 +483,10 @@ async fn finish(
     let generation = cert.metadata.generation;
     let conditions = &mut status.common.conditions;
     match outcome {
-        Ok(Pass::Current { renew_in }) => {
+        Ok(Pass::Current {
+            renew_in,
+            installing,
+        }) => {
             conditions::set(
                 conditions,
                 "Ready",
@@ -471,10 +497,34 @@ async fn finish(
                 now,
             );
             status.common.observed_generation = generation;
-            Ok(Action::requeue(renew_in.clamp(
-                Duration::from_secs(1),
-                ctx.resync.max(Duration::from_secs(3600)),
-            )))
+            let mut wait = renew_in.clamp(Duration::from_secs(1), Duration::from_secs(3600));
+            match installing {
+                Some(message) => {
+                    conditions::set(
+                        conditions,
+                        "Installed",
+                        false,
+                        "WaitingForGuests",
+                        &message,
+                        generation,
+                        now,
+                    );
+                    wait = wait.min(Duration::from_secs(30));
+                }
+                None if cert.spec.install.is_empty() => {
+                    conditions.retain(|c| c.type_ != "Installed")
+                }
+                None => conditions::set(
+                    conditions,
+                    "Installed",
+                    true,
+                    "Installed",
+                    "every install target holds the current certificate",
+                    generation,
+                    now,
+                ),
+            }
+            Ok(Action::requeue(wait))
         }
         Ok(Pass::Waiting { reason, message }) => {
             conditions::set(

@@ -1,0 +1,173 @@
+//! Installing a certificate into guests (`spec.install`): the files pushed through the
+//! guest exec client, read back and checked by hash, owner and mode set, and the reload
+//! command run once per new certificate. Status records, per guest, the SHA-256 of the
+//! chain it holds; a guest already holding the current one is left alone.
+
+use super::Issued;
+use crate::context::Context;
+use crate::error::Error;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::events::EventType;
+use phoenix_clients::exec::GuestShell;
+use phoenix_clients::proxmox::GuestType;
+use phoenix_crds::certificate::{Certificate, CertificateStatus, InstallTarget, InstalledCopy};
+use phoenix_crds::common::{GuestKind, GuestObservation};
+use phoenix_crds::{LxcGuest, VmGuest};
+use std::time::Duration;
+
+const QUICK: Duration = Duration::from_secs(60);
+
+/// SHA-256 of `text`, lower-case hex.
+pub fn sha256(text: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Installs `issued` wherever it is not yet. Guests not running yet are waited for: the
+/// message names them.
+pub async fn install(
+    cert: &Certificate,
+    ctx: &Context,
+    issued: &Issued,
+    status: &mut CertificateStatus,
+) -> Result<Option<String>, Error> {
+    let hash = sha256(&issued.chain_pem);
+    let namespace = cert.namespace().unwrap_or_default();
+    let mut waiting = Vec::new();
+    status
+        .installed
+        .retain(|copy| cert.spec.install.iter().any(|t| label(t) == copy.guest));
+    for target in &cert.spec.install {
+        let guest = label(target);
+        if status
+            .installed
+            .iter()
+            .any(|c| c.guest == guest && c.sha256 == hash)
+        {
+            continue;
+        }
+        let Some(shell) = shell(ctx, &namespace, target).await? else {
+            waiting.push(guest);
+            continue;
+        };
+        push(&shell, target, issued).await?;
+        if let Some(command) = &target.reload_command {
+            let argv = ["sh".to_owned(), "-c".to_owned(), command.clone()];
+            let out = shell.exec(&argv, QUICK).await?;
+            if !out.success() {
+                return Err(Error::spec(
+                    "ReloadFailed",
+                    format!(
+                        "{command:?} in {guest} exited {}: {}",
+                        out.exit_code,
+                        out.tail(3)
+                    ),
+                ));
+            }
+        }
+        status.installed.retain(|c| c.guest != guest);
+        status.installed.push(InstalledCopy {
+            guest: guest.clone(),
+            sha256: hash.clone(),
+        });
+        ctx.event(
+            cert,
+            EventType::Normal,
+            "Installed",
+            format!("certificate installed in {guest} at {}", target.cert_path),
+        )
+        .await;
+    }
+    Ok((!waiting.is_empty()).then(|| format!("waiting for {} to run", waiting.join(", "))))
+}
+
+fn label(target: &InstallTarget) -> String {
+    format!("{:?}/{}", target.guest_ref.kind, target.guest_ref.name)
+}
+
+/// Pushes the files, then reads them back: what is in the guest must be what was issued.
+async fn push(shell: &GuestShell, target: &InstallTarget, issued: &Issued) -> Result<(), Error> {
+    let mut files = vec![
+        (&target.cert_path, issued.chain_pem.as_str(), "0644"),
+        (
+            &target.key_path,
+            issued.key_pem.as_str(),
+            target.key_mode.as_str(),
+        ),
+    ];
+    if let Some(chain) = &target.chain_path {
+        files.push((chain, issued.root_pem.as_str(), "0644"));
+    }
+    for (path, content, mode) in &files {
+        shell.push(path, content.as_bytes(), mode, QUICK).await?;
+        let chown = ["chown".to_owned(), target.owner.clone(), (*path).clone()];
+        shell.exec(&chown, QUICK).await?;
+        let back = shell
+            .exec(&["cat".to_owned(), (*path).clone()], QUICK)
+            .await?;
+        if sha256(&back.output) != sha256(content) {
+            return Err(Error::spec(
+                "InstallMismatch",
+                format!("{path} in the guest does not hold what was pushed"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The way into the target guest, once it runs; `None` while it does not.
+async fn shell(
+    ctx: &Context,
+    namespace: &str,
+    target: &InstallTarget,
+) -> Result<Option<GuestShell>, Error> {
+    let name = &target.guest_ref.name;
+    let (observation, cluster, kind): (Option<GuestObservation>, _, _) = match target.guest_ref.kind
+    {
+        GuestKind::LxcGuest => {
+            let api: Api<LxcGuest> = Api::namespaced(ctx.kube.clone(), namespace);
+            let guest = api.get_opt(name).await?;
+            let cluster = guest
+                .as_ref()
+                .and_then(|g| g.spec.common.cluster_ref.clone());
+            (
+                guest.and_then(|g| g.status).map(|s| s.guest),
+                cluster,
+                GuestType::Lxc,
+            )
+        }
+        GuestKind::VmGuest => {
+            let api: Api<VmGuest> = Api::namespaced(ctx.kube.clone(), namespace);
+            let guest = api.get_opt(name).await?;
+            let cluster = guest
+                .as_ref()
+                .and_then(|g| g.spec.common.cluster_ref.clone());
+            (
+                guest.and_then(|g| g.status).map(|s| s.guest),
+                cluster,
+                GuestType::Qemu,
+            )
+        }
+    };
+    let Some(observation) = observation else {
+        return Ok(None);
+    };
+    let (Some(node), Some(vmid), Some("running")) = (
+        observation.node.as_deref(),
+        observation.vmid,
+        observation.state.as_deref(),
+    ) else {
+        return Ok(None);
+    };
+    let pve = ctx
+        .pve
+        .get(cluster.as_ref().map(|r| r.name.as_str()))
+        .await?;
+    let shell =
+        crate::guest_exec::shell(&ctx.kube, &pve, ctx.pve.redirect(), kind, node, vmid).await?;
+    Ok(Some(shell))
+}
