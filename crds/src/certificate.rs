@@ -23,10 +23,10 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secretName"),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.notAfter"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.notAfter"),
     printcolumn(
         name = "Renewal",
-        type_ = "date",
+        type_ = "string",
         json_path = ".status.renewalTime",
         priority = 1
     ),

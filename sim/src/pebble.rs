@@ -178,11 +178,14 @@ fn launch(
     let spawn = |argv: &[String], log: &str, env: &[(&str, &str)]| {
         let file =
             std::fs::File::create(dir.join(log)).map_err(|e| PebbleError::Start(e.to_string()))?;
-        Command::new(&argv[0])
+        let mut command = Command::new(&argv[0]);
+        command
             .args(&argv[1..])
             .envs(env.iter().copied())
             .stdout(file)
-            .stderr(Stdio::null())
+            .stderr(Stdio::null());
+        die_with_parent(&mut command);
+        command
             .spawn()
             .map_err(|e| PebbleError::Start(format!("{}: {e}", argv[0])))
     };
@@ -193,4 +196,19 @@ fn launch(
     }
     let pebble = spawn(pebble, "pebble.log", &env)?;
     Ok((dns, pebble))
+}
+
+/// The child is killed when the process that started it dies, however it dies (a
+/// SIGKILLed `phoenix up` leaves no pebble behind).
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
