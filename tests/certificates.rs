@@ -76,17 +76,6 @@ spec:
     keyPath: /etc/nginx/tls/web.key
     chainPath: /etc/nginx/tls/ca.crt
     reloadCommand: systemctl reload nginx
----
-apiVersion: phoenix.thinkheads.ai/v1alpha1
-kind: LxcGuest
-metadata: {name: web, namespace: default}
-spec:
-  vmid: 520
-  node: phoenix
-  source: {ostemplate: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"}
-  hostname: web
-  rootfs: {storage: local-zfs, size: 4G}
-  network: [{ip: 10.0.0.79/24}]
 "#;
 
 fn condition(c: &Certificate, type_: &str) -> Option<(String, String, String)> {
@@ -186,6 +175,7 @@ fn openssl_verify(dir: &std::path::Path, chain_pem: &str, root_pem: &str) -> Str
 async fn a_certificate_is_issued_renewed_recovers_from_an_outage_and_keeps_its_secrets() {
     let mut w = world().await;
     support::kubectl_apply(&w.server, PORTAINER);
+    support::kubectl_apply(&w.server, &support::guest_yaml("web", 520, ""));
     support::wait_for(&w.api, "portainer Ready", Duration::from_secs(60), |cs| {
         cs.iter().all(|c| ready(c))
     })

@@ -110,21 +110,6 @@ fn start_sshd(dir: &Path, data_dir: &Path, client_public: &str) -> (Sshd, String
     (sshd, host_public)
 }
 
-const GUEST: &str = r#"
-apiVersion: phoenix.thinkheads.ai/v1alpha1
-kind: LxcGuest
-metadata: {name: NAME, namespace: default}
-spec:
-  vmid: VMID
-  node: phoenix
-  source: {ostemplate: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"}
-  hostname: NAME
-  rootfs: {storage: local-zfs, size: 4G}
-  network: [{ip: 10.0.0.78/24}]
-  provisioning: {stepCli: {}}
-  healthChecks: [{name: shell, exec: {command: ["true"]}}]
-"#;
-
 fn ssh_secret(server: &ApiServer, private: &str, known_hosts: &str) {
     let indent = |text: &str| {
         text.lines()
@@ -163,7 +148,13 @@ async fn features_go_over_ssh_with_the_pinned_host_key_and_a_changed_key_is_refu
     ssh_secret(&server, &private, &format!("10.0.0.13 {host_public}"));
     support::kubectl_apply(
         &server,
-        &GUEST.replace("NAME", "over-ssh").replace("VMID", "511"),
+        &support::guest_yaml(
+            "over-ssh",
+            511,
+            "  provisioning: {stepCli: {}}
+  healthChecks: [{name: shell, exec: {command: [\"true\"]}}]
+",
+        ),
     );
     let api: Api<LxcGuest> = Api::namespaced(support::client(&server).await, "default");
     support::wait_for(

@@ -304,11 +304,17 @@ async fn features_in_place(server: &ApiServer, api: &Api<LxcGuest>, tls_key: &st
                 );
             }
         }
-        let healthy = conditions(&g).into_iter().find(|c| c.type_ == "Healthy");
-        if !g.spec.common.health_checks.is_empty() {
-            assert_eq!(healthy.map(|c| c.status).as_deref(), Some("True"), "{name}");
-        }
     }
+    // Checks run on their own schedule beside Ready: every guest with checks reports them.
+    support::wait_for(api, "the checks passing", Duration::from_secs(60), |gs| {
+        gs.iter().all(|g| {
+            g.spec.common.health_checks.is_empty()
+                || conditions(g)
+                    .iter()
+                    .any(|c| c.type_ == "Healthy" && c.status == "True")
+        })
+    })
+    .await;
     assert!(
         sim.guest(103).await["snapshots"]
             .as_array()
@@ -324,29 +330,6 @@ async fn features_in_place(server: &ApiServer, api: &Api<LxcGuest>, tls_key: &st
     assert!(!everything.contains(key_body), "the TLS key leaked");
 }
 
-const GUEST: &str = r#"
-apiVersion: phoenix.thinkheads.ai/v1alpha1
-kind: LxcGuest
-metadata: {name: NAME, namespace: default}
-spec:
-  vmid: VMID
-  node: phoenix
-  source: {ostemplate: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"}
-  hostname: NAME
-  memory: 512
-  rootfs: {storage: local-zfs, size: 4G}
-  network: [{ip: 10.0.0.VMID/24}]
-"#;
-
-fn guest_yaml(name: &str, vmid: u32, extra: &str) -> String {
-    let ip_octet = vmid % 250;
-    GUEST
-        .replace("NAME", name)
-        .replace("10.0.0.VMID", &format!("10.0.0.{ip_octet}"))
-        .replace("VMID", &vmid.to_string())
-        + extra
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn impossible_specs_end_in_a_condition_and_touch_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -360,28 +343,29 @@ async fn impossible_specs_end_in_a_condition_and_touch_nothing() {
     let cases = [
         (
             "bad-template",
-            guest_yaml("bad-template", 560, "").replace("debian-12-standard_12.7-1_amd64", "nope"),
+            support::guest_yaml("bad-template", 560, "")
+                .replace("debian-12-standard_12.7-1_amd64", "nope"),
             "TemplateNotFound",
         ),
-        ("taken", guest_yaml("taken", 555, ""), "VmidInUse"),
+        ("taken", support::guest_yaml("taken", 555, ""), "VmidInUse"),
         (
             "taken-twice",
-            guest_yaml("taken-twice", 555, ""),
+            support::guest_yaml("taken-twice", 555, ""),
             "VmidClaimed",
         ),
         (
             "wrong-node",
-            guest_yaml("wrong-node", 561, "").replace("node: phoenix", "node: pve9"),
+            support::guest_yaml("wrong-node", 561, "").replace("node: phoenix", "node: pve9"),
             "NodeNotInCluster",
         ),
         (
             "huge",
-            guest_yaml("huge", 562, "").replace("memory: 512", "memory: 1048576"),
+            support::guest_yaml("huge", 562, "").replace("memory: 512", "memory: 1048576"),
             "InsufficientMemory",
         ),
         (
             "not-a-template",
-            guest_yaml("not-a-template", 563, "").replace(
+            support::guest_yaml("not-a-template", 563, "").replace(
                 r#"{ostemplate: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"}"#,
                 "{clone: {vmid: 555}}",
             ),
@@ -389,7 +373,7 @@ async fn impossible_specs_end_in_a_condition_and_touch_nothing() {
         ),
         (
             "cycle-a",
-            guest_yaml(
+            support::guest_yaml(
                 "cycle-a",
                 564,
                 "  dependsOn: [{kind: LxcGuest, name: cycle-b}]\n",
@@ -398,7 +382,7 @@ async fn impossible_specs_end_in_a_condition_and_touch_nothing() {
         ),
         (
             "cycle-b",
-            guest_yaml(
+            support::guest_yaml(
                 "cycle-b",
                 565,
                 "  dependsOn: [{kind: LxcGuest, name: cycle-a}]\n",
@@ -478,10 +462,10 @@ async fn drift_restarts_adoption_and_deletion_follow_the_policies() {
     support::homelab_cluster(&server).await;
     let sim = SimAdmin::of(&server);
     foreign_guest(&sim, 590, "adoptee").await;
-    support::kubectl_apply(&server, &guest_yaml("drifter", 570, ""));
+    support::kubectl_apply(&server, &support::guest_yaml("drifter", 570, ""));
     support::kubectl_apply(
         &server,
-        &guest_yaml(
+        &support::guest_yaml(
             "reporter",
             571,
             "  driftPolicy: Report\n  restartPolicy: Never\n",
@@ -489,11 +473,14 @@ async fn drift_restarts_adoption_and_deletion_follow_the_policies() {
     );
     support::kubectl_apply(
         &server,
-        &guest_yaml("keeper", 572, "  deletionPolicy: Retain\n  tags: [kept]\n"),
+        &support::guest_yaml("keeper", 572, "  deletionPolicy: Retain\n  tags: [kept]\n"),
     );
-    support::kubectl_apply(&server, &guest_yaml("guarded", 573, "  protection: true\n"));
-    let adoptee =
-        guest_yaml("adoptee", 590, "  adopt: true\n").replace("memory: 512", "memory: 768");
+    support::kubectl_apply(
+        &server,
+        &support::guest_yaml("guarded", 573, "  protection: true\n"),
+    );
+    let adoptee = support::guest_yaml("adoptee", 590, "  adopt: true\n")
+        .replace("memory: 512", "memory: 768");
     support::kubectl_apply(&server, &adoptee.replace("10.0.0.90/24", "10.0.0.77/24"));
     let api: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
     all_ready(&api, 5, Duration::from_secs(60)).await;

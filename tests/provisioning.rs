@@ -12,20 +12,6 @@ use support::{ApiServer, SimAdmin};
 
 const FAST: [&str; 2] = ["--task-duration", "default=0.2"];
 
-const GUEST: &str = r#"
-apiVersion: phoenix.thinkheads.ai/v1alpha1
-kind: LxcGuest
-metadata: {name: NAME, namespace: default}
-spec:
-  vmid: VMID
-  node: phoenix
-  source: {ostemplate: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"}
-  hostname: NAME
-  memory: 512
-  rootfs: {storage: local-zfs, size: 4G}
-  network: [{ip: 10.0.0.77/24}]
-"#;
-
 fn conditions(g: &LxcGuest) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     g.status
         .as_ref()
@@ -60,12 +46,7 @@ async fn provisioned_guest(
     spec: Value,
 ) -> Api<LxcGuest> {
     support::homelab_cluster(server).await;
-    support::kubectl_apply(
-        server,
-        &GUEST
-            .replace("NAME", name)
-            .replace("VMID", &vmid.to_string()),
-    );
+    support::kubectl_apply(server, &support::guest_yaml(name, vmid, ""));
     let api: Api<LxcGuest> = Api::namespaced(support::client(server).await, "default");
     support::wait_for(&api, "the guest Ready", Duration::from_secs(60), |gs| {
         gs.iter().all(|g| ready_with(g, &[]))
@@ -335,7 +316,7 @@ async fn a_changed_feature_alone_is_reapplied_after_a_snapshot_and_a_failed_chan
 async fn health_checks_name_the_failing_check_and_controller_checks_reach_only_the_simulator() {
     let dir = tempfile::tempdir().unwrap();
     let server = ApiServer::up_simulated(dir.path(), &FAST);
-    // From the controller: through the simulator's resolver (10.0.0.77 is never dialled;
+    // From the controller: through the simulator's resolver (the guest's 10.0.0.x is never dialled;
     // if it were, these checks could not pass here).
     let spec = json!({"healthChecks": [
         {"name": "app", "exec": {"command": ["systemctl", "is-active", "app"]},

@@ -5,8 +5,6 @@
 
 use crate::error::Error;
 use crate::pve::{Connection, Redirect};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
 use phoenix_clients::exec::ssh::SshTarget;
 use phoenix_clients::exec::{GuestShell, NodeShell, Pct, agent::Agent};
 use phoenix_clients::proxmox::GuestType;
@@ -66,26 +64,19 @@ async fn ssh_target(
         .and_then(|n| n.address.clone())
         .unwrap_or_else(|| endpoint_host(&cluster.spec.endpoint));
     let reference = &ssh.secret_ref;
-    let name = format!("{}/{}", reference.namespace, reference.name);
-    let secrets: Api<Secret> = Api::namespaced(kube.clone(), &reference.namespace);
-    let secret = secrets
-        .get_opt(&reference.name)
-        .await?
-        .ok_or_else(|| Error::Credentials(name.clone(), "not found".into()))?;
-    let key = |k: &str| -> Result<String, Error> {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(k))
-            .and_then(|v| String::from_utf8(v.0.clone()).ok())
-            .ok_or_else(|| Error::Credentials(name.clone(), format!("has no text key {k:?}")))
-    };
+    let ([private_key, known_hosts], _) = crate::pve::secret_texts(
+        kube,
+        &reference.namespace,
+        &reference.name,
+        ["id_ed25519", "known_hosts"],
+    )
+    .await?;
     Ok(SshTarget::new(
         &address,
         ssh.port,
         &ssh.user,
-        &key("id_ed25519")?,
-        &key("known_hosts")?,
+        &private_key,
+        &known_hosts,
     )?)
 }
 

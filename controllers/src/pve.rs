@@ -61,32 +61,51 @@ pub async fn client_config(
         return Ok((config, String::new()));
     }
     let reference = &cluster.spec.credentials_secret_ref;
-    let name = format!("{}/{}", reference.namespace, reference.name);
-    let secrets: Api<Secret> = Api::namespaced(kube.clone(), &reference.namespace);
-    let secret = secrets
-        .get_opt(&reference.name)
-        .await?
-        .ok_or_else(|| Error::Credentials(name.clone(), "not found".into()))?;
-    let key = |k: &str| -> Result<String, Error> {
-        let data = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(k))
-            .ok_or_else(|| Error::Credentials(name.clone(), format!("has no key {k:?}")))?;
-        String::from_utf8(data.0.clone())
-            .map_err(|_| Error::Credentials(name.clone(), format!("key {k:?} is not text")))
-    };
+    let ([token_id, token_secret], version) = secret_texts(
+        kube,
+        &reference.namespace,
+        &reference.name,
+        ["tokenId", "tokenSecret"],
+    )
+    .await?;
     if cluster.spec.tls.insecure_skip_tls_verify {
         tracing::warn!(cluster = ?cluster.metadata.name, "insecureSkipTlsVerify: PVE's certificate is not checked");
     }
     let config = proxmox::Config {
         endpoint: cluster.spec.endpoint.clone(),
-        token_id: key("tokenId")?,
-        token_secret: key("tokenSecret")?,
+        token_id,
+        token_secret,
         trust: trust(&cluster.spec.tls),
         timeout: CALL_TIMEOUT,
     };
-    Ok((config, secret.metadata.resource_version.unwrap_or_default()))
+    Ok((config, version))
+}
+
+/// The text values of `keys` in Secret `namespace/name`, and its resourceVersion; a
+/// missing Secret or key is a `Credentials` error naming it (never its content).
+pub async fn secret_texts<const N: usize>(
+    kube: &kube::Client,
+    namespace: &str,
+    name: &str,
+    keys: [&str; N],
+) -> Result<([String; N], String), Error> {
+    let label = format!("{namespace}/{name}");
+    let secrets: Api<Secret> = Api::namespaced(kube.clone(), namespace);
+    let secret = secrets
+        .get_opt(name)
+        .await?
+        .ok_or_else(|| Error::Credentials(label.clone(), "not found".into()))?;
+    let mut texts: [String; N] = std::array::from_fn(|_| String::new());
+    for (text, k) in texts.iter_mut().zip(keys) {
+        let data = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .ok_or_else(|| Error::Credentials(label.clone(), format!("has no key {k:?}")))?;
+        *text = String::from_utf8(data.0.clone())
+            .map_err(|_| Error::Credentials(label.clone(), format!("key {k:?} is not text")))?;
+    }
+    Ok((texts, secret.metadata.resource_version.unwrap_or_default()))
 }
 
 /// One connected cluster.

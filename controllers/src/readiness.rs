@@ -4,7 +4,7 @@ use crate::dependencies::Node;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use phoenix_crds::common::PhoenixKind;
 
-fn resource(kind: PhoenixKind) -> ApiResource {
+pub fn resource(kind: PhoenixKind) -> ApiResource {
     let (name, plural) = match kind {
         PhoenixKind::LxcGuest => ("LxcGuest", "lxcguests"),
         PhoenixKind::VmGuest => ("VmGuest", "vmguests"),

@@ -419,3 +419,28 @@ pub async fn homelab_cluster(server: &ApiServer) {
     )
     .await;
 }
+
+const GUEST: &str = r#"
+apiVersion: phoenix.thinkheads.ai/v1alpha1
+kind: LxcGuest
+metadata: {name: NAME, namespace: default}
+spec:
+  vmid: VMID
+  node: phoenix
+  source: {ostemplate: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"}
+  hostname: NAME
+  memory: 512
+  rootfs: {storage: local-zfs, size: 4G}
+  network: [{ip: 10.0.0.OCTET/24}]
+"#;
+
+/// A small container from the Debian appliance, `extra` appended to its spec (indented
+/// two spaces); its address is 10.0.0.(vmid % 250).
+#[allow(dead_code)]
+pub fn guest_yaml(name: &str, vmid: u32, extra: &str) -> String {
+    GUEST
+        .replace("NAME", name)
+        .replace("OCTET", &(vmid % 250).to_string())
+        .replace("VMID", &vmid.to_string())
+        + extra
+}

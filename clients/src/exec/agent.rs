@@ -25,9 +25,7 @@ impl Agent {
     }
 
     pub async fn exec(&self, argv: &[String], timeout: Duration) -> Result<ExecOutput, ExecError> {
-        tokio::time::timeout(timeout, self.exec_unbounded(argv))
-            .await
-            .map_err(|_| ExecError::Timeout(timeout))?
+        super::within(timeout, self.exec_unbounded(argv)).await
     }
 
     async fn exec_unbounded(&self, argv: &[String]) -> Result<ExecOutput, ExecError> {

@@ -75,6 +75,16 @@ impl ExecError {
     }
 }
 
+/// `work`, given up (as [`ExecError::Timeout`]) when `timeout` passes.
+pub async fn within<T>(
+    timeout: Duration,
+    work: impl std::future::Future<Output = Result<T, ExecError>>,
+) -> Result<T, ExecError> {
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| ExecError::Timeout(timeout))?
+}
+
 /// Keeps the last [`OUTPUT_LIMIT`] bytes of `bytes` (cut at a character boundary).
 pub fn bounded(bytes: &[u8]) -> String {
     let start = bytes.len().saturating_sub(OUTPUT_LIMIT);
@@ -186,10 +196,12 @@ async fn run_local(
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(timeout, child)
-        .await
-        .map_err(|_| ExecError::Timeout(timeout))?
-        .map_err(|e| ExecError::Unreachable(format!("{first}: {e}")))?;
+    let out = within(timeout, async {
+        child
+            .await
+            .map_err(|e| ExecError::Unreachable(format!("{first}: {e}")))
+    })
+    .await?;
     let mut bytes = out.stdout;
     bytes.extend_from_slice(&out.stderr);
     Ok(ExecOutput {

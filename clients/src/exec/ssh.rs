@@ -70,9 +70,7 @@ impl SshTarget {
         stdin: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<ExecOutput, ExecError> {
-        tokio::time::timeout(timeout, self.run_unbounded(command, stdin))
-            .await
-            .map_err(|_| ExecError::Timeout(timeout))?
+        super::within(timeout, self.run_unbounded(command, stdin)).await
     }
 
     async fn run_unbounded(

@@ -8,12 +8,12 @@ use crate::context::Context;
 use crate::error::Error;
 use kube::ResourceExt;
 use kube::api::Api;
+use kube::api::DynamicObject;
 use kube::runtime::events::EventType;
 use phoenix_clients::exec::GuestShell;
 use phoenix_clients::proxmox::GuestType;
 use phoenix_crds::certificate::{Certificate, CertificateStatus, InstallTarget, InstalledCopy};
-use phoenix_crds::common::{GuestKind, GuestObservation};
-use phoenix_crds::{LxcGuest, VmGuest};
+use phoenix_crds::common::{GuestKind, GuestObservation, PhoenixKind};
 use std::time::Duration;
 
 const QUICK: Duration = Duration::from_secs(60);
@@ -125,34 +125,22 @@ async fn shell(
     namespace: &str,
     target: &InstallTarget,
 ) -> Result<Option<GuestShell>, Error> {
-    let name = &target.guest_ref.name;
-    let (observation, cluster, kind): (Option<GuestObservation>, _, _) = match target.guest_ref.kind
-    {
-        GuestKind::LxcGuest => {
-            let api: Api<LxcGuest> = Api::namespaced(ctx.kube.clone(), namespace);
-            let guest = api.get_opt(name).await?;
-            let cluster = guest
-                .as_ref()
-                .and_then(|g| g.spec.common.cluster_ref.clone());
-            (
-                guest.and_then(|g| g.status).map(|s| s.guest),
-                cluster,
-                GuestType::Lxc,
-            )
-        }
-        GuestKind::VmGuest => {
-            let api: Api<VmGuest> = Api::namespaced(ctx.kube.clone(), namespace);
-            let guest = api.get_opt(name).await?;
-            let cluster = guest
-                .as_ref()
-                .and_then(|g| g.spec.common.cluster_ref.clone());
-            (
-                guest.and_then(|g| g.status).map(|s| s.guest),
-                cluster,
-                GuestType::Qemu,
-            )
-        }
+    let (phoenix_kind, kind) = match target.guest_ref.kind {
+        GuestKind::LxcGuest => (PhoenixKind::LxcGuest, GuestType::Lxc),
+        GuestKind::VmGuest => (PhoenixKind::VmGuest, GuestType::Qemu),
     };
+    // Both kinds keep the same observation in status and name their cluster alike.
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.kube.clone(),
+        namespace,
+        &crate::readiness::resource(phoenix_kind),
+    );
+    let Some(guest) = api.get_opt(&target.guest_ref.name).await? else {
+        return Ok(None);
+    };
+    let observation: Option<GuestObservation> =
+        serde_json::from_value(guest.data["status"].clone()).ok();
+    let cluster = guest.data["spec"]["clusterRef"]["name"].as_str();
     let Some(observation) = observation else {
         return Ok(None);
     };
@@ -163,10 +151,7 @@ async fn shell(
     ) else {
         return Ok(None);
     };
-    let pve = ctx
-        .pve
-        .get(cluster.as_ref().map(|r| r.name.as_str()))
-        .await?;
+    let pve = ctx.pve.get(cluster).await?;
     let shell =
         crate::guest_exec::shell(&ctx.kube, &pve, ctx.pve.redirect(), kind, node, vmid).await?;
     Ok(Some(shell))

@@ -23,6 +23,14 @@ pub fn automatic_name(hash: &str) -> String {
     format!("{AUTOMATIC}{hash}")
 }
 
+/// Whether the guest's `spec.snapshots` asks for `what`.
+fn asks<K>(
+    target: &Target<'_, K>,
+    what: impl Fn(&phoenix_crds::common::Snapshots) -> bool,
+) -> bool {
+    target.common.snapshots.as_ref().is_some_and(what)
+}
+
 /// Takes the automatic snapshot before `feature` changes, when the spec asks for it.
 pub async fn before_change<K>(
     ctx: &Context,
@@ -35,12 +43,7 @@ pub async fn before_change<K>(
 where
     K: Resource<DynamicType = ()> + ResourceExt,
 {
-    let wanted = target
-        .common
-        .snapshots
-        .as_ref()
-        .is_some_and(|s| s.before_risky_changes);
-    if !changed || !wanted {
+    if !changed || !asks(target, |s| s.before_risky_changes) {
         return Ok(());
     }
     let name = automatic_name(hash);
@@ -87,13 +90,8 @@ pub async fn rollback_after_failure<K>(
 where
     K: Resource<DynamicType = ()> + ResourceExt,
 {
-    let wanted = target
-        .common
-        .snapshots
-        .as_ref()
-        .is_some_and(|s| s.rollback_on_failure);
     let name = automatic_name(hash);
-    if !wanted {
+    if !asks(target, |s| s.rollback_on_failure) {
         return failure;
     }
     let exists = match target
