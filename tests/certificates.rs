@@ -69,6 +69,8 @@ spec:
   secretName: portainer-tls
   commonName: portainer.internal.thinkheads.ai
   dnsNames: [portainer.internal.thinkheads.ai, portainer]
+  # Validated by connecting to it: loopback, where the responder answers.
+  ipAddresses: [127.0.0.1]
   issuer: {clusterRef: {name: homelab}}
   install:
   - guestRef: {kind: LxcGuest, name: web}
@@ -203,6 +205,7 @@ async fn a_certificate_is_issued_renewed_recovers_from_an_outage_and_keeps_its_s
     verifies(&chain, &root, "portainer.internal.thinkheads.ai")
         .expect("the chain verifies with rustls");
     verifies(&chain, &root, "portainer").expect("every dnsName is in the certificate");
+    verifies(&chain, &root, "127.0.0.1").expect("and the IP address");
     let dir = tempfile::tempdir().unwrap();
     let openssl = openssl_verify(dir.path(), &chain, &root);
     assert!(openssl.contains("leaf.pem: OK"), "{openssl}");
@@ -393,6 +396,14 @@ spec:
   secretName: waiting-tls
   dnsNames: [waiting.internal.thinkheads.ai]
   dependsOn: [{{kind: LxcGuest, name: step-ca}}]
+---
+apiVersion: phoenix.thinkheads.ai/v1alpha1
+kind: Certificate
+metadata: {{name: by-dns, namespace: default}}
+spec:
+  secretName: by-dns-tls
+  dnsNames: [by-dns.internal.thinkheads.ai]
+  issuer: {{solver: Dns01}}
 "#,
             "ab".repeat(32)
         ),
@@ -402,11 +413,12 @@ spec:
         "refused and waiting",
         Duration::from_secs(60),
         |cs| {
-            cs.len() == 2
+            cs.len() == 3
                 && cs.iter().all(|c| {
                     let reason = condition(c, "Ready").map(|(_, r, _)| r).unwrap_or_default();
                     match c.metadata.name.as_deref() {
                         Some("pinned") => reason == "RootFingerprintMismatch",
+                        Some("by-dns") => reason == "SolverUnavailable",
                         _ => reason == "WaitingForDependencies",
                     }
                 })

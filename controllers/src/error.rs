@@ -80,7 +80,9 @@ impl Error {
         match self {
             Error::Spec { .. } | Error::Conflict { .. } | Error::RolledBack { .. } => true,
             Error::Exec(e) => !e.is_transient(),
-            Error::Acme { reason, .. } => *reason == "RootFingerprintMismatch",
+            Error::Acme { reason, .. } => {
+                matches!(*reason, "RootFingerprintMismatch" | "SolverUnavailable")
+            }
             Error::Proxmox(e) => !e.is_transient() && e.status.is_some_and(|s| s == 400),
             _ => false,
         }

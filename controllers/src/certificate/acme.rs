@@ -5,8 +5,8 @@
 
 use super::http01::Challenges;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
-    NewOrder, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, KeyAuthorization,
+    NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 use phoenix_clients::proxmox::{Trust, client_config, normalise_fingerprint};
 use std::time::Duration;
@@ -42,6 +42,9 @@ pub enum AcmeError {
     AccountGone(String),
     #[error("ACME: {0}")]
     Protocol(String),
+    /// The spec asks for something not available (a solver).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl AcmeError {
@@ -51,6 +54,7 @@ impl AcmeError {
             AcmeError::Unreachable(_) => "AcmeUnreachable",
             AcmeError::AccountGone(_) => "AcmeAccountGone",
             AcmeError::Protocol(_) => "AcmeFailed",
+            AcmeError::Unsupported(_) => "SolverUnavailable",
         }
     }
 }
@@ -199,10 +203,34 @@ fn unreachable(e: instant_acme::Error) -> AcmeError {
     }
 }
 
-/// One order for `identifiers`, signed for `key` (PEM of an rcgen key pair).
+/// What answers the CA's challenges: HTTP-01 by the controller's responder
+/// ([`Challenges`]); DNS-01 will publish TXT records through the dnsmasq host sync.
+pub trait Solver: Send + Sync {
+    fn challenge_type(&self) -> ChallengeType;
+    /// Publishes the answer for `token` (the key authorization; its digest for DNS-01).
+    fn present(&self, identifier: &str, token: &str, key_authorization: &KeyAuthorization);
+    /// Withdraws it once the order is done, valid or not.
+    fn clean_up(&self, identifier: &str, token: &str);
+}
+
+impl Solver for Challenges {
+    fn challenge_type(&self) -> ChallengeType {
+        ChallengeType::Http01
+    }
+
+    fn present(&self, _identifier: &str, token: &str, key_authorization: &KeyAuthorization) {
+        self.insert(token, key_authorization.as_str());
+    }
+
+    fn clean_up(&self, _identifier: &str, token: &str) {
+        self.remove(token);
+    }
+}
+
+/// One order for `identifiers`, its challenges answered by `solver`, signed for `key`.
 pub async fn issue(
     account: &Account,
-    challenges: &Challenges,
+    solver: &dyn Solver,
     identifiers: &[Identifier],
     common_name: Option<&str>,
     key: &rcgen::KeyPair,
@@ -221,11 +249,17 @@ pub async fn issue(
                 AuthorizationStatus::Valid => continue,
                 other => return Err(protocol(format!("authorization is {other:?}"))),
             }
+            let kind = solver.challenge_type();
+            let identifier = authorization.identifier().to_string();
             let mut challenge = authorization
-                .challenge(ChallengeType::Http01)
-                .ok_or_else(|| protocol("the CA offers no http-01 challenge"))?;
-            challenges.insert(&challenge.token, challenge.key_authorization().as_str());
-            tokens.push(challenge.token.clone());
+                .challenge(kind.clone())
+                .ok_or_else(|| protocol(format!("the CA offers no {kind:?} challenge")))?;
+            solver.present(
+                &identifier,
+                &challenge.token,
+                &challenge.key_authorization(),
+            );
+            tokens.push((identifier, challenge.token.clone()));
             challenge.set_ready().await.map_err(unreachable)?;
         }
         let retries = RetryPolicy::new().timeout(Duration::from_secs(60));
@@ -246,8 +280,8 @@ pub async fn issue(
         order.poll_certificate(&retries).await.map_err(unreachable)
     }
     .await;
-    for token in tokens {
-        challenges.remove(&token);
+    for (identifier, token) in tokens {
+        solver.clean_up(&identifier, &token);
     }
     result
 }
