@@ -3,7 +3,9 @@
 //! realistic task durations; 200 LxcGuests created at once. Prints the time to all Ready as
 //! a ratio to the critical-path lower bound (per node: the sum of its tasks' durations ÷
 //! its task budget, the slowest node), then the PVE calls per minute at steady state and
-//! the process's RSS.
+//! the process's RSS. Then provisioning: features (base, step-cli) and a health check on
+//! 50 of them — the time until all are applied, the commands run in guests per feature, and
+//! the steady state again (no mutating PVE call; checks on their interval).
 
 mod common;
 
@@ -18,6 +20,7 @@ const GUESTS: u32 = 200;
 const NODES: u32 = 4;
 const BUDGET: u32 = 4;
 const STEADY_WINDOW: Duration = Duration::from_secs(60);
+const PROVISIONED: u32 = 50;
 
 const CLUSTER: &str = r#"
 apiVersion: phoenix.thinkheads.ai/v1alpha1
@@ -96,6 +99,78 @@ fn ready(g: &LxcGuest) -> bool {
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True")
     })
+}
+
+/// Commands run inside the simulated guests so far.
+async fn guest_commands(credentials: &serde_json::Value) -> usize {
+    let guests = admin(credentials, reqwest::Method::GET, "guests").await;
+    guests.as_object().map_or(0, |g| {
+        g.values()
+            .map(|g| g["log"].as_array().map_or(0, Vec::len))
+            .sum()
+    })
+}
+
+async fn provisioning(api: &Api<LxcGuest>, credentials: &serde_json::Value, pid: u32) {
+    use kube::api::{Patch, PatchParams};
+    let features = serde_json::json!({"spec": {
+        "provisioning": {"base": {"packages": ["jq"]}, "stepCli": {}},
+        "healthChecks": [{"name": "shell", "exec": {"command": ["true"]}, "intervalSeconds": 30}]
+    }});
+    let before = guest_commands(credentials).await;
+    let started = Instant::now();
+    for i in 0..PROVISIONED {
+        let name = format!("ct-{}", 1000 + i);
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&features))
+            .await
+            .unwrap();
+    }
+    loop {
+        let guests = api.list(&Default::default()).await.unwrap().items;
+        let done = guests
+            .iter()
+            .filter(|g| {
+                ready(g)
+                    && g.status
+                        .as_ref()
+                        .is_some_and(|s| s.guest.features.len() == 2)
+            })
+            .count();
+        if done == PROVISIONED as usize {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = started.elapsed();
+    let commands = guest_commands(credentials).await - before;
+    admin(credentials, reqwest::Method::DELETE, "oplog").await;
+    let quiet_from = guest_commands(credentials).await;
+    tokio::time::sleep(STEADY_WINDOW).await;
+    let log = admin(credentials, reqwest::Method::GET, "oplog").await;
+    let mutating = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["method"] != "GET")
+        .count();
+    let checks = guest_commands(credentials).await - quiet_from;
+    println!(
+        "Provisioning ({PROVISIONED} guests × base + step-cli + an exec health check, through `phoenix sim pct`):"
+    );
+    println!(
+        "  all applied in {:.1} s ({:.1} features/s); {commands} lines run in guests ({:.1} per feature)",
+        took.as_secs_f64(),
+        f64::from(PROVISIONED * 2) / took.as_secs_f64(),
+        commands as f64 / f64::from(PROVISIONED * 2)
+    );
+    println!(
+        "  steady state: {mutating} mutating PVE calls and {checks} guest commands in {} s (checks every 30 s)",
+        STEADY_WINDOW.as_secs()
+    );
+    println!(
+        "  phoenix up RSS: {:.1} MiB",
+        common::rss_kib(pid) as f64 / 1024.0
+    );
 }
 
 #[tokio::main]
@@ -216,6 +291,7 @@ async fn main() {
         STEADY_WINDOW.as_secs()
     );
     println!("  phoenix up RSS: {:.1} MiB", rss as f64 / 1024.0);
+    provisioning(&api, &credentials, up.id()).await;
     let _ = up.kill();
     let _ = up.wait();
 }
