@@ -95,10 +95,10 @@ pub struct ServerArgs {
     pub sim_ssh: Option<String>,
     /// With --simulate: the ACME directory standing in for Step-CA (a pebble on loopback;
     /// without it, `phoenix up` starts pebble itself when it is installed).
-    #[arg(long, requires_all = ["sim_acme_roots", "sim_acme_ca"])]
+    #[arg(long, requires_all = ["sim_acme_roots", "sim_acme_ca"], value_parser = loopback_url)]
     pub sim_acme_directory: Option<String>,
     /// With --sim-acme-directory: where its root CA is served (pebble: /roots/0).
-    #[arg(long)]
+    #[arg(long, value_parser = loopback_url)]
     pub sim_acme_roots: Option<String>,
     /// With --sim-acme-directory: the CA (PEM file) of its HTTPS listener.
     #[arg(long)]
@@ -176,4 +176,15 @@ fn loopback_address(text: &str) -> Result<String, String> {
     } else {
         Err(format!("{text} is not a loopback address"))
     }
+}
+
+/// `https://127.0.0.1:PORT/...`: simulate mode's ACME server is on this machine.
+fn loopback_url(text: &str) -> Result<String, String> {
+    let authority = text
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("{text} is not an https:// URL"))?
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    loopback_address(authority).map(|_| text.to_owned())
 }

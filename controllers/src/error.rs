@@ -81,7 +81,10 @@ impl Error {
             Error::Spec { .. } | Error::Conflict { .. } | Error::RolledBack { .. } => true,
             Error::Exec(e) => !e.is_transient(),
             Error::Acme { reason, .. } => {
-                matches!(*reason, "RootFingerprintMismatch" | "SolverUnavailable")
+                matches!(
+                    *reason,
+                    "RootFingerprintMismatch" | "SolverUnavailable" | "CertificateMismatch"
+                )
             }
             Error::Proxmox(e) => !e.is_transient() && e.status.is_some_and(|s| s == 400),
             _ => false,

@@ -236,6 +236,7 @@ pub struct BaseFeature {
 pub struct NvidiaFeature {
     /// Must match the host's kernel driver, e.g. `550.127.05`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9][0-9A-Za-z.+~-]*$"), length(max = 64))]
     pub driver_version: Option<String>,
 }
 
@@ -251,7 +252,9 @@ pub struct DockerFeature {
 /// The `step` CLI, bootstrapped against the cluster's Step-CA.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct StepCliFeature {
+    /// A release of smallstep/cli, e.g. `0.28.2`; the latest when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9][0-9A-Za-z.+~-]*$"), length(max = 64))]
     pub version: Option<String>,
 }
 
@@ -361,7 +364,9 @@ fn default_failure_threshold() -> u32 {
 pub struct HttpCheck {
     #[schemars(range(min = 1, max = 65535))]
     pub port: u16,
+    /// An absolute path (with query), e.g. `/health`.
     #[serde(default = "default_http_path")]
+    #[schemars(regex(pattern = r"^/[^\s]*$"), length(max = 2048))]
     pub path: String,
     #[serde(default)]
     pub scheme: Scheme,

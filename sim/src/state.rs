@@ -160,10 +160,19 @@ impl Sim {
         match serde_json::to_vec(&self.cluster) {
             Ok(bytes) => {
                 let tmp = path.with_extension("tmp");
-                if std::fs::write(&tmp, bytes)
-                    .and_then(|_| std::fs::rename(&tmp, path))
-                    .is_err()
-                {
+                // Guests' files (keys among them) are in it: readable by the owner only.
+                let written = {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&tmp)
+                        .and_then(|mut f| f.write_all(&bytes))
+                };
+                if written.and_then(|_| std::fs::rename(&tmp, path)).is_err() {
                     tracing::warn!(path = %path.display(), "cannot write the simulator state file");
                 }
             }

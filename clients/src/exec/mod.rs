@@ -128,7 +128,7 @@ impl Pct {
             NodeShell::Ssh(target) => {
                 // The content goes over stdin into a file on the node that `pct push` reads.
                 let script = format!(
-                    "f=$(mktemp) && cat > \"$f\" && pct push {} \"$f\" {} --perms {}; rc=$?; rm -f \"$f\"; exit $rc",
+                    "f=$(mktemp) && trap 'rm -f \"$f\"' EXIT && cat > \"$f\" && pct push {} \"$f\" {} --perms {}",
                     self.vmid,
                     quote(path),
                     quote(mode)
@@ -230,6 +230,8 @@ impl GuestShell {
         }
     }
 
+    /// Writes `path` with `mode`, creating its directory first: neither `pct push` nor the
+    /// agent's `file-write` creates missing directories.
     pub async fn push(
         &self,
         path: &str,
@@ -237,6 +239,21 @@ impl GuestShell {
         mode: &str,
         timeout: Duration,
     ) -> Result<(), ExecError> {
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            let mkdir = [
+                "mkdir".to_owned(),
+                "-p".into(),
+                parent.display().to_string(),
+            ];
+            let out = self.exec(&mkdir, timeout).await?;
+            if !out.success() {
+                return Err(ExecError::Refused(format!(
+                    "mkdir -p {}: {}",
+                    parent.display(),
+                    out.tail(3)
+                )));
+            }
+        }
         match self {
             GuestShell::Pct(pct) => pct.push(path, content, mode, timeout).await,
             GuestShell::Agent(agent) => agent.push(path, content, mode, timeout).await,

@@ -105,7 +105,13 @@ async fn push(shell: &GuestShell, target: &InstallTarget, issued: &Issued) -> Re
     for (path, content, mode) in &files {
         shell.push(path, content.as_bytes(), mode, QUICK).await?;
         let chown = ["chown".to_owned(), target.owner.clone(), (*path).clone()];
-        shell.exec(&chown, QUICK).await?;
+        let owned = shell.exec(&chown, QUICK).await?;
+        if !owned.success() {
+            return Err(Error::spec(
+                "InstallFailed",
+                format!("chown {} {path}: {}", target.owner, owned.tail(2)),
+            ));
+        }
         let back = shell
             .exec(&["cat".to_owned(), (*path).clone()], QUICK)
             .await?;

@@ -89,6 +89,17 @@ async fn converge(
             message,
         });
     }
+    if let Some(bad) = cert
+        .spec
+        .ip_addresses
+        .iter()
+        .find(|ip| ip.parse::<std::net::IpAddr>().is_err())
+    {
+        return Err(Error::spec(
+            "InvalidIpAddress",
+            format!("spec.ipAddresses: {bad:?} is not an IP address"),
+        ));
+    }
     let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &namespace);
     let existing = secrets.get_opt(&cert.spec.secret_name).await?;
     let current = existing
@@ -117,6 +128,8 @@ async fn converge(
         ctx.metrics
             .certificate_expiry(&namespace, &cert.name_any(), c.not_after);
         status.common.conditions.retain(|c| c.type_ != "Issuing");
+        status.failed_issuance_attempts = None;
+        status.last_failure_time = None;
         let held = existing.as_ref().and_then(|s| {
             Some(Issued {
                 chain_pem: text(s, "tls.crt")?,
@@ -160,6 +173,13 @@ async fn converge(
         reason: "AcmeFailed",
         message: "the CA returned an unreadable certificate".into(),
     })?;
+    if !parsed.covers(&cert.spec.dns_names, &cert.spec.ip_addresses) {
+        // Issuing again would only loop: the CA does not give what the spec asks.
+        return Err(Error::Acme {
+            reason: "CertificateMismatch",
+            message: "the CA issued a certificate without every name of the spec".into(),
+        });
+    }
     let root = publish(cert, ctx, &server, &issued.root_pem).await?;
     write_secret(cert, ctx, &issued, &root).await?;
     status.revision = Some(status.revision.unwrap_or(0) + 1);
@@ -229,7 +249,7 @@ fn renewal_time(c: &x509::Parsed, cert: &Certificate) -> jiff::Timestamp {
         .renew_before
         .as_deref()
         .and_then(x509::parse_duration)
-        .map(|d| d.as_secs() as i64)
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
         .filter(|b| *b < lifetime)
         .unwrap_or(lifetime / 3);
     jiff::Timestamp::from_second(c.not_after.as_second() - before).unwrap_or(c.not_after)

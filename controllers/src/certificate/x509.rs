@@ -17,10 +17,20 @@ pub struct Parsed {
 }
 
 impl Parsed {
-    /// Whether the certificate names every DNS name and IP the spec asks for.
+    /// Whether the certificate names every DNS name and IP the spec asks for (DNS names
+    /// case-insensitively, addresses as addresses: `FD00::1` is `fd00::1`).
     pub fn covers(&self, dns_names: &[String], ip_addresses: &[String]) -> bool {
-        dns_names.iter().all(|n| self.dns_names.contains(n))
-            && ip_addresses.iter().all(|ip| self.ip_addresses.contains(ip))
+        let ips: Vec<std::net::IpAddr> = self
+            .ip_addresses
+            .iter()
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        dns_names
+            .iter()
+            .all(|n| self.dns_names.iter().any(|m| m.eq_ignore_ascii_case(n)))
+            && ip_addresses
+                .iter()
+                .all(|ip| ip.parse().is_ok_and(|ip| ips.contains(&ip)))
     }
 }
 
@@ -84,7 +94,10 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         rest = &rest[unit.len()..];
         total += number * seconds;
     }
-    (!text.is_empty()).then(|| Duration::from_secs_f64(total))
+    if text.is_empty() {
+        return None;
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 /// A new private key of the spec's algorithm.
@@ -134,6 +147,11 @@ mod tests {
         assert_eq!(parse_duration("1.5h"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("90"), None);
+        assert_eq!(
+            parse_duration("99999999999999999999999h"),
+            None,
+            "too long, not a panic"
+        );
         assert_eq!(parse_duration("5d"), None);
     }
 
@@ -158,6 +176,11 @@ mod tests {
             &["10.0.0.101".into()]
         ));
         assert!(!parsed.covers(&["other.internal.thinkheads.ai".into()], &[]));
+        assert!(parsed.covers(
+            &["Portainer.Internal.Thinkheads.ai".into()],
+            &["10.0.0.101".into()]
+        ));
+        assert!(!parsed.covers(&[], &["not-an-ip".into()]));
         let ids = identifiers(
             &["a.example".into()],
             &["10.0.0.1".into()],

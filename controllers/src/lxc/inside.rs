@@ -137,6 +137,7 @@ async fn health(
     let checks = &guest.spec.common.health_checks;
     if checks.is_empty() {
         conditions.retain(|c| c.type_ != "Healthy");
+        ctx.health.forget(&key(guest));
         return;
     }
     let reach = provision::direct::Reach::new(ctx.pve.redirect());

@@ -58,6 +58,7 @@ pub async fn reconcile(guest: Arc<LxcGuest>, ctx: Arc<Context>) -> Result<Action
         let outcome = removal::remove(&guest, &ctx, &mut status).await;
         return match outcome {
             Ok(None) => {
+                ctx.health.forget(&inside::key(&guest));
                 finalizers::remove(&api, &*guest, finalizers::GUEST).await?;
                 Ok(Action::await_change())
             }
@@ -167,11 +168,13 @@ async fn finish(
             ctx.succeeded(&key);
             Ok(match progress {
                 // Health checks may be due before the next resync.
-                Progress::Ready { .. } => {
-                    Action::requeue(ctx.health.due_in(&key).map_or(ctx.resync, |due| {
-                        due.clamp(Duration::from_secs(1), ctx.resync)
-                    }))
-                }
+                Progress::Ready { .. } => Action::requeue(
+                    ctx.health
+                        .due_in(&inside::key(guest))
+                        .map_or(ctx.resync, |due| {
+                            due.clamp(Duration::from_secs(1), ctx.resync)
+                        }),
+                ),
                 // The tracker wakes the guest when its task stops; the resync is a safety net.
                 Progress::Working { .. } => Action::requeue(ctx.resync),
                 Progress::Waiting { retry, .. } => Action::requeue(retry),

@@ -18,6 +18,10 @@ pub struct File {
     pub path: String,
     pub content: String,
     pub mode: &'static str,
+    /// Renewed by its Certificate (a TLS key pair): its content stays out of the feature's
+    /// hash, so a renewal does not re-run the feature — the Certificate's install targets
+    /// bring renewed pairs into the guest.
+    pub rotating: bool,
 }
 
 /// One named step of a feature's script: the failing step is reported by this name.
@@ -70,7 +74,7 @@ pub fn features(spec: &Provisioning, inputs: &Inputs) -> Result<Vec<Feature>, Mi
                     "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confold upgrade",
                 ]),
                 step("packages", &[&format!(
-                    "DEBIAN_FRONTEND=noninteractive apt-get install -y -q {}",
+                    "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -- {}",
                     words(&packages)
                 )]),
             ],
@@ -95,11 +99,11 @@ pub fn features(spec: &Provisioning, inputs: &Inputs) -> Result<Vec<Feature>, Mi
         })?;
         out.push(feature(
             "trusted-ca",
-            vec![File {
-                path: "/usr/local/share/ca-certificates/phoenix-root-ca.crt".into(),
-                content: root,
-                mode: "0644",
-            }],
+            vec![file(
+                "/usr/local/share/ca-certificates/phoenix-root-ca.crt",
+                root,
+                "0644",
+            )],
             vec![step("update-trust-store", &["update-ca-certificates"])],
         ));
     }
@@ -120,14 +124,14 @@ pub fn features(spec: &Provisioning, inputs: &Inputs) -> Result<Vec<Feature>, Mi
         pulls.insert(2, "systemctl restart ollama".into());
         out.push(Feature {
             name: "ollama".into(),
-            files: vec![File {
-                path: "/etc/systemd/system/ollama.service.d/phoenix.conf".into(),
-                content: format!(
+            files: vec![file(
+                "/etc/systemd/system/ollama.service.d/phoenix.conf",
+                format!(
                     "[Service]\nEnvironment=\"OLLAMA_HOST=0.0.0.0:{}\"\n",
                     ollama.port
                 ),
-                mode: "0644",
-            }],
+                "0644",
+            )],
             steps: vec![
                 step(
                     "install",
@@ -167,14 +171,18 @@ pub fn features(spec: &Provisioning, inputs: &Inputs) -> Result<Vec<Feature>, Mi
             .collect();
         out.push(Feature {
             name: name.clone(),
-            files: vec![File {
-                path: path.clone(),
-                content: script,
-                mode: "0755",
-            }],
+            files: vec![file(&path, script, "0755")],
             steps: vec![Step {
                 name: "run",
-                lines: vec![format!("env {} sh {path}", env.join(" ")).replace("env  ", "env ")],
+                lines: vec![
+                    ["env", "--"]
+                        .into_iter()
+                        .map(str::to_owned)
+                        .chain(env)
+                        .chain(["sh".to_owned(), path.clone()])
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ],
             }],
         });
     }
@@ -236,8 +244,8 @@ fn docker_feature(tls: Option<&str>, inputs: &Inputs) -> Result<Feature, Missing
         })?;
         files.extend([
             file("/etc/docker/tls/ca.pem", ca, "0644"),
-            file("/etc/docker/tls/cert.pem", chain, "0644"),
-            file("/etc/docker/tls/key.pem", key, "0600"),
+            rotating("/etc/docker/tls/cert.pem", chain, "0644"),
+            rotating("/etc/docker/tls/key.pem", key, "0600"),
             file(
                 "/etc/docker/daemon.json",
                 concat!(
@@ -284,7 +292,7 @@ fn step_cli_feature(version: Option<&str>, inputs: &Inputs) -> Feature {
     let mut steps = vec![step(
         "install",
         &[
-            &format!("curl -fsSLo /tmp/step-cli.deb {url}"),
+            &format!("curl -fsSLo /tmp/step-cli.deb {}", quote(&url)),
             "dpkg -i /tmp/step-cli.deb",
             "step version",
         ],
@@ -307,8 +315,8 @@ fn vllm_feature(vllm: &VllmFeature, inputs: &Inputs) -> Result<Feature, Missing>
     let tls = match &vllm.tls_certificate_ref {
         Some(r) => {
             let (chain, key) = tls_pair("vllm", &r.name, inputs)?;
-            files.push(file("/etc/vllm/tls.crt", chain, "0644"));
-            files.push(file("/etc/vllm/tls.key", key, "0600"));
+            files.push(rotating("/etc/vllm/tls.crt", chain, "0644"));
+            files.push(rotating("/etc/vllm/tls.key", key, "0600"));
             true
         }
         None => false,
@@ -392,18 +400,29 @@ pub fn vllm_unit(vllm: &VllmFeature, tls: bool) -> String {
     )
 }
 
-/// One word of a systemd command line or assignment: quoted when it has to be, `%`
-/// escaped as systemd's specifier.
+/// One word of a systemd command line or assignment: quoted when it has to be, `%` and
+/// `$` escaped as systemd's specifiers and variables, control characters (a newline would
+/// start a new directive) as `\xNN`.
 fn systemd_word(word: &str) -> String {
-    let escaped = word.replace('%', "%%");
-    if !escaped.is_empty()
-        && escaped
+    let plain = !word.is_empty()
+        && word
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@".contains(c))
-    {
-        return escaped;
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@".contains(c));
+    if plain {
+        return word.to_owned();
     }
-    format!("\"{}\"", escaped.replace('\\', "\\\\").replace('"', "\\\""))
+    let escaped: String = word
+        .chars()
+        .map(|c| match c {
+            '%' => "%%".to_owned(),
+            '$' => "$$".to_owned(),
+            '\\' => "\\\\".to_owned(),
+            '"' => "\\\"".to_owned(),
+            c if c.is_control() => format!("\\x{:02x}", c as u32),
+            c => c.to_string(),
+        })
+        .collect();
+    format!("\"{escaped}\"")
 }
 
 fn tls_pair(
@@ -437,6 +456,15 @@ fn file(path: &str, content: String, mode: &'static str) -> File {
         path: path.into(),
         content,
         mode,
+        rotating: false,
+    }
+}
+
+/// Key pair material a Certificate renews.
+fn rotating(path: &str, content: String, mode: &'static str) -> File {
+    File {
+        rotating: true,
+        ..file(path, content, mode)
     }
 }
 
@@ -455,7 +483,8 @@ impl Feature {
         context.update(CATALOG_VERSION.as_bytes());
         context.update(self.name.as_bytes());
         for f in &self.files {
-            for part in [f.path.as_str(), f.mode, f.content.as_str()] {
+            let content = if f.rotating { "" } else { f.content.as_str() };
+            for part in [f.path.as_str(), f.mode, content] {
                 context.update(&(part.len() as u64).to_le_bytes());
                 context.update(part.as_bytes());
             }
@@ -544,6 +573,10 @@ mod tests {
         assert!(unit.contains("Environment=HF_HOME=/models/hf\n"));
         assert!(unit.contains("WantedBy=multi-user.target"));
         assert_eq!(systemd_word("50%"), "\"50%%\"");
+        assert_eq!(
+            systemd_word("x\nExecStartPre=/bin/evil $HOME"),
+            "\"x\\x0aExecStartPre=/bin/evil $$HOME\""
+        );
     }
 
     #[test]
@@ -633,6 +666,26 @@ mod tests {
         assert_eq!(
             failing_step("==> update\nHit:1\n==> packages\nE: broken\n").as_deref(),
             Some("packages")
+        );
+    }
+
+    #[test]
+    fn a_renewed_key_pair_does_not_change_the_hash() {
+        let mut v = vllm();
+        v.tls_certificate_ref = Some(phoenix_crds::common::LocalRef {
+            name: "granite".into(),
+        });
+        let pair = |key: &str| Inputs {
+            tls: BTreeMap::from([("granite".into(), ("CHAIN".into(), key.into()))]),
+            ..Default::default()
+        };
+        let before = vllm_feature(&v, &pair("KEY-1")).unwrap();
+        let after = vllm_feature(&v, &pair("KEY-2")).unwrap();
+        assert_eq!(before.hash(), after.hash());
+        v.port = 8001;
+        assert_ne!(
+            vllm_feature(&v, &pair("KEY-2")).unwrap().hash(),
+            before.hash()
         );
     }
 

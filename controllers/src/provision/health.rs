@@ -58,12 +58,16 @@ pub fn in_guest_command(check: &HealthCheck) -> (Vec<String>, bool) {
     let tcp = check.tcp.as_ref();
     let host = tcp.and_then(|t| t.host.as_deref()).unwrap_or("127.0.0.1");
     let port = tcp.map_or(0, |t| t.port);
+    // Host and port as arguments, never spliced into the script.
     let argv = vec![
         "timeout".into(),
         timeout,
         "bash".into(),
         "-c".into(),
-        format!("exec 3<>/dev/tcp/{host}/{port}"),
+        "exec 3<>\"/dev/tcp/$1/$2\"".into(),
+        "check".into(),
+        host.to_owned(),
+        port.to_string(),
     ];
     (argv, false)
 }
@@ -78,6 +82,7 @@ impl HealthState {
         shell: &GuestShell,
         direct: (&Reach, Option<&str>),
     ) -> Option<Verdict> {
+        self.keep_only(key, checks);
         let now = Instant::now();
         let due: Vec<&HealthCheck> = checks
             .iter()
@@ -154,7 +159,16 @@ impl HealthState {
             .min()
     }
 
-    /// Forgets a guest (deleted).
+    /// Drops the state of checks the spec no longer has (their schedule would otherwise
+    /// stay due for ever).
+    fn keep_only(&self, key: &str, checks: &[HealthCheck]) {
+        let mut all = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(states) = all.get_mut(key) {
+            states.retain(|name, _| checks.iter().any(|c| &c.name == name));
+        }
+    }
+
+    /// Forgets a guest (deleted, or without checks now).
     pub fn forget(&self, key: &str) {
         self.checks
             .lock()
@@ -232,6 +246,9 @@ mod tests {
             }),
         ));
         assert!(!status);
-        assert_eq!(argv.last().unwrap(), "exec 3<>/dev/tcp/127.0.0.1/443");
+        assert_eq!(
+            argv[4..],
+            ["exec 3<>\"/dev/tcp/$1/$2\"", "check", "127.0.0.1", "443"]
+        );
     }
 }

@@ -34,7 +34,7 @@ pub const CA_ROOT_CONFIGMAP: &str = "phoenix-ca-root";
 
 /// How long one feature script may run (package installs, model downloads).
 const FEATURE_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Short exec calls: markers, mkdir.
+/// Short exec calls: markers, pushes.
 pub const QUICK: Duration = Duration::from_secs(30);
 
 /// Where provisioning stands after a pass.
@@ -225,11 +225,6 @@ where
     K: Resource<DynamicType = ()> + ResourceExt,
 {
     let shell = &target.shell;
-    let mkdir = ["mkdir".to_owned(), "-p".into(), catalog::STATE_DIR.into()];
-    let out = shell.exec(&mkdir, QUICK).await?;
-    if !out.success() {
-        return Err(failure(feature, &out));
-    }
     for file in &feature.files {
         shell
             .push(&file.path, file.content.as_bytes(), file.mode, QUICK)
