@@ -11,8 +11,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const OBJECTS: usize = 10_000;
@@ -45,22 +43,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_phoenix"))
-        .args(["apiserver", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("phoenix apiserver starts");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let kubeconfig = line
-        .trim()
-        .strip_prefix("export KUBECONFIG=")
-        .unwrap()
-        .to_owned();
+    let (mut server, kubeconfig) = common::launch(
+        &["apiserver", "--listen", "127.0.0.1:0"],
+        dir.path(),
+        "warn",
+    );
     let kc = Kubeconfig::read_from(&kubeconfig).unwrap();
     let client = kube::Client::try_from(
         kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())

@@ -12,7 +12,6 @@ mod common;
 use kube::api::{Api, PostParams};
 use phoenix_crds::LxcGuest;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -177,36 +176,22 @@ async fn provisioning(api: &Api<LxcGuest>, credentials: &serde_json::Value, pid:
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let mut up = Command::new(env!("CARGO_BIN_EXE_phoenix"))
-        .args([
+    let (mut up, kubeconfig) = common::launch(
+        &[
             "up",
             "--simulate",
             "--sim-nodes",
             "4",
             "--resync-seconds",
             "20",
-        ])
-        .args([
             "--listen",
             "127.0.0.1:0",
             "--metrics-listen",
             "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("phoenix up");
-    let mut line = String::new();
-    BufReader::new(up.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let kubeconfig = line
-        .trim()
-        .strip_prefix("export KUBECONFIG=")
-        .unwrap()
-        .to_owned();
+        ],
+        dir.path(),
+        "error",
+    );
     let examples = format!("{}/examples", env!("CARGO_MANIFEST_DIR"));
     for file in ["namespace-phoenix-system.yaml", "secret-pve-token.yaml"] {
         kubectl_apply(&kubeconfig, &["-f", &format!("{examples}/{file}")], None);
