@@ -3,9 +3,10 @@
 
 use crate::cli::PlanArgs;
 use kube::api::Api;
-use phoenix_controllers::lxc;
+use kube::api::DynamicObject;
+use phoenix_controllers::guest::{self, Guest};
 use phoenix_controllers::pve::{Connections, Redirect};
-use phoenix_crds::LxcGuest;
+use phoenix_crds::{LxcGuest, VmGuest};
 use std::fmt::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -57,40 +58,51 @@ async fn plan(args: PlanArgs) -> anyhow::Result<String> {
     let connections = Connections::new(kube.clone(), redirect, Arc::default());
     let mut out = String::new();
     for object in objects {
-        let kind = object
-            .types
-            .as_ref()
-            .map_or("", |t| t.kind.as_str())
-            .to_owned();
-        let name = object.metadata.name.clone().unwrap_or_default();
-        if kind != "LxcGuest" {
-            continue;
-        }
-        let guest: LxcGuest = serde_json::from_value(serde_json::to_value(&object)?)
-            .map_err(|e| anyhow::anyhow!("LxcGuest {name}: {e}"))?;
-        let namespace = guest
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let existing = Api::<LxcGuest>::namespaced(kube.clone(), &namespace)
-            .get_opt(&name)
-            .await?;
-        let uid = existing.and_then(|g| g.metadata.uid).unwrap_or_default();
-        let label = format!("LxcGuest {namespace}/{name} (CT {})", guest.spec.vmid);
-        match lxc::preview(&connections, &guest, &uid).await {
-            Err(e) => writeln!(out, "{label}: cannot plan: {e} [{}]", e.category())?,
-            Ok(p) if p.foreign => writeln!(
-                out,
-                "{label} on {}: held by a guest this object does not own; nothing would be done",
-                p.node
-            )?,
-            Ok(p) if p.steps.is_empty() => writeln!(out, "{label} on {}: no changes", p.node)?,
-            Ok(p) => {
-                writeln!(out, "{label} on {}:", p.node)?;
-                for (i, step) in p.steps.iter().enumerate() {
-                    writeln!(out, "  {}. {step}", i + 1)?;
-                }
+        let kind = object.types.as_ref().map_or("", |t| t.kind.as_str());
+        let section = match kind {
+            "LxcGuest" => plan_one::<LxcGuest>(&kube, &connections, &object).await?,
+            "VmGuest" => plan_one::<VmGuest>(&kube, &connections, &object).await?,
+            _ => continue,
+        };
+        out.push_str(&section);
+    }
+    Ok(out)
+}
+
+/// The plan of one guest object of kind `G`, as text.
+async fn plan_one<G: Guest>(
+    kube: &kube::Client,
+    connections: &Connections,
+    object: &DynamicObject,
+) -> anyhow::Result<String> {
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let guest: G = serde_json::from_value(serde_json::to_value(object)?)
+        .map_err(|e| anyhow::anyhow!("{} {name}: {e}", G::KIND))?;
+    let namespace = object
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let existing = Api::<G>::namespaced(kube.clone(), &namespace)
+        .get_opt(&name)
+        .await?;
+    let uid = existing
+        .and_then(|g| g.meta().uid.clone())
+        .unwrap_or_default();
+    let label = format!("{} {namespace}/{name} ({})", G::KIND, guest.label());
+    let mut out = String::new();
+    match guest::preview(kube, connections, &guest, &uid).await {
+        Err(e) => writeln!(out, "{label}: cannot plan: {e} [{}]", e.category())?,
+        Ok(p) if p.foreign => writeln!(
+            out,
+            "{label} on {}: held by a guest this object does not own; nothing would be done",
+            p.node
+        )?,
+        Ok(p) if p.steps.is_empty() => writeln!(out, "{label} on {}: no changes", p.node)?,
+        Ok(p) => {
+            writeln!(out, "{label} on {}:", p.node)?;
+            for (i, step) in p.steps.iter().enumerate() {
+                writeln!(out, "  {}. {step}", i + 1)?;
             }
         }
     }

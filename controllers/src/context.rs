@@ -7,7 +7,7 @@ use crate::tasks::TaskTracker;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use phoenix_crds::LxcGuest;
+use phoenix_crds::{LxcGuest, VmGuest};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,6 +23,8 @@ pub struct Context {
     pub resync: Duration,
     pub lxc_guests: Store<LxcGuest>,
     pub wake_lxc: UnboundedSender<ObjectRef<LxcGuest>>,
+    pub vm_guests: Store<VmGuest>,
+    pub wake_vm: UnboundedSender<ObjectRef<VmGuest>>,
     /// Feature scripts running in guests.
     pub feature_runs: std::sync::Arc<crate::provision::runs::Runs>,
     /// Health-check schedule and results per guest.
@@ -42,8 +44,8 @@ impl Context {
         pve: Connections,
         tasks: TaskTracker,
         resync: Duration,
-        lxc_guests: Store<LxcGuest>,
-        wake_lxc: UnboundedSender<ObjectRef<LxcGuest>>,
+        (lxc_guests, wake_lxc): (Store<LxcGuest>, UnboundedSender<ObjectRef<LxcGuest>>),
+        (vm_guests, wake_vm): (Store<VmGuest>, UnboundedSender<ObjectRef<VmGuest>>),
     ) -> Self {
         Self {
             kube,
@@ -54,6 +56,8 @@ impl Context {
             resync,
             lxc_guests,
             wake_lxc,
+            vm_guests,
+            wake_vm,
             feature_runs: Default::default(),
             health: Default::default(),
             acme: Default::default(),

@@ -50,6 +50,12 @@ pub enum Error {
         reason: &'static str,
         message: String,
     },
+    /// A swarm step in a VM failed (docker refused, the manager is not there yet); retried.
+    #[error("{message}")]
+    Swarm {
+        reason: &'static str,
+        message: String,
+    },
     /// A PVE task ended with an error exit status.
     #[error("PVE task {upid} failed: {exitstatus}")]
     TaskFailed { upid: String, exitstatus: String },
@@ -66,7 +72,8 @@ impl Error {
             Error::ClusterNotReady(_) => "ClusterNotReady",
             Error::Spec { reason, .. }
             | Error::Conflict { reason, .. }
-            | Error::Acme { reason, .. } => reason,
+            | Error::Acme { reason, .. }
+            | Error::Swarm { reason, .. } => reason,
             Error::TaskFailed { .. } => "TaskFailed",
             Error::Exec(e) => e.category(),
             Error::FeatureFailed { .. } => "FeatureFailed",

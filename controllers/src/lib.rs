@@ -10,6 +10,7 @@ pub mod context;
 pub mod dependencies;
 pub mod error;
 pub mod finalizers;
+pub mod guest;
 pub mod guest_exec;
 pub mod http;
 pub mod lxc;
@@ -20,12 +21,13 @@ pub mod pve;
 pub mod readiness;
 pub mod status;
 pub mod tasks;
+pub mod vm;
 
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
-use phoenix_crds::{LxcGuest, ProxmoxCluster};
+use phoenix_crds::{LxcGuest, ProxmoxCluster, VmGuest};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +72,11 @@ pub async fn run(kube: kube::Client, options: Options) {
         watcher::Config::default(),
     );
     let (wake_lxc, woken_lxc) = tokio::sync::mpsc::unbounded_channel();
+    let vm = Controller::new(
+        Api::<VmGuest>::all(kube.clone()),
+        watcher::Config::default(),
+    );
+    let (wake_vm, woken_vm) = tokio::sync::mpsc::unbounded_channel();
     let recorder = Recorder::new(
         kube.clone(),
         Reporter {
@@ -84,8 +91,8 @@ pub async fn run(kube: kube::Client, options: Options) {
         pve::Connections::new(kube.clone(), options.redirect.clone(), metrics.clone()),
         tasks::TaskTracker::new(metrics.clone(), options.task_poll),
         options.resync,
-        lxc.store(),
-        wake_lxc,
+        (lxc.store(), wake_lxc),
+        (vm.store(), wake_vm),
     );
     ctx.acme.redirect = options.acme_redirect.clone();
     let ctx = Arc::new(ctx);
@@ -98,12 +105,21 @@ pub async fn run(kube: kube::Client, options: Options) {
             Err(e) => tracing::error!(%listen, "the ACME HTTP-01 responder cannot listen: {e}"),
         }
     }
-    let woken_lxc = futures::stream::unfold(woken_lxc, |mut rx| async move {
-        rx.recv().await.map(|reference| (reference, rx))
-    });
     let lxc = lxc
-        .reconcile_on(woken_lxc)
-        .run(lxc::reconcile, lxc::error_policy, ctx.clone())
+        .reconcile_on(woken(woken_lxc))
+        .run(
+            guest::reconcile::<LxcGuest>,
+            guest::error_policy::<LxcGuest>,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    let vm = vm
+        .reconcile_on(woken(woken_vm))
+        .run(
+            guest::reconcile::<VmGuest>,
+            guest::error_policy::<VmGuest>,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
     let clusters = Controller::new(
         Api::<ProxmoxCluster>::all(kube.clone()),
@@ -121,5 +137,14 @@ pub async fn run(kube: kube::Client, options: Options) {
     )
     .run(certificate::reconcile, certificate::error_policy, ctx)
     .for_each(|_| async {});
-    futures::join!(lxc, clusters, certificates);
+    futures::join!(lxc, vm, clusters, certificates);
+}
+
+/// The objects sent to a wake channel, as a stream `reconcile_on` takes.
+fn woken<T: Send + 'static>(
+    receiver: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::unfold(receiver, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
 }

@@ -21,8 +21,17 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
     if !guest.running {
         return Err(PveError::server(format!("VM {vmid} is not running")));
     }
-    if now_ms() < guest.started_at_ms + sim.agent_boot().as_millis() {
+    if sim.faults.agent_down.contains(&vmid)
+        || now_ms() < guest.started_at_ms + sim.agent_boot().as_millis()
+    {
         return Err(PveError::server("QEMU guest agent is not running"));
+    }
+    if (call.method, command) == ("POST", "exec") {
+        let argv = exec_argv(call)?;
+        if argv.first().is_some_and(|a| a == "docker") {
+            let result = crate::swarm::docker(&mut sim.cluster, &mut sim.rng, vmid, &argv);
+            return Ok(finished(sim, vmid, result));
+        }
     }
     let g = sim
         .cluster
@@ -43,21 +52,7 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
             Ok(json!({"result": result}))
         }
         ("POST", "exec") => {
-            // PVE's handler wants an array (a JSON array, or the form key repeated).
-            let argv: Vec<String> = match call.params.get("command") {
-                Some(Value::Array(parts)) => parts
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect(),
-                Some(_) => return Err(PveError::server("Not an ARRAY reference")),
-                None => {
-                    return Err(PveError::param(
-                        "command",
-                        "property is missing and it is not optional",
-                    ));
-                }
-            };
+            let argv = exec_argv(call)?;
             // The agent runs the command to its end at once: delays are not simulated here.
             let result = match Run::new(&g.inside, &argv) {
                 Ok(mut run) => loop {
@@ -68,8 +63,7 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
                 },
                 Err(message) => (127, message),
             };
-            g.agent_results.push(result);
-            Ok(json!({"pid": g.agent_results.len()}))
+            Ok(finished(sim, vmid, result))
         }
         ("GET", "exec-status") => {
             let pid: usize = call.text("pid").and_then(|p| p.parse().ok()).unwrap_or(0);
@@ -102,4 +96,32 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
             errors: None,
         }),
     }
+}
+
+/// The argv of `agent/exec`: PVE's handler wants an array (a JSON array, or the form key
+/// repeated).
+fn exec_argv(call: &Call) -> Result<Vec<String>, PveError> {
+    match call.params.get("command") {
+        Some(Value::Array(parts)) => Ok(parts
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()),
+        Some(_) => Err(PveError::server("Not an ARRAY reference")),
+        None => Err(PveError::param(
+            "command",
+            "property is missing and it is not optional",
+        )),
+    }
+}
+
+/// Keeps the result of a command for `exec-status` and answers its pid.
+fn finished(sim: &mut Sim, vmid: u32, result: (i32, String)) -> Value {
+    let g = sim
+        .cluster
+        .guests
+        .get_mut(&vmid)
+        .expect("the caller looked it up");
+    g.agent_results.push(result);
+    json!({"pid": g.agent_results.len()})
 }

@@ -252,6 +252,9 @@ pub struct Cluster {
     pub pools: BTreeMap<String, String>,
     pub tasks: BTreeMap<String, Task>,
     pub task_counter: u64,
+    /// Docker swarms formed by the VMs.
+    #[serde(default)]
+    pub swarms: crate::swarm::Swarms,
 }
 
 pub fn now_ms() -> u128 {

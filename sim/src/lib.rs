@@ -22,6 +22,7 @@ pub mod pebble;
 pub mod schema;
 pub mod server;
 pub mod state;
+pub mod swarm;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;

@@ -25,6 +25,8 @@ pub struct Faults {
     pub locked: BTreeMap<u32, String>,
     /// Task status reads answer `no such task` (as after a node restart).
     pub lose_task_status: bool,
+    /// VMs whose guest agent never comes up (not installed, or crashed).
+    pub agent_down: std::collections::BTreeSet<u32>,
 }
 
 /// One API call as the operation log records it.
@@ -37,8 +39,10 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// A call that changes PVE's state. The guest agent's endpoints act inside the guest
+    /// (commands, files), not on PVE, and are counted apart.
     pub fn mutating(&self) -> bool {
-        self.method != "GET"
+        self.method != "GET" && !self.path.contains("/agent/")
     }
 }
 

@@ -36,7 +36,7 @@ pub enum GuestType {
 }
 
 impl GuestType {
-    fn segment(self) -> &'static str {
+    pub fn segment(self) -> &'static str {
         match self {
             GuestType::Lxc => "lxc",
             GuestType::Qemu => "qemu",
@@ -84,6 +84,9 @@ pub struct GuestStatus {
     pub template: Option<u8>,
     #[serde(default)]
     pub name: Option<String>,
+    /// Seconds since the guest started (0 while stopped).
+    #[serde(default)]
+    pub uptime: Option<u64>,
 }
 
 /// A parameter list in PVE's form encoding (booleans as 0/1 are the caller's to give).
@@ -572,6 +575,53 @@ impl ProxmoxClient {
             .flatten()
             .filter_map(|v| v.get("volid").and_then(Value::as_str).map(str::to_owned))
             .collect())
+    }
+
+    /// Has the node download `url` as an importable disk image (`content=import`); a
+    /// checksum `algo:hex` is checked by PVE.
+    pub async fn download_url(
+        &self,
+        node: &str,
+        storage: &str,
+        filename: &str,
+        url: &str,
+        checksum: Option<&str>,
+    ) -> Result<Upid, ProxmoxError> {
+        let mut params: Params = vec![
+            ("content".into(), "import".into()),
+            ("filename".into(), filename.into()),
+            ("url".into(), url.into()),
+        ];
+        if let Some((algorithm, sum)) = checksum.and_then(|c| c.split_once(':')) {
+            params.push(("checksum-algorithm".into(), algorithm.into()));
+            params.push(("checksum".into(), sum.into()));
+        }
+        self.upid(
+            reqwest::Method::POST,
+            &format!("/nodes/{node}/storage/{storage}/download-url"),
+            &params,
+        )
+        .await
+    }
+
+    /// A VM's interfaces as its guest agent reports them (`result` of
+    /// `network-get-interfaces`); fails while the agent does not answer.
+    pub async fn agent_interfaces(
+        &self,
+        node: &str,
+        vmid: u32,
+    ) -> Result<Vec<Value>, ProxmoxError> {
+        let data = self
+            .call(
+                reqwest::Method::GET,
+                &format!(
+                    "{}/agent/network-get-interfaces",
+                    Self::guest_path(node, GuestType::Qemu, vmid)
+                ),
+                &[],
+            )
+            .await?;
+        Ok(data["result"].as_array().cloned().unwrap_or_default())
     }
 
     /// Container interfaces (`null` while stopped).

@@ -1,275 +1,153 @@
-//! LxcGuest: one container. `reconcile` observes PVE, plans the steps from what is there
-//! to the spec, runs the next step (starting at most one PVE task per pass, its UPID kept in
-//! status), and writes status; deletion releases or destroys the guest.
+//! LxcGuest: one container. What is particular to containers — their PVE config, their
+//! plan, the OS template they are created from, and where their addresses come from — is
+//! here; the controller itself is the shared one in [`crate::guest`].
 
-mod converge;
-mod inside;
-pub mod observe;
-pub mod placement;
 pub mod plan;
-mod removal;
 pub mod render;
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::{conditions, finalizers};
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
+use crate::guest::observe::{self, Live};
+use crate::guest::plan::{Observed, Step};
+use crate::guest::{Guest, Progress, converge};
+use crate::pve::Connection;
+use kube::runtime::reflector::{ObjectRef, Store};
+use phoenix_clients::proxmox::{ErrorKind, GuestType, Params};
 use phoenix_crds::LxcGuest;
+use phoenix_crds::common::{CommonStatus, GuestObservation, PhoenixKind};
+use phoenix_crds::guest::{CloneSource, GuestCommon};
 use phoenix_crds::lxc::LxcGuestStatus;
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
 
 pub const KIND: &str = "LxcGuest";
 
-/// How a pass left the guest.
-#[derive(Debug)]
-pub enum Progress {
-    /// Converged: Ready=True with this reason.
-    Ready {
-        reason: &'static str,
-        message: String,
-    },
-    /// A step is under way (a PVE task the tracker follows).
-    Working {
-        reason: &'static str,
-        message: String,
-    },
-    /// Waiting for something else; look again after `retry`.
-    Waiting {
-        reason: &'static str,
-        message: String,
-        retry: Duration,
-    },
-}
+impl Guest for LxcGuest {
+    const KIND: &'static str = KIND;
+    const PHOENIX_KIND: PhoenixKind = PhoenixKind::LxcGuest;
+    const TYPE: GuestType = GuestType::Lxc;
+    const LABEL: &'static str = "CT";
+    type Status = LxcGuestStatus;
 
-pub async fn reconcile(guest: Arc<LxcGuest>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.metrics.reconciled(KIND);
-    let api: Api<LxcGuest> =
-        Api::namespaced(ctx.kube.clone(), &guest.namespace().unwrap_or_default());
-    if guest.meta().deletion_timestamp.is_some() {
-        if !guest.finalizers().iter().any(|f| f == finalizers::GUEST) {
-            return Ok(Action::await_change());
-        }
-        let mut status = guest.status.clone().unwrap_or_default();
-        let outcome = removal::remove(&guest, &ctx, &mut status).await;
-        return match outcome {
-            Ok(None) => {
-                ctx.health.forget(&inside::key(&guest));
-                finalizers::remove(&api, &*guest, finalizers::GUEST).await?;
-                Ok(Action::await_change())
+    fn vmid(&self) -> u32 {
+        self.spec.vmid
+    }
+
+    fn common(&self) -> &GuestCommon {
+        &self.spec.common
+    }
+
+    fn wants_template(&self) -> bool {
+        self.spec.template
+    }
+
+    fn clone_source(&self) -> Option<&CloneSource> {
+        self.spec.source.clone.as_ref()
+    }
+
+    fn status(&self) -> Option<&LxcGuestStatus> {
+        self.status.as_ref()
+    }
+
+    fn parts(status: &mut LxcGuestStatus) -> (&mut CommonStatus, &mut GuestObservation) {
+        (&mut status.common, &mut status.guest)
+    }
+
+    fn view(status: &LxcGuestStatus) -> (&CommonStatus, &GuestObservation) {
+        (&status.common, &status.guest)
+    }
+
+    fn cache(ctx: &Context) -> &Store<Self> {
+        &ctx.lxc_guests
+    }
+
+    fn wake_channel(ctx: &Context) -> &UnboundedSender<ObjectRef<Self>> {
+        &ctx.wake_lxc
+    }
+
+    type Inputs = ();
+
+    async fn inputs(&self, _kube: &kube::Client) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn desired_config(&self, owner_uid: &str, _inputs: &()) -> BTreeMap<String, String> {
+        render::config(&self.spec, owner_uid)
+    }
+
+    fn plan(&self, owner_uid: &str, _inputs: &(), observed: Option<&Observed>) -> Vec<Step> {
+        plan::plan(&self.spec, owner_uid, observed)
+    }
+
+    fn clone_params(&self, owner_uid: &str) -> Params {
+        converge::clone_params(self, "hostname", &self.spec.hostname, owner_uid)
+    }
+
+    async fn preflight(
+        &self,
+        ctx: &Context,
+        pve: &Connection,
+        node: &str,
+    ) -> Result<Vec<Step>, Error> {
+        if let Some(ostemplate) = &self.spec.source.ostemplate {
+            let storage = ostemplate.split(':').next().unwrap_or_default();
+            let volumes = match pve.client.storage_content(node, storage, "vztmpl").await {
+                Ok(v) => v,
+                Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            if !volumes.contains(ostemplate) {
+                return Err(Error::spec(
+                    "TemplateNotFound",
+                    format!("{ostemplate} is not on storage {storage} of node {node}"),
+                ));
             }
-            Ok(Some(progress)) => finish(&api, &guest, &ctx, status, Ok(progress)).await,
-            Err(e) => finish(&api, &guest, &ctx, status, Err(e)).await,
-        };
-    }
-    if !guest.finalizers().iter().any(|f| f == finalizers::GUEST) {
-        // The next pass (triggered by this change) does the work.
-        finalizers::add(&api, &*guest, finalizers::GUEST).await?;
-        return Ok(Action::await_change());
-    }
-    let mut status = guest.status.clone().unwrap_or_default();
-    let outcome = converge::converge(&guest, &ctx, &mut status).await;
-    finish(&api, &guest, &ctx, status, outcome).await
-}
-
-/// Records the outcome in conditions and status, tells the story in events, wakes the
-/// guests that wait on this one when it changed, and says when to look again.
-async fn finish(
-    api: &Api<LxcGuest>,
-    guest: &LxcGuest,
-    ctx: &Context,
-    mut status: LxcGuestStatus,
-    outcome: Result<Progress, Error>,
-) -> Result<Action, Error> {
-    let generation = guest.metadata.generation;
-    let now = jiff::Timestamp::now();
-    let conditions = &mut status.common.conditions;
-    let previous = guest.status.clone().unwrap_or_default();
-    let (ready, reason, message, degraded) = match &outcome {
-        Ok(Progress::Ready { reason, message }) => (true, *reason, message.clone(), false),
-        Ok(Progress::Working { reason, message })
-        | Ok(Progress::Waiting {
-            reason, message, ..
-        }) => (false, *reason, message.clone(), false),
-        Err(e) => (false, e.category(), e.to_string(), e.is_permanent()),
-    };
-    conditions::set(
-        conditions, "Ready", ready, reason, &message, generation, now,
-    );
-    let working = matches!(outcome, Ok(Progress::Working { .. }));
-    conditions::set(
-        conditions,
-        "Progressing",
-        working,
-        reason,
-        &message,
-        generation,
-        now,
-    );
-    if degraded {
-        conditions::set(
-            conditions, "Degraded", true, reason, &message, generation, now,
-        );
-    } else {
-        conditions.retain(|c| c.type_ != "Degraded");
-    }
-    if !working {
-        status.guest.step = None;
-    }
-    let before = previous
-        .common
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
-    let after = (
-        if ready { "True" } else { "False" }.to_string(),
-        reason.to_string(),
-        message.clone(),
-    );
-    if before.as_ref() != Some(&after) {
-        let type_ = if outcome.is_err() {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        // Steps publish their own events; this tells what the pass ended in.
-        if !working {
-            ctx.event(guest, type_, reason, message.clone()).await;
         }
+        converge::check_clone_source(self, ctx, pve).await?;
+        Ok(Vec::new())
     }
-    if let Ok(Progress::Ready { .. }) = &outcome {
-        // The spec of this generation is fully in place (drift is measured against it).
-        status.common.observed_generation = generation;
-    }
-    if status != previous {
-        let patch = crate::status::merge_patch(&previous, &status);
-        api.patch_status(
-            &guest.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
-    }
-    if previous.guest.state != status.guest.state || before.map(|b| b.0) != Some(after.0) {
-        wake_waiters(ctx, guest);
-    }
-    let key = format!(
-        "{}/{}",
-        guest.namespace().unwrap_or_default(),
-        guest.name_any()
-    );
-    match outcome {
-        Ok(progress) => {
-            ctx.succeeded(&key);
-            Ok(match progress {
-                // Health checks may be due before the next resync.
-                Progress::Ready { .. } => Action::requeue(
-                    ctx.health
-                        .due_in(&inside::key(guest))
-                        .map_or(ctx.resync, |due| {
-                            due.clamp(Duration::from_secs(1), ctx.resync)
-                        }),
-                ),
-                // The tracker wakes the guest when its task stops; the resync is a safety net.
-                Progress::Working { .. } => Action::requeue(ctx.resync),
-                Progress::Waiting { retry, .. } => Action::requeue(retry),
-            })
+
+    async fn addresses(
+        &self,
+        _ctx: &Context,
+        pve: &Connection,
+        live: &Live,
+        _status: &mut LxcGuestStatus,
+    ) -> Result<Result<Vec<String>, Progress>, Error> {
+        let interfaces = pve
+            .client
+            .lxc_interfaces(&live.node, self.spec.vmid)
+            .await?;
+        let ips = observe::first_address(&interfaces);
+        if ips.is_empty() {
+            return Ok(Err(Progress::Waiting {
+                reason: "WaitingForAddress",
+                message: format!("CT {} runs; waiting for its address", self.spec.vmid),
+                retry: Duration::from_secs(2),
+            }));
         }
-        Err(e) => Err(e),
+        Ok(Ok(ips))
     }
-}
 
-/// Guests whose gate may have opened because `changed` changed: its dependents and the
-/// guests that start after it.
-fn wake_waiters(ctx: &Context, changed: &LxcGuest) {
-    let namespace = changed.namespace().unwrap_or_default();
-    let name = changed.name_any();
-    let order = changed.spec.common.startup.as_ref().and_then(|s| s.order);
-    for other in ctx.lxc_guests.state() {
-        let depends = other.spec.common.depends_on.iter().any(|d| {
-            d.kind == phoenix_crds::common::PhoenixKind::LxcGuest
-                && d.name == name
-                && d.namespace
-                    .as_deref()
-                    .unwrap_or(&other.namespace().unwrap_or_default())
-                    == namespace
-        });
-        let later = match (
-            order,
-            other.spec.common.startup.as_ref().and_then(|s| s.order),
-        ) {
-            (Some(mine), Some(theirs)) => theirs > mine,
-            _ => false,
-        };
-        if depends || later {
-            let _ = ctx.wake_lxc.send(ObjectRef::from_obj(&*other));
-        }
+    async fn settle(
+        &self,
+        _ctx: &Context,
+        _pve: &Connection,
+        _live: &Live,
+        _status: &mut LxcGuestStatus,
+        ready: Progress,
+    ) -> Result<Progress, Error> {
+        Ok(ready)
     }
-}
 
-/// Transient errors retry with backoff; permanent ones wait for a change (with a slow
-/// look now and then, as the cluster may change under them).
-pub fn error_policy(guest: Arc<LxcGuest>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failed(KIND, error.category());
-    let key = format!(
-        "{}/{}",
-        guest.namespace().unwrap_or_default(),
-        guest.name_any()
-    );
-    if error.is_permanent() {
-        tracing::info!(guest = %key, reason = error.category(), "{error}");
-        return Action::requeue(Duration::from_secs(300));
+    async fn before_removal(
+        &self,
+        _ctx: &Context,
+        _pve: &Connection,
+        _live: &Live,
+        _status: &mut LxcGuestStatus,
+    ) -> Result<Option<Progress>, Error> {
+        Ok(None)
     }
-    let wait = ctx.backoff(&key);
-    tracing::warn!(guest = %key, reason = error.category(), retry_in = ?wait, "{error}");
-    Action::requeue(wait)
-}
-
-/// Wakes `guest`'s reconcile (when its PVE task stops).
-pub fn waker(ctx: &Context, guest: &LxcGuest) -> impl FnOnce() + Send + 'static {
-    let (sender, reference) = (ctx.wake_lxc.clone(), ObjectRef::from_obj(guest));
-    move || {
-        let _ = sender.send(reference);
-    }
-}
-
-/// What the controller would do for `guest` now (`phoenix plan`): the node, whether PVE's
-/// guest is someone else's, and the steps. Reads only.
-pub async fn preview(
-    connections: &crate::pve::Connections,
-    guest: &LxcGuest,
-    uid: &str,
-) -> Result<Preview, Error> {
-    let common = &guest.spec.common;
-    let pve = connections
-        .get(common.cluster_ref.as_ref().map(|r| r.name.as_str()))
-        .await?;
-    let node = placement::choose_node(common, &pve.cluster, None, &[])?;
-    placement::check_memory(common, &pve.cluster)?;
-    let live = observe::find(&pve.client, &node, guest.spec.vmid).await?;
-    let observed = live.as_ref().map(|l| plan::Observed {
-        config: l.config.clone(),
-        running: l.running,
-    });
-    Ok(Preview {
-        node: live.as_ref().map_or(node, |l| l.node.clone()),
-        foreign: live
-            .as_ref()
-            .is_some_and(|l| l.ownership(uid) != observe::Ownership::Ours),
-        steps: plan::plan(&guest.spec, uid, observed.as_ref()),
-    })
-}
-
-/// The answer of [`preview`].
-#[derive(Debug)]
-pub struct Preview {
-    pub node: String,
-    /// The VMID is held by a guest this object does not own: nothing would be done.
-    pub foreign: bool,
-    pub steps: Vec<plan::Step>,
 }

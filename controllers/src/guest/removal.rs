@@ -1,44 +1,37 @@
-//! Deletion of an LxcGuest object: `Delete` stops and destroys the guest (purge), one PVE
+//! Deletion of a guest object: `Delete` stops and destroys the guest (purge), one PVE
 //! task per pass; `Retain` leaves it running and removes Phoenix's marker. A guest that is
 //! not Phoenix's is never touched; PVE's `protection` flag is honoured and reported.
 
 use super::observe::{self, Ownership};
-use super::{Progress, render, waker};
+use super::{Guest, Progress, render, waker};
 use crate::context::Context;
 use crate::error::Error;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
-use phoenix_clients::proxmox::{ErrorKind, GuestType, Params, TaskOutcome, Upid};
-use phoenix_crds::LxcGuest;
+use phoenix_clients::proxmox::{ErrorKind, Params, TaskOutcome, Upid};
 use phoenix_crds::common::DeletionPolicy;
-use phoenix_crds::lxc::LxcGuestStatus;
 use std::time::Duration;
 
 /// `Ok(None)` when the guest is dealt with and the finalizer may go.
-pub async fn remove(
-    guest: &LxcGuest,
+pub async fn remove<G: Guest>(
+    guest: &G,
     ctx: &Context,
-    status: &mut LxcGuestStatus,
+    status: &mut G::Status,
 ) -> Result<Option<Progress>, Error> {
-    let vmid = guest.spec.vmid;
+    let (vmid, label) = (guest.vmid(), guest.label());
+    let common = guest.common();
     let pve = match ctx
         .pve
-        .get(
-            guest
-                .spec
-                .common
-                .cluster_ref
-                .as_ref()
-                .map(|r| r.name.as_str()),
-        )
+        .get(common.cluster_ref.as_ref().map(|r| r.name.as_str()))
         .await
     {
         Ok(pve) => pve,
         // The cluster object is gone: nothing Phoenix can reach is left to release.
-        Err(Error::ClusterNotFound(_)) if status.guest.node.is_none() => return Ok(None),
+        Err(Error::ClusterNotFound(_)) if G::view(status).1.node.is_none() => return Ok(None),
         Err(e) => return Err(e),
     };
-    if let Some(raw) = status.guest.task_upid.clone()
+    let observation = G::parts(status).1;
+    if let Some(raw) = observation.task_upid.clone()
         && let Some(upid) = Upid::parse(&raw)
     {
         match pve.client.task(&upid).await.map(|t| t.outcome()) {
@@ -53,24 +46,23 @@ pub async fn remove(
                 }));
             }
             Ok(TaskOutcome::Failed(exitstatus)) => {
-                status.guest.task_upid = None;
+                observation.task_upid = None;
                 return Err(Error::TaskFailed {
                     upid: raw,
                     exitstatus,
                 });
             }
-            Ok(TaskOutcome::Succeeded) => status.guest.task_upid = None,
-            Err(e) if e.kind == ErrorKind::NotFound => status.guest.task_upid = None,
+            Ok(TaskOutcome::Succeeded) => observation.task_upid = None,
+            Err(e) if e.kind == ErrorKind::NotFound => observation.task_upid = None,
             Err(e) => return Err(e.into()),
         }
     }
-    let node = status
-        .guest
+    let node = observation
         .node
         .clone()
-        .or_else(|| guest.spec.common.node.clone())
+        .or_else(|| common.node.clone())
         .unwrap_or_default();
-    let Some(live) = observe::find(&pve.client, &node, vmid).await? else {
+    let Some(live) = observe::find(&pve.client, G::TYPE, &node, vmid).await? else {
         return Ok(None);
     };
     if live.ownership(&guest.uid().unwrap_or_default()) != Ownership::Ours {
@@ -78,7 +70,7 @@ pub async fn remove(
             guest,
             EventType::Normal,
             "NotOwned",
-            format!("CT {vmid} is not Phoenix's; left as it is"),
+            format!("{label} is not Phoenix's; left as it is"),
         )
         .await;
         return Ok(None);
@@ -86,11 +78,14 @@ pub async fn remove(
     if let Some(lock) = live.lock() {
         return Ok(Some(Progress::Waiting {
             reason: "Locked",
-            message: format!("PVE holds the lock {lock:?} on CT {vmid}; waiting before deleting"),
+            message: format!("PVE holds the lock {lock:?} on {label}; waiting before deleting"),
             retry: Duration::from_secs(2),
         }));
     }
-    match guest.spec.common.deletion_policy {
+    if let Some(progress) = guest.before_removal(ctx, &pve, &live, status).await? {
+        return Ok(Some(progress));
+    }
+    match common.deletion_policy {
         DeletionPolicy::Retain => {
             release(guest, ctx, &pve.client, &live).await?;
             Ok(None)
@@ -100,23 +95,24 @@ pub async fn remove(
                 return Err(Error::spec(
                     "DeletionProtected",
                     format!(
-                        "CT {vmid} has PVE's protection flag set: clear it (pct set {vmid} --protection 0) or set deletionPolicy: Retain"
+                        "{label} has PVE's protection flag set: clear it ({} set {vmid} --protection 0) or set deletionPolicy: Retain",
+                        if G::TYPE == phoenix_clients::proxmox::GuestType::Lxc {
+                            "pct"
+                        } else {
+                            "qm"
+                        }
                     ),
                 ));
             }
             let (action, upid) = if live.running {
                 (
                     "Stopping",
-                    pve.client
-                        .power(&live.node, GuestType::Lxc, vmid, "stop")
-                        .await,
+                    pve.client.power(&live.node, G::TYPE, vmid, "stop").await,
                 )
             } else {
                 (
                     "Destroying",
-                    pve.client
-                        .destroy(&live.node, GuestType::Lxc, vmid, false)
-                        .await,
+                    pve.client.destroy(&live.node, G::TYPE, vmid, false).await,
                 )
             };
             let upid = match upid {
@@ -124,9 +120,10 @@ pub async fn remove(
                 Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
-            let message = format!("{action} CT {vmid} (task {})", upid.raw);
-            status.guest.task_upid = Some(upid.raw.clone());
-            status.guest.step = Some(action.into());
+            let message = format!("{action} {label} (task {})", upid.raw);
+            let observation = G::parts(status).1;
+            observation.task_upid = Some(upid.raw.clone());
+            observation.step = Some(action.into());
             ctx.tasks
                 .follow(pve.client.clone(), upid, Vec::new(), waker(ctx, guest));
             ctx.event(guest, EventType::Normal, action, message.clone())
@@ -140,8 +137,8 @@ pub async fn remove(
 }
 
 /// Removes the marker (tag and description) so the guest is nobody's.
-async fn release(
-    guest: &LxcGuest,
+async fn release<G: Guest>(
+    guest: &G,
     ctx: &Context,
     client: &phoenix_clients::proxmox::ProxmoxClient,
     live: &observe::Live,
@@ -163,15 +160,16 @@ async fn release(
         params.push(("tags".into(), tags.join(";")));
     }
     client
-        .update_config(&live.node, GuestType::Lxc, guest.spec.vmid, &params)
+        .update_config(&live.node, G::TYPE, guest.vmid(), &params)
         .await?;
     ctx.event(
         guest,
         EventType::Normal,
         "Retained",
         format!(
-            "CT {} left running on {} without Phoenix's marker (deletionPolicy: Retain)",
-            guest.spec.vmid, live.node
+            "{} left running on {} without Phoenix's marker (deletionPolicy: Retain)",
+            guest.label(),
+            live.node
         ),
     )
     .await;

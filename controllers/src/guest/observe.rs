@@ -1,12 +1,12 @@
 //! What PVE has for a VMID: where it is, its config, whether it runs, and whose it is.
 
+use super::render;
 use crate::error::Error;
-use crate::lxc::render;
 use phoenix_clients::proxmox::{ErrorKind, GuestType, ProxmoxClient};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// A container as PVE reports it.
+/// A guest as PVE reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Live {
     pub node: String,
@@ -59,10 +59,15 @@ pub async fn locate(client: &ProxmoxClient, vmid: u32) -> Result<Option<(String,
         }))
 }
 
-/// The container `vmid`, looked for on `node` first, then anywhere in the cluster. A VM
-/// holding the VMID is a conflict.
-pub async fn find(client: &ProxmoxClient, node: &str, vmid: u32) -> Result<Option<Live>, Error> {
-    let config = match client.config(node, GuestType::Lxc, vmid).await {
+/// The guest `vmid` of type `kind`, looked for on `node` first, then anywhere in the
+/// cluster. A guest of the other type holding the VMID is a conflict.
+pub async fn find(
+    client: &ProxmoxClient,
+    kind: GuestType,
+    node: &str,
+    vmid: u32,
+) -> Result<Option<Live>, Error> {
+    let config = match client.config(node, kind, vmid).await {
         Ok(config) => Some((node.to_owned(), config)),
         Err(e) if e.kind == ErrorKind::NotFound => None,
         Err(e) => return Err(e.into()),
@@ -71,24 +76,56 @@ pub async fn find(client: &ProxmoxClient, node: &str, vmid: u32) -> Result<Optio
         Some(found) => found,
         None => match locate(client, vmid).await? {
             None => return Ok(None),
-            Some((_, kind)) if kind == "qemu" => {
+            Some((_, other)) if other != kind.segment() => {
+                let (is, not) = match kind {
+                    GuestType::Lxc => ("a VM", "a container"),
+                    GuestType::Qemu => ("a container", "a VM"),
+                };
                 return Err(Error::conflict(
                     "VmidInUse",
-                    format!("VMID {vmid} is a VM, not a container"),
+                    format!("VMID {vmid} is {is}, not {not}"),
                 ));
             }
             Some((other, _)) => {
-                let config = client.config(&other, GuestType::Lxc, vmid).await?;
+                let config = client.config(&other, kind, vmid).await?;
                 (other, config)
             }
         },
     };
-    let running = client.status(&node, GuestType::Lxc, vmid).await?.status == "running";
+    let running = client.status(&node, kind, vmid).await?.status == "running";
     Ok(Some(Live {
         node,
         config,
         running,
     }))
+}
+
+/// VMs whose disks are linked clones of template `vmid` (they name its `base-` volumes).
+pub async fn linked_clones(client: &ProxmoxClient, vmid: u32) -> Result<Vec<u32>, Error> {
+    let base = format!("base-{vmid}-");
+    let mut clones = Vec::new();
+    for guest in client.guests().await? {
+        let text = |k: &str| {
+            guest
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let Some(id) = guest.get("vmid").and_then(Value::as_u64) else {
+            continue;
+        };
+        if text("type") != "qemu" || id == u64::from(vmid) {
+            continue;
+        }
+        let config = client
+            .config(&text("node"), GuestType::Qemu, id as u32)
+            .await?;
+        if config.values().any(|v| v.contains(&base)) {
+            clones.push(id as u32);
+        }
+    }
+    Ok(clones)
 }
 
 /// The container's first address that is not loopback, from PVE's interface list.

@@ -2,75 +2,65 @@
 //! `afterProvisioning` snapshot, and health checks. Ready waits for the features;
 //! Healthy is reported beside it.
 
-use super::{Progress, waker};
+use super::{Guest, Progress, waker};
 use crate::conditions;
 use crate::context::Context;
 use crate::error::Error;
 use crate::provision::{self, Outcome, Target, snapshots};
 use crate::pve::Connection;
-use kube::ResourceExt;
 use kube::runtime::events::EventType;
-use phoenix_clients::proxmox::GuestType;
-use phoenix_crds::LxcGuest;
-use phoenix_crds::lxc::LxcGuestStatus;
 use std::time::Duration;
 
 /// How often a feature waiting for an input (CA root, Secret, ConfigMap) looks again.
 const INPUT_RETRY: Duration = Duration::from_secs(30);
 
-pub async fn target<'a>(
-    guest: &'a LxcGuest,
+pub async fn target<'a, G: Guest>(
+    guest: &'a G,
     ctx: &Context,
     pve: &'a Connection,
     node: &str,
-) -> Result<Target<'a, LxcGuest>, Error> {
-    let vmid = guest.spec.vmid;
-    let shell = crate::guest_exec::shell(
-        &ctx.kube,
-        pve,
-        ctx.pve.redirect(),
-        GuestType::Lxc,
-        node,
-        vmid,
-    )
-    .await?;
+) -> Result<Target<'a, G>, Error> {
+    let vmid = guest.vmid();
+    let shell =
+        crate::guest_exec::shell(&ctx.kube, pve, ctx.pve.redirect(), G::TYPE, node, vmid).await?;
     Ok(Target {
         object: guest,
-        common: &guest.spec.common,
+        common: guest.common(),
         cluster: &pve.cluster,
         shell,
         pve: pve.client.clone(),
         node: node.to_owned(),
         vmid,
-        kind: GuestType::Lxc,
-        label: format!("CT {vmid}"),
+        kind: G::TYPE,
+        label: guest.label(),
     })
 }
 
 /// Whether anything is to be done inside the guest at all.
-pub fn wanted(guest: &LxcGuest) -> bool {
-    let common = &guest.spec.common;
+pub fn wanted<G: Guest>(guest: &G) -> bool {
+    let common = guest.common();
     common.provisioning.is_some() || !common.health_checks.is_empty()
 }
 
 /// Features, then the post-setup snapshot, then due health checks; `ready` is what the
 /// pass reports once the features are in place.
-pub async fn provisioned(
-    guest: &LxcGuest,
+pub async fn provisioned<G: Guest>(
+    guest: &G,
     ctx: &Context,
     pve: &Connection,
     node: &str,
-    status: &mut LxcGuestStatus,
+    status: &mut G::Status,
     ready: Progress,
 ) -> Result<Progress, Error> {
     if !wanted(guest) {
         return Ok(ready);
     }
     let target = target(guest, ctx, pve, node).await?;
-    let generation = guest.metadata.generation;
+    let generation = guest.meta().generation;
     let now = jiff::Timestamp::now();
-    let conditions = &mut status.common.conditions;
-    let outcome = provision::provision(ctx, &target, &mut status.guest, waker(ctx, guest)).await;
+    let (common, observation) = G::parts(status);
+    let conditions = &mut common.conditions;
+    let outcome = provision::provision(ctx, &target, observation, waker(ctx, guest)).await;
     let set = |conditions: &mut Vec<_>, ok: bool, reason: &str, message: &str| {
         conditions::set(
             conditions,
@@ -88,9 +78,9 @@ pub async fn provisioned(
             return Err(e);
         }
         Ok(Outcome::Running { feature }) => {
-            let message = format!("applying feature {feature} in CT {}", guest.spec.vmid);
+            let message = format!("applying feature {feature} in {}", guest.label());
             set(conditions, false, "Applying", &message);
-            status.guest.step = Some(format!("feature {feature}"));
+            observation.step = Some(format!("feature {feature}"));
             return Ok(Progress::Working {
                 reason: "Provisioning",
                 message,
@@ -105,9 +95,8 @@ pub async fn provisioned(
                 retry: INPUT_RETRY,
             });
         }
-        Ok(Outcome::Done) if guest.spec.common.provisioning.is_some() => {
-            let names: Vec<&str> = status
-                .guest
+        Ok(Outcome::Done) if guest.common().provisioning.is_some() => {
+            let names: Vec<&str> = observation
                 .features
                 .iter()
                 .map(|f| f.name.as_str())
@@ -121,30 +110,31 @@ pub async fn provisioned(
         }
         Ok(Outcome::Done) => conditions.retain(|c| c.type_ != "Provisioned"),
     }
-    snapshots::after_provisioning(ctx, &target, &mut status.guest).await?;
+    snapshots::after_provisioning(ctx, &target, observation).await?;
     health(guest, ctx, &target, status).await;
     Ok(ready)
 }
 
 /// Runs the checks that are due and reports them in Healthy, with an event when it flips.
-async fn health(
-    guest: &LxcGuest,
+async fn health<G: Guest>(
+    guest: &G,
     ctx: &Context,
-    target: &Target<'_, LxcGuest>,
-    status: &mut LxcGuestStatus,
+    target: &Target<'_, G>,
+    status: &mut G::Status,
 ) {
-    let conditions = &mut status.common.conditions;
-    let checks = &guest.spec.common.health_checks;
+    let (common, observation) = G::parts(status);
+    let conditions = &mut common.conditions;
+    let checks = &guest.common().health_checks;
     if checks.is_empty() {
         conditions.retain(|c| c.type_ != "Healthy");
-        ctx.health.forget(&key(guest));
+        ctx.health.forget(&guest.key());
         return;
     }
     let reach = provision::direct::Reach::new(ctx.pve.redirect());
-    let direct = (&reach, status.guest.ip.as_deref());
+    let direct = (&reach, observation.ip.as_deref());
     let Some(verdict) = ctx
         .health
-        .run_due(&key(guest), checks, &target.shell, direct)
+        .run_due(&guest.key(), checks, &target.shell, direct)
         .await
     else {
         return;
@@ -159,7 +149,7 @@ async fn health(
         verdict.healthy,
         verdict.reason,
         &verdict.message,
-        guest.metadata.generation,
+        guest.meta().generation,
         jiff::Timestamp::now(),
     );
     if was != Some(verdict.healthy) {
@@ -170,13 +160,4 @@ async fn health(
         };
         ctx.event(guest, type_, reason, verdict.message).await;
     }
-}
-
-/// The health-check key of a guest.
-pub fn key(guest: &LxcGuest) -> String {
-    format!(
-        "{}/{}",
-        guest.namespace().unwrap_or_default(),
-        guest.name_any()
-    )
 }

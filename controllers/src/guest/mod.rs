@@ -1,0 +1,356 @@
+//! The guest controller shared by containers (LxcGuest) and VMs (VmGuest): `reconcile`
+//! observes PVE, plans the steps from what is there to the spec, runs the next step
+//! (starting at most one PVE task per pass, its UPID kept in status), provisions the inside,
+//! and writes status; deletion releases or destroys the guest. What differs between the two
+//! kinds (their PVE config, their plan, how addresses are found) is the [`Guest`] trait.
+
+pub mod converge;
+pub mod inside;
+pub mod observe;
+pub mod peers;
+pub mod placement;
+pub mod plan;
+mod removal;
+pub mod render;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::pve::Connection;
+use crate::{conditions, finalizers};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use observe::Live;
+use phoenix_clients::proxmox::{GuestType, Params};
+use phoenix_crds::common::{CommonStatus, GuestObservation, PhoenixKind};
+use phoenix_crds::guest::{CloneSource, GuestCommon};
+use plan::{Observed, Step};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What a kind of guest brings to the shared controller.
+pub trait Guest:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    const KIND: &'static str;
+    const PHOENIX_KIND: PhoenixKind;
+    const TYPE: GuestType;
+    /// "CT" or "VM", as PVE names them in messages.
+    const LABEL: &'static str;
+    type Status: Clone
+        + Default
+        + PartialEq
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync;
+
+    fn vmid(&self) -> u32;
+    fn common(&self) -> &GuestCommon;
+    fn wants_template(&self) -> bool;
+    fn clone_source(&self) -> Option<&CloneSource>;
+    fn status(&self) -> Option<&Self::Status>;
+    fn parts(status: &mut Self::Status) -> (&mut CommonStatus, &mut GuestObservation);
+    fn view(status: &Self::Status) -> (&CommonStatus, &GuestObservation);
+    fn cache(ctx: &Context) -> &Store<Self>;
+    fn wake_channel(ctx: &Context) -> &UnboundedSender<ObjectRef<Self>>;
+
+    /// What the config is rendered from besides the spec (keys read from Secrets).
+    type Inputs: Send + Sync;
+    fn inputs(
+        &self,
+        kube: &kube::Client,
+    ) -> impl Future<Output = Result<Self::Inputs, Error>> + Send;
+    /// The PVE config keys the spec manages, with their wanted values.
+    fn desired_config(&self, owner_uid: &str, inputs: &Self::Inputs) -> BTreeMap<String, String>;
+    /// The steps from `observed` (None: nothing exists) to the spec.
+    fn plan(
+        &self,
+        owner_uid: &str,
+        inputs: &Self::Inputs,
+        observed: Option<&Observed>,
+    ) -> Vec<Step>;
+    /// The parameters of a clone call besides `newid` and `target`.
+    fn clone_params(&self, owner_uid: &str) -> Params;
+
+    /// Checks made before anything is created, and steps that must come first (an image
+    /// to download). A failure is a condition with a reason, and no PVE write.
+    fn preflight(
+        &self,
+        ctx: &Context,
+        pve: &Connection,
+        node: &str,
+    ) -> impl Future<Output = Result<Vec<Step>, Error>> + Send;
+
+    /// The addresses of the running guest; `None` while they are not known yet (the
+    /// progress says why).
+    fn addresses(
+        &self,
+        ctx: &Context,
+        pve: &Connection,
+        live: &Live,
+        status: &mut Self::Status,
+    ) -> impl Future<Output = Result<Result<Vec<String>, Progress>, Error>> + Send;
+
+    /// What follows provisioning once the guest is Ready (a VM's swarm role).
+    fn settle(
+        &self,
+        ctx: &Context,
+        pve: &Connection,
+        live: &Live,
+        status: &mut Self::Status,
+        ready: Progress,
+    ) -> impl Future<Output = Result<Progress, Error>> + Send;
+
+    /// Before a guest is destroyed or released (a swarm worker leaves its swarm). `None`:
+    /// go on.
+    fn before_removal(
+        &self,
+        ctx: &Context,
+        pve: &Connection,
+        live: &Live,
+        status: &mut Self::Status,
+    ) -> impl Future<Output = Result<Option<Progress>, Error>> + Send;
+
+    /// A step's task has started (a VM template counts its generations).
+    fn task_started(&self, _step: &Step, _status: &mut Self::Status) {}
+
+    fn label(&self) -> String {
+        format!("{} {}", Self::LABEL, self.vmid())
+    }
+
+    fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.namespace().unwrap_or_default(),
+            self.name_any()
+        )
+    }
+}
+
+/// How a pass left the guest.
+#[derive(Debug)]
+pub enum Progress {
+    /// Converged: Ready=True with this reason.
+    Ready {
+        reason: &'static str,
+        message: String,
+    },
+    /// A step is under way (a PVE task the tracker follows).
+    Working {
+        reason: &'static str,
+        message: String,
+    },
+    /// Waiting for something else; look again after `retry`.
+    Waiting {
+        reason: &'static str,
+        message: String,
+        retry: Duration,
+    },
+}
+
+pub async fn reconcile<G: Guest>(guest: Arc<G>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciled(G::KIND);
+    let api: Api<G> = Api::namespaced(ctx.kube.clone(), &guest.namespace().unwrap_or_default());
+    if guest.meta().deletion_timestamp.is_some() {
+        if !guest.finalizers().iter().any(|f| f == finalizers::GUEST) {
+            return Ok(Action::await_change());
+        }
+        let mut status = guest.status().cloned().unwrap_or_default();
+        let outcome = removal::remove(&*guest, &ctx, &mut status).await;
+        return match outcome {
+            Ok(None) => {
+                ctx.health.forget(&guest.key());
+                finalizers::remove(&api, &*guest, finalizers::GUEST).await?;
+                Ok(Action::await_change())
+            }
+            Ok(Some(progress)) => finish(&api, &*guest, &ctx, status, Ok(progress)).await,
+            Err(e) => finish(&api, &*guest, &ctx, status, Err(e)).await,
+        };
+    }
+    if !guest.finalizers().iter().any(|f| f == finalizers::GUEST) {
+        // The next pass (triggered by this change) does the work.
+        finalizers::add(&api, &*guest, finalizers::GUEST).await?;
+        return Ok(Action::await_change());
+    }
+    let mut status = guest.status().cloned().unwrap_or_default();
+    let outcome = converge::converge(&*guest, &ctx, &mut status).await;
+    finish(&api, &*guest, &ctx, status, outcome).await
+}
+
+/// Records the outcome in conditions and status, tells the story in events, wakes the
+/// guests that wait on this one when it changed, and says when to look again.
+async fn finish<G: Guest>(
+    api: &Api<G>,
+    guest: &G,
+    ctx: &Context,
+    mut status: G::Status,
+    outcome: Result<Progress, Error>,
+) -> Result<Action, Error> {
+    let generation = guest.meta().generation;
+    let now = jiff::Timestamp::now();
+    let previous = guest.status().cloned().unwrap_or_default();
+    let (previous_common, previous_guest) = G::view(&previous);
+    let (common, observation) = G::parts(&mut status);
+    let conditions = &mut common.conditions;
+    let (ready, reason, message, degraded) = match &outcome {
+        Ok(Progress::Ready { reason, message }) => (true, *reason, message.clone(), false),
+        Ok(Progress::Working { reason, message })
+        | Ok(Progress::Waiting {
+            reason, message, ..
+        }) => (false, *reason, message.clone(), false),
+        Err(e) => (false, e.category(), e.to_string(), e.is_permanent()),
+    };
+    conditions::set(
+        conditions, "Ready", ready, reason, &message, generation, now,
+    );
+    let working = matches!(outcome, Ok(Progress::Working { .. }));
+    conditions::set(
+        conditions,
+        "Progressing",
+        working,
+        reason,
+        &message,
+        generation,
+        now,
+    );
+    if degraded {
+        conditions::set(
+            conditions, "Degraded", true, reason, &message, generation, now,
+        );
+    } else {
+        conditions.retain(|c| c.type_ != "Degraded");
+    }
+    if !working {
+        observation.step = None;
+    }
+    let before = previous_common
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    let after = (
+        if ready { "True" } else { "False" }.to_string(),
+        reason.to_string(),
+        message.clone(),
+    );
+    // Steps publish their own events; this tells what the pass ended in.
+    if before.as_ref() != Some(&after) && !working {
+        let type_ = if outcome.is_err() {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.event(guest, type_, reason, message.clone()).await;
+    }
+    if let Ok(Progress::Ready { .. }) = &outcome {
+        // The spec of this generation is fully in place (drift is measured against it).
+        common.observed_generation = generation;
+    }
+    let state_changed = previous_guest.state != observation.state;
+    if status != previous {
+        let patch = crate::status::merge_patch(&previous, &status);
+        api.patch_status(
+            &guest.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    }
+    if state_changed || before.map(|b| b.0) != Some(after.0) {
+        peers::wake_waiters(ctx, G::PHOENIX_KIND, guest);
+    }
+    let key = guest.key();
+    match outcome {
+        Ok(progress) => {
+            ctx.succeeded(&key);
+            Ok(match progress {
+                // Health checks may be due before the next resync.
+                Progress::Ready { .. } => {
+                    Action::requeue(ctx.health.due_in(&key).map_or(ctx.resync, |due| {
+                        due.clamp(Duration::from_secs(1), ctx.resync)
+                    }))
+                }
+                // The tracker wakes the guest when its task stops; the resync is a safety net.
+                Progress::Working { .. } => Action::requeue(ctx.resync),
+                Progress::Waiting { retry, .. } => Action::requeue(retry),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Transient errors retry with backoff; permanent ones wait for a change (with a slow
+/// look now and then, as the cluster may change under them).
+pub fn error_policy<G: Guest>(guest: Arc<G>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed(G::KIND, error.category());
+    let key = guest.key();
+    if error.is_permanent() {
+        tracing::info!(guest = %key, kind = G::KIND, reason = error.category(), "{error}");
+        return Action::requeue(Duration::from_secs(300));
+    }
+    let wait = ctx.backoff(&key);
+    tracing::warn!(guest = %key, kind = G::KIND, reason = error.category(), retry_in = ?wait, "{error}");
+    Action::requeue(wait)
+}
+
+/// Wakes `guest`'s reconcile (when its PVE task or feature run stops).
+pub fn waker<G: Guest>(ctx: &Context, guest: &G) -> impl FnOnce() + Send + 'static {
+    let (sender, reference) = (G::wake_channel(ctx).clone(), ObjectRef::from_obj(guest));
+    move || {
+        let _ = sender.send(reference);
+    }
+}
+
+/// What the controller would do for `guest` now (`phoenix plan`): the node, whether PVE's
+/// guest is someone else's, and the steps. Reads only.
+pub async fn preview<G: Guest>(
+    kube: &kube::Client,
+    connections: &crate::pve::Connections,
+    guest: &G,
+    uid: &str,
+) -> Result<Preview, Error> {
+    let inputs = guest.inputs(kube).await?;
+    let common = guest.common();
+    let pve = connections
+        .get(common.cluster_ref.as_ref().map(|r| r.name.as_str()))
+        .await?;
+    let node = placement::choose_node(common, &pve.cluster, None, &[])?;
+    placement::check_memory(common, &pve.cluster)?;
+    let live = observe::find(&pve.client, G::TYPE, &node, guest.vmid()).await?;
+    let observed = live.as_ref().map(|l| Observed {
+        config: l.config.clone(),
+        running: l.running,
+    });
+    Ok(Preview {
+        node: live.as_ref().map_or(node, |l| l.node.clone()),
+        foreign: live
+            .as_ref()
+            .is_some_and(|l| l.ownership(uid) != observe::Ownership::Ours),
+        steps: guest.plan(uid, &inputs, observed.as_ref()),
+    })
+}
+
+/// The answer of [`preview`].
+#[derive(Debug)]
+pub struct Preview {
+    pub node: String,
+    /// The VMID is held by a guest this object does not own: nothing would be done.
+    pub foreign: bool,
+    pub steps: Vec<Step>,
+}

@@ -1,0 +1,213 @@
+//! Containers and VMs as one population: VMID claims, the `dependsOn` graph, anti-affinity
+//! peers, startup order and waking the waiters all look across both kinds, as PVE does.
+
+use super::{Guest, Progress};
+use crate::claims::{self, Claim};
+use crate::context::Context;
+use crate::dependencies::{self, Gate};
+use crate::error::Error;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use phoenix_crds::common::{DependencyRef, PhoenixKind};
+use phoenix_crds::{LxcGuest, VmGuest};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One guest object as its peers see it.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub kind: PhoenixKind,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub created: String,
+    pub vmid: u32,
+    pub template: bool,
+    pub deleted: bool,
+    pub depends_on: Vec<DependencyRef>,
+    pub order: Option<u32>,
+    pub group: Option<String>,
+    pub node: Option<String>,
+    pub running: bool,
+    pub degraded: bool,
+}
+
+impl Peer {
+    fn of<G: Guest>(g: &G) -> Peer {
+        let common = g.common();
+        let status = g.status().map(G::view);
+        Peer {
+            kind: G::PHOENIX_KIND,
+            namespace: g.namespace().unwrap_or_default(),
+            name: g.name_any(),
+            uid: g.uid().unwrap_or_default(),
+            created: g
+                .meta()
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default(),
+            vmid: g.vmid(),
+            template: g.wants_template(),
+            deleted: g.meta().deletion_timestamp.is_some(),
+            depends_on: common.depends_on.clone(),
+            order: common.startup.as_ref().and_then(|s| s.order),
+            group: common
+                .placement
+                .as_ref()
+                .and_then(|p| p.anti_affinity_group.clone()),
+            node: status.and_then(|(_, o)| o.node.clone()),
+            running: status.and_then(|(_, o)| o.state.as_deref()) == Some("running"),
+            degraded: status
+                .is_some_and(|(c, _)| crate::conditions::is_true(&c.conditions, "Degraded")),
+        }
+    }
+
+    fn graph_node(&self) -> dependencies::Node {
+        (self.kind, self.namespace.clone(), self.name.clone())
+    }
+}
+
+/// Every guest object in the caches.
+pub fn cached(ctx: &Context) -> Vec<Peer> {
+    let lxc = ctx.lxc_guests.state();
+    let vm = ctx.vm_guests.state();
+    lxc.iter()
+        .map(|g| Peer::of(&**g))
+        .chain(vm.iter().map(|g| Peer::of(&**g)))
+        .collect()
+}
+
+/// Another object asking for the same VMID (of either kind): the older one holds it.
+pub fn check_claim<G: Guest>(guest: &G, ctx: &Context) -> Result<(), Error> {
+    let claims: Vec<Claim> = cached(ctx)
+        .into_iter()
+        .map(|p| Claim {
+            vmid: p.vmid,
+            owner: format!("{:?} {}/{}", p.kind, p.namespace, p.name),
+            created: p.created,
+            uid: p.uid,
+        })
+        .collect();
+    match claims::holder(guest.vmid(), &claims) {
+        Some(holder) if Some(&holder.uid) != guest.uid().as_ref() => Err(Error::conflict(
+            "VmidClaimed",
+            format!(
+                "VMID {} is already claimed by {}",
+                guest.vmid(),
+                holder.owner
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Waits for `dependsOn` to be Ready; a cycle is a permanent error. The graph comes from
+/// the caches; readiness is read fresh, as a cache may lag the change that woke us.
+pub async fn dependency_gate<G: Guest>(
+    guest: &G,
+    ctx: &Context,
+) -> Result<Option<Progress>, Error> {
+    let depends_on = &guest.common().depends_on;
+    if depends_on.is_empty() {
+        return Ok(None);
+    }
+    let me = Peer::of(guest);
+    let mut graph = BTreeMap::new();
+    for p in cached(ctx).iter().chain([&me]) {
+        let deps = p
+            .depends_on
+            .iter()
+            .map(|d| dependencies::node_of(d, &p.namespace))
+            .collect();
+        graph.insert(p.graph_node(), deps);
+    }
+    let mut ready = BTreeSet::new();
+    for dependency in depends_on {
+        let node = dependencies::node_of(dependency, &me.namespace);
+        if crate::readiness::is_ready(&ctx.kube, &node).await? {
+            ready.insert(node);
+        }
+    }
+    match dependencies::gate(&me.graph_node(), &graph, &ready) {
+        Gate::Open => Ok(None),
+        Gate::Waiting(names) => Ok(Some(Progress::Waiting {
+            reason: "WaitingForDependencies",
+            message: format!("waiting for {} to be Ready", names.join(", ")),
+            // Dependencies wake their dependents; this is a safety net.
+            retry: ctx.resync,
+        })),
+        Gate::Cycle(path) => Err(Error::spec(
+            "DependencyCycle",
+            format!("dependsOn forms a cycle: {}", path.join(" → ")),
+        )),
+    }
+}
+
+/// Where the guests of the same anti-affinity group run.
+pub fn anti_affinity_peers<G: Guest>(guest: &G, ctx: &Context) -> Vec<String> {
+    let me = Peer::of(guest);
+    let Some(group) = me.group else {
+        return Vec::new();
+    };
+    cached(ctx)
+        .into_iter()
+        .filter(|p| p.uid != me.uid && p.group.as_ref() == Some(&group))
+        .filter_map(|p| p.node)
+        .collect()
+}
+
+/// Guests with a lower `startup.order` start first, as PVE boots them. Read fresh: the
+/// caches may lag the change that woke us.
+pub async fn startup_gate<G: Guest>(guest: &G, ctx: &Context) -> Result<Option<Progress>, Error> {
+    let Some(mine) = guest.common().startup.as_ref().and_then(|s| s.order) else {
+        return Ok(None);
+    };
+    let lxc = kube::Api::<LxcGuest>::all(ctx.kube.clone())
+        .list(&Default::default())
+        .await?;
+    let vm = kube::Api::<VmGuest>::all(ctx.kube.clone())
+        .list(&Default::default())
+        .await?;
+    let all = lxc
+        .items
+        .iter()
+        .map(Peer::of)
+        .chain(vm.items.iter().map(Peer::of));
+    let earlier: Vec<String> = all
+        .filter(|p| !p.template && !p.deleted)
+        .filter(|p| p.order.is_some_and(|o| o < mine))
+        .filter(|p| !p.running && !p.degraded)
+        .map(|p| p.name)
+        .collect();
+    if earlier.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Progress::Waiting {
+        reason: "WaitingForStartupOrder",
+        message: format!("starts after {} (lower startup order)", earlier.join(", ")),
+        retry: ctx.resync,
+    }))
+}
+
+/// Wakes the guests whose gate may have opened because `changed` changed: its dependents
+/// and the guests that start after it, of either kind.
+pub fn wake_waiters<G: Guest>(ctx: &Context, kind: PhoenixKind, changed: &G) {
+    let me = Peer::of(changed);
+    let waits = |p: &Peer| {
+        let depends = p.depends_on.iter().any(|d| {
+            dependencies::node_of(d, &p.namespace) == (kind, me.namespace.clone(), me.name.clone())
+        });
+        let later = matches!((me.order, p.order), (Some(mine), Some(theirs)) if theirs > mine);
+        depends || later
+    };
+    for other in ctx.lxc_guests.state() {
+        if waits(&Peer::of(&*other)) {
+            let _ = ctx.wake_lxc.send(ObjectRef::from_obj(&*other));
+        }
+    }
+    for other in ctx.vm_guests.state() {
+        if waits(&Peer::of(&*other)) {
+            let _ = ctx.wake_vm.send(ObjectRef::from_obj(&*other));
+        }
+    }
+}

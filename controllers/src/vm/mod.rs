@@ -1,0 +1,186 @@
+//! VmGuest: one QEMU VM, or a template built from a cloud image. What is particular to VMs
+//! — their PVE config and plan, the image they are built from, the guest agent their
+//! addresses and commands go through, their swarm role — is here; the controller itself
+//! is the shared one in [`crate::guest`].
+
+pub mod agent;
+pub mod plan;
+pub mod render;
+pub mod swarm;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::guest::observe::Live;
+use crate::guest::plan::{Observed, Step};
+use crate::guest::{Guest, Progress, converge};
+use crate::pve::Connection;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use phoenix_clients::proxmox::{ErrorKind, GuestType, Params};
+use phoenix_crds::VmGuest;
+use phoenix_crds::common::{CommonStatus, GuestObservation, PhoenixKind};
+use phoenix_crds::guest::{CloneSource, GuestCommon};
+use phoenix_crds::vm::VmGuestStatus;
+use render::Inputs;
+use std::collections::BTreeMap;
+use tokio::sync::mpsc::UnboundedSender;
+
+pub const KIND: &str = "VmGuest";
+
+impl Guest for VmGuest {
+    const KIND: &'static str = KIND;
+    const PHOENIX_KIND: PhoenixKind = PhoenixKind::VmGuest;
+    const TYPE: GuestType = GuestType::Qemu;
+    const LABEL: &'static str = "VM";
+    type Status = VmGuestStatus;
+    type Inputs = Inputs;
+
+    fn vmid(&self) -> u32 {
+        self.spec.vmid
+    }
+
+    fn common(&self) -> &GuestCommon {
+        &self.spec.common
+    }
+
+    fn wants_template(&self) -> bool {
+        self.spec.template
+    }
+
+    fn clone_source(&self) -> Option<&CloneSource> {
+        self.spec.source.clone.as_ref()
+    }
+
+    fn status(&self) -> Option<&VmGuestStatus> {
+        self.status.as_ref()
+    }
+
+    fn parts(status: &mut VmGuestStatus) -> (&mut CommonStatus, &mut GuestObservation) {
+        (&mut status.common, &mut status.guest)
+    }
+
+    fn view(status: &VmGuestStatus) -> (&CommonStatus, &GuestObservation) {
+        (&status.common, &status.guest)
+    }
+
+    fn cache(ctx: &Context) -> &Store<Self> {
+        &ctx.vm_guests
+    }
+
+    fn wake_channel(ctx: &Context) -> &UnboundedSender<ObjectRef<Self>> {
+        &ctx.wake_vm
+    }
+
+    /// The authorized keys of `cloudInit.sshKeysSecretRefs`, in order.
+    async fn inputs(&self, kube: &kube::Client) -> Result<Inputs, Error> {
+        let refs = self
+            .spec
+            .cloud_init
+            .as_ref()
+            .map(|c| &c.ssh_keys_secret_refs[..])
+            .unwrap_or(&[]);
+        if refs.is_empty() {
+            return Ok(Inputs::default());
+        }
+        let own = self.namespace().unwrap_or_default();
+        let mut keys = Vec::new();
+        for reference in refs {
+            let namespace = reference.namespace.as_deref().unwrap_or(&own);
+            let ([text], _) =
+                crate::pve::secret_texts(kube, namespace, &reference.name, [&reference.key])
+                    .await?;
+            keys.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        }
+        Ok(Inputs {
+            ssh_keys: Some(keys.join("\n")),
+        })
+    }
+
+    fn desired_config(&self, owner_uid: &str, inputs: &Inputs) -> BTreeMap<String, String> {
+        render::config(&self.spec, owner_uid, inputs)
+    }
+
+    fn plan(&self, owner_uid: &str, inputs: &Inputs, observed: Option<&Observed>) -> Vec<Step> {
+        plan::plan(&self.spec, owner_uid, inputs, observed)
+    }
+
+    fn clone_params(&self, owner_uid: &str) -> Params {
+        converge::clone_params(self, "name", &self.spec.name, owner_uid)
+    }
+
+    /// The image is on its storage (or will be downloaded first), or the clone source is
+    /// a VM template.
+    async fn preflight(
+        &self,
+        ctx: &Context,
+        pve: &Connection,
+        node: &str,
+    ) -> Result<Vec<Step>, Error> {
+        converge::check_clone_source(self, ctx, pve).await?;
+        let Some(image) = &self.spec.source.cloud_image else {
+            return Ok(Vec::new());
+        };
+        let volume = render::image_volume(image);
+        let (storage, _) = volume.split_once(':').unwrap_or((&volume, ""));
+        let present = match pve.client.storage_content(node, storage, "import").await {
+            Ok(volumes) => volumes.contains(&volume),
+            Err(e) if e.kind == ErrorKind::NotFound => false,
+            Err(e) => return Err(e.into()),
+        };
+        match (&image.url, present) {
+            (_, true) => Ok(Vec::new()),
+            (Some(url), false) => Ok(vec![Step::Download {
+                storage: image.download_storage.clone(),
+                filename: render::download_name(url),
+                url: url.clone(),
+                checksum: image.checksum.clone(),
+            }]),
+            (None, false) => Err(Error::spec(
+                "ImageNotFound",
+                format!("{volume} is not on storage {storage} of node {node}"),
+            )),
+        }
+    }
+
+    async fn addresses(
+        &self,
+        ctx: &Context,
+        pve: &Connection,
+        live: &Live,
+        status: &mut VmGuestStatus,
+    ) -> Result<Result<Vec<String>, Progress>, Error> {
+        agent::addresses(self, ctx, pve, live, status).await
+    }
+
+    fn task_started(&self, step: &Step, status: &mut VmGuestStatus) {
+        if self.spec.template && matches!(step, Step::Create { .. }) {
+            status.template_generation = Some(status.template_generation.unwrap_or(0) + 1);
+        }
+    }
+
+    async fn settle(
+        &self,
+        ctx: &Context,
+        pve: &Connection,
+        live: &Live,
+        status: &mut VmGuestStatus,
+        ready: Progress,
+    ) -> Result<Progress, Error> {
+        swarm::settle(self, ctx, pve, live, status, ready).await
+    }
+
+    async fn before_removal(
+        &self,
+        ctx: &Context,
+        pve: &Connection,
+        live: &Live,
+        status: &mut VmGuestStatus,
+    ) -> Result<Option<Progress>, Error> {
+        swarm::leave(self, ctx, pve, live, status).await
+    }
+}

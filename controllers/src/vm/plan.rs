@@ -1,0 +1,191 @@
+//! A VmGuest's plan: which keys PVE applies to a running VM (by its `hotplug`), which need
+//! a reboot, how it comes to exist (a cloud image imported, or a clone of a template), and
+//! when a template is rebuilt (its source changed: a replace, never an edit).
+
+use super::render::{self, Inputs};
+use crate::guest::plan::{self, Observed, Step, Wanted, diff};
+use phoenix_crds::VmGuestSpec;
+use phoenix_crds::vm::Hotplug;
+use std::collections::BTreeMap;
+
+/// Keys PVE changes on a running VM without hotplug of any kind.
+const LIVE_KEYS: [&str; 7] = [
+    "name",
+    "tags",
+    "description",
+    "protection",
+    "onboot",
+    "startup",
+    "sshkeys",
+];
+
+/// Whether changing `key` on a running VM waits for its next start. Cloud-init keys
+/// (`ipconfigN`, `ciuser`, DNS) are written to the cloud-init drive only at a start.
+pub fn needs_restart(spec: &VmGuestSpec, key: &str) -> bool {
+    let hot = |h: Hotplug| spec.hotplug.contains(&h);
+    if LIVE_KEYS.contains(&key) {
+        // New keys reach the guest with the next cloud-init run; nothing stops for them.
+        return false;
+    }
+    match key {
+        "memory" => !hot(Hotplug::Memory),
+        "cores" | "sockets" => !hot(Hotplug::Cpu),
+        net if net.starts_with("net") => !hot(Hotplug::Network),
+        _ => true,
+    }
+}
+
+/// The steps from `observed` (None: the VM does not exist) to `spec`.
+pub fn plan(
+    spec: &VmGuestSpec,
+    owner_uid: &str,
+    inputs: &Inputs,
+    observed: Option<&Observed>,
+) -> Vec<Step> {
+    let desired = render::config(spec, owner_uid, inputs);
+    let restart = |key: &str| needs_restart(spec, key);
+    let Some(observed) = observed else {
+        let first = match &spec.source.clone {
+            Some(clone) => vec![
+                Step::Clone {
+                    source: clone.vmid,
+                    full: clone.full,
+                },
+                Step::Configure {
+                    changes: diff(&desired, &BTreeMap::new(), &restart),
+                },
+            ],
+            None => {
+                let mut params = desired;
+                params.extend(render::create_only(spec));
+                vec![Step::Create { params }]
+            }
+        };
+        return plan::from_nothing(first, spec.template);
+    };
+    let is_template = observed.config.get("template").is_some_and(|t| t == "1");
+    if is_template {
+        let built_from = observed.config.get("description");
+        return if spec.template && built_from != desired.get("description") {
+            vec![Step::Destroy]
+        } else {
+            Vec::new()
+        };
+    }
+    let wanted = Wanted {
+        config: desired,
+        disks: render::disks(spec),
+        needs_restart: &restart,
+        template: spec.template,
+    };
+    plan::from_observed(&wanted, observed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::render::tests::example;
+
+    fn running_clone(spec: &VmGuestSpec) -> Observed {
+        let mut config = render::config(spec, "uid", &Inputs::default());
+        config.insert(
+            "net0".into(),
+            "virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,firewall=1".into(),
+        );
+        config.insert("scsi0".into(), "fastData:vm-1002-disk-0,size=100G".into());
+        config.insert("serial0".into(), "socket".into());
+        Observed {
+            config,
+            running: true,
+        }
+    }
+
+    #[test]
+    fn a_clone_is_cloned_configured_and_started_and_then_needs_nothing() {
+        let spec = example("vm-1002.yaml");
+        let steps = plan(&spec, "uid", &Inputs::default(), None);
+        assert_eq!(
+            steps[0],
+            Step::Clone {
+                source: 9000,
+                full: true
+            }
+        );
+        assert!(
+            matches!(&steps[1], Step::Configure { changes } if changes.iter().any(|c| c.key == "ipconfig0"))
+        );
+        assert_eq!(steps[2], Step::Start);
+        let observed = running_clone(&spec);
+        assert_eq!(
+            plan(&spec, "uid", &Inputs::default(), Some(&observed)),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn memory_is_hot_plugged_when_the_spec_allows_it_and_a_reboot_otherwise() {
+        let mut spec = example("vm-1002.yaml");
+        let observed = running_clone(&spec);
+        spec.common.memory = 12288;
+        let steps = plan(&spec, "uid", &Inputs::default(), Some(&observed));
+        assert!(
+            matches!(&steps[..], [Step::Configure { changes }] if changes.len() == 1 && !changes[0].needs_restart),
+            "{steps:?}"
+        );
+        spec.hotplug.clear();
+        let mut observed = observed;
+        observed.config.remove("hotplug");
+        observed.config.remove("numa");
+        let steps = plan(&spec, "uid", &Inputs::default(), Some(&observed));
+        assert!(
+            matches!(&steps[..], [Step::Configure { changes }, Step::Restart] if changes[0].needs_restart)
+        );
+    }
+
+    #[test]
+    fn a_disk_only_grows_and_the_mac_pve_gave_is_kept() {
+        let mut spec = example("vm-1002.yaml");
+        let observed = running_clone(&spec);
+        spec.disks[0].size = "120G".into();
+        spec.network[0].vlan = Some(20);
+        let steps = plan(&spec, "uid", &Inputs::default(), Some(&observed));
+        let Step::Configure { changes } = &steps[0] else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(
+            changes[0].to.as_deref(),
+            Some("virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,tag=20,firewall=1")
+        );
+        assert_eq!(
+            steps[1],
+            Step::Resize {
+                disk: "scsi0".into(),
+                size: "120G".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_template_is_created_converted_and_rebuilt_only_when_its_source_changes() {
+        let mut spec = example("vm-9000.yaml");
+        let steps = plan(&spec, "uid", &Inputs::default(), None);
+        assert!(matches!(&steps[0], Step::Create { params } if params.contains_key("ide2")));
+        assert_eq!(steps[1], Step::Template);
+        let mut config = render::config(&spec, "uid", &Inputs::default());
+        config.insert("template".into(), "1".into());
+        let observed = Observed {
+            config,
+            running: false,
+        };
+        assert_eq!(
+            plan(&spec, "uid", &Inputs::default(), Some(&observed)),
+            vec![]
+        );
+        spec.source.cloud_image.as_mut().unwrap().url =
+            Some("https://cloud-images.ubuntu.com/noble/20261101/noble.img".into());
+        assert_eq!(
+            plan(&spec, "uid", &Inputs::default(), Some(&observed)),
+            vec![Step::Destroy]
+        );
+    }
+}
