@@ -29,8 +29,9 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
     if (call.method, command) == ("POST", "exec") {
         let argv = exec_argv(call)?;
         if argv.first().is_some_and(|a| a == "docker") {
-            let result = crate::swarm::docker(&mut sim.cluster, &mut sim.rng, vmid, &argv);
-            return Ok(finished(sim, vmid, result));
+            let (code, output, delay_ms) =
+                crate::swarm::docker(&mut sim.cluster, &mut sim.rng, vmid, &argv);
+            return Ok(finished(sim, vmid, (code, output), delay_ms));
         }
     }
     let g = sim
@@ -53,7 +54,10 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
         }
         ("POST", "exec") => {
             let argv = exec_argv(call)?;
-            // The agent runs the command to its end at once: delays are not simulated here.
+            // The agent runs the command to its end at once: delays and `flock` waits are
+            // not simulated here (the call holds the simulator).
+            let argv = crate::inside::flock_target(&argv)
+                .map_or(argv.clone(), |(_, command)| command.to_vec());
             let result = match Run::new(&g.inside, &argv) {
                 Ok(mut run) => loop {
                     match run.step(&mut g.inside, now_ms() as u64) {
@@ -63,7 +67,7 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
                 },
                 Err(message) => (127, message),
             };
-            Ok(finished(sim, vmid, result))
+            Ok(finished(sim, vmid, result, 0))
         }
         ("GET", "exec-status") => {
             let pid: usize = call.text("pid").and_then(|p| p.parse().ok()).unwrap_or(0);
@@ -73,6 +77,10 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
                     "Agent error: Invalid parameter 'pid' ({pid})"
                 )));
             };
+            let done = g.agent_done_ms.get(pid - 1).copied().unwrap_or(0);
+            if now_ms() < done {
+                return Ok(json!({"exited": 0}));
+            }
             Ok(json!({"exited": 1, "exitcode": code, "out-data": output}))
         }
         ("POST", "file-write") => {
@@ -115,13 +123,16 @@ fn exec_argv(call: &Call) -> Result<Vec<String>, PveError> {
     }
 }
 
-/// Keeps the result of a command for `exec-status` and answers its pid.
-fn finished(sim: &mut Sim, vmid: u32, result: (i32, String)) -> Value {
+/// Keeps the result of a command for `exec-status` (running for `delay_ms` more) and
+/// answers its pid.
+fn finished(sim: &mut Sim, vmid: u32, result: (i32, String), delay_ms: u64) -> Value {
     let g = sim
         .cluster
         .guests
         .get_mut(&vmid)
         .expect("the caller looked it up");
     g.agent_results.push(result);
+    g.agent_done_ms.resize(g.agent_results.len() - 1, 0);
+    g.agent_done_ms.push(now_ms() + u128::from(delay_ms));
     json!({"pid": g.agent_results.len()})
 }

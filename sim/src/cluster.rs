@@ -78,6 +78,9 @@ pub struct Guest {
     /// Results of agent `exec` calls, by pid - 1.
     #[serde(default)]
     pub agent_results: Vec<(i32, String)>,
+    /// When each agent `exec` command ends (ms; `exec-status` says running until then).
+    #[serde(default)]
+    pub agent_done_ms: Vec<u128>,
     pub firewall_options: BTreeMap<String, String>,
     pub firewall_rules: Vec<Value>,
     /// When it started, in milliseconds (the agent's boot delay is shorter than a second
@@ -102,6 +105,7 @@ impl Guest {
             snapshots: Vec::new(),
             inside: Default::default(),
             agent_results: Vec::new(),
+            agent_done_ms: Vec::new(),
             firewall_options: BTreeMap::new(),
             firewall_rules: Vec::new(),
             pool: None,

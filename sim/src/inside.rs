@@ -172,7 +172,7 @@ fn is_shell(program: &str) -> bool {
     matches!(program, "sh" | "/bin/sh" | "bash" | "/bin/bash")
 }
 
-fn take_answer(inside: &mut Inside, line: &str) -> Option<Answer> {
+pub fn take_answer(inside: &mut Inside, line: &str) -> Option<Answer> {
     let index = inside
         .answers
         .iter()

@@ -532,6 +532,7 @@ impl Server {
                 }),
             },
             ("GET", ["guests"]) => ok(json!(sim.cluster.guests)),
+            ("GET", ["swarms"]) => ok(json!(sim.cluster.swarms)),
             ("GET", ["guests", vmid]) => match vmid
                 .parse::<u32>()
                 .ok()

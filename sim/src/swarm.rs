@@ -54,25 +54,37 @@ fn membership(swarms: &Swarms, vmid: u32) -> Option<(String, SwarmNode)> {
     })
 }
 
-/// Runs `argv` (`docker …`) in VM `vmid`; the exit code and output, logged in the guest's
-/// command log like any other command.
+/// Runs `argv` (`docker …`) in VM `vmid`: the exit code, the output, and how long the
+/// command takes (a scripted answer's delay; its effect is immediate, its end is not).
+/// Logged in the guest's command log like any other command.
 pub fn docker(
     cluster: &mut Cluster,
     rng: &mut StdRng,
     vmid: u32,
     argv: &[String],
-) -> (i32, String) {
+) -> (i32, String, u64) {
     let started = now_ms() as u64;
-    let (code, output) = answer(cluster, rng, vmid, argv);
+    let line = argv.join(" ");
+    let scripted = cluster
+        .guests
+        .get_mut(&vmid)
+        .and_then(|g| crate::inside::take_answer(&mut g.inside, &line));
+    let (code, output) = match &scripted {
+        Some(a) if a.exit.is_some() || a.output.is_some() => {
+            (a.exit.unwrap_or(0), a.output.clone().unwrap_or_default())
+        }
+        _ => answer(cluster, rng, vmid, argv),
+    };
+    let delay = scripted.map_or(0, |a| a.delay_ms);
     if let Some(guest) = cluster.guests.get_mut(&vmid) {
         guest.inside.log.push(CommandRecord {
             command: argv.join(" "),
             exit: Some(code),
             started_ms: started,
-            finished_ms: Some(now_ms() as u64),
+            finished_ms: Some(started + delay),
         });
     }
-    (code, output)
+    (code, output, delay)
 }
 
 fn answer(cluster: &mut Cluster, rng: &mut StdRng, vmid: u32, argv: &[String]) -> (i32, String) {

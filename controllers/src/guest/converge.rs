@@ -535,14 +535,6 @@ async fn execute<G: Guest>(
                 .await;
                 continue;
             }
-            Step::Template => {
-                client.template(node, G::TYPE, vmid).await?;
-                return Ok(Progress::Waiting {
-                    reason: "Converting",
-                    message: format!("converting {label} into a template"),
-                    retry: Duration::from_millis(500),
-                });
-            }
             Step::Start => {
                 if let Some(waiting) = peers::startup_gate(guest, ctx).await? {
                     return Ok(waiting);
@@ -601,7 +593,7 @@ async fn start_task<G: Guest>(
         Step::Create { params } => {
             let mut params: Params = params.clone().into_iter().collect();
             params.push(("vmid".into(), vmid.to_string()));
-            client.create(node, kind, &params).await
+            client.create(node, kind, &params).await.map(Some)
         }
         Step::Clone { source, .. } => {
             let source_node = observe::locate(client, *source)
@@ -616,26 +608,35 @@ async fn start_task<G: Guest>(
             client
                 .clone_guest(&source_node, kind, *source, &params)
                 .await
+                .map(Some)
         }
-        Step::Resize { disk, size } => client.resize(node, kind, vmid, disk, size).await,
-        Step::Start => client.power(node, kind, vmid, "start").await,
-        Step::Restart => client.power(node, kind, vmid, "reboot").await,
-        Step::Stop => client.power(node, kind, vmid, "stop").await,
-        Step::Destroy => client.destroy(node, kind, vmid, false).await,
+        Step::Resize { disk, size } => client.resize(node, kind, vmid, disk, size).await.map(Some),
+        Step::Start => client.power(node, kind, vmid, "start").await.map(Some),
+        Step::Restart => client.power(node, kind, vmid, "reboot").await.map(Some),
+        Step::Stop => client.power(node, kind, vmid, "stop").await.map(Some),
+        Step::Destroy => client.destroy(node, kind, vmid, false).await.map(Some),
+        // Containers convert at once; VMs in a `qmtemplate` task.
+        Step::Template => client.template(node, kind, vmid).await,
         Step::Download {
             storage,
             filename,
             url,
             checksum,
-        } => {
-            client
-                .download_url(node, storage, filename, url, checksum.as_deref())
-                .await
-        }
-        Step::Configure { .. } | Step::Template => unreachable_step(step),
+        } => client
+            .download_url(node, storage, filename, url, checksum.as_deref())
+            .await
+            .map(Some),
+        Step::Configure { .. } => unreachable_step(step),
     };
     let upid = match upid {
-        Ok(upid) => upid,
+        Ok(Some(upid)) => upid,
+        Ok(None) => {
+            return Ok(Progress::Waiting {
+                reason: step_reason(step),
+                message: format!("{step}: done at once"),
+                retry: Duration::from_millis(100),
+            });
+        }
         Err(e) if e.kind == ErrorKind::AlreadyExists => {
             // A create that reached PVE before a crash: observation takes it from here.
             return Ok(Progress::Waiting {
@@ -661,7 +662,7 @@ async fn start_task<G: Guest>(
     })
 }
 
-fn unreachable_step(step: &Step) -> Result<Upid, ProxmoxError> {
+fn unreachable_step(step: &Step) -> Result<Option<Upid>, ProxmoxError> {
     Err(ProxmoxError {
         kind: ErrorKind::Refused,
         status: None,

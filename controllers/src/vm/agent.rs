@@ -1,7 +1,7 @@
 //! A VM's addresses come from its guest agent, which answers only some time after boot.
 //! While it is silent the VM waits (`WaitingForAgent`); once `agent.timeoutSeconds` have
 //! passed since the start it says so (`AgentNotResponding`, a Warning event) and looks
-//! again every half minute, never in a tight loop.
+//! again at that pace (at most once a minute), never in a tight loop.
 
 use crate::context::Context;
 use crate::error::Error;
@@ -17,8 +17,6 @@ use std::time::Duration;
 
 /// How often a booting VM's agent is asked again.
 const BOOT_POLL: Duration = Duration::from_secs(3);
-/// How often an agent that did not come up in time is asked again.
-const LATE_POLL: Duration = Duration::from_secs(30);
 
 pub async fn addresses(
     vm: &VmGuest,
@@ -59,14 +57,16 @@ pub async fn addresses(
     if uptime < timeout {
         return Ok(Err(Progress::Waiting {
             reason: "WaitingForAgent",
+            // No running figures in the message: a status that changes every pass would
+            // wake the VM again at once.
             message: format!(
-                "VM {vmid} is up {uptime} s; waiting for its guest agent (for at most {timeout} s)"
+                "VM {vmid} started; waiting for its guest agent (for at most {timeout} s)"
             ),
             retry: BOOT_POLL,
         }));
     }
     let message = format!(
-        "the guest agent of VM {vmid} has not answered in the {uptime} s since the VM started (agent.timeoutSeconds: {timeout}): is qemu-guest-agent installed and running? PVE says: {}",
+        "the guest agent of VM {vmid} has not answered within {timeout} s of the VM's start (agent.timeoutSeconds): is qemu-guest-agent installed and running? PVE says: {}",
         error.message
     );
     let reported = vm.status.as_ref().is_some_and(|s| {
@@ -87,7 +87,7 @@ pub async fn addresses(
     Ok(Err(Progress::Waiting {
         reason: "AgentNotResponding",
         message,
-        retry: LATE_POLL,
+        retry: Duration::from_secs(timeout.clamp(10, 60)),
     }))
 }
 
