@@ -6,6 +6,7 @@ mod support;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use phoenix_crds::LxcGuest;
 use reqwest::Method;
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use support::{ApiServer, SimAdmin};
@@ -141,6 +142,7 @@ async fn the_examples_converge_in_order_and_then_make_no_calls_that_change_anyth
         .unwrap();
     let tls_key = String::from_utf8(tls["tls.key"].0.clone()).unwrap();
     features_in_place(&server, &api, &tls_key).await;
+    vms_in_place(&server, &client).await;
 
     for g in api.list(&Default::default()).await.unwrap() {
         let status = g.status.clone().unwrap().guest;
@@ -216,6 +218,7 @@ async fn the_examples_converge_in_order_and_then_make_no_calls_that_change_anyth
     let sim = SimAdmin::of(&server);
     sim.clear_oplog().await;
     resync_rounds(&server, 6, 3).await;
+    assert!(support::metric(&server, "phoenix_reconciles_total{kind=\"VmGuest\"}").await > 0.0);
     assert_eq!(sim.mutating_calls().await, Vec::<serde_json::Value>::new());
     assert!(
         !sim.get("oplog").await.as_array().unwrap().is_empty(),
@@ -239,6 +242,83 @@ async fn the_examples_converge_in_order_and_then_make_no_calls_that_change_anyth
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// The examples' VMs: 9000 built from the cloud image, 1001 and 1002 cloned from it with
+/// their agent addresses, docker configured for mTLS with their Certificates' pairs, and
+/// the swarm formed (1001 manager, 1002 worker).
+async fn vms_in_place(server: &ApiServer, client: &kube::Client) {
+    let api: Api<phoenix_crds::VmGuest> = Api::namespaced(client.clone(), "default");
+    support::wait_for(&api, "3 VmGuests Ready", Duration::from_secs(120), |vms| {
+        vms.len() == 3
+            && vms
+                .iter()
+                .all(|v| support::is_ready(&v.status.clone().unwrap_or_default().common.conditions))
+    })
+    .await;
+    for (name, vmid, ip, role) in [
+        ("portainer", 1001, "10.0.0.111", "manager"),
+        ("drphoenix", 1002, "10.0.0.102", "worker"),
+    ] {
+        let status = api.get(name).await.unwrap().status.unwrap();
+        assert_eq!(status.guest.vmid, Some(vmid));
+        assert_eq!(status.guest.ip.as_deref(), Some(ip), "{name}");
+        assert_eq!(status.agent.as_deref(), Some("running"));
+        let swarm = status.swarm.unwrap();
+        assert_eq!(
+            (swarm.role.as_deref(), swarm.state.as_deref()),
+            (Some(role), Some("active"))
+        );
+    }
+    let sim = SimAdmin::of(server);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "default");
+    let pair = secrets
+        .get("drphoenix-docker-tls")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    let worker = sim.guest(1002).await;
+    assert_eq!(
+        worker["files"]["/etc/docker/tls/cert.pem"]
+            .as_str()
+            .unwrap(),
+        String::from_utf8(pair["tls.crt"].0.clone()).unwrap()
+    );
+    assert!(
+        worker["files"]["/etc/docker/daemon.json"]
+            .as_str()
+            .unwrap()
+            .contains("\"tlsverify\": true")
+    );
+    let swarms = sim.get("swarms").await;
+    let nodes: Vec<&Value> = swarms
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|s| s["nodes"].as_array().unwrap())
+        .collect();
+    assert_eq!(nodes.len(), 2, "{swarms}");
+    let template = api
+        .get("ubuntu-2404-cloud-template")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(template.template_generation, Some(1));
+    let table = support::kubectl(server, &["get", "vmguests"]);
+    for expected in [
+        "portainer",
+        "1001",
+        "10.0.0.111",
+        "manager",
+        "drphoenix",
+        "worker",
+        "template",
+    ] {
+        assert!(table.contains(expected), "{expected} in:\n{table}");
+    }
 }
 
 /// The examples' features: the vLLM unit of 801 from its spec, Ollama on 914, step-cli

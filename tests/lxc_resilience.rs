@@ -153,21 +153,17 @@ async fn plan_prints_the_steps_and_changes_nothing() {
     let client = support::client(&server).await;
     let sim = SimAdmin::of(&server);
     sim.clear_oplog().await;
-    let plan = |file: &str| {
-        // The simulator is found beside the kubeconfig of `phoenix up --simulate`.
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
-            .args(["plan", "-f", file])
-            .env("KUBECONFIG", &server.kubeconfig)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let plan = |file: &str| support::plan(&server, file);
     let examples = format!("{}/examples", env!("CARGO_MANIFEST_DIR"));
+    // The VMs' cloud-init keys are read from their Secret.
+    support::kubectl(
+        &server,
+        &[
+            "apply",
+            "-f",
+            &format!("{examples}/secret-admin-ssh-keys.yaml"),
+        ],
+    );
     let text = plan(&examples);
     assert!(text.contains("LxcGuest default/copy-base (CT 900) on phoenix:\n  1. create from local:vztmpl/ubuntu-24.04"), "{text}");
     assert!(text.contains("2. convert to a template"), "{text}");
@@ -175,6 +171,14 @@ async fn plan_prints_the_steps_and_changes_nothing() {
         text.contains(
             "LxcGuest default/step-ca (CT 103) on phoenix:\n  1. full clone of 900\n  2. configure"
         ),
+        "{text}"
+    );
+    assert!(
+        text.contains("VmGuest default/ubuntu-2404-cloud-template (VM 9000) on phoenix:\n  1. create from local:import/noble-server-cloudimg-amd64.qcow2\n  2. convert to a template"),
+        "{text}"
+    );
+    assert!(
+        text.contains("VmGuest default/portainer (VM 1001) on phoenix:\n  1. full clone of 9000\n  2. configure"),
         "{text}"
     );
     assert_eq!(

@@ -307,6 +307,36 @@ async fn a_template_its_parallel_clones_and_their_swarm_converge_change_in_place
     resync_rounds(&server, 3, 3).await;
     assert_eq!(sim.mutating_calls().await, Vec::<Value>::new());
 
+    // `phoenix plan` says which changes need a reboot and which a replace.
+    let file = dir.path().join("changed.yaml");
+    let changed = [
+        template().replace("current/", "20261101/"),
+        clone("worker", 1002, WORKER)
+            .replace("memory: 2048", "memory: 4096")
+            .replace("[cpu, memory, disk, network]", "[cpu, disk, network]"),
+    ];
+    std::fs::write(&file, changed.join("---\n")).unwrap();
+    let text = support::plan(&server, file.to_str().unwrap());
+    assert!(
+        text.contains("memory: 2048 -> 4096 (needs restart)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("restart (to apply changes that need it)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "1. destroy the template to build a new generation from the changed source (replace)"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        sim.mutating_calls().await,
+        Vec::<Value>::new(),
+        "plan changes nothing"
+    );
+
     // Memory of the worker: hot-plugged in place, never a restart or a re-create.
     let started = sim.guest(1002).await["started_at_ms"].clone();
     api.patch(

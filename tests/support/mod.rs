@@ -446,3 +446,20 @@ pub fn guest_yaml(name: &str, vmid: u32, extra: &str) -> String {
         .replace("VMID", &vmid.to_string())
         + extra
 }
+
+/// `phoenix plan -f FILE` against `server` (its simulator is found beside the kubeconfig
+/// of `phoenix up --simulate`): the printed plan.
+#[allow(dead_code)]
+pub fn plan(server: &ApiServer, file: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args(["plan", "-f", file])
+        .env("KUBECONFIG", &server.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
