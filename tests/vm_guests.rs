@@ -633,3 +633,110 @@ async fn killed_during_a_clone_and_during_a_swarm_join_one_vm_each_and_one_membe
     let worker = api.get("worker").await.unwrap().status.unwrap();
     assert_eq!(worker.swarm.unwrap().state.as_deref(), Some("active"));
 }
+
+const USER_DATA: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cloud-config, namespace: default}
+data:
+  user-data: |
+    #cloud-config
+    packages: [PACKAGE]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_data_reaches_cloud_init_as_a_snippet_and_a_change_reboots_into_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ApiServer::up_simulated(
+        dir.path(),
+        &["--resync-seconds", "1", "--task-duration", "default=0.2"],
+    );
+    let sim = SimAdmin::of(&server);
+    support::homelab_cluster(&server).await;
+    let keys = format!(
+        "{}/examples/secret-admin-ssh-keys.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    support::kubectl(&server, &["apply", "-f", &keys]);
+    let configured = clone("configured", 1004, "").replace(
+        "    user: ubuntu\n",
+        "    user: ubuntu\n    userData: {name: cloud-config, key: user-data}\n",
+    );
+    let misplaced = clone("misplaced", 1005, "").replace(
+        "    user: ubuntu\n",
+        "    user: ubuntu\n    userData: {name: cloud-config, key: user-data}\n    snippetStorage: fastData\n",
+    );
+    let manifests = [
+        USER_DATA.replace("PACKAGE", "jq"),
+        template(),
+        configured,
+        misplaced,
+    ];
+    support::kubectl_apply(&server, &manifests.join("---\n"));
+    let api: Api<VmGuest> = Api::namespaced(support::client(&server).await, "default");
+    support::wait_for(
+        &api,
+        "1004 Ready, 1005 refused",
+        Duration::from_secs(90),
+        |vms| {
+            let reason = |name: &str| {
+                vms.iter()
+                    .find(|v| v.metadata.name.as_deref() == Some(name))
+                    .map(|v| support::ready_reason(&conditions(v)))
+            };
+            vms.iter()
+                .any(|v| v.metadata.name.as_deref() == Some("configured") && ready(v))
+                && reason("misplaced").as_deref() == Some("SnippetStorageUnsupported")
+        },
+    )
+    .await;
+    assert!(
+        sim.get("guests").await["1005"].is_null(),
+        "nothing created for 1005"
+    );
+
+    let snippet = |guest: Value| {
+        let cicustom = guest["config"]["cicustom"].as_str().unwrap().to_owned();
+        let name = cicustom.rsplit('/').next().unwrap().to_owned();
+        (cicustom, name)
+    };
+    let (cicustom, name) = snippet(sim.guest(1004).await);
+    assert!(
+        cicustom.starts_with("user=local:snippets/phoenix-1004-user-"),
+        "{cicustom}"
+    );
+    let files = sim.get("nodes/phoenix/files").await;
+    let written = &files[format!("/var/lib/vz/snippets/{name}")];
+    assert!(
+        written.as_str().unwrap().contains("packages: [jq]"),
+        "{written}"
+    );
+
+    // New user data: a new snippet, a new cicustom (a new instance-id), a reboot into it.
+    sim.clear_oplog().await;
+    support::kubectl_apply(&server, &USER_DATA.replace("PACKAGE", "htop"));
+    let rebooted = wait_sim(&sim, "oplog", "the reboot", |log| {
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["path"] == "/nodes/phoenix/qemu/1004/status/reboot")
+    })
+    .await;
+    let (changed, _) = snippet(sim.guest(1004).await);
+    assert_ne!(changed, cicustom);
+    let order: Vec<&str> = rebooted
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["method"] != "GET")
+        .filter_map(|o| o["path"].as_str())
+        .filter(|p| p.contains("/1004/"))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            "/nodes/phoenix/qemu/1004/config",
+            "/nodes/phoenix/qemu/1004/status/reboot"
+        ]
+    );
+}

@@ -50,6 +50,12 @@ pub enum Error {
         reason: &'static str,
         message: String,
     },
+    /// Something the spec refers to (a ConfigMap key) is not there yet; retried.
+    #[error("{message}")]
+    Input {
+        reason: &'static str,
+        message: String,
+    },
     /// A swarm step in a VM failed (docker refused, the manager is not there yet); retried.
     #[error("{message}")]
     Swarm {
@@ -73,7 +79,8 @@ impl Error {
             Error::Spec { reason, .. }
             | Error::Conflict { reason, .. }
             | Error::Acme { reason, .. }
-            | Error::Swarm { reason, .. } => reason,
+            | Error::Swarm { reason, .. }
+            | Error::Input { reason, .. } => reason,
             Error::TaskFailed { .. } => "TaskFailed",
             Error::Exec(e) => e.category(),
             Error::FeatureFailed { .. } => "FeatureFailed",

@@ -6,7 +6,7 @@
 use crate::error::Error;
 use crate::pve::{Connection, Redirect};
 use phoenix_clients::exec::ssh::SshTarget;
-use phoenix_clients::exec::{GuestShell, NodeShell, Pct, agent::Agent};
+use phoenix_clients::exec::{ExecError, GuestShell, NodeShell, Pct, agent::Agent, quote};
 use phoenix_clients::proxmox::GuestType;
 use phoenix_crds::ProxmoxCluster;
 
@@ -43,6 +43,61 @@ pub async fn shell(
     };
     Ok(GuestShell::Pct(Pct { shell, vmid }))
 }
+
+/// Writes `content` to `path` on `node` (a cloud-init snippet): over SSH with the cluster's
+/// key, or directly when Phoenix runs on the node itself; in simulate mode onto the
+/// simulator's node.
+pub async fn write_node_file(
+    kube: &kube::Client,
+    pve: &Connection,
+    redirect: Option<&Redirect>,
+    node: &str,
+    path: &str,
+    content: &str,
+) -> Result<(), Error> {
+    let refused = |e: String| Error::Exec(ExecError::Refused(e));
+    if let Some(redirect) = redirect {
+        let body = serde_json::json!({"path": path, "content": content});
+        redirect
+            .admin()
+            .map_err(refused)?
+            .call(
+                reqwest::Method::PUT,
+                &format!("nodes/{node}/files"),
+                &[],
+                Some(body),
+            )
+            .await
+            .map_err(refused)?;
+        return Ok(());
+    }
+    let dir = std::path::Path::new(path)
+        .parent()
+        .map_or_else(|| "/".into(), |d| d.display().to_string());
+    if pve.cluster.spec.ssh.is_none() {
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| refused(format!("{dir}: {e}")))?;
+        return tokio::fs::write(path, content)
+            .await
+            .map_err(|e| refused(format!("{path}: {e}")));
+    }
+    let target = ssh_target(kube, &pve.cluster, node).await?;
+    let line = format!("mkdir -p {} && cat > {}", quote(&dir), quote(path));
+    let out = target
+        .run(&line, Some(content.as_bytes()), NODE_WRITE_TIMEOUT)
+        .await?;
+    if !out.success() {
+        return Err(refused(format!(
+            "writing {path} on {node} failed ({}): {}",
+            out.exit_code,
+            out.tail(3)
+        )));
+    }
+    Ok(())
+}
+
+const NODE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// SSH to `node`: its address from the cluster spec (or the API endpoint's host).
 async fn ssh_target(

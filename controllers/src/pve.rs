@@ -32,6 +32,66 @@ pub struct Redirect {
 /// Bound on every PVE call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
+impl Redirect {
+    /// The simulator's admin endpoint (`/admin`), which stands in for what is not PVE's
+    /// API: the nodes' files, the guests' service addresses.
+    pub fn admin(&self) -> Result<SimulatorAdmin, String> {
+        let tls = phoenix_clients::proxmox::client_config(
+            &phoenix_clients::proxmox::Trust::Fingerprint(self.fingerprint.clone()),
+        )?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(SimulatorAdmin {
+            http,
+            base: format!("{}/admin", self.endpoint.trim_end_matches('/')),
+            authorization: format!("PVEAPIToken={}={}", self.token_id, self.token_secret),
+        })
+    }
+}
+
+/// A client of the simulator's admin endpoint.
+pub struct SimulatorAdmin {
+    http: reqwest::Client,
+    base: String,
+    authorization: String,
+}
+
+impl SimulatorAdmin {
+    /// `method path` with a query or a JSON body; the answer's JSON.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, String> {
+        let mut request = self
+            .http
+            .request(method, format!("{}/{path}", self.base))
+            .query(query)
+            .header("Authorization", &self.authorization);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("simulator {path}: {e}"))?;
+        let status = response.status();
+        let answer: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| format!("simulator {path}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("simulator {path}: {status} {answer}"));
+        }
+        Ok(answer)
+    }
+}
+
 fn trust(tls: &ClusterTls) -> Trust {
     match (&tls.ca_bundle, &tls.fingerprint_sha256) {
         (Some(pem), _) => Trust::CaBundle(pem.clone()),

@@ -93,6 +93,7 @@ pub fn dispatch(sim: &mut Sim, call: &Call) -> ApiResult {
         ("GET", "/cluster/resources", _) => Ok(resources(&sim.cluster, call.text("type").as_deref())),
         ("GET", "/cluster/nextid", _) => next_id(&sim.cluster, call),
         ("GET", "/pools", _) => Ok(pools(&sim.cluster)),
+        ("GET", "/storage/{storage}", _) => storage_config(&sim.cluster, &call.text("storage").unwrap_or_default()),
         ("POST", "/pools", _) => {
             let id = call.text("poolid").unwrap_or_default();
             if sim.cluster.pools.contains_key(&id) {
@@ -306,6 +307,20 @@ fn storage_content(cluster: &Cluster, call: &Call) -> ApiResult {
             .map(|v| json!({"volid": v.volid, "content": v.content, "format": v.format, "size": v.size, "ctime": 1_700_000_000}))
             .collect(),
     ))
+}
+
+/// A storage's cluster-wide configuration (`/storage/{storage}`): directory storages
+/// have a `path`, under which PVE keeps `snippets/`, `template/iso/`, `import/` ...
+fn storage_config(cluster: &Cluster, id: &str) -> ApiResult {
+    let s = cluster
+        .storage(id)
+        .ok_or_else(|| PveError::server(format!("storage '{id}' does not exist")))?;
+    let mut v = json!({"storage": s.id, "type": s.kind, "content": s.content.join(","),
+                       "shared": s.shared as i32, "digest": "0".repeat(40)});
+    if let Some(path) = s.path() {
+        v["path"] = json!(path);
+    }
+    Ok(v)
 }
 
 fn download(sim: &mut Sim, call: &Call, filename: String) -> ApiResult {
@@ -595,6 +610,22 @@ fn create(sim: &mut Sim, call: &Call, kind: GuestKind) -> ApiResult {
     Ok(json!(upid))
 }
 
+/// The first snippet volume of `cicustom` (`user=local:snippets/u.yaml,...`) that is not
+/// on the guest's node.
+fn missing_snippet(cluster: &Cluster, guest: &Guest) -> Option<String> {
+    let cicustom = guest.config.get("cicustom")?;
+    cicustom
+        .split(',')
+        .filter_map(|part| part.split_once('=').map(|(_, volid)| volid))
+        .find(|volid| {
+            !cluster
+                .volumes
+                .iter()
+                .any(|v| v.volid == *volid && v.node == guest.node)
+        })
+        .map(str::to_owned)
+}
+
 fn config_missing(kind: GuestKind, node: &str, vmid: u32) -> PveError {
     let dir = if kind == GuestKind::Lxc {
         "lxc"
@@ -747,6 +778,9 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
                 );
             } else if let Some(lock) = guest.lock() {
                 sim.fail(&upid, &format!("{} is locked ({lock})", kind.label()));
+            } else if let Some(missing) = missing_snippet(&sim.cluster, &guest) {
+                // Generating the cloud-init drive reads the snippets `cicustom` names.
+                sim.fail(&upid, &format!("volume '{missing}' does not exist"));
             }
             Ok(json!(upid))
         }

@@ -22,6 +22,18 @@ pub struct Storage {
     pub shared: bool,
 }
 
+impl Storage {
+    /// Where a directory storage keeps its files on the node (`local` is PVE's
+    /// `/var/lib/vz`; others are mounted under `/mnt/pve`).
+    pub fn path(&self) -> Option<String> {
+        match (self.kind.as_str(), self.id.as_str()) {
+            ("dir", "local") => Some("/var/lib/vz".into()),
+            ("dir" | "nfs" | "cifs", id) => Some(format!("/mnt/pve/{id}")),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Volume {
     pub volid: String,
@@ -259,6 +271,37 @@ pub struct Cluster {
     /// Docker swarms formed by the VMs.
     #[serde(default)]
     pub swarms: crate::swarm::Swarms,
+    /// Files written on the nodes (`node:path` → content), e.g. snippets.
+    #[serde(default)]
+    pub node_files: BTreeMap<String, String>,
+}
+
+impl Cluster {
+    /// Writes a file on `node`; under a storage's `snippets/` it becomes a snippet volume
+    /// of that storage, as PVE lists files it finds there.
+    pub fn write_node_file(&mut self, node: &str, path: &str, content: String) {
+        self.node_files.insert(format!("{node}:{path}"), content);
+        let snippet = self.storages.iter().find_map(|s| {
+            let dir = format!("{}/snippets/", s.path()?);
+            let name = path.strip_prefix(&dir)?;
+            (s.content.iter().any(|c| c == "snippets") && !name.contains('/'))
+                .then(|| format!("{}:snippets/{name}", s.id))
+        });
+        if let Some(volid) = snippet
+            && !self
+                .volumes
+                .iter()
+                .any(|v| v.volid == volid && v.node == node)
+        {
+            self.volumes.push(Volume {
+                volid,
+                content: "snippets".into(),
+                format: "snippet".into(),
+                size: 0,
+                node: node.to_owned(),
+            });
+        }
+    }
 }
 
 pub fn now_ms() -> u128 {

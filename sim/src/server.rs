@@ -533,6 +533,32 @@ impl Server {
             },
             ("GET", ["guests"]) => ok(json!(sim.cluster.guests)),
             ("GET", ["swarms"]) => ok(json!(sim.cluster.swarms)),
+            ("GET", ["nodes", node, "files"]) => {
+                let prefix = format!("{node}:");
+                let files: serde_json::Map<String, Value> = sim
+                    .cluster
+                    .node_files
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_owned(), json!(v))))
+                    .collect();
+                ok(Value::Object(files))
+            }
+            // A file written on a node, as over SSH (`{"path": …, "content": …}`).
+            ("PUT", ["nodes", node, "files"]) => {
+                let file: Value = serde_json::from_slice(body).unwrap_or_default();
+                match (file["path"].as_str(), file["content"].as_str()) {
+                    (Some(path), Some(content)) if sim.cluster.node(node).is_some() => {
+                        sim.cluster.write_node_file(node, path, content.to_owned());
+                        sim.save();
+                        ok(Value::Null)
+                    }
+                    _ => respond(
+                        400,
+                        "Bad Request",
+                        &json!({"message": "want {path, content} for a node of the cluster"}),
+                    ),
+                }
+            }
             ("GET", ["guests", vmid]) => match vmid
                 .parse::<u32>()
                 .ok()

@@ -11,7 +11,7 @@ import sys
 
 SERVED = [
     "/version", "/nodes", "/nodes/{node}/status", "/cluster/status", "/cluster/resources",
-    "/cluster/nextid", "/pools", "/access/ticket",
+    "/cluster/nextid", "/pools", "/access/ticket", "/storage/{storage}",
     "/nodes/{node}/storage", "/nodes/{node}/storage/{storage}/content",
     "/nodes/{node}/storage/{storage}/download-url", "/nodes/{node}/aplinfo",
     "/nodes/{node}/tasks", "/nodes/{node}/tasks/{upid}/status", "/nodes/{node}/tasks/{upid}/log",

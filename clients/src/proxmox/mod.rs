@@ -577,6 +577,13 @@ impl ProxmoxClient {
             .collect())
     }
 
+    /// A storage's cluster-wide configuration (`type`, `content`, and `path` for directory
+    /// storages).
+    pub async fn storage_config(&self, storage: &str) -> Result<Value, ProxmoxError> {
+        self.call(reqwest::Method::GET, &format!("/storage/{storage}"), &[])
+            .await
+    }
+
     /// Has the node download `url` as an importable disk image (`content=import`); a
     /// checksum `algo:hex` is checked by PVE.
     pub async fn download_url(

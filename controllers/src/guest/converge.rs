@@ -51,6 +51,7 @@ pub async fn converge<G: Guest>(
         observation.ips.clear();
         let mut steps = guest.preflight(ctx, &pve, &node).await?;
         steps.extend(guest.plan(&uid, &inputs, None));
+        guest.prepare(ctx, &pve, &node, &inputs, &steps).await?;
         return execute(guest, ctx, &pve, &node, status, steps, false).await;
     };
     observation.state = Some(state_of(&live));
@@ -112,6 +113,9 @@ pub async fn converge<G: Guest>(
         return Ok(progress);
     }
     if !steps.is_empty() {
+        guest
+            .prepare(ctx, &pve, &live.node, &inputs, &steps)
+            .await?;
         return execute(guest, ctx, &pve, &live.node, status, steps, drift).await;
     }
     let progress = ready(guest, ctx, &pve, &live, status).await?;

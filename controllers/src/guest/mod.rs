@@ -97,6 +97,18 @@ pub trait Guest:
         node: &str,
     ) -> impl Future<Output = Result<Vec<Step>, Error>> + Send;
 
+    /// Puts in place what `steps` refer to outside PVE's API (a VM's cloud-init snippet).
+    fn prepare(
+        &self,
+        _ctx: &Context,
+        _pve: &Connection,
+        _node: &str,
+        _inputs: &Self::Inputs,
+        _steps: &[Step],
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        async { Ok(()) }
+    }
+
     /// The addresses of the running guest; `None` while they are not known yet (the
     /// progress says why).
     fn addresses(

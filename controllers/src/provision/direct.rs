@@ -11,54 +11,32 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub enum Reach {
     Direct,
-    /// The simulator's `GET /admin/resolve`, with its credentials.
-    Resolver {
-        url: String,
-        fingerprint: String,
-        authorization: String,
-    },
+    /// The simulator's `GET /admin/resolve`.
+    Resolver(Redirect),
 }
 
 impl Reach {
     pub fn new(redirect: Option<&Redirect>) -> Self {
         match redirect {
             None => Reach::Direct,
-            Some(r) => Reach::Resolver {
-                url: format!("{}/admin/resolve", r.endpoint.trim_end_matches('/')),
-                fingerprint: r.fingerprint.clone(),
-                authorization: format!("PVEAPIToken={}={}", r.token_id, r.token_secret),
-            },
+            Some(r) => Reach::Resolver(r.clone()),
         }
     }
 
     /// Where to connect for `host:port` of a guest.
     async fn address(&self, host: &str, port: u16) -> Result<String, String> {
-        let Reach::Resolver {
-            url,
-            fingerprint,
-            authorization,
-        } = self
-        else {
+        let Reach::Resolver(redirect) = self else {
             return Ok(format!("{host}:{port}"));
         };
-        let tls = phoenix_clients::proxmox::client_config(
-            &phoenix_clients::proxmox::Trust::Fingerprint(fingerprint.clone()),
-        )?;
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| e.to_string())?;
-        let answer: serde_json::Value = http
-            .get(url)
-            .query(&[("address", host.to_owned()), ("port", port.to_string())])
-            .header("Authorization", authorization)
-            .send()
-            .await
-            .map_err(|e| format!("simulator resolver: {e}"))?
-            .json()
-            .await
-            .map_err(|e| format!("simulator resolver: {e}"))?;
+        let answer = redirect
+            .admin()?
+            .call(
+                reqwest::Method::GET,
+                "resolve",
+                &[("address", host.to_owned()), ("port", port.to_string())],
+                None,
+            )
+            .await?;
         let address = answer["address"]
             .as_str()
             .ok_or_else(|| format!("the simulator knows no guest at {host}"))?;

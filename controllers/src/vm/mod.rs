@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod plan;
 pub mod render;
+pub mod snippets;
 pub mod swarm;
 
 use crate::context::Context;
@@ -71,18 +72,23 @@ impl Guest for VmGuest {
         &ctx.wake_vm
     }
 
-    /// The authorized keys of `cloudInit.sshKeysSecretRefs`, in order.
+    /// The authorized keys of `cloudInit.sshKeysSecretRefs`, in order, and the user data.
     async fn inputs(&self, kube: &kube::Client) -> Result<Inputs, Error> {
-        let refs = self
-            .spec
-            .cloud_init
-            .as_ref()
-            .map(|c| &c.ssh_keys_secret_refs[..])
-            .unwrap_or(&[]);
-        if refs.is_empty() {
+        let Some(ci) = &self.spec.cloud_init else {
             return Ok(Inputs::default());
-        }
+        };
         let own = self.namespace().unwrap_or_default();
+        let user_data = match &ci.user_data {
+            Some(reference) => Some(user_data(kube, &own, reference).await?),
+            None => None,
+        };
+        let refs = &ci.ssh_keys_secret_refs;
+        if refs.is_empty() {
+            return Ok(Inputs {
+                ssh_keys: None,
+                user_data,
+            });
+        }
         let mut keys = Vec::new();
         for reference in refs {
             let namespace = reference.namespace.as_deref().unwrap_or(&own);
@@ -98,7 +104,24 @@ impl Guest for VmGuest {
         }
         Ok(Inputs {
             ssh_keys: Some(keys.join("\n")),
+            user_data,
         })
+    }
+
+    async fn prepare(
+        &self,
+        ctx: &Context,
+        pve: &Connection,
+        node: &str,
+        inputs: &Inputs,
+        steps: &[Step],
+    ) -> Result<(), Error> {
+        match &inputs.user_data {
+            Some(data) if snippets::wanted_by(steps) => {
+                snippets::ensure(&self.spec, ctx, pve, node, data).await
+            }
+            _ => Ok(()),
+        }
     }
 
     fn desired_config(&self, owner_uid: &str, inputs: &Inputs) -> BTreeMap<String, String> {
@@ -183,4 +206,26 @@ impl Guest for VmGuest {
     ) -> Result<Option<Progress>, Error> {
         swarm::leave(self, ctx, pve, live, status).await
     }
+}
+
+/// The user data in a ConfigMap key; missing is waited for (retried), not fatal.
+async fn user_data(
+    kube: &kube::Client,
+    namespace: &str,
+    reference: &phoenix_crds::common::ConfigMapKeyRef,
+) -> Result<String, Error> {
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(kube.clone(), namespace);
+    let text = api
+        .get_opt(&reference.name)
+        .await?
+        .and_then(|c| c.data)
+        .and_then(|mut d| d.remove(&reference.key));
+    text.ok_or_else(|| Error::Input {
+        reason: "UserDataNotFound",
+        message: format!(
+            "cloudInit.userData: ConfigMap {namespace}/{} has no key {:?} (yet)",
+            reference.name, reference.key
+        ),
+    })
 }

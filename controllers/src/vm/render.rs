@@ -19,6 +19,8 @@ const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
 pub struct Inputs {
     /// The authorized keys read from `cloudInit.sshKeysSecretRefs`, one per line.
     pub ssh_keys: Option<String>,
+    /// The user data read from `cloudInit.userData`.
+    pub user_data: Option<String>,
 }
 
 /// The owner marker, and for a template built from an image, the image: a changed
@@ -148,6 +150,13 @@ pub fn config(spec: &VmGuestSpec, owner_uid: &str, inputs: &Inputs) -> BTreeMap<
                 out.insert("searchdomain".into(), domain.clone());
             }
         }
+        if let Some((storage, name)) = inputs
+            .user_data
+            .as_deref()
+            .and_then(|data| super::snippets::volume(spec, data))
+        {
+            out.insert("cicustom".into(), format!("user={storage}:snippets/{name}"));
+        }
         if let Some(keys) = &inputs.ssh_keys {
             out.insert(
                 "sshkeys".into(),
@@ -255,6 +264,7 @@ pub(crate) mod tests {
         let spec = example("vm-1001.yaml");
         let inputs = Inputs {
             ssh_keys: Some("ssh-ed25519 AAAA+b/c= admin@phoenix".into()),
+            user_data: Some("#cloud-config\n".into()),
         };
         let config = config(&spec, "uid", &inputs);
         assert_eq!(config["net0"], "virtio,bridge=vmbr0,firewall=1");
