@@ -24,6 +24,12 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "IP", type_ = "string", json_path = ".status.ip"),
     printcolumn(name = "Swarm", type_ = "string", json_path = ".status.swarm.role"),
     printcolumn(
+        name = "Swarm State",
+        type_ = "string",
+        json_path = ".status.swarm.state",
+        priority = 1
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
