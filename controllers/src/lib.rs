@@ -105,22 +105,8 @@ pub async fn run(kube: kube::Client, options: Options) {
             Err(e) => tracing::error!(%listen, "the ACME HTTP-01 responder cannot listen: {e}"),
         }
     }
-    let lxc = lxc
-        .reconcile_on(woken(woken_lxc))
-        .run(
-            guest::reconcile::<LxcGuest>,
-            guest::error_policy::<LxcGuest>,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
-    let vm = vm
-        .reconcile_on(woken(woken_vm))
-        .run(
-            guest::reconcile::<VmGuest>,
-            guest::error_policy::<VmGuest>,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+    let lxc = run_guests(lxc, woken_lxc, ctx.clone());
+    let vm = run_guests(vm, woken_vm, ctx.clone());
     let clusters = Controller::new(
         Api::<ProxmoxCluster>::all(kube.clone()),
         watcher::Config::default(),
@@ -140,11 +126,19 @@ pub async fn run(kube: kube::Client, options: Options) {
     futures::join!(lxc, vm, clusters, certificates);
 }
 
-/// The objects sent to a wake channel, as a stream `reconcile_on` takes.
-fn woken<T: Send + 'static>(
-    receiver: tokio::sync::mpsc::UnboundedReceiver<T>,
-) -> impl futures::Stream<Item = T> + Send {
-    futures::stream::unfold(receiver, |mut rx| async move {
+/// One kind of guest's controller, also woken by the objects sent to its wake channel
+/// (when a PVE task stops, a feature run ends, a dependency becomes Ready).
+async fn run_guests<G: guest::Guest>(
+    controller: Controller<G>,
+    woken: tokio::sync::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<G>>,
+    ctx: Arc<context::Context>,
+) {
+    let woken = futures::stream::unfold(woken, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
-    })
+    });
+    controller
+        .reconcile_on(woken)
+        .run(guest::reconcile::<G>, guest::error_policy::<G>, ctx)
+        .for_each(|_| async {})
+        .await
 }

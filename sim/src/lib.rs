@@ -9,9 +9,11 @@
 //! | route | what |
 //! | --- | --- |
 //! | `GET /admin/oplog`, `DELETE /admin/oplog` | every API call (method, path, params with secrets redacted, status); clear it |
-//! | `GET /admin/faults`, `PUT /admin/faults` | the faults in force (JSON: `errorRate`, `latencyMs: [lo, hi]`, `resetRate`, `failTasks: {type: error}`, `locked: {vmid: reason}`, `loseTaskStatus`) |
+//! | `GET /admin/faults`, `PUT /admin/faults` | the faults in force (JSON: `errorRate`, `latencyMs: [lo, hi]`, `resetRate`, `failTasks: {type: error}`, `locked: {vmid: reason}`, `loseTaskStatus`, `agentDown: [vmid]`) |
 //! | `GET /admin/guests`, `GET /admin/guests/{vmid}` | simulated guests: config, power state, snapshots, files, command log, firewall |
 //! | `GET /admin/tasks` | every task with its state and log |
+//! | `GET /admin/swarms` | the docker swarms the VMs formed: manager address, nodes (vmid, id, role, status) |
+//! | `GET /admin/nodes/{node}/files`, `PUT /admin/nodes/{node}/files` | files written on a node (`{path, content}`, what SSH does on a real node); under a storage's `snippets/` they are snippet volumes |
 
 pub mod agent;
 pub mod api;

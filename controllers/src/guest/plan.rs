@@ -155,6 +155,24 @@ pub fn from_nothing(mut first: Vec<Step>, template: bool) -> Vec<Step> {
     first
 }
 
+/// The first steps of a guest cloned from a template: the clone, then every managed key
+/// set (the clone carries the template's values).
+pub fn cloned(
+    clone: &phoenix_crds::guest::CloneSource,
+    desired: &BTreeMap<String, String>,
+    needs_restart: &dyn Fn(&str) -> bool,
+) -> Vec<Step> {
+    vec![
+        Step::Clone {
+            source: clone.vmid,
+            full: clone.full,
+        },
+        Step::Configure {
+            changes: diff(desired, &BTreeMap::new(), needs_restart),
+        },
+    ]
+}
+
 /// What a kind says about its config for planning.
 pub struct Wanted<'a> {
     pub config: BTreeMap<String, String>,

@@ -2,9 +2,8 @@
 //! comes to exist (created from an OS template, or cloned from a container template).
 
 use super::render;
-use crate::guest::plan::{self, Observed, Step, Wanted, diff};
+use crate::guest::plan::{self, Observed, Step, Wanted};
 use phoenix_crds::LxcGuestSpec;
-use std::collections::BTreeMap;
 
 /// Keys PVE applies to a running container only at its next start (they go pending).
 const RESTART_KEYS: [&str; 5] = [
@@ -24,15 +23,7 @@ pub fn plan(spec: &LxcGuestSpec, owner_uid: &str, observed: Option<&Observed>) -
     let desired = render::config(spec, owner_uid);
     let Some(observed) = observed else {
         let first = match &spec.source.clone {
-            Some(clone) => vec![
-                Step::Clone {
-                    source: clone.vmid,
-                    full: clone.full,
-                },
-                Step::Configure {
-                    changes: diff(&desired, &BTreeMap::new(), &needs_restart),
-                },
-            ],
+            Some(clone) => plan::cloned(clone, &desired, &needs_restart),
             None => {
                 let mut params = desired;
                 params.extend(render::create_only(spec));

@@ -3,10 +3,9 @@
 //! when a template is rebuilt (its source changed: a replace, never an edit).
 
 use super::render::{self, Inputs};
-use crate::guest::plan::{self, Observed, Step, Wanted, diff};
+use crate::guest::plan::{self, Observed, Step, Wanted};
 use phoenix_crds::VmGuestSpec;
 use phoenix_crds::vm::Hotplug;
-use std::collections::BTreeMap;
 
 /// Keys PVE changes on a running VM without hotplug of any kind.
 const LIVE_KEYS: [&str; 7] = [
@@ -46,15 +45,7 @@ pub fn plan(
     let restart = |key: &str| needs_restart(spec, key);
     let Some(observed) = observed else {
         let first = match &spec.source.clone {
-            Some(clone) => vec![
-                Step::Clone {
-                    source: clone.vmid,
-                    full: clone.full,
-                },
-                Step::Configure {
-                    changes: diff(&desired, &BTreeMap::new(), &restart),
-                },
-            ],
+            Some(clone) => plan::cloned(clone, &desired, &restart),
             None => {
                 let mut params = desired;
                 params.extend(render::create_only(spec));
