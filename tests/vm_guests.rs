@@ -179,7 +179,8 @@ fn patch(value: Value) -> Patch<Value> {
 async fn a_template_its_parallel_clones_and_their_swarm_converge_change_in_place_and_leave_cleanly()
 {
     let dir = tempfile::tempdir().unwrap();
-    let server = ApiServer::up_simulated(
+    let log = dir.path().join("phoenix.log");
+    let server = ApiServer::up_simulated_logged(
         dir.path(),
         &[
             "--resync-seconds",
@@ -189,6 +190,7 @@ async fn a_template_its_parallel_clones_and_their_swarm_converge_change_in_place
             "--task-duration",
             "qmclone=1.5",
         ],
+        &log,
     );
     let sim = SimAdmin::of(&server);
     swarm_platform(&server).await;
@@ -307,7 +309,38 @@ async fn a_template_its_parallel_clones_and_their_swarm_converge_change_in_place
     resync_rounds(&server, 3, 3).await;
     assert_eq!(sim.mutating_calls().await, Vec::<Value>::new());
 
+    // The join token went from the manager to the worker and nowhere else.
+    let swarms = sim.get("swarms").await;
+    let token = swarms.as_object().unwrap().values().next().unwrap()["workerToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let events = support::kubectl(&server, &["get", "events", "-o", "yaml"]);
+    let statuses = support::kubectl(&server, &["get", "vmguests", "-o", "yaml"]);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    for (place, text) in [("events", &events), ("status", &statuses), ("log", &logged)] {
+        assert!(!text.contains(&token), "the swarm token in the {place}");
+    }
+
+    // Drift: memory changed in the PVE UI is put back at the next resync, with an event.
+    sim.api(
+        Method::PUT,
+        "/nodes/phoenix/qemu/1001/config",
+        &[("memory", "1024")],
+    )
+    .await;
+    wait_sim(&sim, "guests/1001", "the drift corrected", |g| {
+        g["config"]["memory"] == "2048"
+    })
+    .await;
+    let story = support::kubectl(&server, &["describe", "vmguest", "manager"]);
+    assert!(
+        story.contains("DriftCorrected") && story.contains("memory 1024 → 2048"),
+        "{story}"
+    );
+
     // `phoenix plan` says which changes need a reboot and which a replace.
+    sim.clear_oplog().await;
     let file = dir.path().join("changed.yaml");
     let changed = [
         template().replace("current/", "20261101/"),
