@@ -76,13 +76,16 @@ async fn plan_one<G: Guest>(
     object: &DynamicObject,
 ) -> anyhow::Result<String> {
     let name = object.metadata.name.clone().unwrap_or_default();
-    let guest: G = serde_json::from_value(serde_json::to_value(object)?)
-        .map_err(|e| anyhow::anyhow!("{} {name}: {e}", G::KIND))?;
+    // As kubectl apply would place it: in `default` unless the file says otherwise.
     let namespace = object
         .metadata
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
+    let mut object = object.clone();
+    object.metadata.namespace = Some(namespace.clone());
+    let guest: G = serde_json::from_value(serde_json::to_value(&object)?)
+        .map_err(|e| anyhow::anyhow!("{} {name}: {e}", G::KIND))?;
     let existing = Api::<G>::namespaced(kube.clone(), &namespace)
         .get_opt(&name)
         .await?;

@@ -238,6 +238,45 @@ async fn the_examples_converge_in_order_and_then_make_no_calls_that_change_anyth
     ] {
         assert!(metrics.contains(series), "{series} in:\n{metrics}");
     }
+    // 103's firewall as its spec says; a rule added by hand is undone at the next resync.
+    let ca = sim.guest(103).await;
+    assert_eq!(ca["firewall_options"]["policy_in"], "DROP");
+    assert_eq!(ca["firewall_options"]["enable"], "1");
+    let rules = ca["firewall_rules"].as_array().unwrap().clone();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert_eq!(
+        (rules[0]["dport"].as_str(), rules[1]["macro"].as_str()),
+        (Some("9000"), Some("SSH"))
+    );
+    sim.api(
+        Method::POST,
+        "/nodes/phoenix/lxc/103/firewall/rules",
+        &[
+            ("type", "in"),
+            ("action", "ACCEPT"),
+            ("proto", "tcp"),
+            ("dport", "22"),
+        ],
+    )
+    .await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while sim.guest(103).await["firewall_rules"]
+            .as_array()
+            .unwrap()
+            .len()
+            != 2
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the hand-made rule removed");
+    let story = support::kubectl(&server, &["describe", "lxc", "step-ca"]);
+    assert!(
+        story.contains("firewall set: firewall rules (2 wanted)"),
+        "{story}"
+    );
+
     let health = reqwest::get(server.metrics.replace("/metrics", "/healthz"))
         .await
         .unwrap();

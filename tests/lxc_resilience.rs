@@ -174,7 +174,7 @@ async fn plan_prints_the_steps_and_changes_nothing() {
         "{text}"
     );
     assert!(
-        text.contains("VmGuest default/ubuntu-2404-cloud-template (VM 9000) on phoenix:\n  1. create from local:import/noble-server-cloudimg-amd64.qcow2\n  2. convert to a template"),
+        text.contains("VmGuest default/ubuntu-2404-cloud-template (VM 9000) on phoenix:\n  1. create from local:import/noble-server-cloudimg-amd64-"),
         "{text}"
     );
     assert!(

@@ -238,9 +238,10 @@ async fn a_template_its_parallel_clones_and_their_swarm_converge_change_in_place
         .iter()
         .find(|o| o["path"].as_str().unwrap().ends_with("/download-url"))
         .expect("the image is downloaded through PVE");
-    assert_eq!(
-        download["params"]["filename"],
-        "noble-server-cloudimg-amd64-disk-kvm.qcow2"
+    let file = download["params"]["filename"].as_str().unwrap().to_owned();
+    assert!(
+        file.starts_with("noble-server-cloudimg-amd64-disk-kvm-") && file.ends_with(".qcow2"),
+        "{file}"
     );
     assert_eq!(download["params"]["url"], IMAGE);
     let create = ops
@@ -249,7 +250,7 @@ async fn a_template_its_parallel_clones_and_their_swarm_converge_change_in_place
         .expect("9000 is created");
     assert_eq!(
         create["params"]["scsi0"],
-        "fastData:0,import-from=local:import/noble-server-cloudimg-amd64-disk-kvm.qcow2"
+        format!("fastData:0,import-from=local:import/{file}")
     );
     assert_eq!(create["params"]["ide2"], "fastData:cloudinit");
     assert_eq!(create["params"]["serial0"], "socket");
@@ -772,4 +773,51 @@ async fn user_data_reaches_cloud_init_as_a_snippet_and_a_change_reboots_into_it(
             "/nodes/phoenix/qemu/1004/status/reboot"
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_template_with_linked_clones_keeps_its_generation_when_its_source_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ApiServer::up_simulated(dir.path(), &["--task-duration", "default=0.2"]);
+    let sim = SimAdmin::of(&server);
+    support::homelab_cluster(&server).await;
+    let keys = format!(
+        "{}/examples/secret-admin-ssh-keys.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    support::kubectl(&server, &["apply", "-f", &keys]);
+    let linked = clone("linked", 1006, "").replace("full: true", "full: false");
+    support::kubectl_apply(&server, &[template(), linked].join("---\n"));
+    let api: Api<VmGuest> = Api::namespaced(support::client(&server).await, "default");
+    all_ready(&api, 2, Duration::from_secs(90)).await;
+    let disk = sim.guest(1006).await["config"]["scsi0"].clone();
+    assert!(
+        disk.as_str()
+            .unwrap()
+            .starts_with("fastData:base-9000-disk-0/vm-1006-disk-0"),
+        "{disk}"
+    );
+
+    sim.clear_oplog().await;
+    let newer = IMAGE.replace("current/", "20261101/");
+    api.patch(
+        "golden",
+        &PatchParams::default(),
+        &patch(json!({"spec": {"source": {"cloudImage": {"url": newer}}}})),
+    )
+    .await
+    .unwrap();
+    support::wait_for(&api, "TemplateInUse", Duration::from_secs(60), |vms| {
+        vms.iter()
+            .any(|v| support::ready_reason(&conditions(v)) == "TemplateInUse")
+    })
+    .await;
+    let golden = api.get("golden").await.unwrap();
+    assert_eq!(golden.status.unwrap().template_generation, Some(1));
+    assert_eq!(
+        sim.mutating_calls().await,
+        Vec::<Value>::new(),
+        "neither the template nor its linked clone touched"
+    );
+    assert_eq!(sim.guest(1006).await["running"], true);
 }

@@ -74,16 +74,31 @@ pub async fn write_node_file(
     let dir = std::path::Path::new(path)
         .parent()
         .map_or_else(|| "/".into(), |d| d.display().to_string());
+    // Written beside and renamed into place: a cut-off write never passes for the file.
+    let partial = format!("{path}.partial");
     if pve.cluster.spec.ssh.is_none() {
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| refused(format!("{dir}: {e}")))?;
-        return tokio::fs::write(path, content)
-            .await
-            .map_err(|e| refused(format!("{path}: {e}")));
+        use std::os::unix::fs::OpenOptionsExt;
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&partial)?;
+            std::io::Write::write_all(&mut file, content.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&partial, path)
+        };
+        return write().map_err(|e| refused(format!("{path}: {e}")));
     }
     let target = ssh_target(kube, &pve.cluster, node).await?;
-    let line = format!("mkdir -p {} && cat > {}", quote(&dir), quote(path));
+    let line = format!(
+        "mkdir -p {dir} && umask 077 && cat > {partial} && mv {partial} {path}",
+        dir = quote(&dir),
+        partial = quote(&partial),
+        path = quote(path)
+    );
     let out = target
         .run(&line, Some(content.as_bytes()), NODE_WRITE_TIMEOUT)
         .await?;

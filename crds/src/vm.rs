@@ -314,7 +314,8 @@ pub struct VmGuestStatus {
     pub common: CommonStatus,
     #[serde(flatten)]
     pub guest: GuestObservation,
-    /// `running`, `notResponding`, or `disabled`.
+    /// `running`, `starting` (waiting for it after a start), `notResponding` (silent past
+    /// `agent.timeoutSeconds`), or `disabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// For templates: bumped each time a changed source builds a new template.
@@ -329,7 +330,7 @@ pub struct VmGuestStatus {
 pub struct SwarmStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    /// `active`, `pending`, `inactive`, ...
+    /// `active` (in the swarm), `pending` (joining), or `left` (leaving before deletion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -827,6 +827,12 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
             }
             let mut config = guest.config.clone();
             config.insert("template".into(), "1".into());
+            // A template's disks become base volumes (`vm-9000-disk-0` → `base-9000-disk-0`).
+            for value in config.values_mut() {
+                *value = value
+                    .replace(&format!(":vm-{vmid}-"), &format!(":base-{vmid}-"))
+                    .replace(&format!(":subvol-{vmid}-"), &format!(":basevol-{vmid}-"));
+            }
             if kind == GuestKind::Lxc {
                 // PVE answers null and converts in the background.
                 if let Some(g) = sim.cluster.guests.get_mut(&vmid) {
@@ -984,14 +990,40 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
                     GuestKind::Qemu => format!("VM {vmid} is running - destroy failed"),
                 }));
             }
+            // A template whose base volumes linked clones still use cannot go (ZFS says so
+            // in the destroy task).
+            let base = format!(":base-{vmid}-");
+            let in_use = sim
+                .cluster
+                .guests
+                .values()
+                .filter(|g| g.vmid != vmid)
+                .find_map(|g| g.config.values().find(|v| v.contains(&base)).cloned());
             sim.set_lock(vmid, "destroyed");
-            Ok(json!(sim.task(
+            let upid = sim.task(
                 &node,
                 &format!("{prefix}destroy"),
                 &id,
                 &call.user,
-                Effect::RemoveGuest(vmid)
-            )))
+                Effect::RemoveGuest(vmid),
+            );
+            if let Some(t) = sim.cluster.tasks.get_mut(&upid) {
+                t.unlock_on_failure = Some(vmid);
+            }
+            if let Some(volume) = in_use {
+                let parent = volume
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .replace(':', "/");
+                sim.fail(
+                    &upid,
+                    &format!(
+                        "zfs error: cannot destroy '{parent}': filesystem has dependent clones"
+                    ),
+                );
+            }
+            Ok(json!(upid))
         }
         ("GET", "/firewall/options") => Ok(json!(guest.firewall_options)),
         ("PUT", "/firewall/options") => {
@@ -1032,6 +1064,20 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
             g.firewall_rules.insert(pos, Value::Object(rule));
             Ok(Value::Null)
         }
+        ("DELETE", "/firewall/rules/{pos}") => {
+            let g = sim.cluster.guests.get_mut(&vmid).expect("looked up above");
+            let pos = call.text("pos").and_then(|p| p.parse::<usize>().ok());
+            match pos.filter(|p| *p < g.firewall_rules.len()) {
+                Some(p) => {
+                    g.firewall_rules.remove(p);
+                    Ok(Value::Null)
+                }
+                None => Err(PveError::server(
+                    "no rule at position {pos}"
+                        .replace("{pos}", &call.text("pos").unwrap_or_default()),
+                )),
+            }
+        }
         (_, agent) if agent.starts_with("/agent/") => {
             crate::agent::call(sim, call, &guest, &agent["/agent/".len()..])
         }
@@ -1068,7 +1114,23 @@ fn clone(sim: &mut Sim, call: &Call, source: &Guest) -> ApiResult {
         config.remove(k);
     }
     for (k, v) in config.iter_mut() {
-        *v = v.replace(&format!("-{vmid}-"), &format!("-{newid}-"));
+        let base = format!(":base-{vmid}-");
+        if !full && v.contains(&base) {
+            // A linked clone's disk is a child of the template's base volume.
+            let (volume, options) = v.split_once(',').unwrap_or((v.as_str(), ""));
+            let own = volume.replace(&base, &format!(":vm-{newid}-"));
+            let own = own
+                .split_once(':')
+                .map_or(own.clone(), |(_, name)| name.to_owned());
+            *v = format!("{volume}/{own},{options}")
+                .trim_end_matches(',')
+                .to_owned();
+            continue;
+        }
+        *v = v
+            .replace(&format!("-{vmid}-"), &format!("-{newid}-"))
+            .replace(&format!(":base-{newid}-"), &format!(":vm-{newid}-"))
+            .replace(&format!(":basevol-{newid}-"), &format!(":subvol-{newid}-"));
         if k.starts_with("net") {
             let mac = random_mac(newid, k);
             *v = v

@@ -23,6 +23,7 @@ SERVED = [
     "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback",
     "/nodes/{node}/lxc/{vmid}/resize", "/nodes/{node}/lxc/{vmid}/interfaces",
     "/nodes/{node}/lxc/{vmid}/firewall/options", "/nodes/{node}/lxc/{vmid}/firewall/rules",
+    "/nodes/{node}/lxc/{vmid}/firewall/rules/{pos}",
     "/nodes/{node}/qemu", "/nodes/{node}/qemu/{vmid}", "/nodes/{node}/qemu/{vmid}/config",
     "/nodes/{node}/qemu/{vmid}/status/current", "/nodes/{node}/qemu/{vmid}/status/start",
     "/nodes/{node}/qemu/{vmid}/status/stop", "/nodes/{node}/qemu/{vmid}/status/shutdown",
@@ -33,6 +34,7 @@ SERVED = [
     "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces", "/nodes/{node}/qemu/{vmid}/agent/exec",
     "/nodes/{node}/qemu/{vmid}/agent/exec-status", "/nodes/{node}/qemu/{vmid}/agent/file-write",
     "/nodes/{node}/qemu/{vmid}/firewall/options", "/nodes/{node}/qemu/{vmid}/firewall/rules",
+    "/nodes/{node}/qemu/{vmid}/firewall/rules/{pos}",
 ]
 DROP = {"description", "verbose_description", "typetext", "format_description", "title"}
 

@@ -118,6 +118,9 @@ pub async fn converge<G: Guest>(
             .await?;
         return execute(guest, ctx, &pve, &live.node, status, steps, drift).await;
     }
+    if let Some(fw) = &common.firewall {
+        firewall(guest, ctx, &pve, &live, status, fw, drift).await?;
+    }
     let progress = ready(guest, ctx, &pve, &live, status).await?;
     if !matches!(progress, Progress::Ready { .. }) {
         return Ok(progress);
@@ -331,34 +334,15 @@ async fn apply_policies<G: Guest>(
     let common = guest.common();
     let generation = guest.meta().generation;
     let now = jiff::Timestamp::now();
-    let conditions = &mut G::parts(status).0.conditions;
     if drift && common.drift_policy == DriftPolicy::Report && !steps.is_empty() {
-        let message = format!(
-            "live state differs from the spec (not corrected, driftPolicy: Report): {}",
-            steps
-                .iter()
-                .map(|s| s.to_string().replace('\n', " "))
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
-        let known = conditions
+        let differences: Vec<String> = steps
             .iter()
-            .any(|c| c.type_ == "Drifted" && c.message == message);
-        crate::conditions::set(
-            conditions,
-            "Drifted",
-            true,
-            "DriftDetected",
-            &message,
-            generation,
-            now,
-        );
-        if !known {
-            ctx.event(guest, EventType::Warning, "DriftDetected", message)
-                .await;
-        }
+            .map(|s| s.to_string().replace('\n', " "))
+            .collect();
+        report_drift(guest, ctx, status, &differences).await;
         return Vec::new();
     }
+    let conditions = &mut G::parts(status).0.conditions;
     conditions.retain(|c| c.type_ != "Drifted");
     if common.restart_policy == RestartPolicy::Never && steps.contains(&Step::Restart) {
         steps.retain(|s| *s != Step::Restart);
@@ -392,6 +376,72 @@ async fn apply_policies<G: Guest>(
     steps
 }
 
+/// Reports live state that differs from the spec without correcting it (`driftPolicy:
+/// Report`): the `Drifted` condition, and a Warning event when the difference is new.
+async fn report_drift<G: Guest>(
+    guest: &G,
+    ctx: &Context,
+    status: &mut G::Status,
+    differences: &[String],
+) {
+    let message = format!(
+        "live state differs from the spec (not corrected, driftPolicy: Report): {}",
+        differences.join("; ")
+    );
+    // Known from the status the pass started with (this pass may have cleared it).
+    let known = guest.status().is_some_and(|s| {
+        G::view(s)
+            .0
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Drifted" && c.message == message)
+    });
+    crate::conditions::set(
+        &mut G::parts(status).0.conditions,
+        "Drifted",
+        true,
+        "DriftDetected",
+        &message,
+        guest.meta().generation,
+        jiff::Timestamp::now(),
+    );
+    if !known {
+        ctx.event(guest, EventType::Warning, "DriftDetected", message)
+            .await;
+    }
+}
+
+/// The guest's firewall brought to the spec (only reported under `driftPolicy: Report`
+/// once converged).
+async fn firewall<G: Guest>(
+    guest: &G,
+    ctx: &Context,
+    pve: &Connection,
+    live: &Live,
+    status: &mut G::Status,
+    fw: &phoenix_crds::common::Firewall,
+    drift: bool,
+) -> Result<(), Error> {
+    let report = drift && guest.common().drift_policy == DriftPolicy::Report;
+    let target = (live.node.as_str(), G::TYPE, guest.vmid());
+    let changed = super::firewall::sync(&pve.client, target, fw, !report).await?;
+    if changed.is_empty() {
+        return Ok(());
+    }
+    if report {
+        report_drift(guest, ctx, status, &changed).await;
+        return Ok(());
+    }
+    let reason = if drift {
+        "DriftCorrected"
+    } else {
+        "FirewallConfigured"
+    };
+    let message = format!("firewall set: {}", changed.join(", "));
+    ctx.event(guest, EventType::Normal, reason, message).await;
+    Ok(())
+}
+
 /// Converged: Ready once running with known addresses (a template once converted).
 async fn ready<G: Guest>(
     guest: &G,
@@ -420,12 +470,15 @@ async fn ready<G: Guest>(
         Err(waiting) => return Ok(waiting),
     };
     let observation = G::parts(status).1;
-    let ip = ips.first().cloned().unwrap_or_default();
-    observation.ip = Some(ip.clone());
+    observation.ip = ips.first().cloned();
     observation.ips = ips;
+    let at = observation
+        .ip
+        .as_ref()
+        .map_or_else(|| " (address unknown)".to_owned(), |ip| format!(" at {ip}"));
     Ok(Progress::Ready {
         reason: "Running",
-        message: format!("{label} runs on {} at {ip}", live.node),
+        message: format!("{label} runs on {}{at}", live.node),
     })
 }
 
@@ -515,7 +568,8 @@ async fn execute<G: Guest>(
                 client.update_config(node, G::TYPE, vmid, &params).await?;
                 let keys: Vec<String> = changes
                     .iter()
-                    .filter(|c| c.key != "description" && c.key != "sshkeys")
+                    .filter(|c| c.key != "description")
+                    .filter(|c| !super::plan::SECRET_KEYS.contains(&c.key.as_str()))
                     .map(|c| {
                         format!(
                             "{} {} → {}",

@@ -5,6 +5,7 @@
 //! kinds (their PVE config, their plan, how addresses are found) is the [`Guest`] trait.
 
 pub mod converge;
+pub mod firewall;
 pub mod inside;
 pub mod observe;
 pub mod peers;

@@ -70,11 +70,6 @@ impl Step {
             Step::Destroy => "Destroy",
         }
     }
-
-    /// Whether the guest is disrupted (stopped or restarted) by this step.
-    pub fn disrupts(&self) -> bool {
-        matches!(self, Step::Restart | Step::Stop)
-    }
 }
 
 impl std::fmt::Display for Step {
@@ -89,7 +84,13 @@ impl std::fmt::Display for Step {
             Step::Configure { changes } => {
                 write!(f, "configure")?;
                 for c in changes {
-                    let to = c.to.as_deref().unwrap_or("<delete>");
+                    // Keys read from Secrets are named, not shown.
+                    let hidden = SECRET_KEYS.contains(&c.key.as_str());
+                    let to = if hidden {
+                        "<from a Secret>"
+                    } else {
+                        c.to.as_deref().unwrap_or("<delete>")
+                    };
                     let restart = if c.needs_restart {
                         " (needs restart)"
                     } else {
@@ -99,7 +100,11 @@ impl std::fmt::Display for Step {
                         f,
                         "\n    {}: {} -> {to}{restart}",
                         c.key,
-                        c.from.as_deref().unwrap_or("<unset>")
+                        if hidden {
+                            "<hidden>"
+                        } else {
+                            c.from.as_deref().unwrap_or("<unset>")
+                        }
                     )?;
                 }
                 Ok(())
@@ -122,6 +127,10 @@ impl std::fmt::Display for Step {
         }
     }
 }
+
+/// Config keys whose values come from Secrets: plans, events and conditions name them
+/// without their values.
+pub const SECRET_KEYS: [&str; 2] = ["sshkeys", "cipassword"];
 
 /// What a create starts from: a container's OS template, or the image a VM disk imports.
 fn source_of(params: &BTreeMap<String, String>) -> &str {

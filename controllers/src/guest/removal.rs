@@ -82,6 +82,21 @@ pub async fn remove<G: Guest>(
             retry: Duration::from_secs(2),
         }));
     }
+    let delete = common.deletion_policy == DeletionPolicy::Delete;
+    // Refused before anything else is done to it (a swarm worker would leave its swarm).
+    if delete && live.config.get("protection").is_some_and(|p| p == "1") {
+        return Err(Error::spec(
+            "DeletionProtected",
+            format!(
+                "{label} has PVE's protection flag set: clear it ({} set {vmid} --protection 0) or set deletionPolicy: Retain",
+                if G::TYPE == phoenix_clients::proxmox::GuestType::Lxc {
+                    "pct"
+                } else {
+                    "qm"
+                }
+            ),
+        ));
+    }
     if let Some(progress) = guest.before_removal(ctx, &pve, &live, status).await? {
         return Ok(Some(progress));
     }
@@ -91,19 +106,6 @@ pub async fn remove<G: Guest>(
             Ok(None)
         }
         DeletionPolicy::Delete => {
-            if live.config.get("protection").is_some_and(|p| p == "1") {
-                return Err(Error::spec(
-                    "DeletionProtected",
-                    format!(
-                        "{label} has PVE's protection flag set: clear it ({} set {vmid} --protection 0) or set deletionPolicy: Retain",
-                        if G::TYPE == phoenix_clients::proxmox::GuestType::Lxc {
-                            "pct"
-                        } else {
-                            "qm"
-                        }
-                    ),
-                ));
-            }
             let (action, upid) = if live.running {
                 (
                     "Stopping",

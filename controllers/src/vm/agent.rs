@@ -46,15 +46,15 @@ pub async fn addresses(
         Err(e) if not_up(&e) => e,
         Err(e) => return Err(e.into()),
     };
-    status.agent = Some("notResponding".into());
     let uptime = pve
         .client
         .status(&live.node, GuestType::Qemu, vmid)
         .await?
-        .uptime
-        .unwrap_or(0);
+        .uptime;
     let timeout = u64::from(vm.spec.agent.timeout_seconds);
-    if uptime < timeout {
+    // Without an uptime from PVE the wait cannot be measured: it counts as over.
+    if uptime.is_some_and(|up| up < timeout) {
+        status.agent = Some("starting".into());
         return Ok(Err(Progress::Waiting {
             reason: "WaitingForAgent",
             // No running figures in the message: a status that changes every pass would
@@ -65,6 +65,7 @@ pub async fn addresses(
             retry: BOOT_POLL,
         }));
     }
+    status.agent = Some("notResponding".into());
     let message = format!(
         "the guest agent of VM {vmid} has not answered within {timeout} s of the VM's start (agent.timeoutSeconds): is qemu-guest-agent installed and running? PVE says: {}",
         error.message

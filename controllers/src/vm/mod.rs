@@ -159,7 +159,7 @@ impl Guest for VmGuest {
             (_, true) => Ok(Vec::new()),
             (Some(url), false) => Ok(vec![Step::Download {
                 storage: image.download_storage.clone(),
-                filename: render::download_name(url),
+                filename: render::download_name(image),
                 url: url.clone(),
                 checksum: image.checksum.clone(),
             }]),
@@ -180,9 +180,16 @@ impl Guest for VmGuest {
         agent::addresses(self, ctx, pve, live, status).await
     }
 
+    /// The first template built is generation 1; each rebuild from a changed source is
+    /// the next.
     fn task_started(&self, step: &Step, status: &mut VmGuestStatus) {
-        if self.spec.template && matches!(step, Step::Create { .. }) {
-            status.template_generation = Some(status.template_generation.unwrap_or(0) + 1);
+        let generation = &mut status.template_generation;
+        match step {
+            Step::Create { .. } if self.spec.template => {
+                *generation = Some(generation.unwrap_or(1))
+            }
+            Step::Destroy => *generation = Some(generation.unwrap_or(1) + 1),
+            _ => {}
         }
     }
 

@@ -6,6 +6,7 @@ use super::render::{self, Inputs};
 use crate::guest::plan::{self, Observed, Step, Wanted};
 use phoenix_crds::VmGuestSpec;
 use phoenix_crds::vm::Hotplug;
+use std::collections::BTreeMap;
 
 /// Keys PVE changes on a running VM without hotplug of any kind.
 const LIVE_KEYS: [&str; 7] = [
@@ -19,16 +20,16 @@ const LIVE_KEYS: [&str; 7] = [
 ];
 
 /// Whether changing `key` on a running VM waits for its next start. Cloud-init keys
-/// (`ipconfigN`, `ciuser`, DNS) are written to the cloud-init drive only at a start.
+/// (`ipconfigN`, `ciuser`, DNS, `cicustom`) are written to the cloud-init drive only at a
+/// start. With CPU hotplug PVE changes `vcpus` live, not `cores` or `sockets`.
 pub fn needs_restart(spec: &VmGuestSpec, key: &str) -> bool {
-    let hot = |h: Hotplug| spec.hotplug.contains(&h);
+    let hot = |h: Hotplug| render::hotplug(spec, h);
     if LIVE_KEYS.contains(&key) {
         // New keys reach the guest with the next cloud-init run; nothing stops for them.
         return false;
     }
     match key {
         "memory" => !hot(Hotplug::Memory),
-        "cores" | "sockets" => !hot(Hotplug::Cpu),
         net if net.starts_with("net") => !hot(Hotplug::Network),
         _ => true,
     }
@@ -54,14 +55,19 @@ pub fn plan(
         };
         return plan::from_nothing(first, spec.template);
     };
-    let is_template = observed.config.get("template").is_some_and(|t| t == "1");
-    if is_template {
-        let built_from = observed.config.get("description");
-        return if spec.template && built_from != desired.get("description") {
-            vec![Step::Destroy]
-        } else {
-            Vec::new()
-        };
+    // A template built (or being built) from another image is replaced, never edited;
+    // the rest of its description is the user's to annotate.
+    let source = |config: &BTreeMap<String, String>| {
+        config
+            .get("description")
+            .and_then(|d| render::source_line(d))
+            .map(str::to_owned)
+    };
+    if spec.template && source(&observed.config) != source(&desired) {
+        return vec![Step::Destroy];
+    }
+    if observed.config.get("template").is_some_and(|t| t == "1") {
+        return Vec::new();
     }
     let wanted = Wanted {
         config: desired,
@@ -172,11 +178,24 @@ mod tests {
             plan(&spec, "uid", &Inputs::default(), Some(&observed)),
             vec![]
         );
+        let mut annotated = observed.clone();
+        let note = format!("{}\nbuilt for the swarm", annotated.config["description"]);
+        annotated.config.insert("description".into(), note);
+        assert_eq!(
+            plan(&spec, "uid", &Inputs::default(), Some(&annotated)),
+            vec![],
+            "a note added in the PVE UI is not a new source"
+        );
+        let mut unconverted = observed.clone();
+        unconverted.config.remove("template");
         spec.source.cloud_image.as_mut().unwrap().url =
             Some("https://cloud-images.ubuntu.com/noble/20261101/noble.img".into());
-        assert_eq!(
-            plan(&spec, "uid", &Inputs::default(), Some(&observed)),
-            vec![Step::Destroy]
-        );
+        for built in [&observed, &unconverted] {
+            assert_eq!(
+                plan(&spec, "uid", &Inputs::default(), Some(built)),
+                vec![Step::Destroy],
+                "built from the old image, converted or not: replaced"
+            );
+        }
     }
 }

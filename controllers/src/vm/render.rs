@@ -46,26 +46,47 @@ fn source_text(image: &CloudImage) -> String {
 }
 
 /// The volume a cloud image is imported from: the given one, or where `download-url` puts
-/// the URL's file (Ubuntu's `.img` files are qcow2; PVE's import content wants the suffix).
+/// the URL's file.
 pub fn image_volume(image: &CloudImage) -> String {
-    match (&image.volume, &image.url) {
-        (Some(volume), _) => volume.clone(),
-        (None, Some(url)) => format!("{}:import/{}", image.download_storage, download_name(url)),
-        (None, None) => String::new(),
+    match &image.volume {
+        Some(volume) => volume.clone(),
+        None => format!("{}:import/{}", image.download_storage, download_name(image)),
     }
 }
 
-/// The file name a downloaded image gets.
-pub fn download_name(url: &str) -> String {
+/// The file name a downloaded image gets: the URL's, with a hash of the URL and checksum
+/// (`…/current/x.img` is a new image under the same name next month: the old file must not
+/// pass for it), and `.qcow2` for Ubuntu's `.img` files (qcow2 inside; PVE's import content
+/// wants the suffix).
+pub fn download_name(image: &CloudImage) -> String {
+    let url = image.url.as_deref().unwrap_or("");
     let path = url.split(['?', '#']).next().unwrap_or(url);
-    let name = path.rsplit('/').next().unwrap_or("image").to_owned();
-    match name.strip_suffix(".img") {
-        Some(stem) => format!("{stem}.qcow2"),
-        None => name,
-    }
+    let name = path.rsplit('/').next().unwrap_or("image");
+    let (stem, extension) = match name.rsplit_once('.') {
+        Some((stem, "img")) => (stem, "qcow2"),
+        Some((stem, extension)) => (stem, extension),
+        None => (name, "qcow2"),
+    };
+    let source = format!("{url} {}", image.checksum.as_deref().unwrap_or(""));
+    let digest = ring::digest::digest(&ring::digest::SHA256, source.as_bytes());
+    let hash: String = digest.as_ref()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{stem}-{hash}.{extension}")
 }
 
-fn hotplug(spec: &VmGuestSpec, what: Hotplug) -> bool {
+/// The image a template was built from, as its description names it.
+pub fn source_line(description: &str) -> Option<&str> {
+    description.lines().find_map(|l| l.strip_prefix("Source: "))
+}
+
+/// Whether PVE hot-plugs `what` for this VM: the spec's list, or PVE's default
+/// (`network,disk,usb`) when the spec has none.
+pub fn hotplug(spec: &VmGuestSpec, what: Hotplug) -> bool {
+    if spec.hotplug.is_empty() {
+        return matches!(what, Hotplug::Network | Hotplug::Disk | Hotplug::Usb);
+    }
     spec.hotplug.contains(&what)
 }
 
@@ -243,9 +264,11 @@ pub(crate) mod tests {
     fn the_template_imports_the_downloaded_image_with_cloud_init_and_a_serial_console() {
         let spec = example("vm-9000.yaml");
         let create = create_only(&spec);
-        assert_eq!(
-            create["scsi0"],
-            "fastData:0,import-from=local:import/noble-server-cloudimg-amd64.qcow2,ssd=1,discard=on"
+        let scsi0 = &create["scsi0"];
+        assert!(
+            scsi0.starts_with("fastData:0,import-from=local:import/noble-server-cloudimg-amd64-")
+                && scsi0.ends_with(".qcow2,ssd=1,discard=on"),
+            "{scsi0}"
         );
         assert_eq!(create["ide2"], "fastData:cloudinit");
         assert_eq!(
@@ -283,14 +306,32 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn download_names_keep_the_import_suffix_pve_wants() {
-        assert_eq!(
-            download_name("https://x/noble-server-cloudimg-amd64.img?x=1"),
-            "noble-server-cloudimg-amd64.qcow2"
+    fn download_names_keep_the_import_suffix_and_follow_the_source() {
+        let image = |url: &str, checksum: Option<&str>| CloudImage {
+            volume: None,
+            url: Some(url.into()),
+            checksum: checksum.map(str::to_owned),
+            download_storage: "local".into(),
+        };
+        let current = download_name(&image("https://x/current/noble.img?x=1", None));
+        assert!(
+            current.starts_with("noble-") && current.ends_with(".qcow2"),
+            "{current}"
         );
+        let dated = download_name(&image("https://x/20261101/noble.img", None));
+        let checked = download_name(&image("https://x/current/noble.img?x=1", Some("sha256:ab")));
+        assert_ne!(current, dated, "another URL, another file");
+        assert_ne!(current, checked, "another checksum, another file");
+        assert!(download_name(&image("https://x/debian-12.raw", None)).ends_with(".raw"));
+    }
+
+    #[test]
+    fn the_source_line_is_read_back_from_the_description() {
+        let spec = example("vm-9000.yaml");
+        let description = description(&spec, "uid");
         assert_eq!(
-            download_name("https://x/debian-12.qcow2"),
-            "debian-12.qcow2"
+            source_line(&format!("{description}\nedited in the UI")),
+            Some("https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img")
         );
     }
 }

@@ -27,15 +27,19 @@ const SWARM_PORT: u16 = 2377;
 #[derive(Debug, PartialEq, Eq)]
 pub struct LocalState {
     pub active: bool,
+    /// Joining (a join cut off, or still under way): not to be joined again.
+    pub pending: bool,
     pub node_id: Option<String>,
 }
 
 /// `docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}'` as a state.
 pub fn parse_state(output: &str) -> LocalState {
     let mut words = output.split_whitespace();
-    let active = words.next() == Some("active");
+    let state = words.next();
+    let active = state == Some("active");
     LocalState {
         active,
+        pending: state == Some("pending"),
         node_id: words.next().filter(|_| active).map(str::to_owned),
     }
 }
@@ -112,6 +116,13 @@ pub async fn settle(
         SwarmRole::Manager => "manager",
         SwarmRole::Worker => "worker",
     };
+    if state.pending {
+        return Ok(Progress::Waiting {
+            reason: "SwarmJoinPending",
+            message: format!("VM {} is joining its swarm", vm.spec.vmid),
+            retry: Duration::from_secs(5),
+        });
+    }
     let node_id = if state.active {
         state.node_id
     } else {
@@ -176,6 +187,23 @@ async fn init(
     )
     .await;
     Ok(Ok(()))
+}
+
+/// A shell into the manager, through its own cluster's connection.
+async fn manager_shell(
+    ctx: &Context,
+    manager: &VmGuest,
+    status: &VmGuestStatus,
+) -> Result<GuestShell, Error> {
+    let cluster = manager
+        .spec
+        .common
+        .cluster_ref
+        .as_ref()
+        .map(|r| r.name.as_str());
+    let pve = ctx.pve.get(cluster).await?;
+    let node = status.guest.node.clone().unwrap_or_default();
+    shell_of(ctx, &pve, &node, manager.spec.vmid).await
 }
 
 /// The manager a worker joins, if it has its swarm up: the object, its status.
@@ -261,9 +289,10 @@ async fn join(
         vm.spec.vmid,
         manager.name_any()
     );
-    // The node this worker was before it left stays listed (down) on the manager.
+    // The node this worker was before it left stays listed on the manager (down, or not
+    // yet seen down): it is gone for good.
     if let Some(old) = status.swarm.as_ref().and_then(|s| s.node_id.as_deref()) {
-        let removed = run(&manager_shell, &["docker", "node", "rm", old]).await?;
+        let removed = run(&manager_shell, &["docker", "node", "rm", "--force", old]).await?;
         if removed.success() {
             message.push_str(&format!(
                 "; its former node {old} was removed from the manager"
@@ -289,39 +318,61 @@ pub async fn leave(
         .swarm
         .as_ref()
         .is_some_and(|s| s.role == SwarmRole::Worker);
-    if !worker || vm.spec.common.deletion_policy == DeletionPolicy::Retain || !live.running {
+    if !worker || vm.spec.common.deletion_policy == DeletionPolicy::Retain {
         return Ok(None);
     }
-    let shell = shell_of(ctx, pve, &live.node, vm.spec.vmid).await?;
-    let state = local_state(&shell).await?;
-    let node_id = state
-        .node_id
-        .clone()
-        .or_else(|| status.swarm.as_ref().and_then(|s| s.node_id.clone()));
-    if state.active {
-        let out = run(&shell, &["docker", "swarm", "leave"]).await?;
-        if !out.success() {
-            return Err(failed("SwarmLeaveFailed", "docker swarm leave", &out));
+    let recorded = status.swarm.as_ref().and_then(|s| s.node_id.clone());
+    // A stopped VM, or one whose agent or docker does not answer, cannot leave: the
+    // manager then removes the node by force, so a lost worker never blocks deletion.
+    let state = if live.running {
+        let shell = shell_of(ctx, pve, &live.node, vm.spec.vmid).await?;
+        match local_state(&shell).await {
+            Ok(state) => Some((shell, state)),
+            Err(e) => {
+                tracing::warn!(vm = vm.spec.vmid, "cannot leave the swarm from inside: {e}");
+                None
+            }
         }
-        status.swarm = Some(SwarmStatus {
-            role: Some("worker".into()),
-            state: Some("left".into()),
-            node_id: node_id.clone(),
-        });
-        ctx.event(
-            vm,
-            EventType::Normal,
-            "SwarmLeft",
-            format!("VM {} left the swarm", vm.spec.vmid),
-        )
-        .await;
-    }
+    } else {
+        None
+    };
+    let left = match &state {
+        Some((shell, state)) if state.active => {
+            let out = run(shell, &["docker", "swarm", "leave"]).await?;
+            if !out.success() {
+                return Err(failed("SwarmLeaveFailed", "docker swarm leave", &out));
+            }
+            status.swarm = Some(SwarmStatus {
+                role: Some("worker".into()),
+                state: Some("left".into()),
+                node_id: state.node_id.clone().or(recorded.clone()),
+            });
+            ctx.event(
+                vm,
+                EventType::Normal,
+                "SwarmLeft",
+                format!("VM {} left the swarm", vm.spec.vmid),
+            )
+            .await;
+            true
+        }
+        Some(_) => true,
+        None => false,
+    };
+    let node_id = state
+        .as_ref()
+        .and_then(|(_, s)| s.node_id.clone())
+        .or(recorded);
     let (Some(id), Ok((manager, manager_status))) = (node_id, manager(vm, ctx)) else {
         return Ok(None);
     };
-    let node = manager_status.guest.node.clone().unwrap_or_default();
-    let manager_shell = shell_of(ctx, pve, &node, manager.spec.vmid).await?;
-    let out = run(&manager_shell, &["docker", "node", "rm", &id]).await?;
+    let manager_shell = manager_shell(ctx, &manager, &manager_status).await?;
+    let remove: &[&str] = if left {
+        &["docker", "node", "rm", &id]
+    } else {
+        &["docker", "node", "rm", "--force", &id]
+    };
+    let out = run(&manager_shell, remove).await?;
     let gone = out.output.contains("not found");
     if !out.success() && !gone {
         if out.output.contains("is not down") {
@@ -353,10 +404,12 @@ mod tests {
 
     #[test]
     fn the_local_state_reads_dockers_words() {
+        assert!(parse_state("pending \n").pending);
         assert_eq!(
             parse_state("active abc123\n"),
             LocalState {
                 active: true,
+                pending: false,
                 node_id: Some("abc123".into())
             }
         );
@@ -364,6 +417,7 @@ mod tests {
             parse_state("inactive \n"),
             LocalState {
                 active: false,
+                pending: false,
                 node_id: None
             }
         );

@@ -1,0 +1,175 @@
+//! A guest's PVE firewall (`spec.firewall`): its options (enabled, default policies) and
+//! its rules, in order. Phoenix owns the whole rule list of a guest whose spec has a
+//! firewall: when the live list differs in any rule, it is written again from the spec
+//! (PVE's rules have no ids to diff by, and order matters). A spec without `firewall`
+//! leaves the guest's firewall as it is.
+
+use crate::error::Error;
+use phoenix_clients::proxmox::{GuestType, Params, ProxmoxClient};
+use phoenix_crds::common::{Direction, Firewall, FirewallAction, FirewallRule};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+fn action(a: FirewallAction) -> &'static str {
+    match a {
+        FirewallAction::Accept => "ACCEPT",
+        FirewallAction::Drop => "DROP",
+        FirewallAction::Reject => "REJECT",
+    }
+}
+
+/// The options PVE should have: `enable` and the policies the spec sets.
+pub fn options(fw: &Firewall) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::from([("enable".to_string(), u8::from(fw.enabled).to_string())]);
+    if let Some(p) = fw.policy_in {
+        out.insert("policy_in".into(), action(p).into());
+    }
+    if let Some(p) = fw.policy_out {
+        out.insert("policy_out".into(), action(p).into());
+    }
+    out
+}
+
+/// One rule as PVE's API takes and lists it.
+pub fn rule(r: &FirewallRule) -> BTreeMap<String, String> {
+    let direction = match r.direction {
+        Direction::In => "in",
+        Direction::Out => "out",
+    };
+    let mut out = BTreeMap::from([
+        ("type".to_string(), direction.to_string()),
+        ("action".to_string(), action(r.action).to_string()),
+        ("enable".to_string(), u8::from(r.enabled).to_string()),
+    ]);
+    let optional = [
+        ("proto", &r.proto),
+        ("dport", &r.dport),
+        ("source", &r.source),
+        ("dest", &r.dest),
+        ("macro", &r.macro_),
+        ("comment", &r.comment),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    out
+}
+
+/// A live value as text (PVE lists `enable` and `pos` as numbers).
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether the live rules are the wanted ones, in order (fields Phoenix sets only).
+pub fn rules_match(live: &[Value], wanted: &[BTreeMap<String, String>]) -> bool {
+    live.len() == wanted.len()
+        && live.iter().zip(wanted).all(|(l, w)| {
+            let fields = l.as_object();
+            let has = |k: &str| fields.and_then(|f| f.get(k)).map(text);
+            // Every field set on one side is the same on the other.
+            w.iter().all(|(k, v)| has(k).as_deref() == Some(v.as_str()))
+                && ["proto", "dport", "source", "dest", "macro", "comment"]
+                    .iter()
+                    .all(|k| has(k).is_none() || w.contains_key(*k))
+        })
+}
+
+/// Brings the guest's firewall to `fw` (or, unless `apply`, only says how it differs);
+/// what differed, for the event (empty: nothing).
+pub async fn sync(
+    client: &ProxmoxClient,
+    (node, kind, vmid): (&str, GuestType, u32),
+    fw: &Firewall,
+    apply: bool,
+) -> Result<Vec<String>, Error> {
+    let mut changed = Vec::new();
+    let live = client.firewall_options(node, kind, vmid).await?;
+    let wanted = options(fw);
+    let differing: Params = wanted
+        .iter()
+        .filter(|(k, v)| live.get(k.as_str()).map(text).as_deref() != Some(v.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    changed.extend(differing.iter().map(|(k, v)| format!("firewall {k}={v}")));
+    if apply && !differing.is_empty() {
+        client
+            .set_firewall_options(node, kind, vmid, &differing)
+            .await?;
+    }
+    let live = client.firewall_rules(node, kind, vmid).await?;
+    let rules: Vec<_> = fw.rules.iter().map(rule).collect();
+    if !rules_match(&live, &rules) {
+        changed.push(format!("firewall rules ({} wanted)", rules.len()));
+    }
+    if apply && !rules_match(&live, &rules) {
+        // From the bottom up, so the positions of the rest do not move.
+        for pos in (0..live.len()).rev() {
+            client.delete_firewall_rule(node, kind, vmid, pos).await?;
+        }
+        for (pos, r) in rules.iter().enumerate() {
+            let mut params: Params = r.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            params.push(("pos".into(), pos.to_string()));
+            client.add_firewall_rule(node, kind, vmid, &params).await?;
+        }
+    }
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn firewall() -> Firewall {
+        let guest: phoenix_crds::LxcGuest = serde_yaml_ng::from_str(
+            &std::fs::read_to_string(format!(
+                "{}/../examples/lxc-103.yaml",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        guest.spec.common.firewall.unwrap()
+    }
+
+    #[test]
+    fn the_step_ca_firewall_in_pve_terms() {
+        let fw = firewall();
+        assert_eq!(options(&fw)["policy_in"], "DROP");
+        assert_eq!(options(&fw)["enable"], "1");
+        let rules: Vec<_> = fw.rules.iter().map(rule).collect();
+        assert_eq!(rules[0]["dport"], "9000");
+        assert_eq!(rules[1]["macro"], "SSH");
+        assert_eq!(rules[1]["source"], "10.0.0.0/24");
+    }
+
+    #[test]
+    fn rules_match_by_the_fields_set_and_their_order() {
+        let fw = firewall();
+        let rules: Vec<_> = fw.rules.iter().map(rule).collect();
+        let live: Vec<Value> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut v = json!(r);
+                v["pos"] = json!(i);
+                v["enable"] = json!(1);
+                v["ipversion"] = json!(4);
+                v
+            })
+            .collect();
+        assert!(rules_match(&live, &rules));
+        let mut reordered = live.clone();
+        reordered.reverse();
+        assert!(!rules_match(&reordered, &rules));
+        let mut extra = live.clone();
+        extra[0]["source"] = json!("0.0.0.0/0");
+        assert!(!rules_match(&extra, &rules), "a field added by hand");
+        assert!(!rules_match(&live[..1], &rules));
+    }
+}
