@@ -666,6 +666,32 @@ async fn killed_during_a_clone_and_during_a_swarm_join_one_vm_each_and_one_membe
     assert!(nodes.iter().all(|(_, _, s)| s == "ready"));
     let worker = api.get("worker").await.unwrap().status.unwrap();
     assert_eq!(worker.swarm.unwrap().state.as_deref(), Some("active"));
+
+    // Retain: the worker's object goes; the VM and its place in the swarm stay.
+    api.patch(
+        "worker",
+        &PatchParams::default(),
+        &patch(json!({"spec": {"deletionPolicy": "Retain"}})),
+    )
+    .await
+    .unwrap();
+    api.delete("worker", &DeleteParams::default())
+        .await
+        .unwrap();
+    support::wait_for(
+        &api,
+        "the worker object gone",
+        Duration::from_secs(60),
+        |vms| {
+            vms.iter()
+                .all(|v| v.metadata.name.as_deref() != Some("worker"))
+        },
+    )
+    .await;
+    assert_eq!(sim.guest(1002).await["running"], true);
+    assert!(commands(&sim, 1002, "docker swarm leave").await.is_empty());
+    let nodes = swarm_nodes(&sim).await;
+    assert_eq!(nodes.len(), 2, "both still in the swarm: {nodes:?}");
 }
 
 const USER_DATA: &str = r#"

@@ -618,10 +618,16 @@ fn missing_snippet(cluster: &Cluster, guest: &Guest) -> Option<String> {
         .split(',')
         .filter_map(|part| part.split_once('=').map(|(_, volid)| volid))
         .find(|volid| {
+            // A shared storage's snippets are on every node.
+            let shared = volid
+                .split(':')
+                .next()
+                .and_then(|id| cluster.storage(id))
+                .is_some_and(|s| s.shared);
             !cluster
                 .volumes
                 .iter()
-                .any(|v| v.volid == *volid && v.node == guest.node)
+                .any(|v| v.volid == *volid && (shared || v.node == guest.node))
         })
         .map(str::to_owned)
 }
@@ -805,13 +811,18 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
             if !guest.running {
                 return Err(PveError::server(format!("{label} not running")));
             }
-            Ok(json!(sim.task(
+            let upid = sim.task(
                 &node,
                 &format!("{prefix}reboot"),
                 &id,
                 &call.user,
-                Effect::SetRunning(vmid, true)
-            )))
+                Effect::SetRunning(vmid, true),
+            );
+            // A reboot starts the VM afresh: its cloud-init drive is generated again.
+            if let Some(missing) = missing_snippet(&sim.cluster, &guest) {
+                sim.fail(&upid, &format!("volume '{missing}' does not exist"));
+            }
+            Ok(json!(upid))
         }
         ("POST", "/clone") => clone(sim, call, &guest),
         ("POST", "/template") => {

@@ -614,14 +614,21 @@ fn redact(params: &Map<String, Value>) -> Map<String, Value> {
                     | "token"
                     | "secret"
             );
-            (
-                k.clone(),
-                if secret {
-                    json!("<redacted>")
-                } else {
-                    v.clone()
-                },
-            )
+            let value = match v {
+                _ if secret => json!("<redacted>"),
+                // A guest command's argv may carry a swarm join token.
+                Value::Array(words) => Value::Array(
+                    words
+                        .iter()
+                        .map(|w| match w.as_str() {
+                            Some(t) if t.starts_with("SWMTKN-") => json!("<redacted>"),
+                            _ => w.clone(),
+                        })
+                        .collect(),
+                ),
+                other => other.clone(),
+            };
+            (k.clone(), value)
         })
         .collect()
 }
