@@ -321,3 +321,48 @@ async fn streaming_lists_send_initial_events_then_a_bookmark() {
         .unwrap();
     assert_eq!(live.metadata.name.as_deref(), Some("s-live"));
 }
+
+/// A delete racing other writers (a controller patching the object while it is being
+/// marked for deletion) is redone from a fresh read, as kube-apiserver does, not answered
+/// with 409; a delete with a stale resourceVersion precondition still is.
+#[tokio::test(flavor = "multi_thread")]
+async fn deletes_racing_writers_are_retried_but_preconditions_still_hold() {
+    let server = support::ApiServer::start();
+    let client = support::client(&server).await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    for i in 0..20 {
+        let name = format!("raced-{i}");
+        let mut object = cm(&name);
+        object.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+        api.create(&PostParams::default(), &object).await.unwrap();
+        let writer = {
+            let (api, name) = (api.clone(), name.clone());
+            tokio::spawn(async move {
+                for n in 0..30 {
+                    let patch = serde_json::json!({"data": {"n": n.to_string()}});
+                    let _ = api
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await;
+                }
+            })
+        };
+        api.delete(&name, &DeleteParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("delete of {name} while it is written: {e}"));
+        writer.await.unwrap();
+        let marked = api.get(&name).await.unwrap();
+        assert!(marked.metadata.deletion_timestamp.is_some());
+    }
+    let stale = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: Some("1".into()),
+            uid: None,
+        }),
+        ..Default::default()
+    };
+    let refused = api.delete("raced-0", &stale).await.unwrap_err();
+    assert!(
+        matches!(refused, kube::Error::Api(ref s) if s.code == 409),
+        "{refused:?}"
+    );
+}

@@ -763,7 +763,20 @@ fn delete_options(req: &Req) -> ApiResult<Value> {
     }
 }
 
+/// A delete that loses a race with another writer (a controller's status patch while the
+/// object is being marked) is redone from a fresh read, as kube-apiserver does; a client's
+/// preconditions still fail with 409 (they come back as conflicts, not lost races).
 pub async fn delete(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
+    let mut attempt = 0;
+    loop {
+        match delete_once(state, t, req).await {
+            Err(e) if e.lost_race && attempt < RACE_RETRIES => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+async fn delete_once(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
     let rt = storage_type(state, &t.rt);
     let (name, old) = current(state, &rt, t)?;
     let options = delete_options(req)?;
