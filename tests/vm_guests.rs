@@ -323,15 +323,16 @@ async fn a_template_its_parallel_clones_and_their_swarm_converge_change_in_place
         assert!(!text.contains(&token), "the swarm token in the {place}");
     }
 
-    // Drift: memory changed in the PVE UI is put back at the next resync, with an event.
+    // Drift: memory changed in the PVE UI is put back at the next resync, with an event;
+    // a NIC the spec does not list is removed.
     sim.api(
         Method::PUT,
         "/nodes/phoenix/qemu/1001/config",
-        &[("memory", "1024")],
+        &[("memory", "1024"), ("net1", "virtio,bridge=vmbr0")],
     )
     .await;
     wait_sim(&sim, "guests/1001", "the drift corrected", |g| {
-        g["config"]["memory"] == "2048"
+        g["config"]["memory"] == "2048" && g["config"]["net1"].is_null()
     })
     .await;
     let story = support::kubectl(&server, &["describe", "vmguest", "manager"]);

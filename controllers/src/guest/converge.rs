@@ -561,10 +561,18 @@ async fn execute<G: Guest>(
     for step in steps {
         let started = match &step {
             Step::Configure { changes } => {
-                let params: Params = changes
+                let mut params: Params = changes
                     .iter()
                     .filter_map(|c| c.to.clone().map(|v| (c.key.clone(), v)))
                     .collect();
+                let deleted: Vec<&str> = changes
+                    .iter()
+                    .filter(|c| c.to.is_none())
+                    .map(|c| c.key.as_str())
+                    .collect();
+                if !deleted.is_empty() {
+                    params.push(("delete".into(), deleted.join(",")));
+                }
                 client.update_config(node, G::TYPE, vmid, &params).await?;
                 let keys: Vec<String> = changes
                     .iter()

@@ -189,7 +189,16 @@ pub struct Wanted<'a> {
     pub disks: Vec<(String, String)>,
     /// Whether a change of this key only takes effect at the next start.
     pub needs_restart: &'a dyn Fn(&str) -> bool,
+    /// Keys the spec owns even when it does not set them (the NICs, mounts and devices it
+    /// lists): present in PVE but not wanted, they are deleted.
+    pub owned: &'a dyn Fn(&str) -> bool,
     pub template: bool,
+}
+
+/// `netN`-style keys: `prefix` followed by an index.
+pub fn numbered(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix)
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The steps for a guest that exists: configure what differs, grow disks, then stop and
@@ -200,7 +209,19 @@ pub fn from_observed(wanted: &Wanted, observed: &Observed) -> Vec<Step> {
         return Vec::new();
     }
     let mut steps = Vec::new();
-    let changes = diff(&wanted.config, &observed.config, wanted.needs_restart);
+    let mut changes = diff(&wanted.config, &observed.config, wanted.needs_restart);
+    changes.extend(
+        observed
+            .config
+            .iter()
+            .filter(|(key, _)| (wanted.owned)(key) && !wanted.config.contains_key(*key))
+            .map(|(key, value)| Change {
+                key: key.clone(),
+                from: Some(value.clone()),
+                to: None,
+                needs_restart: (wanted.needs_restart)(key),
+            }),
+    );
     let restart = observed.running && changes.iter().any(|c| c.needs_restart);
     if !changes.is_empty() {
         steps.push(Step::Configure { changes });

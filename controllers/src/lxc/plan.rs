@@ -40,9 +40,15 @@ pub fn plan(spec: &LxcGuestSpec, owner_uid: &str, observed: Option<&Observed>) -
         config: desired,
         disks: disks(spec),
         needs_restart: &needs_restart,
+        owned: &owned,
         template: spec.template,
     };
     plan::from_observed(&wanted, observed)
+}
+
+/// The numbered keys a container spec lists in full: NICs, mount points, devices.
+fn owned(key: &str) -> bool {
+    ["net", "mp", "dev"].iter().any(|p| plan::numbered(key, p))
 }
 
 fn disks(spec: &LxcGuestSpec) -> Vec<(String, String)> {

@@ -35,6 +35,15 @@ pub fn needs_restart(spec: &VmGuestSpec, key: &str) -> bool {
     }
 }
 
+/// Keys a VM spec owns even unset: the NICs, their addresses and the PCI devices it lists,
+/// the cloud-init keys it fills from Secrets and ConfigMaps, and the hotplug it asks for.
+fn owned(key: &str) -> bool {
+    ["net", "ipconfig", "hostpci"]
+        .iter()
+        .any(|p| plan::numbered(key, p))
+        || ["cicustom", "sshkeys", "hotplug", "numa"].contains(&key)
+}
+
 /// The steps from `observed` (None: the VM does not exist) to `spec`.
 pub fn plan(
     spec: &VmGuestSpec,
@@ -73,6 +82,7 @@ pub fn plan(
         config: desired,
         disks: render::disks(spec),
         needs_restart: &restart,
+        owned: &owned,
         template: spec.template,
     };
     plan::from_observed(&wanted, observed)
@@ -137,6 +147,32 @@ mod tests {
         assert!(
             matches!(&steps[..], [Step::Configure { changes }, Step::Restart] if changes[0].needs_restart)
         );
+    }
+
+    #[test]
+    fn keys_the_spec_no_longer_lists_are_deleted() {
+        let mut spec = example("vm-1002.yaml");
+        let mut observed = running_clone(&spec);
+        observed.config.insert(
+            "net1".into(),
+            "virtio=BC:24:11:00:00:02,bridge=vmbr1".into(),
+        );
+        observed
+            .config
+            .insert("hostpci0".into(), "0000:01:00".into());
+        observed.config.insert("serial0".into(), "socket".into());
+        spec.hotplug.clear();
+        let steps = plan(&spec, "uid", &Inputs::default(), Some(&observed));
+        let Step::Configure { changes } = &steps[0] else {
+            panic!("{steps:?}")
+        };
+        let deleted: Vec<&str> = changes
+            .iter()
+            .filter(|c| c.to.is_none())
+            .map(|c| c.key.as_str())
+            .collect();
+        assert_eq!(deleted, vec!["hostpci0", "hotplug", "net1", "numa"]);
+        assert_eq!(steps.last(), Some(&Step::Restart), "{steps:?}");
     }
 
     #[test]
