@@ -67,19 +67,42 @@ const WORKER: &str = "  swarm: {role: worker, managerRef: {name: manager}}\n";
 
 /// The cluster, the ssh keys, the template and a manager (1001) and worker (1002).
 async fn swarm_platform(server: &ApiServer) {
+    let manifests = [
+        template(),
+        clone("manager", 1001, MANAGER),
+        clone("worker", 1002, WORKER),
+    ];
+    platform_with(server, &manifests).await;
+}
+
+/// Deletes `name` under `policy` and waits until the object is gone.
+async fn delete_with(api: &Api<VmGuest>, name: &str, policy: &str) {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &patch(json!({"spec": {"deletionPolicy": policy}})),
+    )
+    .await
+    .unwrap();
+    api.delete(name, &DeleteParams::default()).await.unwrap();
+    support::wait_for(
+        api,
+        &format!("{name} gone"),
+        Duration::from_secs(60),
+        |vms| vms.iter().all(|v| v.metadata.name.as_deref() != Some(name)),
+    )
+    .await;
+}
+
+/// The cluster, the ssh keys' Secret, and `manifests`.
+async fn platform_with(server: &ApiServer, manifests: &[String]) {
     support::homelab_cluster(server).await;
     let keys = format!(
         "{}/examples/secret-admin-ssh-keys.yaml",
         env!("CARGO_MANIFEST_DIR")
     );
     support::kubectl(server, &["apply", "-f", &keys]);
-    let manifests = [
-        template(),
-        clone("manager", 1001, MANAGER),
-        clone("worker", 1002, WORKER),
-    ]
-    .join("---\n");
-    support::kubectl_apply(server, &manifests);
+    support::kubectl_apply(server, &manifests.join("---\n"));
 }
 
 fn conditions(vm: &VmGuest) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
@@ -502,26 +525,7 @@ async fn a_template_its_parallel_clones_and_their_swarm_converge_change_in_place
     );
 
     // Retain: the manager VM and its swarm stay, without Phoenix's marker.
-    api.patch(
-        "manager",
-        &PatchParams::default(),
-        &patch(json!({"spec": {"deletionPolicy": "Retain"}})),
-    )
-    .await
-    .unwrap();
-    api.delete("manager", &DeleteParams::default())
-        .await
-        .unwrap();
-    support::wait_for(
-        &api,
-        "the manager object gone",
-        Duration::from_secs(60),
-        |vms| {
-            vms.iter()
-                .all(|v| v.metadata.name.as_deref() != Some("manager"))
-        },
-    )
-    .await;
+    delete_with(&api, "manager", "Retain").await;
     let kept = sim.guest(1001).await;
     assert_eq!(kept["running"], true);
     assert!(kept["config"]["description"].is_null());
@@ -538,14 +542,8 @@ async fn a_silent_agent_is_reported_after_its_timeout_without_a_hot_loop_and_con
     let server = ApiServer::up_simulated(dir.path(), &["--task-duration", "default=0.2"]);
     let sim = SimAdmin::of(&server);
     sim.put("faults", json!({"agentDown": [1003]})).await;
-    support::homelab_cluster(&server).await;
-    let keys = format!(
-        "{}/examples/secret-admin-ssh-keys.yaml",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    support::kubectl(&server, &["apply", "-f", &keys]);
     let quiet = clone("quiet", 1003, "  agent: {timeoutSeconds: 10}\n");
-    support::kubectl_apply(&server, &[template(), quiet].join("---\n"));
+    platform_with(&server, &[template(), quiet]).await;
     let api: Api<VmGuest> = Api::namespaced(support::client(&server).await, "default");
     support::wait_for(&api, "AgentNotResponding", Duration::from_secs(90), |vms| {
         vms.iter()
@@ -669,26 +667,7 @@ async fn killed_during_a_clone_and_during_a_swarm_join_one_vm_each_and_one_membe
     assert_eq!(worker.swarm.unwrap().state.as_deref(), Some("active"));
 
     // Retain: the worker's object goes; the VM and its place in the swarm stay.
-    api.patch(
-        "worker",
-        &PatchParams::default(),
-        &patch(json!({"spec": {"deletionPolicy": "Retain"}})),
-    )
-    .await
-    .unwrap();
-    api.delete("worker", &DeleteParams::default())
-        .await
-        .unwrap();
-    support::wait_for(
-        &api,
-        "the worker object gone",
-        Duration::from_secs(60),
-        |vms| {
-            vms.iter()
-                .all(|v| v.metadata.name.as_deref() != Some("worker"))
-        },
-    )
-    .await;
+    delete_with(&api, "worker", "Retain").await;
     assert_eq!(sim.guest(1002).await["running"], true);
     assert!(commands(&sim, 1002, "docker swarm leave").await.is_empty());
     let nodes = swarm_nodes(&sim).await;
@@ -713,12 +692,6 @@ async fn user_data_reaches_cloud_init_as_a_snippet_and_a_change_reboots_into_it(
         &["--resync-seconds", "1", "--task-duration", "default=0.2"],
     );
     let sim = SimAdmin::of(&server);
-    support::homelab_cluster(&server).await;
-    let keys = format!(
-        "{}/examples/secret-admin-ssh-keys.yaml",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    support::kubectl(&server, &["apply", "-f", &keys]);
     let configured = clone("configured", 1004, "").replace(
         "    user: ubuntu\n",
         "    user: ubuntu\n    userData: {name: cloud-config, key: user-data}\n",
@@ -733,7 +706,7 @@ async fn user_data_reaches_cloud_init_as_a_snippet_and_a_change_reboots_into_it(
         configured,
         misplaced,
     ];
-    support::kubectl_apply(&server, &manifests.join("---\n"));
+    platform_with(&server, &manifests).await;
     let api: Api<VmGuest> = Api::namespaced(support::client(&server).await, "default");
     support::wait_for(
         &api,
@@ -807,14 +780,8 @@ async fn a_template_with_linked_clones_keeps_its_generation_when_its_source_chan
     let dir = tempfile::tempdir().unwrap();
     let server = ApiServer::up_simulated(dir.path(), &["--task-duration", "default=0.2"]);
     let sim = SimAdmin::of(&server);
-    support::homelab_cluster(&server).await;
-    let keys = format!(
-        "{}/examples/secret-admin-ssh-keys.yaml",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    support::kubectl(&server, &["apply", "-f", &keys]);
     let linked = clone("linked", 1006, "").replace("full: true", "full: false");
-    support::kubectl_apply(&server, &[template(), linked].join("---\n"));
+    platform_with(&server, &[template(), linked]).await;
     let api: Api<VmGuest> = Api::namespaced(support::client(&server).await, "default");
     all_ready(&api, 2, Duration::from_secs(90)).await;
     let disk = sim.guest(1006).await["config"]["scsi0"].clone();

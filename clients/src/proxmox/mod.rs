@@ -577,68 +577,17 @@ impl ProxmoxClient {
             .collect())
     }
 
-    /// A guest's firewall options (`enable`, `policy_in`, ...).
-    pub async fn firewall_options(
+    /// A call under a guest's path (`firewall/options`, `firewall/rules/3`, ...), for the
+    /// endpoints whose answer the caller reads as it is.
+    pub async fn guest_request(
         &self,
-        node: &str,
-        kind: GuestType,
-        vmid: u32,
-    ) -> Result<serde_json::Map<String, Value>, ProxmoxError> {
-        let path = format!("{}/firewall/options", Self::guest_path(node, kind, vmid));
-        let data = self.call(reqwest::Method::GET, &path, &[]).await?;
-        Ok(data.as_object().cloned().unwrap_or_default())
-    }
-
-    pub async fn set_firewall_options(
-        &self,
-        node: &str,
-        kind: GuestType,
-        vmid: u32,
+        method: reqwest::Method,
+        (node, kind, vmid): (&str, GuestType, u32),
+        path: &str,
         params: &Params,
-    ) -> Result<(), ProxmoxError> {
-        let path = format!("{}/firewall/options", Self::guest_path(node, kind, vmid));
-        self.call(reqwest::Method::PUT, &path, params).await?;
-        Ok(())
-    }
-
-    /// A guest's firewall rules, in order (each with its `pos`).
-    pub async fn firewall_rules(
-        &self,
-        node: &str,
-        kind: GuestType,
-        vmid: u32,
-    ) -> Result<Vec<Value>, ProxmoxError> {
-        let path = format!("{}/firewall/rules", Self::guest_path(node, kind, vmid));
-        let data = self.call(reqwest::Method::GET, &path, &[]).await?;
-        Ok(data.as_array().cloned().unwrap_or_default())
-    }
-
-    /// Inserts a rule (at `pos` among `params`; the top by default).
-    pub async fn add_firewall_rule(
-        &self,
-        node: &str,
-        kind: GuestType,
-        vmid: u32,
-        params: &Params,
-    ) -> Result<(), ProxmoxError> {
-        let path = format!("{}/firewall/rules", Self::guest_path(node, kind, vmid));
-        self.call(reqwest::Method::POST, &path, params).await?;
-        Ok(())
-    }
-
-    pub async fn delete_firewall_rule(
-        &self,
-        node: &str,
-        kind: GuestType,
-        vmid: u32,
-        pos: usize,
-    ) -> Result<(), ProxmoxError> {
-        let path = format!(
-            "{}/firewall/rules/{pos}",
-            Self::guest_path(node, kind, vmid)
-        );
-        self.call(reqwest::Method::DELETE, &path, &[]).await?;
-        Ok(())
+    ) -> Result<Value, ProxmoxError> {
+        let path = format!("{}/{path}", Self::guest_path(node, kind, vmid));
+        self.call(method, &path, params).await
     }
 
     /// A storage's cluster-wide configuration (`type`, `content`, and `path` for directory

@@ -87,8 +87,12 @@ pub async fn sync(
     fw: &Firewall,
     apply: bool,
 ) -> Result<Vec<String>, Error> {
+    use reqwest::Method;
+    let guest = (node, kind, vmid);
     let mut changed = Vec::new();
-    let live = client.firewall_options(node, kind, vmid).await?;
+    let live = client
+        .guest_request(Method::GET, guest, "firewall/options", &Vec::new())
+        .await?;
     let wanted = options(fw);
     let differing: Params = wanted
         .iter()
@@ -98,10 +102,13 @@ pub async fn sync(
     changed.extend(differing.iter().map(|(k, v)| format!("firewall {k}={v}")));
     if apply && !differing.is_empty() {
         client
-            .set_firewall_options(node, kind, vmid, &differing)
+            .guest_request(Method::PUT, guest, "firewall/options", &differing)
             .await?;
     }
-    let live = client.firewall_rules(node, kind, vmid).await?;
+    let live = client
+        .guest_request(Method::GET, guest, "firewall/rules", &Vec::new())
+        .await?;
+    let live = live.as_array().cloned().unwrap_or_default();
     let rules: Vec<_> = fw.rules.iter().map(rule).collect();
     if !rules_match(&live, &rules) {
         changed.push(format!("firewall rules ({} wanted)", rules.len()));
@@ -109,12 +116,17 @@ pub async fn sync(
     if apply && !rules_match(&live, &rules) {
         // From the bottom up, so the positions of the rest do not move.
         for pos in (0..live.len()).rev() {
-            client.delete_firewall_rule(node, kind, vmid, pos).await?;
+            let path = format!("firewall/rules/{pos}");
+            client
+                .guest_request(Method::DELETE, guest, &path, &Vec::new())
+                .await?;
         }
         for (pos, r) in rules.iter().enumerate() {
             let mut params: Params = r.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             params.push(("pos".into(), pos.to_string()));
-            client.add_firewall_rule(node, kind, vmid, &params).await?;
+            client
+                .guest_request(Method::POST, guest, "firewall/rules", &params)
+                .await?;
         }
     }
     Ok(changed)
