@@ -1066,13 +1066,11 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
                     rule.insert(k.clone(), v.clone());
                 }
             }
+            // PVE's create_rule puts the new rule on top (`unshift`), whatever `pos` says,
+            // and a rule created without `enable` is disabled.
+            rule.entry("enable").or_insert(json!(0));
             let g = sim.cluster.guests.get_mut(&vmid).expect("looked up above");
-            let pos = call
-                .text("pos")
-                .and_then(|p| p.parse::<usize>().ok())
-                .unwrap_or(0)
-                .min(g.firewall_rules.len());
-            g.firewall_rules.insert(pos, Value::Object(rule));
+            g.firewall_rules.insert(0, Value::Object(rule));
             Ok(Value::Null)
         }
         ("DELETE", "/firewall/rules/{pos}") => {

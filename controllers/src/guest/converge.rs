@@ -105,7 +105,12 @@ pub async fn converge<G: Guest>(
         return adopt(guest, ctx, &pve, &live, &steps, &desired).await;
     }
     let drift = guest.meta().generation == G::view(status).0.observed_generation;
-    let steps = apply_policies(guest, ctx, status, steps, drift, live.running).await;
+    let report = drift && common.drift_policy == DriftPolicy::Report;
+    let firewall = match &common.firewall {
+        Some(fw) => firewall(guest, ctx, &pve, &live, fw, drift, report).await?,
+        None => Vec::new(),
+    };
+    let steps = apply_policies(guest, ctx, status, steps, drift, live.running, &firewall).await;
     if guest.wants_template()
         && super::inside::wanted(guest)
         && let Some(progress) = provision_template(guest, ctx, &pve, &live, status, &steps).await?
@@ -117,9 +122,6 @@ pub async fn converge<G: Guest>(
             .prepare(ctx, &pve, &live.node, &inputs, &steps)
             .await?;
         return execute(guest, ctx, &pve, &live.node, status, steps, drift).await;
-    }
-    if let Some(fw) = &common.firewall {
-        firewall(guest, ctx, &pve, &live, status, fw, drift).await?;
     }
     let progress = ready(guest, ctx, &pve, &live, status).await?;
     if !matches!(progress, Progress::Ready { .. }) {
@@ -330,17 +332,21 @@ async fn apply_policies<G: Guest>(
     mut steps: Vec<Step>,
     drift: bool,
     running: bool,
+    unreported: &[String],
 ) -> Vec<Step> {
     let common = guest.common();
     let generation = guest.meta().generation;
     let now = jiff::Timestamp::now();
-    if drift && common.drift_policy == DriftPolicy::Report && !steps.is_empty() {
+    if drift && common.drift_policy == DriftPolicy::Report {
         let differences: Vec<String> = steps
             .iter()
             .map(|s| s.to_string().replace('\n', " "))
+            .chain(unreported.iter().cloned())
             .collect();
-        report_drift(guest, ctx, status, &differences).await;
-        return Vec::new();
+        if !differences.is_empty() {
+            report_drift(guest, ctx, status, &differences).await;
+            return Vec::new();
+        }
     }
     let conditions = &mut G::parts(status).0.conditions;
     conditions.retain(|c| c.type_ != "Drifted");
@@ -411,26 +417,21 @@ async fn report_drift<G: Guest>(
     }
 }
 
-/// The guest's firewall brought to the spec (only reported under `driftPolicy: Report`
-/// once converged).
+/// The guest's firewall brought to the spec; under `driftPolicy: Report` (once converged)
+/// only compared: the differences, for the Drifted report.
 async fn firewall<G: Guest>(
     guest: &G,
     ctx: &Context,
     pve: &Connection,
     live: &Live,
-    status: &mut G::Status,
     fw: &phoenix_crds::common::Firewall,
     drift: bool,
-) -> Result<(), Error> {
-    let report = drift && guest.common().drift_policy == DriftPolicy::Report;
+    report: bool,
+) -> Result<Vec<String>, Error> {
     let target = (live.node.as_str(), G::TYPE, guest.vmid());
     let changed = super::firewall::sync(&pve.client, target, fw, !report).await?;
-    if changed.is_empty() {
-        return Ok(());
-    }
-    if report {
-        report_drift(guest, ctx, status, &changed).await;
-        return Ok(());
+    if report || changed.is_empty() {
+        return Ok(changed);
     }
     let reason = if drift {
         "DriftCorrected"
@@ -439,7 +440,7 @@ async fn firewall<G: Guest>(
     };
     let message = format!("firewall set: {}", changed.join(", "));
     ctx.event(guest, EventType::Normal, reason, message).await;
-    Ok(())
+    Ok(Vec::new())
 }
 
 /// Converged: Ready once running with known addresses (a template once converted).
@@ -532,6 +533,7 @@ async fn adopt<G: Guest>(
         .chain(["tags", "description"].map(|k| (k.to_string(), desired[k].clone())))
         .collect::<BTreeMap<_, _>>()
         .into_iter()
+        .chain(deletions(steps))
         .collect();
     pve.client
         .update_config(&live.node, G::TYPE, guest.vmid(), &params)
@@ -561,18 +563,11 @@ async fn execute<G: Guest>(
     for step in steps {
         let started = match &step {
             Step::Configure { changes } => {
-                let mut params: Params = changes
+                let params: Params = changes
                     .iter()
                     .filter_map(|c| c.to.clone().map(|v| (c.key.clone(), v)))
+                    .chain(deletions(std::slice::from_ref(&step)))
                     .collect();
-                let deleted: Vec<&str> = changes
-                    .iter()
-                    .filter(|c| c.to.is_none())
-                    .map(|c| c.key.as_str())
-                    .collect();
-                if !deleted.is_empty() {
-                    params.push(("delete".into(), deleted.join(",")));
-                }
                 client.update_config(node, G::TYPE, vmid, &params).await?;
                 let keys: Vec<String> = changes
                     .iter()
@@ -637,6 +632,21 @@ async fn execute<G: Guest>(
         message: format!("{label} configured"),
         retry: Duration::from_millis(100),
     })
+}
+
+/// The `delete` parameter for the keys `steps` remove (none: nothing).
+fn deletions(steps: &[Step]) -> Option<(String, String)> {
+    let keys: Vec<&str> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Configure { changes } => Some(changes),
+            _ => None,
+        })
+        .flatten()
+        .filter(|c| c.to.is_none())
+        .map(|c| c.key.as_str())
+        .collect();
+    (!keys.is_empty()).then(|| ("delete".to_owned(), keys.join(",")))
 }
 
 /// Starts the PVE task of `step` within the node's budget, hands it to the tracker and

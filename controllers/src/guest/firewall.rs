@@ -1,8 +1,9 @@
 //! A guest's PVE firewall (`spec.firewall`): its options (enabled, default policies) and
 //! its rules, in order. Phoenix owns the whole rule list of a guest whose spec has a
 //! firewall: when the live list differs in any rule, it is written again from the spec
-//! (PVE's rules have no ids to diff by, and order matters). A spec without `firewall`
-//! leaves the guest's firewall as it is.
+//! (PVE's rules have no ids to diff by, and order matters). The new rules go on top before
+//! the old ones are removed, and the options come last, so the guest is never left with a
+//! DROP policy and no rules. A spec without `firewall` leaves the guest's firewall alone.
 
 use crate::error::Error;
 use phoenix_clients::proxmox::{GuestType, Params, ProxmoxClient};
@@ -65,17 +66,25 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// Whether the live rules are the wanted ones, in order (fields Phoenix sets only).
+/// Whether the live rules are the wanted ones, in order, as PVE lists them: macro names
+/// in its own spelling, comments trimmed, any field Phoenix does not set (added by hand)
+/// a difference.
 pub fn rules_match(live: &[Value], wanted: &[BTreeMap<String, String>]) -> bool {
+    const IGNORED: [&str; 5] = ["pos", "digest", "ipversion", "enable", "type"];
+    let normal = |key: &str, value: &str| match key {
+        "macro" => value.to_ascii_lowercase(),
+        _ => value.trim().to_owned(),
+    };
     live.len() == wanted.len()
         && live.iter().zip(wanted).all(|(l, w)| {
-            let fields = l.as_object();
-            let has = |k: &str| fields.and_then(|f| f.get(k)).map(text);
-            // Every field set on one side is the same on the other.
-            w.iter().all(|(k, v)| has(k).as_deref() == Some(v.as_str()))
-                && ["proto", "dport", "source", "dest", "macro", "comment"]
-                    .iter()
-                    .all(|k| has(k).is_none() || w.contains_key(*k))
+            let Some(fields) = l.as_object() else {
+                return false;
+            };
+            let has = |k: &str| fields.get(k).map(text).map(|v| normal(k, &v));
+            w.iter().all(|(k, v)| has(k) == Some(normal(k, v)))
+                && fields
+                    .keys()
+                    .all(|k| IGNORED.contains(&k.as_str()) || w.contains_key(k))
         })
 }
 
@@ -90,44 +99,49 @@ pub async fn sync(
     use reqwest::Method;
     let guest = (node, kind, vmid);
     let mut changed = Vec::new();
-    let live = client
+    let options_live = client
         .guest_request(Method::GET, guest, "firewall/options", &Vec::new())
         .await?;
     let wanted = options(fw);
     let differing: Params = wanted
         .iter()
-        .filter(|(k, v)| live.get(k.as_str()).map(text).as_deref() != Some(v.as_str()))
+        .filter(|(k, v)| options_live.get(k.as_str()).map(text).as_deref() != Some(v.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     changed.extend(differing.iter().map(|(k, v)| format!("firewall {k}={v}")));
-    if apply && !differing.is_empty() {
-        client
-            .guest_request(Method::PUT, guest, "firewall/options", &differing)
-            .await?;
-    }
     let live = client
         .guest_request(Method::GET, guest, "firewall/rules", &Vec::new())
         .await?;
     let live = live.as_array().cloned().unwrap_or_default();
     let rules: Vec<_> = fw.rules.iter().map(rule).collect();
-    if !rules_match(&live, &rules) {
+    let rewrite = !rules_match(&live, &rules);
+    if rewrite {
         changed.push(format!("firewall rules ({} wanted)", rules.len()));
     }
-    if apply && !rules_match(&live, &rules) {
-        // From the bottom up, so the positions of the rest do not move.
-        for pos in (0..live.len()).rev() {
+    if !apply {
+        return Ok(changed);
+    }
+    if rewrite {
+        // PVE puts a new rule on top: the last first, so they end in the spec's order.
+        for r in rules.iter().rev() {
+            let params: Params = r.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            client
+                .guest_request(Method::POST, guest, "firewall/rules", &params)
+                .await?;
+        }
+        // The old rules are below the new ones now; from the bottom up, so the positions
+        // of the rest do not move.
+        for pos in (rules.len()..rules.len() + live.len()).rev() {
             let path = format!("firewall/rules/{pos}");
             client
                 .guest_request(Method::DELETE, guest, &path, &Vec::new())
                 .await?;
         }
-        for (pos, r) in rules.iter().enumerate() {
-            let mut params: Params = r.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            params.push(("pos".into(), pos.to_string()));
-            client
-                .guest_request(Method::POST, guest, "firewall/rules", &params)
-                .await?;
-        }
+    }
+    if !differing.is_empty() {
+        client
+            .guest_request(Method::PUT, guest, "firewall/options", &differing)
+            .await?;
     }
     Ok(changed)
 }
@@ -182,6 +196,13 @@ mod tests {
         let mut extra = live.clone();
         extra[0]["source"] = json!("0.0.0.0/0");
         assert!(!rules_match(&extra, &rules), "a field added by hand");
+        let mut spelled = live.clone();
+        spelled[1]["macro"] = json!("ssh");
+        spelled[0]["comment"] = json!("ACME and CA API ");
+        assert!(
+            rules_match(&spelled, &rules),
+            "PVE's spelling is not a difference"
+        );
         assert!(!rules_match(&live[..1], &rules));
     }
 }

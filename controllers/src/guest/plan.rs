@@ -190,8 +190,8 @@ pub struct Wanted<'a> {
     /// Whether a change of this key only takes effect at the next start.
     pub needs_restart: &'a dyn Fn(&str) -> bool,
     /// Keys the spec owns even when it does not set them (the NICs, mounts and devices it
-    /// lists): present in PVE but not wanted, they are deleted.
-    pub owned: &'a dyn Fn(&str) -> bool,
+    /// lists), by key and live value: present in PVE but not wanted, they are deleted.
+    pub owned: &'a dyn Fn(&str, &str) -> bool,
     pub template: bool,
 }
 
@@ -214,7 +214,7 @@ pub fn from_observed(wanted: &Wanted, observed: &Observed) -> Vec<Step> {
         observed
             .config
             .iter()
-            .filter(|(key, _)| (wanted.owned)(key) && !wanted.config.contains_key(*key))
+            .filter(|(key, value)| (wanted.owned)(key, value) && !wanted.config.contains_key(*key))
             .map(|(key, value)| Change {
                 key: key.clone(),
                 from: Some(value.clone()),

@@ -40,15 +40,21 @@ pub fn plan(spec: &LxcGuestSpec, owner_uid: &str, observed: Option<&Observed>) -
         config: desired,
         disks: disks(spec),
         needs_restart: &needs_restart,
-        owned: &owned,
+        owned: &|key: &str, _: &str| owned(spec, key),
         template: spec.template,
     };
     plan::from_observed(&wanted, observed)
 }
 
-/// The numbered keys a container spec lists in full: NICs, mount points, devices.
-fn owned(key: &str) -> bool {
-    ["net", "mp", "dev"].iter().any(|p| plan::numbered(key, p))
+/// The numbered keys a container spec lists in full — only the families it lists (a clone
+/// whose spec says nothing of mounts keeps its template's): NICs, mount points, devices.
+fn owned(spec: &LxcGuestSpec, key: &str) -> bool {
+    let listed = [
+        ("net", !spec.network.is_empty()),
+        ("mp", !spec.mount_points.is_empty()),
+        ("dev", !spec.devices.is_empty()),
+    ];
+    listed.iter().any(|(p, on)| *on && plan::numbered(key, p))
 }
 
 fn disks(spec: &LxcGuestSpec) -> Vec<(String, String)> {

@@ -35,13 +35,22 @@ pub fn needs_restart(spec: &VmGuestSpec, key: &str) -> bool {
     }
 }
 
-/// Keys a VM spec owns even unset: the NICs, their addresses and the PCI devices it lists,
-/// the cloud-init keys it fills from Secrets and ConfigMaps, and the hotplug it asks for.
-fn owned(key: &str) -> bool {
-    ["net", "ipconfig", "hostpci"]
-        .iter()
-        .any(|p| plan::numbered(key, p))
-        || ["cicustom", "sshkeys", "hotplug", "numa"].contains(&key)
+/// Keys a VM spec owns even unset — only the families it lists (a clone whose spec says
+/// nothing of NICs keeps its template's): its NICs and their addresses, its PCI devices,
+/// the cloud-init keys it fills from Secrets and ConfigMaps once it has `cloudInit`, and
+/// the hotplug it asks for.
+fn owned(spec: &VmGuestSpec, key: &str, value: &str) -> bool {
+    let ci = spec.cloud_init.is_some();
+    let listed = [
+        ("net", !spec.network.is_empty()),
+        ("ipconfig", !spec.network.is_empty()),
+        ("hostpci", !spec.pci_devices.is_empty()),
+    ];
+    listed.iter().any(|(p, on)| *on && plan::numbered(key, p))
+        || (ci && ["cicustom", "sshkeys"].contains(&key))
+        || (!spec.hotplug.is_empty() && key == "hotplug")
+        // `numa: 0` is PVE's default spelled out, not something Phoenix set.
+        || (!spec.hotplug.is_empty() && key == "numa" && value != "0")
 }
 
 /// The steps from `observed` (None: the VM does not exist) to `spec`.
@@ -53,6 +62,7 @@ pub fn plan(
 ) -> Vec<Step> {
     let desired = render::config(spec, owner_uid, inputs);
     let restart = |key: &str| needs_restart(spec, key);
+    let owned = |key: &str, value: &str| owned(spec, key, value);
     let Some(observed) = observed else {
         let first = match &spec.source.clone {
             Some(clone) => plan::cloned(clone, &desired, &restart),
@@ -73,7 +83,9 @@ pub fn plan(
             .map(str::to_owned)
     };
     if spec.template && source(&observed.config) != source(&desired) {
-        return vec![Step::Destroy];
+        // One being provisioned before conversion runs: PVE destroys only stopped VMs.
+        let stop = observed.running.then_some(Step::Stop);
+        return stop.into_iter().chain([Step::Destroy]).collect();
     }
     if observed.config.get("template").is_some_and(|t| t == "1") {
         return Vec::new();
@@ -161,7 +173,10 @@ mod tests {
             .config
             .insert("hostpci0".into(), "0000:01:00".into());
         observed.config.insert("serial0".into(), "socket".into());
-        spec.hotplug.clear();
+        spec.hotplug = vec![Hotplug::Cpu, Hotplug::Disk];
+        observed
+            .config
+            .insert("hotplug".into(), "cpu,memory,disk,network".into());
         let steps = plan(&spec, "uid", &Inputs::default(), Some(&observed));
         let Step::Configure { changes } = &steps[0] else {
             panic!("{steps:?}")
@@ -171,7 +186,11 @@ mod tests {
             .filter(|c| c.to.is_none())
             .map(|c| c.key.as_str())
             .collect();
-        assert_eq!(deleted, vec!["hostpci0", "hotplug", "net1", "numa"]);
+        assert_eq!(
+            deleted,
+            vec!["net1", "numa"],
+            "hostpci is not listed by this spec"
+        );
         assert_eq!(steps.last(), Some(&Step::Restart), "{steps:?}");
     }
 

@@ -128,7 +128,7 @@ pub async fn settle(
     } else {
         let joined = match swarm.role {
             SwarmRole::Manager => init(vm, ctx, &shell, status).await?,
-            SwarmRole::Worker => join(vm, ctx, pve, &shell, status).await?,
+            SwarmRole::Worker => join(vm, ctx, &shell, status).await?,
         };
         match joined {
             Ok(()) => local_state(&shell).await?.node_id,
@@ -245,7 +245,6 @@ fn manager(vm: &VmGuest, ctx: &Context) -> Result<(VmGuest, VmGuestStatus), Prog
 async fn join(
     vm: &VmGuest,
     ctx: &Context,
-    pve: &Connection,
     shell: &GuestShell,
     status: &VmGuestStatus,
 ) -> Result<Result<(), Progress>, Error> {
@@ -260,8 +259,7 @@ async fn join(
             retry: Duration::from_secs(10),
         }));
     };
-    let node = manager_status.guest.node.clone().unwrap_or_default();
-    let manager_shell = shell_of(ctx, pve, &node, manager.spec.vmid).await?;
+    let manager_shell = manager_shell(ctx, &manager, &manager_status).await?;
     let out = run(
         &manager_shell,
         &["docker", "swarm", "join-token", "-q", "worker"],
@@ -355,6 +353,11 @@ pub async fn leave(
             )
             .await;
             true
+        }
+        // A join that never completed: given up on this side, forced out on the manager's.
+        Some((shell, state)) if state.pending => {
+            run(shell, &["docker", "swarm", "leave", "--force"]).await?;
+            false
         }
         Some(_) => true,
         None => false,
