@@ -365,4 +365,43 @@ async fn deletes_racing_writers_are_retried_but_preconditions_still_hold() {
         matches!(refused, kube::Error::Api(ref s) if s.code == 409),
         "{refused:?}"
     );
+
+    // A collection delete racing the same writers marks every object, skipping none.
+    let names: Vec<String> = (0..10).map(|i| format!("batch-{i}")).collect();
+    for name in &names {
+        let mut object = cm(name);
+        object.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+        object.metadata.labels = Some([("batch".to_string(), "yes".to_string())].into());
+        api.create(&PostParams::default(), &object).await.unwrap();
+    }
+    let writers: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let (api, name) = (api.clone(), name.clone());
+            tokio::spawn(async move {
+                for n in 0..20 {
+                    let patch = serde_json::json!({"data": {"n": n.to_string()}});
+                    let _ = api
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await;
+                }
+            })
+        })
+        .collect();
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("batch=yes"),
+    )
+    .await
+    .unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    for name in &names {
+        let object = api.get(name).await.unwrap();
+        assert!(
+            object.metadata.deletion_timestamp.is_some(),
+            "{name} skipped"
+        );
+    }
 }

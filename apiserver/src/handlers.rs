@@ -880,10 +880,28 @@ pub async fn delete_collection(
     let (_, items) = state.store.list(&rt.prefix(t.namespace.as_deref()));
     let mut deleted = Vec::new();
     for stored in items.iter().filter(|s| filter.matches(&s.value())) {
-        match delete_object(state, &rt, stored, req.dry_run()).await {
-            Ok(Deleted::Gone(v) | Deleted::Pending(v)) => deleted.push(present(&t.rt, &v)),
-            Err(e) if e.code == 404 || e.code == 409 => {}
-            Err(e) => return Err(e),
+        let mut current = stored.clone();
+        let mut attempt = 0;
+        loop {
+            match delete_object(state, &rt, &current, req.dry_run()).await {
+                Ok(Deleted::Gone(v) | Deleted::Pending(v)) => deleted.push(present(&t.rt, &v)),
+                // Written meanwhile: deleted from a fresh read, as a single delete is.
+                Err(e) if e.lost_race && attempt < RACE_RETRIES => {
+                    let key = rt.key(
+                        objects::meta_str(&current.value(), "namespace"),
+                        name_of(&current.value()),
+                    );
+                    match state.store.get(&key) {
+                        Some(fresh) => current = fresh,
+                        None => break,
+                    }
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) if e.code == 404 || e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+            break;
         }
     }
     Ok(respond(
