@@ -352,13 +352,7 @@ async fn apply_policies<G: Guest>(
     conditions.retain(|c| c.type_ != "Drifted");
     if common.restart_policy == RestartPolicy::Never && steps.contains(&Step::Restart) {
         steps.retain(|s| *s != Step::Restart);
-        let keys: Vec<&str> = steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::Configure { changes } => Some(changes),
-                _ => None,
-            })
-            .flatten()
+        let keys: Vec<&str> = super::plan::changes(&steps)
             .filter(|c| c.needs_restart)
             .map(|c| c.key.as_str())
             .collect();
@@ -522,13 +516,7 @@ async fn adopt<G: Guest>(
             ),
         ));
     }
-    let params: Params = steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Configure { changes } => Some(changes),
-            _ => None,
-        })
-        .flatten()
+    let params: Params = super::plan::changes(steps)
         .filter_map(|c| c.to.clone().map(|v| (c.key.clone(), v)))
         .chain(["tags", "description"].map(|k| (k.to_string(), desired[k].clone())))
         .collect::<BTreeMap<_, _>>()
@@ -636,13 +624,7 @@ async fn execute<G: Guest>(
 
 /// The `delete` parameter for the keys `steps` remove (none: nothing).
 fn deletions(steps: &[Step]) -> Option<(String, String)> {
-    let keys: Vec<&str> = steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Configure { changes } => Some(changes),
-            _ => None,
-        })
-        .flatten()
+    let keys: Vec<&str> = super::plan::changes(steps)
         .filter(|c| c.to.is_none())
         .map(|c| c.key.as_str())
         .collect();

@@ -146,6 +146,17 @@ fn source_of(params: &BTreeMap<String, String>) -> &str {
         .unwrap_or("?")
 }
 
+/// Every config change the steps make.
+pub fn changes(steps: &[Step]) -> impl Iterator<Item = &Change> {
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Configure { changes } => Some(changes),
+            _ => None,
+        })
+        .flatten()
+}
+
 /// What PVE reports about the guest.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observed {
