@@ -150,7 +150,7 @@ async fn provisioning(api: &Api<LxcGuest>, credentials: &serde_json::Value, pid:
         .as_array()
         .unwrap()
         .iter()
-        .filter(|o| o["method"] != "GET")
+        .filter(|o| o["mutating"] == true)
         .count();
     let checks = guest_commands(credentials).await - quiet_from;
     println!(
@@ -258,7 +258,7 @@ async fn main() {
     tokio::time::sleep(STEADY_WINDOW).await;
     let log = admin(&credentials, reqwest::Method::GET, "oplog").await;
     let calls = log.as_array().unwrap();
-    let mutating = calls.iter().filter(|o| o["method"] != "GET").count();
+    let mutating = calls.iter().filter(|o| o["mutating"] == true).count();
     let per_minute = calls.len() as f64 * 60.0 / STEADY_WINDOW.as_secs_f64();
     let rss = common::rss_kib(up.id());
 

@@ -762,7 +762,7 @@ async fn user_data_reaches_cloud_init_as_a_snippet_and_a_change_reboots_into_it(
         .as_array()
         .unwrap()
         .iter()
-        .filter(|o| o["method"] != "GET")
+        .filter(|o| o["mutating"] == true)
         .filter_map(|o| o["path"].as_str())
         .filter(|p| p.contains("/1004/"))
         .collect();

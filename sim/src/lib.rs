@@ -8,7 +8,7 @@
 //!
 //! | route | what |
 //! | --- | --- |
-//! | `GET /admin/oplog`, `DELETE /admin/oplog` | every API call (method, path, params with secrets redacted, status); clear it |
+//! | `GET /admin/oplog`, `DELETE /admin/oplog` | every API call (method, path, params with secrets redacted, status, `mutating`: changes PVE, i.e. not a read nor the guest agent); clear it |
 //! | `GET /admin/faults`, `PUT /admin/faults` | the faults in force (JSON: `errorRate`, `latencyMs: [lo, hi]`, `resetRate`, `failTasks: {type: error}`, `locked: {vmid: reason}`, `loseTaskStatus`, `agentDown: [vmid]`) |
 //! | `GET /admin/guests`, `GET /admin/guests/{vmid}` | simulated guests: config, power state, snapshots, files, command log, firewall |
 //! | `GET /admin/tasks` | every task with its state and log |

@@ -209,12 +209,8 @@ impl Server {
     ) -> Response<Body> {
         let status = result.as_ref().map_or_else(|e| e.status, |_| 200);
         let mut sim = self.sim();
-        sim.oplog.push(Operation {
-            method: method.into(),
-            path: path.into(),
-            params: redact(params),
-            status,
-        });
+        sim.oplog
+            .push(Operation::new(method, path, redact(params), status));
         if method != "GET" && status == 200 {
             sim.save();
         }

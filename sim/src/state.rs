@@ -36,13 +36,25 @@ pub struct Operation {
     pub path: String,
     pub params: serde_json::Map<String, serde_json::Value>,
     pub status: u16,
+    /// Whether the call changes PVE's state: anything but a read, except the guest
+    /// agent's endpoints, which act inside the guest (commands, files), not on PVE.
+    pub mutating: bool,
 }
 
 impl Operation {
-    /// A call that changes PVE's state. The guest agent's endpoints act inside the guest
-    /// (commands, files), not on PVE, and are counted apart.
-    pub fn mutating(&self) -> bool {
-        self.method != "GET" && !self.path.contains("/agent/")
+    pub fn new(
+        method: &str,
+        path: &str,
+        params: serde_json::Map<String, serde_json::Value>,
+        status: u16,
+    ) -> Self {
+        Self {
+            method: method.into(),
+            path: path.into(),
+            params,
+            status,
+            mutating: method != "GET" && !path.contains("/agent/"),
+        }
     }
 }
 

@@ -249,15 +249,13 @@ impl SimAdmin {
             .await;
     }
 
-    /// Mutating calls in the operation log: everything but GET, and but the guest agent's
-    /// endpoints (they run commands inside a VM, as `pct exec` does for containers).
+    /// The calls the operation log marks as changing PVE's state.
     pub async fn mutating_calls(&self) -> Vec<serde_json::Value> {
         let log = self.get("oplog").await;
         log.as_array()
             .into_iter()
             .flatten()
-            .filter(|o| o["method"] != "GET")
-            .filter(|o| !o["path"].as_str().unwrap_or("").contains("/agent/"))
+            .filter(|o| o["mutating"] == true)
             .cloned()
             .collect()
     }
