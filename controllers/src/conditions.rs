@@ -1,7 +1,93 @@
 //! Status conditions as Kubernetes tools expect them: one per type, `lastTransitionTime`
-//! kept while the status does not change, `observedGeneration` always current.
+//! kept while the status does not change, `observedGeneration` always current. Every kind
+//! summarises a pass in `Ready`, `Reconciling` and `Stalled` through [`summarize`], the
+//! conventions kstatus (Flux, `kubectl wait`) reads; the types and the reasons the
+//! controllers share are named here, once.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// Condition types.
+pub const READY: &str = "Ready";
+/// True while work towards the spec is under way (kstatus: InProgress).
+pub const RECONCILING: &str = "Reconciling";
+/// True when only a change of the spec (or of the cluster) can help (kstatus: Failed).
+pub const STALLED: &str = "Stalled";
+pub const DRIFTED: &str = "Drifted";
+pub const RESTART_REQUIRED: &str = "RestartRequired";
+pub const PROVISIONED: &str = "Provisioned";
+pub const HEALTHY: &str = "Healthy";
+pub const ISSUING: &str = "Issuing";
+pub const INSTALLED: &str = "Installed";
+
+/// Reasons shared by several kinds or conditions (a failure's reason is its error
+/// category, see `error.rs`; a step's is its own, see `guest::decide`).
+pub mod reason {
+    pub const WAITING_FOR_DEPENDENCIES: &str = "WaitingForDependencies";
+    pub const WAITING_FOR_STARTUP_ORDER: &str = "WaitingForStartupOrder";
+    pub const WAITING_FOR_INPUT: &str = "WaitingForInput";
+    pub const WAITING_FOR_CLONE_SOURCE: &str = "WaitingForCloneSource";
+    pub const WAITING_FOR_GUESTS: &str = "WaitingForGuests";
+    /// Waiting for a slot of the node's task budget or a template's clone lock.
+    pub const QUEUED: &str = "Queued";
+    pub const LOCKED: &str = "Locked";
+    pub const TASK_RUNNING: &str = "TaskRunning";
+    pub const OBSERVING: &str = "Observing";
+    pub const CONFIGURED: &str = "Configured";
+    pub const ADOPTED: &str = "Adopted";
+    pub const RUNNING: &str = "Running";
+    pub const STOPPED: &str = "Stopped";
+    pub const TEMPLATE: &str = "Template";
+    pub const PROVISIONING: &str = "Provisioning";
+    pub const APPLYING: &str = "Applying";
+    pub const FEATURES_APPLIED: &str = "FeaturesApplied";
+    pub const DRIFT_DETECTED: &str = "DriftDetected";
+    pub const DRIFT_CORRECTED: &str = "DriftCorrected";
+    pub const RESTART_REQUIRED: &str = "RestartRequired";
+    pub const FIREWALL_CONFIGURED: &str = "FirewallConfigured";
+    pub const CONNECTED: &str = "Connected";
+    pub const CURRENT: &str = "Ready";
+    pub const INSTALLED: &str = "Installed";
+    pub const ISSUE_FAILED: &str = "Failed";
+    pub const DOES_NOT_EXIST: &str = "DoesNotExist";
+    pub const INCORRECT_CERTIFICATE: &str = "IncorrectCertificate";
+    pub const RENEWING: &str = "Renewing";
+}
+
+/// Where a pass left an object, as kstatus reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Converged: `Ready=True`.
+    Ready,
+    /// Work under way, waiting, or a transient failure being retried: `Reconciling=True`.
+    InProgress,
+    /// A permanent failure that waits for a change: `Stalled=True`.
+    Stalled,
+}
+
+/// Sets `Ready`, `Reconciling` and `Stalled` together from one pass's standing, with one
+/// reason and message: `Reconciling` and `Stalled` are present only while True (as Flux
+/// writes them), `Ready` always.
+pub fn summarize(
+    conditions: &mut Vec<Condition>,
+    standing: Standing,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) {
+    let ready = standing == Standing::Ready;
+    set(conditions, READY, ready, reason, message, generation, now);
+    for (type_, on) in [
+        (RECONCILING, standing == Standing::InProgress),
+        (STALLED, standing == Standing::Stalled),
+    ] {
+        if on {
+            set(conditions, type_, true, reason, message, generation, now);
+        } else {
+            remove(conditions, type_);
+        }
+    }
+}
 
 /// Sets (or replaces) the condition of `type_`; the transition time moves only when the
 /// status flips.
@@ -32,33 +118,44 @@ pub fn set(
     conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
 }
 
+pub fn remove(conditions: &mut Vec<Condition>, type_: &str) {
+    conditions.retain(|c| c.type_ != type_);
+}
+
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     conditions
         .iter()
         .any(|c| c.type_ == type_ && c.status == "True")
 }
 
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn at(text: &str) -> jiff::Timestamp {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn transition_time_moves_only_when_the_status_flips() {
-        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        let t1: jiff::Timestamp = "2026-01-01T00:05:00Z".parse().unwrap();
+        let (t0, t1) = (at("2026-01-01T00:00:00Z"), at("2026-01-01T00:05:00Z"));
         let mut conditions = Vec::new();
         set(
             &mut conditions,
-            "Ready",
+            READY,
             false,
             "Creating",
-            "cloning from 900",
+            "cloning",
             Some(1),
             t0,
         );
         set(
             &mut conditions,
-            "Ready",
+            READY,
             false,
             "Starting",
             "starting",
@@ -66,17 +163,14 @@ mod tests {
             t1,
         );
         assert_eq!(conditions.len(), 1);
-        assert_eq!(
-            conditions[0].last_transition_time.0, t0,
-            "still False: the time stays"
-        );
+        assert_eq!(conditions[0].last_transition_time.0, t0, "still False");
         assert_eq!(conditions[0].reason, "Starting");
         set(
             &mut conditions,
-            "Ready",
+            READY,
             true,
             "Running",
-            "running at 10.0.0.141",
+            "running",
             Some(2),
             t1,
         );
@@ -87,6 +181,38 @@ mod tests {
             ),
             (t1, Some(2))
         );
-        assert!(is_true(&conditions, "Ready"));
+        assert!(is_true(&conditions, READY));
+    }
+
+    /// What kstatus concludes from the conditions: Failed on Stalled, InProgress on
+    /// Reconciling, Current on Ready.
+    fn kstatus(conditions: &[Condition]) -> &'static str {
+        if is_true(conditions, STALLED) {
+            "Failed"
+        } else if is_true(conditions, RECONCILING) || !is_true(conditions, READY) {
+            "InProgress"
+        } else {
+            "Current"
+        }
+    }
+
+    #[test]
+    fn each_standing_reads_as_kstatus_expects() {
+        let now = at("2026-01-01T00:00:00Z");
+        let table = [
+            (Standing::InProgress, "InProgress", false, true, false),
+            (Standing::Stalled, "Failed", false, false, true),
+            (Standing::Ready, "Current", true, false, false),
+            (Standing::InProgress, "InProgress", false, true, false),
+        ];
+        let mut conditions = Vec::new();
+        for (standing, expected, ready, reconciling, stalled) in table {
+            summarize(&mut conditions, standing, "Why", "what", Some(3), now);
+            assert_eq!(kstatus(&conditions), expected, "{standing:?}");
+            assert_eq!(is_true(&conditions, READY), ready);
+            assert_eq!(find(&conditions, RECONCILING).is_some(), reconciling);
+            assert_eq!(find(&conditions, STALLED).is_some(), stalled);
+            assert!(conditions.iter().all(|c| c.observed_generation == Some(3)));
+        }
     }
 }

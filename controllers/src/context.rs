@@ -1,51 +1,37 @@
-//! What every reconcile gets: the Kubernetes client, the event recorder, metrics, the PVE
-//! connections and task tracker, the guests' cache, and the way to wake a guest's reconcile.
+//! What every controller shares: the Kubernetes client, the event recorder, metrics, the
+//! PVE connections and task tracker, the resync period and the backoff per object. A
+//! controller's own state (the guests' caches, the ACME responder) lives in its own
+//! context beside its reconcile, which derefs to this one.
 
 use crate::metrics::Metrics;
 use crate::pve::Connections;
 use crate::tasks::TaskTracker;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
-use phoenix_crds::{LxcGuest, VmGuest};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedSender;
 
 pub struct Context {
     pub kube: kube::Client,
     pub recorder: Recorder,
-    pub metrics: std::sync::Arc<Metrics>,
+    pub metrics: Arc<Metrics>,
     pub pve: Connections,
     pub tasks: TaskTracker,
     /// How often a converged object is looked at again (drift detection).
     pub resync: Duration,
-    pub lxc_guests: Store<LxcGuest>,
-    pub wake_lxc: UnboundedSender<ObjectRef<LxcGuest>>,
-    pub vm_guests: Store<VmGuest>,
-    pub wake_vm: UnboundedSender<ObjectRef<VmGuest>>,
-    /// Feature scripts running in guests.
-    pub feature_runs: std::sync::Arc<crate::provision::runs::Runs>,
-    /// Health-check schedule and results per guest.
-    pub health: crate::provision::health::HealthState,
-    /// The ACME challenge responder and simulate mode's ACME server.
-    pub acme: crate::certificate::Acme,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<BTreeMap<String, u32>>,
 }
 
 impl Context {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         kube: kube::Client,
         recorder: Recorder,
-        metrics: std::sync::Arc<Metrics>,
+        metrics: Arc<Metrics>,
         pve: Connections,
         tasks: TaskTracker,
         resync: Duration,
-        (lxc_guests, wake_lxc): (Store<LxcGuest>, UnboundedSender<ObjectRef<LxcGuest>>),
-        (vm_guests, wake_vm): (Store<VmGuest>, UnboundedSender<ObjectRef<VmGuest>>),
     ) -> Self {
         Self {
             kube,
@@ -54,13 +40,6 @@ impl Context {
             pve,
             tasks,
             resync,
-            lxc_guests,
-            wake_lxc,
-            vm_guests,
-            wake_vm,
-            feature_runs: Default::default(),
-            health: Default::default(),
-            acme: Default::default(),
             failures: Mutex::new(BTreeMap::new()),
         }
     }

@@ -44,11 +44,12 @@ pub enum Error {
     #[error("{message}")]
     RolledBack { message: String },
     /// Issuing over ACME failed: the CA is unreachable, refused, or its root is not the
-    /// pinned one.
+    /// pinned one (permanent: retrying cannot help).
     #[error("{message}")]
     Acme {
         reason: &'static str,
         message: String,
+        permanent: bool,
     },
     /// Something the spec refers to (a ConfigMap key) is not there yet; retried.
     #[error("{message}")]
@@ -94,12 +95,7 @@ impl Error {
         match self {
             Error::Spec { .. } | Error::Conflict { .. } | Error::RolledBack { .. } => true,
             Error::Exec(e) => !e.is_transient(),
-            Error::Acme { reason, .. } => {
-                matches!(
-                    *reason,
-                    "RootFingerprintMismatch" | "SolverUnavailable" | "CertificateMismatch"
-                )
-            }
+            Error::Acme { permanent, .. } => *permanent,
             Error::Proxmox(e) => !e.is_transient() && e.status.is_some_and(|s| s == 400),
             _ => false,
         }

@@ -3,6 +3,7 @@
 //! API and the clients in `phoenix-clients`, so the same code runs embedded under
 //! `phoenix up` and inside k3s (`phoenix controller`).
 
+pub mod ca_root;
 pub mod certificate;
 pub mod claims;
 pub mod conditions;
@@ -19,6 +20,7 @@ pub mod provision;
 pub mod proxmox_cluster;
 pub mod pve;
 pub mod readiness;
+pub mod slots;
 pub mod status;
 pub mod tasks;
 pub mod vm;
@@ -67,16 +69,6 @@ impl Default for Options {
 /// Runs every controller until the future is dropped.
 pub async fn run(kube: kube::Client, options: Options) {
     let metrics = options.metrics.clone();
-    let lxc = Controller::new(
-        Api::<LxcGuest>::all(kube.clone()),
-        watcher::Config::default(),
-    );
-    let (wake_lxc, woken_lxc) = tokio::sync::mpsc::unbounded_channel();
-    let vm = Controller::new(
-        Api::<VmGuest>::all(kube.clone()),
-        watcher::Config::default(),
-    );
-    let (wake_vm, woken_vm) = tokio::sync::mpsc::unbounded_channel();
     let recorder = Recorder::new(
         kube.clone(),
         Reporter {
@@ -84,29 +76,44 @@ pub async fn run(kube: kube::Client, options: Options) {
             instance: Some(options.instance.clone()),
         },
     );
-    let mut ctx = context::Context::new(
+    let shared = Arc::new(context::Context::new(
         kube.clone(),
         recorder,
         metrics.clone(),
         pve::Connections::new(kube.clone(), options.redirect.clone(), metrics.clone()),
         tasks::TaskTracker::new(metrics.clone(), options.task_poll),
         options.resync,
-        (lxc.store(), wake_lxc),
-        (vm.store(), wake_vm),
+    ));
+    let lxc = Controller::new(
+        Api::<LxcGuest>::all(kube.clone()),
+        watcher::Config::default(),
     );
-    ctx.acme.redirect = options.acme_redirect.clone();
-    let ctx = Arc::new(ctx);
-    if let Some(listen) = &options.http01_listen {
-        match tokio::net::TcpListener::bind(listen).await {
-            Ok(listener) => {
-                tracing::info!(%listen, "ACME HTTP-01 challenge responder listening");
-                tokio::spawn(ctx.acme.challenges.clone().serve(listener));
-            }
-            Err(e) => tracing::error!(%listen, "the ACME HTTP-01 responder cannot listen: {e}"),
-        }
-    }
-    let lxc = run_guests(lxc, woken_lxc, ctx.clone());
-    let vm = run_guests(vm, woken_vm, ctx.clone());
+    let vm = Controller::new(
+        Api::<VmGuest>::all(kube.clone()),
+        watcher::Config::default(),
+    );
+    let (wake_lxc, woken_lxc) = tokio::sync::mpsc::unbounded_channel();
+    let (wake_vm, woken_vm) = tokio::sync::mpsc::unbounded_channel();
+    let guests = Arc::new(guest::GuestContext::new(
+        shared.clone(),
+        guest::Population {
+            store: lxc.store(),
+            wake: wake_lxc,
+        },
+        guest::Population {
+            store: vm.store(),
+            wake: wake_vm,
+        },
+    ));
+    let lxc = run_guests(lxc, woken_lxc, guests.clone());
+    let vm = run_guests(vm, woken_vm, guests.clone());
+    let cluster_ctx = Arc::new(proxmox_cluster::ClusterContext {
+        shared: shared.clone(),
+        wake_guests: Box::new(move || {
+            guests.lxc.wake_all();
+            guests.vm.wake_all();
+        }),
+    });
     let clusters = Controller::new(
         Api::<ProxmoxCluster>::all(kube.clone()),
         watcher::Config::default(),
@@ -114,24 +121,43 @@ pub async fn run(kube: kube::Client, options: Options) {
     .run(
         proxmox_cluster::reconcile_cluster,
         proxmox_cluster::error_policy,
-        ctx.clone(),
+        cluster_ctx,
     )
     .for_each(|_| async {});
+    let certificate_ctx = Arc::new(certificate::CertificateContext {
+        shared,
+        challenges: Arc::default(),
+        redirect: options.acme_redirect.clone(),
+    });
+    if let Some(listen) = &options.http01_listen {
+        match tokio::net::TcpListener::bind(listen).await {
+            Ok(listener) => {
+                tracing::info!(%listen, "ACME HTTP-01 challenge responder listening");
+                tokio::spawn(certificate_ctx.challenges.clone().serve(listener));
+            }
+            Err(e) => tracing::error!(%listen, "the ACME HTTP-01 responder cannot listen: {e}"),
+        }
+    }
     let certificates = Controller::new(
         Api::<phoenix_crds::Certificate>::all(kube.clone()),
         watcher::Config::default(),
     )
-    .run(certificate::reconcile, certificate::error_policy, ctx)
+    .run(
+        certificate::reconcile,
+        certificate::error_policy,
+        certificate_ctx,
+    )
     .for_each(|_| async {});
     futures::join!(lxc, vm, clusters, certificates);
 }
 
 /// One kind of guest's controller, also woken by the objects sent to its wake channel
-/// (when a PVE task stops, a feature run ends, a dependency becomes Ready).
+/// (when a PVE task stops, a slot is released, a feature run ends, a dependency becomes
+/// Ready).
 async fn run_guests<G: guest::Guest>(
     controller: Controller<G>,
     woken: tokio::sync::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<G>>,
-    ctx: Arc<context::Context>,
+    ctx: Arc<guest::GuestContext>,
 ) {
     let woken = futures::stream::unfold(woken, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))

@@ -2,14 +2,14 @@
 //! TLS trust, and reports the version, nodes and storages in status, with a Ready
 //! condition whose reason says what failed.
 
-use crate::conditions;
+use crate::conditions::{self, Standing, reason};
 use crate::context::Context;
 use crate::error::Error;
 use crate::pve::{Redirect, client_config};
+use crate::status;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use phoenix_clients::proxmox::{self, ProxmoxClient};
 use phoenix_crds::ProxmoxCluster;
 use phoenix_crds::proxmox_cluster::{NodeStatus, ProxmoxClusterStatus, StorageStatus};
@@ -59,7 +59,8 @@ async fn observe(
     Ok((version.version, nodes, storages))
 }
 
-/// One pass: observe, then write status (Ready with the reason of any failure).
+/// One pass: observe, then write status (Ready with the reason of any failure; a
+/// permanent one, such as a refused token, Stalled until the spec or Secret changes).
 pub async fn reconcile(
     kube: &kube::Client,
     cluster: &ProxmoxCluster,
@@ -72,6 +73,7 @@ pub async fn reconcile(
         Ok((config, _)) => observe(&config).await,
         Err(e) => Err(e),
     };
+    let conditions = &mut status.common.conditions;
     match &observed {
         Ok((version, nodes, storages)) => {
             status.version = Some(version.clone());
@@ -79,66 +81,73 @@ pub async fn reconcile(
             status.nodes = nodes.clone();
             status.storages = storages.clone();
             let message = format!("connected to Proxmox VE {version}, {} node(s)", nodes.len());
-            conditions::set(
-                &mut status.common.conditions,
-                "Ready",
-                true,
-                "Connected",
+            let standing = Standing::Ready;
+            conditions::summarize(
+                conditions,
+                standing,
+                reason::CONNECTED,
                 &message,
                 generation,
                 now,
             );
         }
-        Err(e) => conditions::set(
-            &mut status.common.conditions,
-            "Ready",
-            false,
-            e.category(),
-            &e.to_string(),
-            generation,
-            now,
-        ),
+        Err(e) => {
+            let standing = if e.is_permanent() {
+                Standing::Stalled
+            } else {
+                Standing::InProgress
+            };
+            let message = e.to_string();
+            conditions::summarize(
+                conditions,
+                standing,
+                e.category(),
+                &message,
+                generation,
+                now,
+            );
+        }
     }
     status.common.observed_generation = generation;
     let api: Api<ProxmoxCluster> = Api::all(kube.clone());
-    let name = cluster.metadata.name.clone().unwrap_or_default();
-    if cluster.status.as_ref() != Some(&status) {
-        let previous = cluster.status.clone().unwrap_or_default();
-        let patch = crate::status::merge_patch(&previous, &status);
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-    }
+    status::write(&api, cluster, cluster.status.as_ref(), &status).await?;
     observed.map(|_| status)
+}
+
+/// The ProxmoxCluster controller's own context: the shared one, and how to wake the
+/// guests of every kind when a cluster turns Ready.
+pub struct ClusterContext {
+    pub shared: Arc<Context>,
+    pub wake_guests: Box<dyn Fn() + Send + Sync>,
 }
 
 /// The controller's pass: check the connection, and when the cluster turns Ready wake the
 /// guests that were waiting for it.
 pub async fn reconcile_cluster(
     cluster: Arc<ProxmoxCluster>,
-    ctx: Arc<Context>,
+    ctx: Arc<ClusterContext>,
 ) -> Result<Action, Error> {
-    ctx.metrics.reconciled(KIND);
+    let shared = &ctx.shared;
+    shared.metrics.reconciled(KIND);
     let was_ready = cluster
         .status
         .as_ref()
-        .is_some_and(|s| conditions::is_true(&s.common.conditions, "Ready"));
-    let result = reconcile(&ctx.kube, &cluster, ctx.pve.redirect()).await;
+        .is_some_and(|s| conditions::is_true(&s.common.conditions, conditions::READY));
+    let key = format!("ProxmoxCluster/{}", cluster.name_any());
+    let result = reconcile(&shared.kube, &cluster, shared.pve.redirect()).await;
     if let Err(e) = &result {
-        let key = format!("ProxmoxCluster/{}", cluster.name_any());
         tracing::warn!(cluster = %cluster.name_any(), reason = e.category(), "{e}");
-        ctx.metrics.failed(KIND, e.category());
-        return Ok(Action::requeue(ctx.backoff(&key)));
+        shared.metrics.failed(KIND, e.category());
+        return Ok(Action::requeue(shared.backoff(&key)));
     }
     if !was_ready {
-        for guest in ctx.lxc_guests.state() {
-            let _ = ctx.wake_lxc.send(ObjectRef::from_obj(&*guest));
-        }
+        (ctx.wake_guests)();
     }
-    ctx.succeeded(&format!("ProxmoxCluster/{}", cluster.name_any()));
-    Ok(Action::requeue(ctx.resync))
+    shared.succeeded(&key);
+    Ok(Action::requeue(shared.resync))
 }
 
-pub fn error_policy(_: Arc<ProxmoxCluster>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failed(KIND, error.category());
+pub fn error_policy(_: Arc<ProxmoxCluster>, error: &Error, ctx: Arc<ClusterContext>) -> Action {
+    ctx.shared.metrics.failed(KIND, error.category());
     Action::requeue(Duration::from_secs(10))
 }

@@ -4,6 +4,7 @@
 
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::slots::Slots;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use phoenix_clients::proxmox::{self, ProxmoxClient, Trust};
@@ -12,7 +13,6 @@ use phoenix_crds::proxmox_cluster::ClusterTls;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// Where simulate mode sends every PVE call instead of the manifest's endpoint, and every
 /// command meant for a guest instead of the nodes' SSH.
@@ -174,13 +174,13 @@ pub struct Connection {
     pub client: ProxmoxClient,
     budget_per_node: u32,
     node_budgets: BTreeMap<String, u32>,
-    semaphores: Mutex<BTreeMap<String, Arc<Semaphore>>>,
+    slots: Mutex<BTreeMap<String, Arc<Slots>>>,
 }
 
 impl Connection {
-    /// The semaphore bounding concurrent tasks on `node`.
-    pub fn budget(&self, node: &str) -> Arc<Semaphore> {
-        self.semaphore(&format!("node/{node}"), || {
+    /// The slots bounding concurrent tasks on `node`.
+    pub fn budget(&self, node: &str) -> Arc<Slots> {
+        self.slots(&format!("node/{node}"), || {
             self.node_budgets
                 .get(node)
                 .copied()
@@ -189,14 +189,14 @@ impl Connection {
     }
 
     /// PVE locks an LXC template for the whole of a clone: one clone per template at once.
-    pub fn template_lock(&self, vmid: u32) -> Arc<Semaphore> {
-        self.semaphore(&format!("template/{vmid}"), || 1)
+    pub fn template_lock(&self, vmid: u32) -> Arc<Slots> {
+        self.slots(&format!("template/{vmid}"), || 1)
     }
 
-    fn semaphore(&self, key: &str, size: impl FnOnce() -> usize) -> Arc<Semaphore> {
-        let mut map = self.semaphores.lock().unwrap_or_else(|e| e.into_inner());
+    fn slots(&self, key: &str, size: impl FnOnce() -> usize) -> Arc<Slots> {
+        let mut map = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(key.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(size().max(1))))
+            .or_insert_with(|| Slots::new(size()))
             .clone()
     }
 
@@ -253,10 +253,9 @@ impl Connections {
             }
         };
         let name = cluster.metadata.name.clone().unwrap_or_default();
-        let ready = cluster
-            .status
-            .as_ref()
-            .is_some_and(|s| crate::conditions::is_true(&s.common.conditions, "Ready"));
+        let ready = cluster.status.as_ref().is_some_and(|s| {
+            crate::conditions::is_true(&s.common.conditions, crate::conditions::READY)
+        });
         if !ready {
             return Err(Error::ClusterNotReady(name));
         }
@@ -274,7 +273,7 @@ impl Connections {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((cached_key, connection)) = cache.get(&name) {
             // Status updates (resourceVersion) only refresh the cluster view; the
-            // semaphores, with the permits held in them, stay.
+            // slots, with those held and queued, stay.
             if cached_key.split('/').next() == key.split('/').next()
                 && cached_key.ends_with(&format!("/{secret_version}"))
             {
@@ -286,9 +285,9 @@ impl Connections {
                     client: connection.client.clone(),
                     budget_per_node: connection.budget_per_node,
                     node_budgets: connection.node_budgets.clone(),
-                    semaphores: Mutex::new(
+                    slots: Mutex::new(
                         connection
-                            .semaphores
+                            .slots
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .clone(),
@@ -311,7 +310,7 @@ impl Connections {
                 .collect(),
             cluster: Arc::new(cluster),
             client,
-            semaphores: Mutex::new(BTreeMap::new()),
+            slots: Mutex::new(BTreeMap::new()),
         });
         cache.insert(name, (key, connection.clone()));
         Ok(connection)

@@ -1,46 +1,51 @@
-//! Status writes as merge patches. A merge patch only removes what it sets to null, and
-//! the status types skip empty fields when serialised, so a field cleared since the last
-//! write (the finished task's UPID, the step) must be nulled explicitly.
+//! Status written once per pass, whole, by server-side apply under the controller's own
+//! field manager (`phoenix-<kind>`). Applying the whole status means a field the pass left
+//! out is removed (its manager no longer applies it), so no diff has to null it; and the
+//! write is skipped when the status computed equals the one read.
 
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::de::DeserializeOwned;
 
-/// The merge patch `{"status": ...}` that turns `previous` into `new`.
-pub fn merge_patch<T: Serialize>(previous: &T, new: &T) -> Value {
-    let old = serde_json::to_value(previous).unwrap_or(Value::Null);
-    let mut new = serde_json::to_value(new).unwrap_or(Value::Null);
-    if let (Some(old), Some(fields)) = (old.as_object(), new.as_object_mut()) {
-        for key in old.keys() {
-            fields.entry(key.clone()).or_insert(Value::Null);
-        }
+/// The field manager of `kind`'s controller: `phoenix-lxcguest`, `phoenix-certificate`...
+pub fn manager(kind: &str) -> String {
+    format!("phoenix-{}", kind.to_ascii_lowercase())
+}
+
+/// Applies `status` when it differs from `previous`; says whether it wrote.
+pub async fn write<K, S>(
+    api: &Api<K>,
+    object: &K,
+    previous: Option<&S>,
+    status: &S,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
+    if previous == Some(status) {
+        return Ok(false);
     }
-    let mut patch = Map::new();
-    patch.insert("status".into(), new);
-    Value::Object(patch)
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": { "name": object.name_any() },
+        "status": status,
+    });
+    // Forced: a status field written by an older version under another manager is taken
+    // over rather than refused.
+    let params = PatchParams::apply(&manager(&K::kind(&()))).force();
+    api.patch_status(&object.name_any(), &params, &Patch::Apply(&body))
+        .await?;
+    Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use phoenix_crds::lxc::LxcGuestStatus;
-
     #[test]
-    fn cleared_fields_are_nulled() {
-        let mut previous = LxcGuestStatus::default();
-        previous.guest.task_upid = Some("UPID:x".into());
-        previous.guest.step = Some("Create".into());
-        let mut new = previous.clone();
-        new.guest.task_upid = None;
-        new.guest.state = Some("running".into());
-        let patch = merge_patch(&previous, &new);
-        assert_eq!(patch["status"]["taskUpid"], Value::Null);
-        assert!(
-            patch["status"]
-                .as_object()
-                .unwrap()
-                .contains_key("taskUpid")
-        );
-        assert_eq!(patch["status"]["step"], "Create");
-        assert_eq!(patch["status"]["state"], "running");
+    fn managers_are_named_for_their_kind() {
+        assert_eq!(super::manager("LxcGuest"), "phoenix-lxcguest");
+        assert_eq!(super::manager("ProxmoxCluster"), "phoenix-proxmoxcluster");
     }
 }

@@ -1,14 +1,14 @@
 //! PVE tasks in flight. A reconcile starts a task, stores its UPID in status and returns;
-//! the tracker follows the task with bounded polling, holds the budget permits while it
-//! runs, and wakes the owning object's reconcile the moment it stops, so no reconcile
+//! the tracker follows the task with bounded polling, holds the budget slots while it
+//! runs (their release wakes whoever queued for them), and wakes the owning object's reconcile the moment it stops, so no reconcile
 //! ever blocks on a task and no slot of the node's budget idles.
 
 use crate::metrics::Metrics;
+use crate::slots::Slot;
 use phoenix_clients::proxmox::{ErrorKind, ProxmoxClient, TaskOutcome, Upid};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
 
 pub struct TaskTracker {
     metrics: Arc<Metrics>,
@@ -33,13 +33,13 @@ impl TaskTracker {
         self.following.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Follows `upid` until it stops, then releases `permits` and calls `done`. A task
+    /// Follows `upid` until it stops, then releases `slots` and calls `done`. A task
     /// already followed is left to its follower.
     pub fn follow(
         &self,
         client: ProxmoxClient,
         upid: Upid,
-        permits: Vec<OwnedSemaphorePermit>,
+        slots: Vec<Slot>,
         done: impl FnOnce() + Send + 'static,
     ) {
         if !self.lock().insert(upid.raw.clone()) {
@@ -64,7 +64,7 @@ impl TaskTracker {
                     }
                 }
             }
-            drop(permits);
+            drop(slots);
             metrics.task_finished(&upid.node);
             following
                 .lock()

@@ -33,8 +33,9 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$";
 pub const VMID_MIN: u32 = 100;
 pub const VMID_MAX: u32 = 999_999_999;
 
-/// Status written by every Phoenix controller: the conditions (`Ready`, `Progressing`,
-/// `Degraded`, and kind-specific ones) and the generation they describe.
+/// Status written by every Phoenix controller: the conditions (`Ready`, `Reconciling`
+/// while work is under way, `Stalled` when only a spec change can help — as kstatus reads
+/// them — and kind-specific ones) and the generation the controller last acted on.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CommonStatus {
@@ -529,6 +530,10 @@ pub struct GuestObservation {
     pub features: Vec<AppliedFeature>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<String>,
+    /// The generation whose spec was last fully in place: differences found while it is
+    /// still the object's generation are out-of-band changes (drift).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converged_generation: Option<i64>,
 }
 
 /// `name=value` or `name` from a Secret key.

@@ -57,6 +57,14 @@ impl AcmeError {
             AcmeError::Unsupported(_) => "SolverUnavailable",
         }
     }
+
+    /// Only a change of the spec (or of the CA's root) helps: retrying would fail alike.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            AcmeError::RootMismatch { .. } | AcmeError::Unsupported(_)
+        )
+    }
 }
 
 fn protocol(e: impl std::fmt::Display) -> AcmeError {

@@ -7,11 +7,13 @@
 pub mod acme;
 pub mod http01;
 pub mod install;
+pub mod trigger;
 pub mod x509;
 
+use crate::conditions::{self, Standing, reason};
 use crate::context::Context;
 use crate::error::Error;
-use crate::{conditions, dependencies};
+use crate::{dependencies, status};
 use acme::{AcmeError, AcmeServer};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -36,31 +38,35 @@ pub struct AcmeRedirect {
     pub server_ca_pem: String,
 }
 
-/// The Certificate controller's own part of the context.
-#[derive(Default)]
-pub struct Acme {
+/// The Certificate controller's own context: the ACME challenge responder and simulate
+/// mode's ACME server. It derefs to the [`Context`] every controller shares.
+pub struct CertificateContext {
+    pub shared: Arc<Context>,
     pub challenges: Arc<http01::Challenges>,
     pub redirect: Option<AcmeRedirect>,
 }
 
-pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+impl std::ops::Deref for CertificateContext {
+    type Target = Context;
+
+    fn deref(&self) -> &Context {
+        &self.shared
+    }
+}
+
+/// One pass: converge, record the outcome, write the status once (when it changed).
+pub async fn reconcile(
+    cert: Arc<Certificate>,
+    ctx: Arc<CertificateContext>,
+) -> Result<Action, Error> {
     ctx.metrics.reconciled(KIND);
     let api: Api<Certificate> =
         Api::namespaced(ctx.kube.clone(), &cert.namespace().unwrap_or_default());
-    let previous = cert.status.clone().unwrap_or_default();
-    let mut status = previous.clone();
+    let mut status = cert.status.clone().unwrap_or_default();
     let outcome = converge(&cert, &ctx, &mut status).await;
     let action = finish(&cert, &ctx, &mut status, outcome).await;
-    if status != previous {
-        let patch = crate::status::merge_patch(&previous, &status);
-        api.patch_status(
-            &cert.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
-    }
-    action
+    status::write(&api, &*cert, cert.status.as_ref(), &status).await?;
+    Ok(action)
 }
 
 /// Where a pass left the certificate.
@@ -79,13 +85,13 @@ enum Pass {
 
 async fn converge(
     cert: &Certificate,
-    ctx: &Context,
+    ctx: &CertificateContext,
     status: &mut CertificateStatus,
 ) -> Result<Pass, Error> {
     let namespace = cert.namespace().unwrap_or_default();
     if let Gate::Wait(message) = gate(cert, ctx, &namespace).await? {
         return Ok(Pass::Waiting {
-            reason: "WaitingForDependencies",
+            reason: reason::WAITING_FOR_DEPENDENCIES,
             message,
         });
     }
@@ -107,27 +113,12 @@ async fn converge(
         .and_then(|s| text(s, "tls.crt"))
         .and_then(|pem| x509::parse(&pem));
     let now = jiff::Timestamp::now();
-    let why = match &current {
-        None => Some((
-            "DoesNotExist",
-            "no certificate in the Secret yet".to_owned(),
-        )),
-        Some(c) if !c.covers(&cert.spec.dns_names, &cert.spec.ip_addresses) => Some((
-            "IncorrectCertificate",
-            "the Secret's certificate does not name what the spec asks for".to_owned(),
-        )),
-        Some(c) if now >= renewal_time(c, cert) => Some((
-            "Renewing",
-            format!("renewal time {} reached", renewal_time(c, cert)),
-        )),
-        Some(_) => None,
-    };
-    let Some((reason, message)) = why else {
+    let Some(why) = trigger::trigger(current.as_ref(), &cert.spec, now) else {
         let c = current.expect("a current certificate");
         record(status, &c, cert);
         ctx.metrics
             .certificate_expiry(&namespace, &cert.name_any(), c.not_after);
-        status.common.conditions.retain(|c| c.type_ != "Issuing");
+        conditions::remove(&mut status.common.conditions, conditions::ISSUING);
         status.failed_issuance_attempts = None;
         status.last_failure_time = None;
         let held = existing.as_ref().and_then(|s| {
@@ -142,24 +133,24 @@ async fn converge(
             None => None,
         };
         return Ok(Pass::Current {
-            renew_in: until(renewal_time(&c, cert)),
+            renew_in: until(trigger::renewal_time(&c, &cert.spec)),
             installing,
         });
     };
     conditions::set(
         &mut status.common.conditions,
-        "Issuing",
+        conditions::ISSUING,
         true,
-        reason,
-        &message,
+        why.reason,
+        &why.message,
         cert.metadata.generation,
         now,
     );
     ctx.event(
         cert,
         EventType::Normal,
-        "Issuing",
-        format!("{message}: requesting a new certificate"),
+        conditions::ISSUING,
+        format!("{}: requesting a new certificate", why.message),
     )
     .await;
     let server = server(cert, ctx).await?;
@@ -168,16 +159,19 @@ async fn converge(
         .map_err(|e| Error::Acme {
             reason: e.category(),
             message: e.to_string(),
+            permanent: e.is_permanent(),
         })?;
     let parsed = x509::parse(&issued.chain_pem).ok_or_else(|| Error::Acme {
         reason: "AcmeFailed",
         message: "the CA returned an unreadable certificate".into(),
+        permanent: false,
     })?;
     if !parsed.covers(&cert.spec.dns_names, &cert.spec.ip_addresses) {
         // Issuing again would only loop: the CA does not give what the spec asks.
         return Err(Error::Acme {
             reason: "CertificateMismatch",
             message: "the CA issued a certificate without every name of the spec".into(),
+            permanent: true,
         });
     }
     let root = publish(cert, ctx, &server, &issued.root_pem).await?;
@@ -188,7 +182,7 @@ async fn converge(
     record(status, &parsed, cert);
     ctx.metrics
         .certificate_expiry(&namespace, &cert.name_any(), parsed.not_after);
-    status.common.conditions.retain(|c| c.type_ != "Issuing");
+    conditions::remove(&mut status.common.conditions, conditions::ISSUING);
     ctx.event(
         cert,
         EventType::Normal,
@@ -201,7 +195,7 @@ async fn converge(
     .await;
     let installing = install::install(cert, ctx, &issued, status).await?;
     Ok(Pass::Current {
-        renew_in: until(renewal_time(&parsed, cert)),
+        renew_in: until(trigger::renewal_time(&parsed, &cert.spec)),
         installing,
     })
 }
@@ -236,28 +230,13 @@ fn until(then: jiff::Timestamp) -> Duration {
 fn record(status: &mut CertificateStatus, c: &x509::Parsed, cert: &Certificate) {
     status.not_before = Some(c.not_before.to_string());
     status.not_after = Some(c.not_after.to_string());
-    status.renewal_time = Some(renewal_time(c, cert).to_string());
+    status.renewal_time = Some(trigger::renewal_time(c, &cert.spec).to_string());
     status.serial_number = Some(c.serial.clone());
-}
-
-/// `renewBefore` ahead of expiry, or a third of the lifetime (cert-manager's default, and
-/// Step-CA's 24 h certificates renew at 16 h).
-fn renewal_time(c: &x509::Parsed, cert: &Certificate) -> jiff::Timestamp {
-    let lifetime = c.not_after.as_second() - c.not_before.as_second();
-    let before = cert
-        .spec
-        .renew_before
-        .as_deref()
-        .and_then(x509::parse_duration)
-        .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .filter(|b| *b < lifetime)
-        .unwrap_or(lifetime / 3);
-    jiff::Timestamp::from_second(c.not_after.as_second() - before).unwrap_or(c.not_after)
 }
 
 /// The ACME server of `cert`: its own `issuer.acme`, or its cluster's Step-CA; in
 /// simulate mode the directory is pebble's (a Certificate's own pin is kept).
-async fn server(cert: &Certificate, ctx: &Context) -> Result<AcmeServer, Error> {
+async fn server(cert: &Certificate, ctx: &CertificateContext) -> Result<AcmeServer, Error> {
     let issuer = &cert.spec.issuer;
     let mut server = match &issuer.acme {
         Some(acme) => AcmeServer {
@@ -296,20 +275,20 @@ async fn server(cert: &Certificate, ctx: &Context) -> Result<AcmeServer, Error> 
             }
         }
     };
-    if ctx.pve.redirect().is_some() && ctx.acme.redirect.is_none() {
+    if ctx.pve.redirect().is_some() && ctx.redirect.is_none() {
         // Simulate mode never reaches the manifests' real CA.
         return Err(Error::spec(
             "NoAcmeServer",
             "simulate mode has no ACME server: install pebble (apt-get install pebble)",
         ));
     }
-    if server.root_fingerprint.is_none() && ctx.acme.redirect.is_none() {
+    if server.root_fingerprint.is_none() && ctx.redirect.is_none() {
         return Err(Error::spec(
             "RootNotPinned",
             "issuer.acme.rootFingerprint is required: the CA root is pinned as `step ca bootstrap` does",
         ));
     }
-    if let Some(r) = &ctx.acme.redirect {
+    if let Some(r) = &ctx.redirect {
         server.directory_url = r.directory_url.clone();
         server.roots_url = r.roots_url.clone();
         server.server_ca_pem = Some(r.server_ca_pem.clone());
@@ -330,7 +309,7 @@ pub struct Issued {
 
 async fn issue(
     cert: &Certificate,
-    ctx: &Context,
+    ctx: &CertificateContext,
     server: &AcmeServer,
     existing: Option<&Secret>,
 ) -> Result<Issued, AcmeError> {
@@ -387,9 +366,12 @@ async fn issue(
 }
 
 /// The solver of `spec.issuer.solver`.
-fn solver<'a>(cert: &Certificate, ctx: &'a Context) -> Result<&'a dyn acme::Solver, AcmeError> {
+fn solver<'a>(
+    cert: &Certificate,
+    ctx: &'a CertificateContext,
+) -> Result<&'a dyn acme::Solver, AcmeError> {
     match cert.spec.issuer.solver {
-        Solver::Http01 => Ok(ctx.acme.challenges.as_ref()),
+        Solver::Http01 => Ok(ctx.challenges.as_ref()),
         // Needs the dnsmasq host sync (TXT records on the platform's DNS), not built yet.
         Solver::Dns01 => Err(AcmeError::Unsupported(
             "the dns-01 solver needs the dnsmasq host sync, which is not built yet; use Http01"
@@ -435,19 +417,21 @@ async fn publish(
     root_pem: &str,
 ) -> Result<String, Error> {
     let _ = (cert, server);
-    let api: Api<ConfigMap> =
-        Api::namespaced(ctx.kube.clone(), crate::provision::CA_ROOT_NAMESPACE);
+    let api: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), crate::ca_root::NAMESPACE);
     let cm = ConfigMap {
         metadata: ObjectMeta {
-            name: Some(crate::provision::CA_ROOT_CONFIGMAP.into()),
-            namespace: Some(crate::provision::CA_ROOT_NAMESPACE.into()),
+            name: Some(crate::ca_root::CONFIGMAP.into()),
+            namespace: Some(crate::ca_root::NAMESPACE.into()),
             ..Default::default()
         },
-        data: Some(BTreeMap::from([("ca.crt".to_owned(), root_pem.to_owned())])),
+        data: Some(BTreeMap::from([(
+            crate::ca_root::KEY.to_owned(),
+            root_pem.to_owned(),
+        )])),
         ..Default::default()
     };
     api.patch(
-        crate::provision::CA_ROOT_CONFIGMAP,
+        crate::ca_root::CONFIGMAP,
         &PatchParams::apply(MANAGER).force(),
         &Patch::Apply(&cm),
     )
@@ -504,39 +488,39 @@ fn text(secret: &Secret, key: &str) -> Option<String> {
     String::from_utf8(data.0.clone()).ok()
 }
 
-/// Conditions, events and when to look again.
+/// Conditions (Ready, Reconciling, Stalled, Issuing, Installed), events and when to look
+/// again. A certificate still valid keeps serving (Ready stays True) while a renewal fails.
 async fn finish(
     cert: &Certificate,
     ctx: &Context,
     status: &mut CertificateStatus,
     outcome: Result<Pass, Error>,
-) -> Result<Action, Error> {
+) -> Action {
     let now = jiff::Timestamp::now();
     let generation = cert.metadata.generation;
+    status.common.observed_generation = generation;
     let conditions = &mut status.common.conditions;
     match outcome {
         Ok(Pass::Current {
             renew_in,
             installing,
         }) => {
-            conditions::set(
+            conditions::summarize(
                 conditions,
-                "Ready",
-                true,
-                "Ready",
+                Standing::Ready,
+                reason::CURRENT,
                 "the certificate is current and matches the spec",
                 generation,
                 now,
             );
-            status.common.observed_generation = generation;
             let mut wait = renew_in.clamp(Duration::from_secs(1), Duration::from_secs(3600));
             match installing {
                 Some(message) => {
                     conditions::set(
                         conditions,
-                        "Installed",
+                        conditions::INSTALLED,
                         false,
-                        "WaitingForGuests",
+                        reason::WAITING_FOR_GUESTS,
                         &message,
                         generation,
                         now,
@@ -544,72 +528,94 @@ async fn finish(
                     wait = wait.min(Duration::from_secs(30));
                 }
                 None if cert.spec.install.is_empty() => {
-                    conditions.retain(|c| c.type_ != "Installed")
+                    conditions::remove(conditions, conditions::INSTALLED)
                 }
                 None => conditions::set(
                     conditions,
-                    "Installed",
+                    conditions::INSTALLED,
                     true,
-                    "Installed",
+                    reason::INSTALLED,
                     "every install target holds the current certificate",
                     generation,
                     now,
                 ),
             }
-            Ok(Action::requeue(wait))
+            Action::requeue(wait)
         }
         Ok(Pass::Waiting { reason, message }) => {
-            conditions::set(
-                conditions, "Ready", false, reason, &message, generation, now,
-            );
-            Ok(Action::requeue(Duration::from_secs(30)))
+            let standing = Standing::InProgress;
+            conditions::summarize(conditions, standing, reason, &message, generation, now);
+            Action::requeue(Duration::from_secs(30))
         }
-        Err(e) => {
-            ctx.metrics.failed(KIND, e.category());
-            let attempts = status.failed_issuance_attempts.unwrap_or(0) + 1;
-            status.failed_issuance_attempts = Some(attempts);
-            status.last_failure_time = Some(now.to_string());
-            let message = e.to_string();
-            let was_failed = conditions
-                .iter()
-                .any(|c| c.type_ == "Issuing" && c.reason == "Failed" && c.message == message);
-            conditions::set(
-                conditions, "Issuing", false, "Failed", &message, generation, now,
-            );
-            let keeps_serving = conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            if !keeps_serving {
-                conditions::set(
-                    conditions,
-                    "Ready",
-                    false,
-                    e.category(),
-                    &message,
-                    generation,
-                    now,
-                );
-            }
-            if !was_failed {
-                ctx.event(cert, EventType::Warning, e.category(), message.clone())
-                    .await;
-            }
-            // From seconds, doubling, capped at an hour (not cert-manager's 32 h).
-            let wait = Duration::from_secs(2u64.saturating_pow(attempts.min(12)))
-                .min(Duration::from_secs(3600));
-            tracing::warn!(certificate = %cert.name_any(), reason = e.category(), retry_in = ?wait, "{e}");
-            Ok(Action::requeue(if e.is_permanent() {
-                Duration::from_secs(300).max(wait)
-            } else {
-                wait
-            }))
-        }
+        Err(e) => failed(cert, ctx, status, e, now).await,
     }
+}
+
+/// A failed pass: `Issuing=False` with the error, Ready only when nothing valid is
+/// served, an event when the failure is new, and a backoff kept in status (so it
+/// survives restarts).
+async fn failed(
+    cert: &Certificate,
+    ctx: &Context,
+    status: &mut CertificateStatus,
+    e: Error,
+    now: jiff::Timestamp,
+) -> Action {
+    let generation = cert.metadata.generation;
+    ctx.metrics.failed(KIND, e.category());
+    let attempts = status.failed_issuance_attempts.unwrap_or(0) + 1;
+    status.failed_issuance_attempts = Some(attempts);
+    status.last_failure_time = Some(now.to_string());
+    let conditions = &mut status.common.conditions;
+    let message = e.to_string();
+    let was_failed = conditions::find(conditions, conditions::ISSUING)
+        .is_some_and(|c| c.reason == reason::ISSUE_FAILED && c.message == message);
+    conditions::set(
+        conditions,
+        conditions::ISSUING,
+        false,
+        reason::ISSUE_FAILED,
+        &message,
+        generation,
+        now,
+    );
+    if !conditions::is_true(conditions, conditions::READY) {
+        let standing = if e.is_permanent() {
+            Standing::Stalled
+        } else {
+            Standing::InProgress
+        };
+        conditions::summarize(
+            conditions,
+            standing,
+            e.category(),
+            &message,
+            generation,
+            now,
+        );
+    }
+    if !was_failed {
+        ctx.event(cert, EventType::Warning, e.category(), message.clone())
+            .await;
+    }
+    // From seconds, doubling, capped at an hour (not cert-manager's 32 h).
+    let wait =
+        Duration::from_secs(2u64.saturating_pow(attempts.min(12))).min(Duration::from_secs(3600));
+    tracing::warn!(certificate = %cert.name_any(), reason = e.category(), retry_in = ?wait, "{e}");
+    Action::requeue(if e.is_permanent() {
+        Duration::from_secs(300).max(wait)
+    } else {
+        wait
+    })
 }
 
 /// Wakes nothing; errors are handled in `finish` (the backoff lives in status, so it
 /// survives restarts).
-pub fn error_policy(_cert: Arc<Certificate>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(
+    _cert: Arc<Certificate>,
+    error: &Error,
+    ctx: Arc<CertificateContext>,
+) -> Action {
     ctx.metrics.failed(KIND, error.category());
     Action::requeue(Duration::from_secs(30))
 }

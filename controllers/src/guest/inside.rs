@@ -2,9 +2,8 @@
 //! `afterProvisioning` snapshot, and health checks. Ready waits for the features;
 //! Healthy is reported beside it.
 
-use super::{Guest, Progress, waker};
+use super::{Guest, GuestContext, Progress, waker};
 use crate::conditions;
-use crate::context::Context;
 use crate::error::Error;
 use crate::provision::{self, Outcome, Target, snapshots};
 use crate::pve::Connection;
@@ -16,7 +15,7 @@ const INPUT_RETRY: Duration = Duration::from_secs(30);
 
 pub async fn target<'a, G: Guest>(
     guest: &'a G,
-    ctx: &Context,
+    ctx: &GuestContext,
     pve: &'a Connection,
     node: &str,
 ) -> Result<Target<'a, G>, Error> {
@@ -46,7 +45,7 @@ pub fn wanted<G: Guest>(guest: &G) -> bool {
 /// pass reports once the features are in place.
 pub async fn provisioned<G: Guest>(
     guest: &G,
-    ctx: &Context,
+    ctx: &GuestContext,
     pve: &Connection,
     node: &str,
     status: &mut G::Status,
@@ -60,7 +59,14 @@ pub async fn provisioned<G: Guest>(
     let now = jiff::Timestamp::now();
     let (common, observation) = G::parts(status);
     let conditions = &mut common.conditions;
-    let outcome = provision::provision(ctx, &target, observation, waker(ctx, guest)).await;
+    let outcome = provision::provision(
+        ctx,
+        &ctx.feature_runs,
+        &target,
+        observation,
+        waker(ctx, guest),
+    )
+    .await;
     let set = |conditions: &mut Vec<_>, ok: bool, reason: &str, message: &str| {
         conditions::set(
             conditions,
@@ -118,7 +124,7 @@ pub async fn provisioned<G: Guest>(
 /// Runs the checks that are due and reports them in Healthy, with an event when it flips.
 async fn health<G: Guest>(
     guest: &G,
-    ctx: &Context,
+    ctx: &GuestContext,
     target: &Target<'_, G>,
     status: &mut G::Status,
 ) {

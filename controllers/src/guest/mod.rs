@@ -1,10 +1,12 @@
 //! The guest controller shared by containers (LxcGuest) and VMs (VmGuest): `reconcile`
 //! observes PVE, plans the steps from what is there to the spec, runs the next step
 //! (starting at most one PVE task per pass, its UPID kept in status), provisions the inside,
-//! and writes status; deletion releases or destroys the guest. What differs between the two
+//! and writes the pass's status once; deletion releases or destroys the guest. What differs between the two
 //! kinds (their PVE config, their plan, how addresses are found) is the [`Guest`] trait.
 
+pub mod context;
 pub mod converge;
+pub mod decide;
 pub mod firewall;
 pub mod inside;
 pub mod observe;
@@ -14,14 +16,15 @@ pub mod plan;
 mod removal;
 pub mod render;
 
-use crate::context::Context;
+use crate::conditions::{self, Standing};
 use crate::error::Error;
 use crate::pve::Connection;
-use crate::{conditions, finalizers};
-use kube::api::{Api, Patch, PatchParams};
+use crate::{finalizers, status};
+pub use context::{GuestContext, Population};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use observe::Live;
 use phoenix_clients::proxmox::{GuestType, Params};
@@ -34,7 +37,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedSender;
 
 /// What a kind of guest brings to the shared controller.
 pub trait Guest:
@@ -68,8 +70,8 @@ pub trait Guest:
     fn status(&self) -> Option<&Self::Status>;
     fn parts(status: &mut Self::Status) -> (&mut CommonStatus, &mut GuestObservation);
     fn view(status: &Self::Status) -> (&CommonStatus, &GuestObservation);
-    fn cache(ctx: &Context) -> &Store<Self>;
-    fn wake_channel(ctx: &Context) -> &UnboundedSender<ObjectRef<Self>>;
+    /// This kind's cache and wake channel.
+    fn population(ctx: &GuestContext) -> &Population<Self>;
 
     /// What the config is rendered from besides the spec (keys read from Secrets).
     type Inputs: Send + Sync;
@@ -90,10 +92,11 @@ pub trait Guest:
     fn clone_params(&self, owner_uid: &str) -> Params;
 
     /// Checks made before anything is created, and steps that must come first (an image
-    /// to download). A failure is a condition with a reason, and no PVE write.
+    /// to download). A failure is a condition with a reason, and no PVE write. (The clone
+    /// source is checked by the shared controller.)
     fn preflight(
         &self,
-        ctx: &Context,
+        ctx: &GuestContext,
         pve: &Connection,
         node: &str,
     ) -> impl Future<Output = Result<Vec<Step>, Error>> + Send;
@@ -101,7 +104,7 @@ pub trait Guest:
     /// Puts in place what `steps` refer to outside PVE's API (a VM's cloud-init snippet).
     fn prepare(
         &self,
-        _ctx: &Context,
+        _ctx: &GuestContext,
         _pve: &Connection,
         _node: &str,
         _inputs: &Self::Inputs,
@@ -114,7 +117,7 @@ pub trait Guest:
     /// progress says why).
     fn addresses(
         &self,
-        ctx: &Context,
+        ctx: &GuestContext,
         pve: &Connection,
         live: &Live,
         status: &mut Self::Status,
@@ -123,7 +126,7 @@ pub trait Guest:
     /// What follows provisioning once the guest is Ready (a VM's swarm role).
     fn settle(
         &self,
-        ctx: &Context,
+        ctx: &GuestContext,
         pve: &Connection,
         live: &Live,
         status: &mut Self::Status,
@@ -134,7 +137,7 @@ pub trait Guest:
     /// go on.
     fn before_removal(
         &self,
-        ctx: &Context,
+        ctx: &GuestContext,
         pve: &Connection,
         live: &Live,
         status: &mut Self::Status,
@@ -175,9 +178,36 @@ pub enum Progress {
         message: String,
         retry: Duration,
     },
+    /// In line for a slot of a node's task budget or a template's clone lock; the slot's
+    /// release wakes it.
+    Queued { message: String },
 }
 
-pub async fn reconcile<G: Guest>(guest: Arc<G>, ctx: Arc<Context>) -> Result<Action, Error> {
+impl Progress {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Progress::Ready { reason, .. }
+            | Progress::Working { reason, .. }
+            | Progress::Waiting { reason, .. } => reason,
+            Progress::Queued { .. } => conditions::reason::QUEUED,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Progress::Ready { message, .. }
+            | Progress::Working { message, .. }
+            | Progress::Waiting { message, .. }
+            | Progress::Queued { message } => message,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Progress::Ready { .. })
+    }
+}
+
+pub async fn reconcile<G: Guest>(guest: Arc<G>, ctx: Arc<GuestContext>) -> Result<Action, Error> {
     ctx.metrics.reconciled(G::KIND);
     let api: Api<G> = Api::namespaced(ctx.kube.clone(), &guest.namespace().unwrap_or_default());
     if guest.meta().deletion_timestamp.is_some() {
@@ -206,59 +236,65 @@ pub async fn reconcile<G: Guest>(guest: Arc<G>, ctx: Arc<Context>) -> Result<Act
     finish(&api, &*guest, &ctx, status, outcome).await
 }
 
-/// Records the outcome in conditions and status, tells the story in events, wakes the
-/// guests that wait on this one when it changed, and says when to look again.
+/// The standing of a pass's outcome, with its reason and message.
+fn standing(outcome: &Result<Progress, Error>) -> (Standing, &'static str, String) {
+    match outcome {
+        Ok(progress) if progress.is_ready() => (
+            Standing::Ready,
+            progress.reason(),
+            progress.message().into(),
+        ),
+        Ok(progress) => (
+            Standing::InProgress,
+            progress.reason(),
+            progress.message().into(),
+        ),
+        Err(e) if e.is_permanent() => (Standing::Stalled, e.category(), e.to_string()),
+        Err(e) => (Standing::InProgress, e.category(), e.to_string()),
+    }
+}
+
+/// Records the outcome in the conditions and writes the pass's status (once, when it
+/// changed), tells the story in events, wakes the guests that wait on this one when it
+/// changed, and says when to look again.
 async fn finish<G: Guest>(
     api: &Api<G>,
     guest: &G,
-    ctx: &Context,
+    ctx: &GuestContext,
     mut status: G::Status,
     outcome: Result<Progress, Error>,
 ) -> Result<Action, Error> {
     let generation = guest.meta().generation;
-    let now = jiff::Timestamp::now();
-    let previous = guest.status().cloned().unwrap_or_default();
-    let (previous_common, previous_guest) = G::view(&previous);
+    let (standing, reason, message) = standing(&outcome);
+    let previous = guest.status();
     let (common, observation) = G::parts(&mut status);
-    let conditions = &mut common.conditions;
-    let (ready, reason, message, degraded) = match &outcome {
-        Ok(Progress::Ready { reason, message }) => (true, *reason, message.clone(), false),
-        Ok(Progress::Working { reason, message })
-        | Ok(Progress::Waiting {
-            reason, message, ..
-        }) => (false, *reason, message.clone(), false),
-        Err(e) => (false, e.category(), e.to_string(), e.is_permanent()),
-    };
-    conditions::set(
-        conditions, "Ready", ready, reason, &message, generation, now,
-    );
-    let working = matches!(outcome, Ok(Progress::Working { .. }));
-    conditions::set(
-        conditions,
-        "Progressing",
-        working,
+    let before = previous
+        .and_then(|p| conditions::find(&G::view(p).0.conditions, conditions::READY))
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    conditions::summarize(
+        &mut common.conditions,
+        standing,
         reason,
         &message,
         generation,
-        now,
+        jiff::Timestamp::now(),
     );
-    if degraded {
-        conditions::set(
-            conditions, "Degraded", true, reason, &message, generation, now,
-        );
-    } else {
-        conditions.retain(|c| c.type_ != "Degraded");
-    }
+    common.observed_generation = generation;
+    let working = matches!(outcome, Ok(Progress::Working { .. }));
     if !working {
         observation.step = None;
     }
-    let before = previous_common
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    if standing == Standing::Ready {
+        // The spec of this generation is fully in place (drift is measured against it).
+        observation.converged_generation = generation;
+    }
     let after = (
-        if ready { "True" } else { "False" }.to_string(),
+        if standing == Standing::Ready {
+            "True"
+        } else {
+            "False"
+        }
+        .to_string(),
         reason.to_string(),
         message.clone(),
     );
@@ -269,48 +305,33 @@ async fn finish<G: Guest>(
         } else {
             EventType::Normal
         };
-        ctx.event(guest, type_, reason, message.clone()).await;
+        ctx.event(guest, type_, reason, message).await;
     }
-    if let Ok(Progress::Ready { .. }) = &outcome {
-        // The spec of this generation is fully in place (drift is measured against it).
-        common.observed_generation = generation;
-    }
-    let state_changed = previous_guest.state != observation.state;
-    if status != previous {
-        let patch = crate::status::merge_patch(&previous, &status);
-        api.patch_status(
-            &guest.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
-    }
+    let state_changed =
+        previous.map(|p| G::view(p).1.state.clone()) != Some(G::view(&status).1.state.clone());
+    status::write(api, guest, previous, &status).await?;
     if state_changed || before.map(|b| b.0) != Some(after.0) {
         peers::wake_waiters(ctx, G::PHOENIX_KIND, guest);
     }
     let key = guest.key();
-    match outcome {
-        Ok(progress) => {
-            ctx.succeeded(&key);
-            Ok(match progress {
-                // Health checks may be due before the next resync.
-                Progress::Ready { .. } => {
-                    Action::requeue(ctx.health.due_in(&key).map_or(ctx.resync, |due| {
-                        due.clamp(Duration::from_secs(1), ctx.resync)
-                    }))
-                }
-                // The tracker wakes the guest when its task stops; the resync is a safety net.
-                Progress::Working { .. } => Action::requeue(ctx.resync),
-                Progress::Waiting { retry, .. } => Action::requeue(retry),
-            })
+    let progress = outcome?;
+    ctx.succeeded(&key);
+    Ok(match progress {
+        // Health checks may be due before the next resync.
+        Progress::Ready { .. } => {
+            Action::requeue(ctx.health.due_in(&key).map_or(ctx.resync, |due| {
+                due.clamp(Duration::from_secs(1), ctx.resync)
+            }))
         }
-        Err(e) => Err(e),
-    }
+        // The tracker (or the released slot) wakes the guest; the resync is a safety net.
+        Progress::Working { .. } | Progress::Queued { .. } => Action::requeue(ctx.resync),
+        Progress::Waiting { retry, .. } => Action::requeue(retry),
+    })
 }
 
 /// Transient errors retry with backoff; permanent ones wait for a change (with a slow
 /// look now and then, as the cluster may change under them).
-pub fn error_policy<G: Guest>(guest: Arc<G>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy<G: Guest>(guest: Arc<G>, error: &Error, ctx: Arc<GuestContext>) -> Action {
     ctx.metrics.failed(G::KIND, error.category());
     let key = guest.key();
     if error.is_permanent() {
@@ -322,9 +343,10 @@ pub fn error_policy<G: Guest>(guest: Arc<G>, error: &Error, ctx: Arc<Context>) -
     Action::requeue(wait)
 }
 
-/// Wakes `guest`'s reconcile (when its PVE task or feature run stops).
-pub fn waker<G: Guest>(ctx: &Context, guest: &G) -> impl FnOnce() + Send + 'static {
-    let (sender, reference) = (G::wake_channel(ctx).clone(), ObjectRef::from_obj(guest));
+/// Wakes `guest`'s reconcile (when its PVE task or feature run stops, or a slot it queued
+/// for is released).
+pub fn waker<G: Guest>(ctx: &GuestContext, guest: &G) -> impl FnOnce() + Send + 'static {
+    let (sender, reference) = (G::population(ctx).wake.clone(), ObjectRef::from_obj(guest));
     move || {
         let _ = sender.send(reference);
     }

@@ -1,9 +1,8 @@
 //! Containers and VMs as one population: VMID claims, the `dependsOn` graph, anti-affinity
 //! peers, startup order and waking the waiters all look across both kinds, as PVE does.
 
-use super::{Guest, Progress};
+use super::{Guest, GuestContext, Progress};
 use crate::claims::{self, Claim};
-use crate::context::Context;
 use crate::dependencies::{self, Gate};
 use crate::error::Error;
 use kube::ResourceExt;
@@ -28,7 +27,8 @@ pub struct Peer {
     pub group: Option<String>,
     pub node: Option<String>,
     pub running: bool,
-    pub degraded: bool,
+    /// Stalled: waits for a change of its spec, so nothing after it waits for it.
+    pub stalled: bool,
 }
 
 impl Peer {
@@ -57,8 +57,9 @@ impl Peer {
                 .and_then(|p| p.anti_affinity_group.clone()),
             node: status.and_then(|(_, o)| o.node.clone()),
             running: status.and_then(|(_, o)| o.state.as_deref()) == Some("running"),
-            degraded: status
-                .is_some_and(|(c, _)| crate::conditions::is_true(&c.conditions, "Degraded")),
+            stalled: status.is_some_and(|(c, _)| {
+                crate::conditions::is_true(&c.conditions, crate::conditions::STALLED)
+            }),
         }
     }
 
@@ -68,9 +69,9 @@ impl Peer {
 }
 
 /// Every guest object in the caches.
-pub fn cached(ctx: &Context) -> Vec<Peer> {
-    let lxc = ctx.lxc_guests.state();
-    let vm = ctx.vm_guests.state();
+pub fn cached(ctx: &GuestContext) -> Vec<Peer> {
+    let lxc = ctx.lxc.store.state();
+    let vm = ctx.vm.store.state();
     lxc.iter()
         .map(|g| Peer::of(&**g))
         .chain(vm.iter().map(|g| Peer::of(&**g)))
@@ -78,7 +79,7 @@ pub fn cached(ctx: &Context) -> Vec<Peer> {
 }
 
 /// Another object asking for the same VMID (of either kind): the older one holds it.
-pub fn check_claim<G: Guest>(guest: &G, ctx: &Context) -> Result<(), Error> {
+pub fn check_claim<G: Guest>(guest: &G, ctx: &GuestContext) -> Result<(), Error> {
     let claims: Vec<Claim> = cached(ctx)
         .into_iter()
         .map(|p| Claim {
@@ -105,7 +106,7 @@ pub fn check_claim<G: Guest>(guest: &G, ctx: &Context) -> Result<(), Error> {
 /// the caches; readiness is read fresh, as a cache may lag the change that woke us.
 pub async fn dependency_gate<G: Guest>(
     guest: &G,
-    ctx: &Context,
+    ctx: &GuestContext,
 ) -> Result<Option<Progress>, Error> {
     let depends_on = &guest.common().depends_on;
     if depends_on.is_empty() {
@@ -131,7 +132,7 @@ pub async fn dependency_gate<G: Guest>(
     match dependencies::gate(&me.graph_node(), &graph, &ready) {
         Gate::Open => Ok(None),
         Gate::Waiting(names) => Ok(Some(Progress::Waiting {
-            reason: "WaitingForDependencies",
+            reason: crate::conditions::reason::WAITING_FOR_DEPENDENCIES,
             message: format!("waiting for {} to be Ready", names.join(", ")),
             // Dependencies wake their dependents; this is a safety net.
             retry: ctx.resync,
@@ -144,7 +145,7 @@ pub async fn dependency_gate<G: Guest>(
 }
 
 /// Where the guests of the same anti-affinity group run.
-pub fn anti_affinity_peers<G: Guest>(guest: &G, ctx: &Context) -> Vec<String> {
+pub fn anti_affinity_peers<G: Guest>(guest: &G, ctx: &GuestContext) -> Vec<String> {
     let me = Peer::of(guest);
     let Some(group) = me.group else {
         return Vec::new();
@@ -158,7 +159,10 @@ pub fn anti_affinity_peers<G: Guest>(guest: &G, ctx: &Context) -> Vec<String> {
 
 /// Guests with a lower `startup.order` start first, as PVE boots them. Read fresh: the
 /// caches may lag the change that woke us.
-pub async fn startup_gate<G: Guest>(guest: &G, ctx: &Context) -> Result<Option<Progress>, Error> {
+pub async fn startup_gate<G: Guest>(
+    guest: &G,
+    ctx: &GuestContext,
+) -> Result<Option<Progress>, Error> {
     let Some(mine) = guest.common().startup.as_ref().and_then(|s| s.order) else {
         return Ok(None);
     };
@@ -176,14 +180,14 @@ pub async fn startup_gate<G: Guest>(guest: &G, ctx: &Context) -> Result<Option<P
     let earlier: Vec<String> = all
         .filter(|p| !p.template && !p.deleted)
         .filter(|p| p.order.is_some_and(|o| o < mine))
-        .filter(|p| !p.running && !p.degraded)
+        .filter(|p| !p.running && !p.stalled)
         .map(|p| p.name)
         .collect();
     if earlier.is_empty() {
         return Ok(None);
     }
     Ok(Some(Progress::Waiting {
-        reason: "WaitingForStartupOrder",
+        reason: crate::conditions::reason::WAITING_FOR_STARTUP_ORDER,
         message: format!("starts after {} (lower startup order)", earlier.join(", ")),
         retry: ctx.resync,
     }))
@@ -191,7 +195,7 @@ pub async fn startup_gate<G: Guest>(guest: &G, ctx: &Context) -> Result<Option<P
 
 /// Wakes the guests whose gate may have opened because `changed` changed: its dependents
 /// and the guests that start after it, of either kind.
-pub fn wake_waiters<G: Guest>(ctx: &Context, kind: PhoenixKind, changed: &G) {
+pub fn wake_waiters<G: Guest>(ctx: &GuestContext, kind: PhoenixKind, changed: &G) {
     let me = Peer::of(changed);
     let waits = |p: &Peer| {
         let depends = p.depends_on.iter().any(|d| {
@@ -200,14 +204,14 @@ pub fn wake_waiters<G: Guest>(ctx: &Context, kind: PhoenixKind, changed: &G) {
         let later = matches!((me.order, p.order), (Some(mine), Some(theirs)) if theirs > mine);
         depends || later
     };
-    for other in ctx.lxc_guests.state() {
+    for other in ctx.lxc.store.state() {
         if waits(&Peer::of(&*other)) {
-            let _ = ctx.wake_lxc.send(ObjectRef::from_obj(&*other));
+            let _ = ctx.lxc.wake.send(ObjectRef::from_obj(&*other));
         }
     }
-    for other in ctx.vm_guests.state() {
+    for other in ctx.vm.store.state() {
         if waits(&Peer::of(&*other)) {
-            let _ = ctx.wake_vm.send(ObjectRef::from_obj(&*other));
+            let _ = ctx.vm.wake.send(ObjectRef::from_obj(&*other));
         }
     }
 }

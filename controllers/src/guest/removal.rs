@@ -3,8 +3,7 @@
 //! not Phoenix's is never touched; PVE's `protection` flag is honoured and reported.
 
 use super::observe::{self, Ownership};
-use super::{Guest, Progress, render, waker};
-use crate::context::Context;
+use super::{Guest, GuestContext, Progress, render, waker};
 use crate::error::Error;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
@@ -15,7 +14,7 @@ use std::time::Duration;
 /// `Ok(None)` when the guest is dealt with and the finalizer may go.
 pub async fn remove<G: Guest>(
     guest: &G,
-    ctx: &Context,
+    ctx: &GuestContext,
     status: &mut G::Status,
 ) -> Result<Option<Progress>, Error> {
     let (vmid, label) = (guest.vmid(), guest.label());
@@ -141,7 +140,7 @@ pub async fn remove<G: Guest>(
 /// Removes the marker (tag and description) so the guest is nobody's.
 async fn release<G: Guest>(
     guest: &G,
-    ctx: &Context,
+    ctx: &GuestContext,
     client: &phoenix_clients::proxmox::ProxmoxClient,
     live: &observe::Live,
 ) -> Result<(), Error> {

@@ -5,13 +5,11 @@
 pub mod plan;
 pub mod render;
 
-use crate::context::Context;
 use crate::error::Error;
 use crate::guest::observe::{self, Live};
 use crate::guest::plan::{Observed, Step};
-use crate::guest::{Guest, Progress, converge};
+use crate::guest::{Guest, GuestContext, Population, Progress, converge};
 use crate::pve::Connection;
-use kube::runtime::reflector::{ObjectRef, Store};
 use phoenix_clients::proxmox::{ErrorKind, GuestType, Params};
 use phoenix_crds::LxcGuest;
 use phoenix_crds::common::{CommonStatus, GuestObservation, PhoenixKind};
@@ -19,7 +17,6 @@ use phoenix_crds::guest::{CloneSource, GuestCommon};
 use phoenix_crds::lxc::LxcGuestStatus;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedSender;
 
 pub const KIND: &str = "LxcGuest";
 
@@ -58,12 +55,8 @@ impl Guest for LxcGuest {
         (&status.common, &status.guest)
     }
 
-    fn cache(ctx: &Context) -> &Store<Self> {
-        &ctx.lxc_guests
-    }
-
-    fn wake_channel(ctx: &Context) -> &UnboundedSender<ObjectRef<Self>> {
-        &ctx.wake_lxc
+    fn population(ctx: &GuestContext) -> &Population<Self> {
+        &ctx.lxc
     }
 
     type Inputs = ();
@@ -86,7 +79,7 @@ impl Guest for LxcGuest {
 
     async fn preflight(
         &self,
-        ctx: &Context,
+        _ctx: &GuestContext,
         pve: &Connection,
         node: &str,
     ) -> Result<Vec<Step>, Error> {
@@ -104,13 +97,12 @@ impl Guest for LxcGuest {
                 ));
             }
         }
-        converge::check_clone_source(self, ctx, pve).await?;
         Ok(Vec::new())
     }
 
     async fn addresses(
         &self,
-        _ctx: &Context,
+        _ctx: &GuestContext,
         pve: &Connection,
         live: &Live,
         _status: &mut LxcGuestStatus,
@@ -132,7 +124,7 @@ impl Guest for LxcGuest {
 
     async fn settle(
         &self,
-        _ctx: &Context,
+        _ctx: &GuestContext,
         _pve: &Connection,
         _live: &Live,
         _status: &mut LxcGuestStatus,
@@ -143,7 +135,7 @@ impl Guest for LxcGuest {
 
     async fn before_removal(
         &self,
-        _ctx: &Context,
+        _ctx: &GuestContext,
         _pve: &Connection,
         _live: &Live,
         _status: &mut LxcGuestStatus,

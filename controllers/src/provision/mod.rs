@@ -13,6 +13,7 @@ pub mod health;
 pub mod runs;
 pub mod snapshots;
 
+use crate::ca_root;
 use crate::context::Context;
 use crate::error::Error;
 use catalog::{Feature, Inputs, Missing};
@@ -26,11 +27,8 @@ use phoenix_crds::common::{AppliedFeature, GuestObservation, Provisioning};
 use phoenix_crds::guest::GuestCommon;
 use phoenix_crds::{Certificate, ProxmoxCluster};
 use runs::RunState;
+use std::sync::Arc;
 use std::time::Duration;
-
-/// Where the Certificate controller publishes the CA root (`ca.crt`) for `trusted-ca`.
-pub const CA_ROOT_NAMESPACE: &str = "phoenix-system";
-pub const CA_ROOT_CONFIGMAP: &str = "phoenix-ca-root";
 
 /// How long one feature script may run (package installs, model downloads).
 const FEATURE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -76,6 +74,7 @@ impl<K: Resource<DynamicType = ()> + ResourceExt> Target<'_, K> {
 /// Applies the next pending feature (or takes the result of the one running).
 pub async fn provision<K>(
     ctx: &Context,
+    runs: &Arc<runs::Runs>,
     target: &Target<'_, K>,
     observation: &mut GuestObservation,
     wake: impl FnOnce() + Send + 'static,
@@ -103,14 +102,14 @@ where
             continue;
         }
         let key = target.key(feature, &hash);
-        match ctx.feature_runs.poll(&key) {
+        match runs.poll(&key) {
             RunState::Running => {
                 return Ok(Outcome::Running {
                     feature: feature.name.clone(),
                 });
             }
             RunState::Finished(Ok(out)) if out.success() => {
-                ctx.feature_runs.succeeded(&key);
+                runs.succeeded(&key);
                 record(ctx, target, observation, feature, &hash, "applied").await;
             }
             RunState::Finished(Ok(out)) => {
@@ -122,12 +121,12 @@ where
                     Error::RolledBack { message } => Some(message.clone()),
                     _ => None,
                 };
-                ctx.feature_runs.failed(&key, out, rolled_back);
+                runs.failed(&key, out, rolled_back);
                 return Err(error);
             }
             RunState::Finished(Err(e)) => return Err(e.into()),
             RunState::Idle => {
-                if let Some(hold) = ctx.feature_runs.held(&key) {
+                if let Some(hold) = runs.held(&key) {
                     return Err(match hold.rolled_back {
                         Some(message) => Error::RolledBack { message },
                         None => failure(feature, &hold.output),
@@ -139,7 +138,7 @@ where
                 }
                 let changed = applied(observation, &feature.name).is_some();
                 snapshots::before_change(ctx, target, observation, feature, &hash, changed).await?;
-                start(ctx, target, feature, &hash, wake).await?;
+                start(ctx, runs, target, feature, &hash, wake).await?;
                 return Ok(Outcome::Running {
                     feature: feature.name.clone(),
                 });
@@ -216,6 +215,7 @@ async fn marker(shell: &GuestShell, feature: &Feature) -> Result<Option<String>,
 /// Pushes the feature's files and script and starts the script under its lock.
 async fn start<K>(
     ctx: &Context,
+    runs: &Arc<runs::Runs>,
     target: &Target<'_, K>,
     feature: &Feature,
     hash: &str,
@@ -255,7 +255,7 @@ where
         feature.script_path(),
     ];
     let shell = shell.clone();
-    ctx.feature_runs.start(
+    runs.start(
         target.key(feature, hash),
         async move { shell.exec(&argv, FEATURE_TIMEOUT).await },
         wake,
@@ -293,7 +293,7 @@ async fn inputs(
             .and_then(|t| t.config_map_ref.as_ref());
         let (ns, name, key) = match reference {
             Some(r) => (namespace, r.name.as_str(), r.key.as_str()),
-            None => (CA_ROOT_NAMESPACE, CA_ROOT_CONFIGMAP, "ca.crt"),
+            None => (ca_root::NAMESPACE, ca_root::CONFIGMAP, ca_root::KEY),
         };
         inputs.ca_root = config_map_key(ctx, ns, name, key).await?;
     }

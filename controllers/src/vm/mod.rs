@@ -9,14 +9,12 @@ pub mod render;
 pub mod snippets;
 pub mod swarm;
 
-use crate::context::Context;
 use crate::error::Error;
 use crate::guest::observe::Live;
 use crate::guest::plan::{Observed, Step};
-use crate::guest::{Guest, Progress, converge};
+use crate::guest::{Guest, GuestContext, Population, Progress, converge};
 use crate::pve::Connection;
 use kube::ResourceExt;
-use kube::runtime::reflector::{ObjectRef, Store};
 use phoenix_clients::proxmox::{ErrorKind, GuestType, Params};
 use phoenix_crds::VmGuest;
 use phoenix_crds::common::{CommonStatus, GuestObservation, PhoenixKind};
@@ -24,7 +22,6 @@ use phoenix_crds::guest::{CloneSource, GuestCommon};
 use phoenix_crds::vm::VmGuestStatus;
 use render::Inputs;
 use std::collections::BTreeMap;
-use tokio::sync::mpsc::UnboundedSender;
 
 pub const KIND: &str = "VmGuest";
 
@@ -64,12 +61,8 @@ impl Guest for VmGuest {
         (&status.common, &status.guest)
     }
 
-    fn cache(ctx: &Context) -> &Store<Self> {
-        &ctx.vm_guests
-    }
-
-    fn wake_channel(ctx: &Context) -> &UnboundedSender<ObjectRef<Self>> {
-        &ctx.wake_vm
+    fn population(ctx: &GuestContext) -> &Population<Self> {
+        &ctx.vm
     }
 
     /// The authorized keys of `cloudInit.sshKeysSecretRefs`, in order, and the user data.
@@ -110,7 +103,7 @@ impl Guest for VmGuest {
 
     async fn prepare(
         &self,
-        ctx: &Context,
+        ctx: &GuestContext,
         pve: &Connection,
         node: &str,
         inputs: &Inputs,
@@ -140,11 +133,10 @@ impl Guest for VmGuest {
     /// a VM template.
     async fn preflight(
         &self,
-        ctx: &Context,
+        _ctx: &GuestContext,
         pve: &Connection,
         node: &str,
     ) -> Result<Vec<Step>, Error> {
-        converge::check_clone_source(self, ctx, pve).await?;
         let Some(image) = &self.spec.source.cloud_image else {
             return Ok(Vec::new());
         };
@@ -172,7 +164,7 @@ impl Guest for VmGuest {
 
     async fn addresses(
         &self,
-        ctx: &Context,
+        ctx: &GuestContext,
         pve: &Connection,
         live: &Live,
         status: &mut VmGuestStatus,
@@ -195,7 +187,7 @@ impl Guest for VmGuest {
 
     async fn settle(
         &self,
-        ctx: &Context,
+        ctx: &GuestContext,
         pve: &Connection,
         live: &Live,
         status: &mut VmGuestStatus,
@@ -206,7 +198,7 @@ impl Guest for VmGuest {
 
     async fn before_removal(
         &self,
-        ctx: &Context,
+        ctx: &GuestContext,
         pve: &Connection,
         live: &Live,
         status: &mut VmGuestStatus,
@@ -235,4 +227,13 @@ async fn user_data(
             reference.name, reference.key
         ),
     })
+}
+
+/// An example VM's spec from `examples/`, for the tests of this module's parts.
+#[cfg(test)]
+pub(crate) fn example(file: &str) -> phoenix_crds::vm::VmGuestSpec {
+    let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let guest: VmGuest = serde_yaml_ng::from_str(&text).unwrap();
+    guest.spec
 }

@@ -103,7 +103,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::render::tests::example;
+    use crate::vm::example;
 
     fn running_clone(spec: &VmGuestSpec) -> Observed {
         let mut config = render::config(spec, "uid", &Inputs::default());

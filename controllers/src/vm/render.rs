@@ -249,16 +249,9 @@ pub fn create_only(spec: &VmGuestSpec) -> BTreeMap<String, String> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    pub(crate) fn example(file: &str) -> VmGuestSpec {
-        let text =
-            std::fs::read_to_string(format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR")))
-                .unwrap();
-        let guest: phoenix_crds::VmGuest = serde_yaml_ng::from_str(&text).unwrap();
-        guest.spec
-    }
+    use crate::vm::example;
 
     #[test]
     fn the_template_imports_the_downloaded_image_with_cloud_init_and_a_serial_console() {

@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn the_name_follows_the_content() {
-        let spec = crate::vm::render::tests::example("vm-1001.yaml");
+        let spec = crate::vm::example("vm-1001.yaml");
         let (storage, a) = volume(&spec, "#cloud-config\n").unwrap();
         let (_, b) = volume(&spec, "#cloud-config\npackages: [jq]\n").unwrap();
         assert_eq!(storage, "local");

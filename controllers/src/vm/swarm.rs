@@ -4,8 +4,8 @@
 //! worker that has left is joined again; the node it was before is removed from the
 //! manager's list. Deleting a worker (`deletionPolicy: Delete`) leaves the swarm first.
 
-use crate::context::Context;
 use crate::error::Error;
+use crate::guest::GuestContext;
 use crate::guest::Progress;
 use crate::guest::observe::Live;
 use crate::pve::Connection;
@@ -81,7 +81,7 @@ async fn local_state(shell: &GuestShell) -> Result<LocalState, Error> {
 }
 
 async fn shell_of(
-    ctx: &Context,
+    ctx: &GuestContext,
     pve: &Connection,
     node: &str,
     vmid: u32,
@@ -100,7 +100,7 @@ async fn shell_of(
 /// Puts the VM in its swarm role once it is Ready; `ready` is what the pass reports then.
 pub async fn settle(
     vm: &VmGuest,
-    ctx: &Context,
+    ctx: &GuestContext,
     pve: &Connection,
     live: &Live,
     status: &mut VmGuestStatus,
@@ -154,7 +154,7 @@ fn manager_address(vm: &VmGuest, status: &VmGuestStatus) -> Option<String> {
 
 async fn init(
     vm: &VmGuest,
-    ctx: &Context,
+    ctx: &GuestContext,
     shell: &GuestShell,
     status: &VmGuestStatus,
 ) -> Result<Result<(), Progress>, Error> {
@@ -191,7 +191,7 @@ async fn init(
 
 /// A shell into the manager, through its own cluster's connection.
 async fn manager_shell(
-    ctx: &Context,
+    ctx: &GuestContext,
     manager: &VmGuest,
     status: &VmGuestStatus,
 ) -> Result<GuestShell, Error> {
@@ -207,7 +207,7 @@ async fn manager_shell(
 }
 
 /// The manager a worker joins, if it has its swarm up: the object, its status.
-fn manager(vm: &VmGuest, ctx: &Context) -> Result<(VmGuest, VmGuestStatus), Progress> {
+fn manager(vm: &VmGuest, ctx: &GuestContext) -> Result<(VmGuest, VmGuestStatus), Progress> {
     let name = vm
         .spec
         .swarm
@@ -217,7 +217,8 @@ fn manager(vm: &VmGuest, ctx: &Context) -> Result<(VmGuest, VmGuestStatus), Prog
         .unwrap_or_default();
     let namespace = vm.namespace().unwrap_or_default();
     let found = ctx
-        .vm_guests
+        .vm
+        .store
         .state()
         .into_iter()
         .find(|m| m.name_any() == name && m.namespace().unwrap_or_default() == namespace);
@@ -244,7 +245,7 @@ fn manager(vm: &VmGuest, ctx: &Context) -> Result<(VmGuest, VmGuestStatus), Prog
 
 async fn join(
     vm: &VmGuest,
-    ctx: &Context,
+    ctx: &GuestContext,
     shell: &GuestShell,
     status: &VmGuestStatus,
 ) -> Result<Result<(), Progress>, Error> {
@@ -306,7 +307,7 @@ async fn join(
 /// leaves the VM and its swarm membership as they are; a manager is not taken apart.
 pub async fn leave(
     vm: &VmGuest,
-    ctx: &Context,
+    ctx: &GuestContext,
     pve: &Connection,
     live: &Live,
     status: &mut VmGuestStatus,

@@ -1,0 +1,556 @@
+//! What a guest's pass does next, decided from what it found: pure functions of the
+//! observation, the spec's policies and the plan, each a table test (as cert-manager tests
+//! its policy chains). `converge.rs` gathers the facts and performs what these return.
+
+use super::Progress;
+use super::observe::Ownership;
+use super::plan::{self, Step};
+use crate::conditions::reason;
+use crate::error::Error;
+use phoenix_clients::proxmox::Params;
+use phoenix_crds::common::{DriftPolicy, RestartPolicy};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How soon to look again after a wait that clears by itself (a PVE lock).
+pub const SHORT: Duration = Duration::from_secs(2);
+/// How soon to go on after a step done at once (a config write).
+pub const AT_ONCE: Duration = Duration::from_millis(100);
+
+/// The guest PVE has for this object's VMID, as far as the decisions need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub node: String,
+    pub running: bool,
+    pub template: bool,
+    pub lock: Option<String>,
+    pub ownership: Ownership,
+}
+
+/// What the spec says about taking over and being a template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Intent {
+    pub adopt: bool,
+    pub template: bool,
+}
+
+/// What to do with a guest that exists.
+#[derive(Debug)]
+pub enum Next {
+    /// PVE holds a lock: look again shortly.
+    Wait(Progress),
+    /// Not ours to touch, or not what the spec can be: a condition, nothing done.
+    Refuse(Error),
+    /// Unmarked and `adopt: true`: take it over if it matches.
+    Adopt,
+    /// A converted template: Ready unless its source changed (a rebuild).
+    Template,
+    /// Ours: bring it to the spec.
+    Converge,
+}
+
+/// Ownership first, then PVE's lock and what kind of guest it is. Clones lock a template
+/// for their whole copy: that is not a lock to wait for.
+pub fn next(found: &Found, intent: Intent, label: &str) -> Next {
+    match &found.ownership {
+        Ownership::Other(owner) => {
+            return Next::Refuse(Error::conflict(
+                "VmidOwnedByAnother",
+                format!("{label} belongs to another Phoenix object (uid {owner})"),
+            ));
+        }
+        Ownership::Unmarked if !intent.adopt => {
+            return Next::Refuse(Error::conflict(
+                "VmidInUse",
+                format!(
+                    "{label} exists and was not created by Phoenix; set spec.adopt: true to take it over"
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(lock) = found.lock.as_ref().filter(|_| !found.template) {
+        return Next::Wait(Progress::Waiting {
+            reason: reason::LOCKED,
+            message: format!("PVE holds the lock {lock:?} on {label}; waiting for it to clear"),
+            retry: SHORT,
+        });
+    }
+    if found.template && !intent.template {
+        return Next::Refuse(Error::spec(
+            "IsTemplate",
+            format!("{label} is a template; set spec.template: true or use another vmid"),
+        ));
+    }
+    match (&found.ownership, found.template) {
+        (Ownership::Unmarked, false) => Next::Adopt,
+        (_, true) => Next::Template,
+        _ => Next::Converge,
+    }
+}
+
+/// The spec's policies for changes found on a guest that is ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policies {
+    /// This generation's spec was in place before: differences are out-of-band changes.
+    pub converged_before: bool,
+    pub drift: DriftPolicy,
+    pub restart: RestartPolicy,
+    pub running: bool,
+}
+
+/// What the policies make of the plan.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Policed {
+    /// The steps still to take.
+    pub steps: Vec<Step>,
+    /// `driftPolicy: Report`: the differences kept, for the `Drifted` condition.
+    pub drifted: Option<String>,
+    /// `restartPolicy: Never` held a restart back: the keys waiting for one.
+    pub restart_required: Option<String>,
+    /// The guest is stopped: changes apply at its next start, nothing waits for a restart.
+    pub restart_cleared: bool,
+}
+
+/// `driftPolicy: Report` keeps out-of-band changes (reported, not reverted, including the
+/// firewall's `unreported` differences); `restartPolicy: Never` keeps the restart out of
+/// the plan (reported).
+pub fn police(mut steps: Vec<Step>, policies: Policies, unreported: &[String]) -> Policed {
+    if policies.converged_before && policies.drift == DriftPolicy::Report {
+        let differences: Vec<String> = steps
+            .iter()
+            .map(|s| s.to_string().replace('\n', " "))
+            .chain(unreported.iter().cloned())
+            .collect();
+        if !differences.is_empty() {
+            return Policed {
+                drifted: Some(format!(
+                    "live state differs from the spec (not corrected, driftPolicy: Report): {}",
+                    differences.join("; ")
+                )),
+                ..Policed::default()
+            };
+        }
+    }
+    let mut policed = Policed::default();
+    if policies.restart == RestartPolicy::Never && steps.contains(&Step::Restart) {
+        steps.retain(|s| *s != Step::Restart);
+        let keys: Vec<&str> = plan::changes(&steps)
+            .filter(|c| c.needs_restart)
+            .map(|c| c.key.as_str())
+            .collect();
+        policed.restart_required = Some(format!(
+            "{} take effect at the next restart (restartPolicy: Never)",
+            keys.join(", ")
+        ));
+    } else if !policies.running {
+        policed.restart_cleared = true;
+    }
+    policed.steps = steps;
+    policed
+}
+
+/// A template needs its features before conversion when only the final stop and
+/// conversion are left to do.
+pub fn provisions_before_conversion(steps: &[Step]) -> bool {
+    steps
+        .iter()
+        .all(|s| matches!(s, Step::Stop | Step::Template))
+}
+
+/// The config write that takes over an unmarked guest: the marker (tags, description)
+/// and the differences that apply live; refused, naming the keys, when the guest differs
+/// in what needs a restart or in anything that is not a config key.
+pub fn adoption(
+    steps: &[Step],
+    desired: &BTreeMap<String, String>,
+    label: &str,
+) -> Result<Params, Error> {
+    let mismatch: Vec<String> = steps
+        .iter()
+        .flat_map(|s| match s {
+            Step::Configure { changes } => changes
+                .iter()
+                .filter(|c| c.needs_restart)
+                .map(|c| {
+                    format!(
+                        "{} is {:?}, spec wants {:?}",
+                        c.key,
+                        c.from.as_deref().unwrap_or(""),
+                        c.to.as_deref().unwrap_or("")
+                    )
+                })
+                .collect(),
+            Step::Restart | Step::Start | Step::Stop | Step::Template => Vec::new(),
+            other => vec![other.to_string()],
+        })
+        .collect();
+    if !mismatch.is_empty() {
+        return Err(Error::conflict(
+            "AdoptionMismatch",
+            format!(
+                "{label} does not match the spec, not adopted: {}",
+                mismatch.join("; ")
+            ),
+        ));
+    }
+    let marker = ["tags", "description"]
+        .iter()
+        .filter_map(|k| desired.get(*k).map(|v| (k.to_string(), v.clone())));
+    Ok(plan::changes(steps)
+        .filter_map(|c| c.to.clone().map(|v| (c.key.clone(), v)))
+        .chain(marker)
+        .collect::<BTreeMap<_, _>>()
+        .into_iter()
+        .chain(deletions(steps))
+        .collect())
+}
+
+/// The parameters of a `Configure` step: the values set, and one `delete` for the keys
+/// it removes.
+pub fn configure_params(step: &Step) -> Params {
+    plan::changes(std::slice::from_ref(step))
+        .filter_map(|c| c.to.clone().map(|v| (c.key.clone(), v)))
+        .chain(deletions(std::slice::from_ref(step)))
+        .collect()
+}
+
+/// The `delete` parameter for the keys `steps` remove (none: nothing).
+fn deletions(steps: &[Step]) -> Option<(String, String)> {
+    let keys: Vec<&str> = plan::changes(steps)
+        .filter(|c| c.to.is_none())
+        .map(|c| c.key.as_str())
+        .collect();
+    (!keys.is_empty()).then(|| ("delete".to_owned(), keys.join(",")))
+}
+
+/// The event of a `Configure` step: what changed, from what to what — never a value
+/// read from a Secret, nor the owner marker.
+pub fn configure_event(step: &Step, drift: bool) -> (&'static str, String) {
+    let keys: Vec<String> = plan::changes(std::slice::from_ref(step))
+        .filter(|c| c.key != "description")
+        .filter(|c| !plan::SECRET_KEYS.contains(&c.key.as_str()))
+        .map(|c| {
+            format!(
+                "{} {} → {}",
+                c.key,
+                c.from.as_deref().unwrap_or("<unset>"),
+                c.to.as_deref().unwrap_or("<unset>")
+            )
+        })
+        .collect();
+    let (reason, what) = if drift {
+        (reason::DRIFT_CORRECTED, "corrected out-of-band changes")
+    } else {
+        (reason::CONFIGURED, "configured")
+    };
+    (reason, format!("{what}: {}", keys.join(", ")))
+}
+
+/// The Ready reason while a step's task runs.
+pub fn step_reason(step: &Step) -> &'static str {
+    match step {
+        Step::Create { .. } => "Creating",
+        Step::Clone { .. } => "Cloning",
+        Step::Resize { .. } => "Resizing",
+        Step::Start => "Starting",
+        Step::Restart => "Restarting",
+        Step::Stop => "Stopping",
+        Step::Configure { .. } => "Configuring",
+        Step::Template => "Converting",
+        Step::Download { .. } => "Downloading",
+        Step::Destroy => "Rebuilding",
+    }
+}
+
+/// A converged guest's standing before its addresses are looked at: a template is Ready,
+/// a stopped guest (the plan may not start it: drift reported) waits, a running one goes
+/// on (`None`).
+pub fn settled(found: &Found, label: &str) -> Option<Progress> {
+    if found.template {
+        return Some(Progress::Ready {
+            reason: reason::TEMPLATE,
+            message: format!("{label} is a template on {}", found.node),
+        });
+    }
+    (!found.running).then(|| Progress::Waiting {
+        reason: reason::STOPPED,
+        message: format!("{label} is stopped"),
+        retry: Duration::from_secs(60),
+    })
+}
+
+/// The Ready message of a running guest at its first address.
+pub fn running(label: &str, node: &str, ip: Option<&str>) -> Progress {
+    let at = ip.map_or_else(|| " (address unknown)".to_owned(), |ip| format!(" at {ip}"));
+    Progress::Ready {
+        reason: reason::RUNNING,
+        message: format!("{label} runs on {node}{at}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::plan::Change;
+
+    fn found(ownership: Ownership, template: bool, lock: Option<&str>) -> Found {
+        Found {
+            node: "pve".into(),
+            running: true,
+            template,
+            lock: lock.map(str::to_owned),
+            ownership,
+        }
+    }
+
+    fn change(key: &str, from: Option<&str>, to: Option<&str>, restart: bool) -> Change {
+        Change {
+            key: key.into(),
+            from: from.map(str::to_owned),
+            to: to.map(str::to_owned),
+            needs_restart: restart,
+        }
+    }
+
+    #[test]
+    fn next_follows_ownership_then_lock_then_kind() {
+        use Ownership::*;
+        let mine = Intent {
+            adopt: false,
+            template: false,
+        };
+        let adopt = Intent {
+            adopt: true,
+            ..mine
+        };
+        let template = Intent {
+            template: true,
+            ..mine
+        };
+        let other = || Other("u2".into());
+        let table: Vec<(Found, Intent, &str)> = vec![
+            (found(Ours, false, None), mine, "Converge"),
+            (found(Ours, false, Some("backup")), mine, "Wait:Locked"),
+            (found(Ours, true, Some("clone")), template, "Template"),
+            (found(Ours, true, None), mine, "Refuse:IsTemplate"),
+            (
+                found(other(), false, None),
+                adopt,
+                "Refuse:VmidOwnedByAnother",
+            ),
+            (
+                found(other(), false, Some("backup")),
+                mine,
+                "Refuse:VmidOwnedByAnother",
+            ),
+            (found(Unmarked, false, None), mine, "Refuse:VmidInUse"),
+            (
+                found(Unmarked, false, Some("backup")),
+                mine,
+                "Refuse:VmidInUse",
+            ),
+            (found(Unmarked, false, None), adopt, "Adopt"),
+            (
+                found(Unmarked, true, None),
+                Intent {
+                    adopt: true,
+                    template: true,
+                },
+                "Template",
+            ),
+        ];
+        for (found, intent, expected) in table {
+            let got = match next(&found, intent, "CT 801") {
+                Next::Wait(p) => format!("Wait:{}", p.reason()),
+                Next::Refuse(e) => format!("Refuse:{}", e.category()),
+                Next::Adopt => "Adopt".into(),
+                Next::Template => "Template".into(),
+                Next::Converge => "Converge".into(),
+            };
+            assert_eq!(got, expected, "{found:?} {intent:?}");
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_guest_and_not_its_config() {
+        let Next::Refuse(e) = next(
+            &found(Ownership::Unmarked, false, None),
+            Intent {
+                adopt: false,
+                template: false,
+            },
+            "CT 801",
+        ) else {
+            panic!("refused")
+        };
+        assert!(e.is_permanent());
+        assert!(e.to_string().starts_with("CT 801 exists"), "{e}");
+    }
+
+    #[test]
+    fn policies_keep_report_drift_and_hold_restarts() {
+        let memory = Step::Configure {
+            changes: vec![change("memory", Some("1024"), Some("2048"), true)],
+        };
+        let steps = vec![memory.clone(), Step::Restart];
+        let policies = |converged_before, drift, restart, running| Policies {
+            converged_before,
+            drift,
+            restart,
+            running,
+        };
+        use DriftPolicy::{Correct, Report};
+        use RestartPolicy::{IfRequired, Never};
+        // (policies, firewall differences, steps left, drifted, restart required, cleared)
+        let table = [
+            (
+                policies(true, Correct, IfRequired, true),
+                0,
+                2,
+                false,
+                false,
+                false,
+            ),
+            (
+                policies(true, Report, IfRequired, true),
+                0,
+                0,
+                true,
+                false,
+                false,
+            ),
+            (
+                policies(false, Report, IfRequired, true),
+                0,
+                2,
+                false,
+                false,
+                false,
+            ),
+            (
+                policies(true, Correct, Never, true),
+                0,
+                1,
+                false,
+                true,
+                false,
+            ),
+            (
+                policies(true, Correct, IfRequired, false),
+                0,
+                2,
+                false,
+                false,
+                true,
+            ),
+            (
+                policies(false, Correct, Never, false),
+                0,
+                1,
+                false,
+                true,
+                false,
+            ),
+        ];
+        for (p, _, left, drifted, restart, cleared) in table {
+            let out = police(steps.clone(), p, &[]);
+            assert_eq!(out.steps.len(), left, "{p:?}");
+            assert_eq!(out.drifted.is_some(), drifted, "{p:?}");
+            assert_eq!(out.restart_required.is_some(), restart, "{p:?}");
+            assert_eq!(out.restart_cleared, cleared, "{p:?}");
+        }
+        let held = police(steps.clone(), policies(true, Correct, Never, true), &[]);
+        assert_eq!(held.steps, vec![memory]);
+        assert_eq!(
+            held.restart_required.as_deref(),
+            Some("memory take effect at the next restart (restartPolicy: Never)")
+        );
+        let fw = ["firewall rule 0 differs".to_owned()];
+        let reported = police(Vec::new(), policies(true, Report, IfRequired, true), &fw);
+        assert!(
+            reported
+                .drifted
+                .unwrap()
+                .ends_with("firewall rule 0 differs")
+        );
+        let nothing = police(Vec::new(), policies(true, Report, IfRequired, true), &[]);
+        assert_eq!(nothing, Policed::default());
+    }
+
+    #[test]
+    fn adoption_takes_live_changes_and_refuses_what_needs_a_restart() {
+        let desired = BTreeMap::from([
+            ("tags".to_owned(), "phoenix".to_owned()),
+            ("description".to_owned(), "phoenix:uid=u1".to_owned()),
+            ("memory".to_owned(), "2048".to_owned()),
+        ]);
+        let live = Step::Configure {
+            changes: vec![
+                change("swap", Some("0"), Some("512"), false),
+                change("mp1", Some("/data"), None, false),
+            ],
+        };
+        let params = adoption(&[live, Step::Start], &desired, "CT 801").unwrap();
+        assert_eq!(
+            params,
+            vec![
+                ("description".to_owned(), "phoenix:uid=u1".to_owned()),
+                ("swap".into(), "512".into()),
+                ("tags".into(), "phoenix".into()),
+                ("delete".into(), "mp1".into()),
+            ]
+        );
+        let restart = Step::Configure {
+            changes: vec![change("cores", Some("2"), Some("4"), true)],
+        };
+        let refused = adoption(&[restart], &desired, "CT 801").unwrap_err();
+        assert_eq!(refused.category(), "AdoptionMismatch");
+        assert!(
+            refused
+                .to_string()
+                .contains("cores is \"2\", spec wants \"4\"")
+        );
+        let create = Step::Create {
+            params: BTreeMap::new(),
+        };
+        assert!(adoption(&[create], &desired, "CT 801").is_err());
+    }
+
+    #[test]
+    fn configure_events_hide_secrets_and_the_marker() {
+        let step = Step::Configure {
+            changes: vec![
+                change("memory", Some("1024"), Some("2048"), false),
+                change("sshkeys", Some("old"), Some("ssh-ed25519 AAAA"), false),
+                change("description", None, Some("marker"), false),
+                change("mp0", Some("/x"), None, false),
+            ],
+        };
+        let (reason, message) = configure_event(&step, false);
+        assert_eq!(reason, "Configured");
+        assert_eq!(message, "configured: memory 1024 → 2048, mp0 /x → <unset>");
+        assert_eq!(configure_event(&step, true).0, "DriftCorrected");
+        let params = configure_params(&step);
+        assert_eq!(
+            params.last().unwrap(),
+            &("delete".to_owned(), "mp0".to_owned())
+        );
+        assert_eq!(params.len(), 4);
+    }
+
+    #[test]
+    fn settled_guests_by_kind_and_power() {
+        let template = found(Ownership::Ours, true, None);
+        assert_eq!(settled(&template, "VM 9000").unwrap().reason(), "Template");
+        let mut stopped = found(Ownership::Ours, false, None);
+        stopped.running = false;
+        assert_eq!(settled(&stopped, "CT 801").unwrap().reason(), "Stopped");
+        assert!(settled(&found(Ownership::Ours, false, None), "CT 801").is_none());
+        assert!(provisions_before_conversion(&[Step::Stop, Step::Template]));
+        assert!(!provisions_before_conversion(&[
+            Step::Start,
+            Step::Template
+        ]));
+    }
+}
