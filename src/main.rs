@@ -2,10 +2,16 @@
 
 mod apply;
 mod cli;
+mod controller;
+mod crds;
+mod kube_client;
 mod logging;
 mod plan;
+mod runtime;
 mod serve;
 mod sim_pct;
+mod sim_pve;
+mod simulator;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -17,16 +23,4 @@ fn main() -> ExitCode {
         logging::init(cli.log_format);
     }
     cli.command.run()
-}
-
-/// A client for the cluster in `kubeconfig`, or the usual places (KUBECONFIG, in-cluster).
-pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    Ok(kube::Client::try_from(config)?)
 }

@@ -1,18 +1,30 @@
 //! `phoenix plan -f FILE`: the steps the controllers would take for the objects in FILE
 //! against the cluster as it is now. Reads only; changes nothing.
 
-use crate::cli::PlanArgs;
+use clap::Args;
 use kube::api::Api;
 use kube::api::DynamicObject;
 use phoenix_controllers::guest::{self, Guest};
 use phoenix_controllers::pve::{Connections, Redirect};
 use phoenix_crds::{LxcGuest, VmGuest};
 use std::fmt::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// Manifests (a file or a directory) whose LxcGuests to plan.
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// Plan against the simulator of `phoenix up --simulate` (its DATA_DIR/sim.json; found
+    /// by itself beside KUBECONFIG).
+    #[arg(long)]
+    pub simulator: Option<PathBuf>,
+}
+
 pub fn run(args: PlanArgs) -> ExitCode {
-    crate::serve::in_runtime(async move {
+    crate::runtime::in_runtime(async move {
         match plan(args).await {
             Ok(text) => {
                 print!("{text}");
@@ -30,20 +42,14 @@ fn redirect(path: &std::path::Path) -> anyhow::Result<Redirect> {
     let text =
         std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let c: phoenix_sim::CredentialsFile = serde_json::from_str(&text)?;
-    Ok(Redirect {
-        endpoint: c.url,
-        token_id: c.token_id,
-        token_secret: c.token_secret,
-        fingerprint: c.fingerprint,
-        ..Default::default()
-    })
+    Ok(crate::simulator::redirect(&c))
 }
 
 /// `phoenix up --simulate` writes `sim.json` beside its kubeconfig: planning against that
 /// API server means planning against its simulator, never the manifests' real address.
-fn simulator_beside_kubeconfig() -> Option<std::path::PathBuf> {
+fn simulator_beside_kubeconfig() -> Option<PathBuf> {
     let kubeconfig = std::env::var_os("KUBECONFIG")?;
-    let path = std::path::Path::new(&kubeconfig).parent()?.join("sim.json");
+    let path = crate::simulator::credentials_in(std::path::Path::new(&kubeconfig).parent()?);
     path.exists().then(|| {
         eprintln!("phoenix plan: using the simulator of {}", path.display());
         path
@@ -52,7 +58,7 @@ fn simulator_beside_kubeconfig() -> Option<std::path::PathBuf> {
 
 async fn plan(args: PlanArgs) -> anyhow::Result<String> {
     let objects = crate::apply::read_manifests(&args.file)?;
-    let kube = crate::kube_client(None).await?;
+    let kube = crate::kube_client::connect(None).await?;
     let simulator = args.simulator.clone().or_else(simulator_beside_kubeconfig);
     let redirect = simulator.as_deref().map(redirect).transpose()?;
     let connections = Connections::new(kube.clone(), redirect, Arc::default());

@@ -1,72 +1,55 @@
 //! `phoenix apiserver` and `phoenix up`: the embedded API server in the foreground until
 //! SIGINT/SIGTERM, with the kubeconfig written and announced.
 
-use crate::cli::{ControllerArgs, ServerArgs, SimPveArgs};
-use std::path::Path;
+use crate::controller::{ControllerArgs, serve_metrics, spawn_controllers};
+use crate::runtime::{in_runtime, wait_for_signal};
+use clap::Args;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Where the SQLite store, certificates, token and kubeconfig live.
+    #[arg(long, default_value = ".phoenix")]
+    pub data_dir: PathBuf,
+    /// Address to serve the Kubernetes API on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: String,
+    /// Also serve a simulated Proxmox VE cluster (and Portainer) and point the examples at it.
+    #[arg(long)]
+    pub simulate: bool,
+    /// Apply the manifests in this file or directory once the server is up (as `kubectl apply -f`).
+    #[arg(long)]
+    pub apply: Option<PathBuf>,
+    /// With --simulate: number of simulated nodes (one is called `phoenix`, as in the examples).
+    #[arg(long, default_value_t = 1)]
+    pub sim_nodes: usize,
+    /// With --simulate: how long tasks of a type take, OP=SECONDS; repeatable.
+    #[arg(long = "task-duration", value_parser = phoenix_sim::parse_duration)]
+    pub task_durations: Vec<(String, std::time::Duration)>,
+    /// With --simulate: seed for injected faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// With --simulate: reach the nodes' SSH at this loopback HOST:PORT (an sshd whose
+    /// `pct` is `phoenix sim pct`), host keys still checked under the nodes' names.
+    #[arg(long, value_parser = loopback_address)]
+    pub sim_ssh: Option<String>,
+    /// With --simulate: the ACME directory standing in for Step-CA (a pebble on loopback;
+    /// without it, `phoenix up` starts pebble itself when it is installed).
+    #[arg(long, requires_all = ["sim_acme_roots", "sim_acme_ca"], value_parser = loopback_url)]
+    pub sim_acme_directory: Option<String>,
+    /// With --sim-acme-directory: where its root CA is served (pebble: /roots/0).
+    #[arg(long, value_parser = loopback_url)]
+    pub sim_acme_roots: Option<String>,
+    /// With --sim-acme-directory: the CA (PEM file) of its HTTPS listener.
+    #[arg(long)]
+    pub sim_acme_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+}
 
 pub fn run(args: ServerArgs, up: bool) -> ExitCode {
     in_runtime(serve(args, up))
-}
-
-pub fn run_sim(args: SimPveArgs) -> ExitCode {
-    in_runtime(simulate(args))
-}
-
-pub fn in_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime.block_on(work),
-        Err(e) => {
-            eprintln!("phoenix: cannot start the async runtime: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Realistic task durations, changed by `--task-duration OP=S`; `default=S` sets every
-/// operation, other entries then override single operations.
-fn task_durations(
-    overrides: &[(String, std::time::Duration)],
-) -> std::collections::BTreeMap<String, std::time::Duration> {
-    let mut durations = phoenix_sim::state::Sim::realistic_durations();
-    if overrides.iter().any(|(op, _)| op == "default") {
-        durations.clear();
-    }
-    durations.extend(overrides.iter().cloned());
-    durations
-}
-
-async fn simulate(args: SimPveArgs) -> ExitCode {
-    let options = phoenix_sim::Options {
-        listen: args.listen,
-        nodes: args.nodes,
-        seed: args.seed,
-        durations: task_durations(&args.task_durations),
-        state_file: args.state,
-    };
-    let running = match phoenix_sim::start(options).await {
-        Ok(running) => running,
-        Err(e) => {
-            eprintln!("phoenix sim pve: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let json = serde_json::to_string_pretty(&running.credentials).expect("credentials serialise");
-    if let Err(e) = phoenix_apiserver::tls::write_private(&args.credentials_out, &json) {
-        eprintln!(
-            "phoenix sim pve: cannot write {}: {e}",
-            args.credentials_out.display()
-        );
-        return ExitCode::FAILURE;
-    }
-    println!(
-        "simulated Proxmox VE at {} (certificate SHA-256 {})",
-        running.credentials.url, running.credentials.fingerprint
-    );
-    wait_for_signal().await;
-    running.stop();
-    ExitCode::SUCCESS
 }
 
 async fn serve(args: ServerArgs, up: bool) -> ExitCode {
@@ -125,16 +108,11 @@ struct Platform {
 
 /// CRDs, the simulator (with --simulate), the manifests of --apply, and the controllers.
 async fn start_platform(args: &ServerArgs, kubeconfig: &Path) -> anyhow::Result<Platform> {
-    let kube = crate::kube_client(Some(kubeconfig)).await?;
+    let kube = crate::kube_client::connect(Some(kubeconfig)).await?;
     crate::apply::install_crds(&kube).await?;
     let (sim, redirect) = if args.simulate {
         let sim = start_simulator(args).await?;
-        let c = &sim.credentials;
         let redirect = phoenix_controllers::pve::Redirect {
-            endpoint: c.url.clone(),
-            token_id: c.token_id.clone(),
-            token_secret: c.token_secret.clone(),
-            fingerprint: c.fingerprint.clone(),
             // Containers are reached through this binary's `sim pct`, or through a real
             // sshd on loopback whose `pct` is that (`--sim-ssh`).
             pct: vec![
@@ -142,11 +120,12 @@ async fn start_platform(args: &ServerArgs, kubeconfig: &Path) -> anyhow::Result<
                 "sim".into(),
                 "pct".into(),
                 "--credentials".into(),
-                std::path::absolute(args.data_dir.join("sim.json"))?
+                std::path::absolute(crate::simulator::credentials_in(&args.data_dir))?
                     .display()
                     .to_string(),
             ],
             ssh: args.sim_ssh.clone(),
+            ..crate::simulator::redirect(&sim.credentials)
         };
         (Some(sim), Some(redirect))
     } else {
@@ -226,113 +205,38 @@ async fn start_simulator(args: &ServerArgs) -> anyhow::Result<phoenix_sim::Runni
         listen: "127.0.0.1:0".into(),
         nodes: args.sim_nodes,
         seed: args.seed,
-        durations: task_durations(&args.task_durations),
+        durations: crate::simulator::task_durations(&args.task_durations),
         state_file: Some(args.data_dir.join("sim-state.json")),
     };
     let sim = phoenix_sim::start(options).await?;
     let json = serde_json::to_string_pretty(&sim.credentials)?;
-    phoenix_apiserver::tls::write_private(&args.data_dir.join("sim.json"), &json)?;
+    phoenix_apiserver::tls::write_private(
+        &crate::simulator::credentials_in(&args.data_dir),
+        &json,
+    )?;
     tracing::info!(url = %sim.credentials.url, "simulated Proxmox VE (credentials in sim.json)");
     Ok(sim)
 }
 
-/// Serves `/metrics` and `/healthz` on `args.metrics_listen`, for as long as the process
-/// lives (a replica that does not lead is still healthy).
-async fn serve_metrics(
-    args: &ControllerArgs,
-) -> anyhow::Result<(
-    Arc<phoenix_controllers::metrics::Metrics>,
-    std::net::SocketAddr,
-)> {
-    let listener = tokio::net::TcpListener::bind(&args.metrics_listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.metrics_listen))?;
-    let addr = listener.local_addr()?;
-    let metrics = Arc::new(phoenix_controllers::metrics::Metrics::default());
-    tokio::spawn(phoenix_controllers::metrics::serve(
-        listener,
-        metrics.clone(),
-    ));
-    Ok((metrics, addr))
-}
-
-fn spawn_controllers(
-    kube: kube::Client,
-    args: &ControllerArgs,
-    metrics: Arc<phoenix_controllers::metrics::Metrics>,
-    redirect: Option<phoenix_controllers::pve::Redirect>,
-    acme_redirect: Option<phoenix_controllers::certificate::AcmeRedirect>,
-) -> tokio::task::JoinHandle<()> {
-    let options = phoenix_controllers::Options {
-        redirect,
-        acme_redirect,
-        http01_listen: Some(args.acme_http01_listen.clone()),
-        resync: std::time::Duration::from_secs(args.resync_seconds.max(1)),
-        metrics,
-        instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "phoenix".into()),
-        ..Default::default()
-    };
-    tokio::spawn(phoenix_controllers::run(kube, options))
-}
-
-pub fn run_controller(args: ControllerArgs) -> ExitCode {
-    in_runtime(async move {
-        let led = async {
-            let kube = crate::kube_client(None).await?;
-            let (metrics, addr) = serve_metrics(&args).await?;
-            tracing::info!(%addr, "metrics and health served");
-            lead(kube, &args, metrics).await
-        };
-        tokio::select! {
-            result = led => {
-                if let Err(e) = result {
-                    eprintln!("phoenix controller: {e:#}");
-                }
-                ExitCode::FAILURE
-            }
-            _ = wait_for_signal() => ExitCode::SUCCESS,
-        }
-    })
-}
-
-/// Several replicas, one leader: the controllers run while this process holds the Lease
-/// `phoenix-controller` in its namespace, and stop the moment it is lost.
-async fn lead(
-    kube: kube::Client,
-    args: &ControllerArgs,
-    metrics: Arc<phoenix_controllers::metrics::Metrics>,
-) -> anyhow::Result<()> {
-    let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
-    let identity = std::env::var("HOSTNAME").unwrap_or_else(|_| uuid_like_identity());
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(kube.clone(), "phoenix-controller")
-        .with_namespace(&namespace)
-        .with_identity(&identity)
-        .build()
-        .await?;
-    let (mut leading, _lease_task) = manager.watch().await;
-    loop {
-        while !*leading.borrow_and_update() {
-            leading.changed().await?;
-        }
-        tracing::info!(%identity, "leading: controllers start");
-        let controllers = spawn_controllers(kube.clone(), args, metrics.clone(), None, None);
-        while *leading.borrow_and_update() {
-            leading.changed().await?;
-        }
-        controllers.abort();
-        tracing::warn!(%identity, "lost the lease: controllers stopped");
+/// Simulate mode never reaches beyond this machine.
+fn loopback_address(text: &str) -> Result<String, String> {
+    let addr: std::net::SocketAddr = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not HOST:PORT"))?;
+    if addr.ip().is_loopback() {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("{text} is not a loopback address"))
     }
 }
 
-fn uuid_like_identity() -> String {
-    format!("phoenix-{}", std::process::id())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+/// `https://127.0.0.1:PORT/...`: simulate mode's ACME server is on this machine.
+fn loopback_url(text: &str) -> Result<String, String> {
+    let authority = text
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("{text} is not an https:// URL"))?
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    loopback_address(authority).map(|_| text.to_owned())
 }

@@ -45,7 +45,7 @@ pub enum PctCommand {
 const PCT_FAILED: u8 = 255;
 
 pub fn run(args: SimPctArgs) -> ExitCode {
-    crate::serve::in_runtime(forward(args))
+    crate::runtime::in_runtime(forward(args))
 }
 
 async fn forward(args: SimPctArgs) -> ExitCode {
