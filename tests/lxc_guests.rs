@@ -143,6 +143,7 @@ async fn the_examples_converge_in_order_and_then_make_no_calls_that_change_anyth
     let tls_key = String::from_utf8(tls["tls.key"].0.clone()).unwrap();
     features_in_place(&server, &api, &tls_key).await;
     vms_in_place(&server, &client).await;
+    every_kind_waitable(&server);
 
     for g in api.list(&Default::default()).await.unwrap() {
         let status = g.status.clone().unwrap().guest;
@@ -281,6 +282,32 @@ async fn the_examples_converge_in_order_and_then_make_no_calls_that_change_anyth
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// Every kind with a controller as kstatus and `kubectl wait` read it: Ready, and
+/// `observedGeneration` at each object's generation.
+fn every_kind_waitable(server: &ApiServer) {
+    let kinds = "proxmoxclusters,lxcguests,vmguests,certificates";
+    let ready = ["wait", "--timeout=60s", "--for=condition=Ready", kinds, "--all", "-A"];
+    support::kubectl(server, &ready);
+    let template = r#"{range .items[*]}{.kind}/{.metadata.name} {.metadata.namespace} {.metadata.generation}{"\n"}{end}"#;
+    let jsonpath = format!("jsonpath={template}");
+    let objects = support::kubectl(server, &["get", kinds, "-A", "-o", &jsonpath]);
+    let mut kinds_seen = std::collections::BTreeSet::new();
+    for line in objects.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [object, namespace, generation] = fields[..] else {
+            panic!("{line:?}");
+        };
+        kinds_seen.insert(object.split('/').next().unwrap().to_owned());
+        let condition = format!("--for=jsonpath={{.status.observedGeneration}}={generation}");
+        let mut args = vec!["wait", "--timeout=30s", &condition, object];
+        if !namespace.is_empty() {
+            args.extend(["-n", namespace]);
+        }
+        support::kubectl(server, &args);
+    }
+    assert_eq!(kinds_seen.len(), 4, "{objects}");
 }
 
 /// The examples' VMs: 9000 built from the cloud image, 1001 and 1002 cloned from it with
@@ -532,10 +559,11 @@ async fn impossible_specs_end_in_a_condition_and_touch_nothing() {
     )
     .await;
     for g in api.list(&Default::default()).await.unwrap() {
-        let degraded = conditions(&g)
+        // kstatus: a spec only a change can fix is Stalled (Flux reports it Failed).
+        let stalled = conditions(&g)
             .iter()
-            .any(|c| c.type_ == "Degraded" && c.status == "True");
-        assert!(degraded, "{:?} is Degraded", g.metadata.name);
+            .any(|c| c.type_ == "Stalled" && c.status == "True");
+        assert!(stalled, "{:?} is Stalled", g.metadata.name);
         let message = ready_message(&g);
         assert!(!message.is_empty());
     }
