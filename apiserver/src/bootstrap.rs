@@ -1,7 +1,7 @@
 //! What exists on a new server, as on any Kubernetes cluster: the system namespaces.
 
 use crate::objects;
-use crate::server::State;
+use crate::state::State;
 use crate::store::Write;
 use serde_json::json;
 

@@ -2,10 +2,10 @@
 //! CRD instance cleanup, garbage collection by ownerReferences, event expiry and log
 //! compaction.
 
-use crate::handlers::delete_object;
+use crate::handlers::{Deleted, delete_object};
 use crate::objects;
 use crate::resources::{Builtin, ResourceType};
-use crate::server::State;
+use crate::state::State;
 use crate::store::{EventType, Write};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -107,7 +107,7 @@ async fn delete_all(state: &State, rt: &ResourceType, prefix: &str) -> usize {
     let mut remaining = 0;
     for stored in &items {
         match delete_object(state, rt, stored, false).await {
-            Ok(crate::handlers::Deleted::Gone(_)) => {}
+            Ok(Deleted::Gone(_)) => {}
             _ => remaining += 1,
         }
     }

@@ -4,63 +4,21 @@
 //! no-op detection → durable write.
 
 use crate::error::{ApiError, ApiResult};
-use crate::http::{Body, Req, Target, respond, respond_raw};
 use crate::objects::{self, meta_mut, name_of};
 use crate::patch::{self, PatchError, PatchType};
+use crate::presentation::{list_raw, present, present_raw, table};
+use crate::request::{Filter, Req, Target};
 use crate::resources::{Builtin, ResourceType};
-use crate::selectors::{FieldSelector, LabelSelector};
-use crate::server::State;
+use crate::response::{Body, respond, respond_raw, with_warnings};
 use crate::ssa::{self, ApplyOutcome, Scope};
+use crate::state::{State, storage_type};
 use crate::store::{StoreError, Stored, Write};
 use crate::validation::{FieldValidation, Rejection};
-use crate::{builtins, events, table};
+use crate::{builtins, events};
 use base64::Engine;
-use bytes::Bytes;
 use hyper::Response;
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-/// The type a request is stored as: events.k8s.io Events live in the core Event store.
-pub fn storage_type(state: &State, rt: &Arc<ResourceType>) -> Arc<ResourceType> {
-    match rt.builtin {
-        Some(Builtin::EventsV1) => state
-            .registry
-            .find("", "v1", "events")
-            .unwrap_or_else(|| rt.clone()),
-        _ => rt.clone(),
-    }
-}
-
-/// Whether the stored JSON is already what the requested view shows, so it can be sent
-/// as it is. Stored objects are serialised with sorted keys, so `apiVersion` comes first.
-pub fn shown_as_stored(rt: &ResourceType, raw: &[u8]) -> bool {
-    match rt.builtin {
-        Some(Builtin::EventsV1) => false,
-        Some(_) => true,
-        None => raw.starts_with(format!("{{\"apiVersion\":\"{}\"", rt.api_version()).as_bytes()),
-    }
-}
-
-/// A stored object's JSON as the requested view shows it.
-pub fn present_raw(rt: &ResourceType, stored: &Stored) -> Bytes {
-    if shown_as_stored(rt, &stored.raw) {
-        return stored.raw.clone();
-    }
-    Bytes::from(serde_json::to_vec(&present(rt, &stored.value())).unwrap_or_default())
-}
-
-/// An object as the requested view shows it.
-pub fn present(rt: &ResourceType, stored: &Value) -> Value {
-    match rt.builtin {
-        Some(Builtin::EventsV1) => events::to_events_v1(stored),
-        None => {
-            let mut v = stored.clone();
-            v["apiVersion"] = json!(rt.api_version());
-            v
-        }
-        _ => stored.clone(),
-    }
-}
 
 fn decode_body(t: &Target, req: &Req) -> ApiResult<Value> {
     let ct = req.content_type.split(';').next().unwrap_or("").trim();
@@ -128,16 +86,6 @@ fn store_error(rt: &ResourceType, name: &str, e: StoreError) -> ApiError {
     }
 }
 
-fn with_warnings(mut response: Response<Body>, warnings: &[String]) -> Response<Body> {
-    for w in warnings {
-        let value = format!("299 - {:?}", w);
-        if let Ok(v) = hyper::header::HeaderValue::from_str(&value) {
-            response.headers_mut().append("Warning", v);
-        }
-    }
-    response
-}
-
 pub fn get(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
     let rt = storage_type(state, &t.rt);
     let name = t.name.as_deref().unwrap_or_default();
@@ -160,46 +108,6 @@ pub fn get(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body
         ));
     }
     Ok(respond_raw(200, present_raw(&t.rt, &stored)))
-}
-
-/// Label and field selectors of a list, watch or deletecollection.
-pub struct Filter {
-    labels: LabelSelector,
-    fields: FieldSelector,
-}
-
-impl Filter {
-    pub fn from_request(rt: &ResourceType, req: &Req) -> ApiResult<Self> {
-        let supported: &[&str] = match rt.builtin {
-            Some(Builtin::CoreEvent | Builtin::EventsV1) => &events::SELECTABLE,
-            Some(Builtin::Secret) => &["type"],
-            Some(Builtin::Namespace) => &["status.phase"],
-            _ => &[],
-        };
-        Ok(Self {
-            labels: LabelSelector::parse(req.param("labelSelector").unwrap_or(""))
-                .map_err(ApiError::bad_request)?,
-            fields: FieldSelector::parse(req.param("fieldSelector").unwrap_or(""), supported)
-                .map_err(ApiError::bad_request)?,
-        })
-    }
-
-    pub fn matches(&self, object: &Value) -> bool {
-        self.labels.matches(object) && self.fields.matches(object)
-    }
-
-    /// The name a selector pins when it says nothing else (`kubectl wait`, kube-runtime's
-    /// `await_condition`): matched on the key, without parsing.
-    pub fn only_name(&self) -> Option<&str> {
-        (self.labels == LabelSelector::default())
-            .then(|| self.fields.only_name())
-            .flatten()
-    }
-
-    /// No selector at all: everything matches without looking.
-    pub fn is_empty(&self) -> bool {
-        self.labels == LabelSelector::default() && self.fields == FieldSelector::default()
-    }
 }
 
 pub fn list(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body>> {
@@ -267,25 +175,7 @@ pub fn list(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Bod
             ),
         ));
     }
-    // Assembled from the stored JSON: a list of 10,000 objects is a copy, not a re-encoding.
-    let mut body = Vec::with_capacity(page.iter().map(|s| s.raw.len() + 1).sum::<usize>() + 256);
-    body.extend_from_slice(
-        format!(
-            "{{\"apiVersion\":{},\"kind\":{},\"metadata\":{},\"items\":[",
-            json!(t.rt.api_version()),
-            json!(t.rt.list_kind()),
-            list_meta
-        )
-        .as_bytes(),
-    );
-    for (i, stored) in page.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(&present_raw(&t.rt, stored));
-    }
-    body.extend_from_slice(b"]}");
-    Ok(respond_raw(200, Bytes::from(body)))
+    Ok(respond_raw(200, list_raw(&t.rt, &list_meta, &page)))
 }
 
 fn encode_continue(rev: u64, key: &str) -> String {

@@ -1,103 +1,23 @@
-//! The HTTP surface: authentication, routing of Kubernetes paths to handlers, content
-//! negotiation and `metav1.Status` errors.
+//! The HTTP surface: authentication, reading the request, and routing Kubernetes paths to
+//! discovery, OpenAPI, the handlers and watches, with failures as `metav1.Status` errors.
 
 use crate::error::{ApiError, ApiResult};
+use crate::request::{Req, Target};
 use crate::resources::ResourceType;
-use crate::server::State;
-use crate::{discovery, handlers, openapi};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use crate::response::{Body, error_response, respond, respond_with_type, text};
+use crate::state::State;
+use crate::{discovery, handlers, openapi, watch};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use serde_json::Value;
+use hyper::{Method, Request, Response};
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
-
-pub type Body = BoxBody<Bytes, Infallible>;
 
 /// Request bodies above etcd's default value size are refused with 413.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 /// Bodies up to this size are read to the end before a 413, so the client, still
 /// sending, reads the answer instead of a reset connection; larger ones are cut off.
 const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
-
-/// One parsed request, as the handlers see it.
-pub struct Req {
-    pub method: Method,
-    pub query: HashMap<String, String>,
-    pub accept: String,
-    pub content_type: String,
-    pub user_agent: String,
-    pub body: Bytes,
-}
-
-impl Req {
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-
-    pub fn wants_table(&self) -> bool {
-        self.accept
-            .split(',')
-            .next()
-            .is_some_and(|first| first.contains("as=Table"))
-    }
-
-    pub fn dry_run(&self) -> bool {
-        self.param("dryRun") == Some("All")
-    }
-
-    /// The field manager of a write: `fieldManager`, else the User-Agent's program name.
-    pub fn manager(&self) -> String {
-        self.param("fieldManager")
-            .map(str::to_owned)
-            .unwrap_or_else(|| match self.user_agent.split('/').next() {
-                Some(program) if !program.is_empty() => program.to_owned(),
-                _ => "unknown".to_owned(),
-            })
-    }
-}
-
-pub fn json_body(value: &Value) -> Body {
-    Full::new(Bytes::from(serde_json::to_vec(value).unwrap_or_default())).boxed()
-}
-
-pub fn respond(code: u16, value: &Value) -> Response<Body> {
-    respond_with_type(code, value, "application/json")
-}
-
-/// A response whose JSON body is already encoded.
-pub fn respond_raw(code: u16, body: Bytes) -> Response<Body> {
-    Response::builder()
-        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
-        .header("Content-Type", "application/json")
-        .body(Full::new(body).boxed())
-        .expect("static response parts are valid")
-}
-
-pub fn respond_with_type(code: u16, value: &Value, content_type: &str) -> Response<Body> {
-    Response::builder()
-        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
-        .header("Content-Type", content_type)
-        .body(json_body(value))
-        .expect("static response parts are valid")
-}
-
-fn text(code: u16, body: &'static str) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .header("Content-Type", "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from_static(body.as_bytes())).boxed())
-        .expect("static response parts are valid")
-}
-
-pub fn error_response(e: &ApiError) -> Response<Body> {
-    respond(e.code, &e.to_status())
-}
 
 /// Entry point for every request.
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
@@ -263,14 +183,6 @@ async fn route(state: &Arc<State>, path: &str, req: &Req) -> ApiResult<Response<
     }
 }
 
-/// What a resource path names.
-pub struct Target {
-    pub rt: Arc<ResourceType>,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub subresource: Option<String>,
-}
-
 fn target(state: &State, group: &str, version: &str, rest: &[&str]) -> ApiResult<Target> {
     let find = |plural: &str| {
         state
@@ -334,7 +246,7 @@ async fn resource(
     }
     let watching = matches!(req.param("watch"), Some("true" | "1"));
     match (&req.method, &t.name) {
-        (&Method::GET, None) if watching => crate::watch::serve(state.clone(), t, req),
+        (&Method::GET, None) if watching => watch::serve(state.clone(), t, req),
         (&Method::GET, None) => handlers::list(state, &t, req),
         (&Method::POST, None) => handlers::create(state, &t, req).await,
         (&Method::DELETE, None) => handlers::delete_collection(state, &t, req).await,

@@ -4,8 +4,11 @@
 //!
 //! Layers, bottom up: [`store`] (SQLite, one global revision, watch fan-out) →
 //! [`resources`] (what is served) → [`objects`], [`validation`], [`builtins`], [`patch`],
-//! [`ssa`] (write semantics, pure) → [`handlers`], [`watch`], [`discovery`], [`openapi`],
-//! [`table`] (the HTTP API) → [`server`] (TLS, auth, background cleanup).
+//! [`ssa`] (write semantics, pure) → [`state`] (what requests share), [`request`],
+//! [`response`], [`presentation`] (the vocabulary of the HTTP API) → [`handlers`],
+//! [`watch`], [`discovery`], [`openapi`] (the HTTP API), [`cleanup`], [`bootstrap`] (the
+//! server's own writes) → [`http`] (authentication, routing) → [`server`] (TLS, the
+//! listener, background tasks).
 
 pub mod bootstrap;
 pub mod builtins;
@@ -19,13 +22,16 @@ pub mod http;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
+pub mod presentation;
 pub mod protobuf;
+pub mod request;
 pub mod resources;
+pub mod response;
 pub mod selectors;
 pub mod server;
 pub mod ssa;
+pub mod state;
 pub mod store;
-pub mod table;
 pub mod tls;
 pub mod validation;
 pub mod watch;

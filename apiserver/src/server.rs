@@ -2,15 +2,13 @@
 //! kubeconfig, and runs the background controllers (garbage collection, namespace and CRD
 //! cleanup, compaction).
 
-use crate::error::ApiError;
-use crate::http::{Body, handle};
-use crate::resources::Registry;
+use crate::http::handle;
+use crate::state::{self, State};
 use crate::store::Store;
 use crate::tls;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,31 +21,6 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `127.0.0.1:6443`; port 0 picks a free one.
     pub listen: String,
-}
-
-/// Everything a request handler needs.
-pub struct State {
-    pub store: Store,
-    pub registry: Registry,
-    pub token: String,
-    pub address: String,
-}
-
-impl State {
-    /// Re-reads the CRDs from the store into the registry.
-    pub fn refresh_registry(&self) {
-        self.registry.rebuild(&stored_crds(&self.store));
-    }
-}
-
-const CRD_PREFIX: &str = "apiextensions.k8s.io/customresourcedefinitions/";
-
-fn stored_crds(store: &Store) -> Vec<CustomResourceDefinition> {
-    let (_, items) = store.list(CRD_PREFIX);
-    items
-        .iter()
-        .filter_map(|s| serde_json::from_slice(&s.raw).ok())
-        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,21 +84,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         &kubeconfig,
         &tls::kubeconfig(&format!("https://{addr}"), &creds),
     )?;
-    let registry = Registry::new(&stored_crds(&store));
-    let state = Arc::new(State {
-        store,
-        registry,
-        token: creds.token.clone(),
-        address: addr.to_string(),
-    });
-    // Discovery and resource paths follow a CRD change before anyone hears of it.
-    let weak = Arc::downgrade(&state);
-    state.store.on_commit(Box::new(move |changes| {
-        let crd_changed = changes.iter().any(|c| c.key.starts_with(CRD_PREFIX));
-        if let (true, Some(state)) = (crd_changed, weak.upgrade()) {
-            state.refresh_registry();
-        }
-    }));
+    let state = Arc::new(State::new(store, creds.token.clone(), addr.to_string()));
+    state::follow_crds(&state);
     crate::bootstrap::ensure_system_namespaces(&state).await;
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
@@ -193,9 +153,4 @@ async fn accept_loop(
             }
         });
     }
-}
-
-/// A plain error response body, for the few places outside the handlers.
-pub fn error_body(e: &ApiError) -> Body {
-    crate::http::json_body(&e.to_status())
 }

@@ -3,12 +3,12 @@
 //! rows for kubectl, and `410 Expired` as an in-stream ERROR event.
 
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::{Filter, present, shown_as_stored, storage_type};
-use crate::http::{Body, Req, Target};
+use crate::presentation::{present, shown_as_stored, table};
+use crate::request::{Filter, Req, Target};
 use crate::resources::ResourceType;
-use crate::server::State;
+use crate::response::Body;
+use crate::state::{State, storage_type};
 use crate::store::{Change, EventType, StoreError};
-use crate::table;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::Response;
