@@ -3,8 +3,9 @@
 //! once or starts a task whose effect lands when it finishes.
 //!
 //! This module routes a validated call to its PVE path family; the families are its
-//! children and use its request and error types. Most of them use `guests` (a guest's
-//! summary, its lock); none is used by `guests`.
+//! children and use its request and error types. `cluster`, `pools`, `status`,
+//! `templates` and `snapshots` use `guests` (a guest's summary, its lock, ...), which uses
+//! none of them.
 
 mod agent;
 mod cluster;
