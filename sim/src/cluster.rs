@@ -57,6 +57,14 @@ impl GuestKind {
             GuestKind::Qemu => "VM",
         }
     }
+
+    /// How PVE's task types for the kind begin: `vzstart`, `qmstart`.
+    pub fn task_prefix(self) -> &'static str {
+        match self {
+            GuestKind::Lxc => "vz",
+            GuestKind::Qemu => "qm",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -150,6 +158,56 @@ impl Guest {
             .get(key)
             .cloned()
             .unwrap_or_else(|| format!("{}{}", self.kind.label(), self.vmid))
+    }
+
+    /// How PVE names the guest in messages: `CT 801`, `VM 1001`.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.kind.label(), self.vmid)
+    }
+
+    /// Addresses of a running guest: its static `ip=` or a simulated DHCP lease.
+    pub fn addresses(&self) -> Vec<(String, String, String, u8)> {
+        self.config
+            .iter()
+            .filter(|(k, _)| k.starts_with("net"))
+            .map(|(k, v)| {
+                let fields: BTreeMap<&str, &str> =
+                    v.split(',').filter_map(|p| p.split_once('=')).collect();
+                let ipconfig = self
+                    .config
+                    .get(&k.replace("net", "ipconfig"))
+                    .cloned()
+                    .unwrap_or_default();
+                let ipfields: BTreeMap<&str, &str> = ipconfig
+                    .split(',')
+                    .filter_map(|p| p.split_once('='))
+                    .collect();
+                let ip = fields
+                    .get("ip")
+                    .or(ipfields.get("ip"))
+                    .copied()
+                    .unwrap_or("dhcp");
+                let (addr, prefix) = match ip.split_once('/') {
+                    Some((a, p)) => (a.to_owned(), p.parse().unwrap_or(24)),
+                    None => (format!("10.0.0.{}", 100 + self.vmid % 150), 24),
+                };
+                let name = fields
+                    .get("name")
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| format!("eth{}", k.trim_start_matches("net")));
+                let mac = fields
+                    .get("hwaddr")
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| {
+                        v.split(',')
+                            .next()
+                            .and_then(|m| m.split_once('='))
+                            .map(|(_, mac)| mac.to_owned())
+                            .unwrap_or_default()
+                    });
+                (name, mac, addr, prefix)
+            })
+            .collect()
     }
 
     /// SHA-1 of the config as PVE writes it, for optimistic concurrency.

@@ -15,9 +15,9 @@
 //! | `GET /admin/swarms` | the docker swarms the VMs formed: manager address, nodes (vmid, id, role, status) |
 //! | `GET /admin/nodes/{node}/files`, `PUT /admin/nodes/{node}/files` | files written on a node (`{path, content}`, what SSH does on a real node); under a storage's `snippets/` they are snippet volumes |
 
-pub mod agent;
 pub mod api;
 pub mod cluster;
+pub mod docker;
 pub mod inside;
 pub mod listeners;
 pub mod pebble;

@@ -5,11 +5,11 @@
 //! simulator's certificate) while the guest runs; while it is stopped the connection is
 //! closed at once, as a refused connection would be.
 
-use crate::server::Server;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
 
 /// Loopback listeners by (vmid, port).
 #[derive(Default)]
@@ -18,12 +18,14 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// The loopback address standing in for port `port` of guest `vmid`.
+    /// The loopback address standing in for port `port` of guest `vmid`: it answers
+    /// while `running` says the guest runs, with `tls` to a client that speaks TLS.
     pub async fn resolve(
         &self,
-        server: Arc<Server>,
         vmid: u32,
         port: u16,
+        tls: Option<TlsAcceptor>,
+        running: impl Fn() -> bool + Send + Sync + 'static,
     ) -> std::io::Result<SocketAddr> {
         if let Some(addr) = self
             .open
@@ -39,23 +41,18 @@ impl Listeners {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert((vmid, port), addr);
+        let running = Arc::new(running);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let server = server.clone();
-                tokio::spawn(async move { answer(&server, vmid, stream).await });
+                let (running, tls) = (running.clone(), tls.clone());
+                tokio::spawn(async move { answer(running(), tls.as_ref(), stream).await });
             }
         });
         Ok(addr)
     }
 }
 
-async fn answer(server: &Server, vmid: u32, stream: tokio::net::TcpStream) {
-    let running = server
-        .sim()
-        .cluster
-        .guests
-        .get(&vmid)
-        .is_some_and(|g| g.running);
+async fn answer(running: bool, tls: Option<&TlsAcceptor>, stream: tokio::net::TcpStream) {
     if !running {
         return;
     }
@@ -64,7 +61,7 @@ async fn answer(server: &Server, vmid: u32, stream: tokio::net::TcpStream) {
     if stream.peek(&mut first).await.is_err() {
         return;
     }
-    match (first[0], server.tls()) {
+    match (first[0], tls) {
         (0x16, Some(acceptor)) => {
             if let Ok(tls) = acceptor.accept(stream).await {
                 respond(tls).await;

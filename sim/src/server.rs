@@ -79,7 +79,7 @@ impl Server {
             sim.cluster
                 .guests
                 .values()
-                .find(|g| api::addresses(g).iter().any(|(_, _, a, _)| *a == address))
+                .find(|g| g.addresses().iter().any(|(_, _, a, _)| *a == address))
                 .map(|g| g.vmid)
         };
         let (Some(vmid), Some(port)) = (vmid, port) else {
@@ -89,7 +89,20 @@ impl Server {
                 errors: None,
             });
         };
-        match self.listeners.resolve(self.clone(), vmid, port).await {
+        let server = self.clone();
+        let running = move || {
+            server
+                .sim()
+                .cluster
+                .guests
+                .get(&vmid)
+                .is_some_and(|g| g.running)
+        };
+        match self
+            .listeners
+            .resolve(vmid, port, self.tls().cloned(), running)
+            .await
+        {
             Ok(addr) => respond(
                 200,
                 "OK",

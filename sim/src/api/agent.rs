@@ -2,14 +2,14 @@
 //! after boot), keeps a file map and a command log, and runs commands with configurable
 //! answers (`commands` the admin endpoint can script).
 
-use crate::api::{ApiResult, Call, PveError, addresses};
+use super::{ApiResult, Call, PveError};
 use crate::cluster::{Guest, now_ms};
 use crate::inside::{Run, Step};
 use crate::state::Sim;
 use base64::Engine;
 use serde_json::{Value, json};
 
-pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResult {
+pub(super) fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResult {
     let vmid = guest.vmid;
     let configured = guest
         .config
@@ -30,7 +30,7 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
         let argv = exec_argv(call)?;
         if argv.first().is_some_and(|a| a == "docker") {
             let (code, output, delay_ms) =
-                crate::swarm::docker(&mut sim.cluster, &mut sim.rng, vmid, &argv);
+                crate::docker::run(&mut sim.cluster, &mut sim.rng, vmid, &argv);
             return Ok(finished(sim, vmid, (code, output), delay_ms));
         }
     }
@@ -46,7 +46,7 @@ pub fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> ApiResu
                 json!({"name": "lo", "hardware-address": "00:00:00:00:00:00",
                 "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}]}),
             ];
-            for (name, mac, addr, prefix) in addresses(g) {
+            for (name, mac, addr, prefix) in g.addresses() {
                 result.push(json!({"name": name, "hardware-address": mac.to_lowercase(),
                     "ip-addresses": [{"ip-address": addr, "ip-address-type": "ipv4", "prefix": prefix}]}));
             }
