@@ -288,7 +288,14 @@ async fn the_examples_converge_in_order_and_then_make_no_calls_that_change_anyth
 /// `observedGeneration` at each object's generation.
 fn every_kind_waitable(server: &ApiServer) {
     let kinds = "proxmoxclusters,lxcguests,vmguests,certificates";
-    let ready = ["wait", "--timeout=60s", "--for=condition=Ready", kinds, "--all", "-A"];
+    let ready = [
+        "wait",
+        "--timeout=60s",
+        "--for=condition=Ready",
+        kinds,
+        "--all",
+        "-A",
+    ];
     support::kubectl(server, &ready);
     let template = r#"{range .items[*]}{.kind}/{.metadata.name} {.metadata.namespace} {.metadata.generation}{"\n"}{end}"#;
     let jsonpath = format!("jsonpath={template}");

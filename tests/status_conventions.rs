@@ -71,7 +71,10 @@ async fn status_is_applied_once_per_pass_by_its_controller_and_queued_guests_are
             "proxmoxcluster/homelab",
         ],
     );
-    kubectl_wait(&server, &["--for=condition=Ready", "proxmoxcluster/homelab"]);
+    kubectl_wait(
+        &server,
+        &["--for=condition=Ready", "proxmoxcluster/homelab"],
+    );
     let client = support::client(&server).await;
     let api: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
     let statuses = record_statuses(api.clone());
@@ -81,9 +84,9 @@ async fn status_is_applied_once_per_pass_by_its_controller_and_queued_guests_are
     }
     support::wait_for(&api, "3 guests Ready", Duration::from_secs(120), |gs| {
         gs.len() == 3
-            && gs.iter().all(|g| {
-                support::is_ready(&g.status.clone().unwrap_or_default().common.conditions)
-            })
+            && gs
+                .iter()
+                .all(|g| support::is_ready(&g.status.clone().unwrap_or_default().common.conditions))
     })
     .await;
     let passes = support::metric(&server, RECONCILES).await - reconciles_before;
@@ -108,12 +111,18 @@ async fn status_is_applied_once_per_pass_by_its_controller_and_queued_guests_are
         .flatten()
         .filter(|s| {
             let conditions = s["conditions"].as_array().cloned().unwrap_or_default();
-            let is =
-                |t: &str, v: &str| conditions.iter().any(|c| c["type"] == t && c["status"] == v);
+            let is = |t: &str, v: &str| {
+                conditions
+                    .iter()
+                    .any(|c| c["type"] == t && c["status"] == v)
+            };
             is("Ready", "False") && !is("Reconciling", "True") && !is("Stalled", "True")
         })
         .collect();
-    assert!(silent.is_empty(), "not Ready, yet neither Reconciling nor Stalled: {silent:#?}");
+    assert!(
+        silent.is_empty(),
+        "not Ready, yet neither Reconciling nor Stalled: {silent:#?}"
+    );
 
     // The status belongs to the controller's field manager, by apply, and to no one else.
     for guest in api.list(&Default::default()).await.unwrap() {
@@ -123,7 +132,12 @@ async fn status_is_applied_once_per_pass_by_its_controller_and_queued_guests_are
             .unwrap_or_default()
             .into_iter()
             .filter(|m| m.subresource.as_deref() == Some("status"))
-            .map(|m| (m.manager.unwrap_or_default(), m.operation.unwrap_or_default()))
+            .map(|m| {
+                (
+                    m.manager.unwrap_or_default(),
+                    m.operation.unwrap_or_default(),
+                )
+            })
             .collect();
         assert_eq!(
             owners,
@@ -135,7 +149,9 @@ async fn status_is_applied_once_per_pass_by_its_controller_and_queued_guests_are
 
     // Converged: passes go on (resync every second) and write nothing.
     let versions = |gs: Vec<LxcGuest>| -> Vec<Option<String>> {
-        gs.into_iter().map(|g| g.metadata.resource_version).collect()
+        gs.into_iter()
+            .map(|g| g.metadata.resource_version)
+            .collect()
     };
     let before = versions(api.list(&Default::default()).await.unwrap().items);
     let target = support::metric(&server, RECONCILES).await + 9.0;

@@ -40,6 +40,8 @@ pub mod reason {
     pub const PROVISIONING: &str = "Provisioning";
     pub const APPLYING: &str = "Applying";
     pub const FEATURES_APPLIED: &str = "FeaturesApplied";
+    pub const HEALTHY: &str = "Healthy";
+    pub const UNHEALTHY: &str = "Unhealthy";
     pub const DRIFT_DETECTED: &str = "DriftDetected";
     pub const DRIFT_CORRECTED: &str = "DriftCorrected";
     pub const RESTART_REQUIRED: &str = "RestartRequired";
@@ -51,6 +53,43 @@ pub mod reason {
     pub const DOES_NOT_EXIST: &str = "DoesNotExist";
     pub const INCORRECT_CERTIFICATE: &str = "IncorrectCertificate";
     pub const RENEWING: &str = "Renewing";
+    pub const ACME_FAILED: &str = "AcmeFailed";
+    pub const ADOPTION_MISMATCH: &str = "AdoptionMismatch";
+    pub const AGENT_NOT_RESPONDING: &str = "AgentNotResponding";
+    pub const CERTIFICATE_MISMATCH: &str = "CertificateMismatch";
+    pub const CHECK_FAILED: &str = "CheckFailed";
+    pub const CHECKS_PASSING: &str = "ChecksPassing";
+    pub const CLONE_SOURCE_NOT_FOUND: &str = "CloneSourceNotFound";
+    pub const CLONE_SOURCE_NOT_TEMPLATE: &str = "CloneSourceNotTemplate";
+    pub const DELETING: &str = "Deleting";
+    pub const DELETION_PROTECTED: &str = "DeletionProtected";
+    pub const DEPENDENCY_CYCLE: &str = "DependencyCycle";
+    pub const IMAGE_NOT_FOUND: &str = "ImageNotFound";
+    pub const INSTALL_FAILED: &str = "InstallFailed";
+    pub const INSTALL_MISMATCH: &str = "InstallMismatch";
+    pub const INSUFFICIENT_MEMORY: &str = "InsufficientMemory";
+    pub const INVALID_IP_ADDRESS: &str = "InvalidIpAddress";
+    pub const IS_TEMPLATE: &str = "IsTemplate";
+    pub const LEAVING_SWARM: &str = "LeavingSwarm";
+    pub const NO_ACME_SERVER: &str = "NoAcmeServer";
+    pub const NO_ISSUER: &str = "NoIssuer";
+    pub const NO_NODE_AVAILABLE: &str = "NoNodeAvailable";
+    pub const NODE_NOT_IN_CLUSTER: &str = "NodeNotInCluster";
+    pub const RELOAD_FAILED: &str = "ReloadFailed";
+    pub const ROOT_NOT_PINNED: &str = "RootNotPinned";
+    pub const SNIPPET_NOT_LISTED: &str = "SnippetNotListed";
+    pub const SNIPPET_STORAGE_UNSUPPORTED: &str = "SnippetStorageUnsupported";
+    pub const SSH_NOT_CONFIGURED: &str = "SshNotConfigured";
+    pub const SWARM_JOIN_PENDING: &str = "SwarmJoinPending";
+    pub const TEMPLATE_IN_USE: &str = "TemplateInUse";
+    pub const TEMPLATE_NOT_FOUND: &str = "TemplateNotFound";
+    pub const USER_DATA_NOT_FOUND: &str = "UserDataNotFound";
+    pub const VMID_CLAIMED: &str = "VmidClaimed";
+    pub const VMID_IN_USE: &str = "VmidInUse";
+    pub const VMID_OWNED_BY_ANOTHER: &str = "VmidOwnedByAnother";
+    pub const WAITING_FOR_ADDRESS: &str = "WaitingForAddress";
+    pub const WAITING_FOR_AGENT: &str = "WaitingForAgent";
+    pub const WAITING_FOR_SWARM_MANAGER: &str = "WaitingForSwarmManager";
 }
 
 /// Where a pass left an object, as kstatus reads it.

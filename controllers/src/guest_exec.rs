@@ -3,6 +3,7 @@
 //! cluster has no `ssh` (Phoenix on the node itself). In simulate mode the simulator's
 //! `pct` (or a loopback sshd standing in for the node) is used: never a real address.
 
+use crate::conditions::reason;
 use crate::error::Error;
 use crate::pve::{Connection, Redirect};
 use phoenix_clients::exec::ssh::SshTarget;
@@ -122,7 +123,7 @@ async fn ssh_target(
 ) -> Result<SshTarget, Error> {
     let Some(ssh) = &cluster.spec.ssh else {
         return Err(Error::spec(
-            "SshNotConfigured",
+            reason::SSH_NOT_CONFIGURED,
             "the cluster has no ssh settings",
         ));
     };

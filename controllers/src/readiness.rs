@@ -31,5 +31,5 @@ pub async fn is_ready(
         .unwrap_or_default();
     Ok(conditions
         .iter()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .any(|c| c["type"] == crate::conditions::READY && c["status"] == "True"))
 }

@@ -4,6 +4,7 @@
 //! chain it holds; a guest already holding the current one is left alone.
 
 use super::Issued;
+use crate::conditions::reason;
 use crate::context::Context;
 use crate::error::Error;
 use kube::ResourceExt;
@@ -60,7 +61,7 @@ pub async fn install(
             let out = shell.exec(&argv, QUICK).await?;
             if !out.success() {
                 return Err(Error::spec(
-                    "ReloadFailed",
+                    reason::RELOAD_FAILED,
                     format!(
                         "{command:?} in {guest} exited {}: {}",
                         out.exit_code,
@@ -77,7 +78,7 @@ pub async fn install(
         ctx.event(
             cert,
             EventType::Normal,
-            "Installed",
+            crate::conditions::reason::INSTALLED,
             format!("certificate installed in {guest} at {}", target.cert_path),
         )
         .await;
@@ -108,7 +109,7 @@ async fn push(shell: &GuestShell, target: &InstallTarget, issued: &Issued) -> Re
         let owned = shell.exec(&chown, QUICK).await?;
         if !owned.success() {
             return Err(Error::spec(
-                "InstallFailed",
+                reason::INSTALL_FAILED,
                 format!("chown {} {path}: {}", target.owner, owned.tail(2)),
             ));
         }
@@ -117,7 +118,7 @@ async fn push(shell: &GuestShell, target: &InstallTarget, issued: &Issued) -> Re
             .await?;
         if sha256(&back.output) != sha256(content) {
             return Err(Error::spec(
-                "InstallMismatch",
+                reason::INSTALL_MISMATCH,
                 format!("{path} in the guest does not hold what was pushed"),
             ));
         }

@@ -102,7 +102,7 @@ async fn converge(
         .find(|ip| ip.parse::<std::net::IpAddr>().is_err())
     {
         return Err(Error::spec(
-            "InvalidIpAddress",
+            reason::INVALID_IP_ADDRESS,
             format!("spec.ipAddresses: {bad:?} is not an IP address"),
         ));
     }
@@ -162,14 +162,14 @@ async fn converge(
             permanent: e.is_permanent(),
         })?;
     let parsed = x509::parse(&issued.chain_pem).ok_or_else(|| Error::Acme {
-        reason: "AcmeFailed",
+        reason: reason::ACME_FAILED,
         message: "the CA returned an unreadable certificate".into(),
         permanent: false,
     })?;
     if !parsed.covers(&cert.spec.dns_names, &cert.spec.ip_addresses) {
         // Issuing again would only loop: the CA does not give what the spec asks.
         return Err(Error::Acme {
-            reason: "CertificateMismatch",
+            reason: reason::CERTIFICATE_MISMATCH,
             message: "the CA issued a certificate without every name of the spec".into(),
             permanent: true,
         });
@@ -257,10 +257,15 @@ async fn server(cert: &Certificate, ctx: &CertificateContext) -> Result<AcmeServ
                     .into_iter()
                     .next(),
             }
-            .ok_or_else(|| Error::spec("NoIssuer", "no ProxmoxCluster to take the Step-CA from"))?;
+            .ok_or_else(|| {
+                Error::spec(
+                    reason::NO_ISSUER,
+                    "no ProxmoxCluster to take the Step-CA from",
+                )
+            })?;
             let acme = cluster.spec.acme.clone().ok_or_else(|| {
                 Error::spec(
-                    "NoIssuer",
+                    reason::NO_ISSUER,
                     "the ProxmoxCluster has no acme settings (Step-CA)",
                 )
             })?;
@@ -278,13 +283,13 @@ async fn server(cert: &Certificate, ctx: &CertificateContext) -> Result<AcmeServ
     if ctx.pve.redirect().is_some() && ctx.redirect.is_none() {
         // Simulate mode never reaches the manifests' real CA.
         return Err(Error::spec(
-            "NoAcmeServer",
+            reason::NO_ACME_SERVER,
             "simulate mode has no ACME server: install pebble (apt-get install pebble)",
         ));
     }
     if server.root_fingerprint.is_none() && ctx.redirect.is_none() {
         return Err(Error::spec(
-            "RootNotPinned",
+            reason::ROOT_NOT_PINNED,
             "issuer.acme.rootFingerprint is required: the CA root is pinned as `step ca bootstrap` does",
         ));
     }

@@ -335,7 +335,7 @@ impl<G: Guest> Pass<'_, G> {
             return match coming {
                 true => Ok(Some(waiting())),
                 false => Err(Error::spec(
-                    "CloneSourceNotFound",
+                    reason::CLONE_SOURCE_NOT_FOUND,
                     format!("clone source {source} does not exist"),
                 )),
             };
@@ -346,7 +346,7 @@ impl<G: Guest> Pass<'_, G> {
                 GuestType::Qemu => ("VM", "a container"),
             };
             return Err(Error::spec(
-                "CloneSourceNotTemplate",
+                reason::CLONE_SOURCE_NOT_TEMPLATE,
                 format!("clone source {source} is {found}, not a {wanted} template"),
             ));
         }
@@ -355,7 +355,7 @@ impl<G: Guest> Pass<'_, G> {
             (true, _) => Ok(None),
             (false, true) => Ok(Some(waiting())),
             (false, false) => Err(Error::spec(
-                "CloneSourceNotTemplate",
+                reason::CLONE_SOURCE_NOT_TEMPLATE,
                 format!("clone source {source} is not a template (convert it first)"),
             )),
         }
@@ -481,7 +481,7 @@ impl<G: Guest> Pass<'_, G> {
                     let clones = observe::linked_clones(&pve.client, guest.vmid()).await?;
                     if !clones.is_empty() {
                         return Err(Error::conflict(
-                            "TemplateInUse",
+                            reason::TEMPLATE_IN_USE,
                             format!(
                                 "{} is the base of linked clones {clones:?}: its source changed, but the old generation stays until they are gone",
                                 guest.label()

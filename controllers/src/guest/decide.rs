@@ -55,13 +55,13 @@ pub fn next(found: &Found, intent: Intent, label: &str) -> Next {
     match &found.ownership {
         Ownership::Other(owner) => {
             return Next::Refuse(Error::conflict(
-                "VmidOwnedByAnother",
+                reason::VMID_OWNED_BY_ANOTHER,
                 format!("{label} belongs to another Phoenix object (uid {owner})"),
             ));
         }
         Ownership::Unmarked if !intent.adopt => {
             return Next::Refuse(Error::conflict(
-                "VmidInUse",
+                reason::VMID_IN_USE,
                 format!(
                     "{label} exists and was not created by Phoenix; set spec.adopt: true to take it over"
                 ),
@@ -78,7 +78,7 @@ pub fn next(found: &Found, intent: Intent, label: &str) -> Next {
     }
     if found.template && !intent.template {
         return Next::Refuse(Error::spec(
-            "IsTemplate",
+            reason::IS_TEMPLATE,
             format!("{label} is a template; set spec.template: true or use another vmid"),
         ));
     }
@@ -187,7 +187,7 @@ pub fn adoption(
         .collect();
     if !mismatch.is_empty() {
         return Err(Error::conflict(
-            "AdoptionMismatch",
+            reason::ADOPTION_MISMATCH,
             format!(
                 "{label} does not match the spec, not adopted: {}",
                 mismatch.join("; ")

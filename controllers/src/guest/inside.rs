@@ -70,7 +70,7 @@ pub async fn provisioned<G: Guest>(
     let set = |conditions: &mut Vec<_>, ok: bool, reason: &str, message: &str| {
         conditions::set(
             conditions,
-            "Provisioned",
+            conditions::PROVISIONED,
             ok,
             reason,
             message,
@@ -85,18 +85,23 @@ pub async fn provisioned<G: Guest>(
         }
         Ok(Outcome::Running { feature }) => {
             let message = format!("applying feature {feature} in {}", guest.label());
-            set(conditions, false, "Applying", &message);
+            set(conditions, false, conditions::reason::APPLYING, &message);
             observation.step = Some(format!("feature {feature}"));
             return Ok(Progress::Working {
-                reason: "Provisioning",
+                reason: conditions::reason::PROVISIONING,
                 message,
             });
         }
         Ok(Outcome::Waiting(missing)) => {
             let message = format!("feature {} waits for {}", missing.feature, missing.what);
-            set(conditions, false, "WaitingForInput", &message);
+            set(
+                conditions,
+                false,
+                conditions::reason::WAITING_FOR_INPUT,
+                &message,
+            );
             return Ok(Progress::Waiting {
-                reason: "WaitingForInput",
+                reason: conditions::reason::WAITING_FOR_INPUT,
                 message,
                 retry: INPUT_RETRY,
             });
@@ -110,11 +115,11 @@ pub async fn provisioned<G: Guest>(
             set(
                 conditions,
                 true,
-                "FeaturesApplied",
+                conditions::reason::FEATURES_APPLIED,
                 &format!("applied: {}", names.join(", ")),
             );
         }
-        Ok(Outcome::Done) => conditions.retain(|c| c.type_ != "Provisioned"),
+        Ok(Outcome::Done) => conditions::remove(conditions, conditions::PROVISIONED),
     }
     snapshots::after_provisioning(ctx, &target, observation).await?;
     health(guest, ctx, &target, status).await;
@@ -132,7 +137,7 @@ async fn health<G: Guest>(
     let conditions = &mut common.conditions;
     let checks = &guest.common().health_checks;
     if checks.is_empty() {
-        conditions.retain(|c| c.type_ != "Healthy");
+        conditions::remove(conditions, conditions::HEALTHY);
         ctx.health.forget(&guest.key());
         return;
     }
@@ -147,11 +152,11 @@ async fn health<G: Guest>(
     };
     let was = conditions
         .iter()
-        .find(|c| c.type_ == "Healthy")
+        .find(|c| c.type_ == conditions::HEALTHY)
         .map(|c| c.status == "True");
     conditions::set(
         conditions,
-        "Healthy",
+        conditions::HEALTHY,
         verdict.healthy,
         verdict.reason,
         &verdict.message,
@@ -160,9 +165,9 @@ async fn health<G: Guest>(
     );
     if was != Some(verdict.healthy) {
         let (type_, reason) = if verdict.healthy {
-            (EventType::Normal, "Healthy")
+            (EventType::Normal, conditions::reason::HEALTHY)
         } else {
-            (EventType::Warning, "Unhealthy")
+            (EventType::Warning, conditions::reason::UNHEALTHY)
         };
         ctx.event(guest, type_, reason, verdict.message).await;
     }

@@ -1,6 +1,7 @@
 //! What PVE has for a VMID: where it is, its config, whether it runs, and whose it is.
 
 use super::render;
+use crate::conditions::reason;
 use crate::error::Error;
 use phoenix_clients::proxmox::{ErrorKind, GuestType, ProxmoxClient};
 use serde_json::Value;
@@ -82,7 +83,7 @@ pub async fn find(
                     GuestType::Qemu => ("a container", "a VM"),
                 };
                 return Err(Error::conflict(
-                    "VmidInUse",
+                    reason::VMID_IN_USE,
                     format!("VMID {vmid} is {is}, not {not}"),
                 ));
             }

@@ -3,6 +3,7 @@
 
 use super::{Guest, GuestContext, Progress};
 use crate::claims::{self, Claim};
+use crate::conditions::reason;
 use crate::dependencies::{self, Gate};
 use crate::error::Error;
 use kube::ResourceExt;
@@ -91,7 +92,7 @@ pub fn check_claim<G: Guest>(guest: &G, ctx: &GuestContext) -> Result<(), Error>
         .collect();
     match claims::holder(guest.vmid(), &claims) {
         Some(holder) if Some(&holder.uid) != guest.uid().as_ref() => Err(Error::conflict(
-            "VmidClaimed",
+            reason::VMID_CLAIMED,
             format!(
                 "VMID {} is already claimed by {}",
                 guest.vmid(),
@@ -138,7 +139,7 @@ pub async fn dependency_gate<G: Guest>(
             retry: ctx.resync,
         })),
         Gate::Cycle(path) => Err(Error::spec(
-            "DependencyCycle",
+            reason::DEPENDENCY_CYCLE,
             format!("dependsOn forms a cycle: {}", path.join(" → ")),
         )),
     }

@@ -1,6 +1,7 @@
 //! Which node a guest goes on, and whether any node can hold it: pure checks against the
 //! ProxmoxCluster's status, made before anything is created.
 
+use crate::conditions::reason;
 use crate::error::Error;
 use phoenix_crds::ProxmoxCluster;
 use phoenix_crds::guest::GuestCommon;
@@ -36,7 +37,7 @@ pub fn choose_node(
     if let Some(node) = &common.node {
         if !nodes.iter().any(|n| &n.name == node) {
             return Err(Error::spec(
-                "NodeNotInCluster",
+                reason::NODE_NOT_IN_CLUSTER,
                 format!(
                     "node {node:?} is not a node of the cluster (nodes: {})",
                     names()
@@ -60,7 +61,7 @@ pub fn choose_node(
         .collect();
     if candidates.is_empty() {
         return Err(Error::spec(
-            "NoNodeAvailable",
+            reason::NO_NODE_AVAILABLE,
             format!(
                 "no online node among {allowed:?} (cluster nodes: {})",
                 names()
@@ -87,7 +88,7 @@ pub fn check_memory(common: &GuestCommon, cluster: &ProxmoxCluster) -> Result<()
         .max();
     match largest {
         Some(max) if u64::from(common.memory) > max => Err(Error::spec(
-            "InsufficientMemory",
+            reason::INSUFFICIENT_MEMORY,
             format!(
                 "memory {} MiB is more than any node has (largest: {max} MiB)",
                 common.memory

@@ -4,6 +4,7 @@
 
 use super::observe::{self, Ownership};
 use super::{Guest, GuestContext, Progress, render, waker};
+use crate::conditions::reason;
 use crate::error::Error;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
@@ -40,7 +41,7 @@ pub async fn remove<G: Guest>(
                         .follow(pve.client.clone(), upid, Vec::new(), waker(ctx, guest));
                 }
                 return Ok(Some(Progress::Working {
-                    reason: "Deleting",
+                    reason: reason::DELETING,
                     message: format!("waiting for PVE task {raw}"),
                 }));
             }
@@ -76,7 +77,7 @@ pub async fn remove<G: Guest>(
     }
     if let Some(lock) = live.lock() {
         return Ok(Some(Progress::Waiting {
-            reason: "Locked",
+            reason: reason::LOCKED,
             message: format!("PVE holds the lock {lock:?} on {label}; waiting before deleting"),
             retry: Duration::from_secs(2),
         }));
@@ -85,7 +86,7 @@ pub async fn remove<G: Guest>(
     // Refused before anything else is done to it (a swarm worker would leave its swarm).
     if delete && live.config.get("protection").is_some_and(|p| p == "1") {
         return Err(Error::spec(
-            "DeletionProtected",
+            reason::DELETION_PROTECTED,
             format!(
                 "{label} has PVE's protection flag set: clear it ({} set {vmid} --protection 0) or set deletionPolicy: Retain",
                 if G::TYPE == phoenix_clients::proxmox::GuestType::Lxc {
@@ -130,7 +131,7 @@ pub async fn remove<G: Guest>(
             ctx.event(guest, EventType::Normal, action, message.clone())
                 .await;
             Ok(Some(Progress::Working {
-                reason: "Deleting",
+                reason: reason::DELETING,
                 message,
             }))
         }

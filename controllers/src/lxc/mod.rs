@@ -5,6 +5,7 @@
 pub mod plan;
 pub mod render;
 
+use crate::conditions::reason;
 use crate::error::Error;
 use crate::guest::observe::{self, Live};
 use crate::guest::plan::{Observed, Step};
@@ -92,7 +93,7 @@ impl Guest for LxcGuest {
             };
             if !volumes.contains(ostemplate) {
                 return Err(Error::spec(
-                    "TemplateNotFound",
+                    reason::TEMPLATE_NOT_FOUND,
                     format!("{ostemplate} is not on storage {storage} of node {node}"),
                 ));
             }
@@ -114,7 +115,7 @@ impl Guest for LxcGuest {
         let ips = observe::first_address(&interfaces);
         if ips.is_empty() {
             return Ok(Err(Progress::Waiting {
-                reason: "WaitingForAddress",
+                reason: reason::WAITING_FOR_ADDRESS,
                 message: format!("CT {} runs; waiting for its address", self.spec.vmid),
                 retry: Duration::from_secs(2),
             }));

@@ -4,6 +4,7 @@
 //! check has failed `failureThreshold` times in a row; the condition names that check.
 
 use super::direct::Reach;
+use crate::conditions::reason;
 use phoenix_clients::exec::GuestShell;
 use phoenix_crds::common::{HealthCheck, Scheme};
 use std::collections::HashMap;
@@ -131,7 +132,7 @@ impl HealthState {
             if state.failures >= check.failure_threshold {
                 return Verdict {
                     healthy: false,
-                    reason: "CheckFailed",
+                    reason: reason::CHECK_FAILED,
                     message: format!(
                         "check {} failed {} times in a row: {}",
                         check.name,
@@ -144,7 +145,7 @@ impl HealthState {
         let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
         Verdict {
             healthy: true,
-            reason: "ChecksPassing",
+            reason: reason::CHECKS_PASSING,
             message: format!("passing: {}", names.join(", ")),
         }
     }

@@ -3,6 +3,7 @@
 //! passed since the start it says so (`AgentNotResponding`, a Warning event) and looks
 //! again at that pace (at most once a minute), never in a tight loop.
 
+use crate::conditions::reason;
 use crate::context::Context;
 use crate::error::Error;
 use crate::guest::Progress;
@@ -36,7 +37,7 @@ pub async fn addresses(
             let ips = guest_addresses(&interfaces);
             if ips.is_empty() {
                 return Ok(Err(Progress::Waiting {
-                    reason: "WaitingForAddress",
+                    reason: reason::WAITING_FOR_ADDRESS,
                     message: format!("the guest agent of VM {vmid} reports no address yet"),
                     retry: BOOT_POLL,
                 }));
@@ -56,7 +57,7 @@ pub async fn addresses(
     if uptime.is_some_and(|up| up < timeout) {
         status.agent = Some("starting".into());
         return Ok(Err(Progress::Waiting {
-            reason: "WaitingForAgent",
+            reason: reason::WAITING_FOR_AGENT,
             // No running figures in the message: a status that changes every pass would
             // wake the VM again at once.
             message: format!(
@@ -74,7 +75,7 @@ pub async fn addresses(
         s.common
             .conditions
             .iter()
-            .any(|c| c.type_ == "Ready" && c.reason == "AgentNotResponding")
+            .any(|c| c.type_ == crate::conditions::READY && c.reason == "AgentNotResponding")
     });
     if !reported {
         ctx.event(
@@ -86,7 +87,7 @@ pub async fn addresses(
         .await;
     }
     Ok(Err(Progress::Waiting {
-        reason: "AgentNotResponding",
+        reason: reason::AGENT_NOT_RESPONDING,
         message,
         retry: Duration::from_secs(timeout.clamp(10, 60)),
     }))

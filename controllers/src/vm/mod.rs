@@ -9,6 +9,7 @@ pub mod render;
 pub mod snippets;
 pub mod swarm;
 
+use crate::conditions::reason;
 use crate::error::Error;
 use crate::guest::observe::Live;
 use crate::guest::plan::{Observed, Step};
@@ -156,7 +157,7 @@ impl Guest for VmGuest {
                 checksum: image.checksum.clone(),
             }]),
             (None, false) => Err(Error::spec(
-                "ImageNotFound",
+                reason::IMAGE_NOT_FOUND,
                 format!("{volume} is not on storage {storage} of node {node}"),
             )),
         }
@@ -221,7 +222,7 @@ async fn user_data(
         .and_then(|c| c.data)
         .and_then(|mut d| d.remove(&reference.key));
     text.ok_or_else(|| Error::Input {
-        reason: "UserDataNotFound",
+        reason: reason::USER_DATA_NOT_FOUND,
         message: format!(
             "cloudInit.userData: ConfigMap {namespace}/{} has no key {:?} (yet)",
             reference.name, reference.key

@@ -5,6 +5,7 @@
 //! PVE's API cannot upload snippets: the file is written on the node (over SSH, or
 //! directly when Phoenix runs there), then PVE must list it.
 
+use crate::conditions::reason;
 use crate::context::Context;
 use crate::error::Error;
 use crate::guest::plan::Step;
@@ -66,7 +67,7 @@ pub async fn ensure(
             .await?,
     ) {
         return Err(Error::spec(
-            "SnippetNotListed",
+            reason::SNIPPET_NOT_LISTED,
             format!("wrote {file} on {node}, but PVE does not list {volid}"),
         ));
     }
@@ -78,7 +79,7 @@ fn directory(storage: &str, config: &Value) -> Result<String, Error> {
     let content = config["content"].as_str().unwrap_or("");
     if !content.split(',').any(|c| c == "snippets") {
         return Err(Error::spec(
-            "SnippetStorageUnsupported",
+            reason::SNIPPET_STORAGE_UNSUPPORTED,
             format!(
                 "storage {storage} does not hold snippets (content: {content}); add it (pvesm set {storage} --content {content},snippets) or set cloudInit.snippetStorage"
             ),
@@ -89,7 +90,7 @@ fn directory(storage: &str, config: &Value) -> Result<String, Error> {
         .map(|p| p.trim_end_matches('/').to_owned())
         .ok_or_else(|| {
             Error::spec(
-                "SnippetStorageUnsupported",
+                reason::SNIPPET_STORAGE_UNSUPPORTED,
                 format!("storage {storage} is not a directory storage; snippets need one"),
             )
         })

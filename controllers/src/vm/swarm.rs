@@ -4,6 +4,7 @@
 //! worker that has left is joined again; the node it was before is removed from the
 //! manager's list. Deleting a worker (`deletionPolicy: Delete`) leaves the swarm first.
 
+use crate::conditions::reason;
 use crate::error::Error;
 use crate::guest::GuestContext;
 use crate::guest::Progress;
@@ -118,7 +119,7 @@ pub async fn settle(
     };
     if state.pending {
         return Ok(Progress::Waiting {
-            reason: "SwarmJoinPending",
+            reason: reason::SWARM_JOIN_PENDING,
             message: format!("VM {} is joining its swarm", vm.spec.vmid),
             retry: Duration::from_secs(5),
         });
@@ -160,7 +161,7 @@ async fn init(
 ) -> Result<Result<(), Progress>, Error> {
     let Some(address) = manager_address(vm, status) else {
         return Ok(Err(Progress::Waiting {
-            reason: "WaitingForAddress",
+            reason: reason::WAITING_FOR_ADDRESS,
             message: format!(
                 "VM {} has no address to advertise to the swarm",
                 vm.spec.vmid
@@ -223,7 +224,7 @@ fn manager(vm: &VmGuest, ctx: &GuestContext) -> Result<(VmGuest, VmGuestStatus),
         .into_iter()
         .find(|m| m.name_any() == name && m.namespace().unwrap_or_default() == namespace);
     let waiting = |message: String| Progress::Waiting {
-        reason: "WaitingForSwarmManager",
+        reason: reason::WAITING_FOR_SWARM_MANAGER,
         message,
         retry: Duration::from_secs(10),
     };
@@ -255,7 +256,7 @@ async fn join(
     };
     let Some(address) = manager_address(&manager, &manager_status) else {
         return Ok(Err(Progress::Waiting {
-            reason: "WaitingForSwarmManager",
+            reason: reason::WAITING_FOR_SWARM_MANAGER,
             message: format!("{} has no address yet", manager.name_any()),
             retry: Duration::from_secs(10),
         }));
@@ -382,7 +383,7 @@ pub async fn leave(
         if out.output.contains("is not down") {
             // The manager has not noticed the departure yet.
             return Ok(Some(Progress::Waiting {
-                reason: "LeavingSwarm",
+                reason: reason::LEAVING_SWARM,
                 message: format!("waiting for {} to see node {id} down", manager.name_any()),
                 retry: Duration::from_secs(2),
             }));
