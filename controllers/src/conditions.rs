@@ -103,6 +103,17 @@ pub enum Standing {
     Stalled,
 }
 
+impl Standing {
+    /// After a failure: stalled when only a change can help, else in progress (retried).
+    pub fn after_failure(permanent: bool) -> Standing {
+        if permanent {
+            Standing::Stalled
+        } else {
+            Standing::InProgress
+        }
+    }
+}
+
 /// Sets `Ready`, `Reconciling` and `Stalled` together from one pass's standing, with one
 /// reason and message: `Reconciling` and `Stalled` are present only while True (as Flux
 /// writes them), `Ready` always.

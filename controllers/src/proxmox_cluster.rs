@@ -92,11 +92,7 @@ pub async fn reconcile(
             );
         }
         Err(e) => {
-            let standing = if e.is_permanent() {
-                Standing::Stalled
-            } else {
-                Standing::InProgress
-            };
+            let standing = Standing::after_failure(e.is_permanent());
             let message = e.to_string();
             conditions::summarize(
                 conditions,

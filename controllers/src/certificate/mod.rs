@@ -585,11 +585,7 @@ async fn failed(
         now,
     );
     if !conditions::is_true(conditions, conditions::READY) {
-        let standing = if e.is_permanent() {
-            Standing::Stalled
-        } else {
-            Standing::InProgress
-        };
+        let standing = Standing::after_failure(e.is_permanent());
         conditions::summarize(
             conditions,
             standing,

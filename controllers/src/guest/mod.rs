@@ -249,8 +249,11 @@ fn standing(outcome: &Result<Progress, Error>) -> (Standing, &'static str, Strin
             progress.reason(),
             progress.message().into(),
         ),
-        Err(e) if e.is_permanent() => (Standing::Stalled, e.category(), e.to_string()),
-        Err(e) => (Standing::InProgress, e.category(), e.to_string()),
+        Err(e) => (
+            Standing::after_failure(e.is_permanent()),
+            e.category(),
+            e.to_string(),
+        ),
     }
 }
 

@@ -2,7 +2,7 @@
 //! after boot), keeps a file map and a command log, and runs commands with configurable
 //! answers (`commands` the admin endpoint can script).
 
-use super::{ApiResult, Call, PveError};
+use super::{ApiResult, Call, PveError, looked_up};
 use crate::cluster::{Guest, now_ms};
 use crate::inside::{Run, Step};
 use crate::state::Sim;
@@ -34,11 +34,7 @@ pub(super) fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> 
             return Ok(finished(sim, vmid, (code, output), delay_ms));
         }
     }
-    let g = sim
-        .cluster
-        .guests
-        .get_mut(&vmid)
-        .expect("the caller looked it up");
+    let g = looked_up(sim, vmid);
     match (call.method, command) {
         ("POST", "ping") => Ok(json!({"result": {}})),
         ("GET", "network-get-interfaces") => {
@@ -126,11 +122,7 @@ fn exec_argv(call: &Call) -> Result<Vec<String>, PveError> {
 /// Keeps the result of a command for `exec-status` (running for `delay_ms` more) and
 /// answers its pid.
 fn finished(sim: &mut Sim, vmid: u32, result: (i32, String), delay_ms: u64) -> Value {
-    let g = sim
-        .cluster
-        .guests
-        .get_mut(&vmid)
-        .expect("the caller looked it up");
+    let g = looked_up(sim, vmid);
     g.agent_results.push(result);
     g.agent_done_ms.resize(g.agent_results.len() - 1, 0);
     g.agent_done_ms.push(now_ms() + u128::from(delay_ms));

@@ -190,3 +190,11 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
 pub fn validate(template: &str, method: &str, params: &Map<String, Value>) -> Result<(), PveError> {
     schema::validate(template, method, params).map_err(PveError::params)
 }
+
+/// The guest a handler was routed to: [`guests::lookup`] found it before the handler ran.
+pub(super) fn looked_up(sim: &mut Sim, vmid: u32) -> &mut crate::cluster::Guest {
+    sim.cluster
+        .guests
+        .get_mut(&vmid)
+        .expect("the router looked it up")
+}
