@@ -111,6 +111,23 @@ async fn installed(w: &World) -> (String, usize) {
     (cert, reloads)
 }
 
+/// Pebble's root, as its roots URL serves it.
+async fn pebble_root(w: &World) -> String {
+    reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&w.pebble.listener_ca).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap()
+        .get(&w.pebble.roots_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 fn revision(c: &Certificate) -> i64 {
     c.status.as_ref().and_then(|s| s.revision).unwrap_or(0)
 }
@@ -188,19 +205,7 @@ async fn a_certificate_is_issued_renewed_recovers_from_an_outage_and_keeps_its_s
         (chain.clone(), 1),
         "installed, nginx reloaded once"
     );
-    let root = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(&w.pebble.listener_ca).unwrap()).unwrap(),
-        )
-        .build()
-        .unwrap()
-        .get(&w.pebble.roots_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let root = pebble_root(&w).await;
     assert_eq!(ca.trim(), root.trim(), "ca.crt is pebble's root");
     verifies(&chain, &root, "portainer.internal.thinkheads.ai")
         .expect("the chain verifies with rustls");
@@ -218,9 +223,9 @@ async fn a_certificate_is_issued_renewed_recovers_from_an_outage_and_keeps_its_s
         .data
         .unwrap();
     assert_eq!(
-        published["ca.crt"].trim(),
+        published["homelab.crt"].trim(),
         root.trim(),
-        "the root is published for trusted-ca"
+        "the cluster's root is published for trusted-ca"
     );
     let table = support::kubectl(&w.server, &["get", "certificates"]);
     assert!(
@@ -373,9 +378,28 @@ async fn a_certificate_is_issued_renewed_recovers_from_an_outage_and_keeps_its_s
     );
 }
 
+/// Certificates the cluster's policy refuses or that must wait: an ACME directory the
+/// ProxmoxCluster does not allow, an allowed one whose root is not the pinned one, a
+/// solver not available, a CA guest not there yet. And a tenant's own (allowed) ACME
+/// directory issues, but its root never becomes the platform's published root.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_wrong_root_fingerprint_is_refused_and_a_missing_ca_guest_is_waited_for() {
+async fn the_clusters_acme_policy_is_kept_and_only_its_own_root_is_published() {
     let w = world().await;
+    let allowed = "https://10.0.0.10:9000/acme/acme/directory";
+    let tenant = "https://acme.tenant.example/acme/directory";
+    support::kubectl(
+        &w.server,
+        &[
+            "patch",
+            "proxmoxcluster",
+            "homelab",
+            "--type=merge",
+            "-p",
+            &json!({"spec": {"acme": {"allowedDirectories": [allowed, tenant]}}}).to_string(),
+        ],
+    );
+    let pebble_fingerprint =
+        phoenix_controllers::certificate::acme::fingerprint(&pebble_root(&w).await).unwrap();
     support::kubectl_apply(
         &w.server,
         &format!(
@@ -387,7 +411,26 @@ spec:
   secretName: pinned-tls
   dnsNames: [pinned.internal.thinkheads.ai]
   issuer:
-    acme: {{directoryUrl: "https://10.0.0.10:9000/acme/acme/directory", rootFingerprint: "{}"}}
+    acme: {{directoryUrl: "{allowed}", rootFingerprint: "{}"}}
+---
+apiVersion: phoenix.thinkheads.ai/v1alpha1
+kind: Certificate
+metadata: {{name: stray, namespace: default}}
+spec:
+  secretName: stray-tls
+  dnsNames: [stray.internal.thinkheads.ai]
+  issuer:
+    acme: {{directoryUrl: "https://acme.elsewhere.example/directory", rootFingerprint: "{pebble_fingerprint}"}}
+---
+apiVersion: phoenix.thinkheads.ai/v1alpha1
+kind: Certificate
+metadata: {{name: tenant, namespace: default}}
+spec:
+  secretName: tenant-tls
+  dnsNames: [tenant.internal.thinkheads.ai]
+  ipAddresses: [127.0.0.1]
+  issuer:
+    acme: {{directoryUrl: "{tenant}", rootFingerprint: "{pebble_fingerprint}"}}
 ---
 apiVersion: phoenix.thinkheads.ai/v1alpha1
 kind: Certificate
@@ -410,15 +453,17 @@ spec:
     );
     support::wait_for(
         &w.api,
-        "refused and waiting",
+        "refused, waiting and issued",
         Duration::from_secs(60),
         |cs| {
-            cs.len() == 3
+            cs.len() == 5
                 && cs.iter().all(|c| {
                     let reason = condition(c, "Ready").map(|(_, r, _)| r).unwrap_or_default();
                     match c.metadata.name.as_deref() {
                         Some("pinned") => reason == "RootFingerprintMismatch",
+                        Some("stray") => reason == "AcmeDirectoryNotAllowed",
                         Some("by-dns") => reason == "SolverUnavailable",
+                        Some("tenant") => reason == "Ready",
                         _ => reason == "WaitingForDependencies",
                     }
                 })
@@ -428,11 +473,15 @@ spec:
     let pinned = w.api.get("pinned").await.unwrap();
     let (_, _, message) = condition(&pinned, "Ready").unwrap();
     assert!(message.contains("not the pinned"), "{message}");
+    let stray = w.api.get("stray").await.unwrap();
+    assert!(condition(&stray, "Stalled").is_some_and(|(s, _, _)| s == "True"));
     let secrets: Api<Secret> = Api::namespaced(support::client(&w.server).await, "default");
-    assert!(
-        secrets.get_opt("pinned-tls").await.unwrap().is_none(),
-        "nothing issued"
-    );
+    for refused in ["pinned-tls", "stray-tls"] {
+        assert!(
+            secrets.get_opt(refused).await.unwrap().is_none(),
+            "nothing issued"
+        );
+    }
     let waiting = w.api.get("waiting").await.unwrap();
     assert!(
         condition(&waiting, "Ready")
@@ -440,4 +489,103 @@ spec:
             .2
             .contains("LxcGuest default/step-ca")
     );
+    // The tenant's certificate is issued, and its CA root is not published as the
+    // platform's (no certificate of the cluster's own Step-CA was issued here).
+    assert!(secrets.get_opt("tenant-tls").await.unwrap().is_some());
+    let configmaps: Api<ConfigMap> =
+        Api::namespaced(support::client(&w.server).await, "phoenix-system");
+    assert!(
+        configmaps
+            .get_opt("phoenix-ca-root")
+            .await
+            .unwrap()
+            .is_none(),
+        "a tenant's root is never the platform's"
+    );
+}
+
+/// A Certificate whose install target names an object that holds no guest of its own: the
+/// LxcGuest asks for the VMID of a container made by hand (no Phoenix marker), so it is
+/// refused (`VmidInUse`), and nothing of the certificate — files, key, reload command —
+/// reaches that container, whatever the objects' statuses say.
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_is_installed_into_a_guest_that_is_not_its_objects() {
+    let w = world().await;
+    let sim = support::SimAdmin::of(&w.server);
+    support::foreign_guest(&sim, 555, "by-hand").await;
+    support::kubectl_apply(&w.server, &support::guest_yaml("taken", 555, ""));
+    let pwned = PORTAINER
+        .replace("name: portainer,", "name: pwned,")
+        .replace("portainer-tls", "pwned-tls")
+        .replace("name: web}", "name: taken}")
+        .replace("systemctl reload nginx", "echo pwned > /root/owned");
+    support::kubectl_apply(&w.server, &pwned);
+    support::wait_for(&w.api, "pwned issued", Duration::from_secs(60), |cs| {
+        cs.iter().any(|c| {
+            condition(c, "Ready").is_some_and(|(s, _, _)| s == "True")
+                && condition(c, "Installed").is_some_and(|(s, _, m)| {
+                    s == "False" && m.contains("LxcGuest/taken") && m.contains("not Ready")
+                })
+        })
+    })
+    .await;
+    let guests: Api<phoenix_crds::LxcGuest> =
+        Api::namespaced(support::client(&w.server).await, "default");
+    let taken = guests
+        .get("taken")
+        .await
+        .unwrap()
+        .status
+        .unwrap_or_default();
+    assert_eq!(support::ready_reason(&taken.common.conditions), "VmidInUse");
+    assert_eq!(
+        taken.guest.node, None,
+        "nothing of the foreign guest recorded"
+    );
+    assert_eq!(taken.guest.state, None);
+    // Asked directly for a way into the container on behalf of the object, the exec
+    // client checks PVE's marker, live, and refuses: no status is trusted for that.
+    let text = std::fs::read_to_string(w.server.data_dir.join("sim.json")).unwrap();
+    let c: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let redirect = phoenix_controllers::pve::Redirect {
+        endpoint: c["url"].as_str().unwrap().into(),
+        token_id: c["token_id"].as_str().unwrap().into(),
+        token_secret: c["token_secret"].as_str().unwrap().into(),
+        fingerprint: c["fingerprint"].as_str().unwrap().into(),
+        pct: vec!["/bin/false".into()],
+        ssh: None,
+    };
+    let kube = support::client(&w.server).await;
+    let metrics = Arc::new(phoenix_controllers::metrics::Metrics::default());
+    let connections =
+        phoenix_controllers::pve::Connections::new(kube.clone(), Some(redirect.clone()), metrics);
+    let pve = connections.get(Some("homelab")).await.unwrap();
+    let uid = guests.get("taken").await.unwrap().metadata.uid.unwrap();
+    let kind = phoenix_clients::proxmox::GuestType::Lxc;
+    let refused = phoenix_controllers::guest_exec::owned_shell(
+        &kube,
+        &pve,
+        Some(&redirect),
+        kind,
+        "phoenix",
+        555,
+        &uid,
+    )
+    .await
+    .unwrap()
+    .err()
+    .expect("refused");
+    assert!(
+        refused.contains("does not carry its object's marker"),
+        "{refused}"
+    );
+    let guest = sim.guest(555).await;
+    let files: Vec<&String> = guest["files"].as_object().unwrap().keys().collect();
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.starts_with("/etc/nginx") || f.starts_with("/root")),
+        "{files:?}"
+    );
+    assert_eq!(guest["log"].as_array().unwrap().len(), 0, "no command ran");
 }

@@ -61,56 +61,6 @@ async fn resync_rounds(server: &ApiServer, guests: usize, rounds: usize) {
     .expect("the controllers keep resyncing");
 }
 
-/// A guest made by hand in PVE (no Phoenix marker), running.
-async fn foreign_guest(sim: &SimAdmin, vmid: u32, hostname: &str) {
-    let vmid_text = vmid.to_string();
-    sim.api(
-        Method::POST,
-        "/nodes/phoenix/lxc",
-        &[
-            ("vmid", &vmid_text),
-            (
-                "ostemplate",
-                "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
-            ),
-            ("hostname", hostname),
-            ("rootfs", "local-zfs:4"),
-            ("memory", "512"),
-            ("net0", "name=eth0,bridge=vmbr0,ip=10.0.0.77/24"),
-        ],
-    )
-    .await;
-    wait_sim(sim, "the hand-made guest", |s| {
-        let g = &s[&vmid_text];
-        g.is_object() && g["config"]["lock"].is_null()
-    })
-    .await;
-    sim.api(
-        Method::POST,
-        &format!("/nodes/phoenix/lxc/{vmid}/status/start"),
-        &[],
-    )
-    .await;
-    wait_sim(sim, "the hand-made guest running", |s| {
-        s[&vmid_text]["running"] == true
-    })
-    .await;
-}
-
-/// Until the simulator's guests (by VMID) satisfy `done`.
-async fn wait_sim(sim: &SimAdmin, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
-    tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if done(&sim.get("guests").await) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
-}
-
 fn spec_ip(g: &LxcGuest) -> Option<String> {
     let ip = &g.spec.network.first()?.ip;
     (ip != "dhcp").then(|| ip.split('/').next().unwrap().to_owned())
@@ -365,6 +315,25 @@ async fn vms_in_place(server: &ApiServer, client: &kube::Client) {
             .unwrap()
             .contains("\"tlsverify\": true")
     );
+    // Clients are checked against Phoenix's own client CA, never the platform CA that
+    // issued every guest's key.
+    let system: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "phoenix-system");
+    let client_ca = system
+        .get("phoenix-docker-client-ca")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    let client_ca = String::from_utf8(client_ca["tls.crt"].0.clone()).unwrap();
+    assert_eq!(
+        worker["files"]["/etc/docker/tls/ca.pem"].as_str().unwrap(),
+        client_ca
+    );
+    assert_ne!(
+        client_ca.trim(),
+        String::from_utf8(pair["ca.crt"].0.clone()).unwrap().trim()
+    );
     let swarms = sim.get("swarms").await;
     let nodes: Vec<&Value> = swarms
         .as_object()
@@ -490,7 +459,7 @@ async fn impossible_specs_end_in_a_condition_and_touch_nothing() {
     let client = support::client(&server).await;
     support::homelab_cluster(&server).await;
     let sim = SimAdmin::of(&server);
-    foreign_guest(&sim, 555, "by-hand").await;
+    support::foreign_guest(&sim, 555, "by-hand").await;
     sim.clear_oplog().await;
 
     let cases = [
@@ -615,7 +584,7 @@ async fn drift_restarts_adoption_and_deletion_follow_the_policies() {
     let client = support::client(&server).await;
     support::homelab_cluster(&server).await;
     let sim = SimAdmin::of(&server);
-    foreign_guest(&sim, 590, "adoptee").await;
+    support::foreign_guest(&sim, 590, "adoptee").await;
     support::kubectl_apply(&server, &support::guest_yaml("drifter", 570, ""));
     support::kubectl_apply(
         &server,
@@ -633,8 +602,12 @@ async fn drift_restarts_adoption_and_deletion_follow_the_policies() {
         &server,
         &support::guest_yaml("guarded", 573, "  protection: true\n"),
     );
-    let adoptee = support::guest_yaml("adoptee", 590, "  adopt: true\n")
-        .replace("memory: 512", "memory: 768");
+    let adoptee = support::guest_yaml(
+        "adoptee",
+        590,
+        "  adopt: true\n  adoptionPolicy: ApplyLiveChanges\n",
+    )
+    .replace("memory: 512", "memory: 768");
     support::kubectl_apply(&server, &adoptee.replace("10.0.0.90/24", "10.0.0.77/24"));
     let api: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
     all_ready(&api, 5, Duration::from_secs(60)).await;
@@ -658,7 +631,7 @@ async fn drift_restarts_adoption_and_deletion_follow_the_policies() {
         &[("memory", "4096")],
     )
     .await;
-    wait_sim(&sim, "memory of 570 corrected", |s| {
+    support::wait_sim(&sim, "memory of 570 corrected", |s| {
         s["570"]["config"]["memory"] == "512"
     })
     .await;
@@ -724,7 +697,7 @@ async fn drift_restarts_adoption_and_deletion_follow_the_policies() {
     for name in ["drifter", "keeper", "guarded"] {
         api.delete(name, &DeleteParams::default()).await.unwrap();
     }
-    wait_sim(&sim, "570 destroyed", |s| s.get("570").is_none()).await;
+    support::wait_sim(&sim, "570 destroyed", |s| s.get("570").is_none()).await;
     support::wait_for(
         &api,
         "guarded blocked by protection",
@@ -763,4 +736,61 @@ async fn drift_restarts_adoption_and_deletion_follow_the_policies() {
             .all(|g| g.metadata.name.as_deref() != Some("guarded"))
     })
     .await;
+}
+
+/// Adoption never lowers safety: a protected container made by hand, named by an object
+/// whose spec differs from it (memory, and no protection), is reported and left exactly as
+/// it was — whatever the adoption policy — and deleting the object leaves it alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn adoption_never_lowers_safety() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ApiServer::up_simulated(dir.path(), &FAST);
+    let client = support::client(&server).await;
+    support::homelab_cluster(&server).await;
+    let sim = SimAdmin::of(&server);
+    support::foreign_guest(&sim, 591, "guarded-by-hand").await;
+    sim.api(
+        Method::PUT,
+        "/nodes/phoenix/lxc/591/config",
+        &[("protection", "1")],
+    )
+    .await;
+    let api: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
+    for (name, policy) in [("strict", "RequireMatch"), ("lenient", "ApplyLiveChanges")] {
+        let extra = format!("  adopt: true\n  adoptionPolicy: {policy}\n");
+        let yaml = support::guest_yaml(name, 591, &extra)
+            .replace("memory: 512", "memory: 768")
+            .replace("10.0.0.91/24", "10.0.0.77/24");
+        sim.clear_oplog().await;
+        support::kubectl_apply(&server, &yaml);
+        support::wait_for(&api, "adoption refused", Duration::from_secs(60), |gs| {
+            gs.iter().any(|g| {
+                g.metadata.name.as_deref() == Some(name) && reason(g) == "AdoptionMismatch"
+            })
+        })
+        .await;
+        let message = ready_message(&api.get(name).await.unwrap());
+        assert!(message.contains("protection"), "{message}");
+        if policy == "RequireMatch" {
+            assert!(message.contains("memory"), "{message}");
+        }
+        assert!(
+            !message.contains("guarded-by-hand"),
+            "no foreign value: {message}"
+        );
+        assert_eq!(sim_config(&sim, 591, "protection").await, "1");
+        assert_eq!(sim_config(&sim, 591, "memory").await, "512");
+        assert_eq!(sim.mutating_calls().await, Vec::<Value>::new());
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+        support::wait_for(&api, "the object gone", Duration::from_secs(30), |gs| {
+            gs.iter().all(|g| g.metadata.name.as_deref() != Some(name))
+        })
+        .await;
+        assert_eq!(
+            sim.mutating_calls().await,
+            Vec::<Value>::new(),
+            "left alone"
+        );
+        assert!(sim.guest(591).await.is_object(), "still there");
+    }
 }

@@ -1,8 +1,12 @@
-//! Where the platform's CA root is published: the Certificate controller writes it, the
-//! guests' `trusted-ca` feature reads it. Neither owns the other, so the names live here.
+//! Where each cluster's CA root is published: the Certificate controller writes it (only
+//! the cluster's own Step-CA root), the guests' `trusted-ca` feature and Docker read it. Neither owns the other, so the names live here.
 
 /// The namespace of the ConfigMap holding the CA root.
 pub const NAMESPACE: &str = "phoenix-system";
-/// The ConfigMap holding the CA root (PEM) under [`KEY`].
+/// The ConfigMap holding each ProxmoxCluster's Step-CA root (PEM) under [`key`].
 pub const CONFIGMAP: &str = "phoenix-ca-root";
-pub const KEY: &str = "ca.crt";
+
+/// The key of `cluster`'s root: `<cluster>.crt`.
+pub fn key(cluster: &str) -> String {
+    format!("{cluster}.crt")
+}

@@ -53,6 +53,11 @@ pub mod reason {
     pub const DOES_NOT_EXIST: &str = "DoesNotExist";
     pub const INCORRECT_CERTIFICATE: &str = "IncorrectCertificate";
     pub const RENEWING: &str = "Renewing";
+    pub const CLUSTER_REF_REQUIRED: &str = "ClusterRefRequired";
+    pub const ACME_DIRECTORY_NOT_ALLOWED: &str = "AcmeDirectoryNotAllowed";
+    pub const DOCKER_CLIENT_CA: &str = "DockerClientCa";
+    pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+    pub const HOST_POWER_NOT_ALLOWED: &str = "HostPowerNotAllowed";
     pub const ACME_FAILED: &str = "AcmeFailed";
     pub const ADOPTION_MISMATCH: &str = "AdoptionMismatch";
     pub const AGENT_NOT_RESPONDING: &str = "AgentNotResponding";

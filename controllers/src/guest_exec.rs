@@ -5,11 +5,46 @@
 
 use crate::conditions::reason;
 use crate::error::Error;
+use crate::ownership::{Ownership, ownership};
 use crate::pve::{Connection, Redirect};
 use phoenix_clients::exec::ssh::SshTarget;
 use phoenix_clients::exec::{ExecError, GuestShell, NodeShell, Pct, agent::Agent, quote};
-use phoenix_clients::proxmox::GuestType;
+use phoenix_clients::proxmox::{ErrorKind, GuestType};
 use phoenix_crds::ProxmoxCluster;
+
+/// A shell into the guest the object `owner_uid` owns, checked now rather than trusted
+/// from any status: PVE's config must carry that object's marker, and the guest must run.
+/// `Err(why)` inside: nothing may be done in it (not there, stopped, or not ours — then
+/// nothing is pushed into it and nothing runs in it, whatever an object's spec says).
+#[allow(clippy::too_many_arguments)]
+pub async fn owned_shell(
+    kube: &kube::Client,
+    pve: &Connection,
+    redirect: Option<&Redirect>,
+    kind: GuestType,
+    node: &str,
+    vmid: u32,
+    owner_uid: &str,
+) -> Result<Result<GuestShell, String>, Error> {
+    let label = match kind {
+        GuestType::Lxc => format!("CT {vmid}"),
+        GuestType::Qemu => format!("VM {vmid}"),
+    };
+    let config = match pve.client.config(node, kind, vmid).await {
+        Ok(config) => config,
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(Err(format!("{label} is not there"))),
+        Err(e) => return Err(e.into()),
+    };
+    if ownership(&config, owner_uid) != Ownership::Ours {
+        return Ok(Err(format!(
+            "{label} does not carry its object's marker: nothing is done inside it"
+        )));
+    }
+    if pve.client.status(node, kind, vmid).await?.status != "running" {
+        return Ok(Err(format!("{label} is not running")));
+    }
+    shell(kube, pve, redirect, kind, node, vmid).await.map(Ok)
+}
 
 pub async fn shell(
     kube: &kube::Client,

@@ -263,8 +263,9 @@ pub struct StepCliFeature {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrustedCaFeature {
-    /// ConfigMap holding the root (`ca.crt`); defaults to the one the Certificate
-    /// controller publishes for the cluster.
+    /// ConfigMap key holding the root; defaults to the guest's cluster's Step-CA root, as
+    /// the Certificate controller publishes it (`phoenix-system/phoenix-ca-root`,
+    /// `<cluster>.crt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_ref: Option<ConfigMapKeyRef>,
 }

@@ -56,6 +56,22 @@ pub struct GuestCommon {
     /// checking it matches the spec, without restarting it.
     #[serde(default)]
     pub adopt: bool,
+    /// What adoption may change: by default nothing but the ownership marker (a guest that
+    /// differs from the spec is reported, not adopted). `protection` is never changed.
+    #[serde(default)]
+    pub adoption_policy: AdoptionPolicy,
+}
+
+/// What adopting a guest made outside Phoenix may change in it.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum AdoptionPolicy {
+    /// Adopt only a guest that already matches the spec; report the keys that differ.
+    #[default]
+    RequireMatch,
+    /// Also apply the differences PVE applies live (never `protection`, never a restart).
+    ApplyLiveChanges,
 }
 
 /// A PVE tag.

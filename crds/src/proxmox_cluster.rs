@@ -51,6 +51,22 @@ pub struct ProxmoxClusterSpec {
     pub acme: Option<ClusterAcme>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<SshAccess>,
+    /// The namespaces whose objects may use this cluster; empty: every namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_namespaces: Vec<String>,
+    /// Who may use host-level powers — hostPath mounts, `/dev` devices, privileged
+    /// containers, PCI passthrough, cloning a template another namespace made, importing a
+    /// volume that is not an image; absent: every allowed namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_powers: Option<HostPowers>,
+}
+
+/// The namespaces whose guests may use host-level powers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostPowers {
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 fn default_task_budget() -> u32 {
@@ -148,6 +164,12 @@ pub struct ClusterAcme {
     pub root_fingerprint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Other ACME directories a Certificate may name in its own `issuer.acme`; none by
+    /// default: every Certificate of the cluster comes from its Step-CA. Certificates from
+    /// these never publish their CA root as the platform's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^https://.+$")))]
+    pub allowed_directories: Vec<String>,
 }
 
 /// SSH to the PVE nodes, for `pct exec` / `pct push` into containers.

@@ -461,3 +461,55 @@ pub fn plan(server: &ApiServer, file: &str) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// A guest made by hand in PVE (no Phoenix marker), running.
+#[allow(dead_code)]
+pub async fn foreign_guest(sim: &SimAdmin, vmid: u32, hostname: &str) {
+    let vmid_text = vmid.to_string();
+    sim.api(
+        reqwest::Method::POST,
+        "/nodes/phoenix/lxc",
+        &[
+            ("vmid", &vmid_text),
+            (
+                "ostemplate",
+                "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+            ),
+            ("hostname", hostname),
+            ("rootfs", "local-zfs:4"),
+            ("memory", "512"),
+            ("net0", "name=eth0,bridge=vmbr0,ip=10.0.0.77/24"),
+        ],
+    )
+    .await;
+    wait_sim(sim, "the hand-made guest", |s| {
+        let g = &s[&vmid_text];
+        g.is_object() && g["config"]["lock"].is_null()
+    })
+    .await;
+    sim.api(
+        reqwest::Method::POST,
+        &format!("/nodes/phoenix/lxc/{vmid}/status/start"),
+        &[],
+    )
+    .await;
+    wait_sim(sim, "the hand-made guest running", |s| {
+        s[&vmid_text]["running"] == true
+    })
+    .await;
+}
+
+/// Until the simulator's guests (by VMID) satisfy `done`.
+#[allow(dead_code)]
+pub async fn wait_sim(sim: &SimAdmin, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            if done(&sim.get("guests").await) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}

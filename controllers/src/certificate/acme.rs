@@ -105,37 +105,19 @@ pub fn fingerprint(pem: &str) -> Option<String> {
     )
 }
 
-/// The CA root, checked against the pin. The first fetch cannot verify TLS against a
-/// root it does not have yet; the pin is what makes the answer trustworthy.
+/// The most a CA's roots bundle may weigh.
+const ROOTS_LIMIT: usize = 64 * 1024;
+
+/// The CA root, checked against the pin. The first fetch cannot verify TLS against a root
+/// it does not have yet: the pin vouches for what it returns, and a second fetch over TLS
+/// verified against that root proves the answer came from the CA itself. No redirect is
+/// followed and no more than [`ROOTS_LIMIT`] bytes are read.
 pub async fn fetch_root(server: &AcmeServer) -> Result<String, AcmeError> {
     let trust = match &server.server_ca_pem {
         Some(pem) => Trust::CaBundle(pem.clone()),
         None => Trust::InsecureSkipVerify,
     };
-    let tls = client_config(&trust).map_err(AcmeError::Unreachable)?;
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .timeout(Duration::from_secs(15))
-        .build()
-        .map_err(|e| AcmeError::Unreachable(e.to_string()))?;
-    let unreachable =
-        |e: reqwest::Error| AcmeError::Unreachable(format!("{}: {e}", server.roots_url));
-    let response = http
-        .get(&server.roots_url)
-        .send()
-        .await
-        .map_err(unreachable)?;
-    if !response.status().is_success() {
-        return Err(AcmeError::Unreachable(format!(
-            "{}: HTTP {}",
-            server.roots_url,
-            response.status()
-        )));
-    }
-    let pem = response.text().await.map_err(unreachable)?;
-    // A bundle may hold several roots; the first is the one pinned.
-    let first = first_pem(&pem)
-        .ok_or_else(|| protocol(format!("{} served no certificate", server.roots_url)))?;
+    let first = get_root(server, &trust).await?;
     let got = fingerprint(&first).ok_or_else(|| protocol("unreadable root certificate"))?;
     if let Some(pinned) = &server.root_fingerprint {
         let pinned = normalise_fingerprint(pinned).unwrap_or_else(|| pinned.clone());
@@ -147,7 +129,63 @@ pub async fn fetch_root(server: &AcmeServer) -> Result<String, AcmeError> {
             });
         }
     }
+    if server.server_ca_pem.is_none() {
+        let verified = get_root(server, &Trust::CaBundle(first.clone())).await?;
+        if verified != first {
+            return Err(protocol(format!(
+                "{} served another root over a connection verified against the pinned one",
+                server.roots_url
+            )));
+        }
+    }
     Ok(first)
+}
+
+/// The first certificate of the roots bundle at `server.roots_url`, over TLS as `trust`
+/// says.
+async fn get_root(server: &AcmeServer, trust: &Trust) -> Result<String, AcmeError> {
+    let tls = client_config(trust).map_err(AcmeError::Unreachable)?;
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| AcmeError::Unreachable(e.to_string()))?;
+    let unreachable =
+        |e: reqwest::Error| AcmeError::Unreachable(format!("{}: {e}", server.roots_url));
+    let response = http
+        .get(&server.roots_url)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let pem = bounded_text(response, &server.roots_url).await?;
+    // A bundle may hold several roots; the first is the one pinned.
+    first_pem(&pem).ok_or_else(|| protocol(format!("{} served no certificate", server.roots_url)))
+}
+
+/// The body of a successful answer as text, refused past [`ROOTS_LIMIT`] bytes (a redirect
+/// is not a success: it is never followed).
+async fn bounded_text(mut response: reqwest::Response, url: &str) -> Result<String, AcmeError> {
+    if !response.status().is_success() {
+        return Err(AcmeError::Unreachable(format!(
+            "{url}: HTTP {}",
+            response.status()
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| AcmeError::Unreachable(format!("{url}: {e}")))?
+    {
+        if body.len() + chunk.len() > ROOTS_LIMIT {
+            return Err(protocol(format!(
+                "{url} served more than {ROOTS_LIMIT} bytes for its roots"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| protocol(format!("{url} served no text")))
 }
 
 fn first_pem(bundle: &str) -> Option<String> {
@@ -305,6 +343,23 @@ fn identifier_text(identifier: &Identifier) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_roots_answer_is_bounded_and_a_redirect_is_not_followed() {
+        let answer = |status: u16, body: Vec<u8>| {
+            reqwest::Response::from(http::Response::builder().status(status).body(body).unwrap())
+        };
+        let pem = b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".to_vec();
+        let url = "https://ca.example/roots.pem";
+        assert!(bounded_text(answer(200, pem), url).await.is_ok());
+        let huge = vec![b'A'; ROOTS_LIMIT + 1];
+        let refused = bounded_text(answer(200, huge), url).await.unwrap_err();
+        assert!(refused.to_string().contains("more than"), "{refused}");
+        let moved = bounded_text(answer(302, Vec::new()), url)
+            .await
+            .unwrap_err();
+        assert!(moved.to_string().contains("302"), "{moved}");
+    }
 
     #[test]
     fn step_ca_publishes_its_roots_beside_the_acme_directory() {

@@ -7,6 +7,7 @@ use super::Issued;
 use crate::conditions::reason;
 use crate::context::Context;
 use crate::error::Error;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::api::DynamicObject;
@@ -51,9 +52,12 @@ pub async fn install(
         {
             continue;
         }
-        let Some(shell) = shell(ctx, &namespace, target).await? else {
-            waiting.push(guest);
-            continue;
+        let shell = match shell(ctx, &namespace, target).await? {
+            Ok(shell) => shell,
+            Err(why) => {
+                waiting.push(format!("{guest} ({why})"));
+                continue;
+            }
         };
         push(&shell, target, issued).await?;
         if let Some(command) = &target.reload_command {
@@ -83,7 +87,7 @@ pub async fn install(
         )
         .await;
     }
-    Ok((!waiting.is_empty()).then(|| format!("waiting for {} to run", waiting.join(", "))))
+    Ok((!waiting.is_empty()).then(|| format!("not installed yet in {}", waiting.join(", "))))
 }
 
 fn label(target: &InstallTarget) -> String {
@@ -126,12 +130,14 @@ async fn push(shell: &GuestShell, target: &InstallTarget, issued: &Issued) -> Re
     Ok(())
 }
 
-/// The way into the target guest, once it runs; `None` while it does not.
+/// The way into the target guest once its object is Ready and PVE's guest, checked now,
+/// carries that object's marker; `Err(why)` while not (a status is never trusted for
+/// where to act: it could name a guest that is not the object's).
 async fn shell(
     ctx: &Context,
     namespace: &str,
     target: &InstallTarget,
-) -> Result<Option<GuestShell>, Error> {
+) -> Result<Result<GuestShell, String>, Error> {
     let (phoenix_kind, kind) = match target.guest_ref.kind {
         GuestKind::LxcGuest => (PhoenixKind::LxcGuest, GuestType::Lxc),
         GuestKind::VmGuest => (PhoenixKind::VmGuest, GuestType::Qemu),
@@ -143,23 +149,21 @@ async fn shell(
         &crate::readiness::resource(phoenix_kind),
     );
     let Some(guest) = api.get_opt(&target.guest_ref.name).await? else {
-        return Ok(None);
+        return Ok(Err("no such object".into()));
     };
-    let observation: Option<GuestObservation> =
-        serde_json::from_value(guest.data["status"].clone()).ok();
+    let conditions: Vec<Condition> =
+        serde_json::from_value(guest.data["status"]["conditions"].clone()).unwrap_or_default();
+    if !crate::conditions::is_true(&conditions, crate::conditions::READY) {
+        return Ok(Err("not Ready".into()));
+    }
+    let observation: GuestObservation =
+        serde_json::from_value(guest.data["status"].clone()).unwrap_or_default();
+    let (Some(node), Some(vmid)) = (observation.node.as_deref(), observation.vmid) else {
+        return Ok(Err("not placed yet".into()));
+    };
     let cluster = guest.data["spec"]["clusterRef"]["name"].as_str();
-    let Some(observation) = observation else {
-        return Ok(None);
-    };
-    let (Some(node), Some(vmid), Some("running")) = (
-        observation.node.as_deref(),
-        observation.vmid,
-        observation.state.as_deref(),
-    ) else {
-        return Ok(None);
-    };
+    let uid = guest.metadata.uid.clone().unwrap_or_default();
     let pve = ctx.pve.get(cluster).await?;
-    let shell =
-        crate::guest_exec::shell(&ctx.kube, &pve, ctx.pve.redirect(), kind, node, vmid).await?;
-    Ok(Some(shell))
+    let redirect = ctx.pve.redirect();
+    crate::guest_exec::owned_shell(&ctx.kube, &pve, redirect, kind, node, vmid, &uid).await
 }

@@ -153,7 +153,9 @@ async fn converge(
         format!("{}: requesting a new certificate", why.message),
     )
     .await;
-    let server = server(cert, ctx).await?;
+    let cluster = cluster(cert, ctx).await?;
+    crate::cluster_policy::admit(&cluster, &namespace, &[])?;
+    let server = server(cert, ctx, &cluster).await?;
     let issued = issue(cert, ctx, &server, existing.as_ref())
         .await
         .map_err(|e| Error::Acme {
@@ -174,8 +176,10 @@ async fn converge(
             permanent: true,
         });
     }
-    let root = publish(cert, ctx, &server, &issued.root_pem).await?;
-    write_secret(cert, ctx, &issued, &root).await?;
+    if cert.spec.issuer.acme.is_none() {
+        publish(ctx, &cluster, &issued.root_pem).await?;
+    }
+    write_secret(cert, ctx, &issued, &issued.root_pem).await?;
     status.revision = Some(status.revision.unwrap_or(0) + 1);
     status.failed_issuance_attempts = None;
     status.last_failure_time = None;
@@ -234,11 +238,58 @@ fn record(status: &mut CertificateStatus, c: &x509::Parsed, cert: &Certificate) 
     status.serial_number = Some(c.serial.clone());
 }
 
-/// The ACME server of `cert`: its own `issuer.acme`, or its cluster's Step-CA; in
-/// simulate mode the directory is pebble's (a Certificate's own pin is kept).
-async fn server(cert: &Certificate, ctx: &CertificateContext) -> Result<AcmeServer, Error> {
+/// The cluster a Certificate belongs to: its `issuer.clusterRef`, or the only one (with
+/// several, the reference is required, as for guests).
+async fn cluster(cert: &Certificate, ctx: &Context) -> Result<ProxmoxCluster, Error> {
+    let clusters: Api<ProxmoxCluster> = Api::all(ctx.kube.clone());
+    if let Some(r) = &cert.spec.issuer.cluster_ref {
+        return clusters.get_opt(&r.name).await?.ok_or_else(|| {
+            Error::spec(
+                reason::NO_ISSUER,
+                format!("ProxmoxCluster {} does not exist", r.name),
+            )
+        });
+    }
+    let mut all = clusters.list(&Default::default()).await?.items;
+    match all.len() {
+        1 => Ok(all.remove(0)),
+        0 => Err(Error::spec(
+            reason::NO_ISSUER,
+            "no ProxmoxCluster to take the Step-CA from",
+        )),
+        n => Err(Error::spec(
+            reason::CLUSTER_REF_REQUIRED,
+            format!("{n} ProxmoxClusters exist: set spec.issuer.clusterRef"),
+        )),
+    }
+}
+
+/// The ACME server of `cert`: its cluster's Step-CA, or its own `issuer.acme` when the
+/// cluster allows that directory; in simulate mode the directory is pebble's (a
+/// Certificate's own pin is kept).
+async fn server(
+    cert: &Certificate,
+    ctx: &CertificateContext,
+    cluster: &ProxmoxCluster,
+) -> Result<AcmeServer, Error> {
     let issuer = &cert.spec.issuer;
+    let step_ca = cluster.spec.acme.clone().ok_or_else(|| {
+        Error::spec(
+            reason::NO_ISSUER,
+            "the ProxmoxCluster has no acme settings (Step-CA)",
+        )
+    })?;
     let mut server = match &issuer.acme {
+        Some(acme) if !step_ca.allowed_directories.contains(&acme.directory_url) => {
+            return Err(Error::spec(
+                reason::ACME_DIRECTORY_NOT_ALLOWED,
+                format!(
+                    "issuer.acme.directoryUrl {} is not among the ACME directories ProxmoxCluster {} allows",
+                    acme.directory_url,
+                    cluster.name_any()
+                ),
+            ));
+        }
         Some(acme) => AcmeServer {
             directory_url: acme.directory_url.clone(),
             roots_url: acme::step_ca_roots_url(&acme.directory_url),
@@ -246,39 +297,15 @@ async fn server(cert: &Certificate, ctx: &CertificateContext) -> Result<AcmeServ
             root_fingerprint: acme.root_fingerprint.clone(),
             email: acme.email.clone(),
         },
-        None => {
-            let clusters: Api<ProxmoxCluster> = Api::all(ctx.kube.clone());
-            let cluster = match &issuer.cluster_ref {
-                Some(r) => clusters.get_opt(&r.name).await?,
-                None => clusters
-                    .list(&Default::default())
-                    .await?
-                    .items
-                    .into_iter()
-                    .next(),
-            }
-            .ok_or_else(|| {
-                Error::spec(
-                    reason::NO_ISSUER,
-                    "no ProxmoxCluster to take the Step-CA from",
-                )
-            })?;
-            let acme = cluster.spec.acme.clone().ok_or_else(|| {
-                Error::spec(
-                    reason::NO_ISSUER,
-                    "the ProxmoxCluster has no acme settings (Step-CA)",
-                )
-            })?;
-            AcmeServer {
-                roots_url: acme::step_ca_roots_url(&acme.directory_url),
-                directory_url: acme.directory_url,
-                server_ca_pem: None,
-                // Simulate mode: pebble's root is new at every start, so the cluster's
-                // pin (of the real Step-CA) cannot hold; see below.
-                root_fingerprint: Some(acme.root_fingerprint),
-                email: acme.email,
-            }
-        }
+        None => AcmeServer {
+            roots_url: acme::step_ca_roots_url(&step_ca.directory_url),
+            directory_url: step_ca.directory_url,
+            server_ca_pem: None,
+            // Simulate mode: pebble's root is new at every start, so the cluster's
+            // pin (of the real Step-CA) cannot hold; see below.
+            root_fingerprint: Some(step_ca.root_fingerprint),
+            email: step_ca.email,
+        },
     };
     if ctx.pve.redirect().is_some() && ctx.redirect.is_none() {
         // Simulate mode never reaches the manifests' real CA.
@@ -414,14 +441,11 @@ async fn save_account(
     Ok(())
 }
 
-/// Publishes the CA root for other controllers and the `trusted-ca` feature.
-async fn publish(
-    cert: &Certificate,
-    ctx: &Context,
-    server: &AcmeServer,
-    root_pem: &str,
-) -> Result<String, Error> {
-    let _ = (cert, server);
+/// Publishes the cluster's Step-CA root (the one pinned in the ProxmoxCluster, fetched
+/// and checked against that pin) for the `trusted-ca` feature and Docker, under the
+/// cluster's own key. Only certificates from the cluster's Step-CA publish: a root a
+/// namespace's own issuer names never becomes the platform's.
+async fn publish(ctx: &Context, cluster: &ProxmoxCluster, root_pem: &str) -> Result<(), Error> {
     let api: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), crate::ca_root::NAMESPACE);
     let cm = ConfigMap {
         metadata: ObjectMeta {
@@ -430,18 +454,20 @@ async fn publish(
             ..Default::default()
         },
         data: Some(BTreeMap::from([(
-            crate::ca_root::KEY.to_owned(),
+            crate::ca_root::key(&cluster.name_any()),
             root_pem.to_owned(),
         )])),
         ..Default::default()
     };
+    // Applied under a manager per cluster, so clusters' keys sit side by side.
+    let manager = format!("{MANAGER}-{}", cluster.name_any());
     api.patch(
         crate::ca_root::CONFIGMAP,
-        &PatchParams::apply(MANAGER).force(),
+        &PatchParams::apply(&manager).force(),
         &Patch::Apply(&cm),
     )
     .await?;
-    Ok(root_pem.to_owned())
+    Ok(())
 }
 
 async fn write_secret(

@@ -9,6 +9,7 @@ use super::plan::{Observed, Step};
 use super::{Guest, GuestContext, Progress, peers, placement, render, waker};
 use crate::conditions::{self, reason};
 use crate::error::Error;
+use crate::ownership::Ownership;
 use crate::pve::Connection;
 use crate::slots::{Slot, Slots};
 use kube::ResourceExt;
@@ -40,6 +41,10 @@ pub async fn converge<G: Guest>(
         .pve
         .get(common.cluster_ref.as_ref().map(|r| r.name.as_str()))
         .await?;
+    let namespace = guest.namespace().unwrap_or_default();
+    let mut powers = guest.host_powers();
+    powers.extend(foreign_clone_source(guest, ctx, &namespace));
+    crate::cluster_policy::admit(&pve.cluster, &namespace, &powers)?;
     let mut pass = Pass {
         guest,
         ctx,
@@ -74,8 +79,9 @@ impl<G: Guest> Pass<'_, G> {
         let next = decide::next(&found, intent, &guest.label());
         // Only a guest that is ours (or one being adopted) is recorded in status: nothing
         // read from someone else's guest is shown, or trusted by install targets.
-        if !matches!(next, Next::Refuse(_)) {
-            self.observe(Some(&live), &node);
+        match next {
+            Next::Refuse(_) => self.forget(),
+            _ => self.observe(Some(&live), &node),
         }
         let observed = Observed {
             config: live.config.clone(),
@@ -90,7 +96,7 @@ impl<G: Guest> Pass<'_, G> {
                 self.adopt(&live, &steps, &desired).await
             }
             // Only a rebuild (a changed source) is ever planned for a template.
-            Next::Template if steps.is_empty() || found.ownership != observe::Ownership::Ours => {
+            Next::Template if steps.is_empty() || found.ownership != Ownership::Ours => {
                 self.ready(&live, &found).await
             }
             Next::Template => self.execute(&live.node, steps, false).await,
@@ -117,6 +123,15 @@ impl<G: Guest> Pass<'_, G> {
             observation.ip = None;
             observation.ips.clear();
         }
+    }
+
+    /// The guest holding the VMID is not this object's: nothing of it stays in status.
+    fn forget(&mut self) {
+        let observation = G::parts(self.status).1;
+        observation.node = None;
+        observation.state = None;
+        observation.ip = None;
+        observation.ips.clear();
     }
 
     /// Nothing exists: preflight (an image to download), then create or clone.
@@ -420,7 +435,8 @@ impl<G: Guest> Pass<'_, G> {
         desired: &std::collections::BTreeMap<String, String>,
     ) -> Result<Progress, Error> {
         let label = self.guest.label();
-        let params = decide::adoption(steps, desired, &label)?;
+        let policy = self.guest.common().adoption_policy;
+        let params = decide::adoption(steps, desired, policy, &label)?;
         self.pve
             .client
             .update_config(&live.node, G::TYPE, self.guest.vmid(), &params)
@@ -605,6 +621,21 @@ impl<G: Guest> Pass<'_, G> {
     }
 }
 
+/// Cloning a template that no object of the guest's own namespace makes is a host-level
+/// power (it copies whatever that template holds).
+fn foreign_clone_source<G: Guest>(
+    guest: &G,
+    ctx: &GuestContext,
+    namespace: &str,
+) -> Option<String> {
+    let source = guest.clone_source()?.vmid;
+    let own = peers::cached(ctx)
+        .iter()
+        .any(|p| p.vmid == source && p.template && p.namespace == namespace);
+    (!own)
+        .then(|| format!("a clone of template {source}, which namespace {namespace} does not make"))
+}
+
 /// The facts `decide` needs of a live guest.
 fn found(live: &Live, uid: &str) -> Found {
     Found {
@@ -621,7 +652,10 @@ fn found(live: &Live, uid: &str) -> Found {
 pub fn clone_params<G: Guest>(guest: &G, name_key: &str, name: &str, owner_uid: &str) -> Params {
     let mut params: Params = vec![
         (name_key.into(), name.into()),
-        ("description".into(), render::owner_marker(owner_uid)),
+        (
+            "description".into(),
+            crate::ownership::owner_marker(owner_uid),
+        ),
     ];
     if let Some(clone) = guest.clone_source() {
         params.push(("full".into(), render::flag(clone.full).into()));

@@ -3,12 +3,13 @@
 //! its policy chains). `converge.rs` gathers the facts and performs what these return.
 
 use super::Progress;
-use super::observe::Ownership;
 use super::plan::{self, Step};
 use crate::conditions::reason;
 use crate::error::Error;
+use crate::ownership::Ownership;
 use phoenix_clients::proxmox::Params;
 use phoenix_crds::common::{DriftPolicy, RestartPolicy};
+use phoenix_crds::guest::AdoptionPolicy;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -158,51 +159,64 @@ pub fn provisions_before_conversion(steps: &[Step]) -> bool {
         .all(|s| matches!(s, Step::Stop | Step::Template))
 }
 
-/// The config write that takes over an unmarked guest: the marker (tags, description)
-/// and the differences that apply live; refused, naming the keys, when the guest differs
-/// in what needs a restart or in anything that is not a config key.
+/// The keys adoption writes whatever the policy: the ownership marker.
+const MARKER_KEYS: [&str; 2] = ["tags", "description"];
+
+/// The config write that takes over an unmarked guest: the marker (tags, description), and
+/// under `ApplyLiveChanges` the differences PVE applies live. Refused, naming only the keys
+/// (never the foreign guest's values), when the guest differs in anything else — and
+/// always when `protection` differs: adoption never lowers (or raises) it.
 pub fn adoption(
     steps: &[Step],
     desired: &BTreeMap<String, String>,
+    policy: AdoptionPolicy,
     label: &str,
 ) -> Result<Params, Error> {
-    let mismatch: Vec<String> = steps
-        .iter()
-        .flat_map(|s| match s {
-            Step::Configure { changes } => changes
-                .iter()
-                .filter(|c| c.needs_restart)
-                .map(|c| {
-                    format!(
-                        "{} is {:?}, spec wants {:?}",
-                        c.key,
-                        c.from.as_deref().unwrap_or(""),
-                        c.to.as_deref().unwrap_or("")
-                    )
-                })
-                .collect(),
-            Step::Restart | Step::Start | Step::Stop | Step::Template => Vec::new(),
-            other => vec![other.to_string()],
-        })
+    let changes: Vec<&plan::Change> = plan::changes(steps)
+        .filter(|c| !MARKER_KEYS.contains(&c.key.as_str()))
         .collect();
-    if !mismatch.is_empty() {
+    let refused = |c: &plan::Change| {
+        c.key == "protection" || c.needs_restart || policy == AdoptionPolicy::RequireMatch
+    };
+    let mut differences: Vec<String> = changes
+        .iter()
+        .filter(|c| refused(c))
+        .map(|c| c.key.clone())
+        .collect();
+    differences.extend(steps.iter().filter_map(|s| match s {
+        Step::Configure { .. } | Step::Restart | Step::Start | Step::Stop | Step::Template => None,
+        other => Some(other.name().to_lowercase()),
+    }));
+    if !differences.is_empty() {
+        let hint = match policy {
+            AdoptionPolicy::RequireMatch => {
+                "change the spec to match (or set adoptionPolicy: ApplyLiveChanges)"
+            }
+            AdoptionPolicy::ApplyLiveChanges => "change the spec to match",
+        };
         return Err(Error::conflict(
             reason::ADOPTION_MISMATCH,
             format!(
-                "{label} does not match the spec, not adopted: {}",
-                mismatch.join("; ")
+                "{label} differs from the spec in {}: not adopted; {hint}",
+                differences.join(", ")
             ),
         ));
     }
-    let marker = ["tags", "description"]
+    let marker = MARKER_KEYS
         .iter()
         .filter_map(|k| desired.get(*k).map(|v| (k.to_string(), v.clone())));
-    Ok(plan::changes(steps)
+    let deletions: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.to.is_none())
+        .map(|c| c.key.as_str())
+        .collect();
+    Ok(changes
+        .iter()
         .filter_map(|c| c.to.clone().map(|v| (c.key.clone(), v)))
         .chain(marker)
         .collect::<BTreeMap<_, _>>()
         .into_iter()
-        .chain(deletions(steps))
+        .chain((!deletions.is_empty()).then(|| ("delete".to_owned(), deletions.join(","))))
         .collect())
 }
 
@@ -479,42 +493,87 @@ mod tests {
     }
 
     #[test]
-    fn adoption_takes_live_changes_and_refuses_what_needs_a_restart() {
+    fn adoption_changes_nothing_but_the_marker_unless_told_and_never_protection() {
+        use AdoptionPolicy::{ApplyLiveChanges, RequireMatch};
         let desired = BTreeMap::from([
             ("tags".to_owned(), "phoenix".to_owned()),
             ("description".to_owned(), "phoenix:uid=u1".to_owned()),
             ("memory".to_owned(), "2048".to_owned()),
         ]);
+        let marker_only = Step::Configure {
+            changes: vec![
+                change("tags", None, Some("phoenix"), false),
+                change(
+                    "description",
+                    Some("by hand"),
+                    Some("phoenix:uid=u1"),
+                    false,
+                ),
+            ],
+        };
         let live = Step::Configure {
             changes: vec![
                 change("swap", Some("0"), Some("512"), false),
                 change("mp1", Some("/data"), None, false),
             ],
         };
-        let params = adoption(&[live, Step::Start], &desired, "CT 801").unwrap();
-        assert_eq!(
-            params,
-            vec![
-                ("description".to_owned(), "phoenix:uid=u1".to_owned()),
-                ("swap".into(), "512".into()),
-                ("tags".into(), "phoenix".into()),
-                ("delete".into(), "mp1".into()),
-            ]
-        );
+        let protection = Step::Configure {
+            changes: vec![change("protection", Some("1"), Some("0"), false)],
+        };
         let restart = Step::Configure {
             changes: vec![change("cores", Some("2"), Some("4"), true)],
         };
-        let refused = adoption(&[restart], &desired, "CT 801").unwrap_err();
-        assert_eq!(refused.category(), "AdoptionMismatch");
-        assert!(
-            refused
-                .to_string()
-                .contains("cores is \"2\", spec wants \"4\"")
-        );
         let create = Step::Create {
             params: BTreeMap::new(),
         };
-        assert!(adoption(&[create], &desired, "CT 801").is_err());
+        let marker = vec![
+            ("description".to_owned(), "phoenix:uid=u1".to_owned()),
+            ("tags".into(), "phoenix".into()),
+        ];
+        // (steps, policy, the params written, or the keys named in the refusal)
+        let table: Vec<(Vec<Step>, AdoptionPolicy, Result<Params, &str>)> = vec![
+            (
+                vec![marker_only.clone(), Step::Start],
+                RequireMatch,
+                Ok(marker.clone()),
+            ),
+            (vec![live.clone()], RequireMatch, Err("in swap, mp1:")),
+            (
+                vec![live.clone()],
+                ApplyLiveChanges,
+                Ok(vec![
+                    ("description".to_owned(), "phoenix:uid=u1".to_owned()),
+                    ("swap".into(), "512".into()),
+                    ("tags".into(), "phoenix".into()),
+                    ("delete".into(), "mp1".into()),
+                ]),
+            ),
+            (
+                vec![protection.clone()],
+                ApplyLiveChanges,
+                Err("in protection:"),
+            ),
+            (vec![protection], RequireMatch, Err("in protection:")),
+            (vec![restart], ApplyLiveChanges, Err("in cores:")),
+            (vec![create], ApplyLiveChanges, Err("in create:")),
+        ];
+        for (steps, policy, expected) in table {
+            let got = adoption(&steps, &desired, policy, "CT 801");
+            match (got, expected) {
+                (Ok(params), Ok(want)) => assert_eq!(params, want, "{steps:?}"),
+                (Err(e), Err(keys)) => {
+                    assert_eq!(e.category(), "AdoptionMismatch");
+                    let message = e.to_string();
+                    assert!(message.contains(keys), "{message}");
+                    // Names only: the foreign guest's values are never printed.
+                    assert!(
+                        !message.contains("/data") && !message.contains('"'),
+                        "{message}"
+                    );
+                }
+                (got, want) => panic!("{steps:?} {policy:?}: {got:?}, wanted {want:?}"),
+            }
+        }
     }
 
     #[test]

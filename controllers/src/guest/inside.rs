@@ -142,7 +142,7 @@ async fn health<G: Guest>(
         return;
     }
     let reach = provision::direct::Reach::new(ctx.pve.redirect());
-    let direct = (&reach, observation.ip.as_deref());
+    let direct = (&reach, observation.ips.as_slice());
     let Some(verdict) = ctx
         .health
         .run_due(&guest.key(), checks, &target.shell, direct)

@@ -143,6 +143,10 @@ pub trait Guest:
         status: &mut Self::Status,
     ) -> impl Future<Output = Result<Option<Progress>, Error>> + Send;
 
+    /// The host-level powers the spec uses, each described ("hostPath mount /srv"): the
+    /// ProxmoxCluster says which namespaces may (`cluster_policy`).
+    fn host_powers(&self) -> Vec<String>;
+
     /// A step's task has started (a VM template counts its generations).
     fn task_started(&self, _step: &Step, _status: &mut Self::Status) {}
 
@@ -379,7 +383,7 @@ pub async fn preview<G: Guest>(
         node: live.as_ref().map_or(node, |l| l.node.clone()),
         foreign: live
             .as_ref()
-            .is_some_and(|l| l.ownership(uid) != observe::Ownership::Ours),
+            .is_some_and(|l| l.ownership(uid) != crate::ownership::Ownership::Ours),
         steps: guest.plan(uid, &inputs, observed.as_ref()),
     })
 }

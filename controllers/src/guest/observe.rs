@@ -1,8 +1,8 @@
 //! What PVE has for a VMID: where it is, its config, whether it runs, and whose it is.
 
-use super::render;
 use crate::conditions::reason;
 use crate::error::Error;
+use crate::ownership::{Ownership, ownership};
 use phoenix_clients::proxmox::{ErrorKind, GuestType, ProxmoxClient};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -26,25 +26,6 @@ impl Live {
 
     pub fn ownership(&self, uid: &str) -> Ownership {
         ownership(&self.config, uid)
-    }
-}
-
-/// Whose a guest is, by the marker in its description.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ownership {
-    Ours,
-    /// No marker: created by hand or by another tool.
-    Unmarked,
-    /// Another Phoenix object's (its uid).
-    Other(String),
-}
-
-pub fn ownership(config: &BTreeMap<String, String>, uid: &str) -> Ownership {
-    let description = config.get("description").map_or("", String::as_str);
-    match render::marker_uid(description) {
-        Some(owner) if owner == uid => Ownership::Ours,
-        Some(owner) => Ownership::Other(owner.to_owned()),
-        None => Ownership::Unmarked,
     }
 }
 
@@ -143,17 +124,6 @@ pub fn first_address(interfaces: &[Value]) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn ownership_reads_the_marker() {
-        let mut config = BTreeMap::new();
-        assert_eq!(ownership(&config, "u1"), Ownership::Unmarked);
-        config.insert("description".into(), render::owner_marker("u1"));
-        assert_eq!(ownership(&config, "u1"), Ownership::Ours);
-        assert_eq!(ownership(&config, "u2"), Ownership::Other("u1".into()));
-        config.insert("description".into(), "hand made".into());
-        assert_eq!(ownership(&config, "u1"), Ownership::Unmarked);
-    }
 
     #[test]
     fn addresses_skip_loopback_and_prefixes() {

@@ -2,10 +2,11 @@
 //! task per pass; `Retain` leaves it running and removes Phoenix's marker. A guest that is
 //! not Phoenix's is never touched; PVE's `protection` flag is honoured and reported.
 
-use super::observe::{self, Ownership};
-use super::{Guest, GuestContext, Progress, render, waker};
+use super::observe;
+use super::{Guest, GuestContext, Progress, waker};
 use crate::conditions::reason;
 use crate::error::Error;
+use crate::ownership::Ownership;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use phoenix_clients::proxmox::{ErrorKind, Params, TaskOutcome, Upid};
@@ -150,7 +151,7 @@ async fn release<G: Guest>(
         .get("tags")
         .map(|t| {
             t.split([';', ',', ' '])
-                .filter(|t| !t.is_empty() && *t != render::OWNER_TAG)
+                .filter(|t| !t.is_empty() && *t != crate::ownership::OWNER_TAG)
                 .map(str::to_owned)
                 .collect()
         })

@@ -1,21 +1,9 @@
 //! What containers and VMs render alike: the ownership marker, tags, sizes, and the keys
 //! every guest has (cores, memory, boot order, protection).
 
+use crate::ownership::{OWNER_TAG, owner_marker};
 use phoenix_crds::guest::GuestCommon;
 use std::collections::BTreeMap;
-
-/// Marks a guest as Phoenix's: the tag, and the owner's uid in the description.
-pub const OWNER_TAG: &str = "phoenix";
-
-pub fn owner_marker(uid: &str) -> String {
-    format!("Managed by Phoenix (owner uid {uid}); changes made here are reverted.")
-}
-
-/// The owner uid in a description written by [`owner_marker`].
-pub fn marker_uid(description: &str) -> Option<&str> {
-    let rest = description.split("(owner uid ").nth(1)?;
-    rest.split(')').next().filter(|uid| !uid.is_empty())
-}
 
 /// PVE sizes in GiB: `8G` → `8`, `512M` → `0.5`, `1T` → `1024`.
 pub fn gib(size: &str) -> String {

@@ -101,6 +101,18 @@ impl Guest for LxcGuest {
         Ok(Vec::new())
     }
 
+    fn host_powers(&self) -> Vec<String> {
+        let spec = &self.spec;
+        let mounts = spec
+            .mount_points
+            .iter()
+            .filter_map(|m| m.host_path.as_ref())
+            .map(|p| format!("hostPath mount {p}"));
+        let devices = spec.devices.iter().map(|d| format!("device {}", d.path));
+        let privileged = (!spec.unprivileged).then(|| "a privileged container".to_owned());
+        mounts.chain(devices).chain(privileged).collect()
+    }
+
     async fn addresses(
         &self,
         _ctx: &GuestContext,

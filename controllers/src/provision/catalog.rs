@@ -43,6 +43,8 @@ pub struct Feature {
 pub struct Inputs {
     /// The CA root (PEM) for `trusted-ca`.
     pub ca_root: Option<String>,
+    /// The CA Docker daemons check their clients against (`docker_client_ca`).
+    pub docker_client_ca: Option<String>,
     /// Step-CA's URL and root fingerprint, for `step ca bootstrap`.
     pub step_ca: Option<(String, String)>,
     /// Custom scripts by feature name.
@@ -238,9 +240,12 @@ fn docker_feature(tls: Option<&str>, inputs: &Inputs) -> Result<Feature, Missing
     )];
     if let Some(certificate) = tls {
         let (chain, key) = tls_pair("docker", certificate, inputs)?;
-        let ca = inputs.ca_root.clone().ok_or_else(|| Missing {
+        // Clients are checked against Phoenix's own client CA, not the platform's: a key
+        // the platform CA issued to any guest must not open the daemon.
+        let ca = inputs.docker_client_ca.clone().ok_or_else(|| Missing {
             feature: "docker".into(),
-            what: "the CA root (clients of the daemon are checked against it)".into(),
+            what: "Phoenix's Docker client CA (clients of the daemon are checked against it)"
+                .into(),
         })?;
         files.extend([
             file("/etc/docker/tls/ca.pem", ca, "0644"),
@@ -565,6 +570,28 @@ mod tests {
     }
 
     #[test]
+    fn docker_checks_its_clients_against_phoenixs_client_ca_not_the_platform_root() {
+        let mut inputs = Inputs {
+            ca_root: Some("PLATFORM ROOT".into()),
+            ..Default::default()
+        };
+        inputs
+            .tls
+            .insert("vm-tls".into(), ("CHAIN".into(), "KEY".into()));
+        let missing = docker_feature(Some("vm-tls"), &inputs).unwrap_err();
+        assert!(missing.what.contains("client CA"), "{}", missing.what);
+        inputs.docker_client_ca = Some("CLIENT CA".into());
+        let docker = docker_feature(Some("vm-tls"), &inputs).unwrap();
+        let ca = docker
+            .files
+            .iter()
+            .find(|f| f.path == "/etc/docker/tls/ca.pem")
+            .unwrap();
+        assert_eq!(ca.content, "CLIENT CA");
+        assert!(docker.files.iter().all(|f| f.content != "PLATFORM ROOT"));
+    }
+
+    #[test]
     fn the_vllm_unit_carries_model_port_gpu_share_env_and_quoted_args() {
         let unit = vllm_unit(&vllm(), true);
         assert!(unit.contains(
@@ -596,6 +623,7 @@ mod tests {
         assert_eq!(missing.feature, "trusted-ca");
         let inputs = Inputs {
             ca_root: Some("-----BEGIN CERTIFICATE-----\n".into()),
+            docker_client_ca: Some("-----BEGIN CERTIFICATE-----\nclient CA\n".into()),
             ..Default::default()
         };
         let names: Vec<String> = features(&spec, &inputs)

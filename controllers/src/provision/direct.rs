@@ -50,19 +50,26 @@ impl Reach {
     }
 }
 
-/// Runs `check` from here against the guest at `guest_ip`.
-pub async fn check(
-    reach: &Reach,
-    check: &HealthCheck,
-    guest_ip: Option<&str>,
-) -> Result<(), String> {
+/// The address a check from the controller connects to: one of the guest's own, never
+/// another host a spec names (the controller's network is not a spec's to probe).
+fn guest_address<'a>(named: Option<&'a str>, guest_ips: &'a [String]) -> Result<&'a str, String> {
+    match named {
+        None => guest_ips
+            .first()
+            .map(String::as_str)
+            .ok_or_else(|| "the guest has no address yet".into()),
+        Some(host) if guest_ips.iter().any(|ip| ip == host) => Ok(host),
+        Some(host) => Err(format!(
+            "{host} is not one of the guest's addresses: checks from the controller reach only the guest"
+        )),
+    }
+}
+
+/// Runs `check` from here against the guest at one of `guest_ips`.
+pub async fn check(reach: &Reach, check: &HealthCheck, guest_ips: &[String]) -> Result<(), String> {
     let timeout = Duration::from_secs(check.timeout_seconds.into());
     if let Some(tcp) = &check.tcp {
-        let host = tcp
-            .host
-            .as_deref()
-            .or(guest_ip)
-            .ok_or("the guest has no address yet")?;
+        let host = guest_address(tcp.host.as_deref(), guest_ips)?;
         let address = reach.address(host, tcp.port).await?;
         return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&address)).await {
             Ok(Ok(_)) => Ok(()),
@@ -76,7 +83,7 @@ pub async fn check(
     let Some(http) = &check.http else {
         return Err("exec checks run inside the guest".into());
     };
-    let ip = guest_ip.ok_or("the guest has no address yet")?;
+    let ip = guest_address(None, guest_ips)?;
     let address = reach.address(ip, http.port).await?;
     let scheme = match http.scheme {
         Scheme::Http => "http",
@@ -109,5 +116,35 @@ pub async fn check(
             "HTTP status {status}, expected {}",
             http.expect_status
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_check_from_the_controller_reaches_only_the_guest() {
+        let ips = vec!["10.0.0.10".to_owned()];
+        assert_eq!(guest_address(None, &ips), Ok("10.0.0.10"));
+        assert_eq!(guest_address(Some("10.0.0.10"), &ips), Ok("10.0.0.10"));
+        assert!(guest_address(None, &[]).is_err());
+        // A resolver that answers nothing: a check that got as far as asking it would
+        // fail otherwise; this one is refused before any connection is tried.
+        let reach = Reach::Resolver(Redirect {
+            endpoint: "https://127.0.0.1:1".into(),
+            ..Default::default()
+        });
+        let metadata: HealthCheck = serde_json::from_value(serde_json::json!({
+            "name": "metadata",
+            "fromController": true,
+            "tcp": {"host": "169.254.169.254", "port": 80},
+        }))
+        .unwrap();
+        let refused = check(&reach, &metadata, &ips).await.unwrap_err();
+        assert!(
+            refused.contains("169.254.169.254 is not one of the guest's addresses"),
+            "{refused}"
+        );
     }
 }

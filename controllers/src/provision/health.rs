@@ -81,7 +81,7 @@ impl HealthState {
         key: &str,
         checks: &[HealthCheck],
         shell: &GuestShell,
-        direct: (&Reach, Option<&str>),
+        direct: (&Reach, &[String]),
     ) -> Option<Verdict> {
         self.keep_only(key, checks);
         let now = Instant::now();
@@ -181,10 +181,10 @@ impl HealthState {
 async fn run(
     check: &HealthCheck,
     shell: &GuestShell,
-    (reach, guest_ip): (&Reach, Option<&str>),
+    (reach, guest_ips): (&Reach, &[String]),
 ) -> Result<(), String> {
     if check.from_controller && check.exec.is_none() {
-        return super::direct::check(reach, check, guest_ip).await;
+        return super::direct::check(reach, check, guest_ips).await;
     }
     let (argv, http_status) = in_guest_command(check);
     let timeout = Duration::from_secs(u64::from(check.timeout_seconds) + 5);

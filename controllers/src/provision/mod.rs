@@ -281,19 +281,22 @@ async fn inputs(
     cluster: &ProxmoxCluster,
 ) -> Result<Inputs, Error> {
     let mut inputs = Inputs::default();
-    let wants_root = spec.trusted_ca.is_some()
-        || spec
-            .docker
-            .as_ref()
-            .is_some_and(|d| d.tls_certificate_ref.is_some());
-    if wants_root {
+    let docker_tls = spec
+        .docker
+        .as_ref()
+        .is_some_and(|d| d.tls_certificate_ref.is_some());
+    if docker_tls {
+        inputs.docker_client_ca = Some(crate::docker_client_ca::certificate(&ctx.kube).await?);
+    }
+    if spec.trusted_ca.is_some() {
         let reference = spec
             .trusted_ca
             .as_ref()
             .and_then(|t| t.config_map_ref.as_ref());
+        let own_key = ca_root::key(&cluster.metadata.name.clone().unwrap_or_default());
         let (ns, name, key) = match reference {
             Some(r) => (namespace, r.name.as_str(), r.key.as_str()),
-            None => (ca_root::NAMESPACE, ca_root::CONFIGMAP, ca_root::KEY),
+            None => (ca_root::NAMESPACE, ca_root::CONFIGMAP, own_key.as_str()),
         };
         inputs.ca_root = config_map_key(ctx, ns, name, key).await?;
     }

@@ -163,6 +163,27 @@ impl Guest for VmGuest {
         }
     }
 
+    fn host_powers(&self) -> Vec<String> {
+        let spec = &self.spec;
+        let pci = spec.pci_devices.iter().map(|d| {
+            let name = d.mapping.as_deref().or(d.id.as_deref()).unwrap_or("?");
+            format!("PCI device {name}")
+        });
+        // An image is imported from a storage's `import/` content; any other volume is
+        // some guest's disk.
+        let volume = spec
+            .source
+            .cloud_image
+            .as_ref()
+            .and_then(|i| i.volume.as_ref())
+            .filter(|v| {
+                !v.split_once(':')
+                    .is_some_and(|(_, p)| p.starts_with("import/"))
+            })
+            .map(|v| format!("import-from of volume {v}"));
+        pci.chain(volume).collect()
+    }
+
     async fn addresses(
         &self,
         ctx: &GuestContext,

@@ -1,7 +1,8 @@
 //! A VmGuest spec as the PVE config it stands for: pure, so the plan, the controller and
 //! `phoenix plan` agree on every key.
 
-use crate::guest::render::{common_config, flag, gib, owner_marker};
+use crate::guest::render::{common_config, flag, gib};
+use crate::ownership::owner_marker;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use phoenix_crds::VmGuestSpec;
 use phoenix_crds::vm::{CloudImage, Hotplug, NicModel, VmDisk};

@@ -190,7 +190,8 @@ async fn init(
     Ok(Ok(()))
 }
 
-/// A shell into the manager, through its own cluster's connection.
+/// A shell into the manager, through its own cluster's connection, once PVE's VM (checked
+/// now) carries the manager object's marker and runs.
 async fn manager_shell(
     ctx: &GuestContext,
     manager: &VmGuest,
@@ -204,7 +205,15 @@ async fn manager_shell(
         .map(|r| r.name.as_str());
     let pve = ctx.pve.get(cluster).await?;
     let node = status.guest.node.clone().unwrap_or_default();
-    shell_of(ctx, &pve, &node, manager.spec.vmid).await
+    let uid = manager.uid().unwrap_or_default();
+    let redirect = ctx.pve.redirect();
+    let (kind, vmid) = (GuestType::Qemu, manager.spec.vmid);
+    crate::guest_exec::owned_shell(&ctx.kube, &pve, redirect, kind, &node, vmid, &uid)
+        .await?
+        .map_err(|why| Error::Swarm {
+            reason: reason::WAITING_FOR_SWARM_MANAGER,
+            message: format!("the swarm manager {}: {why}", manager.name_any()),
+        })
 }
 
 /// The manager a worker joins, if it has its swarm up: the object, its status.
