@@ -56,6 +56,7 @@ async fn serve(args: ServerArgs, up: bool) -> ExitCode {
     let config = phoenix_apiserver::Config {
         data_dir: args.data_dir.clone(),
         listen: args.listen.clone(),
+        limits: Default::default(),
     };
     let running = match phoenix_apiserver::start(config).await {
         Ok(running) => running,

@@ -146,6 +146,11 @@ impl ApiError {
         )
     }
 
+    /// The client holds too much of the server already; it may retry after a second.
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(429, "TooManyRequests", message).with_details(json!({"retryAfterSeconds": 1}))
+    }
+
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
     }

@@ -2,7 +2,7 @@
 //! discovery, OpenAPI, the handlers and watches, with failures as `metav1.Status` errors.
 
 use crate::error::{ApiError, ApiResult};
-use crate::request::{Req, Target};
+use crate::request::{Client, Req, Target};
 use crate::resources::ResourceType;
 use crate::response::{Body, error_response, respond, respond_with_type, text};
 use crate::state::State;
@@ -51,6 +51,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         })
         .unwrap_or_default();
     let method = req.method().clone();
+    let client = req.extensions().get::<Client>().copied();
     let body = match Limited::new(req.into_body(), DRAIN_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e)
@@ -69,6 +70,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         return error_response(&ApiError::too_large());
     }
     let req = Req {
+        client,
         method,
         query,
         accept,

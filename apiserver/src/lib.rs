@@ -36,4 +36,4 @@ pub mod tls;
 pub mod validation;
 pub mod watch;
 
-pub use server::{Config, Running, start};
+pub use server::{Config, Limits, Running, start};

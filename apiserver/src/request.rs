@@ -11,8 +11,15 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The remote address a request came from: what per-client limits count by (all clients
+/// share the one admin token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Client(pub std::net::IpAddr);
+
 /// One parsed request, as the handlers see it.
 pub struct Req {
+    /// None for requests that did not come over the network.
+    pub client: Option<Client>,
     pub method: Method,
     pub query: HashMap<String, String>,
     pub accept: String,

@@ -44,7 +44,19 @@ pub fn text(code: u16, body: &'static str) -> Response<Body> {
 }
 
 pub fn error_response(e: &ApiError) -> Response<Body> {
-    respond(e.code, &e.to_status())
+    let mut response = respond(e.code, &e.to_status());
+    // As kube-apiserver: the wait a 429 asks for is also a Retry-After header.
+    if let Some(seconds) = e
+        .details
+        .as_ref()
+        .and_then(|d| d.get("retryAfterSeconds"))
+        .and_then(serde_json::Value::as_u64)
+    {
+        response
+            .headers_mut()
+            .insert("Retry-After", hyper::header::HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// Admission warnings, as `Warning: 299` headers.

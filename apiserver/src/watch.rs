@@ -116,6 +116,8 @@ fn expired(message: String) -> Bytes {
 }
 
 pub fn serve(state: Arc<State>, t: Target, req: &Req) -> ApiResult<Response<Body>> {
+    // Held until the watch ends, by its timeout or by the client going away.
+    let slot = state.watches.take(req.client)?;
     let storage = storage_type(&state, &t.rt);
     let send_initial = req.param("sendInitialEvents") == Some("true");
     if req.param("resourceVersionMatch").is_some() && !send_initial {
@@ -185,6 +187,7 @@ pub fn serve(state: Arc<State>, t: Target, req: &Req) -> ApiResult<Response<Body
         }
     };
     tokio::spawn(async move {
+        let _slot = slot;
         for bytes in first {
             if tx.send(bytes).await.is_err() {
                 return;

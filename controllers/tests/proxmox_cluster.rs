@@ -25,6 +25,7 @@ async fn world() -> World {
     let api = phoenix_apiserver::start(phoenix_apiserver::Config {
         data_dir: dir.path().to_owned(),
         listen: "127.0.0.1:0".into(),
+        limits: Default::default(),
     })
     .await
     .unwrap();
