@@ -79,6 +79,7 @@ async fn bad_requests_get_clear_4xx_statuses() {
         ("bad continue token", "GET", "/api/v1/namespaces/default/configmaps?limit=1&continue=%%%", json, vec![], 400, "continue"),
         ("create in a missing namespace", "POST", "/api/v1/namespaces/nosuch/configmaps", json, br#"{"metadata":{"name":"a"}}"#.to_vec(), 404, "namespaces \"nosuch\" not found"),
         ("invalid custom resource", "POST", LXC, json, br#"{"apiVersion":"phoenix.thinkheads.ai/v1alpha1","kind":"LxcGuest","metadata":{"name":"x"},"spec":{"vmid":"a"}}"#.to_vec(), 422, "spec.vmid"),
+        ("a vLLM model with a newline (it would add a line to the systemd unit)", "POST", LXC, json, br#"{"apiVersion":"phoenix.thinkheads.ai/v1alpha1","kind":"LxcGuest","metadata":{"name":"granite"},"spec":{"vmid":801,"source":{"clone":{"vmid":900}},"hostname":"granite","rootfs":{"storage":"fastData","size":"8G"},"provisioning":{"vllm":{"model":"granite\nExecStartPre=/bin/sh -c evil"}}}}"#.to_vec(), 422, "spec.provisioning.vllm.model: Invalid value"),
         ("bad secret data", "POST", "/api/v1/namespaces/default/secrets", json, br#"{"metadata":{"name":"s"},"data":{"k":"%%%"}}"#.to_vec(), 400, "illegal base64"),
         ("resourceVersionMatch without resourceVersion", "GET", "/api/v1/namespaces/default/configmaps?resourceVersionMatch=Exact", json, vec![], 422, "resourceVersionMatch"),
         ("an object nested 110 deep", "POST", NS, json, format!(r#"{{"metadata":{{"name":"deep"}},"data":{{"k":"v"}},"x":{}1{}}}"#, "[".repeat(110), "]".repeat(110)).into_bytes(), 400, "nested more than 100 levels"),

@@ -187,3 +187,38 @@ fn values_schema_refuses_bad_values() {
         );
     }
 }
+
+/// The root filesystem is read-only; `/tmp` is an emptyDir so what needs a scratch file
+/// (SSH host-key checks, the ACME client's trust material) can write one.
+#[test]
+fn tmp_is_writable_under_a_read_only_root() {
+    let objects = render(&[]);
+    let deployment: Deployment =
+        serde_json::from_value(of_kind(&objects, "Deployment")[0].clone()).unwrap();
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(
+        container
+            .security_context
+            .as_ref()
+            .and_then(|s| s.read_only_root_filesystem),
+        Some(true)
+    );
+    let mount = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == "/tmp")
+        .expect("a volume is mounted at /tmp");
+    assert_ne!(mount.read_only, Some(true), "/tmp is writable");
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .expect("the /tmp mount names a volume of the pod");
+    assert!(
+        volume.empty_dir.is_some(),
+        "/tmp is an emptyDir: {volume:?}"
+    );
+}

@@ -23,6 +23,17 @@ pub const SIZE_PATTERN: &str = r"^[1-9][0-9]*[MGT]$";
 pub const PVE_ID_PATTERN: &str = r"^[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]$";
 /// A PVE tag (`pve-tag`).
 pub const PVE_TAG_PATTERN: &str = r"^[a-z0-9_][a-z0-9_\-+.]*$";
+/// No control characters (a newline would start a new line of a systemd unit or a PVE
+/// config file).
+pub const SINGLE_LINE_PATTERN: &str = r"^[^\x00-\x1F\x7F]*$";
+/// An absolute path spliced into a PVE property string: no `,` or `=` (PVE splits the
+/// string on them into keys) and no control characters.
+pub const PVE_PATH_PATTERN: &str = r"^/[^,=\x00-\x1F\x7F]*$";
+/// The message of the rule that keeps a namespaced object's Secret and ConfigMap
+/// references in its own namespace.
+pub const OWN_NAMESPACE_ONLY: &str =
+    "namespace: a namespaced object reads Secrets and ConfigMaps of its own namespace only";
+
 /// A SHA-256 fingerprint as PVE and `step ca bootstrap` print it: 32 hex pairs, colons optional.
 pub const SHA256_FINGERPRINT_PATTERN: &str =
     r"^([0-9a-fA-F]{2}:){31}[0-9a-fA-F]{2}$|^[0-9a-fA-F]{64}$";
@@ -93,15 +104,17 @@ pub struct LocalRef {
     pub name: String,
 }
 
-/// One key of a Secret.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+/// One key of a Secret in the referrer's namespace (every referrer is namespaced).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.__namespace__) || self.__namespace__ == ''").message(OWN_NAMESPACE_ONLY))]
 pub struct SecretKeyRef {
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     #[schemars(length(min = 1))]
     pub key: String,
-    /// Only where the referrer is cluster-scoped; otherwise the referrer's namespace.
+    /// Must be left out: a namespaced object reads Secrets of its own namespace only
+    /// (refused at admission; ignored by the controllers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
@@ -193,9 +206,18 @@ pub struct Volume {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Dns {
+    /// IPv4 or IPv6 addresses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^[0-9A-Fa-f.:]+(%[A-Za-z0-9_.\-]+)?$")))]
     pub nameservers: Vec<String>,
+    /// DNS domains, separated by spaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(
+            pattern = r"^[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?( [A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?)*$"
+        ),
+        length(max = 1024)
+    )]
     pub search_domain: Option<String>,
 }
 
@@ -284,18 +306,24 @@ fn default_ollama_port() -> u16 {
     11434
 }
 
-/// vLLM serving one model through a systemd unit generated from this block.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// vLLM serving one model through a systemd unit generated from this block; nothing of
+/// it can add a line to the unit.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VllmFeature {
-    /// Hugging Face model id, e.g. `ibm-granite/granite-embedding-278m-multilingual`.
-    #[schemars(length(min = 1))]
+    /// Hugging Face model id, e.g. `ibm-granite/granite-embedding-278m-multilingual`, or
+    /// a path in the guest.
+    #[schemars(
+        regex(pattern = r"^[A-Za-z0-9_./][A-Za-z0-9_./\-]*$"),
+        length(min = 1, max = 256)
+    )]
     pub model: String,
     #[serde(default = "default_vllm_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: u16,
-    /// Extra `vllm serve` arguments, passed as given.
+    /// Extra `vllm serve` arguments, passed as given (one line each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = SINGLE_LINE_PATTERN)))]
     pub args: Vec<String>,
     /// Fraction of GPU memory vLLM may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -306,6 +334,7 @@ pub struct VllmFeature {
     pub tls_certificate_ref: Option<LocalRef>,
     /// Extra environment of the unit (`HF_HOME`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$') && !self[k].contains('\\n') && !self[k].contains('\\r'))").message("vllm.env: names are environment variable names and values have no line breaks"))]
     pub env: BTreeMap<String, String>,
 }
 

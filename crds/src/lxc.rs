@@ -90,8 +90,9 @@ pub struct LxcGuestSpec {
     pub devices: Vec<DevicePassthrough>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<Dns>,
-    /// Public keys for root inside the container.
+    /// Public keys for root inside the container, one line each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = SINGLE_LINE_PATTERN)))]
     pub ssh_public_keys: Vec<String>,
     #[serde(flatten)]
     pub common: GuestCommon,
@@ -166,13 +167,14 @@ pub struct MountPoint {
     /// N of `mpN`.
     #[schemars(range(min = 0, max = 255))]
     pub index: u32,
-    /// Path inside the container.
-    #[schemars(regex(pattern = r"^/.*$"))]
+    /// Path inside the container (no `,` or `=`: it is part of PVE's `mpN` string).
+    #[schemars(regex(pattern = PVE_PATH_PATTERN))]
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<Volume>,
+    /// A path on the node (no `,` or `=`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^/.*$"))]
+    #[schemars(regex(pattern = PVE_PATH_PATTERN))]
     pub host_path: Option<String>,
     #[serde(default)]
     pub read_only: bool,
@@ -192,13 +194,15 @@ pub struct LxcFeatures {
     pub fuse: bool,
     /// Allowed filesystem types to mount, e.g. `nfs`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^[a-zA-Z0-9_]+$")))]
     pub mount: Vec<String>,
 }
 
 /// A device node passed into the container (PVE's `devN`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct DevicePassthrough {
-    #[schemars(regex(pattern = r"^/dev/.+$"))]
+    /// A device node (no `,` or `=`: it is part of PVE's `devN` string).
+    #[schemars(regex(pattern = r"^/dev/[^,=\x00-\x1F\x7F]+$"))]
     pub path: String,
     /// Octal access mode, e.g. `0666`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -76,8 +76,10 @@ pub struct VmGuestSpec {
     #[serde(default = "default_sockets")]
     #[schemars(range(min = 1, max = 4))]
     pub sockets: u32,
-    /// QEMU CPU type, e.g. `host` or `x86-64-v2-AES`.
+    /// QEMU CPU type, e.g. `host` or `x86-64-v2-AES` (a name alone: PVE's `cpu` property
+    /// string takes no further keys from here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.+\-]*$"), length(max = 64))]
     pub cpu_type: Option<String>,
     /// Features PVE may change live; memory hotplug also needs NUMA, which Phoenix enables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -123,12 +125,14 @@ pub struct VmSource {
 #[x_kube(validation = Rule::new("has(self.volume) != has(self.url)").message("exactly one of volume or url must be set"))]
 pub struct CloudImage {
     /// An image already on a storage, e.g. `local:import/noble-server-cloudimg-amd64.qcow2`.
+    /// It goes into the boot disk's `import-from=`: no `,`, `=` or white space.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-zA-Z][a-zA-Z0-9\-_.]*:.+$"))]
+    #[schemars(regex(pattern = r"^[a-zA-Z][a-zA-Z0-9\-_.]*:[^\s,=]+$"))]
     pub volume: Option<String>,
-    /// Downloaded by PVE (`download-url`) into `downloadStorage`.
+    /// Downloaded by PVE (`download-url`) into `downloadStorage`; the file name (the
+    /// path's last segment, which goes into `import-from=`) has no `,` or `=`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https?://.+$"))]
+    #[schemars(regex(pattern = r"^https?://([^\s?#]*/)?[^\s/?#,=]*([?#]\S*)?$"))]
     pub url: Option<String>,
     /// Checksum of the download, `sha256:<hex>` or `sha512:<hex>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -272,7 +276,9 @@ fn default_agent_timeout() -> u32 {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.mapping) != has(self.id)").message("exactly one of mapping or id must be set"))]
 pub struct PciDevice {
+    /// A cluster PCI resource mapping's id (PVE's `mapping=` key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-zA-Z][a-zA-Z0-9_\-]*$"), length(max = 128))]
     pub mapping: Option<String>,
     /// Raw PCI id such as `0000:01:00` (needs root@pam on PVE).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,7 +14,8 @@ use phoenix_clients::proxmox::{ProxmoxClient, TaskOutcome, Upid};
 use phoenix_crds::common::GuestObservation;
 use std::time::Duration;
 
-/// Automatic snapshots are named `pre-` and the hash of the change they precede.
+/// Automatic snapshots are named `pre-` and the hash of the change they precede; the name
+/// alone does not make one Phoenix's (see [`prunable`]).
 const AUTOMATIC: &str = "pre-";
 /// Snapshot tasks are short; a pass waits for them rather than juggling their state.
 const TASK_WAIT: Duration = Duration::from_secs(300);
@@ -176,19 +177,29 @@ where
         .pve
         .snapshots(&target.node, target.kind, target.vmid)
         .await?;
-    let automatic: Vec<&String> = existing
-        .iter()
-        .filter(|s| s.starts_with(AUTOMATIC))
-        .collect();
-    for name in &automatic[..automatic.len().saturating_sub(retain)] {
+    for name in prunable(&existing, &observation.snapshots, retain) {
         let upid = target
             .pve
-            .delete_snapshot(&target.node, target.kind, target.vmid, name)
+            .delete_snapshot(&target.node, target.kind, target.vmid, &name)
             .await?;
         wait(&target.pve, &upid).await?;
-        observation.snapshots.retain(|s| s != *name);
+        observation.snapshots.retain(|s| *s != name);
     }
     Ok(())
+}
+
+/// The automatic snapshots to delete, oldest first (`existing` is in PVE's order), so that
+/// `retain` of them are left. Only snapshots Phoenix took and recorded in status are
+/// candidates: a hand-made `pre-upgrade-1` is the user's, whatever its name looks like.
+fn prunable(existing: &[String], recorded: &[String], retain: usize) -> Vec<String> {
+    let automatic: Vec<&String> = existing
+        .iter()
+        .filter(|s| s.starts_with(AUTOMATIC) && recorded.contains(s))
+        .collect();
+    automatic[..automatic.len().saturating_sub(retain)]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 async fn wait(client: &ProxmoxClient, upid: &Upid) -> Result<(), Error> {
@@ -209,6 +220,48 @@ async fn wait(client: &ProxmoxClient, upid: &Upid) -> Result<(), Error> {
                 });
             }
             TaskOutcome::Running => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn pruning_deletes_only_the_snapshots_phoenix_recorded_as_its_own() {
+        // (in PVE, recorded in status, retain, deleted)
+        type Case<'a> = (&'a [&'a str], &'a [&'a str], usize, &'a [&'a str]);
+        let cases: &[Case] = &[
+            // A hand-made snapshot that looks automatic survives, however many there are.
+            (
+                &["pre-upgrade-1", "pre-a", "pre-b", "pre-c"],
+                &["pre-a", "pre-b", "pre-c"],
+                2,
+                &["pre-a"],
+            ),
+            (&["pre-upgrade-1", "pre-a"], &["pre-a"], 1, &[]),
+            (&["pre-upgrade-1"], &[], 1, &[]),
+            // The afterProvisioning snapshot is Phoenix's but not automatic: kept.
+            (
+                &["post-setup", "pre-a", "pre-b"],
+                &["post-setup", "pre-a", "pre-b"],
+                1,
+                &["pre-a"],
+            ),
+            // Recorded but gone from PVE: nothing to delete.
+            (&["pre-b"], &["pre-a", "pre-b"], 1, &[]),
+        ];
+        for (existing, recorded, retain, deleted) in cases {
+            assert_eq!(
+                prunable(&names(existing), &names(recorded), *retain),
+                names(deleted),
+                "existing {existing:?}, recorded {recorded:?}, retain {retain}"
+            );
         }
     }
 }

@@ -84,11 +84,8 @@ impl Guest for VmGuest {
             });
         }
         let mut keys = Vec::new();
-        for reference in refs {
-            let namespace = reference.namespace.as_deref().unwrap_or(&own);
-            let ([text], _) =
-                crate::pve::secret_texts(kube, namespace, &reference.name, [&reference.key])
-                    .await?;
+        for (namespace, name, key) in ssh_key_sources(&own, refs) {
+            let ([text], _) = crate::pve::secret_texts(kube, namespace, name, [key]).await?;
             keys.extend(
                 text.lines()
                     .map(str::trim)
@@ -229,6 +226,18 @@ impl Guest for VmGuest {
     }
 }
 
+/// Where the authorized keys are read: (namespace, Secret, key) of each reference. Always
+/// the guest's own namespace: a reference's `namespace` is refused at admission and
+/// ignored here (an object stored before that rule reads no other namespace either).
+fn ssh_key_sources<'a>(
+    own: &'a str,
+    refs: &'a [phoenix_crds::common::SecretKeyRef],
+) -> Vec<(&'a str, &'a str, &'a str)> {
+    refs.iter()
+        .map(|r| (own, r.name.as_str(), r.key.as_str()))
+        .collect()
+}
+
 /// The user data in a ConfigMap key; missing is waited for (retried), not fatal.
 async fn user_data(
     kube: &kube::Client,
@@ -258,4 +267,35 @@ pub(crate) fn example(file: &str) -> phoenix_crds::vm::VmGuestSpec {
     let text = std::fs::read_to_string(path).unwrap();
     let guest: VmGuest = serde_yaml_ng::from_str(&text).unwrap();
     guest.spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phoenix_crds::common::SecretKeyRef;
+
+    #[test]
+    fn authorized_keys_are_read_from_the_guests_own_namespace_only() {
+        let refs = [
+            SecretKeyRef {
+                name: "admin-ssh-keys".into(),
+                key: "authorized_keys".into(),
+                namespace: None,
+            },
+            // Refused at admission; an object stored before that rule still never reads
+            // another namespace's Secret.
+            SecretKeyRef {
+                name: "pve-ssh".into(),
+                key: "id_ed25519".into(),
+                namespace: Some("phoenix-system".into()),
+            },
+        ];
+        assert_eq!(
+            ssh_key_sources("tenant-a", &refs),
+            [
+                ("tenant-a", "admin-ssh-keys", "authorized_keys"),
+                ("tenant-a", "pve-ssh", "id_ed25519"),
+            ]
+        );
+    }
 }
