@@ -53,6 +53,12 @@ pub fn run(args: ServerArgs, up: bool) -> ExitCode {
 }
 
 async fn serve(args: ServerArgs, up: bool) -> ExitCode {
+    // Made private before the server starts, so it is never open to others, not even
+    // empty (the server tightens it too, and warns when it finds it looser).
+    if let Err(e) = phoenix_apiserver::store::private_dir(&args.data_dir) {
+        eprintln!("phoenix: {e}");
+        return ExitCode::FAILURE;
+    }
     let config = phoenix_apiserver::Config {
         data_dir: args.data_dir.clone(),
         listen: args.listen.clone(),

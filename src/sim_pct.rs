@@ -1,5 +1,5 @@
 //! `phoenix sim pct`: the `pct` of a simulated PVE node. `pct exec VMID -- CMD…` and
-//! `pct push VMID FILE DEST` are forwarded to the simulator's guest (its admin endpoint,
+//! `pct push VMID FILE DEST [--perms MODE]` are forwarded to the simulator's guest (its admin endpoint,
 //! found through the credentials file), so the SSH path of guest exec can be tested
 //! against a real `sshd` whose PATH holds a `pct` that calls this.
 
@@ -60,21 +60,9 @@ async fn forward(args: SimPctArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(format!("{}: {e}", args.credentials.display())),
     };
-    let (vmid, action, body) = match args.command {
-        PctCommand::Exec { vmid, command } => (vmid, "exec", json!({"command": command})),
-        PctCommand::Push {
-            vmid,
-            file,
-            destination,
-            ..
-        } => match std::fs::read(&file) {
-            Ok(bytes) => (
-                vmid,
-                "push",
-                json!({"path": destination, "content": String::from_utf8_lossy(&bytes)}),
-            ),
-            Err(e) => return fail(format!("unable to open file '{}' - {e}", file.display())),
-        },
+    let (vmid, action, body) = match request(args.command) {
+        Ok(request) => request,
+        Err(message) => return fail(message),
     };
     let answer = match call(&credentials, &format!("guests/{vmid}/{action}"), &body).await {
         Ok(answer) => answer,
@@ -85,6 +73,31 @@ async fn forward(args: SimPctArgs) -> ExitCode {
     }
     let code = answer["exitcode"].as_i64().unwrap_or(0);
     ExitCode::from(u8::try_from(code).unwrap_or(PCT_FAILED))
+}
+
+/// The simulator's admin route and body for one `pct` command.
+fn request(command: PctCommand) -> Result<(u32, &'static str, Value), String> {
+    match command {
+        PctCommand::Exec { vmid, command } => Ok((vmid, "exec", json!({"command": command}))),
+        PctCommand::Push {
+            vmid,
+            file,
+            destination,
+            perms,
+            ..
+        } => match std::fs::read(&file) {
+            Ok(bytes) => {
+                let mut body =
+                    json!({"path": destination, "content": String::from_utf8_lossy(&bytes)});
+                // The simulator creates the file with them, as pct does.
+                if let Some(perms) = perms {
+                    body["perms"] = json!(perms);
+                }
+                Ok((vmid, "push", body))
+            }
+            Err(e) => Err(format!("unable to open file '{}' - {e}", file.display())),
+        },
+    }
 }
 
 async fn call(
@@ -119,5 +132,30 @@ async fn call(
             .as_str()
             .unwrap_or("the simulator refused")
             .to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_passes_its_perms_on_so_the_file_is_created_with_them() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "PRIVATE KEY\n").unwrap();
+        let push = |perms: Option<&str>| PctCommand::Push {
+            vmid: 801,
+            file: file.path().to_owned(),
+            destination: "/etc/ssl/private/key.pem".into(),
+            perms: perms.map(str::to_owned),
+            user: None,
+            group: None,
+        };
+        let (vmid, action, body) = request(push(Some("0600"))).unwrap();
+        assert_eq!((vmid, action), (801, "push"));
+        assert_eq!(body["perms"], "0600");
+        assert_eq!(body["content"], "PRIVATE KEY\n");
+        let (_, _, body) = request(push(None)).unwrap();
+        assert!(body.get("perms").is_none(), "{body}");
     }
 }

@@ -99,6 +99,83 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
     #[error("storage: {0}")]
     Thread(String),
+    #[error("storage: {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Owner-only access for the data directory and for the database files.
+const PRIVATE_DIR: u32 = 0o700;
+const PRIVATE_FILE: u32 = 0o600;
+
+/// Creates `dir` with mode 0700 (its missing parents as the umask says), or tightens an
+/// existing one that others could enter, with a warning.
+pub fn private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io = |source| StoreError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    match std::fs::DirBuilder::new().mode(PRIVATE_DIR).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(e)),
+    }
+    // The umask may have taken bits off at creation, never added any; an existing
+    // directory keeps whatever it had.
+    let mode = std::fs::metadata(dir).map_err(io)?.permissions().mode() & 0o7777;
+    if mode != PRIVATE_DIR {
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %dir.display(),
+                mode = format!("{mode:04o}"),
+                "the data directory holds Secrets and was open to others: made 0700"
+            );
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR)).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Creates the database file with mode 0600 before SQLite opens it (SQLite gives its
+/// `-wal` and `-shm` files the database's mode), and tightens files an earlier version
+/// left readable by others.
+fn private_database(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StoreError::Io { path, source }
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(PRIVATE_FILE)
+        .open(path)
+        .map_err(io(path))?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        let mode = match std::fs::metadata(&file) {
+            Ok(meta) => meta.permissions().mode() & 0o7777,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&file)(e)),
+        };
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %file.display(),
+                mode = format!("{mode:04o}"),
+                "the database holds Secrets and was readable by others: made 0600"
+            );
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(PRIVATE_FILE))
+                .map_err(io(&file))?;
+        }
+    }
+    Ok(())
 }
 
 /// How many changes stay in memory for quick watch resumes; older ones come from SQLite.
@@ -168,9 +245,13 @@ impl Write {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir/phoenix.db`.
+    /// Opens (or creates) the store in `dir/phoenix.db`. The directory and the database
+    /// hold every Secret in plain text: the directory is made (or tightened to) 0700 and
+    /// the database files 0600 before SQLite opens them.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        private_dir(dir)?;
         let path = dir.join("phoenix.db");
+        private_database(&path)?;
         let conn = Connection::open(&path)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;

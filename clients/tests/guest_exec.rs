@@ -90,10 +90,50 @@ async fn the_agent_runs_commands_keeps_exit_codes_and_writes_files() {
         .await
         .unwrap();
     assert_eq!(motd.output, "managed by phoenix\n");
-    let log = sim.server.sim().cluster.guests[&700].inside.log.clone();
-    assert!(
-        log.iter().any(|c| c.command == "chmod 0644 /etc/motd"),
-        "{log:?}"
-    );
+    let inside = sim.server.sim().cluster.guests[&700].inside.clone();
+    assert_eq!(inside.mode("/etc/motd"), Some(0o644));
+    sim.stop();
+}
+
+#[tokio::test]
+async fn a_file_pushed_through_the_agent_is_never_readable_beyond_its_mode() {
+    let (sim, agent) = vm_with_agent().await;
+    loop {
+        match agent.exec(&argv(&["echo", "up"]), WAIT).await {
+            Ok(_) => break,
+            Err(ExecError::Refused(m)) if m.contains("not running") => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // Once over a new file, once over one that was world-readable.
+    for _ in 0..2 {
+        agent
+            .push("/etc/ssl/private/key.pem", b"PRIVATE KEY\n", "0600", WAIT)
+            .await
+            .unwrap();
+        let inside = sim.server.sim().cluster.guests[&700].inside.clone();
+        let key = "/etc/ssl/private/key.pem";
+        assert_eq!(inside.files[key], "PRIVATE KEY\n");
+        assert_eq!(inside.mode(key), Some(0o600));
+        assert_eq!(
+            inside.written_with.get(key).map(|m| format!("{m:04o}")),
+            Some("0600".into()),
+            "the key was written into a file others could read: {:?}",
+            inside.log
+        );
+        let left: Vec<&String> = inside.files.keys().filter(|f| *f != key).collect();
+        assert!(left.is_empty(), "nothing left beside the file: {left:?}");
+        sim.server
+            .sim()
+            .cluster
+            .guests
+            .get_mut(&700)
+            .unwrap()
+            .inside
+            .modes
+            .insert(key.into(), 0o644);
+    }
     sim.stop();
 }

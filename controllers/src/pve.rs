@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// Where simulate mode sends every PVE call instead of the manifest's endpoint, and every
 /// command meant for a guest instead of the nodes' SSH.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Redirect {
     pub endpoint: String,
     pub token_id: String,
@@ -27,6 +27,20 @@ pub struct Redirect {
     /// When set, SSH goes to this address (a local sshd whose `pct` is the simulator's)
     /// instead of the node's, with the host key still checked under the node's name.
     pub ssh: Option<String>,
+}
+
+impl std::fmt::Debug for Redirect {
+    // The token secret is a secret: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redirect")
+            .field("endpoint", &self.endpoint)
+            .field("token_id", &self.token_id)
+            .field("token_secret", &"<redacted>")
+            .field("fingerprint", &self.fingerprint)
+            .field("pct", &self.pct)
+            .field("ssh", &self.ssh)
+            .finish()
+    }
 }
 
 /// Bound on every PVE call.
@@ -314,5 +328,23 @@ impl Connections {
         });
         cache.insert(name, (key, connection.clone()));
         Ok(connection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_redirect_keeps_its_token_secret_out() {
+        let redirect = Redirect {
+            endpoint: "https://127.0.0.1:8006".into(),
+            token_id: "root@pam!phoenix".into(),
+            token_secret: "5ec2e7-70ce-4e75".into(),
+            ..Redirect::default()
+        };
+        let printed = format!("{redirect:?} {redirect:#?}");
+        assert!(!printed.contains("5ec2e7-70ce-4e75"), "{printed}");
+        assert!(printed.contains("root@pam!phoenix") && printed.contains("<redacted>"));
     }
 }

@@ -78,6 +78,8 @@ pub struct Snapshot {
     #[serde(default)]
     pub files: BTreeMap<String, String>,
     #[serde(default)]
+    pub modes: BTreeMap<String, u32>,
+    #[serde(default)]
     pub services: BTreeMap<String, String>,
 }
 
@@ -634,6 +636,11 @@ impl Cluster {
                     config.insert("parent".into(), name);
                     g.config = config;
                     g.inside.files = s.files.clone();
+                    g.inside.modes = s.modes.clone();
+                    let files = &g.inside.files;
+                    g.inside
+                        .written_with
+                        .retain(|path, _| files.contains_key(path));
                     g.inside.services = s.services.clone();
                     g.running = false;
                 }

@@ -1,9 +1,10 @@
 //! The simulated inside of a guest: what `pct exec` / `pct push` and the QEMU agent act on.
 //!
-//! A guest keeps a file map, a command log and service states. Commands are interpreted,
-//! one line at a time, by a deliberately small shell: the forms Phoenix's feature scripts
-//! and checks use (`echo … > FILE`, `cat FILE`, the marker guard, `install`/`cp`, `rm`,
-//! `systemctl`, `curl`, `exit`) have effects; any other line succeeds silently. Scripted
+//! A guest keeps a file map (with each file's mode, and the mode it had when its content
+//! was written), a command log and service states. Commands are interpreted, one line at
+//! a time, by a deliberately small shell: the forms Phoenix's feature scripts and checks
+//! use (`echo … > FILE`, `cat FILE`, the marker guard, `install`/`cp`/`mv`, `chmod`,
+//! `rm`, `systemctl`, `curl`, `exit`) have effects; any other line succeeds silently. Scripted
 //! answers (`PUT /admin/guests/{vmid}/answers`) make a line fail, print, or take time, so
 //! failures and crashes mid-script can be tested. A run is a sequence of steps; the caller
 //! drives it and may sleep between steps without holding the simulator's lock.
@@ -45,6 +46,13 @@ pub struct Answer {
 pub struct Inside {
     #[serde(default)]
     pub files: std::collections::BTreeMap<String, String>,
+    /// Each file's permission bits; a file without an entry has [`DEFAULT_MODE`].
+    #[serde(default)]
+    pub modes: std::collections::BTreeMap<String, u32>,
+    /// The mode each file had when its present content was written into it: content
+    /// written while others could read the file was exposed, whatever a later `chmod` did.
+    #[serde(default)]
+    pub written_with: std::collections::BTreeMap<String, u32>,
     #[serde(default)]
     pub log: Vec<CommandRecord>,
     /// systemd units and their state (`running`, `stopped`).
@@ -52,6 +60,59 @@ pub struct Inside {
     pub services: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub answers: Vec<Answer>,
+}
+
+/// The mode of a file created without one: `0666` under the usual umask `022`.
+pub const DEFAULT_MODE: u32 = 0o644;
+
+/// A mode as `pct push --perms` reads it: octal by default, `0x` for hexadecimal.
+pub fn parse_perms(perms: &str) -> Result<u32, String> {
+    let invalid = || format!("invalid mode: '{perms}'");
+    let parsed = match perms
+        .strip_prefix("0x")
+        .or_else(|| perms.strip_prefix("0X"))
+    {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => u32::from_str_radix(perms, 8),
+    };
+    match parsed {
+        Ok(mode) if !perms.is_empty() && mode <= 0o7777 => Ok(mode),
+        _ => Err(invalid()),
+    }
+}
+
+impl Inside {
+    /// The permission bits of `path`, when it exists.
+    pub fn mode(&self, path: &str) -> Option<u32> {
+        self.files
+            .contains_key(path)
+            .then(|| self.modes.get(path).copied().unwrap_or(DEFAULT_MODE))
+    }
+
+    /// Writes `content` into `path`: a new file is created with `new_mode`, an existing
+    /// one keeps its mode (and is truncated), as `open(O_CREAT|O_TRUNC, new_mode)` does.
+    pub fn write(&mut self, path: &str, content: String, new_mode: u32) {
+        let mode = self.mode(path).unwrap_or(new_mode);
+        self.files.insert(path.to_owned(), content);
+        self.modes.insert(path.to_owned(), mode);
+        self.written_with.insert(path.to_owned(), mode);
+    }
+
+    /// `pct push … [--perms MODE]`: the file is opened (created with no permissions at
+    /// all when new), given its mode, and only then written; without `--perms` a new
+    /// file gets the default mode and an existing one keeps its own.
+    pub fn push(&mut self, path: &str, content: String, perms: Option<u32>) {
+        let mode = perms.or(self.mode(path)).unwrap_or(DEFAULT_MODE);
+        self.files.insert(path.to_owned(), content);
+        self.modes.insert(path.to_owned(), mode);
+        self.written_with.insert(path.to_owned(), mode);
+    }
+
+    fn remove(&mut self, path: &str) -> Option<(String, u32, Option<u32>)> {
+        let content = self.files.remove(path)?;
+        let mode = self.modes.remove(path).unwrap_or(DEFAULT_MODE);
+        Some((content, mode, self.written_with.remove(path)))
+    }
 }
 
 /// A command in flight: the lines left and what it printed so far.
@@ -203,9 +264,7 @@ fn effect(inside: &mut Inside, line: &str) -> (i32, String) {
         ["echo", rest @ ..] => match rest.iter().position(|w| *w == ">") {
             Some(at) if at + 1 < rest.len() => {
                 let text = unquote(&rest[..at].join(" "));
-                inside
-                    .files
-                    .insert(rest[at + 1].to_owned(), format!("{text}\n"));
+                inside.write(rest[at + 1], format!("{text}\n"), DEFAULT_MODE);
                 (0, String::new())
             }
             _ => (0, format!("{}\n", unquote(&rest.join(" ")))),
@@ -214,18 +273,70 @@ fn effect(inside: &mut Inside, line: &str) -> (i32, String) {
             Some(content) => (0, content.clone()),
             None => (1, format!("cat: {file}: No such file or directory\n")),
         },
-        ["install", .., src, dst] | ["cp", .., src, dst] => match inside.files.get(*src).cloned() {
+        // GNU install replaces the destination with a new file created 0600, copies into
+        // it and then gives it its mode (0755 without `-m`).
+        ["install", args @ .., src, dst] => match read(inside, src) {
             Some(content) => {
-                inside.files.insert((*dst).to_owned(), content);
+                let mode = match args.iter().position(|a| *a == "-m") {
+                    Some(at) => match args.get(at + 1).map(|m| parse_perms(m)) {
+                        Some(Ok(mode)) => mode,
+                        _ => return (1, "install: invalid mode\n".into()),
+                    },
+                    None => 0o755,
+                };
+                inside.remove(dst);
+                inside.write(dst, content, 0o600);
+                inside.modes.insert((*dst).to_owned(), mode);
                 (0, String::new())
             }
             None => (
                 1,
-                format!("cannot stat '{src}': No such file or directory\n"),
+                format!("install: cannot stat '{src}': No such file or directory\n"),
             ),
         },
+        ["cp", .., src, dst] => match read(inside, src) {
+            Some(content) => {
+                let mode = inside.mode(src).unwrap_or(DEFAULT_MODE);
+                inside.write(dst, content, mode);
+                (0, String::new())
+            }
+            None => (
+                1,
+                format!("cp: cannot stat '{src}': No such file or directory\n"),
+            ),
+        },
+        // A rename: the file keeps its content, its mode and how it was written.
+        ["mv", .., src, dst] => match inside.remove(src) {
+            Some((content, mode, written_with)) => {
+                inside.remove(dst);
+                inside.files.insert((*dst).to_owned(), content);
+                inside.modes.insert((*dst).to_owned(), mode);
+                if let Some(w) = written_with {
+                    inside.written_with.insert((*dst).to_owned(), w);
+                }
+                (0, String::new())
+            }
+            None => (
+                1,
+                format!("mv: cannot stat '{src}': No such file or directory\n"),
+            ),
+        },
+        // A numeric mode is kept; symbolic ones (`+x`) are taken without effect.
+        ["chmod", mode, file] if mode.bytes().all(|b| b.is_ascii_digit()) => {
+            match (parse_perms(mode), inside.files.contains_key(*file)) {
+                (Ok(mode), true) => {
+                    inside.modes.insert((*file).to_owned(), mode);
+                    (0, String::new())
+                }
+                (Err(_), _) => (1, format!("chmod: invalid mode: '{mode}'\n")),
+                (_, false) => (
+                    1,
+                    format!("chmod: cannot access '{file}': No such file or directory\n"),
+                ),
+            }
+        }
         ["rm", .., file] => {
-            inside.files.remove(*file);
+            inside.remove(file);
             (0, String::new())
         }
         ["systemctl", "is-active", unit] => {
@@ -250,6 +361,14 @@ fn effect(inside: &mut Inside, line: &str) -> (i32, String) {
         // says otherwise.
         ["curl", ..] => (0, "200".into()),
         _ => (0, String::new()),
+    }
+}
+
+/// A file's content, `/dev/null` being empty.
+fn read(inside: &Inside, path: &str) -> Option<String> {
+    match path {
+        "/dev/null" => Some(String::new()),
+        _ => inside.files.get(path).cloned(),
     }
 }
 
@@ -339,6 +458,59 @@ mod tests {
         assert_eq!(inside.log[0].exit, None);
         assert!(matches!(r.step(&mut inside, 2), Step::Continue));
         assert_eq!(inside.log[0].exit, Some(0));
+    }
+
+    #[test]
+    fn pct_push_gives_the_file_its_perms_before_writing_as_pct_does() {
+        let mut inside = Inside::default();
+        inside.push("/k", "secret".into(), Some(parse_perms("0600").unwrap()));
+        assert_eq!(
+            (inside.mode("/k"), inside.written_with["/k"]),
+            (Some(0o600), 0o600)
+        );
+        // Without --perms: a new file gets the default, an existing one keeps its mode.
+        inside.push("/k", "again".into(), None);
+        assert_eq!(inside.mode("/k"), Some(0o600));
+        inside.push("/n", "x".into(), None);
+        assert_eq!(inside.mode("/n"), Some(DEFAULT_MODE));
+        // pct reads perms as octal by default, 0x for hex, and refuses anything else.
+        assert_eq!(parse_perms("600"), Ok(0o600));
+        assert_eq!(parse_perms("0x1a4"), Ok(0o644));
+        assert!(parse_perms("rw").is_err() && parse_perms("").is_err());
+    }
+
+    #[test]
+    fn content_written_before_a_chmod_is_recorded_as_written_readable() {
+        let mut inside = Inside::default();
+        inside.write("/k", "secret".into(), DEFAULT_MODE);
+        assert_eq!(run(&mut inside, &["chmod", "0600", "/k"]).0, 0);
+        assert_eq!(
+            (inside.mode("/k"), inside.written_with["/k"]),
+            (Some(0o600), 0o644)
+        );
+        // Made empty with its mode first, written, renamed: never readable by others.
+        assert_eq!(
+            run(
+                &mut inside,
+                &["install", "-m", "0600", "/dev/null", "/k.new"]
+            )
+            .0,
+            0
+        );
+        inside.write("/k.new", "secret".into(), DEFAULT_MODE);
+        assert_eq!(run(&mut inside, &["mv", "-f", "/k.new", "/k"]).0, 0);
+        assert_eq!(
+            (inside.mode("/k"), inside.written_with["/k"]),
+            (Some(0o600), 0o600)
+        );
+        assert_eq!(inside.files["/k"], "secret");
+        assert!(!inside.files.contains_key("/k.new"));
+        assert_eq!(run(&mut inside, &["mv", "/gone", "/k"]).0, 1);
+        assert_eq!(
+            run(&mut inside, &["chmod", "+x", "/k"]).0,
+            0,
+            "symbolic: no effect"
+        );
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl Default for Options {
 }
 
 /// What a client needs, as written by `--credentials-out`.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+#[derive(Clone, Serialize, serde::Deserialize)]
 pub struct CredentialsFile {
     pub url: String,
     pub token_id: String,
@@ -69,6 +69,21 @@ pub struct CredentialsFile {
     pub password: String,
     pub fingerprint: String,
     pub admin_url: String,
+}
+
+impl std::fmt::Debug for CredentialsFile {
+    // The token secret and the password are secrets: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialsFile")
+            .field("url", &self.url)
+            .field("token_id", &self.token_id)
+            .field("token_secret", &"<redacted>")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("fingerprint", &self.fingerprint)
+            .field("admin_url", &self.admin_url)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,4 +221,27 @@ pub fn parse_duration(text: &str) -> Result<(String, Duration), String> {
         return Err(format!("{seconds} is outside 0..=3600 seconds"));
     }
     Ok((op.to_owned(), Duration::from_secs_f64(seconds)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_credentials_keeps_the_token_secret_and_password_out() {
+        let credentials = CredentialsFile {
+            url: "https://127.0.0.1:8006".into(),
+            token_id: "root@pam!phoenix".into(),
+            token_secret: "5ec2e7-70ce-4e75".into(),
+            user: "root@pam".into(),
+            password: "hunter2-pw".into(),
+            fingerprint: "AB:CD".into(),
+            admin_url: "https://127.0.0.1:8006/admin".into(),
+        };
+        let printed = format!("{credentials:?} {credentials:#?}");
+        for secret in ["5ec2e7-70ce-4e75", "hunter2-pw"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("root@pam!phoenix") && printed.contains("<redacted>"));
+    }
 }

@@ -374,7 +374,7 @@ impl Server {
 
     /// The admin routes into a guest's inside: `POST guests/{vmid}/exec` (`{"command":
     /// [argv]}` → `{"exitcode", "output"}`), `POST guests/{vmid}/push` (`{"path",
-    /// "content"}`) and `PUT guests/{vmid}/answers` (a list of answers).
+    /// "content", "perms"?}`, as `pct push --perms`) and `PUT guests/{vmid}/answers` (a list of answers).
     async fn inside(
         self: Arc<Self>,
         method: &str,
@@ -451,8 +451,20 @@ impl Server {
                 errors: None,
             });
         };
+        // pct's `--perms`: octal by default, `0x` for hexadecimal; the file has its mode
+        // before any content is written into it.
+        let perms = match body["perms"].as_str() {
+            Some(perms) => Some(
+                crate::inside::parse_perms(perms).map_err(|message| PveError {
+                    status: 400,
+                    message,
+                    errors: None,
+                })?,
+            ),
+            None => None,
+        };
         self.with_guest(vmid, |g| {
-            g.inside.files.insert(path.to_owned(), content.to_owned());
+            g.inside.push(path, content.to_owned(), perms);
             Ok(Value::Null)
         })
     }

@@ -65,6 +65,11 @@ impl Agent {
         }
     }
 
+    /// Writes `content` to `path` with `mode`, without a moment where the file has a
+    /// looser mode than that: `file-write` has no mode (it would create the file 0644, or
+    /// write into an existing file whatever its mode), so the content goes into a new
+    /// file beside it that `install -m MODE /dev/null` made empty with its final mode
+    /// (GNU install creates it 0600 and then sets MODE), which is renamed into place.
     pub async fn push(
         &self,
         path: &str,
@@ -72,8 +77,34 @@ impl Agent {
         mode: &str,
         timeout: Duration,
     ) -> Result<(), ExecError> {
+        let partial = format!("{path}.phoenix-new");
+        let install = [
+            "install".to_owned(),
+            "-m".into(),
+            mode.to_owned(),
+            "/dev/null".into(),
+            partial.clone(),
+        ];
+        self.run_or_refuse(&install, timeout).await?;
+        let written = self
+            .write_then_rename(&partial, path, content, timeout)
+            .await;
+        if written.is_err() {
+            let remove = ["rm".to_owned(), "-f".into(), partial];
+            let _ = self.exec(&remove, timeout).await;
+        }
+        written
+    }
+
+    async fn write_then_rename(
+        &self,
+        partial: &str,
+        path: &str,
+        content: &[u8],
+        timeout: Duration,
+    ) -> Result<(), ExecError> {
         let params = [
-            ("file".to_owned(), path.to_owned()),
+            ("file".to_owned(), partial.to_owned()),
             (
                 "content".to_owned(),
                 base64::engine::general_purpose::STANDARD.encode(content),
@@ -85,14 +116,24 @@ impl Agent {
             .call(Method::POST, &self.path("file-write"), &params)
             .await
             .map_err(refused)?;
-        // file-write has no mode; set it as pct push --perms would.
-        let chmod = ["chmod".to_owned(), mode.to_owned(), path.to_owned()];
-        let out = self.exec(&chmod, timeout).await?;
+        let rename = [
+            "mv".to_owned(),
+            "-f".into(),
+            partial.to_owned(),
+            path.to_owned(),
+        ];
+        self.run_or_refuse(&rename, timeout).await
+    }
+
+    /// Runs `argv`; a failure is a refusal with the command's last lines.
+    async fn run_or_refuse(&self, argv: &[String], timeout: Duration) -> Result<(), ExecError> {
+        let out = self.exec(argv, timeout).await?;
         if out.success() {
             Ok(())
         } else {
             Err(ExecError::Refused(format!(
-                "chmod {mode} {path}: {}",
+                "{}: {}",
+                argv.join(" "),
                 out.tail(3)
             )))
         }

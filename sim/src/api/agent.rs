@@ -91,7 +91,9 @@ pub(super) fn call(sim: &mut Sim, call: &Call, guest: &Guest, command: &str) -> 
             } else {
                 content
             };
-            g.inside.files.insert(file, decoded);
+            // guest-file-open with mode "w": a new file gets 0666 under the umask, an
+            // existing one is truncated and keeps its mode.
+            g.inside.write(&file, decoded, crate::inside::DEFAULT_MODE);
             Ok(Value::Null)
         }
         _ => Err(PveError {

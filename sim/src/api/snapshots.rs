@@ -46,6 +46,7 @@ pub(super) fn create(sim: &mut Sim, call: &Call, guest: &Guest) -> ApiResult {
         parent: guest.snapshots.last().map(|s| s.name.clone()),
         config,
         files: guest.inside.files.clone(),
+        modes: guest.inside.modes.clone(),
         services: guest.inside.services.clone(),
     };
     sim.set_lock(vmid, "snapshot");
