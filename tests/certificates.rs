@@ -562,7 +562,7 @@ async fn nothing_is_installed_into_a_guest_that_is_not_its_objects() {
     let pve = connections.get(Some("homelab")).await.unwrap();
     let uid = guests.get("taken").await.unwrap().metadata.uid.unwrap();
     let kind = phoenix_clients::proxmox::GuestType::Lxc;
-    let refused = phoenix_controllers::guest_exec::owned_shell(
+    let Err(refused) = phoenix_controllers::guest_exec::owned_shell(
         &kube,
         &pve,
         Some(&redirect),
@@ -572,9 +572,9 @@ async fn nothing_is_installed_into_a_guest_that_is_not_its_objects() {
         &uid,
     )
     .await
-    .unwrap()
-    .err()
-    .expect("refused");
+    .unwrap() else {
+        panic!("a way into a guest that is not the object's");
+    };
     assert!(
         refused.contains("does not carry its object's marker"),
         "{refused}"

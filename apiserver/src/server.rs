@@ -54,11 +54,6 @@ impl Default for Limits {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -90,10 +85,7 @@ impl Running {
 
 /// Opens the store, binds `config.listen`, writes `DATA_DIR/kubeconfig` and serves.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    // The store makes the data directory, private (0700): it holds every Secret.
     let store = Store::open(&config.data_dir)?;
     let creds = tls::load_or_create(&config.data_dir)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(&creds)?));

@@ -21,6 +21,7 @@ fn mode(path: &Path) -> String {
 /// WAL and shared-memory files exist only while the store is open).
 async fn start_write_and_check(dir: &Path) {
     let running = phoenix_apiserver::start(phoenix_apiserver::Config {
+        limits: Default::default(),
         data_dir: dir.to_owned(),
         listen: "127.0.0.1:0".into(),
     })
@@ -68,6 +69,7 @@ async fn an_existing_looser_data_directory_and_database_are_tightened() {
     // A store made by an earlier version: world-readable files.
     {
         let running = phoenix_apiserver::start(phoenix_apiserver::Config {
+            limits: Default::default(),
             data_dir: dir.clone(),
             listen: "127.0.0.1:0".into(),
         })

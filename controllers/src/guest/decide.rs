@@ -172,8 +172,13 @@ pub fn adoption(
     policy: AdoptionPolicy,
     label: &str,
 ) -> Result<Params, Error> {
+    // PVE's `protection` defaults to 0: unset and 0 are the same setting, and adoption
+    // never writes it.
+    let same_protection = |c: &plan::Change| {
+        c.key == "protection" && c.from.as_deref().unwrap_or("0") == c.to.as_deref().unwrap_or("0")
+    };
     let changes: Vec<&plan::Change> = plan::changes(steps)
-        .filter(|c| !MARKER_KEYS.contains(&c.key.as_str()))
+        .filter(|c| !MARKER_KEYS.contains(&c.key.as_str()) && !same_protection(c))
         .collect();
     let refused = |c: &plan::Change| {
         c.key == "protection" || c.needs_restart || policy == AdoptionPolicy::RequireMatch
@@ -523,6 +528,9 @@ mod tests {
         let restart = Step::Configure {
             changes: vec![change("cores", Some("2"), Some("4"), true)],
         };
+        let unset_protection = Step::Configure {
+            changes: vec![change("protection", None, Some("0"), false)],
+        };
         let create = Step::Create {
             params: BTreeMap::new(),
         };
@@ -554,6 +562,7 @@ mod tests {
                 Err("in protection:"),
             ),
             (vec![protection], RequireMatch, Err("in protection:")),
+            (vec![unset_protection], RequireMatch, Ok(marker.clone())),
             (vec![restart], ApplyLiveChanges, Err("in cores:")),
             (vec![create], ApplyLiveChanges, Err("in create:")),
         ];

@@ -577,7 +577,8 @@ mod tests {
         let mut evil = vllm();
         evil.model = "m\nExecStartPre=/bin/sh -c pwned".into();
         evil.args.push("x\nUser=root".into());
-        evil.env.insert("A".into(), "1\nExecStartPost=/bin/true".into());
+        evil.env
+            .insert("A".into(), "1\nExecStartPost=/bin/true".into());
         let unit = vllm_unit(&evil, false);
         for line in unit.lines() {
             let directive = line.split('=').next().unwrap_or_default();
