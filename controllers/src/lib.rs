@@ -132,15 +132,9 @@ pub async fn run(kube: kube::Client, options: Options) {
         challenges: Arc::default(),
         redirect: options.acme_redirect.clone(),
     });
-    if let Some(listen) = &options.http01_listen {
-        match tokio::net::TcpListener::bind(listen).await {
-            Ok(listener) => {
-                tracing::info!(%listen, "ACME HTTP-01 challenge responder listening");
-                tokio::spawn(certificate_ctx.challenges.clone().serve(listener));
-            }
-            Err(e) => tracing::error!(%listen, "the ACME HTTP-01 responder cannot listen: {e}"),
-        }
-    }
+    // Joined with the controllers rather than spawned: when they stop (the lease is lost)
+    // the responder stops too and frees its port for the next leader (or this one again).
+    let responder = responder(&options, certificate_ctx.challenges.clone());
     let certificates = Controller::new(
         Api::<phoenix_crds::Certificate>::all(kube.clone()),
         watcher::Config::default(),
@@ -151,7 +145,21 @@ pub async fn run(kube: kube::Client, options: Options) {
         certificate_ctx,
     )
     .for_each(|_| async {});
-    futures::join!(lxc, vm, clusters, certificates);
+    futures::join!(lxc, vm, clusters, certificates, responder);
+}
+
+/// The ACME HTTP-01 challenge responder, serving until dropped.
+async fn responder(options: &Options, challenges: Arc<certificate::http01::Challenges>) {
+    let Some(listen) = &options.http01_listen else {
+        return;
+    };
+    match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => {
+            tracing::info!(%listen, "ACME HTTP-01 challenge responder listening");
+            challenges.serve(listener).await;
+        }
+        Err(e) => tracing::error!(%listen, "the ACME HTTP-01 responder cannot listen: {e}"),
+    }
 }
 
 /// One kind of guest's controller, also woken by the objects sent to its wake channel

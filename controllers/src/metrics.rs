@@ -158,7 +158,8 @@ impl Metrics {
 
 /// Serves `/metrics` and `/healthz` on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
-    crate::http::serve(listener, Arc::new(move |path: &str| answer(path, &metrics))).await
+    let answer = Arc::new(move |path: &str| answer(path, &metrics));
+    crate::http::serve(listener, answer, crate::http::Limits::default()).await
 }
 
 fn answer(path: &str, metrics: &Metrics) -> crate::http::Answer {

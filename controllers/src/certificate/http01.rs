@@ -1,15 +1,10 @@
 //! The HTTP-01 challenge responder: `GET /.well-known/acme-challenge/{token}` answers the
 //! key authorization of a challenge the controller has set up, and 404 otherwise.
 
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+pub use crate::http::Limits;
+use hyper::StatusCode;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// Challenge tokens and their key authorizations, while their orders are open.
 #[derive(Default)]
@@ -49,123 +44,22 @@ impl Challenges {
         self.serve_with(listener, Limits::default()).await
     }
 
-    /// Serves the responder on `listener` within `limits` until the task is dropped.
-    ///
-    /// Its own loop rather than `crate::http::serve`: the responder faces the Internet, so
-    /// request heads have a deadline, connections a cap, and failed accepts a backoff.
+    /// Serves the responder on `listener` within `limits` until the task is dropped: the
+    /// responder faces the Internet, so request heads have a deadline, connections a cap,
+    /// and failed accepts a backoff (`crate::http::serve`).
     pub async fn serve_with(self: Arc<Self>, listener: tokio::net::TcpListener, limits: Limits) {
-        let permits = Arc::new(Semaphore::new(limits.max_connections));
-        let mut backoff = Backoff::default();
-        let mut refusing = false;
-        loop {
-            let (tcp, peer) = accept_with_backoff(&mut backoff, || listener.accept()).await;
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                if !refusing {
-                    tracing::warn!(%peer, max = limits.max_connections, "HTTP-01 responder: too many connections; closing new ones until some end");
-                    refusing = true;
-                }
-                drop(tcp);
-                continue;
-            };
-            refusing = false;
-            let challenges = self.clone();
-            let header_read_timeout = limits.header_read_timeout;
-            tokio::spawn(async move {
-                let _permit = permit;
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let (status, body) = challenges.answer(req.uri().path());
-                    let response = crate::http::respond(status.as_u16(), "text/plain", body);
-                    async move { Ok::<_, std::convert::Infallible>(response) }
-                });
-                // Without a timer hyper's header timeout is silently off.
-                let served = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(header_read_timeout)
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-                if let Err(e) = served {
-                    tracing::debug!(%peer, error = %e, "HTTP-01 connection ended");
-                }
-            });
-        }
-    }
-}
-
-/// What clients may hold of the responder, which anyone on the Internet can reach.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// A connection that has not sent a whole request head by then is closed (also a
-    /// keep-alive connection idle for that long).
-    pub header_read_timeout: Duration,
-    /// Connections open at once; above it, new ones are closed as soon as accepted.
-    pub max_connections: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(10),
-            max_connections: 256,
-        }
-    }
-}
-
-/// The waits between failed accepts: 10 ms, doubling to 1 s, reset by a success.
-#[derive(Debug, Default)]
-struct Backoff {
-    failures: u32,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(10);
-    const MAX: Duration = Duration::from_secs(1);
-
-    /// How long to wait after one more failure.
-    fn failed(&mut self) -> Duration {
-        let wait = Self::FIRST
-            .saturating_mul(1 << self.failures.min(16))
-            .min(Self::MAX);
-        self.failures = self.failures.saturating_add(1);
-        wait
-    }
-
-    /// The failures of the burst a success ends.
-    fn succeeded(&mut self) -> u32 {
-        std::mem::take(&mut self.failures)
-    }
-}
-
-/// The next accepted connection. Accept fails when the process is out of descriptors
-/// (EMFILE, ENFILE); retrying at once would spin and flood the log, so failures back off
-/// and a burst of them is logged once when it starts and once when it ends.
-async fn accept_with_backoff<T, F, Fut>(backoff: &mut Backoff, mut accept: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = std::io::Result<T>>,
-{
-    loop {
-        match accept().await {
-            Ok(conn) => {
-                let failures = backoff.succeeded();
-                if failures > 0 {
-                    tracing::info!(failures, "HTTP-01 responder: accepting connections again");
-                }
-                return conn;
-            }
-            Err(e) => {
-                let wait = backoff.failed();
-                if backoff.failures == 1 {
-                    tracing::warn!(error = %e, "HTTP-01 responder: accept failed; retrying with backoff until it succeeds");
-                }
-                tokio::time::sleep(wait).await;
-            }
-        }
+        let answer = move |path: &str| {
+            let (status, body) = self.answer(path);
+            crate::http::respond(status.as_u16(), "text/plain", body)
+        };
+        crate::http::serve(listener, Arc::new(answer), limits).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use std::time::Instant;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
@@ -233,37 +127,6 @@ mod tests {
     }
 
     /// EMFILE on every accept: the loop waits between attempts instead of spinning.
-    #[tokio::test]
-    async fn failing_accepts_back_off_instead_of_spinning() {
-        let attempts = std::sync::atomic::AtomicUsize::new(0);
-        let accept = || async {
-            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tokio::task::yield_now().await;
-            Err::<(), _>(std::io::Error::from_raw_os_error(24))
-        };
-        let mut backoff = Backoff::default();
-        let ran = tokio::time::timeout(
-            Duration::from_millis(400),
-            accept_with_backoff(&mut backoff, accept),
-        );
-        assert!(ran.await.is_err(), "no connection was accepted");
-        let attempts = attempts.into_inner();
-        // 10 + 20 + 40 + 80 + 160 ms of backoff: six attempts, seven with slack.
-        assert!(
-            (3..=8).contains(&attempts),
-            "{attempts} accept attempts in 400 ms"
-        );
-    }
-
-    #[test]
-    fn backoff_doubles_to_a_second_and_resets() {
-        let mut b = Backoff::default();
-        let waits: Vec<u64> = (0..9).map(|_| b.failed().as_millis() as u64).collect();
-        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
-        assert_eq!(b.succeeded(), 9);
-        assert_eq!(b.failed(), Duration::from_millis(10));
-    }
-
     #[tokio::test]
     async fn connections_over_the_cap_are_closed_at_once() {
         let (_c, addr) = responder(Limits {
