@@ -14,6 +14,7 @@ const CRATES: &[&str] = &[
     "apiserver/src",
     "clients/src",
     "controllers/src",
+    "listen/src",
     "sim/src",
 ];
 

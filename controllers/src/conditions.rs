@@ -144,6 +144,26 @@ pub fn summarize(
     }
 }
 
+/// [`summarize`] after a failed pass: `Stalled` when the error is permanent, else
+/// `Reconciling`, with its category as the reason.
+pub fn summarize_failure(
+    conditions: &mut Vec<Condition>,
+    error: &crate::error::Error,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) {
+    let standing = Standing::after_failure(error.is_permanent());
+    let message = error.to_string();
+    summarize(
+        conditions,
+        standing,
+        error.category(),
+        &message,
+        generation,
+        now,
+    );
+}
+
 /// Sets (or replaces) the condition of `type_`; the transition time moves only when the
 /// status flips.
 pub fn set(

@@ -7,6 +7,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use phoenix_listen::{Backoff, accept_with_backoff};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -80,94 +81,5 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 256,
         }
-    }
-}
-
-/// The waits between failed accepts: 10 ms, doubling to 1 s, reset by a success.
-#[derive(Debug, Default)]
-struct Backoff {
-    failures: u32,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(10);
-    const MAX: Duration = Duration::from_secs(1);
-
-    /// How long to wait after one more failure.
-    fn failed(&mut self) -> Duration {
-        let wait = Self::FIRST
-            .saturating_mul(1 << self.failures.min(16))
-            .min(Self::MAX);
-        self.failures = self.failures.saturating_add(1);
-        wait
-    }
-
-    /// The failures of the burst a success ends.
-    fn succeeded(&mut self) -> u32 {
-        std::mem::take(&mut self.failures)
-    }
-}
-
-/// The next accepted connection. Accept fails when the process is out of descriptors
-/// (EMFILE, ENFILE); retrying at once would spin and flood the log, so failures back off
-/// and a burst of them is logged once when it starts and once when it ends.
-async fn accept_with_backoff<T, F, Fut>(backoff: &mut Backoff, mut accept: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = std::io::Result<T>>,
-{
-    loop {
-        match accept().await {
-            Ok(conn) => {
-                let failures = backoff.succeeded();
-                if failures > 0 {
-                    tracing::info!(failures, "accepting connections again");
-                }
-                return conn;
-            }
-            Err(e) => {
-                let wait = backoff.failed();
-                if backoff.failures == 1 {
-                    tracing::warn!(error = %e, "accept failed; retrying with backoff until it succeeds");
-                }
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn failing_accepts_back_off_instead_of_spinning() {
-        let attempts = std::sync::atomic::AtomicUsize::new(0);
-        let accept = || async {
-            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tokio::task::yield_now().await;
-            Err::<(), _>(std::io::Error::from_raw_os_error(24))
-        };
-        let mut backoff = Backoff::default();
-        let ran = tokio::time::timeout(
-            Duration::from_millis(400),
-            accept_with_backoff(&mut backoff, accept),
-        );
-        assert!(ran.await.is_err(), "no connection was accepted");
-        let attempts = attempts.into_inner();
-        // 10 + 20 + 40 + 80 + 160 ms of backoff: six attempts, seven with slack.
-        assert!(
-            (3..=8).contains(&attempts),
-            "{attempts} accept attempts in 400 ms"
-        );
-    }
-
-    #[test]
-    fn backoff_doubles_to_a_second_and_resets() {
-        let mut b = Backoff::default();
-        let waits: Vec<u64> = (0..9).map(|_| b.failed().as_millis() as u64).collect();
-        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
-        assert_eq!(b.succeeded(), 9);
-        assert_eq!(b.failed(), Duration::from_millis(10));
     }
 }

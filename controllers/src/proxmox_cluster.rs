@@ -91,18 +91,7 @@ pub async fn reconcile(
                 now,
             );
         }
-        Err(e) => {
-            let standing = Standing::after_failure(e.is_permanent());
-            let message = e.to_string();
-            conditions::summarize(
-                conditions,
-                standing,
-                e.category(),
-                &message,
-                generation,
-                now,
-            );
-        }
+        Err(e) => conditions::summarize_failure(conditions, e, generation, now),
     }
     status.common.observed_generation = generation;
     let api: Api<ProxmoxCluster> = Api::all(kube.clone());

@@ -611,15 +611,7 @@ async fn failed(
         now,
     );
     if !conditions::is_true(conditions, conditions::READY) {
-        let standing = Standing::after_failure(e.is_permanent());
-        conditions::summarize(
-            conditions,
-            standing,
-            e.category(),
-            &message,
-            generation,
-            now,
-        );
+        conditions::summarize_failure(conditions, &e, generation, now);
     }
     if !was_failed {
         ctx.event(cert, EventType::Warning, e.category(), message.clone())
