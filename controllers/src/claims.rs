@@ -7,8 +7,12 @@ pub struct Claim {
     pub vmid: u32,
     /// `LxcGuest default/step-ca`
     pub owner: String,
-    /// RFC 3339 creation time, then uid: a total order.
+    /// RFC 3339 creation time (to the second), then whether the object has been acted on
+    /// (has a status), then uid: a total order.
     pub created: String,
+    /// The object's controller has already acted on it: of two created in one second, the
+    /// one already reconciled keeps its claim (the other could not have been first).
+    pub reconciled: bool,
     pub uid: String,
 }
 
@@ -17,7 +21,7 @@ pub fn holder(vmid: u32, claims: &[Claim]) -> Option<&Claim> {
     claims
         .iter()
         .filter(|c| c.vmid == vmid)
-        .min_by(|a, b| (&a.created, &a.uid).cmp(&(&b.created, &b.uid)))
+        .min_by_key(|c| (&c.created, !c.reconciled, &c.uid))
 }
 
 #[cfg(test)]
@@ -29,6 +33,7 @@ mod tests {
             vmid,
             owner: owner.into(),
             created: created.into(),
+            reconciled: false,
             uid: uid.into(),
         }
     }
@@ -54,6 +59,13 @@ mod tests {
             holder(7, &tie).unwrap().owner,
             "y",
             "same second: uid decides"
+        );
+        let mut acted_on = tie.clone();
+        acted_on[0].reconciled = true;
+        assert_eq!(
+            holder(7, &acted_on).unwrap().owner,
+            "x",
+            "same second: the one already reconciled keeps it"
         );
     }
 }

@@ -23,6 +23,8 @@ pub struct Peer {
     pub vmid: u32,
     pub template: bool,
     pub deleted: bool,
+    /// Its controller has written a status for it.
+    pub reconciled: bool,
     pub depends_on: Vec<DependencyRef>,
     pub order: Option<u32>,
     pub group: Option<String>,
@@ -50,6 +52,7 @@ impl Peer {
             vmid: g.vmid(),
             template: g.wants_template(),
             deleted: g.meta().deletion_timestamp.is_some(),
+            reconciled: status.is_some(),
             depends_on: common.depends_on.clone(),
             order: common.startup.as_ref().and_then(|s| s.order),
             group: common
@@ -87,6 +90,7 @@ pub fn check_claim<G: Guest>(guest: &G, ctx: &GuestContext) -> Result<(), Error>
             vmid: p.vmid,
             owner: format!("{:?} {}/{}", p.kind, p.namespace, p.name),
             created: p.created,
+            reconciled: p.reconciled,
             uid: p.uid,
         })
         .collect();
