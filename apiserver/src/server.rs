@@ -10,13 +10,13 @@ use crate::tls;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use phoenix_listen::{Backoff, accept_with_backoff};
+use phoenix_listen::{Backoff, ConnectionCap, accept_with_backoff};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 /// How to run the server.
 #[derive(Clone, Debug)]
@@ -140,25 +140,17 @@ async fn accept_loop(
     limits: Limits,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut cap = ConnectionCap::new(limits.max_connections);
     let mut backoff = Backoff::default();
-    let mut refusing = false;
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = accept_with_backoff(&mut backoff, || listener.accept()) => accepted,
             _ = stopped.changed() => return,
         };
-        // Over the cap the connection is closed at once: queueing it would hold its
-        // descriptor and memory for a client that may never go away.
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            if !refusing {
-                tracing::warn!(%peer, max = limits.max_connections, "too many connections; closing new ones until some end");
-                refusing = true;
-            }
+        let Some(permit) = cap.admit(peer) else {
             drop(tcp);
             continue;
         };
-        refusing = false;
         let acceptor = acceptor.clone();
         let state = state.clone();
         let limits = limits.clone();

@@ -7,10 +7,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use phoenix_listen::{Backoff, accept_with_backoff};
+use phoenix_listen::{Backoff, ConnectionCap, accept_with_backoff};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 pub type Answer = Response<Full<Bytes>>;
 
@@ -31,20 +30,14 @@ pub async fn serve(
     answer: Arc<dyn Fn(&str) -> Answer + Send + Sync>,
     limits: Limits,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut cap = ConnectionCap::new(limits.max_connections);
     let mut backoff = Backoff::default();
-    let mut refusing = false;
     loop {
         let (tcp, peer) = accept_with_backoff(&mut backoff, || listener.accept()).await;
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            if !refusing {
-                tracing::warn!(%peer, max = limits.max_connections, "too many connections; closing new ones until some end");
-                refusing = true;
-            }
+        let Some(permit) = cap.admit(peer) else {
             drop(tcp);
             continue;
         };
-        refusing = false;
         let answer = answer.clone();
         let header_read_timeout = limits.header_read_timeout;
         tokio::spawn(async move {

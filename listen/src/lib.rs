@@ -1,9 +1,42 @@
 //! Accepting connections without spinning. `accept` fails when the process is out of file
 //! descriptors (EMFILE, ENFILE) or memory; a listener that retries at once turns that into
 //! a hot loop and a log flood. The API server and the controllers' listeners (the HTTP-01
-//! responder, metrics) accept through [`accept_with_backoff`].
+//! responder, metrics) accept through [`accept_with_backoff`], and admit what they accepted
+//! through a [`ConnectionCap`].
 
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A bound on the connections a listener holds open at once. Over it a new connection is
+/// closed at once: queueing it would hold its descriptor and memory for a client that may
+/// never go away. A burst of refusals is logged once.
+pub struct ConnectionCap {
+    permits: Arc<Semaphore>,
+    max: usize,
+    refusing: bool,
+}
+
+impl ConnectionCap {
+    pub fn new(max: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+            refusing: false,
+        }
+    }
+
+    /// A place for the connection from `peer`, held until the permit is dropped; `None`:
+    /// close it.
+    pub fn admit(&mut self, peer: std::net::SocketAddr) -> Option<OwnedSemaphorePermit> {
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        if permit.is_none() && !self.refusing {
+            tracing::warn!(%peer, max = self.max, "too many connections; closing new ones until some end");
+        }
+        self.refusing = permit.is_none();
+        permit
+    }
+}
 
 /// The waits between failed accepts: 10 ms, doubling to 1 s, reset by a success.
 #[derive(Debug, Default)]
@@ -61,6 +94,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cap_admits_up_to_its_bound_and_again_once_a_place_frees() {
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let mut cap = ConnectionCap::new(2);
+        let (a, _b) = (cap.admit(peer).unwrap(), cap.admit(peer).unwrap());
+        assert!(cap.admit(peer).is_none());
+        drop(a);
+        assert!(cap.admit(peer).is_some());
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// EMFILE (out of file descriptors) on every accept, as when the process is at its
