@@ -2,6 +2,9 @@
 //! object keeps it), not a race decided by whichever reaches PVE first.
 
 /// One object's claim on a VMID.
+use crate::conditions::{self, reason};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
     pub vmid: u32,
@@ -14,6 +17,15 @@ pub struct Claim {
     /// one already reconciled keeps its claim (the other could not have been first).
     pub reconciled: bool,
     pub uid: String,
+}
+
+/// Whether an object's controller has acted on it, from its status conditions: a status
+/// that only says another object holds the VMID does not count, or the loser of a
+/// same-second tie would become the winner once refused.
+pub fn acted_on(conditions: Option<&[Condition]>) -> bool {
+    conditions.is_some_and(|c| {
+        conditions::find(c, conditions::READY).is_none_or(|r| r.reason != reason::VMID_CLAIMED)
+    })
 }
 
 /// The claim that holds `vmid` among `claims`: the oldest.
@@ -66,6 +78,30 @@ mod tests {
             holder(7, &acted_on).unwrap().owner,
             "x",
             "same second: the one already reconciled keeps it"
+        );
+    }
+
+    #[test]
+    fn a_refusal_for_the_claim_is_not_having_acted() {
+        let ready = |reason: &str| {
+            let mut c = Vec::new();
+            conditions::set(
+                &mut c,
+                conditions::READY,
+                false,
+                reason,
+                "m",
+                Some(1),
+                jiff::Timestamp::UNIX_EPOCH,
+            );
+            c
+        };
+        assert!(!acted_on(None), "no status yet");
+        assert!(acted_on(Some(&[])), "a status without Ready");
+        assert!(acted_on(Some(&ready(reason::VMID_IN_USE))));
+        assert!(
+            !acted_on(Some(&ready(reason::VMID_CLAIMED))),
+            "the twin refused for the claim must not then win the tie"
         );
     }
 }

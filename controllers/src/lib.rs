@@ -29,6 +29,8 @@ pub mod tasks;
 pub mod vm;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
@@ -108,8 +110,8 @@ pub async fn run(kube: kube::Client, options: Options) {
             wake: wake_vm,
         },
     ));
-    let lxc = run_guests(lxc, woken_lxc, guests.clone());
-    let vm = run_guests(vm, woken_vm, guests.clone());
+    let lxc = run_guests(watch_inputs(lxc, &kube), woken_lxc, guests.clone());
+    let vm = run_guests(watch_inputs(vm, &kube), woken_vm, guests.clone());
     let cluster_ctx = Arc::new(proxmox_cluster::ClusterContext {
         shared: shared.clone(),
         wake_guests: Box::new(move || {
@@ -160,6 +162,22 @@ async fn responder(options: &Options, challenges: Arc<certificate::http01::Chall
         }
         Err(e) => tracing::error!(%listen, "the ACME HTTP-01 responder cannot listen: {e}"),
     }
+}
+
+/// Wakes the guests waiting for an input when a ConfigMap or Secret changes.
+fn watch_inputs<G: guest::Guest>(controller: Controller<G>, kube: &kube::Client) -> Controller<G> {
+    let (configs, secrets) = (controller.store(), controller.store());
+    controller
+        .watches(
+            Api::<ConfigMap>::all(kube.clone()),
+            watcher::Config::default(),
+            move |c| guest::input_watch::waiters(&configs, c.namespace().as_deref()),
+        )
+        .watches(
+            Api::<Secret>::all(kube.clone()),
+            watcher::Config::default(),
+            move |s| guest::input_watch::waiters(&secrets, s.namespace().as_deref()),
+        )
 }
 
 /// One kind of guest's controller, also woken by the objects sent to its wake channel

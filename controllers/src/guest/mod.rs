@@ -8,6 +8,7 @@ pub mod context;
 pub mod converge;
 pub mod decide;
 pub mod firewall;
+pub mod input_watch;
 pub mod inside;
 pub mod observe;
 pub mod peers;

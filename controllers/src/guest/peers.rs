@@ -23,7 +23,7 @@ pub struct Peer {
     pub vmid: u32,
     pub template: bool,
     pub deleted: bool,
-    /// Its controller has written a status for it.
+    /// Its controller has acted on it (a status, not a refusal for another's VMID claim).
     pub reconciled: bool,
     pub depends_on: Vec<DependencyRef>,
     pub order: Option<u32>,
@@ -52,7 +52,7 @@ impl Peer {
             vmid: g.vmid(),
             template: g.wants_template(),
             deleted: g.meta().deletion_timestamp.is_some(),
-            reconciled: status.is_some(),
+            reconciled: claims::acted_on(status.map(|(c, _)| c.conditions.as_slice())),
             depends_on: common.depends_on.clone(),
             order: common.startup.as_ref().and_then(|s| s.order),
             group: common
