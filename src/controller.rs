@@ -16,6 +16,10 @@ pub struct ControllerArgs {
     /// Seconds between looks at a converged object (drift detection).
     #[arg(long, default_value_t = 300)]
     pub resync_seconds: u64,
+    /// Seconds between looks at each cluster's guests as a whole (one `/cluster/resources`
+    /// call): a guest stopped or changed by hand is noticed within it.
+    #[arg(long, default_value_t = 10)]
+    pub cluster_view_seconds: u64,
     /// Where the ACME HTTP-01 challenge responder listens; Step-CA validates on port 80 of
     /// each name, so route that here (a Service port, a DNAT rule).
     #[arg(long, env = "PHOENIX_ACME_HTTP01_ADDR", default_value = "0.0.0.0:8089")]
@@ -74,6 +78,7 @@ pub fn spawn_controllers(
         acme_redirect,
         http01_listen: Some(args.acme_http01_listen.clone()),
         resync: std::time::Duration::from_secs(args.resync_seconds.max(1)),
+        cluster_view_interval: std::time::Duration::from_secs(args.cluster_view_seconds.max(1)),
         metrics,
         instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "phoenix".into()),
         ..Default::default()

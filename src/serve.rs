@@ -27,6 +27,10 @@ pub struct ServerArgs {
     /// With --simulate: how long tasks of a type take, OP=SECONDS; repeatable.
     #[arg(long = "task-duration", value_parser = phoenix_sim::parse_duration)]
     pub task_durations: Vec<(String, std::time::Duration)>,
+    /// With --simulate: use the simulated Proxmox VE already running in its own process
+    /// (`phoenix sim pve --credentials-out FILE`) instead of one in this process.
+    #[arg(long, conflicts_with_all = ["sim_nodes", "task_durations", "seed"])]
+    pub sim_pve_credentials: Option<PathBuf>,
     /// With --simulate: seed for injected faults.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -118,7 +122,14 @@ async fn start_platform(args: &ServerArgs, kubeconfig: &Path) -> anyhow::Result<
     let kube = crate::kube_client::connect(Some(kubeconfig)).await?;
     crate::apply::install_crds(&kube).await?;
     let (sim, redirect) = if args.simulate {
-        let sim = start_simulator(args).await?;
+        let (sim, credentials) = match &args.sim_pve_credentials {
+            Some(file) => (None, external_simulator(file, &args.data_dir)?),
+            None => {
+                let sim = start_simulator(args).await?;
+                let credentials = sim.credentials.clone();
+                (Some(sim), credentials)
+            }
+        };
         let redirect = phoenix_controllers::pve::Redirect {
             // Containers are reached through this binary's `sim pct`, or through a real
             // sshd on loopback whose `pct` is that (`--sim-ssh`).
@@ -132,9 +143,9 @@ async fn start_platform(args: &ServerArgs, kubeconfig: &Path) -> anyhow::Result<
                     .to_string(),
             ],
             ssh: args.sim_ssh.clone(),
-            ..crate::simulator::redirect(&sim.credentials)
+            ..crate::simulator::redirect(&credentials)
         };
-        (Some(sim), Some(redirect))
+        (sim, Some(redirect))
     } else {
         (None, None)
     };
@@ -223,6 +234,22 @@ async fn start_simulator(args: &ServerArgs) -> anyhow::Result<phoenix_sim::Runni
     )?;
     tracing::info!(url = %sim.credentials.url, "simulated Proxmox VE (credentials in sim.json)");
     Ok(sim)
+}
+
+/// The simulator of --sim-pve-credentials: on loopback, its credentials copied to
+/// DATA_DIR/sim.json where simulate mode's `pct` and the tests look for them.
+fn external_simulator(
+    file: &Path,
+    data_dir: &Path,
+) -> anyhow::Result<phoenix_sim::CredentialsFile> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let credentials: phoenix_sim::CredentialsFile = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a simulator's credentials: {e}", file.display()))?;
+    loopback_url(&credentials.url).map_err(anyhow::Error::msg)?;
+    phoenix_apiserver::tls::write_private(&crate::simulator::credentials_in(data_dir), &text)?;
+    tracing::info!(url = %credentials.url, "simulated Proxmox VE in its own process");
+    Ok(credentials)
 }
 
 /// Simulate mode never reaches beyond this machine.

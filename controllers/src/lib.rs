@@ -7,6 +7,7 @@ pub mod ca_root;
 pub mod certificate;
 pub mod claims;
 pub mod cluster_policy;
+pub mod cluster_view;
 pub mod conditions;
 pub mod context;
 pub mod dependencies;
@@ -33,7 +34,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use phoenix_crds::{LxcGuest, ProxmoxCluster, VmGuest};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,9 @@ pub struct Options {
     pub resync: Duration,
     /// How often a running PVE task is polled.
     pub task_poll: Duration,
+    /// How often each cluster's guests are looked at as a whole (`/cluster/resources`): a
+    /// guest stopped by hand is noticed within it.
+    pub cluster_view_interval: Duration,
     /// The metrics the controllers count into (served by [`metrics::serve`]).
     pub metrics: Arc<metrics::Metrics>,
     /// This process, in events' `reportingInstance`.
@@ -63,6 +67,7 @@ impl Default for Options {
             redirect: None,
             resync: Duration::from_secs(300),
             task_poll: Duration::from_millis(250),
+            cluster_view_interval: Duration::from_secs(10),
             metrics: Arc::default(),
             instance: "phoenix".into(),
             http01_listen: None,
@@ -89,14 +94,8 @@ pub async fn run(kube: kube::Client, options: Options) {
         tasks::TaskTracker::new(metrics.clone(), options.task_poll),
         options.resync,
     ));
-    let lxc = Controller::new(
-        Api::<LxcGuest>::all(kube.clone()),
-        watcher::Config::default(),
-    );
-    let vm = Controller::new(
-        Api::<VmGuest>::all(kube.clone()),
-        watcher::Config::default(),
-    );
+    let lxc = lean_controller(Api::<LxcGuest>::all(kube.clone()));
+    let vm = lean_controller(Api::<VmGuest>::all(kube.clone()));
     let (wake_lxc, woken_lxc) = tokio::sync::mpsc::unbounded_channel();
     let (wake_vm, woken_vm) = tokio::sync::mpsc::unbounded_channel();
     let guests = Arc::new(guest::GuestContext::new(
@@ -109,7 +108,9 @@ pub async fn run(kube: kube::Client, options: Options) {
             store: vm.store(),
             wake: wake_vm,
         },
+        options.cluster_view_interval,
     ));
+    let cluster_watch = guest::cluster_watch::watch(guests.clone());
     let lxc = run_guests(watch_inputs(lxc, &kube), woken_lxc, guests.clone());
     let vm = run_guests(watch_inputs(vm, &kube), woken_vm, guests.clone());
     let cluster_ctx = Arc::new(proxmox_cluster::ClusterContext {
@@ -119,16 +120,13 @@ pub async fn run(kube: kube::Client, options: Options) {
             guests.vm.wake_all();
         }),
     });
-    let clusters = Controller::new(
-        Api::<ProxmoxCluster>::all(kube.clone()),
-        watcher::Config::default(),
-    )
-    .run(
-        proxmox_cluster::reconcile_cluster,
-        proxmox_cluster::error_policy,
-        cluster_ctx,
-    )
-    .for_each(|_| async {});
+    let clusters = lean_controller(Api::<ProxmoxCluster>::all(kube.clone()))
+        .run(
+            proxmox_cluster::reconcile_cluster,
+            proxmox_cluster::error_policy,
+            cluster_ctx,
+        )
+        .for_each(|_| async {});
     let certificate_ctx = Arc::new(certificate::CertificateContext {
         shared,
         challenges: Arc::default(),
@@ -137,17 +135,14 @@ pub async fn run(kube: kube::Client, options: Options) {
     // Joined with the controllers rather than spawned: when they stop (the lease is lost)
     // the responder stops too and frees its port for the next leader (or this one again).
     let responder = responder(&options, certificate_ctx.challenges.clone());
-    let certificates = Controller::new(
-        Api::<phoenix_crds::Certificate>::all(kube.clone()),
-        watcher::Config::default(),
-    )
-    .run(
-        certificate::reconcile,
-        certificate::error_policy,
-        certificate_ctx,
-    )
-    .for_each(|_| async {});
-    futures::join!(lxc, vm, clusters, certificates, responder);
+    let certificates = lean_controller(Api::<phoenix_crds::Certificate>::all(kube.clone()))
+        .run(
+            certificate::reconcile,
+            certificate::error_policy,
+            certificate_ctx,
+        )
+        .for_each(|_| async {});
+    futures::join!(lxc, vm, cluster_watch, clusters, certificates, responder);
 }
 
 /// The ACME HTTP-01 challenge responder, serving until dropped.
@@ -163,6 +158,33 @@ async fn responder(options: &Options, challenges: Arc<certificate::http01::Chall
         Err(e) => tracing::error!(%listen, "the ACME HTTP-01 responder cannot listen: {e}"),
     }
 }
+
+/// A controller whose cache keeps what reconciling reads: objects without their managed
+/// fields and `kubectl apply`'s last-applied annotation (a second copy of the spec), which
+/// would otherwise be most of the memory a large fleet costs.
+fn lean_controller<K>(api: Api<K>) -> Controller<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let objects = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|object| {
+            object.managed_fields_mut().clear();
+            object.annotations_mut().remove(LAST_APPLIED);
+        })
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(objects, reader)
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Wakes the guests waiting for an input when a ConfigMap or Secret changes.
 fn watch_inputs<G: guest::Guest>(controller: Controller<G>, kube: &kube::Client) -> Controller<G> {

@@ -2,6 +2,7 @@
 //! ProxmoxCluster (rebuilt when its spec or Secret changes), the per-node task budget and
 //! the per-template clone lock.
 
+use crate::cluster_view::ClusterView;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::slots::Slots;
@@ -186,6 +187,8 @@ pub async fn secret_texts<const N: usize>(
 pub struct Connection {
     pub cluster: Arc<ProxmoxCluster>,
     pub client: ProxmoxClient,
+    /// Every guest's place and power state, from one call shared by all passes.
+    pub view: Arc<ClusterView>,
     budget_per_node: u32,
     node_budgets: BTreeMap<String, u32>,
     slots: Mutex<BTreeMap<String, Arc<Slots>>>,
@@ -240,6 +243,12 @@ impl Connections {
             metrics,
             cache: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The clusters connected so far (those a pass has asked for).
+    pub fn connected(&self) -> Vec<Arc<Connection>> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.values().map(|(_, c)| c.clone()).collect()
     }
 
     pub fn redirect(&self) -> Option<&Redirect> {
@@ -297,6 +306,7 @@ impl Connections {
                 let refreshed = Arc::new(Connection {
                     cluster: Arc::new(cluster),
                     client: connection.client.clone(),
+                    view: connection.view.clone(),
                     budget_per_node: connection.budget_per_node,
                     node_budgets: connection.node_budgets.clone(),
                     slots: Mutex::new(
@@ -324,6 +334,7 @@ impl Connections {
                 .collect(),
             cluster: Arc::new(cluster),
             client,
+            view: Arc::default(),
             slots: Mutex::new(BTreeMap::new()),
         });
         cache.insert(name, (key, connection.clone()));

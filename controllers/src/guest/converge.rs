@@ -7,6 +7,7 @@ use super::decide::{self, AT_ONCE, Found, Intent, Next, Policies, SHORT};
 use super::observe::{self, Live};
 use super::plan::{Observed, Step};
 use super::{Guest, GuestContext, Progress, peers, placement, render, waker};
+use crate::cluster_view::Freshness;
 use crate::conditions::{self, reason};
 use crate::error::Error;
 use crate::ownership::Ownership;
@@ -17,6 +18,7 @@ use kube::runtime::events::EventType;
 use phoenix_clients::proxmox::{ErrorKind, GuestType, Params, TaskOutcome, Upid};
 use phoenix_crds::common::DriftPolicy;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// What one pass works with: the guest, the controller's context, its cluster's
 /// connection, and the status it is computing (written once, by `finish`).
@@ -25,6 +27,9 @@ pub struct Pass<'a, G: Guest> {
     pub ctx: &'a GuestContext,
     pub pve: &'a Connection,
     pub status: &'a mut G::Status,
+    /// How recent a look at the cluster this pass needs: any within the view's interval,
+    /// or one taken after a task of ours ended.
+    pub freshness: Freshness,
 }
 
 pub async fn converge<G: Guest>(
@@ -50,6 +55,7 @@ pub async fn converge<G: Guest>(
         ctx,
         pve: &pve,
         status,
+        freshness: Freshness::Within(ctx.view_interval),
     };
     if let Some(progress) = pass.task_in_flight().await? {
         return Ok(progress);
@@ -67,7 +73,7 @@ impl<G: Guest> Pass<'_, G> {
         let current = G::view(self.status).1.node.clone();
         let node = placement::choose_node(common, &pve.cluster, current.as_deref(), &peer_nodes)?;
         placement::check_memory(common, &pve.cluster)?;
-        let Some(live) = observe::find(&pve.client, G::TYPE, &node, guest.vmid()).await? else {
+        let Some(live) = observe::find(pve, G::TYPE, guest.vmid(), self.freshness).await? else {
             self.observe(None, &node);
             return self.create(&node, &uid, &inputs).await;
         };
@@ -315,6 +321,8 @@ impl<G: Guest> Pass<'_, G> {
             }
             TaskOutcome::Succeeded => {
                 observation.task_upid = None;
+                // What the task changed must show in the look this pass takes.
+                self.freshness = Freshness::After(Instant::now());
                 Ok(None)
             }
             TaskOutcome::Failed(exitstatus) => {
@@ -346,7 +354,7 @@ impl<G: Guest> Pass<'_, G> {
             retry: SHORT,
         };
         let client = &self.pve.client;
-        let Some((source_node, kind)) = observe::locate(client, source).await? else {
+        let Some(found) = observe::locate(self.pve, source, self.freshness).await? else {
             return match coming {
                 true => Ok(Some(waiting())),
                 false => Err(Error::spec(
@@ -355,7 +363,7 @@ impl<G: Guest> Pass<'_, G> {
                 )),
             };
         };
-        if kind != G::TYPE.segment() {
+        if found.kind != G::TYPE.segment() {
             let (wanted, found) = match G::TYPE {
                 GuestType::Lxc => ("container", "a VM"),
                 GuestType::Qemu => ("VM", "a container"),
@@ -365,7 +373,7 @@ impl<G: Guest> Pass<'_, G> {
                 format!("clone source {source} is {found}, not a {wanted} template"),
             ));
         }
-        let config = client.config(&source_node, G::TYPE, source).await?;
+        let config = client.config(&found.node, G::TYPE, source).await?;
         match (config.get("template").is_some_and(|t| t == "1"), coming) {
             (true, _) => Ok(None),
             (false, true) => Ok(Some(waiting())),
@@ -408,13 +416,20 @@ impl<G: Guest> Pass<'_, G> {
         if let Some(progress) = decide::settled(found, &label) {
             return Ok(progress);
         }
-        let ips = match self
-            .guest
-            .addresses(self.ctx, self.pve, live, self.status)
-            .await?
-        {
-            Ok(ips) => ips,
-            Err(waiting) => return Ok(waiting),
+        let uid = self.guest.uid().unwrap_or_default();
+        let ips = match self.ctx.addresses.recall(&uid, live) {
+            Some(ips) => ips,
+            None => match self
+                .guest
+                .addresses(self.ctx, self.pve, live, self.status)
+                .await?
+            {
+                Ok(ips) => {
+                    self.ctx.addresses.remember(&uid, live, &ips);
+                    ips
+                }
+                Err(waiting) => return Ok(waiting),
+            },
         };
         let observation = G::parts(self.status).1;
         observation.ip = ips.first().cloned();
@@ -582,10 +597,9 @@ impl<G: Guest> Pass<'_, G> {
                 client.create(node, kind, &params).await?
             }
             Step::Clone { source, .. } => {
-                let source_node = observe::locate(client, *source)
+                let source_node = observe::locate(self.pve, *source, self.freshness)
                     .await?
-                    .map(|(n, _)| n)
-                    .unwrap_or_else(|| node.to_owned());
+                    .map_or_else(|| node.to_owned(), |found| found.node);
                 let mut params = self
                     .guest
                     .clone_params(&self.guest.uid().unwrap_or_default());

@@ -4,6 +4,8 @@
 //! and writes the pass's status once; deletion releases or destroys the guest. What differs between the two
 //! kinds (their PVE config, their plan, how addresses are found) is the [`Guest`] trait.
 
+pub mod address_memo;
+pub mod cluster_watch;
 pub mod context;
 pub mod converge;
 pub mod decide;
@@ -224,6 +226,7 @@ pub async fn reconcile<G: Guest>(guest: Arc<G>, ctx: Arc<GuestContext>) -> Resul
         return match outcome {
             Ok(None) => {
                 ctx.health.forget(&guest.key());
+                ctx.addresses.forget(&guest.uid().unwrap_or_default());
                 finalizers::remove(&api, &*guest, finalizers::GUEST).await?;
                 Ok(Action::await_change())
             }
@@ -375,7 +378,8 @@ pub async fn preview<G: Guest>(
         .await?;
     let node = placement::choose_node(common, &pve.cluster, None, &[])?;
     placement::check_memory(common, &pve.cluster)?;
-    let live = observe::find(&pve.client, G::TYPE, &node, guest.vmid()).await?;
+    let now = crate::cluster_view::Freshness::After(std::time::Instant::now());
+    let live = observe::find(&pve, G::TYPE, guest.vmid(), now).await?;
     let observed = live.as_ref().map(|l| Observed {
         config: l.config.clone(),
         running: l.running,

@@ -1,11 +1,14 @@
 //! What PVE has for a VMID: where it is, its config, whether it runs, and whose it is.
 
+use crate::cluster_view::{Freshness, GuestSummary};
 use crate::conditions::reason;
 use crate::error::Error;
 use crate::ownership::{Ownership, ownership};
+use crate::pve::Connection;
 use phoenix_clients::proxmox::{ErrorKind, GuestType, ProxmoxClient};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 /// A guest as PVE reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,6 +16,8 @@ pub struct Live {
     pub node: String,
     pub config: BTreeMap<String, String>,
     pub running: bool,
+    /// When it was started (seconds since the epoch), while it runs.
+    pub booted: Option<i64>,
 }
 
 impl Live {
@@ -29,57 +34,72 @@ impl Live {
     }
 }
 
-/// Where a guest is: `/cluster/resources` entry of `vmid`, with its type.
-pub async fn locate(client: &ProxmoxClient, vmid: u32) -> Result<Option<(String, String)>, Error> {
-    let guests = client.guests().await?;
-    Ok(guests
-        .iter()
-        .find(|g| g.get("vmid").and_then(Value::as_u64) == Some(vmid as u64))
-        .map(|g| {
-            let text = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-            (text("node"), text("type"))
-        }))
+/// Where guest `vmid` is and what it is, as the cluster view says (a snapshot as fresh as
+/// `freshness` asks; one taken since this call began before it is called absent).
+pub async fn locate(
+    pve: &Connection,
+    vmid: u32,
+    freshness: Freshness,
+) -> Result<Option<GuestSummary>, Error> {
+    let began = Instant::now();
+    let snapshot = pve.view.read(&pve.client, freshness).await?;
+    if let Some(found) = snapshot.guests.get(&vmid) {
+        return Ok(Some(found.clone()));
+    }
+    let snapshot = pve.view.read(&pve.client, Freshness::After(began)).await?;
+    Ok(snapshot.guests.get(&vmid).cloned())
 }
 
-/// The guest `vmid` of type `kind`, looked for on `node` first, then anywhere in the
-/// cluster. A guest of the other type holding the VMID is a conflict.
+/// The guest `vmid` of type `kind`: placed and powered as the cluster view says (a
+/// snapshot as fresh as `freshness` asks), its config read from its node — the one read
+/// a pass makes of its own. Before a guest is called absent, or when it is not where the
+/// view put it, a snapshot taken since this call began decides.
 pub async fn find(
-    client: &ProxmoxClient,
+    pve: &Connection,
     kind: GuestType,
-    node: &str,
     vmid: u32,
+    freshness: Freshness,
 ) -> Result<Option<Live>, Error> {
-    let config = match client.config(node, kind, vmid).await {
-        Ok(config) => Some((node.to_owned(), config)),
-        Err(e) if e.kind == ErrorKind::NotFound => None,
-        Err(e) => return Err(e.into()),
-    };
-    let (node, config) = match config {
-        Some(found) => found,
-        None => match locate(client, vmid).await? {
-            None => return Ok(None),
-            Some((_, other)) if other != kind.segment() => {
-                let (is, not) = match kind {
-                    GuestType::Lxc => ("a VM", "a container"),
-                    GuestType::Qemu => ("a container", "a VM"),
-                };
-                return Err(Error::conflict(
-                    reason::VMID_IN_USE,
-                    format!("VMID {vmid} is {is}, not {not}"),
-                ));
+    let began = Instant::now();
+    let mut snapshot = pve.view.read(&pve.client, freshness).await?;
+    loop {
+        let fresh = snapshot.taken >= began;
+        let Some(summary) = snapshot.guests.get(&vmid) else {
+            if fresh {
+                return Ok(None);
             }
-            Some((other, _)) => {
-                let config = client.config(&other, kind, vmid).await?;
-                (other, config)
+            snapshot = pve.view.read(&pve.client, Freshness::After(began)).await?;
+            continue;
+        };
+        if summary.kind != kind.segment() {
+            return Err(other_type(kind, vmid));
+        }
+        match pve.client.config(&summary.node, kind, vmid).await {
+            Ok(config) => {
+                return Ok(Some(Live {
+                    node: summary.node.clone(),
+                    config,
+                    running: summary.running,
+                    booted: summary.booted,
+                }));
             }
-        },
+            Err(e) if e.kind == ErrorKind::NotFound && !fresh => {
+                snapshot = pve.view.read(&pve.client, Freshness::After(began)).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn other_type(kind: GuestType, vmid: u32) -> Error {
+    let (is, not) = match kind {
+        GuestType::Lxc => ("a VM", "a container"),
+        GuestType::Qemu => ("a container", "a VM"),
     };
-    let running = client.status(&node, kind, vmid).await?.status == "running";
-    Ok(Some(Live {
-        node,
-        config,
-        running,
-    }))
+    Error::conflict(
+        reason::VMID_IN_USE,
+        format!("VMID {vmid} is {is}, not {not}"),
+    )
 }
 
 /// VMs whose disks are linked clones of template `vmid` (they name its `base-` volumes).

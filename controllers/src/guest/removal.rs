@@ -4,6 +4,7 @@
 
 use super::observe;
 use super::{Guest, GuestContext, Progress, waker};
+use crate::cluster_view::Freshness;
 use crate::conditions::reason;
 use crate::error::Error;
 use crate::ownership::Ownership;
@@ -58,12 +59,9 @@ pub async fn remove<G: Guest>(
             Err(e) => return Err(e.into()),
         }
     }
-    let node = observation
-        .node
-        .clone()
-        .or_else(|| common.node.clone())
-        .unwrap_or_default();
-    let Some(live) = observe::find(&pve.client, G::TYPE, &node, vmid).await? else {
+    // Destroying is decided on a look taken now, not on the shared snapshot.
+    let now = Freshness::After(std::time::Instant::now());
+    let Some(live) = observe::find(&pve, G::TYPE, vmid, now).await? else {
         return Ok(None);
     };
     if live.ownership(&guest.uid().unwrap_or_default()) != Ownership::Ours {

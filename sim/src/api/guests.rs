@@ -69,8 +69,20 @@ pub(super) fn pool_of(cluster: &Cluster, call: &Call) -> Result<Option<String>, 
     }
 }
 
-/// Keys the API accepts on create but never stores or returns.
-const WRITE_ONLY: [&str; 5] = ["password", "ssh-public-keys", "start", "storage", "pool"];
+/// Keys the API accepts on create but never stores or returns (options of the operation,
+/// not of the guest: Ansible's proxmox module sends `force=0` on every create).
+const WRITE_ONLY: [&str; 10] = [
+    "password",
+    "ssh-public-keys",
+    "start",
+    "storage",
+    "pool",
+    "force",
+    "unique",
+    "restore",
+    "ignore-unpack-errors",
+    "bwlimit",
+];
 
 pub(super) fn random_mac(vmid: u32, index: &str) -> String {
     let n: u32 = index
