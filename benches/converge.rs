@@ -203,27 +203,20 @@ fn simulator(
     nodes: u32,
     credentials: &std::path::Path,
 ) -> (std::process::Child, serde_json::Value) {
-    use std::io::BufRead;
-    let mut sim = Command::new(env!("CARGO_BIN_EXE_phoenix"))
-        .args([
-            "sim",
-            "pve",
-            "--listen",
-            "127.0.0.1:0",
-            "--nodes",
-            &nodes.to_string(),
-        ])
-        .arg("--credentials-out")
-        .arg(credentials)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("phoenix sim pve starts");
+    let nodes = nodes.to_string();
+    let args = [
+        "sim",
+        "pve",
+        "--listen",
+        "127.0.0.1:0",
+        "--nodes",
+        &nodes,
+        "--credentials-out",
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    args.push(credentials.as_os_str());
     // It announces itself once the credentials are written.
-    let mut line = String::new();
-    std::io::BufReader::new(sim.stdout.take().expect("piped stdout"))
-        .read_line(&mut line)
-        .expect("the simulator announces itself");
+    let (sim, _) = common::announced(&args, "error");
     let text = std::fs::read_to_string(credentials).expect("credentials written");
     (sim, serde_json::from_str(&text).unwrap())
 }
@@ -482,9 +475,18 @@ async fn main() {
     const FLEET: u32 = 200;
     // Almost all waiting on simulated tasks: it runs beside the rest rather than adding
     // half an hour to the bench.
-    let shell = tokio::spawn(peers::one_at_a_time(FLEET, 4));
-    fleet(FLEET, 4, true).await;
-    fleet(1_000, 10, false).await;
-    println!("{}", peers::ansible(FLEET, 4).await);
-    println!("{}", shell.await.unwrap());
+    // PHOENIX_BENCH_PHASES=200,1000,peers (the default: all) runs some of them.
+    let phases = std::env::var("PHOENIX_BENCH_PHASES").unwrap_or("200,1000,peers".into());
+    let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
+    let shell = phase("peers").then(|| tokio::spawn(peers::one_at_a_time(FLEET, 4)));
+    if phase("200") {
+        fleet(FLEET, 4, true).await;
+    }
+    if phase("1000") {
+        fleet(1_000, 10, false).await;
+    }
+    if let Some(shell) = shell {
+        println!("{}", peers::ansible(FLEET, 4).await);
+        println!("{}", shell.await.unwrap());
+    }
 }

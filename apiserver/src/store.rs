@@ -178,8 +178,13 @@ fn private_database(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// How many changes stay in memory for quick watch resumes; older ones come from SQLite.
+/// How many changes stay in memory for quick watch resumes, and how many bytes of objects
+/// they may hold (a large fleet's objects are kilobytes each); older ones come from SQLite.
 const RING: usize = 4096;
+const RING_BYTES: usize = 4 << 20;
+/// How many changes a watcher may fall behind before it is told to re-list. The channel
+/// keeps that many changes alive, so it stays well under the ring.
+const LIVE: usize = 512;
 /// Changes kept in the log at compaction (kine's `compact-min-retain`).
 const RETAIN: u64 = 10_000;
 /// Most writes committed in one transaction.
@@ -191,6 +196,23 @@ struct Memory {
     rev: u64,
     compacted: u64,
     recent: VecDeque<Arc<Change>>,
+    /// Bytes of the objects in `recent`.
+    recent_bytes: usize,
+}
+
+impl Memory {
+    /// Keeps `change` among the recent ones, forgetting the oldest beyond the ring's bounds.
+    fn remember(&mut self, change: Arc<Change>) {
+        let size = |c: &Change| c.raw.len() + c.prev.as_ref().map_or(0, |p| p.len());
+        self.recent_bytes += size(&change);
+        self.recent.push_back(change);
+        while self.recent.len() > RING || (self.recent_bytes > RING_BYTES && self.recent.len() > 1)
+        {
+            if let Some(old) = self.recent.pop_front() {
+                self.recent_bytes -= size(&old);
+            }
+        }
+    }
 }
 
 /// Called on the writer thread with each committed batch, before watchers and writers
@@ -296,7 +318,7 @@ impl Store {
         let (rev, compacted) = (meta("revision")?, meta("compacted")?);
         let reader = Connection::open(&path)?;
         reader.execute_batch("PRAGMA busy_timeout=5000;")?;
-        let (changes, _) = broadcast::channel(RING);
+        let (changes, _) = broadcast::channel(LIVE);
         let shared = Arc::new(Shared {
             hook: std::sync::OnceLock::new(),
             memory: Mutex::new(Memory {
@@ -304,6 +326,7 @@ impl Store {
                 rev,
                 compacted,
                 recent: VecDeque::new(),
+                recent_bytes: 0,
             }),
             changes,
             reader: Mutex::new(reader),
@@ -501,10 +524,7 @@ fn commit_batch(conn: &mut Connection, shared: &Shared, writes: Vec<(Write, Repl
                     .insert(s.change.key.clone(), s.stored.clone()),
             };
             memory.rev = s.change.rev;
-            if memory.recent.len() == RING {
-                memory.recent.pop_front();
-            }
-            memory.recent.push_back(s.change.clone());
+            memory.remember(s.change.clone());
             committed.push(s.change.clone());
         }
     }
@@ -679,6 +699,39 @@ fn set_resource_version(value: &mut Value, rev: u64) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_ring_of_recent_changes_is_bounded_by_bytes_as_well_as_count() {
+        let mut memory = Memory {
+            objects: BTreeMap::new(),
+            rev: 0,
+            compacted: 0,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
+        };
+        let change = |rev: u64, size: usize| {
+            Arc::new(Change {
+                rev,
+                key: "k".into(),
+                kind: EventType::Modified,
+                raw: Bytes::from(vec![b' '; size]),
+                prev: Some(Bytes::from(vec![b' '; size])),
+            })
+        };
+        for rev in 1..=100 {
+            memory.remember(change(rev, 100 << 10));
+        }
+        assert!(memory.recent_bytes <= RING_BYTES, "{}", memory.recent_bytes);
+        assert_eq!(memory.recent.len(), RING_BYTES / (200 << 10));
+        assert_eq!(memory.recent.back().unwrap().rev, 100, "the newest stay");
+        for rev in 101..=(101 + RING as u64) {
+            memory.remember(change(rev, 10));
+        }
+        assert_eq!(memory.recent.len(), RING);
+        // One change larger than the whole budget is still kept: it is the newest.
+        memory.remember(change(9_999, RING_BYTES));
+        assert_eq!(memory.recent.len(), 1);
+    }
 
     async fn put(
         store: &Store,

@@ -10,22 +10,32 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts `phoenix ARGS --data-dir DIR` with `RUST_LOG=level`; returns the process and the
-/// kubeconfig path it announces on its first line.
-pub fn launch(args: &[&str], dir: &std::path::Path, level: &str) -> (std::process::Child, String) {
+/// Starts `phoenix ARGS` with `RUST_LOG=level`; returns the process and the first line it
+/// prints (its announcement), once printed.
+pub fn announced(args: &[&std::ffi::OsStr], level: &str) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
         .args(args)
-        .arg("--data-dir")
-        .arg(dir)
         .env("RUST_LOG", level)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("phoenix starts");
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+    stdout
         .read_line(&mut line)
-        .expect("phoenix announces its kubeconfig");
+        .expect("phoenix announces itself");
+    // Drained, not closed: a later line printed into a closed pipe would kill it.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    (child, line)
+}
+
+/// Starts `phoenix ARGS --data-dir DIR` with `RUST_LOG=level`; returns the process and the
+/// kubeconfig path it announces on its first line.
+pub fn launch(args: &[&str], dir: &std::path::Path, level: &str) -> (std::process::Child, String) {
+    let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    all.extend([std::ffi::OsStr::new("--data-dir"), dir.as_os_str()]);
+    let (child, line) = announced(&all, level);
     let kubeconfig = line
         .trim()
         .strip_prefix("export KUBECONFIG=")

@@ -182,7 +182,13 @@ where
         .reflect(writer)
         .applied_objects();
     Controller::for_stream(objects, reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(PASSES_AT_ONCE))
 }
+
+/// Passes of one kind run at once. A pass is short (a task, once started, is followed
+/// apart from it), and each one running holds connections and buffers: a fleet's burst of
+/// passes would otherwise cost memory proportional to the fleet.
+const PASSES_AT_ONCE: u16 = 32;
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 

@@ -115,6 +115,9 @@ impl std::fmt::Debug for ProxmoxClient {
 /// The pause before a failed read is tried again (doubled for the second retry).
 const READ_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Connections to PVE kept open while idle.
+const IDLE_CONNECTIONS: usize = 8;
+
 impl ProxmoxClient {
     pub fn new(config: &Config) -> Result<Self, ProxmoxError> {
         let tls =
@@ -123,6 +126,10 @@ impl ProxmoxClient {
             .use_preconfigured_tls(tls)
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
+            // A burst of passes opens many connections; each idle one keeps TLS and HTTP
+            // buffers, so only a few stay, and not for long.
+            .pool_max_idle_per_host(IDLE_CONNECTIONS)
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| ProxmoxError::transport(e.to_string(), false))?;
         Ok(Self {
