@@ -20,7 +20,7 @@ fn guests() -> String {
         .collect()
 }
 
-async fn converged(server: &ApiServer) -> Api<LxcGuest> {
+async fn converged(server: &ApiServer) {
     let client = support::client(server).await;
     support::homelab_cluster(server).await;
     support::kubectl_apply(server, &guests());
@@ -37,7 +37,6 @@ async fn converged(server: &ApiServer) -> Api<LxcGuest> {
             })
     })
     .await;
-    api
 }
 
 async fn oplog(sim: &SimAdmin) -> Vec<String> {
@@ -57,18 +56,7 @@ async fn oplog(sim: &SimAdmin) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn steady_state_costs_one_config_read_per_guest_per_resync() {
-    let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "--task-duration",
-        "default=0.2",
-        "--resync-seconds",
-        "2",
-        "--cluster-view-seconds",
-        "1",
-    ];
-    let server = ApiServer::up_simulated(dir.path(), &args);
-    let _api = converged(&server).await;
-    let sim = SimAdmin::of(&server);
+    let (_dir, _server, sim) = converged_fleet(2).await;
     sim.clear_oplog().await;
     let started = Instant::now();
     // Three resync rounds: every guest's config read three times.
@@ -120,7 +108,9 @@ async fn steady_state_costs_one_config_read_per_guest_per_resync() {
     );
 }
 
-fn up(dir: &std::path::Path, resync_seconds: u64) -> ApiServer {
+/// `phoenix up --simulate` with a fast cluster view and this resync, the fleet Ready.
+async fn converged_fleet(resync_seconds: u64) -> (tempfile::TempDir, ApiServer, SimAdmin) {
+    let dir = tempfile::tempdir().unwrap();
     let resync = resync_seconds.to_string();
     let args = [
         "--task-duration",
@@ -130,16 +120,16 @@ fn up(dir: &std::path::Path, resync_seconds: u64) -> ApiServer {
         "--cluster-view-seconds",
         "1",
     ];
-    ApiServer::up_simulated(dir, &args)
+    let server = ApiServer::up_simulated(dir.path(), &args);
+    converged(&server).await;
+    let sim = SimAdmin::of(&server);
+    (dir, server, sim)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_is_corrected_within_one_resync() {
     const RESYNC: u64 = 4;
-    let dir = tempfile::tempdir().unwrap();
-    let server = up(dir.path(), RESYNC);
-    let _api = converged(&server).await;
-    let sim = SimAdmin::of(&server);
+    let (_dir, server, sim) = converged_fleet(RESYNC).await;
     // A config key changed by hand (the cluster view does not show it): the resync finds it.
     let changed = Instant::now();
     sim.api(
@@ -165,10 +155,7 @@ async fn drift_is_corrected_within_one_resync() {
 async fn a_guest_stopped_by_hand_is_noticed_within_the_view_interval() {
     // A resync far away: only the cluster view can notice the stop in time.
     const RESYNC: u64 = 300;
-    let dir = tempfile::tempdir().unwrap();
-    let server = up(dir.path(), RESYNC);
-    let _api = converged(&server).await;
-    let sim = SimAdmin::of(&server);
+    let (_dir, server, sim) = converged_fleet(RESYNC).await;
     sim.api(Method::POST, "/nodes/phoenix/lxc/701/status/stop", &[])
         .await;
     support::wait_sim(&sim, "701 stopped", |s| s["701"]["running"] == false).await;

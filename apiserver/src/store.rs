@@ -279,6 +279,7 @@ impl Store {
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
              PRAGMA busy_timeout=5000;
+             PRAGMA cache_size=-512;
              CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, rev INTEGER NOT NULL, value BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS log (rev INTEGER PRIMARY KEY, key TEXT NOT NULL, kind INTEGER NOT NULL,
                                              value BLOB NOT NULL, prev BLOB);
@@ -317,7 +318,9 @@ impl Store {
         };
         let (rev, compacted) = (meta("revision")?, meta("compacted")?);
         let reader = Connection::open(&path)?;
-        reader.execute_batch("PRAGMA busy_timeout=5000;")?;
+        // Every object is in memory already; SQLite's own page cache (2 MiB each by
+        // default) only serves writes and old watch resumes.
+        reader.execute_batch("PRAGMA busy_timeout=5000; PRAGMA cache_size=-512;")?;
         let (changes, _) = broadcast::channel(LIVE);
         let shared = Arc::new(Shared {
             hook: std::sync::OnceLock::new(),

@@ -106,11 +106,12 @@ pub async fn ansible(guests: u32, nodes: u32) -> String {
     .await
     .unwrap();
     let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    // run.sh prints `key=value` figures, several to a line.
     let figure = |key: &str| {
         printed
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(&format!("{key}=")))
-            .and_then(|v| v.trim().parse::<f64>().ok())
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse::<f64>().ok())
     };
     let (bound, _) = super::critical_path(&credentials).await;
     let _ = sim.kill();
