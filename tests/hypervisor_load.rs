@@ -155,7 +155,7 @@ async fn drift_is_corrected_within_one_resync() {
 async fn a_guest_stopped_by_hand_is_noticed_within_the_view_interval() {
     // A resync far away: only the cluster view can notice the stop in time.
     const RESYNC: u64 = 300;
-    let (_dir, server, sim) = converged_fleet(RESYNC).await;
+    let (_dir, _server, sim) = converged_fleet(RESYNC).await;
     sim.api(Method::POST, "/nodes/phoenix/lxc/701/status/stop", &[])
         .await;
     support::wait_sim(&sim, "701 stopped", |s| s["701"]["running"] == false).await;
