@@ -387,16 +387,9 @@ async fn the_clusters_acme_policy_is_kept_and_only_its_own_root_is_published() {
     let w = world().await;
     let allowed = "https://10.0.0.10:9000/acme/acme/directory";
     let tenant = "https://acme.tenant.example/acme/directory";
-    support::kubectl(
+    support::patch_homelab(
         &w.server,
-        &[
-            "patch",
-            "proxmoxcluster",
-            "homelab",
-            "--type=merge",
-            "-p",
-            &json!({"spec": {"acme": {"allowedDirectories": [allowed, tenant]}}}).to_string(),
-        ],
+        &json!({"spec": {"acme": {"allowedDirectories": [allowed, tenant]}}}),
     );
     let pebble_fingerprint =
         phoenix_controllers::certificate::acme::fingerprint(&pebble_root(&w).await).unwrap();

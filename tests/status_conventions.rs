@@ -53,16 +53,9 @@ async fn status_is_applied_once_per_pass_by_its_controller_and_queued_guests_are
     );
     support::homelab_cluster(&server).await;
     // One task at a time on the node: two of three new guests must queue for it.
-    support::kubectl(
+    support::patch_homelab(
         &server,
-        &[
-            "patch",
-            "proxmoxcluster",
-            "homelab",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"taskBudgetPerNode":1}}"#,
-        ],
+        &serde_json::json!({"spec": {"taskBudgetPerNode": 1}}),
     );
     kubectl_wait(
         &server,

@@ -25,17 +25,7 @@ async fn the_cluster_decides_which_namespaces_and_which_host_powers() {
         "allowedNamespaces": ["default", "lab"],
         "hostPowers": {"namespaces": ["default"]},
     }});
-    support::kubectl(
-        &server,
-        &[
-            "patch",
-            "proxmoxcluster",
-            "homelab",
-            "--type=merge",
-            "-p",
-            &policy.to_string(),
-        ],
-    );
+    support::patch_homelab(&server, &policy);
     support::kubectl(
         &server,
         &[

@@ -391,6 +391,21 @@ pub async fn metric(server: &ApiServer, series: &str) -> f64 {
 
 /// The examples' ProxmoxCluster `homelab` with its namespace and Secret, applied with
 /// kubectl, and a wait until the controllers report it Ready.
+/// Merges `patch` (JSON) into the ProxmoxCluster `homelab`, as `kubectl patch` does.
+pub fn patch_homelab(server: &ApiServer, patch: &serde_json::Value) {
+    kubectl(
+        server,
+        &[
+            "patch",
+            "proxmoxcluster",
+            "homelab",
+            "--type=merge",
+            "-p",
+            &patch.to_string(),
+        ],
+    );
+}
+
 pub async fn homelab_cluster(server: &ApiServer) {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     for file in [

@@ -50,26 +50,20 @@ pub async fn locate(
     Ok(snapshot.guests.get(&vmid).cloned())
 }
 
-/// The guest `vmid` of type `kind`: placed and powered as the cluster view says (a
-/// snapshot as fresh as `freshness` asks), its config read from its node — the one read
-/// a pass makes of its own. Before a guest is called absent, or when it is not where the
-/// view put it, a snapshot taken since this call began decides.
+/// The guest `vmid` of type `kind`: placed and powered as the cluster view says (see
+/// [`locate`]), its config read from its node — the one read a pass makes of its own. When
+/// it is not where a snapshot older than this call put it, a newer one decides.
 pub async fn find(
     pve: &Connection,
     kind: GuestType,
     vmid: u32,
     freshness: Freshness,
 ) -> Result<Option<Live>, Error> {
-    let began = Instant::now();
-    let mut snapshot = pve.view.read(&pve.client, freshness).await?;
+    let began = Freshness::After(Instant::now());
+    let (mut freshness, mut looked_again) = (freshness, false);
     loop {
-        let fresh = snapshot.taken >= began;
-        let Some(summary) = snapshot.guests.get(&vmid) else {
-            if fresh {
-                return Ok(None);
-            }
-            snapshot = pve.view.read(&pve.client, Freshness::After(began)).await?;
-            continue;
+        let Some(summary) = locate(pve, vmid, freshness).await? else {
+            return Ok(None);
         };
         if summary.kind != kind.segment() {
             return Err(other_type(kind, vmid));
@@ -77,14 +71,14 @@ pub async fn find(
         match pve.client.config(&summary.node, kind, vmid).await {
             Ok(config) => {
                 return Ok(Some(Live {
-                    node: summary.node.clone(),
+                    node: summary.node,
                     config,
                     running: summary.running,
                     booted: summary.booted,
                 }));
             }
-            Err(e) if e.kind == ErrorKind::NotFound && !fresh => {
-                snapshot = pve.view.read(&pve.client, Freshness::After(began)).await?;
+            Err(e) if e.kind == ErrorKind::NotFound && !looked_again => {
+                (freshness, looked_again) = (began, true);
             }
             Err(e) => return Err(e.into()),
         }
