@@ -143,13 +143,10 @@ async fn health<G: Guest>(
     }
     let reach = provision::direct::Reach::new(ctx.pve.redirect());
     let direct = (&reach, observation.ips.as_slice());
-    let Some(verdict) = ctx
+    let verdict = ctx
         .health
         .run_due(&guest.key(), checks, &target.shell, direct)
-        .await
-    else {
-        return;
-    };
+        .await;
     let was = conditions
         .iter()
         .find(|c| c.type_ == conditions::HEALTHY)

@@ -74,24 +74,23 @@ pub fn in_guest_command(check: &HealthCheck) -> (Vec<String>, bool) {
 }
 
 impl HealthState {
-    /// Runs the checks of `key` that are due. `None` when none was due (the condition
-    /// stays as it is).
+    /// Runs the checks of `key` that are due; the verdict on all of them either way. The
+    /// condition is computed from this state on every pass, never carried over from the
+    /// status the pass began with: a pass woken on a cached object older than the last
+    /// write would otherwise drop `Healthy` until the next check is due.
     pub async fn run_due(
         &self,
         key: &str,
         checks: &[HealthCheck],
         shell: &GuestShell,
         direct: (&Reach, &[String]),
-    ) -> Option<Verdict> {
+    ) -> Verdict {
         self.keep_only(key, checks);
         let now = Instant::now();
         let due: Vec<&HealthCheck> = checks
             .iter()
             .filter(|c| self.state(key, &c.name).is_none_or(|s| s.due <= now))
             .collect();
-        if due.is_empty() {
-            return None;
-        }
         for check in due {
             let result = run(check, shell, direct).await;
             let mut all = self.checks.lock().unwrap_or_else(|e| e.into_inner());
@@ -116,7 +115,7 @@ impl HealthState {
                 }
             }
         }
-        Some(self.verdict(key, checks))
+        self.verdict(key, checks)
     }
 
     fn state(&self, key: &str, check: &str) -> Option<CheckState> {
