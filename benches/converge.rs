@@ -461,8 +461,9 @@ async fn fleet(guests: u32, nodes: u32, provision: bool) {
         STEADY_WINDOW.as_secs()
     );
     println!(
-        "  phoenix up RSS (API server + controllers; simulator in its own process): {idle:.1} MiB at 0 guests, {:.1} MiB at {guests}",
-        p.rss_mib()
+        "  phoenix up RSS (API server + controllers; simulator in its own process): {idle:.1} MiB at 0 guests, {:.1} MiB at {guests} ({}; goal <= 50 at 1,000)",
+        p.rss_mib(),
+        common::rss_parts(p.up.id())
     );
     if provision {
         provisioning(&p.guests(), &p.credentials, p.up.id()).await;

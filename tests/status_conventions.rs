@@ -3,7 +3,8 @@
 //! (`phoenix-<kind>`), and only when it changed; `observedGeneration`, `Ready`,
 //! `Reconciling` and `Stalled` as kstatus and `kubectl wait` read them; a guest waiting for
 //! a slot of its node's task budget says `Queued` and is woken when one frees, rather
-//! than holding its reconcile.
+//! than holding its reconcile; an event repeated is a count on the first one, with its
+//! note as it was said.
 
 mod support;
 
@@ -232,4 +233,58 @@ async fn a_spec_only_a_change_can_fix_is_stalled_and_a_fix_clears_it() {
     );
     assert!(!conditions.contains("Stalled"), "{conditions}");
     assert!(!conditions.contains("Reconciling"), "{conditions}");
+}
+
+#[tokio::test]
+async fn a_repeated_event_is_counted_on_the_first_and_a_new_note_is_a_new_event() {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use kube::runtime::events::EventType;
+    let server = ApiServer::start();
+    let client = support::client(&server).await;
+    let events = phoenix_controllers::events::Publisher::new(client, "phoenix", "test-1");
+    let regarding = ObjectReference {
+        api_version: Some("phoenix.thinkheads.ai/v1alpha1".into()),
+        kind: Some("LxcGuest".into()),
+        namespace: Some("default".into()),
+        name: Some("ct-801".into()),
+        uid: Some("9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d".into()),
+        ..ObjectReference::default()
+    };
+    for note in [
+        "VMID 801 is already in use",
+        "VMID 801 is already in use",
+        "VMID 801 is free",
+    ] {
+        events
+            .publish(
+                regarding.clone(),
+                EventType::Warning,
+                "VmidClaimed",
+                note.into(),
+            )
+            .await
+            .expect("published");
+    }
+    let listed: serde_json::Value = serde_json::from_str(&support::kubectl(
+        &server,
+        &["get", "events.v1.events.k8s.io", "-o", "json"],
+    ))
+    .expect("kubectl prints JSON");
+    let mut seen: Vec<(String, i64)> = listed["items"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|e| {
+            let count = e["series"]["count"].as_i64().unwrap_or(1);
+            (e["note"].as_str().unwrap_or_default().to_owned(), count)
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("VMID 801 is already in use".into(), 2),
+            ("VMID 801 is free".into(), 1)
+        ]
+    );
 }

@@ -100,7 +100,7 @@ pub fn get(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Body
             200,
             &table::table(
                 &t.rt,
-                &[&object],
+                [object],
                 list_meta,
                 req.param("includeObject").unwrap_or("Metadata"),
                 true,
@@ -162,13 +162,12 @@ pub fn list(state: &Arc<State>, t: &Target, req: &Req) -> ApiResult<Response<Bod
         list_meta["remainingItemCount"] = json!(remaining);
     }
     if req.wants_table() {
-        let objects: Vec<Value> = page.iter().map(|s| present(&t.rt, &s.value())).collect();
-        let refs: Vec<&Value> = objects.iter().collect();
+        let objects = page.iter().map(|s| present(&t.rt, &s.value()));
         return Ok(respond(
             200,
             &table::table(
                 &t.rt,
-                &refs,
+                objects,
                 list_meta,
                 req.param("includeObject").unwrap_or("Metadata"),
                 true,

@@ -108,7 +108,8 @@ pub fn document(registry: &Registry, group: &str, version: &str) -> Option<Value
 fn kind_schema(t: &ResourceType, gvk: &Value) -> Value {
     let mut schema = t
         .schema
-        .clone()
+        .as_ref()
+        .and_then(|raw| serde_json::from_slice::<Value>(raw).ok())
         .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
     let props = schema
         .as_object_mut()

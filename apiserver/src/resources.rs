@@ -3,10 +3,10 @@
 //! whenever a CRD changes, so discovery, OpenAPI and the resource paths follow at once.
 
 use crate::validation::CrdValidator;
+use bytes::Bytes;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition,
 };
-use serde_json::Value;
 use std::sync::{Arc, RwLock};
 
 /// How a built-in kind differs from a plain custom resource.
@@ -37,8 +37,9 @@ pub struct ResourceType {
     pub categories: Vec<String>,
     pub status_subresource: bool,
     pub columns: Vec<CustomResourceColumnDefinition>,
-    /// `openAPIV3Schema` of a custom resource version.
-    pub schema: Option<Value>,
+    /// `openAPIV3Schema` of a custom resource version, as JSON text: only the OpenAPI
+    /// document reads it (rarely), and parsed it would be ten times the size for good.
+    pub schema: Option<Bytes>,
     pub validator: Option<Arc<CrdValidator>>,
     pub builtin: Option<Builtin>,
     /// Storage prefix shared by every version (and both Event views): `group/plural`.
@@ -233,7 +234,9 @@ pub fn from_crd(crd: &CustomResourceDefinition) -> Vec<ResourceType> {
                 categories: categories.clone(),
                 status_subresource: v.subresources.as_ref().is_some_and(|s| s.status.is_some()),
                 columns: v.additional_printer_columns.clone().unwrap_or_default(),
-                schema,
+                schema: schema
+                    .and_then(|s| serde_json::to_vec(&s).ok())
+                    .map(Bytes::from),
                 validator,
                 builtin: None,
                 storage: format!("{}/{}", crd.spec.group, names.plural),

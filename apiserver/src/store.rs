@@ -181,7 +181,7 @@ fn private_database(path: &Path) -> Result<(), StoreError> {
 /// How many changes stay in memory for quick watch resumes, and how many bytes of objects
 /// they may hold (a large fleet's objects are kilobytes each); older ones come from SQLite.
 const RING: usize = 4096;
-const RING_BYTES: usize = 4 << 20;
+const RING_BYTES: usize = 2 << 20;
 /// How many changes a watcher may fall behind before it is told to re-list. The channel
 /// keeps that many changes alive, so it stays well under the ring.
 const LIVE: usize = 512;
@@ -572,7 +572,9 @@ fn stage(write: Write, current: Option<Arc<Stored>>, rev: u64) -> Result<Staged,
         ),
     };
     set_resource_version(&mut value, rev);
-    let raw = Bytes::from(serde_json::to_vec(&value)?);
+    // Exactly as long as the text: serialising leaves up to half the buffer spare, and
+    // these bytes are kept for as long as the object (and its change) is.
+    let raw = Bytes::from(serde_json::to_vec(&value)?.into_boxed_slice());
     let stored = Arc::new(Stored {
         key: key.clone(),
         rev,

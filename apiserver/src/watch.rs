@@ -74,7 +74,7 @@ impl Watch {
         let shown = present(&self.rt, object);
         let object = if self.table {
             let rv = json!({"resourceVersion": shown.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
-            let t = table::table(&self.rt, &[&shown], rv, &self.include, !self.sent_columns);
+            let t = table::table(&self.rt, [shown], rv, &self.include, !self.sent_columns);
             self.sent_columns = true;
             t
         } else {

@@ -2,10 +2,25 @@
 
 /// Resident set size of a process, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS")
+}
+
+/// What the resident set is made of: memory the process allocated (heap, stacks) and
+/// pages of files it maps (its code, mostly).
+pub fn rss_parts(pid: u32) -> String {
+    let mib = |field| status_kib(pid, field) as f64 / 1024.0;
+    format!(
+        "{:.1} MiB allocated + {:.1} MiB code",
+        mib("RssAnon"),
+        mib("RssFile")
+    )
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }

@@ -1,20 +1,21 @@
-//! What every controller shares: the Kubernetes client, the event recorder, metrics, the
+//! What every controller shares: the Kubernetes client, the event publisher, metrics, the
 //! PVE connections and task tracker, the resync period and the backoff per object. A
 //! controller's own state (the guests' caches, the ACME responder) lives in its own
 //! context beside its reconcile, which derefs to this one.
 
+use crate::events::Publisher;
 use crate::metrics::Metrics;
 use crate::pve::Connections;
 use crate::tasks::TaskTracker;
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::EventType;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub struct Context {
     pub kube: kube::Client,
-    pub recorder: Recorder,
+    pub events: Publisher,
     pub metrics: Arc<Metrics>,
     pub pve: Connections,
     pub tasks: TaskTracker,
@@ -27,7 +28,7 @@ pub struct Context {
 impl Context {
     pub fn new(
         kube: kube::Client,
-        recorder: Recorder,
+        events: Publisher,
         metrics: Arc<Metrics>,
         pve: Connections,
         tasks: TaskTracker,
@@ -35,7 +36,7 @@ impl Context {
     ) -> Self {
         Self {
             kube,
-            recorder,
+            events,
             metrics,
             pve,
             tasks,
@@ -49,14 +50,8 @@ impl Context {
     where
         K: Resource<DynamicType = ()>,
     {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        let regarding = object.object_ref(&());
+        if let Err(e) = self.events.publish(regarding, type_, reason, note).await {
             tracing::warn!(error = %e, reason, "could not publish event");
         }
     }

@@ -13,6 +13,7 @@ pub mod context;
 pub mod dependencies;
 pub mod docker_client_ca;
 pub mod error;
+pub mod events;
 pub mod finalizers;
 pub mod guest;
 pub mod guest_exec;
@@ -33,7 +34,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use phoenix_crds::{LxcGuest, ProxmoxCluster, VmGuest};
 use std::sync::Arc;
@@ -79,16 +79,10 @@ impl Default for Options {
 /// Runs every controller until the future is dropped.
 pub async fn run(kube: kube::Client, options: Options) {
     let metrics = options.metrics.clone();
-    let recorder = Recorder::new(
-        kube.clone(),
-        Reporter {
-            controller: "phoenix".into(),
-            instance: Some(options.instance.clone()),
-        },
-    );
+    let events = events::Publisher::new(kube.clone(), "phoenix", &options.instance);
     let shared = Arc::new(context::Context::new(
         kube.clone(),
-        recorder,
+        events,
         metrics.clone(),
         pve::Connections::new(kube.clone(), options.redirect.clone(), metrics.clone()),
         tasks::TaskTracker::new(metrics.clone(), options.task_poll),

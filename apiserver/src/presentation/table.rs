@@ -330,23 +330,26 @@ fn apply_step(value: &Value, step: &Step) -> Vec<Value> {
 }
 
 /// A Table of `objects`; `include` is the `includeObject` parameter.
+/// The Table of `objects`, each turned into its row as it comes: a LIST of a large fleet
+/// never holds every object parsed at once, only the rows.
 pub fn table(
     rt: &ResourceType,
-    objects: &[&Value],
+    objects: impl IntoIterator<Item = Value>,
     list_meta: Value,
     include: &str,
     with_columns: bool,
 ) -> Value {
     let now = jiff::Timestamp::now();
     let rows: Vec<Value> = objects
-        .iter()
-        .map(|o| {
+        .into_iter()
+        .map(|mut o| {
+            let cells = cells(rt, &o, now);
             let object = match include {
                 "None" => Value::Null,
-                "Object" => (*o).clone(),
-                _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or(json!({}))}),
+                "Object" => o,
+                _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get_mut("metadata").map_or(json!({}), Value::take)}),
             };
-            json!({"cells": cells(rt, o, now), "object": object})
+            json!({"cells": cells, "object": object})
         })
         .collect();
     let mut t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "rows": rows});
