@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::rss_kib;
+use common::{rss_kib, rss_parts};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
@@ -97,6 +97,7 @@ async fn main() {
     }
     list_ms.sort_by(f64::total_cmp);
     let rss_full = rss_kib(server.id());
+    let parts_full = rss_parts(server.id());
 
     // Write → event latency with WATCHERS watchers on one object.
     api.create(
@@ -183,7 +184,7 @@ async fn main() {
         percentile(&write_ms, 0.99)
     );
     println!(
-        "  RSS:                {:>8.1} MiB with {OBJECTS} objects  ({:.1} MiB empty; goal <= 50)",
+        "  RSS:                {:>8.1} MiB with {OBJECTS} objects  ({:.1} MiB empty; goal <= 50); {parts_full}",
         rss_full as f64 / 1024.0,
         rss_empty as f64 / 1024.0
     );

@@ -53,20 +53,10 @@ pub struct ServerArgs {
 }
 
 pub fn run(args: ServerArgs, up: bool) -> ExitCode {
-    let api = match api_runtime() {
-        Ok(api) => api,
-        Err(e) => {
-            eprintln!("phoenix: cannot start the API server's runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = in_runtime(serve(args, up, api.handle().clone()));
-    api.shutdown_background();
-    code
+    in_runtime(serve(args, up))
 }
 
-/// `api` runs the API server; the controllers run on the runtime this is awaited on.
-async fn serve(args: ServerArgs, up: bool, api: tokio::runtime::Handle) -> ExitCode {
+async fn serve(args: ServerArgs, up: bool) -> ExitCode {
     // Made private before the server starts, so it is never open to others, not even
     // empty (the server tightens it too, and warns when it finds it looser).
     if let Err(e) = phoenix_apiserver::store::private_dir(&args.data_dir) {
@@ -78,14 +68,10 @@ async fn serve(args: ServerArgs, up: bool, api: tokio::runtime::Handle) -> ExitC
         listen: args.listen.clone(),
         limits: Default::default(),
     };
-    let running = match api.spawn(phoenix_apiserver::start(config)).await {
-        Ok(Ok(running)) => running,
-        Ok(Err(e)) => {
-            eprintln!("phoenix: {e}");
-            return ExitCode::FAILURE;
-        }
+    let running = match phoenix_apiserver::start(config).await {
+        Ok(running) => running,
         Err(e) => {
-            eprintln!("phoenix: the API server did not start: {e}");
+            eprintln!("phoenix: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -120,17 +106,6 @@ async fn serve(args: ServerArgs, up: bool, api: tokio::runtime::Handle) -> ExitC
     }
     running.shutdown().await;
     ExitCode::SUCCESS
-}
-
-/// The API server answers on threads of its own: the controllers' passes (a fleet of
-/// 1,000 converging) never stand in front of a watch event or a LIST in a worker's queue,
-/// as they would with one runtime for both.
-fn api_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("apiserver")
-        .enable_all()
-        .build()
 }
 
 /// What `phoenix up` runs beside the API server.

@@ -181,7 +181,7 @@ fn private_database(path: &Path) -> Result<(), StoreError> {
 /// How many changes stay in memory for quick watch resumes, and how many bytes of objects
 /// they may hold (a large fleet's objects are kilobytes each); older ones come from SQLite.
 const RING: usize = 4096;
-const RING_BYTES: usize = 2 << 20;
+const RING_BYTES: usize = 1 << 20;
 /// How many changes a watcher may fall behind before it is told to re-list. The channel
 /// keeps that many changes alive, so it stays well under the ring.
 const LIVE: usize = 512;
