@@ -30,8 +30,8 @@ fn main() -> ExitCode {
 /// keeps what is freed in each: a long-running server's RSS then grows far past what it
 /// holds. One arena keeps it near that (each thread's own cache of small blocks spares it
 /// the lock); at 1,000 guests it is 2 MiB less than two. And what a burst freed (a large
-/// LIST, a fleet converging) is handed back to the system every ten seconds rather than
-/// kept for a burst that may not come (a trim of this heap takes about a millisecond).
+/// LIST, a fleet converging) is handed back to the system once a minute rather than kept
+/// for a burst that may not come (every ten seconds measured no lower and slower).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn limit_malloc_arenas() {
     // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
@@ -44,7 +44,7 @@ fn limit_malloc_arenas() {
     }
     std::thread::spawn(|| {
         loop {
-            std::thread::sleep(std::time::Duration::from_secs(10));
+            std::thread::sleep(std::time::Duration::from_secs(60));
             // SAFETY: malloc_trim only returns free memory to the system; it is thread-safe.
             unsafe {
                 libc::malloc_trim(0);

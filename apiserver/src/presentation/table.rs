@@ -329,9 +329,9 @@ fn apply_step(value: &Value, step: &Step) -> Vec<Value> {
     }
 }
 
-/// A Table of `objects`; `include` is the `includeObject` parameter.
-/// The Table of `objects`, each turned into its row as it comes: a LIST of a large fleet
-/// never holds every object parsed at once, only the rows.
+/// The Table of `objects`, each turned into its row as it comes (a LIST of a large fleet
+/// never holds every object parsed at once, only the rows); `include` is the
+/// `includeObject` parameter.
 pub fn table(
     rt: &ResourceType,
     objects: impl IntoIterator<Item = Value>,
