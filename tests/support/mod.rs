@@ -389,8 +389,6 @@ pub async fn metric(server: &ApiServer, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The examples' ProxmoxCluster `homelab` with its namespace and Secret, applied with
-/// kubectl, and a wait until the controllers report it Ready.
 /// Merges `patch` (JSON) into the ProxmoxCluster `homelab`, as `kubectl patch` does.
 pub fn patch_homelab(server: &ApiServer, patch: &serde_json::Value) {
     kubectl(
@@ -406,6 +404,8 @@ pub fn patch_homelab(server: &ApiServer, patch: &serde_json::Value) {
     );
 }
 
+/// The examples' ProxmoxCluster `homelab` with its namespace and Secret, applied with
+/// kubectl, and a wait until the controllers report it Ready.
 pub async fn homelab_cluster(server: &ApiServer) {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     for file in [
