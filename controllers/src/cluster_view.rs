@@ -5,8 +5,7 @@
 //! only the guest's config of its own.
 
 use crate::error::Error;
-use phoenix_clients::proxmox::ProxmoxClient;
-use serde_json::Value;
+use phoenix_clients::proxmox::{ClusterResource, ProxmoxClient};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,23 +93,20 @@ async fn fetch(client: &ProxmoxClient) -> Result<Snapshot, Error> {
 }
 
 /// The guests of a `/cluster/resources?type=vm` answer received at `now` (seconds).
-pub fn parse(entries: &[Value], now: i64) -> BTreeMap<u32, GuestSummary> {
+pub fn parse(entries: &[ClusterResource], now: i64) -> BTreeMap<u32, GuestSummary> {
     entries
         .iter()
         .filter_map(|e| {
-            let vmid = u32::try_from(e.get("vmid")?.as_u64()?).ok()?;
-            let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
-            let running = text("status").as_deref() == Some("running");
-            let uptime = e.get("uptime").and_then(Value::as_i64).unwrap_or(0);
+            let running = e.status.as_deref() == Some("running");
             let summary = GuestSummary {
-                node: text("node")?,
-                kind: text("type")?,
+                node: e.node.clone()?,
+                kind: e.kind.clone(),
                 running,
-                template: e.get("template").and_then(Value::as_u64) == Some(1),
-                lock: text("lock").filter(|l| !l.is_empty()),
-                booted: running.then_some(now - uptime),
+                template: e.template == Some(1),
+                lock: e.lock.clone().filter(|l| !l.is_empty()),
+                booted: running.then_some(now - e.uptime.unwrap_or(0)),
             };
-            Some((vmid, summary))
+            Some((e.vmid?, summary))
         })
         .collect()
 }
@@ -158,12 +154,13 @@ pub fn changed(before: &Snapshot, after: &Snapshot) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn snapshot(entries: Value, now: i64) -> Snapshot {
+        let entries: Vec<ClusterResource> = serde_json::from_value(entries).unwrap();
         Snapshot {
             taken: Instant::now(),
-            guests: parse(entries.as_array().unwrap(), now),
+            guests: parse(&entries, now),
         }
     }
 

@@ -89,6 +89,36 @@ pub struct GuestStatus {
     pub uptime: Option<u64>,
 }
 
+/// One entry of `/cluster/resources?type=vm`: where a guest is and how it is.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct ClusterResource {
+    pub vmid: Option<u32>,
+    /// `lxc` or `qemu`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub node: Option<String>,
+    pub status: Option<String>,
+    pub template: Option<u8>,
+    pub lock: Option<String>,
+    /// Seconds since the guest started (0 while stopped).
+    pub uptime: Option<i64>,
+}
+
+/// PVE's answer: `{"data": ...}`.
+#[derive(Deserialize)]
+struct Envelope<T> {
+    data: Option<T>,
+}
+
+/// The `data` of an answer's body; none (or `null`) is read as `null` would be, so a
+/// caller expecting nothing gets it and one expecting something is told.
+fn data_of<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+    match serde_json::from_slice::<Envelope<T>>(body)?.data {
+        Some(data) => Ok(data),
+        None => serde_json::from_value(Value::Null),
+    }
+}
+
 /// A parameter list in PVE's form encoding (booleans as 0/1 are the caller's to give).
 pub type Params = Vec<(String, String)>;
 
@@ -155,8 +185,19 @@ impl ProxmoxClient {
         path: &str,
         params: &[(String, String)],
     ) -> Result<Value, ProxmoxError> {
+        self.typed(method, path, params).await
+    }
+
+    /// A call whose `data` is read straight into `T`: a large answer (every guest of a
+    /// cluster) never becomes a tree of `Value`s first.
+    async fn typed<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<T, ProxmoxError> {
         let mut attempt = 0;
-        loop {
+        let body = loop {
             let started = std::time::Instant::now();
             let result = self.send(method.clone(), path, params).await;
             if let Some(observe) = &self.observer {
@@ -172,17 +213,24 @@ impl ProxmoxClient {
                     attempt += 1;
                     tokio::time::sleep(READ_RETRY_PAUSE * attempt).await;
                 }
-                result => return result,
+                result => break result?,
             }
-        }
+        };
+        data_of(&body).map_err(|e| ProxmoxError {
+            kind: ErrorKind::Refused,
+            status: Some(200),
+            message: format!("unexpected answer from {path}: {e}"),
+            errors: BTreeMap::new(),
+        })
     }
 
+    /// One request; a success is its body, unread.
     async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         params: &[(String, String)],
-    ) -> Result<Value, ProxmoxError> {
+    ) -> Result<bytes::Bytes, ProxmoxError> {
         let url = format!("{}{path}", self.base);
         let mut request = self
             .http
@@ -193,19 +241,21 @@ impl ProxmoxClient {
         } else {
             request.form(params)
         };
-        let response = request.send().await.map_err(|e| {
+        let transport = |e: reqwest::Error| {
             let text = error_chain(&e);
             ProxmoxError::transport(
                 text.clone(),
                 text.contains("certificate") || text.contains("fingerprint"),
             )
-        })?;
+        };
+        let response = request.send().await.map_err(transport)?;
         let status = response.status();
         let reason = status.canonical_reason().unwrap_or("").to_owned();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let body = response.bytes().await.map_err(transport)?;
         if status.is_success() {
-            return Ok(body.get("data").cloned().unwrap_or(Value::Null));
+            return Ok(body);
         }
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         // PVE ≥ 8.3 repeats the reason phrase in `message`; older ones only set the phrase,
         // which hyper does not expose beyond the canonical text.
         let message = body
@@ -232,21 +282,6 @@ impl ProxmoxClient {
             &message,
             errors,
         ))
-    }
-
-    async fn typed<T: DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        params: &[(String, String)],
-    ) -> Result<T, ProxmoxError> {
-        let data = self.call(method, path, params).await?;
-        serde_json::from_value(data).map_err(|e| ProxmoxError {
-            kind: ErrorKind::Refused,
-            status: Some(200),
-            message: format!("unexpected answer from {path}: {e}"),
-            errors: BTreeMap::new(),
-        })
     }
 
     async fn upid(
@@ -279,7 +314,7 @@ impl ProxmoxClient {
     }
 
     /// `/cluster/resources?type=vm`: every guest of the cluster, on every node.
-    pub async fn guests(&self) -> Result<Vec<Value>, ProxmoxError> {
+    pub async fn guests(&self) -> Result<Vec<ClusterResource>, ProxmoxError> {
         self.typed(
             reqwest::Method::GET,
             "/cluster/resources",

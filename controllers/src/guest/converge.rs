@@ -343,9 +343,9 @@ impl<G: Guest> Pass<'_, G> {
             return Ok(None);
         };
         let source = clone.vmid;
-        let coming = peers::cached(self.ctx)
+        let coming = peers::cached(self.ctx, |g| g.vmid == source)
             .iter()
-            .any(|p| p.vmid == source && p.template && p.kind == G::PHOENIX_KIND);
+            .any(|p| p.template && p.kind == G::PHOENIX_KIND);
         let waiting = || Progress::Waiting {
             reason: reason::WAITING_FOR_CLONE_SOURCE,
             message: format!(
@@ -643,9 +643,9 @@ fn foreign_clone_source<G: Guest>(
     namespace: &str,
 ) -> Option<String> {
     let source = guest.clone_source()?.vmid;
-    let own = peers::cached(ctx)
+    let own = peers::cached(ctx, |g| g.vmid == source && g.namespace == Some(namespace))
         .iter()
-        .any(|p| p.vmid == source && p.template && p.namespace == namespace);
+        .any(|p| p.template);
     (!own)
         .then(|| format!("a clone of template {source}, which namespace {namespace} does not make"))
 }

@@ -101,24 +101,15 @@ pub async fn linked_clones(client: &ProxmoxClient, vmid: u32) -> Result<Vec<u32>
     let base = format!("base-{vmid}-");
     let mut clones = Vec::new();
     for guest in client.guests().await? {
-        let text = |k: &str| {
-            guest
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned()
-        };
-        let Some(id) = guest.get("vmid").and_then(Value::as_u64) else {
+        let (Some(id), Some(node)) = (guest.vmid, guest.node) else {
             continue;
         };
-        if text("type") != "qemu" || id == u64::from(vmid) {
+        if guest.kind != "qemu" || id == vmid {
             continue;
         }
-        let config = client
-            .config(&text("node"), GuestType::Qemu, id as u32)
-            .await?;
+        let config = client.config(&node, GuestType::Qemu, id).await?;
         if config.values().any(|v| v.contains(&base)) {
-            clones.push(id as u32);
+            clones.push(id);
         }
     }
     Ok(clones)

@@ -9,8 +9,14 @@ use crate::error::Error;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use phoenix_crds::common::{DependencyRef, PhoenixKind};
+use phoenix_crds::guest::GuestCommon;
 use phoenix_crds::{LxcGuest, VmGuest};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// The anti-affinity group a guest asks for.
+fn guest_group(common: &GuestCommon) -> Option<&str> {
+    common.placement.as_ref()?.anti_affinity_group.as_deref()
+}
 
 /// One guest object as its peers see it.
 #[derive(Clone, Debug)]
@@ -27,7 +33,6 @@ pub struct Peer {
     pub reconciled: bool,
     pub depends_on: Vec<DependencyRef>,
     pub order: Option<u32>,
-    pub group: Option<String>,
     pub node: Option<String>,
     pub running: bool,
     /// Stalled: waits for a change of its spec, so nothing after it waits for it.
@@ -55,10 +60,6 @@ impl Peer {
             reconciled: claims::acted_on(status.map(|(c, _)| c.conditions.as_slice())),
             depends_on: common.depends_on.clone(),
             order: common.startup.as_ref().and_then(|s| s.order),
-            group: common
-                .placement
-                .as_ref()
-                .and_then(|p| p.anti_affinity_group.clone()),
             node: status.and_then(|(_, o)| o.node.clone()),
             running: status.and_then(|(_, o)| o.state.as_deref()) == Some("running"),
             stalled: status.is_some_and(|(c, _)| {
@@ -72,19 +73,39 @@ impl Peer {
     }
 }
 
-/// Every guest object in the caches.
-pub fn cached(ctx: &GuestContext) -> Vec<Peer> {
+/// What a filter looks at of a cached guest before it is copied into a [`Peer`].
+pub struct Glance<'a> {
+    pub vmid: u32,
+    pub namespace: Option<&'a str>,
+    pub common: &'a GuestCommon,
+}
+
+impl<'a> Glance<'a> {
+    fn of<G: Guest>(g: &'a G) -> Self {
+        Glance {
+            vmid: g.vmid(),
+            namespace: g.meta().namespace.as_deref(),
+            common: g.common(),
+        }
+    }
+}
+
+/// The guest objects in the caches that `keep` keeps. Every pass asks this of the whole
+/// fleet, so the filter runs on borrowed fields: copying each of 1,000 guests into a `Peer`
+/// on every pass was the largest part of a pass's cost.
+pub fn cached(ctx: &GuestContext, keep: impl Fn(&Glance) -> bool) -> Vec<Peer> {
     let lxc = ctx.lxc.store.state();
     let vm = ctx.vm.store.state();
-    lxc.iter()
-        .map(|g| Peer::of(&**g))
-        .chain(vm.iter().map(|g| Peer::of(&**g)))
+    let lxc = lxc.iter().filter(|g| keep(&Glance::of(&***g)));
+    let vm = vm.iter().filter(|g| keep(&Glance::of(&***g)));
+    lxc.map(|g| Peer::of(&**g))
+        .chain(vm.map(|g| Peer::of(&**g)))
         .collect()
 }
 
 /// Another object asking for the same VMID (of either kind): the older one holds it.
 pub fn check_claim<G: Guest>(guest: &G, ctx: &GuestContext) -> Result<(), Error> {
-    let claims: Vec<Claim> = cached(ctx)
+    let claims: Vec<Claim> = cached(ctx, |g| g.vmid == guest.vmid())
         .into_iter()
         .map(|p| Claim {
             vmid: p.vmid,
@@ -118,8 +139,12 @@ pub async fn dependency_gate<G: Guest>(
         return Ok(None);
     }
     let me = Peer::of(guest);
+    // Guests without dependencies add no edge: the graph needs only the others.
     let mut graph = BTreeMap::new();
-    for p in cached(ctx).iter().chain([&me]) {
+    for p in cached(ctx, |g| !g.common.depends_on.is_empty())
+        .iter()
+        .chain([&me])
+    {
         let deps = p
             .depends_on
             .iter()
@@ -151,13 +176,13 @@ pub async fn dependency_gate<G: Guest>(
 
 /// Where the guests of the same anti-affinity group run.
 pub fn anti_affinity_peers<G: Guest>(guest: &G, ctx: &GuestContext) -> Vec<String> {
-    let me = Peer::of(guest);
-    let Some(group) = me.group else {
+    let Some(group) = guest_group(guest.common()) else {
         return Vec::new();
     };
-    cached(ctx)
+    let uid = guest.uid().unwrap_or_default();
+    cached(ctx, |g| guest_group(g.common) == Some(group))
         .into_iter()
-        .filter(|p| p.uid != me.uid && p.group.as_ref() == Some(&group))
+        .filter(|p| p.uid != uid)
         .filter_map(|p| p.node)
         .collect()
 }
@@ -201,21 +226,30 @@ pub async fn startup_gate<G: Guest>(
 /// Wakes the guests whose gate may have opened because `changed` changed: its dependents
 /// and the guests that start after it, of either kind.
 pub fn wake_waiters<G: Guest>(ctx: &GuestContext, kind: PhoenixKind, changed: &G) {
-    let me = Peer::of(changed);
-    let waits = |p: &Peer| {
-        let depends = p.depends_on.iter().any(|d| {
-            dependencies::node_of(d, &p.namespace) == (kind, me.namespace.clone(), me.name.clone())
-        });
-        let later = matches!((me.order, p.order), (Some(mine), Some(theirs)) if theirs > mine);
+    let changed_node = (
+        kind,
+        changed.namespace().unwrap_or_default(),
+        changed.name_any(),
+    );
+    let changed_order = changed.common().startup.as_ref().and_then(|s| s.order);
+    let waits = |g: &Glance| {
+        let namespace = g.namespace.unwrap_or_default();
+        let depends = g
+            .common
+            .depends_on
+            .iter()
+            .any(|d| dependencies::node_of(d, namespace) == changed_node);
+        let order = g.common.startup.as_ref().and_then(|s| s.order);
+        let later = matches!((changed_order, order), (Some(mine), Some(theirs)) if theirs > mine);
         depends || later
     };
     for other in ctx.lxc.store.state() {
-        if waits(&Peer::of(&*other)) {
+        if waits(&Glance::of(&*other)) {
             let _ = ctx.lxc.wake.send(ObjectRef::from_obj(&*other));
         }
     }
     for other in ctx.vm.store.state() {
-        if waits(&Peer::of(&*other)) {
+        if waits(&Glance::of(&*other)) {
             let _ = ctx.vm.wake.send(ObjectRef::from_obj(&*other));
         }
     }
