@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{rss_kib, rss_parts};
+use common::{rss_kib, rss_parts, timed_get};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
@@ -83,17 +83,9 @@ async fn main() {
     // LIST of every object, as raw bytes (no client-side decoding in the figure).
     let mut list_ms = Vec::new();
     for _ in 0..5 {
-        let started = Instant::now();
-        let request = http::Request::get("/api/v1/namespaces/default/configmaps")
-            .body(kube::client::Body::empty())
-            .unwrap();
-        let response = client.send(request).await.unwrap();
-        let bytes = http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
+        let (bytes, ms) = timed_get(&client, "/api/v1/namespaces/default/configmaps").await;
         assert!(bytes.len() > OBJECTS * 200);
-        list_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        list_ms.push(ms);
     }
     list_ms.sort_by(f64::total_cmp);
     let rss_full = rss_kib(server.id());

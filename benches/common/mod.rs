@@ -58,3 +58,18 @@ pub fn launch(args: &[&str], dir: &std::path::Path, level: &str) -> (std::proces
         .to_owned();
     (child, kubeconfig)
 }
+
+/// A GET's whole answer as raw bytes, and how long it took (ms): what the server costs,
+/// with no client-side decoding in the figure.
+pub async fn timed_get(client: &kube::Client, path: &str) -> (bytes::Bytes, f64) {
+    let started = std::time::Instant::now();
+    let request = http::Request::get(path)
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let response = client.send(request).await.unwrap();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (bytes, started.elapsed().as_secs_f64() * 1000.0)
+}
