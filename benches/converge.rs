@@ -242,7 +242,7 @@ async fn platform(nodes: u32) -> Platform {
         &dir.path().join("data"),
         "error",
     );
-    let examples = format!("{}/examples", env!("CARGO_MANIFEST_DIR"));
+    let examples = format!("{}/examples", std::env::var("CARGO_MANIFEST_DIR").unwrap());
     for file in ["namespace-phoenix-system.yaml", "secret-pve-token.yaml"] {
         kubectl_apply(&kubeconfig, &["-f", &format!("{examples}/{file}")], None);
     }

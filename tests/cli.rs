@@ -44,7 +44,7 @@ fn plan_and_controller_without_a_cluster_fail_and_say_why() {
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
             .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(std::env::var("CARGO_MANIFEST_DIR").unwrap())
             .env("KUBECONFIG", "/nonexistent/kubeconfig")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .output()

@@ -27,7 +27,7 @@ fn helm() -> PathBuf {
 }
 
 fn chart() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/phoenix")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("charts/phoenix")
 }
 
 fn run_helm(args: &[&str]) -> Output {

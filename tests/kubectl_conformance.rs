@@ -8,9 +8,9 @@ use std::process::Command;
 
 fn conformance(kubectl: &Path) {
     let server = support::ApiServer::start();
-    let repo = env!("CARGO_MANIFEST_DIR");
+    let repo = std::env::var("CARGO_MANIFEST_DIR").unwrap();
     let out = Command::new("bash")
-        .arg(Path::new(repo).join("tests/kubectl/conformance.sh"))
+        .arg(Path::new(&repo).join("tests/kubectl/conformance.sh"))
         .arg(kubectl)
         .env("KUBECONFIG", &server.kubeconfig)
         .env("REPO", repo)

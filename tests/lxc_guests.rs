@@ -14,7 +14,7 @@ use support::{ApiServer, SimAdmin};
 const FAST: [&str; 2] = ["--task-duration", "default=0.2"];
 
 fn examples() -> String {
-    format!("{}/examples", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/examples", std::env::var("CARGO_MANIFEST_DIR").unwrap())
 }
 
 fn conditions(g: &LxcGuest) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {

@@ -5,7 +5,7 @@
 //! the operation log.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 struct Sim {
@@ -49,7 +49,7 @@ impl Sim {
     }
 
     fn run(&self, script: &str, args: &[&str]) -> String {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        let script = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
             .join("tests/pve")
             .join(script);
         let out = Command::new("python3")
@@ -76,7 +76,9 @@ impl Sim {
 fn shared() -> std::path::PathBuf {
     std::env::var_os("PHOENIX_SHARED")
         .map(Into::into)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../shared")
+        })
 }
 
 impl Drop for Sim {
@@ -108,7 +110,7 @@ fn the_simulator_keeps_pve_s_contract() {
 
 #[test]
 fn the_bundled_schema_is_cut_from_the_official_apidoc() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let apidoc = shared().join("reference/pve/apidoc.json");
     let out = Command::new("python3")
         .arg(repo.join("sim/tools/trim-apidoc.py"))

@@ -99,7 +99,7 @@ async fn platform_with(server: &ApiServer, manifests: &[String]) {
     support::homelab_cluster(server).await;
     let keys = format!(
         "{}/examples/secret-admin-ssh-keys.yaml",
-        env!("CARGO_MANIFEST_DIR")
+        std::env::var("CARGO_MANIFEST_DIR").unwrap()
     );
     support::kubectl(server, &["apply", "-f", &keys]);
     support::kubectl_apply(server, &manifests.join("---\n"));

@@ -82,7 +82,10 @@ pub async fn one_at_a_time(guests: u32, nodes: u32) -> String {
 /// Ansible's `community.proxmox.proxmox` module (forks at its default 5), installed from
 /// PyPI by `benches/peers/ansible/install.sh`; a second run shows what an idle re-run costs.
 pub async fn ansible(guests: u32, nodes: u32) -> String {
-    let here = format!("{}/benches/peers/ansible", env!("CARGO_MANIFEST_DIR"));
+    let here = format!(
+        "{}/benches/peers/ansible",
+        std::env::var("CARGO_MANIFEST_DIR").unwrap()
+    );
     let installed = std::process::Command::new("bash")
         .arg(format!("{here}/install.sh"))
         .stdout(std::process::Stdio::null())

@@ -86,9 +86,9 @@ async fn secret(w: &World, secret: &str) {
 }
 
 async fn example(w: &World, point_at_simulator: bool) -> ProxmoxCluster {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/proxmoxcluster-homelab.yaml"
+    let text = std::fs::read_to_string(format!(
+        "{}/../examples/proxmoxcluster-homelab.yaml",
+        std::env::var("CARGO_MANIFEST_DIR").unwrap()
     ))
     .unwrap();
     let mut cluster: ProxmoxCluster = serde_yaml_ng::from_str(&text).unwrap();

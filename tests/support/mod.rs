@@ -137,7 +137,7 @@ impl ApiServer {
 
 /// An object from `examples/`, e.g. `example::<LxcGuest>("lxc-801.yaml")`.
 pub fn example<T: serde::de::DeserializeOwned>(file: &str) -> T {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    let path = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
         .join("examples")
         .join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -407,7 +407,8 @@ pub fn patch_homelab(server: &ApiServer, patch: &serde_json::Value) {
 /// The examples' ProxmoxCluster `homelab` with its namespace and Secret, applied with
 /// kubectl, and a wait until the controllers report it Ready.
 pub async fn homelab_cluster(server: &ApiServer) {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let examples =
+        std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("examples");
     for file in [
         "namespace-phoenix-system.yaml",
         "secret-pve-token.yaml",

@@ -155,7 +155,7 @@ mod tests {
         let guest: phoenix_crds::LxcGuest = serde_yaml_ng::from_str(
             &std::fs::read_to_string(format!(
                 "{}/../examples/lxc-103.yaml",
-                env!("CARGO_MANIFEST_DIR")
+                std::env::var("CARGO_MANIFEST_DIR").unwrap()
             ))
             .unwrap(),
         )

@@ -107,7 +107,7 @@ mod tests {
         let mut cluster: ProxmoxCluster = serde_yaml_ng::from_str(
             &std::fs::read_to_string(format!(
                 "{}/../examples/proxmoxcluster-homelab.yaml",
-                env!("CARGO_MANIFEST_DIR")
+                std::env::var("CARGO_MANIFEST_DIR").unwrap()
             ))
             .unwrap(),
         )

@@ -111,9 +111,11 @@ mod tests {
     use super::*;
 
     pub(crate) fn example(file: &str) -> LxcGuestSpec {
-        let text =
-            std::fs::read_to_string(format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR")))
-                .unwrap();
+        let text = std::fs::read_to_string(format!(
+            "{}/../examples/{file}",
+            std::env::var("CARGO_MANIFEST_DIR").unwrap()
+        ))
+        .unwrap();
         let guest: phoenix_crds::LxcGuest = serde_yaml_ng::from_str(&text).unwrap();
         guest.spec
     }
