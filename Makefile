@@ -2,6 +2,8 @@
 # Builds share one target dir outside the clone so CI and repeated runs reuse it.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/phoenix-target
 export HELM ?= $(HOME)/.local/bin/helm
+# Go builds the test harnesses under tests/ that run the real tools written in Go.
+export PATH := $(PATH):/usr/local/go/bin
 PHOENIX := $(CARGO_TARGET_DIR)/debug/phoenix
 DATA_DIR ?= .phoenix
 SHARED ?= ../shared
@@ -40,6 +42,7 @@ deps:
 	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 	@test -x $(HELM) || bash $(SHARED)/tools/get-helm.sh $(dir $(HELM)) >/dev/null
 	@python3 -c 'import proxmoxer, requests' 2>/dev/null || python3 -m pip install --quiet proxmoxer requests
+	@command -v go >/dev/null || (echo "Go is needed for the harnesses under tests/ (expected in /usr/local/go)" >&2; exit 1)
 
 build:
 	cargo build

@@ -53,6 +53,7 @@ pub fn decode_and_validate(data: &[u8]) {
     let _ = ssa::apply(
         &sample(),
         &value,
+        &value,
         "fuzz",
         false,
         "v1",

@@ -317,6 +317,21 @@ fn admit(
         })
 }
 
+/// An update through admission: system fields from the stored object, then pruning,
+/// defaulting and validation, then the generation (moved by what changed once defaulted).
+fn admit_update(
+    rt: &ResourceType,
+    new: &mut Value,
+    old: &Value,
+    status_write: bool,
+    req: &Req,
+) -> ApiResult<Vec<String>> {
+    objects::prepare_update(rt, new, old, status_write)?;
+    let warnings = admit(rt, new, Some(old), req)?;
+    objects::advance_generation(rt, new, old);
+    Ok(warnings)
+}
+
 /// Writes, then finishes a deletion whose last finalizer just went, and keeps the
 /// registry in step with CRDs.
 async fn write(
@@ -411,8 +426,7 @@ async fn finish_update(
 ) -> ApiResult<Response<Body>> {
     let status_write = t.subresource.as_deref() == Some("status");
     let old_value = old.value();
-    objects::prepare_update(rt, &mut new, &old_value, status_write)?;
-    let warnings = admit(rt, &mut new, Some(&old_value), req)?;
+    let warnings = admit_update(rt, &mut new, &old_value, status_write, req)?;
     // Ownership is recorded for what admission kept (pruned fields are nobody's).
     ssa::track_update(
         Some(&old_value),
@@ -584,9 +598,14 @@ async fn apply(
     {
         return Err(ApiError::conflict(&rt.group, &rt.plural, &name));
     }
+    let mut defaulted = config.clone();
+    if let Some(validator) = &rt.validator {
+        validator.default(&mut defaulted);
+    }
     let merged = match ssa::apply(
         &live,
         &config,
+        &defaulted,
         &manager,
         force,
         &rt.api_version(),
@@ -620,8 +639,7 @@ async fn apply(
         return commit_create(state, t, rt, object, req, None).await;
     };
     let mut new = merged;
-    objects::prepare_update(rt, &mut new, &old.value(), status_write)?;
-    let warnings = admit(rt, &mut new, Some(&old.value()), req)?;
+    let warnings = admit_update(rt, &mut new, &old.value(), status_write, req)?;
     commit_update(state, t, rt, &name, &old, new, req, &warnings).await
 }
 

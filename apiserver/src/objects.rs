@@ -251,8 +251,8 @@ pub fn check_type_meta(rt: &ResourceType, object: &mut Value) -> ApiResult<()> {
     }
 }
 
-/// Carries the system fields over from the stored object, masks status or main resource,
-/// bumps `generation` when the spec part changed, and enforces finalizer rules.
+/// Carries the system fields over from the stored object (`generation` too: see
+/// [`advance_generation`]), masks status or main resource, and enforces finalizer rules.
 pub fn prepare_update(
     rt: &ResourceType,
     new: &mut Value,
@@ -334,15 +334,21 @@ pub fn prepare_update(
             return Err(ApiError::invalid(&rt.kind, &rt.group, name_of(old), &[err]));
         }
     }
+    Ok(())
+}
+
+/// Bumps `generation` when the spec part changed. Called on the admitted object: a spec
+/// that equals the stored one once defaulted is no change (a client-side apply resends
+/// list items without their defaults), as kube-apiserver decides it.
+pub fn advance_generation(rt: &ResourceType, new: &mut Value, old: &Value) {
     if rt.has_generation() && spec_changed(old, new) {
-        let generation = old_meta
-            .get("generation")
+        let generation = meta(old)
+            .and_then(|m| m.get("generation"))
             .and_then(Value::as_i64)
             .unwrap_or(0)
             + 1;
         meta_mut(new).insert("generation".into(), json!(generation));
     }
-    Ok(())
 }
 
 /// Anything outside metadata and status differs.
@@ -424,11 +430,14 @@ mod tests {
         relabel["metadata"]["labels"] = json!({"a": "b"});
         relabel["status"] = json!({"state": "hacked"});
         prepare_update(&rt, &mut relabel, &old, false).unwrap();
+        advance_generation(&rt, &mut relabel, &old);
         assert_eq!(relabel["metadata"]["generation"], 1);
         assert!(relabel.get("status").is_none());
         let mut respec = old.clone();
         respec["spec"]["cores"] = json!(2);
         prepare_update(&rt, &mut respec, &old, false).unwrap();
+        assert_eq!(respec["metadata"]["generation"], 1, "not before admission");
+        advance_generation(&rt, &mut respec, &old);
         assert_eq!(respec["metadata"]["generation"], 2);
         let mut status = old.clone();
         status["status"] = json!({"state": "running"});

@@ -323,10 +323,15 @@ pub enum ApplyOutcome {
     Conflicts(Vec<(String, FieldPath)>),
 }
 
-/// Applies `config` as `manager` onto `live` (an empty object for a create).
+/// Applies `config` as `manager` onto `live` (an empty object for a create). Values are
+/// compared as `defaulted` has them (`config` with the schema's defaults): a list sent
+/// without its items' defaults equals the stored one, and its managers co-own it, as
+/// kube-apiserver has it.
+#[allow(clippy::too_many_arguments)]
 pub fn apply(
     live: &Value,
     config: &Value,
+    defaulted: &Value,
     manager: &str,
     force: bool,
     api_version: &str,
@@ -343,7 +348,7 @@ pub fn apply(
     {
         for owned in &entry.fields {
             for path in applied.iter().filter(|p| overlaps(p, owned)) {
-                let differs = value_at(config, path) != value_at(live, path)
+                let differs = value_at(defaulted, path) != value_at(live, path)
                     || (owned.len() > path.len() && value_at(live, owned).is_some());
                 if differs {
                     conflicts.push((entry.describe(), path.clone()));
@@ -375,7 +380,7 @@ pub fn apply(
             entry.fields.retain(|owned| {
                 !applied
                     .iter()
-                    .any(|p| overlaps(p, owned) && value_at(config, p) != value_at(live, p))
+                    .any(|p| overlaps(p, owned) && value_at(defaulted, p) != value_at(live, p))
             });
         }
     }
@@ -547,7 +552,7 @@ mod tests {
 
     /// `apply` with the arguments every test shares.
     fn apply_as(live: &Value, config: Value, manager: &str, force: bool) -> ApplyOutcome {
-        apply(live, &config, manager, force, "g/v1", MAIN, "T")
+        apply(live, &config, &config, manager, force, "g/v1", MAIN, "T")
     }
 
     fn applied(outcome: ApplyOutcome) -> Value {
@@ -619,6 +624,42 @@ mod tests {
         ));
         let second = applied(apply_as(&first, json!({"spec": {"a": 1}}), "m", false));
         assert_eq!(second["spec"], json!({"a": 1}));
+    }
+
+    #[test]
+    fn values_equal_once_defaulted_are_co_owned() {
+        // A client-side apply stored the list with its item's default filled in.
+        let mut live = json!({"metadata": {}, "spec": {"checks": [{"port": 80, "every": "30s"}]}});
+        track_update(
+            Some(&json!({"metadata": {}})),
+            &mut live,
+            "kubectl-client-side-apply",
+            "g/v1",
+            MAIN,
+            "T1",
+        );
+        let config = json!({"spec": {"checks": [{"port": 80}]}});
+        let defaulted = json!({"spec": {"checks": [{"port": 80, "every": "30s"}]}});
+        let apply_with = |defaulted: &Value| {
+            apply(
+                &live, &config, defaulted, "kubectl", false, "g/v1", MAIN, "T2",
+            )
+        };
+        assert!(
+            matches!(apply_with(&config), ApplyOutcome::Conflicts(_)),
+            "compared as sent, the list differs"
+        );
+        let out = applied(apply_with(&defaulted));
+        let owners: Vec<String> = decode_entries(&out)
+            .iter()
+            .filter(|e| {
+                e.fields
+                    .iter()
+                    .any(|p| path_text(p).starts_with(".spec.checks"))
+            })
+            .map(|e| e.manager.clone())
+            .collect();
+        assert_eq!(owners, ["kubectl-client-side-apply", "kubectl"]);
     }
 
     #[test]

@@ -45,9 +45,15 @@ pub struct CertificateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub common_name: Option<String>,
+    /// Names the certificate covers; a wildcard only as the whole first label. At most
+    /// 100, as ACME CAs allow in one order.
     #[serde(default)]
+    #[schemars(inner(regex(pattern = CERTIFICATE_DNS_NAME_PATTERN), length(max = 253)), length(max = 100))]
     pub dns_names: Vec<String>,
+    /// IPv4 or IPv6 addresses the certificate covers.
     #[serde(default)]
+    #[schemars(inner(length(max = 45)), length(max = 100))]
+    #[x_kube(validation = Rule::new("self.all(ip, isIP(ip))").message("every entry must be an IPv4 or IPv6 address"))]
     pub ip_addresses: Vec<String>,
     /// Requested lifetime; Step-CA's ACME provisioner defaults to 24h.
     #[serde(default = "default_duration")]

@@ -11,6 +11,10 @@ use std::collections::BTreeMap;
 /// `dns-name` format accept for hostnames.
 pub const HOSTNAME_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A DNS name a certificate may carry: a hostname, or a wildcard as its whole first label
+/// (`*.example.com`), the one place ACME allows one.
+pub const CERTIFICATE_DNS_NAME_PATTERN: &str =
+    r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// An IPv4 address.
 pub const IPV4_PATTERN: &str = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$";
 /// `dhcp`, `manual` or an IPv4 address with prefix length (`10.0.0.103/24`).

@@ -29,6 +29,7 @@ GROUP=phoenix.thinkheads.ai
 CONF=conf-$ID     # the LxcGuest most steps work on
 FIN=fin-$ID       # the LxcGuest whose deletion a finalizer holds up
 SSA=ssa-$ID       # the LxcGuest written by server-side apply
+DEF=def-$ID       # the LxcGuest whose network entry is left to its defaults
 EVENT=$CONF.conformance
 SECRET=pve-$ID
 CM=cm-$ID
@@ -483,6 +484,35 @@ step_server_side_apply() {
     expect_jsonpath "$SSA" '{.spec.cores}' 6
 }
 
+# generation_and_revision NAME: "GENERATION REVISION" of an LxcGuest.
+generation_and_revision() {
+    run kc get lxc "$1" -o 'jsonpath={.metadata.generation} {.metadata.resourceVersion}'
+    printf '%s' "$OUT"
+}
+
+step_defaults_change_nothing() {
+    step "defaults: a re-applied manifest equal once defaulted keeps generation and revision; SSA co-owns"
+    # The network entry without name, bridge and firewall: the server fills them in, so
+    # client-side apply resends the list each time (kubectl says "configured").
+    { lxc_manifest "$DEF" 804 2 1024 | head -n -5
+      printf '  - ip: 10.0.0.142/24\n    gateway: 10.0.0.1\n'; } >"$TMP/def.yaml"
+    created "lxc/$DEF"
+    run kc apply -f "$TMP/def.yaml"
+    expect_contains "$OUT" "$DEF created"
+    expect_jsonpath "$DEF" '{.spec.network[0].bridge}' vmbr0
+    local before
+    before=$(generation_and_revision "$DEF")
+    run kc apply -f "$TMP/def.yaml"
+    expect_eq "$(generation_and_revision "$DEF")" "$before"
+
+    # Taking it over with server-side apply: the same values, so no conflict with the
+    # client-side applier, and no new generation (a new revision, as managedFields change).
+    run kc apply --server-side -f "$TMP/def.yaml"
+    expect_contains "$OUT" "$DEF serverside-applied"
+    run kc get lxc "$DEF" -o 'jsonpath={.metadata.generation}'
+    expect_eq "$OUT" "${before%% *}"
+}
+
 step_category_and_short_name() {
     step "category phoenix and short name lxc"
     run kc get phoenix
@@ -501,6 +531,8 @@ step_invalid() {
     expect_contains "$ERR" "Invalid value"
     expect_fail kc apply -f "$dir/unknown-field.yaml"
     expect_contains "$ERR" 'unknown field "spec.colour"'
+    expect_fail kc apply -f "$dir/certificate-bad-dns-name.yaml"
+    expect_contains "$ERR" 'spec.dnsNames[1]: Invalid value: "not a hostname!"'
 }
 
 step_builtins() {
@@ -544,13 +576,14 @@ step_wrong_token() {
 
 step_cleanup() {
     step "cleanup: delete everything this run created"
-    run kc delete lxc "$CONF" "$SSA" --timeout=25s
+    run kc delete lxc "$CONF" "$SSA" "$DEF" --timeout=25s
     run kc delete event "$EVENT" --timeout=25s
     run kc delete secret "$SECRET" --timeout=25s
     run kc delete configmap "$CM" --timeout=25s
     run kc delete namespace "$NS" --timeout=25s
     expect_gone lxc "$CONF"
     expect_gone lxc "$SSA"
+    expect_gone lxc "$DEF"
     expect_gone event "$EVENT"
     expect_gone secret "$SECRET"
     expect_gone configmap "$CM"
@@ -572,6 +605,7 @@ main() {
     step_finalizer
     step_wait_condition
     step_server_side_apply
+    step_defaults_change_nothing
     step_category_and_short_name
     step_invalid
     step_builtins

@@ -344,14 +344,20 @@ pub fn ready_reason(
 
 /// `kubectl` against `server`, stdout (panics on failure).
 pub fn kubectl(server: &ApiServer, args: &[&str]) -> String {
-    let out = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", &server.kubeconfig)
-        .output()
-        .expect("kubectl runs");
+    succeed(
+        Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &server.kubeconfig),
+        &format!("kubectl {args:?}"),
+    )
+}
+
+/// Runs `command` to its end: its stdout, or a panic naming `what` with its stderr.
+pub fn succeed(command: &mut Command, what: &str) -> String {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         out.status.success(),
-        "kubectl {args:?}: {}",
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -130,6 +130,11 @@ impl CrdValidator {
         Ok(warnings)
     }
 
+    /// Fills in the schema's defaults where `object` has the objects that hold them.
+    pub fn default(&self, object: &mut Value) {
+        self.structural.apply_defaults(object);
+    }
+
     fn check_rules(&self, object: &Value, old: Option<&Value>) -> Result<(), Rejection> {
         let Some(cel) = &self.cel else { return Ok(()) };
         let Err(failures) = kube_cel::validate_compiled(cel, object, old) else {
