@@ -18,6 +18,11 @@ fn guest_group(common: &GuestCommon) -> Option<&str> {
     common.placement.as_ref()?.anti_affinity_group.as_deref()
 }
 
+/// Where a guest stands in PVE's boot order, if anywhere.
+fn startup_order(common: &GuestCommon) -> Option<u32> {
+    common.startup.as_ref()?.order
+}
+
 /// One guest object as its peers see it.
 #[derive(Clone, Debug)]
 pub struct Peer {
@@ -59,7 +64,7 @@ impl Peer {
             deleted: g.meta().deletion_timestamp.is_some(),
             reconciled: claims::acted_on(status.map(|(c, _)| c.conditions.as_slice())),
             depends_on: common.depends_on.clone(),
-            order: common.startup.as_ref().and_then(|s| s.order),
+            order: startup_order(common),
             node: status.and_then(|(_, o)| o.node.clone()),
             running: status.and_then(|(_, o)| o.state.as_deref()) == Some("running"),
             stalled: status.is_some_and(|(c, _)| {
@@ -193,7 +198,7 @@ pub async fn startup_gate<G: Guest>(
     guest: &G,
     ctx: &GuestContext,
 ) -> Result<Option<Progress>, Error> {
-    let Some(mine) = guest.common().startup.as_ref().and_then(|s| s.order) else {
+    let Some(mine) = startup_order(guest.common()) else {
         return Ok(None);
     };
     let lxc = kube::Api::<LxcGuest>::all(ctx.kube.clone())
@@ -231,7 +236,7 @@ pub fn wake_waiters<G: Guest>(ctx: &GuestContext, kind: PhoenixKind, changed: &G
         changed.namespace().unwrap_or_default(),
         changed.name_any(),
     );
-    let changed_order = changed.common().startup.as_ref().and_then(|s| s.order);
+    let changed_order = startup_order(changed.common());
     let waits = |g: &Glance| {
         let namespace = g.namespace.unwrap_or_default();
         let depends = g
@@ -239,7 +244,7 @@ pub fn wake_waiters<G: Guest>(ctx: &GuestContext, kind: PhoenixKind, changed: &G
             .depends_on
             .iter()
             .any(|d| dependencies::node_of(d, namespace) == changed_node);
-        let order = g.common.startup.as_ref().and_then(|s| s.order);
+        let order = startup_order(g.common);
         let later = matches!((changed_order, order), (Some(mine), Some(theirs)) if theirs > mine);
         depends || later
     };
