@@ -418,7 +418,10 @@ impl<G: Guest> Pass<'_, G> {
         }
         let uid = self.guest.uid().unwrap_or_default();
         let ips = match self.ctx.addresses.recall(&uid, live) {
-            Some(ips) => ips,
+            Some(ips) => {
+                self.guest.addresses_recalled(self.status);
+                ips
+            }
             None => match self
                 .guest
                 .addresses(self.ctx, self.pve, live, self.status)

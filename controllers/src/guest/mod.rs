@@ -126,6 +126,11 @@ pub trait Guest:
         status: &mut Self::Status,
     ) -> impl Future<Output = Result<Result<Vec<String>, Progress>, Error>> + Send;
 
+    /// The addresses were recalled from this boot instead of read again: what status says
+    /// of their source must say so too, since the status this pass started from may be
+    /// older than the pass that read them (the cache lags the last write).
+    fn addresses_recalled(&self, _status: &mut Self::Status) {}
+
     /// What follows provisioning once the guest is Ready (a VM's swarm role).
     fn settle(
         &self,

@@ -28,12 +28,12 @@ pub async fn addresses(
 ) -> Result<Result<Vec<String>, Progress>, Error> {
     let vmid = vm.spec.vmid;
     if !vm.spec.agent.enabled {
-        status.agent = Some("disabled".into());
+        status.agent = Some(answered(vm).into());
         return Ok(Ok(static_addresses(vm)));
     }
     let error = match pve.client.agent_interfaces(&live.node, vmid).await {
         Ok(interfaces) => {
-            status.agent = Some("running".into());
+            status.agent = Some(answered(vm).into());
             let ips = guest_addresses(&interfaces);
             if ips.is_empty() {
                 return Ok(Err(Progress::Waiting {
@@ -91,6 +91,16 @@ pub async fn addresses(
         message,
         retry: Duration::from_secs(timeout.clamp(10, 60)),
     }))
+}
+
+/// The agent's state once the VM's addresses are known: they came from the agent, or
+/// from the spec when it is disabled.
+pub fn answered(vm: &VmGuest) -> &'static str {
+    if vm.spec.agent.enabled {
+        "running"
+    } else {
+        "disabled"
+    }
 }
 
 /// PVE's answers while the agent is not (yet) there.

@@ -191,6 +191,10 @@ impl Guest for VmGuest {
         agent::addresses(self, ctx, pve, live, status).await
     }
 
+    fn addresses_recalled(&self, status: &mut VmGuestStatus) {
+        status.agent = Some(agent::answered(self).into());
+    }
+
     /// The first template built is generation 1; each rebuild from a changed source is
     /// the next.
     fn task_started(&self, step: &Step, status: &mut VmGuestStatus) {
