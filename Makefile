@@ -10,15 +10,21 @@ SHARED ?= ../shared
 # Tests read the reference material (PVE schema, recorded responses) from here.
 export PHOENIX_SHARED := $(abspath $(SHARED))
 
-.PHONY: run test crds lint bench deps build
+.PHONY: run test crds lint bench deps build k8s
 
 # The whole platform on one machine: embedded API server + controllers + simulated Proxmox, examples applied.
 run: deps build
 	$(PHOENIX) up --simulate --data-dir $(DATA_DIR) --apply examples/
 
-# Everything CI checks: formatting, clippy, unit and end-to-end tests, CRD drift, the Helm chart.
-test: deps lint
+# Everything CI checks: formatting, clippy, unit and end-to-end tests, CRD drift, the Helm chart,
+# and the real-Kubernetes suite (kube-apiserver and etcd built first: minutes on a fresh machine,
+# seconds once cached in ~/.cache/phoenix-k8s).
+test: deps lint k8s
 	cargo test --workspace --lib --bins --tests
+
+# kube-apiserver and etcd built from their Go modules (tests/k8s/build.sh), for the tests.
+k8s:
+	bash tests/k8s/build.sh
 
 # Regenerate the checked-in CRD YAML (crds/yaml and the chart's copy) from the Rust types.
 crds: build

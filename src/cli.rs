@@ -2,7 +2,7 @@
 //! module. A subcommand whose piece is not built yet says so on stderr and exits 2, so
 //! scripts never mistake it for success.
 
-use crate::controller::ControllerArgs;
+use crate::controller::ControllerCommand;
 use crate::crds::CrdsArgs;
 use crate::logging::LogFormat;
 use crate::plan::PlanArgs;
@@ -31,7 +31,7 @@ pub enum Command {
     /// The embedded platform: API server on SQLite plus every controller, in one process.
     Up(ServerArgs),
     /// The controllers alone, against the cluster in KUBECONFIG or in-cluster (k3s, Helm).
-    Controller(ControllerArgs),
+    Controller(ControllerCommand),
     /// The Kubernetes-compatible API server alone.
     Apiserver(ServerArgs),
     /// Simulators of the systems Phoenix manages.

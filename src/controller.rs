@@ -3,6 +3,7 @@
 //! server.
 
 use crate::runtime::{in_runtime, wait_for_signal};
+use crate::simulator::{self, SimulatedPeers};
 use clap::Args;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,13 +27,37 @@ pub struct ControllerArgs {
     pub acme_http01_listen: String,
 }
 
-pub fn run(args: ControllerArgs) -> ExitCode {
+/// `phoenix controller`: the controllers' arguments, and simulate mode's peers (the
+/// controllers of a real Kubernetes pointed at a simulator, as the tests run them).
+#[derive(Args, Debug)]
+pub struct ControllerCommand {
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+    /// Send every PVE call and guest command to the simulated Proxmox VE of
+    /// --sim-pve-credentials, and ACME to --sim-acme-directory, never to the manifests'
+    /// addresses.
+    #[arg(long, requires = "sim_pve_credentials")]
+    pub simulate: bool,
+    #[command(flatten)]
+    pub peers: SimulatedPeers,
+}
+
+/// Where the controllers send their calls instead of the manifests' addresses.
+#[derive(Clone, Default)]
+struct Redirects {
+    pve: Option<phoenix_controllers::pve::Redirect>,
+    acme: Option<phoenix_controllers::certificate::AcmeRedirect>,
+}
+
+pub fn run(command: ControllerCommand) -> ExitCode {
     in_runtime(async move {
         let led = async {
+            let redirects = redirects(&command)?;
             let kube = crate::kube_client::connect(None).await?;
-            let (metrics, addr) = serve_metrics(&args).await?;
+            let args = &command.controller;
+            let (metrics, addr) = serve_metrics(args).await?;
             tracing::info!(%addr, "metrics and health served");
-            lead(kube, &args, metrics).await
+            lead(kube, args, metrics, redirects).await
         };
         tokio::select! {
             result = led => {
@@ -86,12 +111,36 @@ pub fn spawn_controllers(
     tokio::spawn(phoenix_controllers::run(kube, options))
 }
 
+/// With --simulate, the simulated peers; otherwise none.
+fn redirects(command: &ControllerCommand) -> anyhow::Result<Redirects> {
+    let peers = &command.peers;
+    let Some(file) = peers
+        .sim_pve_credentials
+        .as_deref()
+        .filter(|_| command.simulate)
+    else {
+        return Ok(Redirects::default());
+    };
+    let (credentials, _) = simulator::read_credentials(file)?;
+    let pve = simulator::simulated_redirect(peers, &credentials, file)?;
+    tracing::info!(url = %credentials.url, "simulate mode: Proxmox VE is the simulator");
+    let acme = simulator::named_acme(peers)?;
+    if acme.is_none() {
+        tracing::warn!("simulate mode without --sim-acme-directory: Certificates will wait");
+    }
+    Ok(Redirects {
+        pve: Some(pve),
+        acme,
+    })
+}
+
 /// Several replicas, one leader: the controllers run while this process holds the Lease
 /// `phoenix-controller` in its namespace, and stop the moment it is lost.
 async fn lead(
     kube: kube::Client,
     args: &ControllerArgs,
     metrics: Arc<phoenix_controllers::metrics::Metrics>,
+    redirects: Redirects,
 ) -> anyhow::Result<()> {
     let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
     let identity = std::env::var("HOSTNAME").unwrap_or_else(|_| uuid_like_identity());
@@ -106,7 +155,8 @@ async fn lead(
             leading.changed().await?;
         }
         tracing::info!(%identity, "leading: controllers start");
-        let controllers = spawn_controllers(kube.clone(), args, metrics.clone(), None, None);
+        let Redirects { pve, acme } = redirects.clone();
+        let controllers = spawn_controllers(kube.clone(), args, metrics.clone(), pve, acme);
         while *leading.borrow_and_update() {
             leading.changed().await?;
         }

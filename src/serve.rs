@@ -3,6 +3,7 @@
 
 use crate::controller::{ControllerArgs, serve_metrics, spawn_controllers};
 use crate::runtime::{in_runtime, wait_for_signal};
+use crate::simulator::{self, SimulatedPeers};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,32 +23,16 @@ pub struct ServerArgs {
     #[arg(long)]
     pub apply: Option<PathBuf>,
     /// With --simulate: number of simulated nodes (one is called `phoenix`, as in the examples).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, conflicts_with = "sim_pve_credentials")]
     pub sim_nodes: usize,
     /// With --simulate: how long tasks of a type take, OP=SECONDS; repeatable.
-    #[arg(long = "task-duration", value_parser = phoenix_sim::parse_duration)]
+    #[arg(long = "task-duration", value_parser = phoenix_sim::parse_duration, conflicts_with = "sim_pve_credentials")]
     pub task_durations: Vec<(String, std::time::Duration)>,
-    /// With --simulate: use the simulated Proxmox VE already running in its own process
-    /// (`phoenix sim pve --credentials-out FILE`) instead of one in this process.
-    #[arg(long, conflicts_with_all = ["sim_nodes", "task_durations", "seed"])]
-    pub sim_pve_credentials: Option<PathBuf>,
     /// With --simulate: seed for injected faults.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, conflicts_with = "sim_pve_credentials")]
     pub seed: u64,
-    /// With --simulate: reach the nodes' SSH at this loopback HOST:PORT (an sshd whose
-    /// `pct` is `phoenix sim pct`), host keys still checked under the nodes' names.
-    #[arg(long, value_parser = loopback_address)]
-    pub sim_ssh: Option<String>,
-    /// With --simulate: the ACME directory standing in for Step-CA (a pebble on loopback;
-    /// without it, `phoenix up` starts pebble itself when it is installed).
-    #[arg(long, requires_all = ["sim_acme_roots", "sim_acme_ca"], value_parser = loopback_url)]
-    pub sim_acme_directory: Option<String>,
-    /// With --sim-acme-directory: where its root CA is served (pebble: /roots/0).
-    #[arg(long, value_parser = loopback_url)]
-    pub sim_acme_roots: Option<String>,
-    /// With --sim-acme-directory: the CA (PEM file) of its HTTPS listener.
-    #[arg(long)]
-    pub sim_acme_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub peers: SimulatedPeers,
     #[command(flatten)]
     pub controller: ControllerArgs,
 }
@@ -122,7 +107,7 @@ async fn start_platform(args: &ServerArgs, kubeconfig: &Path) -> anyhow::Result<
     let kube = crate::kube_client::connect(Some(kubeconfig)).await?;
     crate::apply::install_crds(&kube).await?;
     let (sim, redirect) = if args.simulate {
-        let (sim, credentials) = match &args.sim_pve_credentials {
+        let (sim, credentials) = match &args.peers.sim_pve_credentials {
             Some(file) => (None, external_simulator(file, &args.data_dir)?),
             None => {
                 let sim = start_simulator(args).await?;
@@ -130,21 +115,8 @@ async fn start_platform(args: &ServerArgs, kubeconfig: &Path) -> anyhow::Result<
                 (Some(sim), credentials)
             }
         };
-        let redirect = phoenix_controllers::pve::Redirect {
-            // Containers are reached through this binary's `sim pct`, or through a real
-            // sshd on loopback whose `pct` is that (`--sim-ssh`).
-            pct: vec![
-                std::env::current_exe()?.display().to_string(),
-                "sim".into(),
-                "pct".into(),
-                "--credentials".into(),
-                std::path::absolute(crate::simulator::credentials_in(&args.data_dir))?
-                    .display()
-                    .to_string(),
-            ],
-            ssh: args.sim_ssh.clone(),
-            ..crate::simulator::redirect(&credentials)
-        };
+        let pct_credentials = simulator::credentials_in(&args.data_dir);
+        let redirect = simulator::simulated_redirect(&args.peers, &credentials, &pct_credentials)?;
         (sim, Some(redirect))
     } else {
         (None, None)
@@ -181,16 +153,7 @@ fn simulated_acme(
     Option<phoenix_controllers::certificate::AcmeRedirect>,
     Option<phoenix_sim::pebble::Pebble>,
 )> {
-    if let (Some(directory), Some(roots), Some(ca)) = (
-        &args.sim_acme_directory,
-        &args.sim_acme_roots,
-        &args.sim_acme_ca,
-    ) {
-        let redirect = phoenix_controllers::certificate::AcmeRedirect {
-            directory_url: directory.clone(),
-            roots_url: roots.clone(),
-            server_ca_pem: std::fs::read_to_string(ca)?,
-        };
+    if let Some(redirect) = simulator::named_acme(&args.peers)? {
         return Ok((Some(redirect), None));
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -223,15 +186,12 @@ async fn start_simulator(args: &ServerArgs) -> anyhow::Result<phoenix_sim::Runni
         listen: "127.0.0.1:0".into(),
         nodes: args.sim_nodes,
         seed: args.seed,
-        durations: crate::simulator::task_durations(&args.task_durations),
+        durations: simulator::task_durations(&args.task_durations),
         state_file: Some(args.data_dir.join("sim-state.json")),
     };
     let sim = phoenix_sim::start(options).await?;
     let json = serde_json::to_string_pretty(&sim.credentials)?;
-    phoenix_apiserver::tls::write_private(
-        &crate::simulator::credentials_in(&args.data_dir),
-        &json,
-    )?;
+    phoenix_apiserver::tls::write_private(&simulator::credentials_in(&args.data_dir), &json)?;
     tracing::info!(url = %sim.credentials.url, "simulated Proxmox VE (credentials in sim.json)");
     Ok(sim)
 }
@@ -242,35 +202,8 @@ fn external_simulator(
     file: &Path,
     data_dir: &Path,
 ) -> anyhow::Result<phoenix_sim::CredentialsFile> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let credentials: phoenix_sim::CredentialsFile = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{} is not a simulator's credentials: {e}", file.display()))?;
-    loopback_url(&credentials.url).map_err(anyhow::Error::msg)?;
-    phoenix_apiserver::tls::write_private(&crate::simulator::credentials_in(data_dir), &text)?;
+    let (credentials, text) = simulator::read_credentials(file)?;
+    phoenix_apiserver::tls::write_private(&simulator::credentials_in(data_dir), &text)?;
     tracing::info!(url = %credentials.url, "simulated Proxmox VE in its own process");
     Ok(credentials)
-}
-
-/// Simulate mode never reaches beyond this machine.
-fn loopback_address(text: &str) -> Result<String, String> {
-    let addr: std::net::SocketAddr = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not HOST:PORT"))?;
-    if addr.ip().is_loopback() {
-        Ok(text.to_owned())
-    } else {
-        Err(format!("{text} is not a loopback address"))
-    }
-}
-
-/// `https://127.0.0.1:PORT/...`: simulate mode's ACME server is on this machine.
-fn loopback_url(text: &str) -> Result<String, String> {
-    let authority = text
-        .strip_prefix("https://")
-        .ok_or_else(|| format!("{text} is not an https:// URL"))?
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    loopback_address(authority).map(|_| text.to_owned())
 }

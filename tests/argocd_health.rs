@@ -20,18 +20,9 @@ fn script() -> PathBuf {
     repo().join("charts/phoenix/files/argocd/health.lua")
 }
 
-/// The harness, built into `dir` (Go's own build cache keeps a second build to a link).
+/// The harness, built into `dir`.
 fn harness(dir: &Path) -> PathBuf {
-    let binary = dir.join("argocd-health");
-    support::succeed(
-        Command::new("go")
-            .args(["build", "-o"])
-            .arg(&binary)
-            .arg(".")
-            .current_dir(repo().join("tests/argocd")),
-        "go build of tests/argocd",
-    );
-    binary
+    support::go_harness("argocd", dir)
 }
 
 /// Argo CD's health of each object in `documents` (name → status, message).

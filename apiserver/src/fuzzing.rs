@@ -53,7 +53,6 @@ pub fn decode_and_validate(data: &[u8]) {
     let _ = ssa::apply(
         &sample(),
         &value,
-        &value,
         "fuzz",
         false,
         "v1",

@@ -598,14 +598,9 @@ async fn apply(
     {
         return Err(ApiError::conflict(&rt.group, &rt.plural, &name));
     }
-    let mut defaulted = config.clone();
-    if let Some(validator) = &rt.validator {
-        validator.default(&mut defaulted);
-    }
     let merged = match ssa::apply(
         &live,
         &config,
-        &defaulted,
         &manager,
         force,
         &rt.api_version(),

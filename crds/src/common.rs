@@ -27,6 +27,8 @@ pub const SIZE_PATTERN: &str = r"^[1-9][0-9]*[MGT]$";
 pub const PVE_ID_PATTERN: &str = r"^[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]$";
 /// A PVE tag (`pve-tag`).
 pub const PVE_TAG_PATTERN: &str = r"^[a-z0-9_][a-z0-9_\-+.]*$";
+/// An environment variable's name, as shells and systemd accept it.
+pub const ENV_NAME_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]*$";
 /// No control characters (a newline would start a new line of a systemd unit or a PVE
 /// config file).
 pub const SINGLE_LINE_PATTERN: &str = r"^[^\x00-\x1F\x7F]*$";
@@ -336,10 +338,22 @@ pub struct VllmFeature {
     /// The Certificate whose key pair vLLM serves TLS with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_certificate_ref: Option<LocalRef>,
-    /// Extra environment of the unit (`HF_HOME`, ...).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$') && !self[k].contains('\\n') && !self[k].contains('\\r'))").message("vllm.env: names are environment variable names and values have no line breaks"))]
-    pub env: BTreeMap<String, String>,
+    /// Extra environment of the unit (`HF_HOME`, ...), in order; a name given twice takes
+    /// its last value, as systemd does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub env: Vec<UnitEnvVar>,
+}
+
+/// One `Environment=` of a unit Phoenix writes. A list entry rather than a map key, so that
+/// the schema bounds and checks names and values itself: kube-apiserver refuses CEL over a
+/// map's keys, whose length it cannot bound (its cost budget).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct UnitEnvVar {
+    #[schemars(regex(pattern = ENV_NAME_PATTERN), length(max = 128))]
+    pub name: String,
+    #[schemars(regex(pattern = SINGLE_LINE_PATTERN), length(max = 4096))]
+    pub value: String,
 }
 
 fn default_vllm_port() -> u16 {
@@ -575,7 +589,7 @@ pub struct GuestObservation {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.value) != has(self.secretKeyRef)").message("exactly one of value or secretKeyRef must be set"))]
 pub struct EnvVar {
-    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    #[schemars(regex(pattern = ENV_NAME_PATTERN))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,

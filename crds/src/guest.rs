@@ -37,7 +37,10 @@ pub struct GuestCommon {
     pub protection: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning: Option<Provisioning>,
+    /// At most 32: each is checked on its own schedule, and kube-apiserver's CEL cost
+    /// budget counts every entry's rule.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub health_checks: Vec<HealthCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshots: Option<Snapshots>,

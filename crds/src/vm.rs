@@ -95,8 +95,9 @@ pub struct VmGuestSpec {
     pub cloud_init: Option<CloudInit>,
     #[serde(default)]
     pub agent: Agent,
-    /// PCI devices passed through (PVE's `hostpciN`), such as a GPU.
+    /// PCI devices passed through (PVE's `hostpci0` to `hostpci15`), such as a GPU.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
     pub pci_devices: Vec<PciDevice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swarm: Option<Swarm>,

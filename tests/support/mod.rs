@@ -156,8 +156,12 @@ pub fn lxc_crd()
 
 /// A kube-rs client for `server`, from the kubeconfig it wrote.
 pub async fn client(server: &ApiServer) -> kube::Client {
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig parses");
+    client_of(&server.kubeconfig).await
+}
+
+/// A kube-rs client from the kubeconfig at `path`.
+pub async fn client_of(path: &Path) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("kubeconfig parses");
     let options = kube::config::KubeConfigOptions::default();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
@@ -534,4 +538,109 @@ pub async fn wait_sim(sim: &SimAdmin, what: &str, done: impl Fn(&serde_json::Val
     })
     .await
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+/// Runs tests/kubectl/conformance.sh with `kubectl` against the server of `kubeconfig`
+/// (with `env` set, e.g. `NO_NAMESPACE_CONTROLLER`): its summary line ("N passed, 0
+/// failed"), or a panic with everything it printed.
+pub fn conformance(kubectl: &Path, kubeconfig: &Path, env: &[(&str, &str)]) -> String {
+    let repo = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    let out = Command::new("bash")
+        .arg(Path::new(&repo).join("tests/kubectl/conformance.sh"))
+        .arg(kubectl)
+        .envs(env.iter().copied())
+        .env("KUBECONFIG", kubeconfig)
+        .env("REPO", repo)
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "conformance failed with {}:\n{stdout}\n{stderr}",
+        kubectl.display()
+    );
+    let summary = stdout.lines().last().unwrap_or_default().to_owned();
+    assert!(summary.ends_with("passed, 0 failed"), "{summary}");
+    summary
+}
+
+/// The Go test harness in `tests/NAME` (a program using a real tool's own Go code), built
+/// into `dir`: Go's build cache keeps a second build to a link.
+pub fn go_harness(name: &str, dir: &Path) -> PathBuf {
+    let repo = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let binary = dir.join(name);
+    succeed(
+        Command::new("go")
+            .args(["build", "-o"])
+            .arg(&binary)
+            .arg(".")
+            .current_dir(repo.join("tests").join(name)),
+        &format!("go build of tests/{name}"),
+    );
+    binary
+}
+
+/// What Flux's apply-and-wait (tests/flux, built into `dir`) made of `paths` on the
+/// cluster of `kubeconfig`: whether every object became Current, what it printed, and how
+/// long it took.
+pub fn flux_apply(
+    dir: &Path,
+    kubeconfig: &Path,
+    paths: &[&Path],
+    timeout: &str,
+) -> (bool, String, std::time::Duration) {
+    let binary = go_harness("flux", dir);
+    let started = std::time::Instant::now();
+    let out = Command::new(binary)
+        .args(["-timeout", timeout])
+        .args(paths)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .expect("the Flux harness runs");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), printed, started.elapsed())
+}
+
+/// A guest whose OS template the node does not have: its controller reports it Stalled
+/// (only a spec change can fix it).
+pub fn stalled_guest_yaml(name: &str, vmid: u32) -> String {
+    guest_yaml(name, vmid, "").replace(
+        "debian-12-standard_12.7-1_amd64.tar.zst",
+        "no-such-template.tar.zst",
+    )
+}
+
+/// Applies `stalled` (an object its controller reports Stalled) as Flux does, and then
+/// again, as a Kustomization's next reconcile does: the second wait must fail at once on
+/// kstatus's Failed, not at its timeout. The first may pass: kstatus counts an object
+/// with no status at all as Current, and Flux's first look can come before the
+/// controller's first status write. How long the second took.
+pub fn flux_sees_failed(dir: &Path, kubeconfig: &Path, stalled: &Path) -> std::time::Duration {
+    let (first, printed, _) = flux_apply(dir, kubeconfig, &[stalled], "4m");
+    println!(
+        "Flux's first wait: {}",
+        if first {
+            "Current (before any status)"
+        } else {
+            "Failed"
+        }
+    );
+    if !first {
+        assert!(
+            printed.contains("failed early due to stalled resources"),
+            "{printed}"
+        );
+    }
+    let (current, printed, took) = flux_apply(dir, kubeconfig, &[stalled], "4m");
+    assert!(!current, "{printed}");
+    assert!(
+        printed.contains("failed early due to stalled resources"),
+        "{printed}"
+    );
+    took
 }

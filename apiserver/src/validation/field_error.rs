@@ -19,6 +19,9 @@ pub enum FieldErrorKind {
     Required,
     /// Bad value: the value is shown as in the API server's messages.
     Invalid(Value),
+    /// Bad value not shown: a CEL rule that fails on an object or a list (kube-apiserver
+    /// names no value there, only the rule's message).
+    InvalidUnshown,
     /// Wrong JSON type: shows the name of the type given.
     TypeInvalid(Value),
     NotSupported {
@@ -49,7 +52,7 @@ impl FieldError {
     pub fn reason(&self) -> &'static str {
         match self.kind {
             FieldErrorKind::Required => "FieldValueRequired",
-            FieldErrorKind::Invalid(_) => "FieldValueInvalid",
+            FieldErrorKind::Invalid(_) | FieldErrorKind::InvalidUnshown => "FieldValueInvalid",
             FieldErrorKind::TypeInvalid(_) => "FieldValueTypeInvalid",
             FieldErrorKind::NotSupported { .. } => "FieldValueNotSupported",
             FieldErrorKind::TooLong { .. } => "FieldValueTooLong",
@@ -73,6 +76,7 @@ impl FieldError {
             FieldErrorKind::Invalid(v) | FieldErrorKind::TypeInvalid(v) => {
                 with_detail(format!("Invalid value: {}", show_value(v)))
             }
+            FieldErrorKind::InvalidUnshown => with_detail("Invalid value".into()),
             FieldErrorKind::NotSupported { value, supported } => {
                 let list: Vec<String> = supported.iter().map(show_value).collect();
                 format!(

@@ -6,7 +6,7 @@
 pub mod field_error;
 pub mod structural;
 
-use field_error::{FieldError, FieldErrorKind, type_name};
+use field_error::{FieldError, FieldErrorKind};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 pub use structural::{SchemaError, StructuralSchema};
@@ -130,11 +130,6 @@ impl CrdValidator {
         Ok(warnings)
     }
 
-    /// Fills in the schema's defaults where `object` has the objects that hold them.
-    pub fn default(&self, object: &mut Value) {
-        self.structural.apply_defaults(object);
-    }
-
     fn check_rules(&self, object: &Value, old: Option<&Value>) -> Result<(), Rejection> {
         let Some(cel) = &self.cel else { return Ok(()) };
         let Err(failures) = kube_cel::validate_compiled(cel, object, old) else {
@@ -143,12 +138,14 @@ impl CrdValidator {
         let errors = failures
             .iter()
             .map(|f| {
-                let value = lookup(object, &f.field_path).map_or("object", type_name);
-                FieldError::new(
-                    f.field_path.clone(),
-                    FieldErrorKind::Invalid(Value::String(value.into())),
-                    f.message.clone(),
-                )
+                // As kube-apiserver: a scalar is shown, an object or a list is not.
+                let kind = match lookup(object, &f.field_path) {
+                    Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
+                        FieldErrorKind::Invalid(v.clone())
+                    }
+                    _ => FieldErrorKind::InvalidUnshown,
+                };
+                FieldError::new(f.field_path.clone(), kind, f.message.clone())
             })
             .collect();
         Err(Rejection::Invalid(errors))
@@ -214,7 +211,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.message("LxcGuest", "phoenix.thinkheads.ai", "v1alpha1", "x"),
-            "LxcGuest.phoenix.thinkheads.ai \"x\" is invalid: spec.vmid: Invalid value: \"integer\": vmid is immutable"
+            "LxcGuest.phoenix.thinkheads.ai \"x\" is invalid: spec.vmid: Invalid value: 802: vmid is immutable"
         );
         let mut created = json!({"spec": {"vmid": 802}});
         assert!(
@@ -234,7 +231,7 @@ mod tests {
         };
         assert_eq!(
             errors[0].to_string(),
-            "spec: Invalid value: \"object\": a and b are mutually exclusive"
+            "spec: Invalid value: a and b are mutually exclusive"
         );
     }
 

@@ -381,7 +381,12 @@ pub fn vllm_unit(vllm: &VllmFeature, tls: bool) -> String {
     let env: String = vllm
         .env
         .iter()
-        .map(|(k, v)| format!("Environment={}\n", systemd_word(&format!("{k}={v}"))))
+        .map(|e| {
+            format!(
+                "Environment={}\n",
+                systemd_word(&format!("{}={}", e.name, e.value))
+            )
+        })
         .collect();
     let exec: Vec<String> = args.iter().map(|a| systemd_word(a)).collect();
     // Admission refuses control characters in the model; an object stored before that rule
@@ -554,7 +559,7 @@ pub fn failing_step(output: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use phoenix_crds::common::{BaseFeature, CustomFeature, OllamaFeature};
+    use phoenix_crds::common::{BaseFeature, CustomFeature, OllamaFeature, UnitEnvVar};
 
     fn vllm() -> VllmFeature {
         VllmFeature {
@@ -568,7 +573,10 @@ mod tests {
             ],
             gpu_memory_utilization: Some(0.3),
             tls_certificate_ref: None,
-            env: BTreeMap::from([("HF_HOME".into(), "/models/hf".into())]),
+            env: vec![UnitEnvVar {
+                name: "HF_HOME".into(),
+                value: "/models/hf".into(),
+            }],
         }
     }
 
@@ -577,8 +585,10 @@ mod tests {
         let mut evil = vllm();
         evil.model = "m\nExecStartPre=/bin/sh -c pwned".into();
         evil.args.push("x\nUser=root".into());
-        evil.env
-            .insert("A".into(), "1\nExecStartPost=/bin/true".into());
+        evil.env.push(UnitEnvVar {
+            name: "A".into(),
+            value: "1\nExecStartPost=/bin/true".into(),
+        });
         let unit = vllm_unit(&evil, false);
         for line in unit.lines() {
             let directive = line.split('=').next().unwrap_or_default();
