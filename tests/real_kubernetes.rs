@@ -269,7 +269,7 @@ async fn the_chart_installed_by_helm_converges_the_examples_with_its_own_rbac_an
         .port();
     let pebble = phoenix_sim::pebble::Pebble::start(&dir.join("pebble"), http01, false)
         .expect("pebble (make test installs it)");
-    let replicas = [
+    let mut replicas = [
         replica("replica-a", &kubeconfig, &credentials, &pebble, &dir),
         replica("replica-b", &kubeconfig, &credentials, &pebble, &dir),
     ];
@@ -330,11 +330,61 @@ async fn the_chart_installed_by_helm_converges_the_examples_with_its_own_rbac_an
     let took = support::flux_sees_failed(&dir, &cluster.kubeconfig, &stalled);
     println!("kube-apiserver: the stalled guest reported Failed in {took:?}");
 
-    // The chart's RBAC was enough: nothing the controllers tried was forbidden.
+    // The chart's RBAC was enough: nothing the controllers tried was forbidden; and it is
+    // what they ran with: the ServiceAccount may not delete guests.
     for replica in &replicas {
         let log = replica.log();
         assert!(!log.contains("forbidden"), "{log}");
     }
+    let may_delete = Command::new("kubectl")
+        .args(["auth", "can-i", "delete", "lxcguests", "--as"])
+        .arg(format!("system:serviceaccount:phoenix-system:{account}"))
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&may_delete.stdout).trim(), "no");
+
+    // The leader dies without a word: once its Lease expires the other replica takes it,
+    // and its controllers converge what changes next.
+    let leader = usize::from(holder == "replica-b");
+    let (_, other) = (
+        replicas[leader].child.kill(),
+        ["replica-a", "replica-b"][1 - leader],
+    );
+    support::wait_for(&leases, "the other replica leading", minutes, |all| {
+        all.iter()
+            .any(|l| l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(other))
+    })
+    .await;
+    cluster.kubectl(&[
+        "patch",
+        "lxcguest",
+        "step-ca",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"memory":1536}}"#,
+    ]);
+    support::wait_for(
+        &lxc,
+        "step-ca converged by the new leader",
+        minutes,
+        |all| {
+            all.iter().any(|g| {
+                let status = g.status.as_ref().map(|s| &s.common);
+                g.metadata.name.as_deref() == Some("step-ca")
+                    && status.is_some_and(|c| {
+                        c.observed_generation == g.metadata.generation
+                            && support::is_ready(&c.conditions)
+                    })
+            })
+        },
+    )
+    .await;
+    assert!(
+        replicas[1 - leader]
+            .log()
+            .contains("leading: controllers start")
+    );
 }
 
 /// The kubectl conformance scenario our own server passes (tests/kubectl_conformance.rs),

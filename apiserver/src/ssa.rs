@@ -297,11 +297,26 @@ pub fn encode_fields(fields: &FieldSet) -> Value {
     Value::Object(root)
 }
 
+/// The entries as `managedFields`, in kube-apiserver's order: by operation (Apply before
+/// Update), then time (whole seconds), manager, API version and subresource.
 pub fn encode_entries(entries: &[Entry]) -> Value {
+    let mut sorted: Vec<&Entry> = entries.iter().filter(|e| !e.fields.is_empty()).collect();
+    sorted.sort_by_cached_key(|e| {
+        let seconds = e
+            .time
+            .parse::<jiff::Timestamp>()
+            .map_or(0, |t| t.as_second());
+        (
+            e.operation.clone(),
+            seconds,
+            e.manager.clone(),
+            e.api_version.clone(),
+            e.subresource.clone().unwrap_or_default(),
+        )
+    });
     Value::Array(
-        entries
-            .iter()
-            .filter(|e| !e.fields.is_empty())
+        sorted
+            .into_iter()
             .map(|e| {
                 let mut v = json!({
                     "manager": e.manager, "operation": e.operation, "apiVersion": e.api_version,
@@ -551,6 +566,38 @@ mod tests {
     /// `apply` with the arguments every test shares.
     fn apply_as(live: &Value, config: Value, manager: &str, force: bool) -> ApplyOutcome {
         apply(live, &config, manager, force, "g/v1", MAIN, "T")
+    }
+
+    #[test]
+    fn entries_are_listed_in_kube_apiservers_order() {
+        let entry = |manager: &str, operation: &str, time: &str| Entry {
+            manager: manager.into(),
+            operation: operation.into(),
+            api_version: "g/v1".into(),
+            time: time.into(),
+            subresource: None,
+            fields: FieldSet::from([vec![Seg::Field("spec".into())]]),
+        };
+        let entries = [
+            entry("late", "Apply", "2026-01-01T00:00:09Z"),
+            entry(
+                "kubectl-client-side-apply",
+                "Update",
+                "2026-01-01T00:00:01Z",
+            ),
+            entry("second", "Apply", "2026-01-01T00:00:05Z"),
+            entry("kubectl", "Apply", "2026-01-01T00:00:05Z"),
+        ];
+        let order: Vec<String> = encode_entries(&entries)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["manager"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            order,
+            ["kubectl", "second", "late", "kubectl-client-side-apply"]
+        );
     }
 
     fn applied(outcome: ApplyOutcome) -> Value {

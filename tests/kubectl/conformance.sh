@@ -36,6 +36,8 @@ EVENT=$CONF.conformance
 SECRET=pve-$ID
 CM=cm-$ID
 NS=ns-$ID
+EXT=ext-$ID       # the LxcGuest of diff, wait, dry run, warnings and apply migration
+DRY=dry-$ID       # created by a server dry run only: must never exist
 
 TMP=$(mktemp -d)
 # A private cache dir: kubectl caches discovery for 6 hours, and a cache left over from an
@@ -519,6 +521,54 @@ step_defaults_change_nothing() {
     expect_eq "$OUT" "${before%% *}"
 }
 
+step_kubectl_extras() {
+    step "diff, wait for a JSONPath, strategic merge refused, warnings, server dry run, co-owners, migration"
+    lxc_manifest "$EXT" 806 2 1024 >"$TMP/ext.yaml"
+    created "lxc/$EXT"
+    run kc apply -f "$TMP/ext.yaml"
+    # kubectl diff: nothing for the manifest as stored (exit 0); an edit shows the value and
+    # the generation it would bring (exit 1).
+    run kc diff -f "$TMP/ext.yaml"
+    expect_eq "$OUT" ""
+    lxc_manifest "$EXT" 806 3 1024 >"$TMP/ext-3.yaml"
+    expect_fail kc diff -f "$TMP/ext-3.yaml"
+    expect_contains "$OUT" "-  cores: 2"
+    expect_contains "$OUT" "+  cores: 3"
+    expect_contains "$OUT" "+  generation: 2"
+    run kc wait --for=jsonpath='{.spec.cores}'=2 "lxc/$EXT" --timeout=10s
+    expect_contains "$OUT" "condition met"
+
+    # Custom resources take no strategic merge patch, with kube-apiserver's 415 message.
+    expect_fail kc patch lxc "$EXT" --type=strategic -p '{"spec":{"cores":3}}'
+    expect_contains "$ERR" "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+
+    # An unknown field under --validate=warn: a warning, and the field dropped.
+    sed 's/^  cores: 2$/  cores: 2\n  colour: red/' "$TMP/ext.yaml" >"$TMP/ext-colour.yaml"
+    run kc apply --validate=warn -f "$TMP/ext-colour.yaml"
+    expect_contains "$ERR" 'Warning: unknown field "spec.colour"'
+    run kc get lxc "$EXT" -o jsonpath='{.spec.colour}'
+    expect_eq "$OUT" ""
+
+    # A server dry run changes nothing and creates nothing.
+    run kc apply --dry-run=server -f "$TMP/ext-3.yaml"
+    expect_contains "$OUT" "$EXT configured (server dry run)"
+    expect_jsonpath "$EXT" '{.spec.cores}' 2
+    lxc_manifest "$DRY" 807 2 1024 >"$TMP/dry.yaml"
+    run kc apply --dry-run=server -f "$TMP/dry.yaml"
+    expect_contains "$OUT" "$DRY created (server dry run)"
+    expect_gone lxc "$DRY"
+
+    # Two appliers of equal values co-own them: no conflict.
+    run kc apply --server-side --field-manager=second -f "$TMP/ext.yaml"
+    expect_contains "$OUT" "$EXT serverside-applied"
+
+    # From client-side to server-side apply: forced once, then kubectl moves what the
+    # client-side applier owned to its own manager (csaupgrade).
+    run kc apply --server-side --force-conflicts -f "$TMP/ext.yaml"
+    run kc get lxc "$EXT" -o 'jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation} {end}'
+    expect_eq "$OUT" "kubectl/Apply second/Apply "
+}
+
 step_category_and_short_name() {
     step "category phoenix and short name lxc"
     run kc get phoenix
@@ -582,7 +632,7 @@ step_wrong_token() {
 
 step_cleanup() {
     step "cleanup: delete everything this run created"
-    run kc delete lxc "$CONF" "$SSA" "$DEF" --timeout=25s
+    run kc delete lxc "$CONF" "$SSA" "$DEF" "$EXT" --timeout=25s
     run kc delete event "$EVENT" --timeout=25s
     run kc delete secret "$SECRET" --timeout=25s
     run kc delete configmap "$CM" --timeout=25s
@@ -598,6 +648,7 @@ step_cleanup() {
     expect_gone lxc "$CONF"
     expect_gone lxc "$SSA"
     expect_gone lxc "$DEF"
+    expect_gone lxc "$EXT"
     expect_gone event "$EVENT"
     expect_gone secret "$SECRET"
     expect_gone configmap "$CM"
@@ -620,6 +671,7 @@ main() {
     step_wait_condition
     step_server_side_apply
     step_defaults_change_nothing
+    step_kubectl_extras
     step_category_and_short_name
     step_invalid
     step_builtins
