@@ -1,8 +1,11 @@
 //! kube-rs 5 against `phoenix apiserver`, unmodified: watchers see every change in order
 //! across watch restarts (resuming from bookmarks) and across a server restart, a
 //! kube-runtime Controller reconciles and its Recorder's events reach `kubectl get events`,
-//! and two contenders elect one leader through a Lease (kube-lease-manager).
+//! and two contenders elect one leader through a Lease (kube-lease-manager). Each but the
+//! restart also runs against kube-apiserver (tests/k8s), which must agree.
 
+#[path = "k8s/cluster.rs"]
+mod cluster;
 mod support;
 
 use futures::StreamExt;
@@ -76,7 +79,17 @@ fn spawn_watcher(
 #[tokio::test]
 async fn watcher_sees_every_change_across_watch_restarts_from_bookmarks() {
     let server = support::ApiServer::start();
-    let api: Api<ConfigMap> = Api::namespaced(support::client(&server).await, "default");
+    every_change_seen(support::client(&server).await).await;
+}
+
+#[tokio::test]
+async fn watcher_sees_every_change_on_kube_apiserver_too() {
+    let cluster = cluster::RealCluster::start().await;
+    every_change_seen(cluster.client().await).await;
+}
+
+async fn every_change_seen(client: Client) {
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
     set_counter(&api, "counter", 0, &[("watch", "me")]).await;
     // One-second watches: the stream is closed (after a bookmark) many times while we
     // write; changes to the unlabelled `noise` object move the revision on without the
@@ -175,12 +188,30 @@ fn error_policy(_: Arc<LxcGuest>, _: &kube::Error, _: Arc<Ctx>) -> Action {
 #[tokio::test]
 async fn a_controller_reconciles_and_its_events_show_in_kubectl() {
     let server = support::ApiServer::start();
-    let client = support::client(&server).await;
+    reconciled_with_events(support::client(&server).await, &server.kubeconfig).await;
+}
+
+#[tokio::test]
+async fn a_controller_reconciles_on_kube_apiserver_too() {
+    let cluster = cluster::RealCluster::start().await;
+    reconciled_with_events(cluster.client().await, &cluster.kubeconfig).await;
+}
+
+async fn reconciled_with_events(client: Client, kubeconfig: &std::path::Path) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = support::lxc_crd();
     crds.create(&PostParams::default(), &crd)
         .await
         .expect("CRD created");
+    let established = kube::runtime::wait::conditions::is_crd_established();
+    let name = crd.metadata.name.as_deref().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        kube::runtime::wait::await_condition(crds, name, established),
+    )
+    .await
+    .expect("CRD established in time")
+    .expect("watch works");
     let guest: LxcGuest = support::example("lxc-801.yaml");
     let api: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
     api.create(&PostParams::default(), &guest)
@@ -218,7 +249,7 @@ async fn a_controller_reconciles_and_its_events_show_in_kubectl() {
 
     let out = std::process::Command::new("kubectl")
         .args(["get", "events", "-o", "json"])
-        .env("KUBECONFIG", &server.kubeconfig)
+        .env("KUBECONFIG", kubeconfig)
         .output()
         .unwrap();
     let events: serde_json::Value =
@@ -233,7 +264,7 @@ async fn a_controller_reconciles_and_its_events_show_in_kubectl() {
     assert_eq!(ours["message"], "seen by the kube-rs test controller");
     let described = std::process::Command::new("kubectl")
         .args(["describe", "lxc", "granite-embedding"])
-        .env("KUBECONFIG", &server.kubeconfig)
+        .env("KUBECONFIG", kubeconfig)
         .output()
         .unwrap();
     assert!(
@@ -244,7 +275,16 @@ async fn a_controller_reconciles_and_its_events_show_in_kubectl() {
 #[tokio::test]
 async fn two_contenders_elect_one_leader_through_a_lease() {
     let server = support::ApiServer::start();
-    let client = support::client(&server).await;
+    one_leader(support::client(&server).await).await;
+}
+
+#[tokio::test]
+async fn two_contenders_elect_one_leader_on_kube_apiserver_too() {
+    let cluster = cluster::RealCluster::start().await;
+    one_leader(cluster.client().await).await;
+}
+
+async fn one_leader(client: Client) {
     let manager = |identity: &str| {
         kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "phoenix-leader")
             .with_namespace("default")

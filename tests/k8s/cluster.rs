@@ -5,6 +5,8 @@
 //! when dropped. Nothing else of a cluster runs: no kubelet, scheduler or controller
 //! manager, so a Deployment is stored and never becomes a pod; controllers run outside.
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
