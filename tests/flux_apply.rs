@@ -20,7 +20,20 @@ async fn flux_applies_the_examples_until_current_and_sees_a_stalled_guest_fail()
         &[Path::new(&examples)],
         "4m",
     );
-    assert!(current, "every example Current:\n{printed}");
+    assert!(
+        current,
+        "every example Current:\n{printed}\nStalled:\n{}",
+        support::kubectl(
+            &server,
+            &[
+                "get",
+                "lxcguests,vmguests,certificates,proxmoxclusters",
+                "-A",
+                "-o",
+                support::STALLED
+            ]
+        )
+    );
     assert!(
         printed.contains("LxcGuest/default/granite-embedding created"),
         "{printed}"

@@ -452,6 +452,43 @@ async fn features_in_place(server: &ApiServer, api: &Api<LxcGuest>, tls_key: &st
     assert!(!everything.contains(key_body), "the TLS key leaked");
 }
 
+/// A GitOps tool applies a set in any order: a clone seen before the object that builds
+/// its source waits (InProgress, not Stalled), and goes on when that object reports.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clone_applied_before_its_source_waits_for_it_and_then_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ApiServer::up_simulated(dir.path(), &FAST);
+    let client = support::client(&server).await;
+    support::homelab_cluster(&server).await;
+    let api: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
+    let clone = support::guest_yaml("early-clone", 571, "").replace(
+        r#"{ostemplate: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"}"#,
+        "{clone: {vmid: 570}}",
+    );
+    support::kubectl_apply(&server, &clone);
+    support::wait_for(
+        &api,
+        "the clone waiting for its source",
+        Duration::from_secs(30),
+        |gs| gs.iter().any(|g| reason(g) == "CloneSourceNotFound"),
+    )
+    .await;
+    let waiting = api.get("early-clone").await.unwrap();
+    let stalled = conditions(&waiting)
+        .iter()
+        .any(|c| c.type_ == "Stalled" && c.status == "True");
+    assert!(
+        !stalled,
+        "a missing source is waited for: {:?}",
+        conditions(&waiting)
+    );
+    support::kubectl_apply(
+        &server,
+        &support::guest_yaml("late-source", 570, "  template: true\n"),
+    );
+    all_ready(&api, 2, Duration::from_secs(60)).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn impossible_specs_end_in_a_condition_and_touch_nothing() {
     let dir = tempfile::tempdir().unwrap();

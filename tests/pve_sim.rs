@@ -4,46 +4,24 @@
 //! checks recorded PVE responses, schema-driven validation, PVE's error paths, faults and
 //! the operation log.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod support;
 
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The simulator in a directory of its own.
 struct Sim {
-    child: Child,
-    credentials: std::path::PathBuf,
+    process: support::SimProcess,
     _dir: tempfile::TempDir,
 }
 
 impl Sim {
     fn start(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let credentials = dir.path().join("sim.json");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_phoenix"))
-            .args([
-                "sim",
-                "pve",
-                "--listen",
-                "127.0.0.1:0",
-                "--task-duration",
-                "default=0",
-                "--credentials-out",
-            ])
-            .arg(&credentials)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("phoenix sim pve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(
-            line.contains("simulated Proxmox VE at https://127.0.0.1:"),
-            "{line}"
-        );
+        let mut args = vec!["--task-duration", "default=0"];
+        args.extend_from_slice(extra);
         Self {
-            child,
-            credentials,
+            process: support::SimProcess::start(dir.path(), &args),
             _dir: dir,
         }
     }
@@ -54,7 +32,7 @@ impl Sim {
             .join(script);
         let out = Command::new("python3")
             .arg(script)
-            .arg(&self.credentials)
+            .arg(&self.process.credentials)
             .args(args)
             .output()
             .expect("python3 runs");
@@ -79,13 +57,6 @@ fn shared() -> std::path::PathBuf {
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../shared")
         })
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -148,7 +119,7 @@ print(sorted(g["vmid"] for g in s.get(base, verify=False).json()["data"]))
     let run = |sim: &Sim, action: &str| {
         let out = Command::new("python3")
             .args(["-c", script])
-            .arg(&sim.credentials)
+            .arg(&sim.process.credentials)
             .arg(action)
             .output()
             .unwrap();
@@ -186,7 +157,7 @@ print("".join("x" if s.get(c["url"] + "/api2/json/version", verify=False).status
         let sim = Sim::start(&["--seed", seed]);
         let out = Command::new("python3")
             .args(["-c", script])
-            .arg(&sim.credentials)
+            .arg(&sim.process.credentials)
             .output()
             .unwrap();
         assert!(

@@ -11,7 +11,6 @@ use cluster::RealCluster;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -151,34 +150,6 @@ impl Drop for Process {
     }
 }
 
-/// `phoenix sim pve` in its own process with quick tasks, returning once its credentials
-/// file is written (it says so on stdout).
-fn simulator(dir: &Path) -> (Process, PathBuf) {
-    let credentials = dir.join("sim.json");
-    let log = dir.join("sim.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phoenix"))
-        .args([
-            "sim",
-            "pve",
-            "--listen",
-            "127.0.0.1:0",
-            "--task-duration",
-            "default=0.2",
-        ])
-        .arg("--credentials-out")
-        .arg(&credentials)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("phoenix sim pve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .expect("the simulator announces itself");
-    assert!(line.starts_with("simulated Proxmox VE at"), "{line}");
-    (Process { child, log }, credentials)
-}
-
 /// One `phoenix controller` replica: the chart's ServiceAccount, in the release namespace,
 /// every PVE call and ACME request sent to the simulators.
 fn replica(
@@ -259,7 +230,8 @@ async fn the_chart_installed_by_helm_converges_the_examples_with_its_own_rbac_an
     let token = cluster.kubectl(&["create", "token", &account, "-n", "phoenix-system"]);
     let kubeconfig = cluster.kubeconfig_for("controller", token.trim());
 
-    let (_sim, credentials) = simulator(&dir);
+    let sim = support::SimProcess::start(&dir, &["--task-duration", "default=0.2"]);
+    let credentials = &sim.credentials;
     // Taking challenges as valid without connecting anywhere: the examples' names are the
     // platform's real addresses.
     let http01 = std::net::TcpListener::bind("127.0.0.1:0")
@@ -270,8 +242,8 @@ async fn the_chart_installed_by_helm_converges_the_examples_with_its_own_rbac_an
     let pebble = phoenix_sim::pebble::Pebble::start(&dir.join("pebble"), http01, false)
         .expect("pebble (make test installs it)");
     let mut replicas = [
-        replica("replica-a", &kubeconfig, &credentials, &pebble, &dir),
-        replica("replica-b", &kubeconfig, &credentials, &pebble, &dir),
+        replica("replica-a", &kubeconfig, credentials, &pebble, &dir),
+        replica("replica-b", &kubeconfig, credentials, &pebble, &dir),
     ];
 
     // The examples applied and waited for as Flux does (tests/flux): every one Current.
@@ -280,8 +252,14 @@ async fn the_chart_installed_by_helm_converges_the_examples_with_its_own_rbac_an
         support::flux_apply(&dir, &cluster.kubeconfig, &[Path::new(&examples)], "4m");
     assert!(
         current,
-        "every example Current:\n{printed}\n{}",
-        replicas[0].log()
+        "every example Current:\n{printed}\nStalled:\n{}",
+        cluster.kubectl(&[
+            "get",
+            "lxcguests,vmguests,certificates,proxmoxclusters",
+            "-A",
+            "-o",
+            support::STALLED
+        ])
     );
     println!("kube-apiserver: the examples Current in {took:?}");
 

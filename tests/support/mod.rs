@@ -644,3 +644,43 @@ pub fn flux_sees_failed(dir: &Path, kubeconfig: &Path, stalled: &Path) -> std::t
     );
     took
 }
+
+/// `phoenix sim pve` in its own process, on loopback, with `extra` arguments; started once
+/// its credentials file is written (it says so on stdout), stopped when dropped.
+pub struct SimProcess {
+    child: Child,
+    /// The credentials file (url, token, fingerprint, admin url) the simulator wrote.
+    pub credentials: PathBuf,
+}
+
+impl SimProcess {
+    pub fn start(dir: &Path, extra: &[&str]) -> Self {
+        let credentials = dir.join("sim.json");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_phoenix"))
+            .args(["sim", "pve", "--listen", "127.0.0.1:0", "--credentials-out"])
+            .arg(&credentials)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("phoenix sim pve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("the simulator announces itself");
+        assert!(
+            line.contains("simulated Proxmox VE at https://127.0.0.1:"),
+            "{line}"
+        );
+        Self { child, credentials }
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `kubectl get -o` of each object's `Stalled` reason and message (for failure reports).
+pub const STALLED: &str = r#"jsonpath={range .items[*]}{.kind}/{.metadata.name}: {.status.conditions[?(@.type=="Stalled")].reason} {.status.conditions[?(@.type=="Stalled")].message}{"\n"}{end}"#;

@@ -18,7 +18,11 @@ use kube::runtime::events::EventType;
 use phoenix_clients::proxmox::{ErrorKind, GuestType, Params, TaskOutcome, Upid};
 use phoenix_crds::common::DriftPolicy;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How often a clone whose source exists nowhere looks for it again (an object that
+/// builds it wakes the clone at once; one made by hand in PVE is found at this pace).
+const ABSENT_SOURCE_POLL: Duration = Duration::from_secs(30);
 
 /// What one pass works with: the guest, the controller's context, its cluster's
 /// connection, and the status it is computing (written once, by `finish`).
@@ -355,13 +359,19 @@ impl<G: Guest> Pass<'_, G> {
         };
         let client = &self.pve.client;
         let Some(found) = observe::locate(self.pve, source, self.freshness).await? else {
-            return match coming {
-                true => Ok(Some(waiting())),
-                false => Err(Error::spec(
-                    reason::CLONE_SOURCE_NOT_FOUND,
-                    format!("clone source {source} does not exist"),
-                )),
-            };
+            // A wait, not a stall: the object that builds the source may simply arrive
+            // later (a GitOps tool applies a set in any order), or someone creates it in
+            // PVE. Such an object wakes this guest when it first reports.
+            return Ok(Some(match coming {
+                true => waiting(),
+                false => Progress::Waiting {
+                    reason: reason::CLONE_SOURCE_NOT_FOUND,
+                    message: format!(
+                        "clone source {source} does not exist, and no guest object builds it"
+                    ),
+                    retry: ABSENT_SOURCE_POLL,
+                },
+            }));
         };
         if found.kind != G::TYPE.segment() {
             let (wanted, found) = match G::TYPE {

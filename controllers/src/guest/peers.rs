@@ -83,6 +83,8 @@ pub struct Glance<'a> {
     pub vmid: u32,
     pub namespace: Option<&'a str>,
     pub common: &'a GuestCommon,
+    /// The VMID it is cloned from, if it is a clone.
+    pub clone_of: Option<u32>,
 }
 
 impl<'a> Glance<'a> {
@@ -91,6 +93,7 @@ impl<'a> Glance<'a> {
             vmid: g.vmid(),
             namespace: g.meta().namespace.as_deref(),
             common: g.common(),
+            clone_of: g.clone_source().map(|c| c.vmid),
         }
     }
 }
@@ -228,8 +231,8 @@ pub async fn startup_gate<G: Guest>(
     }))
 }
 
-/// Wakes the guests whose gate may have opened because `changed` changed: its dependents
-/// and the guests that start after it, of either kind.
+/// Wakes the guests whose gate may have opened because `changed` changed: its dependents,
+/// its clones and the guests that start after it, of either kind.
 pub fn wake_waiters<G: Guest>(ctx: &GuestContext, kind: PhoenixKind, changed: &G) {
     let changed_node = (
         kind,
@@ -237,6 +240,7 @@ pub fn wake_waiters<G: Guest>(ctx: &GuestContext, kind: PhoenixKind, changed: &G
         changed.name_any(),
     );
     let changed_order = startup_order(changed.common());
+    let changed_vmid = changed.vmid();
     let waits = |g: &Glance| {
         let namespace = g.namespace.unwrap_or_default();
         let depends = g
@@ -246,7 +250,7 @@ pub fn wake_waiters<G: Guest>(ctx: &GuestContext, kind: PhoenixKind, changed: &G
             .any(|d| dependencies::node_of(d, namespace) == changed_node);
         let order = startup_order(g.common);
         let later = matches!((changed_order, order), (Some(mine), Some(theirs)) if theirs > mine);
-        depends || later
+        depends || later || g.clone_of == Some(changed_vmid)
     };
     for other in ctx.lxc.store.state() {
         if waits(&Glance::of(&*other)) {
