@@ -23,7 +23,7 @@ test: deps lint k8s
 	cargo test --workspace --lib --bins --tests
 
 # kube-apiserver and etcd built from their Go modules (tests/k8s/build.sh), for the tests.
-k8s:
+k8s: deps
 	bash tests/k8s/build.sh
 
 # Regenerate the checked-in CRD YAML (crds/yaml and the chart's copy) from the Rust types.

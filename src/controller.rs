@@ -121,6 +121,11 @@ fn redirects(command: &ControllerCommand) -> anyhow::Result<Redirects> {
     else {
         return Ok(Redirects::default());
     };
+    // Challenges are answered on loopback only: nothing outside validates them.
+    simulator::require_loopback(
+        "--acme-http01-listen",
+        &command.controller.acme_http01_listen,
+    )?;
     let (credentials, _) = simulator::read_credentials(file)?;
     let pve = simulator::simulated_redirect(peers, &credentials, file)?;
     tracing::info!(url = %credentials.url, "simulate mode: Proxmox VE is the simulator");

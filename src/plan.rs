@@ -39,10 +39,8 @@ pub fn run(args: PlanArgs) -> ExitCode {
 }
 
 fn redirect(path: &std::path::Path) -> anyhow::Result<Redirect> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let c: phoenix_sim::CredentialsFile = serde_json::from_str(&text)?;
-    Ok(crate::simulator::redirect(&c))
+    let (credentials, _) = crate::simulator::read_credentials(path)?;
+    Ok(crate::simulator::redirect(&credentials))
 }
 
 /// `phoenix up --simulate` writes `sim.json` beside its kubeconfig: planning against that

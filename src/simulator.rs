@@ -8,26 +8,28 @@ use phoenix_controllers::pve::Redirect;
 use std::path::{Path, PathBuf};
 
 /// Where simulate mode finds the systems it stands in for, when they run apart from this
-/// process (a second replica, a real Kubernetes in the tests): each on loopback only.
+/// process (a second replica, a real Kubernetes in the tests): each on loopback only, and
+/// only with --simulate (without it they would be ignored, and the manifests' real
+/// addresses reached).
 #[derive(Args, Debug, Clone, Default)]
 pub struct SimulatedPeers {
-    /// With --simulate: use the simulated Proxmox VE already running in its own process
-    /// (`phoenix sim pve --credentials-out FILE`) instead of one in this process.
-    #[arg(long)]
+    /// With --simulate: the simulated Proxmox VE running in its own process (`phoenix sim
+    /// pve --credentials-out FILE`); `up` starts one in its own process without it.
+    #[arg(long, requires = "simulate")]
     pub sim_pve_credentials: Option<PathBuf>,
     /// With --simulate: reach the nodes' SSH at this loopback HOST:PORT (an sshd whose
     /// `pct` is `phoenix sim pct`), host keys still checked under the nodes' names.
-    #[arg(long, value_parser = loopback_address)]
+    #[arg(long, requires = "simulate", value_parser = loopback_address)]
     pub sim_ssh: Option<String>,
     /// With --simulate: the ACME directory standing in for Step-CA (a pebble on loopback;
     /// without it, `phoenix up` starts pebble itself when it is installed).
-    #[arg(long, requires_all = ["sim_acme_roots", "sim_acme_ca"], value_parser = loopback_url)]
+    #[arg(long, requires = "simulate", requires_all = ["sim_acme_roots", "sim_acme_ca"], value_parser = loopback_url)]
     pub sim_acme_directory: Option<String>,
     /// With --sim-acme-directory: where its root CA is served (pebble: /roots/0).
-    #[arg(long, value_parser = loopback_url)]
+    #[arg(long, requires = "sim_acme_directory", value_parser = loopback_url)]
     pub sim_acme_roots: Option<String>,
     /// With --sim-acme-directory: the CA (PEM file) of its HTTPS listener.
-    #[arg(long)]
+    #[arg(long, requires = "sim_acme_directory")]
     pub sim_acme_ca: Option<PathBuf>,
 }
 
@@ -99,15 +101,25 @@ pub fn named_acme(peers: &SimulatedPeers) -> anyhow::Result<Option<AcmeRedirect>
     }))
 }
 
-/// A simulator's credentials file (and its text), refused unless the simulator is on
-/// loopback: simulate mode never reaches beyond this machine.
+/// A simulator's credentials file (and its text), refused unless the simulator (its API
+/// and its admin endpoint, where `sim pct` sends guest commands) is on loopback: simulate
+/// mode never reaches beyond this machine.
 pub fn read_credentials(file: &Path) -> anyhow::Result<(phoenix_sim::CredentialsFile, String)> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let credentials: phoenix_sim::CredentialsFile = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{} is not a simulator's credentials: {e}", file.display()))?;
-    loopback_url(&credentials.url).map_err(anyhow::Error::msg)?;
+    for url in [&credentials.url, &credentials.admin_url] {
+        loopback_url(url).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    }
     Ok((credentials, text))
+}
+
+/// A listen address for simulate mode: on loopback (an error otherwise).
+pub fn require_loopback(flag: &str, address: &str) -> anyhow::Result<()> {
+    loopback_address(address)
+        .map(drop)
+        .map_err(|e| anyhow::anyhow!("with --simulate, {flag} must be on loopback: {e}"))
 }
 
 /// Simulate mode never reaches beyond this machine.

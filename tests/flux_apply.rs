@@ -14,11 +14,19 @@ async fn flux_applies_the_examples_until_current_and_sees_a_stalled_guest_fail()
     let dir = tempfile::tempdir().unwrap();
     let server = ApiServer::up_simulated(dir.path(), &["--task-duration", "default=0.2"]);
     let examples = format!("{}/examples", std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let (current, printed, took) = support::flux_apply(
-        dir.path(),
+    let step_ca = format!("{examples}/lxc-103.yaml");
+    let (current, printed, took) = support::flux_takes_over_from_kubectl(
         &server.kubeconfig,
-        &[Path::new(&examples)],
-        "4m",
+        &step_ca,
+        "lxcguest/step-ca",
+        || {
+            support::flux_apply(
+                dir.path(),
+                &server.kubeconfig,
+                &[Path::new(&examples)],
+                "4m",
+            )
+        },
     );
     assert!(
         current,
@@ -39,6 +47,10 @@ async fn flux_applies_the_examples_until_current_and_sees_a_stalled_guest_fail()
         "{printed}"
     );
     println!("embedded server: the examples Current in {took:?}");
+    // Current is kstatus's word; the guests are Ready too (an object with no status yet
+    // would also count as Current).
+    let client = support::client(&server).await;
+    support::all_guests_ready(&client, 6, 3).await;
 
     let stalled = dir.path().join("stalled.yaml");
     std::fs::write(&stalled, support::stalled_guest_yaml("flux-stalled", 313)).unwrap();

@@ -3,6 +3,8 @@
 //! as their Kubernetes types, carries the CRDs behind `crds.enabled` (kept on uninstall by
 //! default), grants only what the controllers touch, and refuses values its schema forbids.
 
+mod support;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -13,25 +15,15 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn helm() -> PathBuf {
-    if let Some(path) = std::env::var_os("HELM") {
-        return path.into();
-    }
-    let local = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".local/bin/helm");
-    if local.exists() {
-        return local;
-    }
-    panic!(
-        "no helm: run `make test` (it installs Helm 3 via shared/tools/get-helm.sh) or set HELM"
-    );
-}
-
 fn chart() -> PathBuf {
     PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("charts/phoenix")
 }
 
 fn run_helm(args: &[&str]) -> Output {
-    Command::new(helm()).args(args).output().expect("helm runs")
+    Command::new(support::helm())
+        .args(args)
+        .output()
+        .expect("helm runs")
 }
 
 fn render(sets: &[&str]) -> Vec<Value> {

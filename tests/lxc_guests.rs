@@ -486,7 +486,8 @@ async fn a_clone_applied_before_its_source_waits_for_it_and_then_converges() {
         &server,
         &support::guest_yaml("late-source", 570, "  template: true\n"),
     );
-    all_ready(&api, 2, Duration::from_secs(60)).await;
+    // Within the poll of an absent source (30 s): the source's first report wakes it.
+    all_ready(&api, 2, Duration::from_secs(20)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

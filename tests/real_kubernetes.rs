@@ -12,7 +12,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn repo(path: &str) -> String {
@@ -133,20 +133,13 @@ fn apply_text(cluster: &RealCluster, text: &str) {
 
 /// A child process killed when the test ends, its output in a log file.
 struct Process {
-    child: Child,
+    child: support::KillOnDrop,
     log: PathBuf,
 }
 
 impl Process {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -182,27 +175,10 @@ fn replica(
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("phoenix controller starts");
-    Process { child, log }
-}
-
-fn helm() -> String {
-    std::env::var("HELM").unwrap_or_else(|_| {
-        format!(
-            "{}/.local/bin/helm",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    })
-}
-
-fn all_ready<K>(
-    objects: &[std::sync::Arc<K>],
-    count: usize,
-    common: impl Fn(&K) -> Option<&phoenix_crds::common::CommonStatus>,
-) -> bool {
-    objects.len() == count
-        && objects
-            .iter()
-            .all(|o| common(o).is_some_and(|c| support::is_ready(&c.conditions)))
+    Process {
+        child: support::KillOnDrop(child),
+        log,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -210,7 +186,7 @@ async fn the_chart_installed_by_helm_converges_the_examples_with_its_own_rbac_an
     let cluster = RealCluster::start().await;
     let dir = cluster.scratch().to_owned();
     support::succeed(
-        Command::new(helm())
+        Command::new(support::helm())
             .args(["install", "phoenix", &repo("charts/phoenix")])
             .args(["--namespace", "phoenix-system", "--create-namespace"])
             .arg("--kubeconfig")
@@ -248,8 +224,13 @@ async fn the_chart_installed_by_helm_converges_the_examples_with_its_own_rbac_an
 
     // The examples applied and waited for as Flux does (tests/flux): every one Current.
     let examples = repo("examples");
-    let (current, printed, took) =
-        support::flux_apply(&dir, &cluster.kubeconfig, &[Path::new(&examples)], "4m");
+    let step_ca = repo("examples/lxc-103.yaml");
+    let (current, printed, took) = support::flux_takes_over_from_kubectl(
+        &cluster.kubeconfig,
+        &step_ca,
+        "lxcguest/step-ca",
+        || support::flux_apply(&dir, &cluster.kubeconfig, &[Path::new(&examples)], "4m"),
+    );
     assert!(
         current,
         "every example Current:\n{printed}\nStalled:\n{}",
@@ -265,16 +246,8 @@ async fn the_chart_installed_by_helm_converges_the_examples_with_its_own_rbac_an
 
     let admin = cluster.client().await;
     let minutes = Duration::from_secs(240);
+    support::all_guests_ready(&admin, 6, 3).await;
     let lxc: Api<phoenix_crds::LxcGuest> = Api::namespaced(admin.clone(), "default");
-    support::wait_for(&lxc, "6 LxcGuests Ready", minutes, |all| {
-        all_ready(all, 6, |g| g.status.as_ref().map(|s| &s.common))
-    })
-    .await;
-    let vms: Api<phoenix_crds::VmGuest> = Api::namespaced(admin.clone(), "default");
-    support::wait_for(&vms, "3 VmGuests Ready", minutes, |all| {
-        all_ready(all, 3, |g| g.status.as_ref().map(|s| &s.common))
-    })
-    .await;
     let certificates: Api<phoenix_crds::Certificate> = Api::namespaced(admin.clone(), "default");
     let count = certificates
         .list(&Default::default())
@@ -283,7 +256,7 @@ async fn the_chart_installed_by_helm_converges_the_examples_with_its_own_rbac_an
         .items
         .len();
     support::wait_for(&certificates, "every Certificate Ready", minutes, |all| {
-        all_ready(all, count, |c| c.status.as_ref().map(|s| &s.common))
+        support::all_ready(all, count, |c| c.status.as_ref().map(|s| &s.common))
     })
     .await;
 
@@ -326,7 +299,7 @@ async fn the_chart_installed_by_helm_converges_the_examples_with_its_own_rbac_an
     // and its controllers converge what changes next.
     let leader = usize::from(holder == "replica-b");
     let (_, other) = (
-        replicas[leader].child.kill(),
+        replicas[leader].child.0.kill(),
         ["replica-a", "replica-b"][1 - leader],
     );
     support::wait_for(&leases, "the other replica leading", minutes, |all| {

@@ -295,9 +295,11 @@ async fn a_template_its_parallel_clones_and_their_swarm_converge_change_in_place
     // A pass may start from a status older than the last one written (the cache lags the
     // write); the agent's state follows the addresses the pass recalls, not that status.
     let stale = json!({"status": {"agent": "starting"}});
-    api.patch_status("worker", &PatchParams::default(), &Patch::Merge(&stale))
+    let patched = api
+        .patch_status("worker", &PatchParams::default(), &Patch::Merge(&stale))
         .await
         .unwrap();
+    assert_eq!(patched.status.unwrap().agent.as_deref(), Some("starting"));
     support::wait_for(
         &api,
         "the worker's agent reported running again",

@@ -340,14 +340,40 @@ pub struct VllmFeature {
     pub tls_certificate_ref: Option<LocalRef>,
     /// Extra environment of the unit (`HF_HOME`, ...), in order; a name given twice takes
     /// its last value, as systemd does.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "unit_env_list_or_map"
+    )]
     #[schemars(length(max = 64))]
     pub env: Vec<UnitEnvVar>,
 }
 
-/// One `Environment=` of a unit Phoenix writes. A list entry rather than a map key, so that
-/// the schema bounds and checks names and values itself: kube-apiserver refuses CEL over a
-/// map's keys, whose length it cannot bound (its cost budget).
+/// `env` as a list, or as the map it was before it became one: an object stored then
+/// still reads (a controller's cache fails as a whole on one object it cannot read), and
+/// its next write, admitted against the schema, is a list.
+fn unit_env_list_or_map<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<UnitEnvVar>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Shape {
+        List(Vec<UnitEnvVar>),
+        Map(BTreeMap<String, String>),
+    }
+    Ok(match Shape::deserialize(deserializer)? {
+        Shape::List(list) => list,
+        Shape::Map(map) => map
+            .into_iter()
+            .map(|(name, value)| UnitEnvVar { name, value })
+            .collect(),
+    })
+}
+
+/// One `Environment=` of a unit Phoenix writes.
+// A list entry rather than a map key, so that the schema bounds and checks names and
+// values itself: kube-apiserver refuses CEL over a map's keys, whose length it cannot
+// bound (its cost budget).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct UnitEnvVar {
     #[schemars(regex(pattern = ENV_NAME_PATTERN), length(max = 128))]
@@ -595,4 +621,27 @@ pub struct EnvVar {
     pub value: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key_ref: Option<SecretKeyRef>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vllm_env_reads_as_a_list_and_as_the_map_it_once_was() {
+        let read = |env: serde_json::Value| {
+            let feature: VllmFeature =
+                serde_json::from_value(serde_json::json!({"model": "m", "env": env})).unwrap();
+            feature.env
+        };
+        let expected = vec![UnitEnvVar {
+            name: "HF_HOME".into(),
+            value: "/models/hf".into(),
+        }];
+        assert_eq!(
+            read(serde_json::json!([{"name": "HF_HOME", "value": "/models/hf"}])),
+            expected
+        );
+        assert_eq!(read(serde_json::json!({"HF_HOME": "/models/hf"})), expected);
+    }
 }

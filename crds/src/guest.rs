@@ -37,8 +37,8 @@ pub struct GuestCommon {
     pub protection: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning: Option<Provisioning>,
-    /// At most 32: each is checked on its own schedule, and kube-apiserver's CEL cost
-    /// budget counts every entry's rule.
+    /// At most 32, each checked on its own schedule.
+    // Bounded because kube-apiserver's CEL cost budget counts every entry's rule.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub health_checks: Vec<HealthCheck>,

@@ -1,6 +1,7 @@
 // flux-apply applies manifests as Flux's kustomize-controller does and waits as it does:
 // github.com/fluxcd/pkg/ssa's ResourceManager (server-side apply as the manager
-// `kustomize-controller`, a dry-run first, CRDs and Namespaces in a stage of their own),
+// `kustomize-controller`, a dry-run first, CRDs and Namespaces in a stage of their own,
+// kubectl's managers and annotation removed from objects it takes over),
 // then kstatus (github.com/fluxcd/cli-utils) until every object is Current, failing as soon
 // as one is Failed — as a Kustomization with `wait: true` does.
 //
@@ -26,6 +27,8 @@ import (
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling/engine"
 	"github.com/fluxcd/pkg/ssa"
 	"github.com/fluxcd/pkg/ssa/utils"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -56,8 +59,10 @@ func run(paths []string, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
-	changes, err := manager.ApplyAllStaged(ctx, objects, ssa.DefaultApplyOptions())
+	// The whole run is bounded, not only the wait: a hung apply must fail, not block.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*timeout)
+	defer cancel()
+	changes, err := manager.ApplyAllStaged(ctx, objects, applyOptions())
 	if err != nil {
 		return fmt.Errorf("apply failed: %w", err)
 	}
@@ -69,6 +74,28 @@ func run(paths []string, timeout time.Duration) error {
 		Timeout:  timeout,
 		FailFast: true,
 	})
+}
+
+// applyOptions are kustomize-controller's: before applying, it takes over from kubectl by
+// removing kubectl's managers and last-applied annotation (a JSON patch of managedFields).
+func applyOptions() ssa.ApplyOptions {
+	options := ssa.DefaultApplyOptions()
+	options.Cleanup = ssa.ApplyCleanupOptions{
+		Annotations: []string{
+			corev1.LastAppliedConfigAnnotation,
+			"kustomize.toolkit.fluxcd.io/checksum",
+			"fluxcd.io/sync-checksum",
+		},
+		Labels: []string{"fluxcd.io/sync-gc-mark"},
+		FieldManagers: []ssa.FieldManager{
+			{Name: "kubectl", OperationType: metav1.ManagedFieldsOperationApply},
+			{Name: "kubectl", OperationType: metav1.ManagedFieldsOperationUpdate},
+			{Name: "before-first-apply", OperationType: metav1.ManagedFieldsOperationUpdate},
+			{Name: "kustomize-controller", OperationType: metav1.ManagedFieldsOperationUpdate},
+		},
+		Exclusions: map[string]string{"kustomize.toolkit.fluxcd.io/ssa": "Ignore"},
+	}
+	return options
 }
 
 // resourceManager is the ResourceManager kustomize-controller builds: a controller-runtime

@@ -31,8 +31,11 @@ generate() {
   local dir=$here/kube-apiserver
   rm -rf "$dir" "$here/etcd"
   mkdir -p "$dir" "$here/etcd"
+  local modules
+  modules=$(staging_modules)
+  [[ -n $modules ]] || { echo "no staging modules found in k8s.io/kubernetes v$K8S_VERSION" >&2; exit 1; }
   (cd "$dir" && go mod init phoenix.test/kube-apiserver >/dev/null 2>&1 && go mod edit -go=1.26.0 &&
-    for m in $(staging_modules); do
+    for m in $modules; do
       go mod edit -replace="$m=$m@v0.${K8S_VERSION#1.}"
     done &&
     go mod edit -godebug=default=go1.26 &&
@@ -41,16 +44,21 @@ generate() {
     go get -tool "go.etcd.io/etcd/server/v3@v$ETCD_VERSION")
 }
 
-# build NAME VERSION PACKAGE [LDFLAGS]: into $cache/NAME-VERSION unless already there.
+# build NAME VERSION PACKAGE [LDFLAGS]: into $cache/NAME-VERSION-KEY unless already there,
+# KEY a hash of the scratch module and the flags (a regenerated module is built anew).
 build() {
   local name=$1 version=$2 package=$3 ldflags=${4:-}
-  local out=$cache/$name-$version
+  local key
+  key=$(cat "$here/$name/go.mod" "$here/$name/go.sum" <(echo "$package $ldflags") |
+    sha256sum | cut -c1-12)
+  local out=$cache/$name-$version-$key
   if [[ ! -x $out ]]; then
     echo "building $name $version from its module (first time: minutes)" >&2
-    mkdir -p "$cache"
+    local tmp
+    tmp=$(mktemp "$cache/.$name.XXXXXX")
     (cd "$here/$name" && go build -trimpath -tags selinux,notest \
-      -ldflags "-s -w $ldflags" -o "$out.tmp" "$package")
-    mv "$out.tmp" "$out"
+      -ldflags "-s -w $ldflags" -o "$tmp" "$package")
+    mv "$tmp" "$out"
   fi
   echo "$(echo "$name" | tr a-z- A-Z_)=$out"
 }
@@ -58,6 +66,10 @@ build() {
 case ${1:-build} in
   generate) generate ;;
   build)
+    mkdir -p "$cache"
+    # Tests running at once may each ask for the binaries: one builds, the others wait.
+    exec 9>"$cache/.lock"
+    flock 9
     v=k8s.io/component-base/version
     build kube-apiserver "v$K8S_VERSION" k8s.io/kubernetes/cmd/kube-apiserver \
       "-X $v.gitVersion=v$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$(echo $K8S_VERSION | cut -d. -f2)"

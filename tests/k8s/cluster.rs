@@ -189,12 +189,7 @@ impl RealCluster {
 
     /// `kubectl` as the admin: stdout (panics on failure).
     pub fn kubectl(&self, args: &[&str]) -> String {
-        super::support::succeed(
-            Command::new("kubectl")
-                .args(args)
-                .env("KUBECONFIG", &self.kubeconfig),
-            &format!("kubectl {args:?}"),
-        )
+        super::support::kubectl_at(&self.kubeconfig, args)
     }
 
     /// A kubeconfig for a bearer `token` (a ServiceAccount's), written beside the admin's.

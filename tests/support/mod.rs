@@ -348,10 +348,15 @@ pub fn ready_reason(
 
 /// `kubectl` against `server`, stdout (panics on failure).
 pub fn kubectl(server: &ApiServer, args: &[&str]) -> String {
+    kubectl_at(&server.kubeconfig, args)
+}
+
+/// `kubectl` against the server of `kubeconfig`, stdout (panics on failure).
+pub fn kubectl_at(kubeconfig: &Path, args: &[&str]) -> String {
     succeed(
         Command::new("kubectl")
             .args(args)
-            .env("KUBECONFIG", &server.kubeconfig),
+            .env("KUBECONFIG", kubeconfig),
         &format!("kubectl {args:?}"),
     )
 }
@@ -570,11 +575,17 @@ pub fn conformance(kubectl: &Path, kubeconfig: &Path, env: &[(&str, &str)]) -> S
 pub fn go_harness(name: &str, dir: &Path) -> PathBuf {
     let repo = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let binary = dir.join(name);
+    // Where Go lives on these machines, if the caller's PATH lacks it (`make` adds it).
+    let path = format!(
+        "{}:/usr/local/go/bin",
+        std::env::var("PATH").unwrap_or_default()
+    );
     succeed(
         Command::new("go")
             .args(["build", "-o"])
             .arg(&binary)
             .arg(".")
+            .env("PATH", path)
             .current_dir(repo.join("tests").join(name)),
         &format!("go build of tests/{name}"),
     );
@@ -648,7 +659,7 @@ pub fn flux_sees_failed(dir: &Path, kubeconfig: &Path, stalled: &Path) -> std::t
 /// `phoenix sim pve` in its own process, on loopback, with `extra` arguments; started once
 /// its credentials file is written (it says so on stdout), stopped when dropped.
 pub struct SimProcess {
-    child: Child,
+    _child: KillOnDrop,
     /// The credentials file (url, token, fingerprint, admin url) the simulator wrote.
     pub credentials: PathBuf,
 }
@@ -671,16 +682,102 @@ impl SimProcess {
             line.contains("simulated Proxmox VE at https://127.0.0.1:"),
             "{line}"
         );
-        Self { child, credentials }
+        Self {
+            _child: KillOnDrop(child),
+            credentials,
+        }
     }
 }
 
-impl Drop for SimProcess {
+/// A child process killed (and reaped) when the test lets go of it.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
 /// `kubectl get -o` of each object's `Stalled` reason and message (for failure reports).
 pub const STALLED: &str = r#"jsonpath={range .items[*]}{.kind}/{.metadata.name}: {.status.conditions[?(@.type=="Stalled")].reason} {.status.conditions[?(@.type=="Stalled")].message}{"\n"}{end}"#;
+
+/// Flux takes an object over from kubectl: `file` applied client-side first, then the
+/// examples with Flux (`apply`, which runs the harness); afterwards kubectl's managers
+/// and its last-applied annotation are gone from the object `kind/name` and
+/// kustomize-controller manages it. What `apply` returned.
+pub fn flux_takes_over_from_kubectl<T>(
+    kubeconfig: &Path,
+    file: &str,
+    kind_name: &str,
+    apply: impl FnOnce() -> T,
+) -> T {
+    kubectl_at(kubeconfig, &["apply", "-f", file]);
+    let applied = apply();
+    let managers = kubectl_at(
+        kubeconfig,
+        &[
+            "get",
+            kind_name,
+            "-o",
+            "jsonpath={.metadata.managedFields[*].manager}",
+        ],
+    );
+    assert!(managers.contains("kustomize-controller"), "{managers}");
+    assert!(
+        !managers.contains("kubectl"),
+        "kubectl's managers removed: {managers}"
+    );
+    let annotations = kubectl_at(
+        kubeconfig,
+        &["get", kind_name, "-o", "jsonpath={.metadata.annotations}"],
+    );
+    assert!(
+        !annotations.contains("last-applied-configuration"),
+        "{annotations}"
+    );
+    applied
+}
+
+/// Whether there are `count` objects and every one is Ready (by the common part of its
+/// status).
+pub fn all_ready<K>(
+    objects: &[std::sync::Arc<K>],
+    count: usize,
+    common: impl Fn(&K) -> Option<&phoenix_crds::common::CommonStatus>,
+) -> bool {
+    objects.len() == count
+        && objects
+            .iter()
+            .all(|o| common(o).is_some_and(|c| is_ready(&c.conditions)))
+}
+
+/// Until `lxc` LxcGuests and `vm` VmGuests of namespace `default` are Ready (4 minutes at
+/// most).
+pub async fn all_guests_ready(client: &kube::Client, lxc: usize, vm: usize) {
+    let minutes = std::time::Duration::from_secs(240);
+    let lxcs: kube::Api<phoenix_crds::LxcGuest> = kube::Api::namespaced(client.clone(), "default");
+    wait_for(&lxcs, &format!("{lxc} LxcGuests Ready"), minutes, |all| {
+        all_ready(all, lxc, |g| g.status.as_ref().map(|s| &s.common))
+    })
+    .await;
+    let vms: kube::Api<phoenix_crds::VmGuest> = kube::Api::namespaced(client.clone(), "default");
+    wait_for(&vms, &format!("{vm} VmGuests Ready"), minutes, |all| {
+        all_ready(all, vm, |g| g.status.as_ref().map(|s| &s.common))
+    })
+    .await;
+}
+
+/// Helm 3: `$HELM`, or the one `make test` installs (shared/tools/get-helm.sh).
+pub fn helm() -> PathBuf {
+    if let Some(path) = std::env::var_os("HELM") {
+        return path.into();
+    }
+    let local = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".local/bin/helm");
+    if local.exists() {
+        return local;
+    }
+    panic!(
+        "no helm: run `make test` (it installs Helm 3 via shared/tools/get-helm.sh) or set HELM"
+    );
+}

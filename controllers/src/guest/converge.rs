@@ -367,7 +367,8 @@ impl<G: Guest> Pass<'_, G> {
                 false => Progress::Waiting {
                     reason: reason::CLONE_SOURCE_NOT_FOUND,
                     message: format!(
-                        "clone source {source} does not exist, and no guest object builds it"
+                        "clone source {source} does not exist (yet): looked for again every {} s, and at once when an object that builds it reports",
+                        ABSENT_SOURCE_POLL.as_secs()
                     ),
                     retry: ABSENT_SOURCE_POLL,
                 },

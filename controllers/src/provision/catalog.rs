@@ -384,7 +384,7 @@ pub fn vllm_unit(vllm: &VllmFeature, tls: bool) -> String {
         .map(|e| {
             format!(
                 "Environment={}\n",
-                systemd_word(&format!("{}={}", e.name, e.value))
+                systemd_assignment(&format!("{}={}", e.name, e.value))
             )
         })
         .collect();
@@ -413,10 +413,20 @@ pub fn vllm_unit(vllm: &VllmFeature, tls: bool) -> String {
     )
 }
 
-/// One word of a systemd command line or assignment: quoted when it has to be, `%` and
-/// `$` escaped as systemd's specifiers and variables, control characters (a newline would
-/// start a new directive) as `\xNN`.
+/// One word of a systemd command line: quoted when it has to be, `%` and `$` escaped as
+/// systemd's specifiers and variables, control characters (a newline would start a new
+/// directive) as `\xNN`.
 fn systemd_word(word: &str) -> String {
+    systemd_quoted(word, true)
+}
+
+/// An `Environment=` assignment: quoted as a word, but `$` kept as it is, since systemd
+/// expands no variables there (a doubled `$` would reach the service doubled).
+fn systemd_assignment(text: &str) -> String {
+    systemd_quoted(text, false)
+}
+
+fn systemd_quoted(word: &str, escape_dollar: bool) -> String {
     let plain = !word.is_empty()
         && word
             .chars()
@@ -428,7 +438,7 @@ fn systemd_word(word: &str) -> String {
         .chars()
         .map(|c| match c {
             '%' => "%%".to_owned(),
-            '$' => "$$".to_owned(),
+            '$' if escape_dollar => "$$".to_owned(),
             '\\' => "\\\\".to_owned(),
             '"' => "\\\"".to_owned(),
             c if c.is_control() => format!("\\x{:02x}", c as u32),
@@ -629,6 +639,8 @@ mod tests {
         ), "{unit}");
         assert!(unit.contains("Environment=HF_HOME=/models/hf\n"));
         assert!(unit.contains("WantedBy=multi-user.target"));
+        // systemd expands no `$` in Environment=: a value keeps it as given.
+        assert_eq!(systemd_assignment("TOKEN=a$b 50%"), "\"TOKEN=a$b 50%%\"");
         assert_eq!(systemd_word("50%"), "\"50%%\"");
         assert_eq!(
             systemd_word("x\nExecStartPre=/bin/evil $HOME"),

@@ -28,7 +28,7 @@ pub async fn addresses(
 ) -> Result<Result<Vec<String>, Progress>, Error> {
     let vmid = vm.spec.vmid;
     if !vm.spec.agent.enabled {
-        status.agent = Some(answered(vm).into());
+        status.agent = Some("disabled".into());
         return Ok(Ok(static_addresses(vm)));
     }
     let error = match pve.client.agent_interfaces(&live.node, vmid).await {

@@ -191,6 +191,9 @@ impl Guest for VmGuest {
         agent::addresses(self, ctx, pve, live, status).await
     }
 
+    /// The agent answered during this boot; it is not asked again until the VM restarts
+    /// or its network changes (`guest/address_memo.rs`), so an agent that stops later is
+    /// not reported until then.
     fn addresses_recalled(&self, status: &mut VmGuestStatus) {
         status.agent = Some(agent::answered(self).into());
     }
