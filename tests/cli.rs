@@ -65,3 +65,65 @@ fn bad_usage_is_refused_by_clap() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"));
 }
+
+/// Simulate mode's stand-ins are used only with --simulate, and only on loopback: a
+/// `--sim-*` flag alone would otherwise be ignored and the manifests' real addresses
+/// reached.
+#[test]
+fn simulated_peers_need_simulate_and_loopback() {
+    for command in ["up", "controller"] {
+        let out = phoenix(&[command, "--sim-pve-credentials", "/nonexistent/sim.json"]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--simulate"), "{command}: {stderr}");
+    }
+    let out = phoenix(&[
+        "controller",
+        "--simulate",
+        "--sim-pve-credentials",
+        "x.json",
+        "--sim-ssh",
+        "10.0.0.1:22",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
+}
+
+#[test]
+fn a_simulator_off_loopback_or_a_public_challenge_listener_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = |admin: &str| {
+        let file = dir.path().join("sim.json");
+        let json = serde_json::json!({
+            "url": "https://127.0.0.1:1", "token_id": "t", "token_secret": "s", "user": "u",
+            "password": "p", "fingerprint": "f", "admin_url": admin,
+        });
+        std::fs::write(&file, json.to_string()).unwrap();
+        file.to_str().unwrap().to_owned()
+    };
+    let loopback = credentials("https://127.0.0.1:1/admin");
+    let out = phoenix(&[
+        "controller",
+        "--simulate",
+        "--sim-pve-credentials",
+        &loopback,
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--acme-http01-listen must be on loopback"),
+        "{stderr}"
+    );
+    let off = credentials("https://10.0.0.5:8006/admin");
+    let out = phoenix(&[
+        "controller",
+        "--simulate",
+        "--sim-pve-credentials",
+        &off,
+        "--acme-http01-listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a loopback address"), "{stderr}");
+}
