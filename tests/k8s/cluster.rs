@@ -7,13 +7,15 @@
 
 #![allow(dead_code)]
 
+use super::support::KillOnDrop;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct RealCluster {
-    etcd: Child,
-    apiserver: Child,
+    // Dropped in this order: the API server before its store.
+    apiserver: KillOnDrop,
+    etcd: KillOnDrop,
     /// `https://127.0.0.1:PORT`
     pub url: String,
     /// The admin's kubeconfig (a `system:masters` token).
@@ -48,15 +50,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `program` with `args`, its output into `log`.
-fn spawn(program: &Path, args: &[String], log: &Path) -> Child {
+/// Starts `program` with `args`, its output into `log`; killed when dropped (also when
+/// the start of the next one fails).
+fn spawn(program: &Path, args: &[String], log: &Path) -> KillOnDrop {
     let file = std::fs::File::create(log).expect("log file");
-    Command::new(program)
+    let child = Command::new(program)
         .args(args)
         .stdout(file.try_clone().unwrap())
         .stderr(file)
         .spawn()
-        .unwrap_or_else(|e| panic!("{} starts: {e}", program.display()))
+        .unwrap_or_else(|e| panic!("{} starts: {e}", program.display()));
+    KillOnDrop(child)
 }
 
 impl RealCluster {
@@ -151,7 +155,7 @@ impl RealCluster {
                 ("kube-apiserver", &mut self.apiserver),
             ]
             .into_iter()
-            .find_map(|(name, child)| Some((name, child.try_wait().ok()??)));
+            .find_map(|(name, child)| Some((name, child.0.try_wait().ok()??)));
             if let Some((name, status)) = exited {
                 panic!("{name} exited ({status}):\n{}", self.logs());
             }
@@ -212,14 +216,5 @@ impl RealCluster {
     /// A directory that lives as long as the cluster, for the test's own files.
     pub fn scratch(&self) -> &Path {
         self.dir.path()
-    }
-}
-
-impl Drop for RealCluster {
-    fn drop(&mut self) {
-        for child in [&mut self.apiserver, &mut self.etcd] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
