@@ -34,8 +34,11 @@ use serde::{Deserialize, Serialize};
 pub struct TraefikServiceSpec {
     #[schemars(regex(pattern = HOSTNAME_PATTERN), length(max = 253))]
     pub host: String,
+    /// An absolute URL path of RFC 3986 characters: it becomes part of a Traefik rule
+    /// (`PathPrefix(`…`)`) and of an Nginx `location`, so no backtick, quote, space or
+    /// brace can reach either.
     #[serde(default = "default_path_prefix")]
-    #[schemars(regex(pattern = r"^/.*$"))]
+    #[schemars(regex(pattern = PATH_PREFIX_PATTERN), length(max = 1024))]
     pub path_prefix: String,
     pub backend: Backend,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +58,9 @@ pub struct TraefikServiceSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<DependencyRef>,
 }
+
+/// Unreserved and sub-delimiter characters, `:`, `@`, `/` and percent-escapes.
+pub const PATH_PREFIX_PATTERN: &str = r"^/[A-Za-z0-9._~!$&'()*+,;=:@/%-]*$";
 
 fn default_path_prefix() -> String {
     "/".into()
