@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 pub struct ApiServer {
-    child: Child,
+    child: KillOnDrop,
     pub data_dir: PathBuf,
     pub kubeconfig: PathBuf,
     /// `http://127.0.0.1:PORT/metrics` of `phoenix up`; empty for the API server alone.
@@ -99,7 +99,7 @@ impl ApiServer {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .into();
         Self {
-            child,
+            child: KillOnDrop(child),
             data_dir: dir.to_owned(),
             kubeconfig,
             metrics,
@@ -125,13 +125,13 @@ impl ApiServer {
 
     /// SIGKILL, no goodbye: what a crash looks like to the store.
     pub fn kill(mut self) -> Option<tempfile::TempDir> {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
         self._temp.take()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.0.id()
     }
 }
 
@@ -167,13 +167,6 @@ pub async fn client_of(path: &Path) -> kube::Client {
         .await
         .expect("kubeconfig is usable");
     kube::Client::try_from(config).expect("client")
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A kubectl binary: the installed one, or the 1.29 that shared/tools/get-helm.sh installs.

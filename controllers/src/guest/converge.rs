@@ -3,7 +3,7 @@
 //! template, or run the plan's next steps — and once the guest runs, what happens inside
 //! it. Choices are made in `decide.rs`; this file gathers facts and performs steps.
 
-use super::decide::{self, AT_ONCE, Found, Intent, Next, Policies, SHORT};
+use super::decide::{self, AT_ONCE, CloneSource, Found, Intent, Next, Policies, SHORT};
 use super::observe::{self, Live};
 use super::plan::{Observed, Step};
 use super::{Guest, GuestContext, Progress, peers, placement, render, waker};
@@ -18,11 +18,7 @@ use kube::runtime::events::EventType;
 use phoenix_clients::proxmox::{ErrorKind, GuestType, Params, TaskOutcome, Upid};
 use phoenix_crds::common::DriftPolicy;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// How often a clone whose source exists nowhere looks for it again (an object that
-/// builds it wakes the clone at once; one made by hand in PVE is found at this pace).
-const ABSENT_SOURCE_POLL: Duration = Duration::from_secs(30);
+use std::time::Instant;
 
 /// What one pass works with: the guest, the controller's context, its cluster's
 /// connection, and the status it is computing (written once, by `finish`).
@@ -341,7 +337,8 @@ impl<G: Guest> Pass<'_, G> {
     }
 
     /// The clone source exists and is a template of the guest's own type; while another
-    /// object is still building it, a wait. Anything else is a condition and no PVE write.
+    /// object is still building it, or nothing has it yet, a wait. Anything else is a
+    /// condition and no PVE write (`decide::clone_source`).
     async fn clone_source_gate(&self) -> Result<Option<Progress>, Error> {
         let Some(clone) = self.guest.clone_source() else {
             return Ok(None);
@@ -350,49 +347,21 @@ impl<G: Guest> Pass<'_, G> {
         let coming = peers::cached(self.ctx, |g| g.vmid == source)
             .iter()
             .any(|p| p.template && p.kind == G::PHOENIX_KIND);
-        let waiting = || Progress::Waiting {
-            reason: reason::WAITING_FOR_CLONE_SOURCE,
-            message: format!(
-                "clone source {source} is not a template yet; its object is still converging"
-            ),
-            retry: SHORT,
+        let seen = match observe::locate(self.pve, source, self.freshness).await? {
+            None => CloneSource::Missing,
+            Some(found) if found.kind != G::TYPE.segment() => CloneSource::OtherType,
+            Some(found) => {
+                let config = self.pve.client.config(&found.node, G::TYPE, source).await?;
+                CloneSource::Found {
+                    template: config.get("template").is_some_and(|t| t == "1"),
+                }
+            }
         };
-        let client = &self.pve.client;
-        let Some(found) = observe::locate(self.pve, source, self.freshness).await? else {
-            // A wait, not a stall: the object that builds the source may simply arrive
-            // later (a GitOps tool applies a set in any order), or someone creates it in
-            // PVE. Such an object wakes this guest when it first reports.
-            return Ok(Some(match coming {
-                true => waiting(),
-                false => Progress::Waiting {
-                    reason: reason::CLONE_SOURCE_NOT_FOUND,
-                    message: format!(
-                        "clone source {source} does not exist (yet): looked for again every {} s, and at once when an object that builds it reports",
-                        ABSENT_SOURCE_POLL.as_secs()
-                    ),
-                    retry: ABSENT_SOURCE_POLL,
-                },
-            }));
+        let kinds = match G::TYPE {
+            GuestType::Lxc => ("container", "a VM"),
+            GuestType::Qemu => ("VM", "a container"),
         };
-        if found.kind != G::TYPE.segment() {
-            let (wanted, found) = match G::TYPE {
-                GuestType::Lxc => ("container", "a VM"),
-                GuestType::Qemu => ("VM", "a container"),
-            };
-            return Err(Error::spec(
-                reason::CLONE_SOURCE_NOT_TEMPLATE,
-                format!("clone source {source} is {found}, not a {wanted} template"),
-            ));
-        }
-        let config = client.config(&found.node, G::TYPE, source).await?;
-        match (config.get("template").is_some_and(|t| t == "1"), coming) {
-            (true, _) => Ok(None),
-            (false, true) => Ok(Some(waiting())),
-            (false, false) => Err(Error::spec(
-                reason::CLONE_SOURCE_NOT_TEMPLATE,
-                format!("clone source {source} is not a template (convert it first)"),
-            )),
-        }
+        decide::clone_source(source, seen, coming, kinds)
     }
 
     /// The guest's firewall brought to the spec; under `driftPolicy: Report` (once

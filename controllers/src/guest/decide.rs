@@ -308,6 +308,63 @@ pub fn running(label: &str, node: &str, ip: Option<&str>) -> Progress {
     }
 }
 
+/// What PVE shows of a clone source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloneSource {
+    /// No guest holds its VMID.
+    Missing,
+    /// A guest of the other type (a VM for a container, or the reverse).
+    OtherType,
+    /// A guest of the right type, converted to a template or not.
+    Found { template: bool },
+}
+
+/// How often a clone whose source exists nowhere looks for it again (an object that
+/// builds it wakes the clone at once; one made by hand in PVE is found at this pace).
+pub const ABSENT_SOURCE_POLL: Duration = Duration::from_secs(30);
+
+/// Whether a guest may be cloned from `source` now (`None`), waits for it, or cannot be
+/// (a permanent error). `coming`: an object of this kind builds a template with that VMID.
+/// A source that exists nowhere is a wait, not a stall: a GitOps tool applies a set in any
+/// order. `kinds`: (wanted, found) names for the wrong-type message.
+pub fn clone_source(
+    source: u32,
+    seen: CloneSource,
+    coming: bool,
+    kinds: (&str, &str),
+) -> Result<Option<Progress>, Error> {
+    let building = || Progress::Waiting {
+        reason: reason::WAITING_FOR_CLONE_SOURCE,
+        message: format!(
+            "clone source {source} is not a template yet; its object is still converging"
+        ),
+        retry: SHORT,
+    };
+    match (seen, coming) {
+        (CloneSource::Found { template: true }, _) => Ok(None),
+        (CloneSource::Missing | CloneSource::Found { .. }, true) => Ok(Some(building())),
+        (CloneSource::Missing, false) => Ok(Some(Progress::Waiting {
+            reason: reason::CLONE_SOURCE_NOT_FOUND,
+            message: format!(
+                "clone source {source} does not exist (yet): looked for again every {} s, and at once when an object that builds it reports",
+                ABSENT_SOURCE_POLL.as_secs()
+            ),
+            retry: ABSENT_SOURCE_POLL,
+        })),
+        (CloneSource::OtherType, _) => Err(Error::spec(
+            reason::CLONE_SOURCE_NOT_TEMPLATE,
+            format!(
+                "clone source {source} is {}, not a {} template",
+                kinds.1, kinds.0
+            ),
+        )),
+        (CloneSource::Found { template: false }, false) => Err(Error::spec(
+            reason::CLONE_SOURCE_NOT_TEMPLATE,
+            format!("clone source {source} is not a template (convert it first)"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,5 +677,37 @@ mod tests {
             Step::Start,
             Step::Template
         ]));
+    }
+
+    #[test]
+    fn clone_sources_by_what_pve_shows_and_whether_an_object_builds_them() {
+        use CloneSource::*;
+        let outcome = |seen, coming| match clone_source(900, seen, coming, ("container", "a VM")) {
+            Ok(None) => "go",
+            Ok(Some(p)) => p.reason(),
+            Err(e) if e.is_permanent() => e.category(),
+            Err(_) => "transient",
+        };
+        let table = [
+            (Found { template: true }, false, "go"),
+            (Found { template: true }, true, "go"),
+            (
+                Found { template: false },
+                true,
+                reason::WAITING_FOR_CLONE_SOURCE,
+            ),
+            (
+                Found { template: false },
+                false,
+                reason::CLONE_SOURCE_NOT_TEMPLATE,
+            ),
+            (Missing, true, reason::WAITING_FOR_CLONE_SOURCE),
+            (Missing, false, reason::CLONE_SOURCE_NOT_FOUND),
+            (OtherType, true, reason::CLONE_SOURCE_NOT_TEMPLATE),
+            (OtherType, false, reason::CLONE_SOURCE_NOT_TEMPLATE),
+        ];
+        for (seen, coming, expected) in table {
+            assert_eq!(outcome(seen, coming), expected, "{seen:?}, coming {coming}");
+        }
     }
 }
