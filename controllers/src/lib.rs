@@ -14,6 +14,8 @@ pub mod dependencies;
 pub mod docker_client_ca;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+mod examples;
 pub mod finalizers;
 pub mod guest;
 pub mod guest_exec;

@@ -152,14 +152,7 @@ mod tests {
     use serde_json::json;
 
     fn firewall() -> Firewall {
-        let guest: phoenix_crds::LxcGuest = serde_yaml_ng::from_str(
-            &std::fs::read_to_string(format!(
-                "{}/../examples/lxc-103.yaml",
-                std::env::var("CARGO_MANIFEST_DIR").unwrap()
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let guest: phoenix_crds::LxcGuest = crate::examples::example("lxc-103.yaml");
         guest.spec.common.firewall.unwrap()
     }
 

@@ -104,14 +104,7 @@ mod tests {
     use phoenix_crds::proxmox_cluster::ProxmoxClusterStatus;
 
     fn cluster(nodes: &[(&str, u64, u64)]) -> ProxmoxCluster {
-        let mut cluster: ProxmoxCluster = serde_yaml_ng::from_str(
-            &std::fs::read_to_string(format!(
-                "{}/../examples/proxmoxcluster-homelab.yaml",
-                std::env::var("CARGO_MANIFEST_DIR").unwrap()
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let mut cluster: ProxmoxCluster = crate::examples::example("proxmoxcluster-homelab.yaml");
         cluster.spec.nodes.clear();
         cluster.status = Some(ProxmoxClusterStatus {
             nodes: nodes

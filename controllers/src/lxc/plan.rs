@@ -73,14 +73,7 @@ mod tests {
     use crate::guest::plan::Change;
 
     fn example(file: &str) -> LxcGuestSpec {
-        let text = std::fs::read_to_string(format!(
-            "{}/../examples/{file}",
-            std::env::var("CARGO_MANIFEST_DIR").unwrap()
-        ))
-        .unwrap();
-        serde_yaml_ng::from_str::<phoenix_crds::LxcGuest>(&text)
-            .unwrap()
-            .spec
+        crate::examples::example::<phoenix_crds::LxcGuest>(file).spec
     }
 
     #[test]

@@ -110,14 +110,8 @@ pub fn create_only(spec: &LxcGuestSpec) -> BTreeMap<String, String> {
 mod tests {
     use super::*;
 
-    pub(crate) fn example(file: &str) -> LxcGuestSpec {
-        let text = std::fs::read_to_string(format!(
-            "{}/../examples/{file}",
-            std::env::var("CARGO_MANIFEST_DIR").unwrap()
-        ))
-        .unwrap();
-        let guest: phoenix_crds::LxcGuest = serde_yaml_ng::from_str(&text).unwrap();
-        guest.spec
+    fn example(file: &str) -> LxcGuestSpec {
+        crate::examples::example::<phoenix_crds::LxcGuest>(file).spec
     }
 
     #[test]

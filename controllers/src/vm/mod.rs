@@ -270,13 +270,7 @@ async fn user_data(
 /// An example VM's spec from `examples/`, for the tests of this module's parts.
 #[cfg(test)]
 pub(crate) fn example(file: &str) -> phoenix_crds::vm::VmGuestSpec {
-    let path = format!(
-        "{}/../examples/{file}",
-        std::env::var("CARGO_MANIFEST_DIR").unwrap()
-    );
-    let text = std::fs::read_to_string(path).unwrap();
-    let guest: VmGuest = serde_yaml_ng::from_str(&text).unwrap();
-    guest.spec
+    crate::examples::example::<VmGuest>(file).spec
 }
 
 #[cfg(test)]
