@@ -3,7 +3,7 @@
 mod support;
 
 use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, Patch};
 use phoenix_crds::LxcGuest;
 use rand::Rng;
 use std::time::Duration;
@@ -143,6 +143,78 @@ async fn with_errors_latency_and_foreign_locks_everything_converges_without_a_ho
     // retries: hundreds. A hot loop would be tens of thousands.
     assert!(calls < 2500, "{calls} PVE calls for 6 guests");
     one_guest_per_object(&sim, &api).await;
+}
+
+/// A pass that does not know of its own clone in flight (it started from a cached object
+/// older than the status naming the task) finds PVE's placeholder: a config holding only
+/// `lock: create`, no marker yet. That is a wait, not a guest someone else owns.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pass_that_finds_its_clone_still_being_made_waits_instead_of_refusing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow_clone = [
+        "--task-duration",
+        "default=0.2",
+        "--task-duration",
+        "vzclone=8",
+    ];
+    let server = ApiServer::up_simulated(dir.path(), &slow_clone);
+    support::homelab_cluster(&server).await;
+    let spec = "node: phoenix\n  memory: 256\n  rootfs: {storage: local-zfs, size: 2G}\n  network: [{ip: dhcp}]";
+    support::kubectl_apply(
+        &server,
+        &format!(
+            "apiVersion: phoenix.thinkheads.ai/v1alpha1\nkind: LxcGuest\nmetadata: {{name: golden, namespace: default}}\n\
+             spec:\n  vmid: 950\n  hostname: golden\n  template: true\n  source: {{ostemplate: \"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst\"}}\n  {spec}\n---\n\
+             apiVersion: phoenix.thinkheads.ai/v1alpha1\nkind: LxcGuest\nmetadata: {{name: copy, namespace: default}}\n\
+             spec:\n  vmid: 951\n  hostname: copy\n  source: {{clone: {{vmid: 950, full: true}}}}\n  {spec}\n"
+        ),
+    );
+    let api: Api<LxcGuest> = Api::namespaced(support::client(&server).await, "default");
+    let minutes = Duration::from_secs(180);
+    let copy =
+        |gs: &[std::sync::Arc<LxcGuest>]| gs.iter().find(|g| g.name_any() == "copy").cloned();
+    support::wait_for(&api, "the clone's task in flight", minutes, |gs| {
+        copy(gs).is_some_and(|g| {
+            g.status
+                .as_ref()
+                .is_some_and(|s| s.guest.task_upid.is_some())
+        })
+    })
+    .await;
+    // The stale status a lagging cache would give the next pass.
+    let forgotten = serde_json::json!({"status": {"taskUpid": null}});
+    api.patch_status("copy", &Default::default(), &Patch::Merge(&forgotten))
+        .await
+        .unwrap();
+    support::wait_for(&api, "the clone waited for as locked", minutes, |gs| {
+        copy(gs).is_some_and(|g| {
+            g.status.as_ref().is_some_and(|s| {
+                s.common.conditions.iter().any(|c| {
+                    c.type_ == "Ready" && c.reason == "Locked" && c.message.contains("still making")
+                })
+            })
+        })
+    })
+    .await;
+    support::wait_for(&api, "the clone Ready", minutes, |gs| {
+        copy(gs).is_some_and(|g| ready(&g))
+    })
+    .await;
+    let warnings = support::kubectl(
+        &server,
+        &["get", "events", "--field-selector", "type=Warning"],
+    );
+    assert!(
+        !warnings.contains("VmidInUse"),
+        "its own clone refused as someone else's:\n{warnings}"
+    );
+    let uid = api.get("copy").await.unwrap().uid().unwrap();
+    let cloned = SimAdmin::of(&server).guest(951).await;
+    let description = cloned["config"]["description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains(&uid),
+        "CT 951 is copy's: {description}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

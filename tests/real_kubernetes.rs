@@ -233,14 +233,15 @@ async fn the_chart_installed_by_helm_converges_the_examples_with_its_own_rbac_an
     );
     assert!(
         current,
-        "every example Current:\n{printed}\nStalled:\n{}",
+        "every example Current:\n{printed}\nStalled:\n{}\nWarnings:\n{}",
         cluster.kubectl(&[
             "get",
             "lxcguests,vmguests,certificates,proxmoxclusters",
             "-A",
             "-o",
             support::STALLED
-        ])
+        ]),
+        cluster.kubectl(&["get", "events", "-A", "--field-selector", "type=Warning"])
     );
     println!("kube-apiserver: the examples Current in {took:?}");
 

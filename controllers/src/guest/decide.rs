@@ -50,9 +50,26 @@ pub enum Next {
     Converge,
 }
 
+/// The locks of a guest PVE is still making: its config holds nothing but the lock until
+/// the create, clone or restore task writes it, so whose it is cannot be told yet.
+const BEING_MADE: [&str; 2] = ["create", "clone"];
+
 /// Ownership first, then PVE's lock and what kind of guest it is. Clones lock a template
-/// for their whole copy: that is not a lock to wait for.
+/// for their whole copy: that is not a lock to wait for. A guest still being made (our own
+/// clone, seen by a pass woken during its task) carries no marker yet: waited for, not
+/// refused.
 pub fn next(found: &Found, intent: Intent, label: &str) -> Next {
+    if let Some(lock) = found.lock.as_deref().filter(|l| BEING_MADE.contains(l)) {
+        if found.ownership == Ownership::Unmarked && !found.template {
+            return Next::Wait(Progress::Waiting {
+                reason: reason::LOCKED,
+                message: format!(
+                    "PVE is still making {label} (lock {lock:?}); whose it is is known once its task ends"
+                ),
+                retry: SHORT,
+            });
+        }
+    }
     match &found.ownership {
         Ownership::Other(owner) => {
             return Next::Refuse(Error::conflict(
@@ -425,6 +442,15 @@ mod tests {
                 found(Unmarked, false, Some("backup")),
                 mine,
                 "Refuse:VmidInUse",
+            ),
+            // A clone or create in flight: the placeholder config holds only the lock.
+            (found(Unmarked, false, Some("create")), mine, "Wait:Locked"),
+            (found(Unmarked, false, Some("clone")), mine, "Wait:Locked"),
+            (found(Unmarked, false, Some("create")), adopt, "Wait:Locked"),
+            (
+                found(other(), false, Some("create")),
+                mine,
+                "Refuse:VmidOwnedByAnother",
             ),
             (found(Unmarked, false, None), adopt, "Adopt"),
             (
