@@ -59,16 +59,17 @@ const BEING_MADE: [&str; 2] = ["create", "clone"];
 /// clone, seen by a pass woken during its task) carries no marker yet: waited for, not
 /// refused.
 pub fn next(found: &Found, intent: Intent, label: &str) -> Next {
-    if let Some(lock) = found.lock.as_deref().filter(|l| BEING_MADE.contains(l)) {
-        if found.ownership == Ownership::Unmarked && !found.template {
-            return Next::Wait(Progress::Waiting {
-                reason: reason::LOCKED,
-                message: format!(
-                    "PVE is still making {label} (lock {lock:?}); whose it is is known once its task ends"
-                ),
-                retry: SHORT,
-            });
-        }
+    if let Some(lock) = found.lock.as_deref().filter(|l| BEING_MADE.contains(l))
+        && found.ownership == Ownership::Unmarked
+        && !found.template
+    {
+        return Next::Wait(Progress::Waiting {
+            reason: reason::LOCKED,
+            message: format!(
+                "PVE is still making {label} (lock {lock:?}); whose it is is known once its task ends"
+            ),
+            retry: SHORT,
+        });
     }
     match &found.ownership {
         Ownership::Other(owner) => {
