@@ -7,7 +7,9 @@
 //! * [`exec`]: commands and files inside guests — `pct exec`/`pct push` on the node over
 //!   SSH (host key pinned) or locally, and the QEMU guest agent for VMs.
 //!
-//! Still to come: Portainer (stacks), ACME for Step-CA (`instant-acme`).
+//! * [`portainer`]: Portainer CE — first start (admin, API key), Swarm stacks, and the
+//!   Docker proxy reads that say whether their services run.
 
 pub mod exec;
+pub mod portainer;
 pub mod proxmox;

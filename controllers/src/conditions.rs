@@ -95,6 +95,27 @@ pub mod reason {
     pub const WAITING_FOR_ADDRESS: &str = "WaitingForAddress";
     pub const WAITING_FOR_AGENT: &str = "WaitingForAgent";
     pub const WAITING_FOR_SWARM_MANAGER: &str = "WaitingForSwarmManager";
+    // DockerStack
+    pub const ADMIN_INITIALISED: &str = "AdminInitialised";
+    pub const ADMIN_PASSWORD_UNKNOWN: &str = "AdminPasswordUnknown";
+    pub const API_KEY_CREATED: &str = "ApiKeyCreated";
+    pub const DEPLOYED: &str = "Deployed";
+    pub const DEPLOYING: &str = "Deploying";
+    pub const DEPLOY_FAILED: &str = "DeployFailed";
+    pub const ENDPOINT_NOT_FOUND: &str = "EndpointNotFound";
+    pub const ENV_NEEDS_PORTAINER: &str = "EnvNeedsPortainer";
+    pub const GIT_UNREACHABLE: &str = "GitUnreachable";
+    pub const INVALID_COMPOSE: &str = "InvalidCompose";
+    pub const INVALID_URL: &str = "InvalidUrl";
+    pub const MANAGER_NOT_READY: &str = "ManagerNotReady";
+    pub const PORTAINER_STARTING: &str = "PortainerStarting";
+    pub const PORTAINER_UNREACHABLE: &str = "PortainerUnreachable";
+    pub const SECRET_NOT_OURS: &str = "SecretNotOurs";
+    pub const STACK_REMOVED: &str = "StackRemoved";
+    pub const STACK_RUNNING: &str = "StackRunning";
+    pub const TASKS_NOT_RUNNING: &str = "TasksNotRunning";
+    pub const WAITING_FOR_CA_ROOT: &str = "WaitingForCaRoot";
+    pub const WAITING_FOR_ENVIRONMENT: &str = "WaitingForEnvironment";
 }
 
 /// Where a pass left an object, as kstatus reads it.

@@ -1,6 +1,7 @@
 //! What can go wrong in a reconcile, with a stable category per variant: the label of the
 //! error metric, the reason of the Ready condition and of the Warning event.
 
+use phoenix_clients::portainer::ErrorKind as PortainerKind;
 use phoenix_clients::proxmox::ProxmoxError;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,9 @@ pub enum Error {
         reason: &'static str,
         message: String,
     },
+    /// Portainer answered with an error, or did not answer.
+    #[error(transparent)]
+    Portainer(#[from] phoenix_clients::portainer::PortainerError),
     /// A PVE task ended with an error exit status.
     #[error("PVE task {upid} failed: {exitstatus}")]
     TaskFailed { upid: String, exitstatus: String },
@@ -84,6 +88,7 @@ impl Error {
             | Error::Input { reason, .. } => reason,
             Error::TaskFailed { .. } => "TaskFailed",
             Error::Exec(e) => e.category(),
+            Error::Portainer(e) => e.category(),
             Error::FeatureFailed { .. } => "FeatureFailed",
             Error::RolledBack { .. } => "ChangeRolledBack",
         }
@@ -96,6 +101,11 @@ impl Error {
             Error::Spec { .. } | Error::Conflict { .. } | Error::RolledBack { .. } => true,
             Error::Exec(e) => !e.is_transient(),
             Error::Acme { permanent, .. } => *permanent,
+            // Refused content or a timed-out first start: retrying the same cannot help.
+            Error::Portainer(e) => matches!(
+                e.kind,
+                PortainerKind::Invalid | PortainerKind::AdminInitTimeout
+            ),
             Error::Proxmox(e) => !e.is_transient() && e.status.is_some_and(|s| s == 400),
             _ => false,
         }

@@ -12,6 +12,7 @@ pub mod conditions;
 pub mod context;
 pub mod dependencies;
 pub mod docker_client_ca;
+pub mod docker_stack;
 pub mod error;
 pub mod events;
 #[cfg(test)]
@@ -123,6 +124,13 @@ pub async fn run(kube: kube::Client, options: Options) {
             cluster_ctx,
         )
         .for_each(|_| async {});
+    let stacks = lean_controller(Api::<phoenix_crds::DockerStack>::all(kube.clone()))
+        .run(
+            docker_stack::reconcile,
+            docker_stack::error_policy,
+            shared.clone(),
+        )
+        .for_each(|_| async {});
     let certificate_ctx = Arc::new(certificate::CertificateContext {
         shared,
         challenges: Arc::default(),
@@ -138,7 +146,15 @@ pub async fn run(kube: kube::Client, options: Options) {
             certificate_ctx,
         )
         .for_each(|_| async {});
-    futures::join!(lxc, vm, cluster_watch, clusters, certificates, responder);
+    futures::join!(
+        lxc,
+        vm,
+        cluster_watch,
+        clusters,
+        certificates,
+        stacks,
+        responder
+    );
 }
 
 /// The ACME HTTP-01 challenge responder, serving until dropped.

@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.portainerBootstrap) || self.target.via == 'Agent'").message("portainerBootstrap is for the stack that deploys Portainer itself: target.via must be Agent"))]
 pub struct DockerStackSpec {
     /// Stack name in Swarm; defaults to the object's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,8 +58,32 @@ pub struct DockerStackSpec {
     pub prune: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<DependencyRef>,
+    /// Delete removes the stack from the swarm; Retain leaves it running.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// A stack changed or removed by hand: redeployed (Correct) or only reported.
+    #[serde(default)]
+    pub drift_policy: DriftPolicy,
+    /// This stack deploys Portainer: once it answers, Phoenix initialises its admin,
+    /// creates an API key and writes it where the other stacks read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portainer_bootstrap: Option<PortainerBootstrap>,
+}
+
+/// How Phoenix takes over a Portainer this stack deployed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PortainerBootstrap {
+    /// Where Portainer answers once deployed, e.g. `https://portainer.internal.thinkheads.ai`.
+    #[schemars(regex(pattern = r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$"))]
+    pub url: String,
+    /// A Secret of yours with `username` and `password` for the admin. Left out, Phoenix
+    /// generates a password into the Secret `<object>-portainer-admin`, which it owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_secret_ref: Option<LocalRef>,
+    /// Where the API key goes: a Secret Phoenix creates and owns (one you made is never
+    /// overwritten).
+    pub api_key_secret_ref: SecretKeyRef,
 }
 
 /// Where the stack runs.
@@ -113,7 +138,8 @@ pub struct ComposeSource {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GitSource {
-    #[schemars(regex(pattern = r"^(https?|ssh)://.+$"))]
+    /// Over HTTP(S): new commits are looked for with one request per resync.
+    #[schemars(regex(pattern = r"^https?://.+$"))]
     pub repository: String,
     /// Branch, tag or commit.
     #[serde(default = "default_git_ref", rename = "ref")]
@@ -147,4 +173,35 @@ pub struct DockerStackStatus {
     /// Running/desired replicas summed over services, e.g. `3/3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services: Option<String>,
+    /// Each service: replicas running and desired, and why tasks do not run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_status: Vec<StackServiceStatus>,
+    /// The Portainer this stack bootstrapped: where, and the Secrets Phoenix keeps for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portainer: Option<PortainerStatus>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StackServiceStatus {
+    pub name: String,
+    pub running: u32,
+    pub desired: u32,
+    /// Docker's error of a task that does not run (`No such image: …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PortainerStatus {
+    pub version: String,
+    /// The Secret holding the admin's username and password.
+    pub admin_secret: String,
+    /// The id of the API key Phoenix created (its raw value is only in the Secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<i64>,
+    /// The `primary` environment, once Portainer created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_id: Option<i64>,
 }
