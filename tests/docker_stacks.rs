@@ -1,0 +1,508 @@
+//! DockerStack end to end on `phoenix up --simulate`: Portainer deployed on the swarm
+//! through the manager's agent, taken over (admin, API key, `primary`), the application
+//! stack deployed through Portainer's API onto the worker its constraint names; updates
+//! in place, stillness at steady state, drift undone, deletion, bad input, and restarts
+//! in the middle of it all. The simulated Portainer's own API and log are the witnesses.
+
+mod support;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use phoenix_crds::DockerStack;
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::{ApiServer, SimAdmin};
+
+const MINUTES: Duration = Duration::from_secs(300);
+
+fn examples() -> &'static str {
+    Box::leak(format!("{}/examples", env!("CARGO_MANIFEST_DIR")).into_boxed_str())
+}
+
+fn up(dir: &std::path::Path, log: &std::path::Path) -> ApiServer {
+    let args = [
+        "--apply",
+        examples(),
+        "--resync-seconds",
+        "1",
+        "--task-duration",
+        "default=0.2",
+    ];
+    ApiServer::up_simulated_logged(dir, &args, log)
+}
+
+fn ready(s: &DockerStack) -> bool {
+    support::is_ready(
+        &s.status
+            .as_ref()
+            .map(|s| s.common.conditions.clone())
+            .unwrap_or_default(),
+    )
+}
+
+fn reason(s: &DockerStack) -> String {
+    support::ready_reason(
+        &s.status
+            .as_ref()
+            .map(|s| s.common.conditions.clone())
+            .unwrap_or_default(),
+    )
+}
+
+async fn both_ready(api: &Api<DockerStack>, what: &str) {
+    support::wait_for(api, what, MINUTES, |all| {
+        all.len() >= 2
+            && ["portainer", "qdrant"].iter().all(|n| {
+                all.iter()
+                    .any(|s| s.metadata.name.as_deref() == Some(n) && ready(s))
+            })
+    })
+    .await;
+}
+
+/// Portainer as a client reaches it: the simulator's resolver names its listener, the key
+/// is the one Phoenix wrote into the Secret.
+struct Portainer {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Portainer {
+    async fn of(server: &ApiServer, client: &kube::Client) -> Self {
+        let sim = SimAdmin::of(server);
+        let answer = sim
+            .get("resolve?host=portainer.internal.thinkheads.ai&port=443")
+            .await;
+        let address = answer["address"]
+            .as_str()
+            .expect("the resolver names Portainer");
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+        let secret = secrets.get("portainer-api-key").await.unwrap();
+        let key = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+        Self {
+            // Loopback only, to a simulator whose certificate this test does not pin.
+            http: reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .build()
+                .unwrap(),
+            base: format!("https://{address}/api"),
+            key,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-API-Key", &self.key)
+            .send()
+            .await
+            .expect("Portainer answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    async fn stacks_named(&self, name: &str) -> Vec<Value> {
+        let all = self.get("/stacks").await;
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Name"] == name)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Portainer calls that change something, from the simulator's log.
+async fn portainer_writes(sim: &SimAdmin) -> Vec<Value> {
+    let log = sim.get("portainer/oplog").await;
+    log.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["mutating"] == true)
+        .cloned()
+        .collect()
+}
+
+/// Until the controller has looked at every stack `rounds` more times.
+async fn resync_rounds(server: &ApiServer, stacks: usize, rounds: usize) {
+    let series = "phoenix_reconciles_total{kind=\"DockerStack\"}";
+    let target = support::metric(server, series).await + (stacks * rounds) as f64;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while support::metric(server, series).await < target {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the controller keeps resyncing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_stacks_run_through_portainer_update_in_place_and_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("phoenix.log");
+    let server = up(dir.path(), &log);
+    let client = support::client(&server).await;
+    let api: Api<DockerStack> = Api::namespaced(client.clone(), "default");
+    both_ready(&api, "both example stacks Ready").await;
+
+    // Taken over: an admin Secret Phoenix owns, an API key Portainer takes.
+    let portainer = Portainer::of(&server, &client).await;
+    assert!(
+        portainer.key.starts_with("ptr_"),
+        "an API key in the Secret"
+    );
+    let status = api.get("portainer").await.unwrap().status.unwrap();
+    let bootstrapped = status.portainer.expect("the bootstrap in status");
+    assert_eq!(bootstrapped.admin_secret, "portainer-portainer-admin");
+    let primary = bootstrapped.endpoint_id.expect("the primary environment");
+
+    // qdrant runs on the worker (drphoenix), as its constraint says.
+    let tasks = portainer
+        .get(&format!("/endpoints/{primary}/docker/tasks"))
+        .await;
+    let nodes = portainer
+        .get(&format!("/endpoints/{primary}/docker/nodes"))
+        .await;
+    let services = portainer
+        .get(&format!("/endpoints/{primary}/docker/services"))
+        .await;
+    let qdrant = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Spec"]["Name"] == "qdrant_qdrant")
+        .expect("the qdrant service");
+    let hosts: Vec<&str> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["ServiceID"] == qdrant["ID"] && t["Status"]["State"] == "running")
+        .filter_map(|t| {
+            nodes
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["ID"] == t["NodeID"])?["Description"]["Hostname"]
+                .as_str()
+        })
+        .collect();
+    assert_eq!(hosts, ["drphoenix"]);
+    let listed = support::kubectl(&server, &["get", "stacks"]);
+    assert!(
+        listed.contains("qdrant") && listed.contains("1/1"),
+        "{listed}"
+    );
+
+    // Steady state: nothing written to Portainer over three resync rounds.
+    let sim = SimAdmin::of(&server);
+    resync_rounds(&server, 2, 1).await;
+    let before = portainer_writes(&sim).await.len();
+    resync_rounds(&server, 2, 3).await;
+    let writes = portainer_writes(&sim).await;
+    assert_eq!(writes.len(), before, "writes at steady state: {writes:#?}");
+
+    // An edit of the inline compose updates the same stack to a new revision.
+    let qdrant_stack = portainer.stacks_named("qdrant").await;
+    let id = qdrant_stack[0]["Id"].clone();
+    let old = api
+        .get("qdrant")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .deployed_revision;
+    let mut object = api.get("qdrant").await.unwrap();
+    let inline = object.spec.compose.inline.take().unwrap();
+    let edited = inline.replace(
+        "QDRANT__SERVICE__API_KEY",
+        "QDRANT__LOG_LEVEL: INFO\n            QDRANT__SERVICE__API_KEY",
+    );
+    assert_ne!(edited, inline);
+    let patch = json!({"spec": {"compose": {"inline": edited}}});
+    api.patch("qdrant", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    support::wait_for(&api, "qdrant updated", MINUTES, |all| {
+        all.iter().any(|s| {
+            s.metadata.name.as_deref() == Some("qdrant")
+                && ready(s)
+                && s.status.as_ref().is_some_and(|st| {
+                    st.deployed_revision != old
+                        && st.common.observed_generation == s.metadata.generation
+                })
+        })
+    })
+    .await;
+    let updated = portainer.stacks_named("qdrant").await;
+    assert_eq!(updated.len(), 1);
+    assert_eq!(updated[0]["Id"], id, "updated in place");
+    let file = portainer.get(&format!("/stacks/{id}/file")).await;
+    assert!(
+        file["StackFileContent"]
+            .as_str()
+            .unwrap()
+            .contains("QDRANT__LOG_LEVEL")
+    );
+
+    // Removed by hand in Portainer: deployed again.
+    let endpoint = updated[0]["EndpointId"].clone();
+    let (code, body) = portainer
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/stacks/{id}?endpointId={endpoint}"),
+        )
+        .await;
+    assert_eq!(code, 204, "{body}");
+    support::wait_for(
+        &api,
+        "qdrant back after its removal by hand",
+        MINUTES,
+        |all| {
+            all.iter().any(|s| {
+                s.metadata.name.as_deref() == Some("qdrant")
+                    && ready(s)
+                    && s.status
+                        .as_ref()
+                        .is_some_and(|st| st.stack_id.map(Value::from) != Some(id.clone()))
+            })
+        },
+    )
+    .await;
+    assert_eq!(portainer.stacks_named("qdrant").await.len(), 1);
+    let events = support::kubectl(
+        &server,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=qdrant",
+        ],
+    );
+    assert!(events.contains("Deployed"), "{events}");
+
+    // Deleted with deletionPolicy Delete: the stack leaves Portainer.
+    api.delete("qdrant", &DeleteParams::default())
+        .await
+        .unwrap();
+    support::wait_for(&api, "qdrant gone", MINUTES, |all| {
+        all.iter()
+            .all(|s| s.metadata.name.as_deref() != Some("qdrant"))
+    })
+    .await;
+    assert!(portainer.stacks_named("qdrant").await.is_empty());
+
+    // No secret in Phoenix's log, its events, or the simulator's log.
+    let admin: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let admin = admin.get("portainer-portainer-admin").await.unwrap();
+    let password = String::from_utf8(admin.data.unwrap()["password"].0.clone()).unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let all_events = support::kubectl(&server, &["get", "events", "-A", "-o", "yaml"]);
+    let oplog = sim.get("portainer/oplog").await.to_string();
+    for secret in [password.as_str(), portainer.key.as_str()] {
+        for (place, text) in [
+            ("log", &logged),
+            ("events", &all_events),
+            ("simulator log", &oplog),
+        ] {
+            assert!(!text.contains(secret), "a secret in the {place}");
+        }
+    }
+}
+
+/// Stacks the controller must refuse: a condition naming the problem, no Portainer write.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_stacks_get_a_condition_and_portainer_is_not_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("phoenix.log");
+    let server = up(dir.path(), &log);
+    let client = support::client(&server).await;
+    let api: Api<DockerStack> = Api::namespaced(client.clone(), "default");
+    both_ready(&api, "both example stacks Ready").await;
+    let sim = SimAdmin::of(&server);
+    let writes = portainer_writes(&sim).await.len();
+    let stack = |name: &str, compose: &str, extra: &str| {
+        format!(
+            "apiVersion: phoenix.thinkheads.ai/v1alpha1\nkind: DockerStack\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  target:\n    managerRef: {{name: portainer}}\n    portainer:\n      url: https://portainer.internal.thinkheads.ai\n      apiKeySecretRef: {{name: portainer-api-key, key: token}}\n{extra}  compose:\n    inline: |\n{}\n---\n",
+            compose
+                .lines()
+                .map(|l| format!("      {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    };
+    let bad = [
+        (
+            "not-yaml",
+            stack("not-yaml", "services: [", ""),
+            "InvalidCompose",
+            "not valid YAML",
+        ),
+        (
+            "no-image",
+            stack("no-image", "services:\n  web:\n    build: .", ""),
+            "InvalidCompose",
+            "services.web.image",
+        ),
+        (
+            "unknown-key",
+            stack("unknown-key", "servics:\n  web: {image: nginx}", ""),
+            "InvalidCompose",
+            "unknown top-level key",
+        ),
+        (
+            "no-secret",
+            stack(
+                "no-secret",
+                "services:\n  web: {image: nginx}",
+                "  env:\n  - name: A\n    secretKeyRef: {name: absent, key: k}\n",
+            ),
+            "CredentialsMissing",
+            "default/absent",
+        ),
+        (
+            "no-endpoint",
+            stack("no-endpoint", "services:\n  web: {image: nginx}", "").replace(
+                "      apiKeySecretRef",
+                "      endpoint: nowhere\n      apiKeySecretRef",
+            ),
+            "EndpointNotFound",
+            "nowhere",
+        ),
+    ];
+    let yaml: String = bad.iter().map(|(_, y, _, _)| y.as_str()).collect();
+    support::kubectl_apply(&server, &yaml);
+    support::wait_for(&api, "every bad stack with its reason", MINUTES, |all| {
+        bad.iter().all(|(name, _, why, _)| {
+            all.iter()
+                .any(|s| s.metadata.name.as_deref() == Some(name) && reason(s) == *why)
+        })
+    })
+    .await;
+    for (name, _, _, words) in &bad {
+        let s = api.get(name).await.unwrap();
+        let conditions = s.status.unwrap().common.conditions;
+        let message = &conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap()
+            .message;
+        assert!(message.contains(words), "{name}: {message}");
+    }
+    assert_eq!(
+        portainer_writes(&sim).await.len(),
+        writes,
+        "bad stacks wrote to Portainer"
+    );
+}
+
+/// SIGKILL while Portainer is being taken over and stacks deployed: one admin, one valid
+/// key in the Secret, one stack per object.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_mid_bootstrap_and_mid_deploy_nothing_is_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("phoenix.log");
+    let mut server = up(dir.path(), &log);
+    // Each restart at a step of the bootstrap or the deploy, watched for, not timed.
+    for step in ["PortainerStarting", "Deploying", "TasksNotRunning"] {
+        let client = support::client(&server).await;
+        let api: Api<DockerStack> = Api::namespaced(client, "default");
+        support::wait_for(&api, step, MINUTES, |all| {
+            all.iter().any(|s| reason(s) == step || ready(s))
+        })
+        .await;
+        server.kill();
+        server = up(dir.path(), &log);
+    }
+    let client = support::client(&server).await;
+    let api: Api<DockerStack> = Api::namespaced(client.clone(), "default");
+    both_ready(&api, "both stacks Ready after the restarts").await;
+    let portainer = Portainer::of(&server, &client).await;
+    let user = portainer.get("/users/me").await;
+    let id = user["Id"].as_i64().unwrap();
+    let sim = SimAdmin::of(&server);
+    let state = sim.get("portainer/state").await;
+    assert_eq!(
+        state["users"].as_array().map(Vec::len),
+        Some(1),
+        "one admin: {state}"
+    );
+    let keys = state["apiKeys"].as_array().cloned().unwrap_or_default();
+    assert_eq!(keys.len(), 1, "one API key: {keys:?} (user {id})");
+    assert_eq!(portainer.stacks_named("qdrant").await.len(), 1);
+}
+
+/// A git stack: cloned by Portainer (the real `git`) from a repository served on loopback
+/// by `git http-backend` behind credentials; a new commit on the ref is deployed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_git_stack_follows_its_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("phoenix.log");
+    let server = up(dir.path(), &log);
+    let repo = support::git_http::GitServer::start(dir.path(), "deploy", "s3cr3t-git-pw").await;
+    let first = repo.commit(
+        "docker-compose.yml",
+        "services:\n  web:\n    image: nginx:1.27\n",
+    );
+    let client = support::client(&server).await;
+    let api: Api<DockerStack> = Api::namespaced(client.clone(), "default");
+    both_ready(&api, "both example stacks Ready").await;
+    support::kubectl_apply(
+        &server,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: git-creds, namespace: default}}\nstringData: {{username: deploy, password: s3cr3t-git-pw}}\n---\n\
+             apiVersion: phoenix.thinkheads.ai/v1alpha1\nkind: DockerStack\nmetadata: {{name: web, namespace: default}}\nspec:\n  target:\n    managerRef: {{name: portainer}}\n    portainer:\n      url: https://portainer.internal.thinkheads.ai\n      apiKeySecretRef: {{name: portainer-api-key, key: token}}\n  compose:\n    git:\n      repository: {}\n      ref: main\n      credentialsSecretRef: {{name: git-creds}}\n",
+            repo.url
+        ),
+    );
+    let portainer = Portainer::of(&server, &client).await;
+    support::wait_for(&api, "the git stack Ready", MINUTES, |all| {
+        all.iter()
+            .any(|s| s.metadata.name.as_deref() == Some("web") && ready(s))
+    })
+    .await;
+    let stack = portainer.stacks_named("web").await;
+    assert_eq!(stack[0]["GitConfig"]["ConfigHash"], first.as_str());
+    let id = stack[0]["Id"].clone();
+
+    let second = repo.commit(
+        "docker-compose.yml",
+        "services:\n  web:\n    image: nginx:1.27\n  cache:\n    image: redis:7\n",
+    );
+    let revision = api
+        .get("web")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .deployed_revision;
+    support::wait_for(&api, "the new commit deployed", MINUTES, |all| {
+        all.iter().any(|s| {
+            s.metadata.name.as_deref() == Some("web")
+                && ready(s)
+                && s.status
+                    .as_ref()
+                    .is_some_and(|st| st.deployed_revision != revision)
+        })
+    })
+    .await;
+    let stack = portainer.stacks_named("web").await;
+    assert_eq!(stack.len(), 1);
+    assert_eq!(stack[0]["Id"], id, "redeployed in place");
+    assert_eq!(stack[0]["GitConfig"]["ConfigHash"], second.as_str());
+    let web = api.get("web").await.unwrap().status.unwrap();
+    assert_eq!(web.services.as_deref(), Some("2/2"));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let oplog = SimAdmin::of(&server)
+        .get("portainer/oplog")
+        .await
+        .to_string();
+    assert!(!logged.contains("s3cr3t-git-pw") && !oplog.contains("s3cr3t-git-pw"));
+}
