@@ -334,6 +334,9 @@ pub struct Cluster {
     /// Files written on the nodes (`node:path` → content), e.g. snippets.
     #[serde(default)]
     pub node_files: BTreeMap<String, String>,
+    /// The Portainer server the swarms may run (its database and settings).
+    #[serde(default)]
+    pub portainer: crate::portainer::Portainer,
 }
 
 impl Cluster {

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 const NOT_MANAGER: &str = "Error response from daemon: This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.";
 const ALREADY: &str = "Error response from daemon: This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one.";
 
-fn random_id(rng: &mut StdRng, len: usize) -> String {
+pub(crate) fn random_id(rng: &mut StdRng, len: usize) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     (0..len)
         .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
@@ -115,7 +115,9 @@ fn answer(cluster: &mut Cluster, rng: &mut StdRng, vmid: u32, argv: &[String]) -
                     hostname,
                     role: "manager".into(),
                     status: "ready".into(),
+                    labels: Default::default(),
                 }],
+                services: Default::default(),
             };
             cluster.swarms.insert(random_id(rng, 25), swarm);
             (
@@ -156,6 +158,7 @@ fn answer(cluster: &mut Cluster, rng: &mut StdRng, vmid: u32, argv: &[String]) -
                 hostname,
                 role: "worker".into(),
                 status: "ready".into(),
+                labels: Default::default(),
             });
             (0, "This node joined a swarm as a worker.\n".into())
         }
@@ -180,6 +183,7 @@ fn answer(cluster: &mut Cluster, rng: &mut StdRng, vmid: u32, argv: &[String]) -
                     cluster.swarms.remove(&swarm_id);
                 }
             }
+            crate::portainer::observe(cluster);
             (0, "Node left the swarm.\n".into())
         }
         ["node", "ls", ..] => match manager_of(cluster, &member) {
@@ -224,8 +228,134 @@ fn answer(cluster: &mut Cluster, rng: &mut StdRng, vmid: u32, argv: &[String]) -
                 }
             }
         }
+        ["stack", rest @ ..] => stack_command(cluster, rng, vmid, &member, rest),
+        ["node", "update", rest @ ..] => node_update(cluster, rng, &member, rest),
         _ => (0, String::new()),
     }
+}
+
+/// `docker stack deploy|rm|services|ps` on a manager.
+fn stack_command(
+    cluster: &mut Cluster,
+    rng: &mut StdRng,
+    vmid: u32,
+    member: &Option<(String, SwarmNode)>,
+    words: &[&str],
+) -> (i32, String) {
+    let Some((swarm_id, _)) = member.as_ref().filter(|(_, n)| n.role == "manager") else {
+        return (1, format!("{NOT_MANAGER}\n"));
+    };
+    let name = words
+        .last()
+        .copied()
+        .filter(|w| !w.starts_with('-') && words.len() > 1);
+    let Some(name) = name else {
+        let verb = words.first().copied().unwrap_or("deploy");
+        return (
+            1,
+            format!("\"docker stack {verb}\" requires exactly 1 argument.\n"),
+        );
+    };
+    let missing = cluster.portainer.settings.missing_images.clone();
+    let files = cluster
+        .guests
+        .get(&vmid)
+        .map(|g| g.inside.files.clone())
+        .unwrap_or_default();
+    let Some(swarm) = cluster.swarms.get_mut(swarm_id) else {
+        return (1, format!("{NOT_MANAGER}\n"));
+    };
+    let nothing = || (1, format!("Nothing found in stack: {name}\n"));
+    let lines = |l: Vec<String>| l.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let result = match words[0] {
+        "deploy" | "up" => {
+            let file = flag(words, "-c")
+                .or_else(|| flag(words, "--compose-file"))
+                .or_else(|| words.iter().find_map(|w| w.strip_prefix("--compose-file=")));
+            let Some(file) = file else {
+                return (
+                    1,
+                    "Please specify only one compose file (with --compose-file).\n".into(),
+                );
+            };
+            let Some(text) = files.get(file) else {
+                return (1, format!("open {file}: no such file or directory\n"));
+            };
+            match crate::compose::parse(text, &Default::default()) {
+                Ok(specs) => {
+                    let prune = words.contains(&"--prune");
+                    (
+                        0,
+                        lines(crate::stack::deploy(
+                            swarm, rng, name, &specs, prune, &missing,
+                        )),
+                    )
+                }
+                Err(e) => (1, format!("{e}\n")),
+            }
+        }
+        "rm" | "remove" | "down" => match crate::stack::remove(swarm, name) {
+            Some(l) => (0, lines(l)),
+            None => (0, format!("Nothing found in stack: {name}\n")),
+        },
+        "services" => match crate::stack::services_lines(swarm, name) {
+            l if l.is_empty() => nothing(),
+            l => (0, lines(l)),
+        },
+        "ps" => match crate::stack::ps_lines(swarm, name) {
+            l if l.is_empty() && !swarm.has_stack(name) => nothing(),
+            l => (0, lines(l)),
+        },
+        other => (
+            1,
+            format!("unknown command \"{other}\" for \"docker stack\"\n"),
+        ),
+    };
+    crate::portainer::observe(cluster);
+    result
+}
+
+/// `docker node update --label-add k=v|--label-rm k NODE` on a manager.
+fn node_update(
+    cluster: &mut Cluster,
+    rng: &mut StdRng,
+    member: &Option<(String, SwarmNode)>,
+    words: &[&str],
+) -> (i32, String) {
+    let Some((swarm_id, _)) = member.as_ref().filter(|(_, n)| n.role == "manager") else {
+        return (1, format!("{NOT_MANAGER}\n"));
+    };
+    let missing = cluster.portainer.settings.missing_images.clone();
+    let Some(swarm) = cluster.swarms.get_mut(swarm_id) else {
+        return (1, format!("{NOT_MANAGER}\n"));
+    };
+    let Some(target) = words.last().copied().filter(|w| !w.starts_with('-')) else {
+        return (
+            1,
+            "\"docker node update\" requires exactly 1 argument.\n".into(),
+        );
+    };
+    let Some(node) = swarm
+        .nodes
+        .iter_mut()
+        .find(|n| n.id == target || n.hostname == target)
+    else {
+        return (
+            1,
+            format!("Error response from daemon: node {target} not found\n"),
+        );
+    };
+    if let Some(label) = flag(words, "--label-add") {
+        let (k, v) = label.split_once('=').unwrap_or((label, ""));
+        node.labels.insert(k.to_owned(), v.to_owned());
+    }
+    if let Some(key) = flag(words, "--label-rm") {
+        node.labels.remove(key);
+    }
+    let id = node.id.clone();
+    crate::stack::reschedule(swarm, rng, &missing);
+    crate::portainer::observe(cluster);
+    (0, format!("{id}\n"))
 }
 
 /// The swarm `member` manages, if it is a manager.

@@ -17,12 +17,15 @@
 
 pub mod api;
 pub mod cluster;
+pub mod compose;
 pub mod docker;
 pub mod inside;
 pub mod listeners;
 pub mod pebble;
+pub mod portainer;
 pub mod schema;
 pub mod server;
+pub mod stack;
 pub mod state;
 pub mod swarm;
 
@@ -69,6 +72,10 @@ pub struct CredentialsFile {
     pub password: String,
     pub fingerprint: String,
     pub admin_url: String,
+    /// The simulated Portainer (`https://127.0.0.1:PORT`, same certificate); it answers
+    /// only while a Portainer service runs on a simulated swarm.
+    #[serde(default)]
+    pub portainer_url: String,
 }
 
 impl std::fmt::Debug for CredentialsFile {
@@ -82,6 +89,7 @@ impl std::fmt::Debug for CredentialsFile {
             .field("password", &"<redacted>")
             .field("fingerprint", &self.fingerprint)
             .field("admin_url", &self.admin_url)
+            .field("portainer_url", &self.portainer_url)
             .finish()
     }
 }
@@ -99,14 +107,18 @@ pub enum StartError {
 /// A running simulator.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Portainer's loopback listener.
+    pub portainer_addr: SocketAddr,
     pub credentials: CredentialsFile,
     pub server: Arc<server::Server>,
     task: tokio::task::JoinHandle<()>,
+    portainer_task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     pub fn stop(self) {
         self.task.abort();
+        self.portainer_task.abort();
     }
 }
 
@@ -180,9 +192,18 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         password,
         fingerprint,
         admin_url: format!("https://{addr}/admin"),
+        portainer_url: String::new(),
     };
     let server = Arc::new(server::Server::new(sim, creds));
     server.set_tls(acceptor.clone());
+    let (portainer_addr, portainer_task) = portainer::listen(server.clone(), acceptor.clone())
+        .await
+        .map_err(|e| StartError::Listen("127.0.0.1:0".into(), e))?;
+    let _ = server.portainer_addr.set(portainer_addr);
+    let credentials = CredentialsFile {
+        portainer_url: format!("https://{portainer_addr}"),
+        ..credentials
+    };
     let accept_server = server.clone();
     let task = tokio::spawn(async move {
         loop {
@@ -203,9 +224,11 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     });
     Ok(Running {
         addr,
+        portainer_addr,
         credentials,
         server,
         task,
+        portainer_task,
     })
 }
 
@@ -237,6 +260,7 @@ mod tests {
             password: "hunter2-pw".into(),
             fingerprint: "AB:CD".into(),
             admin_url: "https://127.0.0.1:8006/admin".into(),
+            portainer_url: "https://127.0.0.1:9443".into(),
         };
         let printed = format!("{credentials:?} {credentials:#?}");
         for secret in ["5ec2e7-70ce-4e75", "hunter2-pw"] {

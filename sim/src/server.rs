@@ -28,6 +28,10 @@ pub struct Server {
     /// Loopback stand-ins for guests' services (`GET /admin/resolve`).
     listeners: crate::listeners::Listeners,
     tls: std::sync::OnceLock<tokio_rustls::TlsAcceptor>,
+    /// Portainer's in-memory state (sessions, rate limiter, operation log).
+    pub portainer: crate::portainer::Runtime,
+    /// Portainer's loopback listener (`GET /admin/resolve?host=`).
+    pub portainer_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
@@ -53,6 +57,8 @@ impl Server {
             flocks: Mutex::default(),
             listeners: Default::default(),
             tls: Default::default(),
+            portainer: Default::default(),
+            portainer_addr: Default::default(),
         }
     }
 
@@ -66,12 +72,28 @@ impl Server {
     }
 
     /// `GET /admin/resolve?address=IP&port=N`: the loopback listener standing in for that
-    /// port of the guest with that address.
+    /// port of the guest with that address. `?host=NAME&port=443|9443`: the one service
+    /// the simulated platform serves under host names, Portainer behind its route.
     async fn resolve(self: Arc<Self>, query: &str) -> Response<Body> {
         let params: std::collections::HashMap<String, String> =
             form_urlencoded::parse(query.as_bytes())
                 .into_owned()
                 .collect();
+        if params.contains_key("host") {
+            return match (
+                params.get("port").map(String::as_str),
+                self.portainer_addr.get(),
+            ) {
+                (Some("443" | "9443"), Some(addr)) => {
+                    respond(200, "OK", &json!({"address": addr.to_string()}))
+                }
+                _ => error(&PveError {
+                    status: 404,
+                    message: "host names serve Portainer on ports 443 and 9443 only".into(),
+                    errors: None,
+                }),
+            };
+        }
         let port = params.get("port").and_then(|p| p.parse::<u16>().ok());
         let address = params.get("address").cloned().unwrap_or_default();
         let vmid = {
@@ -156,6 +178,9 @@ impl Server {
             }
             if admin == "/resolve" && method == "GET" {
                 return Ok(self.resolve(&query).await);
+            }
+            if let Some(reply) = crate::portainer::admin(&self, &method, admin, &body) {
+                return Ok(reply.into_response());
             }
             if let Some(response) = self.clone().inside(&method, admin, &body).await {
                 return Ok(response);
