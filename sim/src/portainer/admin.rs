@@ -68,8 +68,9 @@ fn state(cluster: &crate::cluster::Cluster, banned: Vec<String>) -> Value {
         .collect();
     json!({
         "running": p.running(), "timedOut": p.timed_out(), "swarmId": p.swarm_id, "instanceId": p.instance_id,
-        "adminExists": p.admin.is_some(), "admin": p.admin.as_ref().map(|a| a.username.clone()),
-        "keys": p.keys.iter().map(|k| json!({"id": k.id, "prefix": k.prefix, "description": k.description})).collect::<Vec<_>>(),
+        "adminExists": p.admin.is_some(),
+        "users": p.admin.iter().map(|a| json!({"id": 1, "username": a.username, "role": 1})).collect::<Vec<_>>(),
+        "apiKeys": p.keys.iter().map(|k| json!({"id": k.id, "userId": k.user_id, "prefix": k.prefix, "description": k.description})).collect::<Vec<_>>(),
         "endpoints": p.endpoints, "stacks": stacks, "services": services, "banned": banned,
     })
 }
