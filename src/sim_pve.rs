@@ -23,7 +23,8 @@ pub struct SimPveArgs {
     /// How long tasks of a type take: OP=SECONDS (`vzcreate=5`, `default=0`); repeatable.
     #[arg(long = "task-duration", value_parser = phoenix_sim::parse_duration)]
     pub task_durations: Vec<(String, std::time::Duration)>,
-    /// Write the credentials (url, token, user/password, fingerprint, admin_url) here as JSON.
+    /// Write the credentials (url, token, user/password, fingerprint, admin_url,
+    /// portainer_url) here as JSON.
     #[arg(long)]
     pub credentials_out: PathBuf,
 }
@@ -58,6 +59,10 @@ async fn simulate(args: SimPveArgs) -> ExitCode {
     println!(
         "simulated Proxmox VE at {} (certificate SHA-256 {})",
         running.credentials.url, running.credentials.fingerprint
+    );
+    println!(
+        "simulated Portainer at {} (serves once a Portainer service runs on a simulated swarm)",
+        running.credentials.portainer_url
     );
     wait_for_signal().await;
     running.stop();

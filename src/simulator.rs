@@ -101,15 +101,19 @@ pub fn named_acme(peers: &SimulatedPeers) -> anyhow::Result<Option<AcmeRedirect>
     }))
 }
 
-/// A simulator's credentials file (and its text), refused unless the simulator (its API
-/// and its admin endpoint, where `sim pct` sends guest commands) is on loopback: simulate
-/// mode never reaches beyond this machine.
+/// A simulator's credentials file (and its text), refused unless the simulator (its API,
+/// its admin endpoint, where `sim pct` sends guest commands, and its Portainer) is on
+/// loopback: simulate mode never reaches beyond this machine.
 pub fn read_credentials(file: &Path) -> anyhow::Result<(phoenix_sim::CredentialsFile, String)> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let credentials: phoenix_sim::CredentialsFile = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{} is not a simulator's credentials: {e}", file.display()))?;
-    for url in [&credentials.url, &credentials.admin_url] {
+    let portainer = Some(&credentials.portainer_url).filter(|u| !u.is_empty());
+    for url in [&credentials.url, &credentials.admin_url]
+        .into_iter()
+        .chain(portainer)
+    {
         loopback_url(url).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     }
     Ok((credentials, text))

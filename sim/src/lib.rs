@@ -14,6 +14,19 @@
 //! | `GET /admin/tasks` | every task with its state and log |
 //! | `GET /admin/swarms` | the docker swarms the VMs formed: manager address, nodes (vmid, id, role, status) |
 //! | `GET /admin/nodes/{node}/files`, `PUT /admin/nodes/{node}/files` | files written on a node (`{path, content}`, what SSH does on a real node); under a storage's `snippets/` they are snippet volumes |
+//! | `GET /admin/resolve?address=IP&port=N` | the loopback listener standing in for that port of the guest with that address (`{"address", "vmid"}`) |
+//! | `GET /admin/resolve?host=NAME&port=443\|9443` | `{"address"}` of the simulated Portainer: the one service the platform serves under host names (behind its route) |
+//! | `GET /admin/portainer`, `PUT /admin/portainer` | Portainer's settings and faults: `{"version": "2.45.0" (background deploys; "2.23.0" synchronous), "deployMs": 300, "adminInitTimeoutSecs": 300, "errorRate": 0.0, "latencyMs": [lo, hi], "failDeploy": [stack name], "missingImages": ["repo:tag"]}` (`missingImages` also rules `docker stack deploy` in the VMs) |
+//! | `GET /admin/portainer/oplog`, `DELETE /admin/portainer/oplog` | every Portainer call (`method`, `path` without query, `status`, `mutating`: POST/PUT/DELETE but logging in); never bodies, keys, passwords or env values |
+//! | `GET /admin/portainer/state` | `running`, `timedOut`, `swarmId`, `adminExists`, `users`, `apiKeys` (prefixes), `endpoints`, `stacks` (status, env names, file SHA-256, git URL/ref/commit, `deploymentStatus`), the services and tasks of its swarms, `banned` IPs |
+//! | `POST /admin/portainer/restart` | restarts Portainer: the admin-init timeout counts anew, bans are lifted |
+//! | `POST /admin/portainer/unban` | lifts the auth rate limit's bans |
+//!
+//! # Portainer (`portainer_url`)
+//!
+//! Served on a loopback listener of its own with the same certificate, only while a task
+//! of a `portainer/portainer-ce:*|ee:*` service runs on a simulated swarm (before that,
+//! connections are closed at once). See [`portainer`] for the API.
 
 pub mod api;
 pub mod cluster;

@@ -512,6 +512,14 @@ impl GitSource {
         } else {
             file
         };
+        // The file is read from the clone: a path out of it is refused.
+        if file.starts_with('/') || file.split('/').any(|part| part == "..") {
+            return Err(Reply::error(
+                400,
+                "Invalid request payload",
+                "Invalid compose file path",
+            ));
+        }
         let auth = if req.flag("repositoryAuthentication") {
             let password = req.text("repositoryPassword");
             if password.is_empty() {

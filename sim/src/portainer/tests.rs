@@ -440,3 +440,115 @@ async fn more_than_ten_auth_calls_a_second_ban_the_ip_for_an_hour() {
     s.portainer.unban();
     assert_eq!(call(&s, "POST", "/api/auth", body, &[]).await.status, 422);
 }
+
+/// A repository with `docker-compose.yml` holding `file`, on a branch `main`; its HEAD.
+fn repository(dir: &std::path::Path, file: &str) -> String {
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    if !dir.join(".git").exists() {
+        std::fs::create_dir_all(dir).unwrap();
+        git(&["init", "-q", "-b", "main"]);
+    }
+    std::fs::write(dir.join("docker-compose.yml"), file).unwrap();
+    git(&["add", "."]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-q",
+        "-m",
+        "c",
+    ]);
+    git(&["rev-parse", "HEAD"])
+}
+
+#[tokio::test]
+async fn git_stacks_clone_with_the_real_git_record_the_commit_and_redeploy() {
+    let dir = std::env::temp_dir().join(format!(
+        "portainer-sim-repo-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let first = repository(&dir, "services:\n  web: {image: nginx:1.27}\n");
+    let s = server("2.23.0");
+    let jwt = admin(&s).await;
+    let auth = [("jwt", jwt.as_str())];
+    let url = format!("file://{}", dir.display());
+    let body = json!({"name": "site", "swarmID": "swarm1", "repositoryURL": url, "repositoryReferenceName": "refs/heads/main",
+        "composeFile": "docker-compose.yml", "repositoryAuthentication": true, "repositoryUsername": "u", "repositoryPassword": "git-pw-123"});
+    let made = call(
+        &s,
+        "POST",
+        "/api/stacks/create/swarm/repository?endpointId=1",
+        body,
+        &auth,
+    )
+    .await
+    .body
+    .unwrap();
+    assert_eq!(made["GitConfig"]["ConfigHash"], first.as_str(), "{made}");
+    assert_eq!(made["GitConfig"]["Authentication"]["Password"], "");
+    let second = repository(&dir, "services:\n  web: {image: nginx:1.28}\n");
+    let redeployed = call(
+        &s,
+        "PUT",
+        "/api/stacks/1/git/redeploy?endpointId=1",
+        json!({}),
+        &auth,
+    )
+    .await
+    .body
+    .unwrap();
+    assert_eq!(redeployed["GitConfig"]["ConfigHash"], second.as_str());
+    assert_eq!(
+        s.sim().cluster.swarms["swarm1"].services["site_web"].image,
+        "nginx:1.28"
+    );
+    let detached = call(
+        &s,
+        "PUT",
+        "/api/stacks/1?endpointId=1",
+        json!({"stackFileContent": "services:\n  web: {image: x}\n"}),
+        &auth,
+    )
+    .await;
+    assert_eq!(detached.body.unwrap()["GitConfig"], Value::Null);
+    let missing = json!({"name": "other", "swarmID": "swarm1", "repositoryURL": format!("{url}-nope"), "repositoryPassword": "git-pw-123", "repositoryAuthentication": true});
+    let failed = call(
+        &s,
+        "POST",
+        "/api/stacks/create/swarm/repository?endpointId=1",
+        missing,
+        &auth,
+    )
+    .await;
+    assert_eq!(failed.status, 500);
+    assert!(!failed.body.unwrap().to_string().contains("git-pw-123"));
+    let escape = json!({"name": "x", "swarmID": "swarm1", "repositoryURL": url, "composeFile": "../etc/passwd"});
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            "/api/stacks/create/swarm/repository?endpointId=1",
+            escape,
+            &auth
+        )
+        .await
+        .status,
+        400
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
