@@ -60,10 +60,6 @@ async fn simulate(args: SimPveArgs) -> ExitCode {
         "simulated Proxmox VE at {} (certificate SHA-256 {})",
         running.credentials.url, running.credentials.fingerprint
     );
-    println!(
-        "simulated Portainer at {} (serves once a Portainer service runs on a simulated swarm)",
-        running.credentials.portainer_url
-    );
     wait_for_signal().await;
     running.stop();
     ExitCode::SUCCESS
