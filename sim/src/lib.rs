@@ -175,7 +175,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         .map_err(|e| StartError::Listen(options.listen.clone(), e))?;
     let (tls_config, fingerprint) = tls(&addr)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
-    let cluster = match &options.state_file {
+    let mut cluster: cluster::Cluster = match &options.state_file {
         Some(path) if path.exists() => {
             let bytes =
                 std::fs::read(path).map_err(|e| StartError::State(path.clone(), e.to_string()))?;
@@ -184,6 +184,9 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         }
         _ => cluster::Cluster::new(options.nodes.max(1)),
     };
+    // The simulator restarting is Portainer restarting: its admin-init timeout counts anew.
+    cluster.portainer.started_ms = None;
+    portainer::observe(&mut cluster);
     let sim = state::Sim::new(
         cluster,
         options.seed,
