@@ -38,7 +38,7 @@ lint:
 
 # Benchmarks, printing their figures.
 bench:
-	cargo bench --bench apiserver --bench sim --bench converge
+	cargo bench --bench apiserver --bench sim --bench converge --bench stacks
 
 # Installs what the tests need that a fresh Debian machine lacks (idempotent).
 deps:

@@ -17,10 +17,11 @@
 mod common;
 mod peers;
 
+use common::{admin, kubectl_apply};
+
 use kube::api::{Api, PostParams};
 use phoenix_crds::LxcGuest;
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BUDGET: u32 = 4;
@@ -51,52 +52,6 @@ fn guest(i: u32, nodes: u32) -> LxcGuest {
         i % 250 + 1
     );
     serde_yaml_ng::from_str(&yaml).expect("bench guest")
-}
-
-fn kubectl_apply(kubeconfig: &str, args: &[&str], stdin: Option<&str>) {
-    use std::io::Write;
-    let mut child = Command::new("kubectl")
-        .arg("apply")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("kubectl");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    assert!(child.wait().unwrap().success());
-}
-
-async fn admin(
-    credentials: &serde_json::Value,
-    method: reqwest::Method,
-    path: &str,
-) -> serde_json::Value {
-    let http = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .unwrap();
-    let authorization = format!(
-        "PVEAPIToken={}={}",
-        credentials["token_id"].as_str().unwrap(),
-        credentials["token_secret"].as_str().unwrap()
-    );
-    let url = format!("{}/{path}", credentials["admin_url"].as_str().unwrap());
-    let response = http
-        .request(method, url)
-        .header("Authorization", authorization)
-        .send()
-        .await
-        .unwrap();
-    response.json().await.unwrap_or(serde_json::Value::Null)
 }
 
 fn ready(g: &LxcGuest) -> bool {

@@ -223,7 +223,7 @@ async fn the_example_stacks_run_through_portainer_update_in_place_and_come_back(
     let inline = object.spec.compose.inline.take().unwrap();
     let edited = inline.replace(
         "QDRANT__SERVICE__API_KEY",
-        "QDRANT__LOG_LEVEL: INFO\n            QDRANT__SERVICE__API_KEY",
+        "QDRANT__LOG_LEVEL: INFO\n      QDRANT__SERVICE__API_KEY",
     );
     assert_ne!(edited, inline);
     let patch = json!({"spec": {"compose": {"inline": edited}}});

@@ -1,4 +1,6 @@
-//! Shared by the benchmarks.
+//! Shared by the benchmarks (each uses part of it).
+
+#![allow(dead_code)]
 
 /// Resident set size of a process, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
@@ -72,4 +74,52 @@ pub async fn timed_get(client: &kube::Client, path: &str) -> (bytes::Bytes, f64)
         .unwrap()
         .to_bytes();
     (bytes, started.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// `kubectl apply ARGS` against `kubeconfig`, `stdin` piped in; it must succeed.
+pub fn kubectl_apply(kubeconfig: &str, args: &[&str], stdin: Option<&str>) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("kubectl")
+        .arg("apply")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+}
+
+/// `METHOD /admin/PATH` of the simulator whose credentials these are: its JSON answer.
+pub async fn admin(
+    credentials: &serde_json::Value,
+    method: reqwest::Method,
+    path: &str,
+) -> serde_json::Value {
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let authorization = format!(
+        "PVEAPIToken={}={}",
+        credentials["token_id"].as_str().unwrap(),
+        credentials["token_secret"].as_str().unwrap()
+    );
+    let url = format!("{}/{path}", credentials["admin_url"].as_str().unwrap());
+    let response = http
+        .request(method, url)
+        .header("Authorization", authorization)
+        .send()
+        .await
+        .unwrap();
+    response.json().await.unwrap_or(serde_json::Value::Null)
 }

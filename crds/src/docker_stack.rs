@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "DockerStackStatus",
     shortname = "stack",
+    shortname = "stacks",
     category = "phoenix",
     doc = "One Docker Swarm stack, deployed through Portainer or the guest agent",
     printcolumn(

@@ -119,7 +119,7 @@ fn deploy(sim: &mut Sim, mut stack: Stack, previous: Option<u8>) -> Result<Stack
         apply(&mut sim.cluster, &mut sim.rng, &stack).map_err(|e| Reply::error(500, &e, &e))?;
         stack.status = ACTIVE;
     }
-    sim.cluster.portainer.stacks.insert(stack.id, stack.clone());
+    store(sim, &stack);
     sim.save();
     Ok(stack)
 }
@@ -282,17 +282,20 @@ fn create(
         Ok(e) => e,
         Err(r) => return r,
     };
-    let p = &sim.cluster.portainer;
     let outside = sim
         .cluster
         .swarms
         .get(&swarm_id)
         .is_some_and(|s| s.has_stack(&name));
+    let p = &sim.cluster.portainer;
     if outside || p.stacks.values().any(|s| s.name == name) {
         let text = format!("A stack with the normalized name '{name}' already exists");
         return Reply::error(409, &text, &text);
     }
-    let id = p.stacks.keys().max().copied().unwrap_or(0) + 1;
+    let id = p
+        .last_stack_id
+        .max(p.stacks.keys().max().copied().unwrap_or(0))
+        + 1;
     let entry_point = git
         .as_ref()
         .map_or("docker-compose.yml".into(), |(s, _)| s.file.clone());
@@ -359,7 +362,7 @@ fn start(sim: &mut Sim, mut stack: Stack) -> Reply {
         return Reply::error(500, &e, &e);
     }
     stack.status = ACTIVE;
-    sim.cluster.portainer.stacks.insert(stack.id, stack.clone());
+    store(sim, &stack);
     Reply::ok(stack_json(&stack))
 }
 
@@ -380,7 +383,7 @@ fn stop(sim: &mut Sim, mut stack: Stack) -> Reply {
     }
     observe(&mut sim.cluster);
     stack.status = INACTIVE;
-    sim.cluster.portainer.stacks.insert(stack.id, stack.clone());
+    store(sim, &stack);
     Reply::ok(stack_json(&stack))
 }
 
@@ -626,4 +629,11 @@ async fn clone(source: &GitSource) -> Result<Cloned, String> {
     .await;
     let _ = tokio::fs::remove_dir_all(&dir).await;
     result
+}
+
+/// Keeps `stack`; its id is spent for good (ids are never handed out twice).
+fn store(sim: &mut Sim, stack: &Stack) {
+    let p = &mut sim.cluster.portainer;
+    p.last_stack_id = p.last_stack_id.max(stack.id);
+    p.stacks.insert(stack.id, stack.clone());
 }

@@ -148,6 +148,9 @@ pub struct Portainer {
     pub next_key_id: u32,
     pub endpoints: Vec<Endpoint>,
     pub stacks: BTreeMap<u32, Stack>,
+    /// The last stack id handed out: ids come from a sequence, as in Portainer's
+    /// database, and are never reused after a delete.
+    pub last_stack_id: u32,
 }
 
 /// The image of Portainer's server.

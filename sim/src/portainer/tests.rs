@@ -398,6 +398,16 @@ async fn failed_deploys_are_status_4_in_background_and_500_when_synchronous() {
         204
     );
     assert!(!s.sim().cluster.swarms["swarm1"].has_stack("web"));
+    // Ids come from a sequence: a deleted stack's id is not handed out again.
+    let again = call(
+        &s,
+        "POST",
+        "/api/stacks/create/swarm/string?endpointId=1",
+        create_body("web"),
+        &auth,
+    )
+    .await;
+    assert_eq!(again.body.unwrap()["Id"], 2);
 }
 
 #[tokio::test]
