@@ -288,7 +288,11 @@ async fn the_example_stacks_run_through_portainer_update_in_place_and_come_back(
     );
     assert!(events.contains("Deployed"), "{events}");
 
-    // Deleted with deletionPolicy Delete: the stack leaves Portainer.
+    // Deleted under deletionPolicy Retain: the stack keeps running in Portainer.
+    let retain = json!({"spec": {"deletionPolicy": "Retain"}});
+    api.patch("qdrant", &PatchParams::default(), &Patch::Merge(&retain))
+        .await
+        .unwrap();
     api.delete("qdrant", &DeleteParams::default())
         .await
         .unwrap();
@@ -297,7 +301,7 @@ async fn the_example_stacks_run_through_portainer_update_in_place_and_come_back(
             .all(|s| s.metadata.name.as_deref() != Some("qdrant"))
     })
     .await;
-    assert!(portainer.stacks_named("qdrant").await.is_empty());
+    assert_eq!(portainer.stacks_named("qdrant").await.len(), 1, "retained");
 
     // No secret in Phoenix's log, its events, or the simulator's log.
     let admin: Api<Secret> = Api::namespaced(client.clone(), "default");
@@ -401,6 +405,38 @@ async fn bad_stacks_get_a_condition_and_portainer_is_not_touched() {
         writes,
         "bad stacks wrote to Portainer"
     );
+
+    // What only Docker or Portainer can tell: an image no registry has (tasks rejected,
+    // Docker's error in the condition) and a deploy Portainer fails (its message).
+    let faults = json!({"missingImages": ["nginx:0-missing"], "failDeploy": ["deploy-fails"]});
+    sim.put("portainer", faults).await;
+    let yaml = stack(
+        "pull-fails",
+        "services:\n  web: {image: 'nginx:0-missing'}",
+        "",
+    ) + &stack("deploy-fails", "services:\n  web: {image: nginx}", "");
+    support::kubectl_apply(&server, &yaml);
+    support::wait_for(&api, "the failures in conditions", MINUTES, |all| {
+        let said = |name: &str, why: &str, words: &str| {
+            all.iter().any(|s| {
+                s.metadata.name.as_deref() == Some(name)
+                    && s.status.as_ref().is_some_and(|st| {
+                        st.common.conditions.iter().any(|c| {
+                            c.type_ == "Ready"
+                                && c.status == "False"
+                                && c.reason == why
+                                && c.message.contains(words)
+                        })
+                    })
+            })
+        };
+        said(
+            "pull-fails",
+            "TasksNotRunning",
+            "No such image: nginx:0-missing",
+        ) && said("deploy-fails", "DeployFailed", "deploy")
+    })
+    .await;
 }
 
 /// SIGKILL while Portainer is being taken over and stacks deployed: one admin, one valid
@@ -410,17 +446,29 @@ async fn killed_mid_bootstrap_and_mid_deploy_nothing_is_doubled() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("phoenix.log");
     let mut server = up(dir.path(), &log);
-    // Each restart at a step of the bootstrap or the deploy, watched for, not timed.
-    for step in ["PortainerStarting", "Deploying", "TasksNotRunning"] {
-        let client = support::client(&server).await;
-        let api: Api<DockerStack> = Api::namespaced(client, "default");
-        support::wait_for(&api, step, MINUTES, |all| {
-            all.iter().any(|s| reason(s) == step || ready(s))
-        })
-        .await;
-        server.kill();
-        server = up(dir.path(), &log);
-    }
+    // Slow Portainer calls and deploys widen the windows; the moments are watched for.
+    let slow = json!({"latencyMs": [200, 400], "deployMs": 3000});
+    SimAdmin::of(&server).put("portainer", slow).await;
+    // Mid-bootstrap: the admin's Secret is written, the API key not yet.
+    let client = support::client(&server).await;
+    let secrets: Api<Secret> = Api::namespaced(client, "default");
+    support::wait_for(&secrets, "the admin's Secret", MINUTES, |all| {
+        all.iter()
+            .any(|s| s.metadata.name.as_deref() == Some("portainer-portainer-admin"))
+    })
+    .await;
+    server.kill();
+    server = up(dir.path(), &log);
+    // Mid-deploy: qdrant's stack created in Portainer, its deploy running.
+    let client = support::client(&server).await;
+    let api: Api<DockerStack> = Api::namespaced(client, "default");
+    support::wait_for(&api, "qdrant deploying", MINUTES, |all| {
+        all.iter()
+            .any(|s| s.metadata.name.as_deref() == Some("qdrant") && reason(s) == "Deploying")
+    })
+    .await;
+    server.kill();
+    server = up(dir.path(), &log);
     let client = support::client(&server).await;
     let api: Api<DockerStack> = Api::namespaced(client.clone(), "default");
     both_ready(&api, "both stacks Ready after the restarts").await;
@@ -505,4 +553,13 @@ async fn a_git_stack_follows_its_branch() {
         .await
         .to_string();
     assert!(!logged.contains("s3cr3t-git-pw") && !oplog.contains("s3cr3t-git-pw"));
+
+    // Deleted (deletionPolicy Delete by default): the stack leaves Portainer.
+    api.delete("web", &DeleteParams::default()).await.unwrap();
+    support::wait_for(&api, "web gone", MINUTES, |all| {
+        all.iter()
+            .all(|s| s.metadata.name.as_deref() != Some("web"))
+    })
+    .await;
+    assert!(portainer.stacks_named("web").await.is_empty());
 }

@@ -558,15 +558,13 @@ pub fn summarize(services: &[Value], tasks: &[Value], nodes: usize) -> Vec<Servi
             let running = mine()
                 .filter(|t| t["Status"]["State"] == "running" && t["DesiredState"] == "running")
                 .count() as u32;
+            // Docker shuts a rejected task down and tries a new one: the error is on a task
+            // that is not running, whatever it is meant to be now.
             let error = mine()
-                .filter(|t| t["DesiredState"] == "running" && t["Status"]["State"] != "running")
-                .find_map(|t| {
-                    let status = &t["Status"];
-                    [&status["Err"], &status["Message"]]
-                        .into_iter()
-                        .find_map(|m| m.as_str().filter(|m| !m.is_empty()))
-                        .map(str::to_owned)
-                });
+                .filter(|t| t["Status"]["State"] != "running")
+                .filter_map(|t| t["Status"]["Err"].as_str().filter(|e| !e.is_empty()))
+                .next()
+                .map(str::to_owned);
             ServiceState {
                 name: s["Spec"]["Name"].as_str().unwrap_or_default().to_owned(),
                 desired,
@@ -663,7 +661,8 @@ mod tests {
         .unwrap();
         let tasks = serde_json::from_value::<Vec<Value>>(json!([
             {"ServiceID": "s1", "DesiredState": "running", "Status": {"State": "running"}},
-            {"ServiceID": "s1", "DesiredState": "running", "Status": {"State": "rejected", "Err": "No such image: qdrant/qdrant:v0"}},
+            {"ServiceID": "s1", "DesiredState": "shutdown", "Status": {"State": "rejected", "Err": "No such image: qdrant/qdrant:v0"}},
+            {"ServiceID": "s1", "DesiredState": "shutdown", "Status": {"State": "shutdown", "Message": "shutdown"}},
             {"ServiceID": "s1", "DesiredState": "shutdown", "Status": {"State": "running"}},
             {"ServiceID": "s2", "DesiredState": "running", "Status": {"State": "running"}},
             {"ServiceID": "s2", "DesiredState": "running", "Status": {"State": "running"}}

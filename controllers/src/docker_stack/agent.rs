@@ -136,12 +136,9 @@ pub fn summarize(services: &str, tasks: &str) -> Vec<ServiceState> {
     };
     let mut errors: BTreeMap<String, String> = BTreeMap::new();
     for task in lines(tasks) {
-        let (desired, current) = (text(&task, "DesiredState"), text(&task, "CurrentState"));
+        // Docker shuts a rejected task down (desired `Shutdown`) and tries a new one.
         let error = text(&task, "Error");
-        if desired.eq_ignore_ascii_case("running")
-            && !current.starts_with("Running")
-            && !error.is_empty()
-        {
+        if !text(&task, "CurrentState").starts_with("Running") && !error.is_empty() {
             let service = text(&task, "Name")
                 .split('.')
                 .next()
@@ -189,7 +186,7 @@ mod tests {
 {"ID":"b2","Image":"portainer/portainer-ce:2.21.4","Mode":"replicated","Name":"portainer_portainer","Ports":"*:9443->9443/tcp","Replicas":"0/1"}
 "#;
         let tasks = r#"{"CurrentState":"Running 5 seconds ago","DesiredState":"Running","Error":"","ID":"t1","Image":"portainer/agent:2.21.4","Name":"portainer_agent.abc","Node":"portainer","Ports":""}
-{"CurrentState":"Rejected 3 seconds ago","DesiredState":"Running","Error":"No such image: portainer/portainer-ce:2.21.4","ID":"t2","Image":"portainer/portainer-ce:2.21.4","Name":"portainer_portainer.1","Node":"portainer","Ports":""}
+{"CurrentState":"Rejected 3 seconds ago","DesiredState":"Shutdown","Error":"No such image: portainer/portainer-ce:2.21.4","ID":"t2","Image":"portainer/portainer-ce:2.21.4","Name":"portainer_portainer.1","Node":"portainer","Ports":""}
 not json
 "#;
         let states = summarize(services, tasks);

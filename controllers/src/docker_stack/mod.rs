@@ -36,7 +36,7 @@ use std::time::Duration;
 pub const KIND: &str = "DockerStack";
 pub const FINALIZER: &str = "phoenix.thinkheads.ai/stack";
 /// How soon to look again while a deploy or its tasks are under way.
-const SOON: Duration = Duration::from_secs(3);
+pub(crate) const SOON: Duration = Duration::from_secs(3);
 /// How soon to look again while something else is waited for.
 const LATER: Duration = Duration::from_secs(15);
 

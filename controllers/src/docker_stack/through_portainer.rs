@@ -64,7 +64,7 @@ pub async fn converge(
                 message: format!("the deploy failed: {message}; deploying again"),
             })
         }
-        Next::WaitDeploying => Ok(Pass::deploying()),
+        Next::WaitDeploying => Ok(still_failing(status).unwrap_or_else(Pass::deploying)),
         Next::ReportDrift(message) => {
             services(&client, &endpoint, &name, Some(message), status).await
         }
@@ -74,6 +74,17 @@ pub async fn converge(
             services(&client, &endpoint, &name, None, status).await
         }
     }
+}
+
+/// While a failed deploy is tried again, the failure stays what the stack says (not a
+/// plain "deploying" that would hide it between two attempts).
+fn still_failing(status: &DockerStackStatus) -> Option<Pass> {
+    let ready = crate::conditions::find(&status.common.conditions, crate::conditions::READY)?;
+    (ready.reason == reason::DEPLOY_FAILED).then(|| Pass::Waiting {
+        reason: reason::DEPLOY_FAILED,
+        message: ready.message.clone(),
+        retry: super::SOON,
+    })
 }
 
 /// The environment named, or the first Docker one.
