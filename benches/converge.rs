@@ -55,12 +55,7 @@ fn guest(i: u32, nodes: u32) -> LxcGuest {
 }
 
 fn ready(g: &LxcGuest) -> bool {
-    g.status.as_ref().is_some_and(|s| {
-        s.common
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-    })
+    common::ready(g.status.as_ref().map(|s| &s.common.conditions[..]))
 }
 
 /// Commands run inside the simulated guests so far.

@@ -24,12 +24,7 @@ fn stack(i: usize) -> String {
 }
 
 fn ready(s: &DockerStack) -> bool {
-    s.status.as_ref().is_some_and(|st| {
-        st.common
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-    })
+    common::ready(s.status.as_ref().map(|s| &s.common.conditions[..]))
 }
 
 /// Until `count` stacks (those `keep` keeps) are Ready.

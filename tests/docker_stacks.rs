@@ -49,6 +49,31 @@ fn reason(s: &DockerStack) -> String {
     )
 }
 
+/// `phoenix up --simulate` with the examples, once both example stacks are Ready.
+struct Platform {
+    dir: tempfile::TempDir,
+    log: std::path::PathBuf,
+    server: ApiServer,
+    client: kube::Client,
+    api: Api<DockerStack>,
+}
+
+async fn examples_ready() -> Platform {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("phoenix.log");
+    let server = up(dir.path(), &log);
+    let client = support::client(&server).await;
+    let api: Api<DockerStack> = Api::namespaced(client.clone(), "default");
+    both_ready(&api, "both example stacks Ready").await;
+    Platform {
+        dir,
+        log,
+        server,
+        client,
+        api,
+    }
+}
+
 async fn both_ready(api: &Api<DockerStack>, what: &str) {
     support::wait_for(api, what, MINUTES, |all| {
         all.len() >= 2
@@ -120,17 +145,6 @@ impl Portainer {
     }
 }
 
-/// Portainer calls that change something, from the simulator's log.
-async fn portainer_writes(sim: &SimAdmin) -> Vec<Value> {
-    let log = sim.get("portainer/oplog").await;
-    log.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|o| o["mutating"] == true)
-        .cloned()
-        .collect()
-}
-
 /// Until the controller has looked at every stack `rounds` more times.
 async fn resync_rounds(server: &ApiServer, stacks: usize, rounds: usize) {
     let series = "phoenix_reconciles_total{kind=\"DockerStack\"}";
@@ -146,12 +160,13 @@ async fn resync_rounds(server: &ApiServer, stacks: usize, rounds: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_example_stacks_run_through_portainer_update_in_place_and_come_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("phoenix.log");
-    let server = up(dir.path(), &log);
-    let client = support::client(&server).await;
-    let api: Api<DockerStack> = Api::namespaced(client.clone(), "default");
-    both_ready(&api, "both example stacks Ready").await;
+    let Platform {
+        dir: _dir,
+        log,
+        server,
+        client,
+        api,
+    } = examples_ready().await;
 
     // Taken over: an admin Secret Phoenix owns, an API key Portainer takes.
     let portainer = Portainer::of(&server, &client).await;
@@ -204,9 +219,9 @@ async fn the_example_stacks_run_through_portainer_update_in_place_and_come_back(
     // Steady state: nothing written to Portainer over three resync rounds.
     let sim = SimAdmin::of(&server);
     resync_rounds(&server, 2, 1).await;
-    let before = portainer_writes(&sim).await.len();
+    let before = sim.mutating_in("portainer/oplog").await.len();
     resync_rounds(&server, 2, 3).await;
-    let writes = portainer_writes(&sim).await;
+    let writes = sim.mutating_in("portainer/oplog").await;
     assert_eq!(writes.len(), before, "writes at steady state: {writes:#?}");
 
     // An edit of the inline compose updates the same stack to a new revision.
@@ -324,14 +339,15 @@ async fn the_example_stacks_run_through_portainer_update_in_place_and_come_back(
 /// Stacks the controller must refuse: a condition naming the problem, no Portainer write.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_stacks_get_a_condition_and_portainer_is_not_touched() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("phoenix.log");
-    let server = up(dir.path(), &log);
-    let client = support::client(&server).await;
-    let api: Api<DockerStack> = Api::namespaced(client.clone(), "default");
-    both_ready(&api, "both example stacks Ready").await;
+    // The data directory lives as long as the test (`_dir`).
+    let Platform {
+        dir: _dir,
+        server,
+        api,
+        ..
+    } = examples_ready().await;
     let sim = SimAdmin::of(&server);
-    let writes = portainer_writes(&sim).await.len();
+    let writes = sim.mutating_in("portainer/oplog").await.len();
     let stack = |name: &str, compose: &str, extra: &str| {
         format!(
             "apiVersion: phoenix.thinkheads.ai/v1alpha1\nkind: DockerStack\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  target:\n    managerRef: {{name: portainer}}\n    portainer:\n      url: https://portainer.internal.thinkheads.ai\n      apiKeySecretRef: {{name: portainer-api-key, key: token}}\n{extra}  compose:\n    inline: |\n{}\n---\n",
@@ -401,7 +417,7 @@ async fn bad_stacks_get_a_condition_and_portainer_is_not_touched() {
         assert!(message.contains(words), "{name}: {message}");
     }
     assert_eq!(
-        portainer_writes(&sim).await.len(),
+        sim.mutating_in("portainer/oplog").await.len(),
         writes,
         "bad stacks wrote to Portainer"
     );

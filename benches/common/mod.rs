@@ -123,3 +123,13 @@ pub async fn admin(
         .unwrap();
     response.json().await.unwrap_or(serde_json::Value::Null)
 }
+
+/// `Ready=True` among `conditions` (of any kind's status).
+pub fn ready(
+    conditions: Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]>,
+) -> bool {
+    conditions
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}

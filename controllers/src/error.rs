@@ -118,6 +118,23 @@ impl Error {
         }
     }
 
+    /// A swarm command (`docker …` in a VM) that exited non-zero: what it was, its code
+    /// and its last lines.
+    pub fn swarm_command(
+        reason: &'static str,
+        what: &str,
+        out: &phoenix_clients::exec::ExecOutput,
+    ) -> Self {
+        Error::Swarm {
+            reason,
+            message: format!(
+                "{what} failed (exit {}): {}",
+                out.exit_code,
+                out.tail(5).trim()
+            ),
+        }
+    }
+
     pub fn conflict(reason: &'static str, message: impl Into<String>) -> Self {
         Error::Conflict {
             reason,

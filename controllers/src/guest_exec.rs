@@ -10,7 +10,7 @@ use crate::pve::{Connection, Redirect};
 use phoenix_clients::exec::ssh::SshTarget;
 use phoenix_clients::exec::{ExecError, GuestShell, NodeShell, Pct, agent::Agent, quote};
 use phoenix_clients::proxmox::{ErrorKind, GuestType};
-use phoenix_crds::ProxmoxCluster;
+use phoenix_crds::{ProxmoxCluster, VmGuest};
 
 /// A shell into the guest the object `owner_uid` owns, checked now rather than trusted
 /// from any status: PVE's config must carry that object's marker, and the guest must run.
@@ -44,6 +44,38 @@ pub async fn owned_shell(
         return Ok(Err(format!("{label} is not running")));
     }
     shell(kube, pve, redirect, kind, node, vmid).await.map(Ok)
+}
+
+/// A shell into the VM of VmGuest `vm` (through its agent), checked as [`owned_shell`]
+/// checks: `Err(why)` inside when it has no VM yet, or one without its marker, or stopped.
+pub async fn vm_shell(
+    ctx: &crate::context::Context,
+    vm: &VmGuest,
+) -> Result<Result<GuestShell, String>, Error> {
+    let observed = vm.status.as_ref().map(|s| &s.guest);
+    let (Some(node), Some(uid)) = (
+        observed.and_then(|g| g.node.clone()),
+        vm.metadata.uid.clone(),
+    ) else {
+        return Ok(Err(format!(
+            "VmGuest {} has no VM yet",
+            vm.metadata.name.as_deref().unwrap_or_default()
+        )));
+    };
+    let cluster = vm.spec.common.cluster_ref.as_ref().map(|r| r.name.as_str());
+    let pve = ctx.pve.get(cluster).await?;
+    let (kind, vmid) = (GuestType::Qemu, vm.spec.vmid);
+    owned_shell(&ctx.kube, &pve, ctx.pve.redirect(), kind, &node, vmid, &uid).await
+}
+
+/// Runs `words` in `shell`; its exit code and output (a non-zero exit is not an error).
+pub async fn run(
+    shell: &GuestShell,
+    words: &[&str],
+    timeout: std::time::Duration,
+) -> Result<phoenix_clients::exec::ExecOutput, Error> {
+    let argv: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
+    Ok(shell.exec(&argv, timeout).await?)
 }
 
 pub async fn shell(

@@ -250,7 +250,12 @@ impl SimAdmin {
 
     /// The calls the operation log marks as changing PVE's state.
     pub async fn mutating_calls(&self) -> Vec<serde_json::Value> {
-        let log = self.get("oplog").await;
+        self.mutating_in("oplog").await
+    }
+
+    /// The calls operation log `log` (`oplog`, `portainer/oplog`) marks as changing state.
+    pub async fn mutating_in(&self, log: &str) -> Vec<serde_json::Value> {
+        let log = self.get(log).await;
         log.as_array()
             .into_iter()
             .flatten()

@@ -19,19 +19,7 @@ fn dir(stack: &str) -> String {
 }
 
 async fn run(shell: &GuestShell, words: &[&str]) -> Result<ExecOutput, Error> {
-    let argv: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
-    Ok(shell.exec(&argv, TIMEOUT).await?)
-}
-
-fn failed(reason: &'static str, what: &str, out: &ExecOutput) -> Error {
-    Error::Swarm {
-        reason,
-        message: format!(
-            "{what} failed (exit {}): {}",
-            out.exit_code,
-            out.tail(5).trim()
-        ),
-    }
+    crate::guest_exec::run(shell, words, TIMEOUT).await
 }
 
 /// The stack on the swarm (`None`: Docker knows no such stack) and its services.
@@ -54,7 +42,7 @@ pub async fn observe(
         {
             return Ok(None);
         }
-        return Err(failed(
+        return Err(Error::swarm_command(
             reason::DEPLOY_FAILED,
             "docker stack services",
             &services,
@@ -108,7 +96,11 @@ pub async fn deploy(
     ];
     let out = run(shell, &deploy).await?;
     if !out.success() {
-        return Err(failed(reason::DEPLOY_FAILED, "docker stack deploy", &out));
+        return Err(Error::swarm_command(
+            reason::DEPLOY_FAILED,
+            "docker stack deploy",
+            &out,
+        ));
     }
     // Written after the deploy: a revision on disk always names what was deployed.
     let path = format!("{dir}/revision");
@@ -121,7 +113,11 @@ pub async fn deploy(
 pub async fn remove(shell: &GuestShell, stack: &str) -> Result<(), Error> {
     let out = run(shell, &["docker", "stack", "rm", stack]).await?;
     if !out.success() {
-        return Err(failed(reason::DEPLOY_FAILED, "docker stack rm", &out));
+        return Err(Error::swarm_command(
+            reason::DEPLOY_FAILED,
+            "docker stack rm",
+            &out,
+        ));
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::conditions::{self, Standing, reason};
 use crate::context::Context;
 use crate::error::Error;
 use crate::pve::secret_texts;
-use crate::{dependencies, finalizers, guest_exec, status};
+use crate::{dependencies, finalizers, status};
 use decide::{Next, Wanted};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
@@ -26,7 +26,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use phoenix_clients::exec::GuestShell;
 use phoenix_clients::portainer::{Auth, ServiceState};
-use phoenix_clients::proxmox::GuestType;
 use phoenix_crds::VmGuest;
 use phoenix_crds::common::DeletionPolicy;
 use phoenix_crds::docker_stack::{DeployVia, DockerStack, DockerStackStatus, StackServiceStatus};
@@ -287,28 +286,7 @@ async fn manager_shell(
     let Some(manager) = vms.get_opt(name).await? else {
         return Ok(Err(format!("VmGuest {namespace}/{name} does not exist")));
     };
-    let observed = manager.status.as_ref().map(|s| &s.guest);
-    let (Some(node), Some(uid)) = (observed.and_then(|g| g.node.clone()), manager.uid()) else {
-        return Ok(Err(format!("VmGuest {name} has no VM yet")));
-    };
-    let cluster = manager
-        .spec
-        .common
-        .cluster_ref
-        .as_ref()
-        .map(|r| r.name.as_str());
-    let pve = ctx.pve.get(cluster).await?;
-    let (kube, redirect) = (&ctx.kube, ctx.pve.redirect());
-    guest_exec::owned_shell(
-        kube,
-        &pve,
-        redirect,
-        GuestType::Qemu,
-        &node,
-        manager.spec.vmid,
-        &uid,
-    )
-    .await
+    crate::guest_exec::vm_shell(ctx, &manager).await
 }
 
 /// `via: Agent`: `docker stack deploy` on the manager; then, for Portainer's own stack,

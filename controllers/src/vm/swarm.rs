@@ -45,23 +45,12 @@ pub fn parse_state(output: &str) -> LocalState {
     }
 }
 
-fn argv(words: &[&str]) -> Vec<String> {
-    words.iter().map(|w| (*w).to_owned()).collect()
-}
-
 async fn run(shell: &GuestShell, words: &[&str]) -> Result<ExecOutput, Error> {
-    Ok(shell.exec(&argv(words), TIMEOUT).await?)
+    crate::guest_exec::run(shell, words, TIMEOUT).await
 }
 
 fn failed(reason: &'static str, what: &str, out: &ExecOutput) -> Error {
-    Error::Swarm {
-        reason,
-        message: format!(
-            "{what} failed (exit {}): {}",
-            out.exit_code,
-            out.tail(5).trim()
-        ),
-    }
+    Error::swarm_command(reason, what, out)
 }
 
 async fn local_state(shell: &GuestShell) -> Result<LocalState, Error> {
@@ -192,23 +181,8 @@ async fn init(
 
 /// A shell into the manager, through its own cluster's connection, once PVE's VM (checked
 /// now) carries the manager object's marker and runs.
-async fn manager_shell(
-    ctx: &GuestContext,
-    manager: &VmGuest,
-    status: &VmGuestStatus,
-) -> Result<GuestShell, Error> {
-    let cluster = manager
-        .spec
-        .common
-        .cluster_ref
-        .as_ref()
-        .map(|r| r.name.as_str());
-    let pve = ctx.pve.get(cluster).await?;
-    let node = status.guest.node.clone().unwrap_or_default();
-    let uid = manager.uid().unwrap_or_default();
-    let redirect = ctx.pve.redirect();
-    let (kind, vmid) = (GuestType::Qemu, manager.spec.vmid);
-    crate::guest_exec::owned_shell(&ctx.kube, &pve, redirect, kind, &node, vmid, &uid)
+async fn manager_shell(ctx: &GuestContext, manager: &VmGuest) -> Result<GuestShell, Error> {
+    crate::guest_exec::vm_shell(ctx, manager)
         .await?
         .map_err(|why| Error::Swarm {
             reason: reason::WAITING_FOR_SWARM_MANAGER,
@@ -270,7 +244,7 @@ async fn join(
             retry: Duration::from_secs(10),
         }));
     };
-    let manager_shell = manager_shell(ctx, &manager, &manager_status).await?;
+    let manager_shell = manager_shell(ctx, &manager).await?;
     let out = run(
         &manager_shell,
         &["docker", "swarm", "join-token", "-q", "worker"],
@@ -377,10 +351,10 @@ pub async fn leave(
         .as_ref()
         .and_then(|(_, s)| s.node_id.clone())
         .or(recorded);
-    let (Some(id), Ok((manager, manager_status))) = (node_id, manager(vm, ctx)) else {
+    let (Some(id), Ok((manager, _))) = (node_id, manager(vm, ctx)) else {
         return Ok(None);
     };
-    let manager_shell = manager_shell(ctx, &manager, &manager_status).await?;
+    let manager_shell = manager_shell(ctx, &manager).await?;
     let remove: &[&str] = if left {
         &["docker", "node", "rm", &id]
     } else {
