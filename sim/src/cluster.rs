@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Node {
@@ -336,7 +336,7 @@ pub struct Cluster {
     pub node_files: BTreeMap<String, String>,
     /// The Portainer server the swarms may run (its database and settings).
     #[serde(default)]
-    pub portainer: crate::portainer::Portainer,
+    pub portainer: crate::portainer_db::Portainer,
 }
 
 impl Cluster {
@@ -367,16 +367,7 @@ impl Cluster {
     }
 }
 
-pub fn now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis()
-}
-
-pub fn now_s() -> u64 {
-    (now_ms() / 1000) as u64
-}
+pub use crate::clock::{now_ms, now_s};
 
 /// Appliance templates the simulated `aplinfo` offers (and that are already downloaded).
 pub const APPLIANCES: [&str; 2] = [
@@ -726,5 +717,39 @@ mod tests {
             cluster.tasks[&upid].log.last().unwrap(),
             "TASK ERROR: unable to create CT 900 - disk full"
         );
+    }
+}
+
+/// The image of Portainer's server.
+fn is_portainer(image: &str) -> bool {
+    ["portainer/portainer-ce:", "portainer/portainer-ee:"]
+        .iter()
+        .any(|p| image.starts_with(p))
+}
+
+/// The swarm where a Portainer service has a running task.
+fn portainer_swarm(cluster: &Cluster) -> Option<String> {
+    cluster.swarms.iter().find_map(|(id, swarm)| {
+        swarm
+            .services
+            .values()
+            .any(|s| is_portainer(&s.image) && s.tasks.iter().any(|t| t.state == "running"))
+            .then(|| id.clone())
+    })
+}
+
+impl Cluster {
+    /// Follows the swarms: Portainer starts when a task of its image runs, stops when
+    /// none does (the admin-init timeout counts from its start).
+    pub fn observe_portainer(&mut self) {
+        let on = portainer_swarm(self);
+        let p = &mut self.portainer;
+        match (&on, p.started_ms) {
+            (Some(_), None) => p.restart(),
+            (None, Some(_)) => p.started_ms = None,
+            _ => {}
+        }
+        p.swarm_id = on;
+        p.ensure_primary();
     }
 }

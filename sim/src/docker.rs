@@ -5,19 +5,11 @@
 
 use crate::cluster::{Cluster, now_ms};
 use crate::inside::CommandRecord;
-use crate::swarm::{Swarm, SwarmNode, Swarms};
-use rand::Rng;
+use crate::swarm::{Swarm, SwarmNode, Swarms, random_id};
 use rand::rngs::StdRng;
 
 const NOT_MANAGER: &str = "Error response from daemon: This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.";
 const ALREADY: &str = "Error response from daemon: This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one.";
-
-pub(crate) fn random_id(rng: &mut StdRng, len: usize) -> String {
-    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    (0..len)
-        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
-        .collect()
-}
 
 /// The swarm and node `vmid` is an active member of.
 fn membership(swarms: &Swarms, vmid: u32) -> Option<(String, SwarmNode)> {
@@ -183,7 +175,7 @@ fn answer(cluster: &mut Cluster, rng: &mut StdRng, vmid: u32, argv: &[String]) -
                     cluster.swarms.remove(&swarm_id);
                 }
             }
-            crate::portainer::observe(cluster);
+            cluster.observe_portainer();
             (0, "Node left the swarm.\n".into())
         }
         ["node", "ls", ..] => match manager_of(cluster, &member) {
@@ -311,7 +303,7 @@ fn stack_command(
             format!("unknown command \"{other}\" for \"docker stack\"\n"),
         ),
     };
-    crate::portainer::observe(cluster);
+    cluster.observe_portainer();
     result
 }
 
@@ -354,7 +346,7 @@ fn node_update(
     }
     let id = node.id.clone();
     crate::stack::reschedule(swarm, rng, &missing);
-    crate::portainer::observe(cluster);
+    cluster.observe_portainer();
     (0, format!("{id}\n"))
 }
 

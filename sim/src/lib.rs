@@ -29,6 +29,7 @@
 //! connections are closed at once). See [`portainer`] for the API.
 
 pub mod api;
+pub mod clock;
 pub mod cluster;
 pub mod compose;
 pub mod docker;
@@ -36,6 +37,8 @@ pub mod inside;
 pub mod listeners;
 pub mod pebble;
 pub mod portainer;
+pub mod portainer_db;
+pub mod portainer_runtime;
 pub mod schema;
 pub mod server;
 pub mod stack;
@@ -216,6 +219,11 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         .await
         .map_err(|e| StartError::Listen("127.0.0.1:0".into(), e))?;
     let _ = server.portainer_addr.set(portainer_addr);
+    let _ = server
+        .admin_routes
+        .set(Box::new(|server, method, path, body| {
+            portainer::admin(server, method, path, body).map(portainer::Reply::into_response)
+        }));
     let credentials = CredentialsFile {
         portainer_url: format!("https://{portainer_addr}"),
         ..credentials

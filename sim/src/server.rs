@@ -29,12 +29,19 @@ pub struct Server {
     listeners: crate::listeners::Listeners,
     tls: std::sync::OnceLock<tokio_rustls::TlsAcceptor>,
     /// Portainer's in-memory state (sessions, rate limiter, operation log).
-    pub portainer: crate::portainer::Runtime,
+    pub portainer: crate::portainer_runtime::Runtime,
+    /// Admin routes served by what runs beside the PVE API (Portainer's), installed at
+    /// start so that this front does not depend on them.
+    pub admin_routes: std::sync::OnceLock<AdminRoute>,
     /// Portainer's loopback listener (`GET /admin/resolve?host=`).
     pub portainer_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
-type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// An extra `/admin` route family: the answer, or `None` when the path is not its own.
+pub type AdminRoute =
+    Box<dyn Fn(&Server, &str, &str, &[u8]) -> Option<hyper::Response<Body>> + Send + Sync>;
 
 /// Why a request gets no answer at all (an injected connection reset).
 #[derive(Debug)]
@@ -58,6 +65,7 @@ impl Server {
             listeners: Default::default(),
             tls: Default::default(),
             portainer: Default::default(),
+            admin_routes: Default::default(),
             portainer_addr: Default::default(),
         }
     }
@@ -179,8 +187,12 @@ impl Server {
             if admin == "/resolve" && method == "GET" {
                 return Ok(self.resolve(&query).await);
             }
-            if let Some(reply) = crate::portainer::admin(&self, &method, admin, &body) {
-                return Ok(reply.into_response());
+            if let Some(response) = self
+                .admin_routes
+                .get()
+                .and_then(|r| r(&self, &method, admin, &body))
+            {
+                return Ok(response);
             }
             if let Some(response) = self.clone().inside(&method, admin, &body).await {
                 return Ok(response);

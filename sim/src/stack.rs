@@ -4,13 +4,9 @@
 //! rejected (the deploy itself succeeds, as Docker's does).
 
 use crate::compose::{NodeFacts, ServiceSpec};
-use crate::docker::random_id;
-use crate::swarm::{Service, Swarm, SwarmNode, Task};
+use crate::swarm::{NAMESPACE, Service, Swarm, SwarmNode, Task, random_id};
 use rand::rngs::StdRng;
 use serde_json::json;
-
-/// The label that ties a service to its stack.
-pub const NAMESPACE: &str = "com.docker.stack.namespace";
 
 /// `repo:tag` with Docker's implicit `latest`.
 pub fn full_image(image: &str) -> String {

@@ -2,8 +2,21 @@
 //! endpoint shows them); `docker` is what forms and changes them, `stack` deploys
 //! services on them.
 
+use rand::Rng;
+use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// The label that names the stack a service belongs to.
+pub const NAMESPACE: &str = "com.docker.stack.namespace";
+
+/// An id as Docker makes them: lower-case letters and digits.
+pub fn random_id(rng: &mut StdRng, len: usize) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..len)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
 
 /// Swarms by id.
 pub type Swarms = BTreeMap<String, Swarm>;
@@ -83,7 +96,7 @@ impl Swarm {
 
 impl Service {
     pub fn namespace(&self) -> Option<&str> {
-        self.labels.get(crate::stack::NAMESPACE).map(String::as_str)
+        self.labels.get(NAMESPACE).map(String::as_str)
     }
 
     /// Running tasks over desired ones, as `docker service ls` shows them (`1/1`).

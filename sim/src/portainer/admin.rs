@@ -1,7 +1,7 @@
 //! Portainer's part of the simulator's `/admin` endpoint: settings and faults, the
 //! operation log, a secret-free view of its state, restart and unban.
 
-use super::api::Reply;
+use super::http::Reply;
 use super::state::{Settings, observe};
 use crate::server::Server;
 use serde_json::{Value, json};
@@ -46,7 +46,7 @@ pub fn route(server: &Server, method: &str, path: &str, body: &[u8]) -> Option<R
 /// What Portainer holds, without a secret: env names, not values; key prefixes only.
 fn state(cluster: &crate::cluster::Cluster, banned: Vec<String>) -> Value {
     let p = &cluster.portainer;
-    let digest = |text: &str| super::api::hash("", text);
+    let digest = |text: &str| super::http::hash("", text);
     let stacks: Vec<Value> = p.stacks.values().map(|s| json!({
         "id": s.id, "name": s.name, "status": s.status, "endpointId": s.endpoint_id,
         "envNames": s.env.iter().map(|e| e.name.clone()).collect::<Vec<_>>(),

@@ -10,14 +10,15 @@
 
 mod admin;
 mod api;
+mod http;
 mod proxy;
-mod runtime;
+
 pub mod stacks;
 pub mod state;
 
+pub use crate::portainer_runtime::{OpRecord, Runtime};
 pub use admin::route as admin;
-pub use api::Reply;
-pub use runtime::{OpRecord, Runtime};
+pub use http::Reply;
 pub use state::{Portainer, observe};
 
 use crate::server::{Reset, Server};
@@ -74,7 +75,7 @@ async fn handle(
     if !runs(&server) {
         return Err(Reset);
     }
-    let request = match api::Request::read(req, peer.ip()).await {
+    let request = match http::Request::read(req, peer.ip()).await {
         Ok(r) => r,
         Err(reply) => return Ok(reply.into_response()),
     };

@@ -1,7 +1,7 @@
 //! The Docker API through `/api/endpoints/{id}/docker/…`: swarm inspect, info, nodes,
 //! services and tasks of the swarm the environment stands for, in Docker's shapes.
 
-use super::api::{Reply, Request, no_endpoint};
+use super::http::{Reply, Request, no_endpoint};
 use crate::server::Server;
 use crate::swarm::{Service, Swarm};
 use serde_json::{Value, json};

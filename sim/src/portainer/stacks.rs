@@ -3,7 +3,7 @@
 //! in the background (newer: Status 3, then 1 or 4 once `deployMs` passed, finished
 //! lazily by the next request so tests are deterministic).
 
-use super::api::{Caller, Reply, Request, no_endpoint};
+use super::http::{Caller, Reply, Request, no_endpoint};
 use super::state::{Git, Pair, Secret, Stack, deployment_status, observe, stack_json};
 use crate::cluster::{Cluster, now_ms, now_s};
 use crate::server::Server;

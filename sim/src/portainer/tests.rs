@@ -1,7 +1,8 @@
 //! The API's state machine driven without a network: admin init, JWT-only keys, the two
 //! deploy behaviours, 409 while deploying, the admin-init timeout and the rate limit.
 
-use super::api::{Reply, Request, route};
+use super::api::route;
+use super::http::{Reply, Request};
 use crate::cluster::Cluster;
 use crate::server::{Credentials, Server};
 use crate::state::Sim;
