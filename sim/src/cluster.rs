@@ -644,6 +644,40 @@ impl Cluster {
     }
 }
 
+/// The image of Portainer's server.
+fn is_portainer(image: &str) -> bool {
+    ["portainer/portainer-ce:", "portainer/portainer-ee:"]
+        .iter()
+        .any(|p| image.starts_with(p))
+}
+
+/// The swarm where a Portainer service has a running task.
+fn portainer_swarm(cluster: &Cluster) -> Option<String> {
+    cluster.swarms.iter().find_map(|(id, swarm)| {
+        swarm
+            .services
+            .values()
+            .any(|s| is_portainer(&s.image) && s.tasks.iter().any(|t| t.state == "running"))
+            .then(|| id.clone())
+    })
+}
+
+impl Cluster {
+    /// Follows the swarms: Portainer starts when a task of its image runs, stops when
+    /// none does (the admin-init timeout counts from its start).
+    pub fn observe_portainer(&mut self) {
+        let on = portainer_swarm(self);
+        let p = &mut self.portainer;
+        match (&on, p.started_ms) {
+            (Some(_), None) => p.restart(),
+            (None, Some(_)) => p.started_ms = None,
+            _ => {}
+        }
+        p.swarm_id = on;
+        p.ensure_primary();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -717,39 +751,5 @@ mod tests {
             cluster.tasks[&upid].log.last().unwrap(),
             "TASK ERROR: unable to create CT 900 - disk full"
         );
-    }
-}
-
-/// The image of Portainer's server.
-fn is_portainer(image: &str) -> bool {
-    ["portainer/portainer-ce:", "portainer/portainer-ee:"]
-        .iter()
-        .any(|p| image.starts_with(p))
-}
-
-/// The swarm where a Portainer service has a running task.
-fn portainer_swarm(cluster: &Cluster) -> Option<String> {
-    cluster.swarms.iter().find_map(|(id, swarm)| {
-        swarm
-            .services
-            .values()
-            .any(|s| is_portainer(&s.image) && s.tasks.iter().any(|t| t.state == "running"))
-            .then(|| id.clone())
-    })
-}
-
-impl Cluster {
-    /// Follows the swarms: Portainer starts when a task of its image runs, stops when
-    /// none does (the admin-init timeout counts from its start).
-    pub fn observe_portainer(&mut self) {
-        let on = portainer_swarm(self);
-        let p = &mut self.portainer;
-        match (&on, p.started_ms) {
-            (Some(_), None) => p.restart(),
-            (None, Some(_)) => p.started_ms = None,
-            _ => {}
-        }
-        p.swarm_id = on;
-        p.ensure_primary();
     }
 }
