@@ -203,6 +203,11 @@ fn examples_describe_the_platform_and_every_reference_resolves() {
         .iter()
         .flat_map(|p| yaml_documents(p))
         .collect();
+    // Defined: every example object, and the Secret a Portainer bootstrap writes.
+    let produced = objects.iter().filter_map(|o| {
+        let name = o["spec"]["portainerBootstrap"]["apiKeySecretRef"]["name"].as_str()?;
+        Some(("Secret".to_owned(), name.to_owned()))
+    });
     let named: BTreeSet<(String, String)> = objects
         .iter()
         .map(|o| {
@@ -211,6 +216,7 @@ fn examples_describe_the_platform_and_every_reference_resolves() {
                 o["metadata"]["name"].as_str().unwrap().to_owned(),
             )
         })
+        .chain(produced)
         .collect();
     let vmids: BTreeSet<u64> = objects
         .iter()
