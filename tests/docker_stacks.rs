@@ -453,6 +453,26 @@ async fn bad_stacks_get_a_condition_and_portainer_is_not_touched() {
         ) && said("deploy-fails", "DeployFailed", "deploy")
     })
     .await;
+
+    // A stack never deployed (its key's Secret does not exist) is deleted at once: its
+    // deletion does not wait for a key that may never come.
+    let keyless = stack("keyless", "services:\n  web: {image: nginx}", "")
+        .replace("name: portainer-api-key", "name: no-such-key");
+    support::kubectl_apply(&server, &keyless);
+    support::wait_for(&api, "keyless waiting for its key", MINUTES, |all| {
+        all.iter().any(|s| {
+            s.metadata.name.as_deref() == Some("keyless") && reason(s) == "CredentialsMissing"
+        })
+    })
+    .await;
+    api.delete("keyless", &DeleteParams::default())
+        .await
+        .unwrap();
+    support::wait_for(&api, "keyless gone", MINUTES, |all| {
+        all.iter()
+            .all(|s| s.metadata.name.as_deref() != Some("keyless"))
+    })
+    .await;
 }
 
 /// SIGKILL while Portainer is being taken over and stacks deployed: one admin, one valid

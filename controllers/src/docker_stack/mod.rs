@@ -465,7 +465,13 @@ async fn remove(
     ctx: &Context,
     api: &Api<DockerStack>,
 ) -> Result<Action, Error> {
-    if stack.spec.deletion_policy == DeletionPolicy::Delete {
+    // A stack this object never deployed has nothing to remove: its deletion must not wait
+    // for a Portainer (or a key) that may never come.
+    let deployed = stack
+        .status
+        .as_ref()
+        .is_some_and(|s| s.deployed_revision.is_some());
+    if stack.spec.deletion_policy == DeletionPolicy::Delete && deployed {
         let name = stack_name(stack);
         match (&stack.spec.target.via, &stack.spec.target.portainer) {
             (DeployVia::Portainer, Some(target)) => {
