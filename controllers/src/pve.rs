@@ -67,6 +67,30 @@ impl Redirect {
     }
 }
 
+impl Redirect {
+    /// The loopback listener the simulator's resolver names for `query` (a guest's
+    /// `address` and `port`, or a service's `host` and `port`); `None` when it knows none.
+    /// Whatever it answers, nothing but a loopback address is handed out.
+    pub async fn resolve(
+        &self,
+        query: &[(&str, String)],
+    ) -> Result<Option<std::net::SocketAddr>, String> {
+        let answer = self
+            .admin()?
+            .call(reqwest::Method::GET, "resolve", query, None)
+            .await?;
+        let Some(address) = answer["address"].as_str() else {
+            return Ok(None);
+        };
+        match address.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.ip().is_loopback() => Ok(Some(a)),
+            _ => Err(format!(
+                "the resolver gave {address}, not a loopback address"
+            )),
+        }
+    }
+}
+
 /// A client of the simulator's admin endpoint.
 pub struct SimulatorAdmin {
     http: reqwest::Client,

@@ -5,7 +5,6 @@
 
 use crate::conditions::reason;
 use crate::error::Error;
-use phoenix_clients::proxmox::{Trust, client_config};
 use std::time::Duration;
 
 /// Where the commit comes from.
@@ -37,12 +36,10 @@ pub async fn head(remote: &Remote<'_>) -> Result<String, Error> {
             "{url} is not on loopback: simulate mode does not reach out"
         )));
     }
-    let roots = native_roots();
-    let trust = Trust::CaBundle(roots);
-    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(20));
-    if let Ok(tls) = client_config(&trust) {
-        builder = builder.use_preconfigured_tls(tls);
-    }
+    let tls = platform_tls().map_err(unreachable)?;
+    let builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .use_preconfigured_tls(tls);
     let http = builder.build().map_err(|e| unreachable(e.to_string()))?;
     let mut request = http
         .get(format!("{url}/info/refs"))
@@ -77,27 +74,16 @@ fn is_loopback(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The platform's roots, for repositories on the Internet.
-fn native_roots() -> String {
-    rustls_native_certs::load_native_certs()
-        .certs
-        .iter()
-        .map(|c| pem(c.as_ref()))
-        .collect()
-}
-
-fn pem(der: &[u8]) -> String {
-    use base64::Engine;
-    let text = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = text
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap_or_default())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        lines.join("\n")
-    )
+/// TLS for repositories on the Internet: the platform's roots.
+fn platform_tls() -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// (commit, ref) pairs of an `info/refs` answer in pkt-line format.

@@ -17,26 +17,15 @@ pub async fn client(ctx: &Context, url: &str, auth: Auth) -> Result<PortainerCli
     let (base, trust) = match ctx.pve.redirect() {
         Some(redirect) => {
             let (host, port) = host_and_port(url)?;
-            let answer = redirect
-                .admin()
-                .map_err(unreachable)?
-                .call(
-                    reqwest::Method::GET,
-                    "resolve",
-                    &[("host", host), ("port", port.to_string())],
-                    None,
-                )
-                .await
-                .map_err(unreachable)?;
-            let address = answer["address"].as_str().unwrap_or_default();
-            match address.parse::<std::net::SocketAddr>() {
-                Ok(a) if a.ip().is_loopback() => (
-                    format!("https://{a}"),
+            let query = [("host", host), ("port", port.to_string())];
+            match redirect.resolve(&query).await.map_err(unreachable)? {
+                Some(address) => (
+                    format!("https://{address}"),
                     Trust::Fingerprint(redirect.fingerprint.clone()),
                 ),
-                _ => {
+                None => {
                     return Err(unreachable(format!(
-                        "the simulator's resolver gave {address:?} for {url}, not a loopback address"
+                        "the simulator serves nothing at {url}"
                     )));
                 }
             }
