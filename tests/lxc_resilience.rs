@@ -181,21 +181,42 @@ async fn a_pass_that_finds_its_clone_still_being_made_waits_instead_of_refusing_
         })
     })
     .await;
-    // The stale status a lagging cache would give the next pass.
+    // The stale status a lagging cache would give the next pass. A pass already under way
+    // when the task is forgotten may write its upid back: forget it again until a pass
+    // has looked without it.
     let forgotten = serde_json::json!({"status": {"taskUpid": null}});
-    api.patch_status("copy", &Default::default(), &Patch::Merge(&forgotten))
-        .await
-        .unwrap();
-    support::wait_for(&api, "the clone waited for as locked", minutes, |gs| {
-        copy(gs).is_some_and(|g| {
-            g.status.as_ref().is_some_and(|s| {
-                s.common.conditions.iter().any(|c| {
-                    c.type_ == "Ready" && c.reason == "Locked" && c.message.contains("still making")
-                })
+    let in_flight = |g: &LxcGuest| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.guest.task_upid.is_some())
+    };
+    let waited_as_locked = |g: &LxcGuest| {
+        g.status.as_ref().is_some_and(|s| {
+            s.common.conditions.iter().any(|c| {
+                c.type_ == "Ready" && c.reason == "Locked" && c.message.contains("still making")
             })
         })
-    })
-    .await;
+    };
+    let mut seen_locked = false;
+    while !seen_locked {
+        api.patch_status("copy", &Default::default(), &Patch::Merge(&forgotten))
+            .await
+            .unwrap();
+        let mut ended = false;
+        support::wait_for(&api, "a pass without the task", minutes, |gs| {
+            copy(gs).is_some_and(|g| {
+                seen_locked |= waited_as_locked(&g);
+                ended |= ready(&g);
+                // Each wait lists afresh, after the patch: a upid seen is one written back.
+                seen_locked || ended || in_flight(&g)
+            })
+        })
+        .await;
+        assert!(
+            seen_locked || !ended,
+            "the clone ended before a pass looked at it without its task"
+        );
+    }
     support::wait_for(&api, "the clone Ready", minutes, |gs| {
         copy(gs).is_some_and(|g| ready(&g))
     })
