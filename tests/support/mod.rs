@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod dnsmasq;
 pub mod git_http;
 
 use std::io::{BufRead, BufReader};
