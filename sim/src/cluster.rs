@@ -337,6 +337,9 @@ pub struct Cluster {
     /// The Portainer server the swarms may run (its database and settings).
     #[serde(default)]
     pub portainer: crate::portainer_db::Portainer,
+    /// Users, groups, roles, ACLs and API tokens.
+    #[serde(default)]
+    pub access: crate::access::Access,
 }
 
 impl Cluster {

@@ -12,6 +12,7 @@
 //! | `GET /admin/faults`, `PUT /admin/faults` | the faults in force (JSON: `errorRate`, `latencyMs: [lo, hi]`, `resetRate`, `failTasks: {type: error}`, `locked: {vmid: reason}`, `loseTaskStatus`, `agentDown: [vmid]`) |
 //! | `GET /admin/guests`, `GET /admin/guests/{vmid}` | simulated guests: config, power state, snapshots, files, command log, firewall |
 //! | `GET /admin/tasks` | every task with its state and log |
+//! | `GET /admin/access` | access control: `users` (userid, enable, expire, groups, comment, `hasPassword`), `groups`, `roles` (those made through the API, with their privileges; built-ins are derived), `acl` (path, type, ugid, roleid, propagate) and `tokens` (`tokenid` as `user@realm!name`, privsep, expire, comment; never secrets) |
 //! | `GET /admin/swarms` | the docker swarms the VMs formed: manager address, nodes (vmid, id, role, status) |
 //! | `GET /admin/nodes/{node}/files`, `PUT /admin/nodes/{node}/files` | files written on a node (`{path, content}`, what SSH does on a real node); under a storage's `snippets/` they are snippet volumes |
 //! | `GET /admin/resolve?address=IP&port=N` | the loopback listener standing in for that port of the guest with that address (`{"address", "vmid"}`) |
@@ -28,6 +29,9 @@
 //! of a `portainer/portainer-ce:*|ee:*` service runs on a simulated swarm (before that,
 //! connections are closed at once). See [`portainer`] for the API.
 
+pub mod access;
+#[cfg(test)]
+mod access_tests;
 pub mod api;
 pub mod clock;
 pub mod cluster;

@@ -40,6 +40,11 @@ pub fn route(path: &str) -> Option<(&'static str, BTreeMap<String, String>)> {
     None
 }
 
+/// Who may call the endpoint (`permissions` in the schema: `user`, `check`).
+pub fn permissions(template: &str, method: &str) -> &'static Value {
+    &SCHEMA[template][method]["permissions"]
+}
+
 /// Whether API tokens may call the endpoint (`allowtoken` in the schema).
 pub fn allows_token(template: &str, method: &str) -> bool {
     SCHEMA[template][method]["allowtoken"].as_i64() != Some(0)
@@ -184,9 +189,9 @@ fn string(prop: &Value, text: &str) -> Result<(), String> {
         return Err("value does not match the regex pattern".into());
     }
     match prop.get("format") {
-        Some(Value::String(format)) => {
-            named_format(format, text).map_err(|e| format!("invalid format - {e}"))
-        }
+        Some(Value::String(format)) => access_format(format, text)
+            .unwrap_or_else(|| named_format(format, text))
+            .map_err(|e| format!("invalid format - {e}")),
         Some(Value::Object(fields)) => {
             property_string(fields, text).map_err(|e| format!("invalid format - {e}"))
         }
@@ -219,6 +224,69 @@ static TAG: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_][a-zA-Z0-9_\-+.]*$").expect("static"));
 static VOLUME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]:.+$").expect("static"));
+
+static REALM_USER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+$").expect("static"));
+static TOKEN_ID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+![A-Za-z][A-Za-z0-9.\-_]+$").expect("static")
+});
+static ACCESS_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9.\-_]+$").expect("static"));
+
+/// The formats of access control (users, tokens, roles, groups, privileges), with the
+/// messages of PVE's `verify_*` (`AccessControl.pm`, `Auth/Plugin.pm`); `-list` formats
+/// split as PVE's `split_list` does. `None` for the other formats.
+fn access_format(format: &str, text: &str) -> Option<Result<(), String>> {
+    let one = |item: &str| -> Result<(), String> {
+        match format.trim_end_matches("-list") {
+            "pve-userid" => verify_username(item),
+            "pve-tokenid" if !TOKEN_ID.is_match(item) => Err(format!(
+                "value '{item}' does not look like a valid token ID"
+            )),
+            "pve-roleid" if !ACCESS_NAME.is_match(item) => {
+                Err(format!("role name '{item}' contains invalid characters"))
+            }
+            "pve-groupid" if !ACCESS_NAME.is_match(item) => {
+                Err(format!("group name '{item}' contains invalid characters"))
+            }
+            "pve-priv" if !crate::access::is_privilege(item) => {
+                Err(format!("invalid privilege '{item}'"))
+            }
+            _ => Ok(()),
+        }
+    };
+    let base = format.trim_end_matches("-list");
+    if !matches!(
+        base,
+        "pve-userid" | "pve-tokenid" | "pve-roleid" | "pve-groupid" | "pve-priv"
+    ) {
+        return None;
+    }
+    if format.ends_with("-list") {
+        return Some(
+            text.split(|c: char| c == ',' || c == ';' || c == '\0' || c.is_whitespace())
+                .filter(|i| !i.is_empty())
+                .try_for_each(one),
+        );
+    }
+    Some(one(text))
+}
+
+fn verify_username(name: &str) -> Result<(), String> {
+    let len = name.chars().count();
+    if len < 3 {
+        return Err(format!("user name '{name}' is too short"));
+    }
+    if len > 64 {
+        return Err(format!("user name '{name}' is too long ({len} > 64)"));
+    }
+    if !REALM_USER.is_match(name) {
+        return Err(format!(
+            "value '{name}' does not look like a valid user name"
+        ));
+    }
+    Ok(())
+}
 
 /// The named formats guests use; others are accepted as PVE would for plain strings.
 fn named_format(format: &str, text: &str) -> Result<(), String> {
@@ -385,5 +453,27 @@ mod tests {
             missing["ostemplate"],
             "property is missing and it is not optional"
         );
+    }
+
+    /// Every privilege a permission check of the schema names is one PVE 9 knows.
+    #[test]
+    fn the_privileges_the_schema_checks_are_known() {
+        fn names(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Array(items) => items.iter().for_each(|i| names(i, out)),
+                Value::String(s) if s.contains('.') && !s.starts_with('/') => out.push(s.clone()),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        for methods in SCHEMA.as_object().unwrap().values() {
+            for method in methods.as_object().unwrap().values() {
+                names(&method["permissions"]["check"], &mut found);
+            }
+        }
+        assert!(found.contains(&"VM.Clone".to_string()));
+        for name in found {
+            assert!(crate::access::is_privilege(&name), "{name}");
+        }
     }
 }

@@ -37,6 +37,14 @@ pub struct Server {
     pub portainer_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
+/// The credentials a request carries (headers `Authorization`, `Cookie`,
+/// `CSRFPreventionToken`).
+pub struct Auth<'a> {
+    pub authorization: &'a str,
+    pub cookie: &'a str,
+    pub csrf: &'a str,
+}
+
 pub type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
 /// An extra `/admin` route family: the answer, or `None` when the path is not its own.
@@ -56,7 +64,11 @@ impl std::fmt::Display for Reset {
 impl std::error::Error for Reset {}
 
 impl Server {
-    pub fn new(sim: Sim, creds: Credentials) -> Self {
+    pub fn new(mut sim: Sim, creds: Credentials) -> Self {
+        // root@pam and its token are this run's credentials, whatever the state file held.
+        sim.cluster
+            .access
+            .install_root(&creds.password, &creds.token_id, &creds.token_secret);
         Self {
             sim: Mutex::new(sim),
             creds,
@@ -239,15 +251,32 @@ impl Server {
                 }),
             ));
         }
-        if api_path == "/access/ticket" && method == "POST" {
-            return Ok(self.logged(&method, api_path, &params, self.ticket(&params)));
-        }
-        let user = match self.authenticate(&method, &authorization, &cookie, &csrf) {
-            Ok(user) => user,
-            Err(e) => return Ok(error(&e)),
+        let auth = Auth {
+            authorization: &authorization,
+            cookie: &cookie,
+            csrf: &csrf,
         };
-        let result = self.call(&method, api_path, params.clone(), user);
+        let result = self.api(&method, api_path, params.clone(), &auth);
+        // A request that never got past authentication is not an operation.
+        if matches!(&result, Err(e) if e.status == 401) && api_path != "/access/ticket" {
+            return Ok(error(&result.expect_err("matched")));
+        }
         Ok(self.logged(&method, api_path, &params, result))
+    }
+
+    /// One API request after transport and faults: log in, or authenticate and call.
+    pub fn api(
+        &self,
+        method: &str,
+        api_path: &str,
+        params: Map<String, Value>,
+        auth: &Auth,
+    ) -> Result<Value, PveError> {
+        if api_path == "/access/ticket" && method == "POST" {
+            return self.ticket(&params);
+        }
+        let user = self.authenticate(method, auth.authorization, auth.cookie, auth.csrf)?;
+        self.call(method, api_path, params, user)
     }
 
     fn logged(
@@ -339,12 +368,18 @@ impl Server {
             message: m.into(),
             errors: None,
         };
-        if authorization.starts_with("PVEAPIToken") {
-            return if self.token_ok(authorization) {
-                Ok(self.creds.token_id.clone())
-            } else {
-                Err(unauthorized("Authentication failed!"))
-            };
+        let now = crate::cluster::now_s();
+        if let Some(rest) = authorization.strip_prefix("PVEAPIToken") {
+            // `USER@REALM!TOKENID=SECRET`, split at the last `=`; a disabled or expired user
+            // or token, or a wrong secret, is refused alike.
+            let rest = rest.trim_start_matches(['=', ' ']);
+            let (id, secret) = rest.rsplit_once('=').unwrap_or((rest, ""));
+            return self
+                .sim()
+                .cluster
+                .access
+                .verify_token(id, secret, now)
+                .map_err(|_| unauthorized("Authentication failed!"));
         }
         let ticket = cookie
             .split(';')
@@ -367,10 +402,14 @@ impl Server {
         {
             return Err(unauthorized("Authentication failed!"));
         }
+        let user = ticket.split(':').nth(1).unwrap_or_default().to_owned();
+        if self.sim().cluster.access.user_enabled(&user, now).is_err() {
+            return Err(unauthorized("Authentication failed!"));
+        }
         if method != "GET" && csrf != csrf_token(&ticket) {
             return Err(unauthorized("Permission denied - invalid csrf token"));
         }
-        Ok(self.creds.user.clone())
+        Ok(user)
     }
 
     fn ticket(&self, params: &Map<String, Value>) -> Result<Value, PveError> {
@@ -382,12 +421,20 @@ impl Server {
                 .to_owned()
         };
         let (username, password) = (text("username"), text("password"));
-        let known_ticket = self
-            .tickets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&password);
-        if username != self.creds.user || !(password == self.creds.password || known_ticket) {
+        // A ticket of the same user renews it (PVE's ticket refresh).
+        let known_ticket = password.split(':').nth(1) == Some(username.as_str())
+            && self
+                .tickets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&password);
+        let accepted = {
+            let (sim, now) = (self.sim(), crate::cluster::now_s());
+            let access = &sim.cluster.access;
+            access.user_enabled(&username, now).is_ok()
+                && (known_ticket || access.password_ok(&username, &password, now))
+        };
+        if !accepted {
             return Err(PveError {
                 status: 401,
                 message: "authentication failure".into(),
@@ -630,6 +677,7 @@ impl Server {
                 }),
             },
             ("GET", ["tasks"]) => ok(json!(sim.cluster.tasks.values().collect::<Vec<_>>())),
+            ("GET", ["access"]) => ok(access_summary(&sim.cluster.access)),
             _ => error(&PveError {
                 status: 404,
                 message: format!("no admin route {method} {path}"),
@@ -643,6 +691,30 @@ impl Sim {
     fn rng_bool(&mut self) -> bool {
         self.roll(0.5)
     }
+}
+
+/// `GET /admin/access`: users, the roles made through the API with their privileges, the
+/// ACL, and the tokens (ids and privilege separation; secrets are never kept in clear).
+fn access_summary(access: &crate::access::Access) -> Value {
+    let users: Vec<Value> = access
+        .users
+        .iter()
+        .map(|(id, u)| {
+            json!({"userid": id, "enable": u.enable, "expire": u.expire, "groups": u.groups,
+                              "comment": u.comment, "hasPassword": u.password_sha256.is_some()})
+        })
+        .collect();
+    let tokens: Vec<Value> = access
+        .users
+        .iter()
+        .flat_map(|(id, u)| {
+            u.tokens.iter().map(move |(name, t)| {
+                json!({"tokenid": format!("{id}!{name}"), "privsep": t.privsep, "expire": t.expire,
+                       "comment": t.comment})
+            })
+        })
+        .collect();
+    json!({"users": users, "groups": access.groups, "roles": access.roles, "acl": access.acl, "tokens": tokens})
 }
 
 /// The CSRF token PVE pairs with a ticket (here derived from it, so it needs no storage).
@@ -664,6 +736,7 @@ fn redact(params: &Map<String, Value>) -> Map<String, Value> {
             let secret = matches!(
                 k.as_str(),
                 "password"
+                    | "confirmation-password"
                     | "cipassword"
                     | "content"
                     | "input-data"

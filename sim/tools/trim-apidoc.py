@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes sim/schema/pve-api.json: the parameter schemas of the endpoints the simulator
 serves, cut from the official PVE API schema (apidoc.json, as the PVE API viewer ships it)
-with descriptions dropped. The simulator validates every request against this file, so its
+with descriptions dropped, and each method's `permissions`. The simulator validates every request against this file, so its
 checks follow the official schema rather than hand-copied rules.
 
 Usage: sim/tools/trim-apidoc.py ../shared/reference/pve/apidoc.json > sim/schema/pve-api.json
@@ -35,6 +35,10 @@ SERVED = [
     "/nodes/{node}/qemu/{vmid}/agent/exec-status", "/nodes/{node}/qemu/{vmid}/agent/file-write",
     "/nodes/{node}/qemu/{vmid}/firewall/options", "/nodes/{node}/qemu/{vmid}/firewall/rules",
     "/nodes/{node}/qemu/{vmid}/firewall/rules/{pos}",
+    "/access/users", "/access/users/{userid}", "/access/users/{userid}/token",
+    "/access/users/{userid}/token/{tokenid}", "/access/groups", "/access/groups/{groupid}",
+    "/access/roles", "/access/roles/{roleid}", "/access/acl", "/access/permissions",
+    "/access/password",
 ]
 DROP = {"description", "verbose_description", "typetext", "format_description", "title"}
 
@@ -72,6 +76,8 @@ def main():
                 "parameters": strip(info.get("parameters", {})),
                 "protected": info.get("protected", 0),
                 "allowtoken": info.get("allowtoken", 1),
+                # Who may call it: checked for every caller but root@pam.
+                "permissions": strip(info.get("permissions", {})),
             }
             for method, info in sorted(node.get("info", {}).items())
         }

@@ -182,6 +182,18 @@ fn volume_spec(key: &str, value: &str, vmid: u32) -> Result<String, PveError> {
     }
 }
 
+/// The storages a config's disks are on.
+pub(super) fn disk_storages(config: &BTreeMap<String, String>) -> Vec<String> {
+    let mut storages: Vec<String> = config
+        .values()
+        .filter(|v| v.contains(":subvol-") || v.contains(":vm-") || v.contains(":base-"))
+        .filter_map(|v| Some(v.split_once(':')?.0.to_owned()))
+        .collect();
+    storages.sort();
+    storages.dedup();
+    storages
+}
+
 fn check_storages(cluster: &Cluster, config: &BTreeMap<String, String>) -> Result<(), PveError> {
     for v in config.values() {
         let is_volume = v.contains(":subvol-") || v.contains(":vm-") || v.contains(":cloudinit");
@@ -198,6 +210,9 @@ fn check_storages(cluster: &Cluster, config: &BTreeMap<String, String>) -> Resul
 
 pub(super) fn create(sim: &mut Sim, call: &Call, kind: GuestKind) -> ApiResult {
     let (vmid, node) = (call.vmid(), call.node());
+    let storages = disk_storages(&config_from_params(call, kind, vmid)?);
+    let privileged = kind == GuestKind::Lxc && !call.flag("unprivileged");
+    super::permissions::create_guest(sim, call, &storages, privileged)?;
     if let Some(existing) = sim.cluster.guests.get(&vmid) {
         return Err(PveError::server(format!(
             "{} {vmid} already exists on node '{}'",

@@ -5,13 +5,16 @@
 //! This module routes a validated call to its PVE path family; the families are its
 //! children and use its request and error types. `cluster`, `pools`, `status`,
 //! `templates` and `snapshots` use `guests` (a guest's summary, its lock, ...), which uses
-//! none of them.
+//! none of them. `permissions` decides who may call what (before any handler runs, and
+//! inside the handlers that check more); `access` serves `/access`.
 
+mod access;
 mod agent;
 mod cluster;
 mod firewall;
 mod guests;
 mod nodes;
+mod permissions;
 mod pools;
 mod snapshots;
 mod status;
@@ -98,6 +101,33 @@ pub fn dispatch(sim: &mut Sim, call: &Call) -> ApiResult {
             "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
         )));
     }
+    permissions::check_call(sim, call)?;
+    if call.template.starts_with("/access/") {
+        return access::dispatch(sim, call);
+    }
+    if call.template.ends_with("/tasks/{upid}/status")
+        || call.template.ends_with("/tasks/{upid}/log")
+    {
+        permissions::task(sim, call)?;
+    }
+    let answer = route(sim, call)?;
+    // The lists PVE filters to what the caller may see.
+    let filtered = [
+        "/cluster/resources",
+        "/pools",
+        "/nodes/{node}/lxc",
+        "/nodes/{node}/qemu",
+        "/nodes/{node}/storage",
+    ];
+    Ok(
+        match call.method == "GET" && filtered.contains(&call.template) {
+            true => permissions::visible(sim, call, answer),
+            false => answer,
+        },
+    )
+}
+
+fn route(sim: &mut Sim, call: &Call) -> ApiResult {
     let t = call.template.trim_start_matches("/nodes/{node}");
     match (call.method, call.template, t) {
         ("GET", "/version", _) => {

@@ -56,6 +56,17 @@ pub(super) fn clone(sim: &mut Sim, call: &Call, source: &Guest) -> ApiResult {
             "parameter 'storage' not allowed for linked clones",
         ));
     }
+    // The target storage (or, for a full clone without one, the source's): PVE checks
+    // `Datastore.AllocateSpace` on it in the handler.
+    let storages = match call.text("storage") {
+        Some(storage) => vec![storage],
+        None if full => super::guests::disk_storages(&source.config),
+        None => Vec::new(),
+    };
+    for storage in storages {
+        let path = format!("/storage/{storage}");
+        super::permissions::require(sim, call, &path, &["Datastore.AllocateSpace"])?;
+    }
     if kind == GuestKind::Lxc || source.lock() != Some("clone") {
         locked(source)?;
     }
