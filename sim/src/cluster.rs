@@ -12,6 +12,10 @@ pub struct Node {
     pub name: String,
     pub maxmem_mib: u64,
     pub maxcpu: u32,
+    /// The host itself, as SSH reaches it: files (snippets, dnsmasq's configuration),
+    /// command log, services and scripted answers.
+    #[serde(default)]
+    pub inside: crate::inside::Inside,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -331,9 +335,11 @@ pub struct Cluster {
     /// Docker swarms formed by the VMs.
     #[serde(default)]
     pub swarms: crate::swarm::Swarms,
-    /// Files written on the nodes (`node:path` → content), e.g. snippets.
-    #[serde(default)]
-    pub node_files: BTreeMap<String, String>,
+    /// Files on the nodes (`node:path` → content) as state files kept them before nodes
+    /// had insides: read, moved into the insides by [`Cluster::adopt_node_files`], never
+    /// written.
+    #[serde(default, skip_serializing)]
+    node_files: BTreeMap<String, String>,
     /// The Portainer server the swarms may run (its database and settings).
     #[serde(default)]
     pub portainer: crate::portainer_db::Portainer,
@@ -343,10 +349,12 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Writes a file on `node`; under a storage's `snippets/` it becomes a snippet volume
-    /// of that storage, as PVE lists files it finds there.
+    /// Writes a file on `node` as Phoenix does over SSH (`umask 077`, written beside and
+    /// renamed over it: the file is `0600` whatever it was); under a storage's `snippets/`
+    /// it becomes a snippet volume of that storage, as PVE lists files it finds there.
     pub fn write_node_file(&mut self, node: &str, path: &str, content: String) {
-        self.node_files.insert(format!("{node}:{path}"), content);
+        let Some(n) = self.node_mut(node) else { return };
+        n.inside.push(path, content, Some(0o600));
         let snippet = self.storages.iter().find_map(|s| {
             let dir = format!("{}/snippets/", s.path()?);
             let name = path.strip_prefix(&dir)?;
@@ -402,6 +410,7 @@ impl Cluster {
                     name: n.clone(),
                     maxmem_mib: 128 * 1024,
                     maxcpu: 32,
+                    inside: Default::default(),
                 })
                 .collect(),
             storages: vec![
@@ -451,6 +460,19 @@ impl Cluster {
 
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn node_mut(&mut self, name: &str) -> Option<&mut Node> {
+        self.nodes.iter_mut().find(|n| n.name == name)
+    }
+
+    /// Moves the files an older state file kept apart into their nodes' insides.
+    pub fn adopt_node_files(&mut self) {
+        for (key, content) in std::mem::take(&mut self.node_files) {
+            if let Some((node, path)) = key.split_once(':') {
+                self.write_node_file(node, path, content);
+            }
+        }
     }
 
     pub fn storage(&self, id: &str) -> Option<&Storage> {

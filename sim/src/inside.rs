@@ -1,13 +1,18 @@
-//! The simulated inside of a guest: what `pct exec` / `pct push` and the QEMU agent act on.
+//! The simulated inside of a guest or of a PVE node: what `pct exec` / `pct push`, the
+//! QEMU agent and SSH to a node act on.
 //!
-//! A guest keeps a file map (with each file's mode, and the mode it had when its content
+//! An inside keeps a file map (with each file's mode, and the mode it had when its content
 //! was written), a command log and service states. Commands are interpreted, one line at
-//! a time, by a deliberately small shell: the forms Phoenix's feature scripts and checks
-//! use (`echo … > FILE`, `cat FILE`, the marker guard, `install`/`cp`/`mv`, `chmod`,
-//! `rm`, `systemctl`, `curl`, `exit`) have effects; any other line succeeds silently. Scripted
-//! answers (`PUT /admin/guests/{vmid}/answers`) make a line fail, print, or take time, so
-//! failures and crashes mid-script can be tested. A run is a sequence of steps; the caller
-//! drives it and may sleep between steps without holding the simulator's lock.
+//! a time, by a deliberately small shell: the forms Phoenix's feature scripts, checks and
+//! host setup use (`echo … > FILE`, `cat FILE`, the marker guard, `install`/`cp`/`mv`,
+//! `chmod`, `rm [-f]`, `mkdir -p`, `systemctl`, `sha256sum`, `dnsmasq --test`, `curl`,
+//! `exit`) have effects; any other line succeeds silently. Words with `*` or `?` in their
+//! last path component are expanded against the files, `2>/dev/null` drops a command's
+//! error lines and `… || true` forgives its failure. Scripted answers (`PUT
+//! /admin/guests/{vmid}/answers`, `PUT /admin/nodes/{node}/answers`) make a line fail,
+//! print, or take time, so failures and crashes mid-script can be tested. A run is a
+//! sequence of steps; the caller drives it and may sleep between steps without holding
+//! the simulator's lock.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -41,7 +46,7 @@ pub struct Answer {
     pub times: Option<u32>,
 }
 
-/// Files, command log, services and scripted answers of one guest.
+/// Files, command log, services and scripted answers of one guest or node.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Inside {
     #[serde(default)]
@@ -58,6 +63,9 @@ pub struct Inside {
     /// systemd units and their state (`running`, `stopped`).
     #[serde(default)]
     pub services: std::collections::BTreeMap<String, String>,
+    /// systemd units enabled at boot (`systemctl enable`), apart from their state.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub enabled: std::collections::BTreeSet<String>,
     #[serde(default)]
     pub answers: Vec<Answer>,
 }
@@ -183,12 +191,20 @@ impl Run {
             finished_ms: None,
         });
         let answer = take_answer(inside, &line);
-        let (exit, printed) = match &answer {
-            Some(a) if a.exit.is_some() || a.output.is_some() => {
-                (a.exit.unwrap_or(0), a.output.clone().unwrap_or_default())
-            }
-            _ => effect(inside, &line),
+        let (command, forgive) = forgiven(&line);
+        let outcome = match &answer {
+            Some(a) if a.exit.is_some() || a.output.is_some() => Outcome {
+                exit: a.exit.unwrap_or(0),
+                out: a.output.clone().unwrap_or_default(),
+                err: String::new(),
+            },
+            _ => effect(inside, command),
         };
+        let exit = match outcome.exit {
+            code if forgive && code != EXIT_NOW => 0,
+            code => code,
+        };
+        let printed = outcome.printed();
         match answer {
             Some(a) if a.delay_ms > 0 => {
                 self.pending = Some((entry, exit, printed));
@@ -248,120 +264,352 @@ pub fn take_answer(inside: &mut Inside, line: &str) -> Option<Answer> {
     Some(answer)
 }
 
-/// The effect of one line: its exit code and what it prints.
-fn effect(inside: &mut Inside, line: &str) -> (i32, String) {
+/// `COMMAND || true`: the command, and whether its failure is forgiven.
+fn forgiven(line: &str) -> (&str, bool) {
+    match line.strip_suffix("|| true") {
+        Some(command) => (command.trim_end(), true),
+        None => (line, false),
+    }
+}
+
+/// What one line did: its exit code and what it printed on stdout and on stderr.
+#[derive(Debug, Default)]
+struct Outcome {
+    exit: i32,
+    out: String,
+    err: String,
+}
+
+impl Outcome {
+    fn done() -> Self {
+        Self::default()
+    }
+
+    fn printing(out: impl Into<String>) -> Self {
+        Self {
+            out: out.into(),
+            ..Self::default()
+        }
+    }
+
+    fn failed(exit: i32, err: impl Into<String>) -> Self {
+        Self {
+            exit,
+            err: err.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Both streams as one captured output. Errors come first: stderr is unbuffered,
+    /// while a stdout going into a pipe is flushed when the command exits.
+    fn printed(self) -> String {
+        self.err + &self.out
+    }
+}
+
+/// The effect of one line: the marker guard, or a command after expansion and redirection.
+fn effect(inside: &mut Inside, line: &str) -> Outcome {
     if let Some((file, expected)) = marker_guard(line) {
         let done = inside.files.get(file).is_some_and(|c| c.trim() == expected);
-        return (if done { EXIT_NOW } else { 0 }, String::new());
+        return Outcome {
+            exit: if done { EXIT_NOW } else { 0 },
+            ..Outcome::default()
+        };
     }
     let words: Vec<&str> = line.split_whitespace().collect();
-    match words.as_slice() {
+    let quiet = words.contains(&"2>/dev/null");
+    let words: Vec<String> = words
+        .into_iter()
+        .filter(|w| *w != "2>/dev/null")
+        .flat_map(|w| glob(inside, w))
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let mut outcome = command(inside, &words);
+    if quiet {
+        outcome.err.clear();
+    }
+    outcome
+}
+
+/// A word with `*` or `?` in its last path component: the names in its directory it
+/// matches, sorted, dot names only when the pattern starts with a dot (as a POSIX shell
+/// expands it); without a match the word stays as it is. A directory is a name some
+/// file's path runs through.
+fn glob(inside: &Inside, word: &str) -> Vec<String> {
+    let (prefix, pattern) = match word.rsplit_once('/') {
+        Some((dir, pattern)) => (format!("{dir}/"), pattern),
+        None => (String::new(), word),
+    };
+    if !pattern.contains(['*', '?']) || prefix.contains(['*', '?']) {
+        return vec![word.to_owned()];
+    }
+    let pattern_chars: Vec<char> = pattern.chars().collect();
+    let names: std::collections::BTreeSet<&str> = inside
+        .files
+        .keys()
+        .filter_map(|path| path.strip_prefix(&prefix)?.split('/').next())
+        .filter(|name| !name.starts_with('.') || pattern.starts_with('.'))
+        .filter(|name| wildcard(&pattern_chars, name))
+        .collect();
+    if names.is_empty() {
+        return vec![word.to_owned()];
+    }
+    names.iter().map(|name| format!("{prefix}{name}")).collect()
+}
+
+/// Whether `name` matches `pattern`, where `*` is any run of characters and `?` one.
+fn wildcard(pattern: &[char], name: &str) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some(('*', rest)) => {
+            wildcard(rest, name)
+                || name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| wildcard(pattern, &name[c.len_utf8()..]))
+        }
+        Some((p, rest)) => match name.chars().next() {
+            Some(c) if *p == '?' || *p == c => wildcard(rest, &name[c.len_utf8()..]),
+            _ => false,
+        },
+    }
+}
+
+/// One command, its words expanded.
+fn command(inside: &mut Inside, words: &[&str]) -> Outcome {
+    match words {
         ["exit", code] => match code.parse::<i32>() {
-            Ok(0) => (EXIT_NOW, String::new()),
-            Ok(code) => (code, String::new()),
-            Err(_) => (2, format!("exit: Illegal number: {code}\n")),
+            Ok(0) => Outcome {
+                exit: EXIT_NOW,
+                ..Outcome::default()
+            },
+            Ok(code) => Outcome {
+                exit: code,
+                ..Outcome::default()
+            },
+            Err(_) => Outcome::failed(2, format!("exit: Illegal number: {code}\n")),
         },
         ["echo", rest @ ..] => match rest.iter().position(|w| *w == ">") {
             Some(at) if at + 1 < rest.len() => {
                 let text = unquote(&rest[..at].join(" "));
                 inside.write(rest[at + 1], format!("{text}\n"), DEFAULT_MODE);
-                (0, String::new())
+                Outcome::done()
             }
-            _ => (0, format!("{}\n", unquote(&rest.join(" ")))),
+            _ => Outcome::printing(format!("{}\n", unquote(&rest.join(" ")))),
         },
         ["cat", file, ..] => match inside.files.get(*file) {
-            Some(content) => (0, content.clone()),
-            None => (1, format!("cat: {file}: No such file or directory\n")),
+            Some(content) => Outcome::printing(content.clone()),
+            None => Outcome::failed(1, format!("cat: {file}: No such file or directory\n")),
         },
-        // GNU install replaces the destination with a new file created 0600, copies into
-        // it and then gives it its mode (0755 without `-m`).
-        ["install", args @ .., src, dst] => match read(inside, src) {
-            Some(content) => {
-                let mode = match args.iter().position(|a| *a == "-m") {
-                    Some(at) => match args.get(at + 1).map(|m| parse_perms(m)) {
-                        Some(Ok(mode)) => mode,
-                        _ => return (1, "install: invalid mode\n".into()),
-                    },
-                    None => 0o755,
-                };
-                inside.remove(dst);
-                inside.write(dst, content, 0o600);
-                inside.modes.insert((*dst).to_owned(), mode);
-                (0, String::new())
-            }
-            None => (
-                1,
-                format!("install: cannot stat '{src}': No such file or directory\n"),
-            ),
-        },
+        ["install", args @ .., src, dst] => install(inside, args, src, dst),
         ["cp", .., src, dst] => match read(inside, src) {
             Some(content) => {
                 let mode = inside.mode(src).unwrap_or(DEFAULT_MODE);
                 inside.write(dst, content, mode);
-                (0, String::new())
+                Outcome::done()
             }
-            None => (
+            None => Outcome::failed(
                 1,
                 format!("cp: cannot stat '{src}': No such file or directory\n"),
             ),
         },
-        // A rename: the file keeps its content, its mode and how it was written.
-        ["mv", .., src, dst] => match inside.remove(src) {
-            Some((content, mode, written_with)) => {
-                inside.remove(dst);
-                inside.files.insert((*dst).to_owned(), content);
-                inside.modes.insert((*dst).to_owned(), mode);
-                if let Some(w) = written_with {
-                    inside.written_with.insert((*dst).to_owned(), w);
-                }
-                (0, String::new())
-            }
-            None => (
-                1,
-                format!("mv: cannot stat '{src}': No such file or directory\n"),
-            ),
-        },
+        ["mv", .., src, dst] => rename(inside, src, dst),
         // A numeric mode is kept; symbolic ones (`+x`) are taken without effect.
         ["chmod", mode, file] if mode.bytes().all(|b| b.is_ascii_digit()) => {
             match (parse_perms(mode), inside.files.contains_key(*file)) {
                 (Ok(mode), true) => {
                     inside.modes.insert((*file).to_owned(), mode);
-                    (0, String::new())
+                    Outcome::done()
                 }
-                (Err(_), _) => (1, format!("chmod: invalid mode: '{mode}'\n")),
-                (_, false) => (
+                (Err(_), _) => Outcome::failed(1, format!("chmod: invalid mode: '{mode}'\n")),
+                (_, false) => Outcome::failed(
                     1,
                     format!("chmod: cannot access '{file}': No such file or directory\n"),
                 ),
             }
         }
+        // Every operand goes, present or not (a glob may have named several).
+        ["rm", "-f", files @ ..] => {
+            for file in files {
+                inside.remove(file);
+            }
+            Outcome::done()
+        }
         ["rm", .., file] => {
             inside.remove(file);
-            (0, String::new())
+            Outcome::done()
         }
-        ["systemctl", "is-active", unit] => {
-            let running = inside.services.get(*unit).is_some_and(|s| s == "running");
-            let state = if running { "active" } else { "inactive" };
-            (if running { 0 } else { 3 }, format!("{state}\n"))
-        }
-        ["systemctl", verb, rest @ ..] => {
-            let state = match *verb {
-                "start" | "restart" | "reload-or-restart" => "running",
-                "enable" if rest.contains(&"--now") => "running",
-                "stop" => "stopped",
-                "disable" if rest.contains(&"--now") => "stopped",
-                _ => return (0, String::new()),
-            };
-            for unit in rest.iter().filter(|w| !w.starts_with('-')) {
-                inside.services.insert((*unit).to_owned(), state.into());
-            }
-            (0, String::new())
-        }
+        // Directories are implied by the files' paths: there is nothing to make.
+        ["mkdir", ..] => Outcome::done(),
+        ["sha256sum", files @ ..] => sha256sum(inside, files),
+        ["dnsmasq", args @ ..] if args.contains(&"--test") => dnsmasq_test(inside, args),
+        ["systemctl", verb, rest @ ..] => systemctl(inside, verb, rest),
         // The simulated guest's services answer: checks see HTTP 200 unless an answer
         // says otherwise.
-        ["curl", ..] => (0, "200".into()),
-        _ => (0, String::new()),
+        ["curl", ..] => Outcome::printing("200"),
+        _ => Outcome::done(),
     }
+}
+
+// GNU install replaces the destination with a new file created 0600, copies into it and
+// then gives it its mode (0755 without `-m`).
+fn install(inside: &mut Inside, args: &[&str], src: &str, dst: &str) -> Outcome {
+    let Some(content) = read(inside, src) else {
+        return Outcome::failed(
+            1,
+            format!("install: cannot stat '{src}': No such file or directory\n"),
+        );
+    };
+    let mode = match args.iter().position(|a| *a == "-m") {
+        Some(at) => match args.get(at + 1).map(|m| parse_perms(m)) {
+            Some(Ok(mode)) => mode,
+            _ => return Outcome::failed(1, "install: invalid mode\n"),
+        },
+        None => 0o755,
+    };
+    inside.remove(dst);
+    inside.write(dst, content, 0o600);
+    inside.modes.insert(dst.to_owned(), mode);
+    Outcome::done()
+}
+
+/// `mv`, a rename: the file keeps its content, its mode and how it was written.
+fn rename(inside: &mut Inside, src: &str, dst: &str) -> Outcome {
+    let Some((content, mode, written_with)) = inside.remove(src) else {
+        return Outcome::failed(
+            1,
+            format!("mv: cannot stat '{src}': No such file or directory\n"),
+        );
+    };
+    inside.remove(dst);
+    inside.files.insert(dst.to_owned(), content);
+    inside.modes.insert(dst.to_owned(), mode);
+    if let Some(w) = written_with {
+        inside.written_with.insert(dst.to_owned(), w);
+    }
+    Outcome::done()
+}
+
+/// GNU `sha256sum FILE…`: `HASH  PATH` per file (two spaces: text mode), an error line
+/// per file it cannot read, exit 1 if there was any; no operand is an empty stdin.
+fn sha256sum(inside: &Inside, files: &[&str]) -> Outcome {
+    if files.is_empty() {
+        return Outcome::printing(format!("{}  -\n", sha256_hex(b"")));
+    }
+    let mut outcome = Outcome::done();
+    for file in files {
+        match inside.files.get(*file) {
+            Some(content) => {
+                let line = format!("{}  {file}\n", sha256_hex(content.as_bytes()));
+                outcome.out.push_str(&line);
+            }
+            None => {
+                let why = if is_dir(inside, file) {
+                    "Is a directory"
+                } else {
+                    "No such file or directory"
+                };
+                outcome.err.push_str(&format!("sha256sum: {file}: {why}\n"));
+                outcome.exit = 1;
+            }
+        }
+    }
+    outcome
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether some file's path runs through `path`.
+fn is_dir(inside: &Inside, path: &str) -> bool {
+    let prefix = format!("{}/", path.trim_end_matches('/'));
+    inside.files.keys().any(|f| f.starts_with(&prefix))
+}
+
+/// `dnsmasq --test [--conf-file=FILE]`: the syntax is taken as good (a scripted answer
+/// makes it bad); a named file that does not exist fails as dnsmasq 2.90 does. dnsmasq
+/// writes both on stderr.
+fn dnsmasq_test(inside: &Inside, args: &[&str]) -> Outcome {
+    let missing = args
+        .iter()
+        .filter_map(|a| a.strip_prefix("--conf-file="))
+        .find(|file| !inside.files.contains_key(*file));
+    match missing {
+        Some(file) => Outcome::failed(
+            3,
+            format!("dnsmasq: cannot read {file}: No such file or directory\n"),
+        ),
+        None => Outcome {
+            err: "dnsmasq: syntax check OK.\n".into(),
+            ..Outcome::default()
+        },
+    }
+}
+
+/// A query about units: a line per unit, success when every unit is as asked, else `fail`.
+fn each_unit(units: &[String], state: impl Fn(&str) -> (&'static str, bool), fail: i32) -> Outcome {
+    let mut outcome = Outcome::done();
+    for unit in units {
+        let (word, yes) = state(unit);
+        outcome.out.push_str(word);
+        outcome.out.push('\n');
+        if !yes {
+            outcome.exit = fail;
+        }
+    }
+    outcome
+}
+
+/// `systemctl VERB UNIT…`: a unit's state (`running`, `stopped`) and whether it is
+/// enabled are apart, as in systemd: `enable` alone starts nothing.
+fn systemctl(inside: &mut Inside, verb: &str, rest: &[&str]) -> Outcome {
+    let units: Vec<String> = rest
+        .iter()
+        .filter(|w| !w.starts_with('-'))
+        .map(|u| (*u).to_owned())
+        .collect();
+    let now = rest.contains(&"--now");
+    match verb {
+        "is-active" => {
+            return each_unit(
+                &units,
+                |u| match inside.services.get(u) {
+                    Some(state) if state == "running" => ("active", true),
+                    _ => ("inactive", false),
+                },
+                3,
+            );
+        }
+        "is-enabled" => {
+            return each_unit(
+                &units,
+                |u| match inside.enabled.contains(u) {
+                    true => ("enabled", true),
+                    false => ("disabled", false),
+                },
+                1,
+            );
+        }
+        "enable" => inside.enabled.extend(units.iter().cloned()),
+        "disable" => inside.enabled.retain(|u| !units.contains(u)),
+        _ => {}
+    }
+    let state = match verb {
+        "start" | "restart" | "reload-or-restart" => "running",
+        "enable" if now => "running",
+        "stop" => "stopped",
+        "disable" if now => "stopped",
+        _ => return Outcome::done(),
+    };
+    for unit in units {
+        inside.services.insert(unit, state.into());
+    }
+    Outcome::done()
 }
 
 /// A file's content, `/dev/null` being empty.
@@ -518,5 +766,159 @@ mod tests {
         let mut inside = Inside::default();
         assert_eq!(run(&mut inside, &["cat", "/nope"]).0, 1);
         assert!(Run::new(&inside, &["sh".into(), "/nope".into()]).is_err());
+    }
+
+    /// The SHA-256 of `abc`, as `sha256sum` prints it.
+    const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    fn node() -> Inside {
+        let mut inside = Inside::default();
+        for path in [
+            "/etc/dnsmasq.d/phoenix.conf",
+            "/etc/phoenix/dnsmasq/hosts/lxcguest.default.web",
+            "/etc/phoenix/dnsmasq/hosts/lxcguest.default.db",
+            "/etc/phoenix/dnsmasq/hosts/.lxcguest.default.new.partial",
+        ] {
+            inside.write(path, "abc".into(), 0o600);
+        }
+        inside
+    }
+
+    #[test]
+    fn sha256sum_expands_a_glob_sorted_without_dot_files_and_hashes_as_gnu_does() {
+        let mut inside = node();
+        let (code, output) = run(
+            &mut inside,
+            &[
+                "sh",
+                "-c",
+                "sha256sum /etc/dnsmasq.d/phoenix.conf /etc/phoenix/dnsmasq/hosts/*",
+            ],
+        );
+        assert_eq!(code, 0);
+        assert_eq!(
+            output,
+            format!(
+                "{ABC}  /etc/dnsmasq.d/phoenix.conf\n\
+                 {ABC}  /etc/phoenix/dnsmasq/hosts/lxcguest.default.db\n\
+                 {ABC}  /etc/phoenix/dnsmasq/hosts/lxcguest.default.web\n"
+            )
+        );
+        // An explicit dot matches dot files; `?` is one character.
+        let (_, dots) = run(&mut inside, &["sha256sum", "/etc/phoenix/dnsmasq/hosts/.*"]);
+        assert!(dots.ends_with("  /etc/phoenix/dnsmasq/hosts/.lxcguest.default.new.partial\n"));
+        let (_, one) = run(&mut inside, &["sha256sum", "/etc/dnsmasq.d/phoenix.con?"]);
+        assert_eq!(one, format!("{ABC}  /etc/dnsmasq.d/phoenix.conf\n"));
+        // A directory a glob names is one too.
+        let (code, dirs) = run(&mut inside, &["sha256sum", "/etc/phoenix/*"]);
+        assert_eq!(
+            (code, dirs.as_str()),
+            (1, "sha256sum: /etc/phoenix/dnsmasq: Is a directory\n")
+        );
+    }
+
+    #[test]
+    fn sha256sum_of_missing_files_fails_unless_errors_are_dropped_and_failure_forgiven() {
+        let mut inside = node();
+        inside.services.insert("dnsmasq".into(), "running".into());
+        // No match: the word stays literal, and is a missing file.
+        let (code, output) = run(&mut inside, &["sha256sum", "/etc/nothing/*"]);
+        assert_eq!(
+            (code, output.as_str()),
+            (1, "sha256sum: /etc/nothing/*: No such file or directory\n")
+        );
+        let (code, output) = run(
+            &mut inside,
+            &["sha256sum", "/gone", "/etc/dnsmasq.d/phoenix.conf"],
+        );
+        assert_eq!(code, 1);
+        assert_eq!(
+            output,
+            format!(
+                "sha256sum: /gone: No such file or directory\n{ABC}  /etc/dnsmasq.d/phoenix.conf\n"
+            )
+        );
+        // Phoenix's probe of the host: both lines run, the run succeeds.
+        let probe =
+            "sha256sum /gone /etc/empty/* 2>/dev/null || true\nsystemctl is-active dnsmasq || true";
+        assert_eq!(
+            run(&mut inside, &["sh", "-c", probe]),
+            (0, "active\n".into())
+        );
+        inside.services.clear();
+        assert_eq!(
+            run(&mut inside, &["sh", "-c", probe]),
+            (0, "inactive\n".into())
+        );
+        let codes: Vec<Option<i32>> = inside.log.iter().rev().take(2).map(|r| r.exit).collect();
+        assert_eq!(codes, [Some(0), Some(0)], "forgiven lines exit 0");
+        // Without `|| true` the failure ends the run.
+        let (code, _) = run(
+            &mut inside,
+            &["sh", "-c", "sha256sum /gone 2>/dev/null\necho no > /after"],
+        );
+        assert_eq!(code, 1);
+        assert!(!inside.files.contains_key("/after"));
+    }
+
+    #[test]
+    fn host_setup_commands_mkdir_rm_f_dnsmasq_test_and_systemctl_enable() {
+        let mut inside = node();
+        let hosts = "/etc/phoenix/dnsmasq/hosts";
+        assert_eq!(run(&mut inside, &["mkdir", "-p", hosts]).0, 0);
+        let web = format!("{hosts}/lxcguest.default.web");
+        assert_eq!(run(&mut inside, &["rm", "-f", &web]), (0, String::new()));
+        assert_eq!(
+            run(&mut inside, &["rm", "-f", &web]),
+            (0, String::new()),
+            "gone already"
+        );
+        assert!(!inside.files.contains_key(&web));
+        assert_eq!(
+            run(&mut inside, &["sh", "-c", &format!("rm -f {hosts}/*")]).0,
+            0
+        );
+        assert!(
+            !inside
+                .files
+                .contains_key(&format!("{hosts}/lxcguest.default.db"))
+        );
+        assert!(
+            inside
+                .files
+                .contains_key(&format!("{hosts}/.lxcguest.default.new.partial")),
+            "a glob leaves dot files alone"
+        );
+        let conf = "--conf-file=/etc/dnsmasq.d/phoenix.conf";
+        assert_eq!(
+            run(&mut inside, &["dnsmasq", "--test", conf]),
+            (0, "dnsmasq: syntax check OK.\n".into())
+        );
+        assert_eq!(
+            run(&mut inside, &["dnsmasq", "--test", "--conf-file=/nope"]),
+            (
+                3,
+                "dnsmasq: cannot read /nope: No such file or directory\n".into()
+            )
+        );
+        inside.answers.push(Answer {
+            matches: "dnsmasq --test".into(),
+            exit: Some(1),
+            output: Some("dnsmasq: bad option at line 1 of /etc/dnsmasq.d/phoenix.conf\n".into()),
+            ..Answer::default()
+        });
+        assert_eq!(run(&mut inside, &["dnsmasq", "--test", conf]).0, 1);
+        assert_eq!(run(&mut inside, &["systemctl", "enable", "dnsmasq"]).0, 0);
+        assert!(inside.enabled.contains("dnsmasq") && !inside.services.contains_key("dnsmasq"));
+        assert_eq!(
+            run(&mut inside, &["systemctl", "is-active", "dnsmasq"]).0,
+            3
+        );
+        assert_eq!(
+            run(&mut inside, &["systemctl", "is-enabled", "dnsmasq"]),
+            (0, "enabled\n".into())
+        );
+        assert_eq!(run(&mut inside, &["systemctl", "restart", "dnsmasq"]).0, 0);
+        assert_eq!(inside.services["dnsmasq"], "running");
     }
 }

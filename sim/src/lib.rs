@@ -14,7 +14,11 @@
 //! | `GET /admin/tasks` | every task with its state and log |
 //! | `GET /admin/access` | access control: `users` (userid, enable, expire, groups, comment, `hasPassword`), `groups`, `roles` (those made through the API, with their privileges; built-ins are derived), `acl` (path, type, ugid, roleid, propagate) and `tokens` (`tokenid` as `user@realm!name`, privsep, expire, comment; never secrets) |
 //! | `GET /admin/swarms` | the docker swarms the VMs formed: manager address, nodes (vmid, id, role, status) |
-//! | `GET /admin/nodes/{node}/files`, `PUT /admin/nodes/{node}/files` | files written on a node (`{path, content}`, what SSH does on a real node); under a storage's `snippets/` they are snippet volumes |
+//! | `GET /admin/nodes/{node}/files`, `PUT /admin/nodes/{node}/files` | files on a node (`{path: content}`; `PUT {path, content}` writes one as Phoenix does over SSH: `0600`, renamed into place; the path absolute, without `..`); under a storage's `snippets/` they are snippet volumes |
+//! | `POST /admin/nodes/{node}/exec`, `POST /admin/guests/{vmid}/exec` | runs `{"command": [argv]}` in the node (the host, over SSH) or the running guest with the small shell of [`inside`] (`flock FILE …` waits for that lock file): `{"exitcode", "output"}` |
+//! | `PUT /admin/nodes/{node}/answers`, `PUT /admin/guests/{vmid}/answers` | scripted answers (`[{"matches", "exit"?, "output"?, "delayMs"?, "times"?}]`) |
+//! | `GET /admin/nodes/{node}/inside`, `GET /admin/guests/{vmid}/inside` | `{"files": {path: "0644"}, "log": [{command, exit, started_ms, finished_ms}], "services": {unit: "running"\|"stopped"}, "enabled": [unit]}` |
+//! | `POST /admin/guests/{vmid}/push`, `POST /admin/nodes/{node}/push` | `{path, content, perms?}` as `pct push --perms` |
 //! | `GET /admin/resolve?address=IP&port=N` | the loopback listener standing in for that port of the guest with that address (`{"address", "vmid"}`) |
 //! | `GET /admin/resolve?host=NAME&port=443\|9443` | `{"address"}` of the simulated Portainer: the one service the platform serves under host names (behind its route) |
 //! | `GET /admin/portainer`, `PUT /admin/portainer` | Portainer's settings and faults: `{"version": "2.45.0" (background deploys; "2.23.0" synchronous), "deployMs": 300, "adminInitTimeoutSecs": 300, "errorRate": 0.0, "latencyMs": [lo, hi], "failDeploy": [stack name], "missingImages": ["repo:tag"]}` (`missingImages` also rules `docker stack deploy` in the VMs) |
@@ -22,6 +26,9 @@
 //! | `GET /admin/portainer/state` | `running`, `timedOut`, `swarmId`, `adminExists`, `users`, `apiKeys` (prefixes), `endpoints`, `stacks` (status, env names, file SHA-256, git URL/ref/commit, `deploymentStatus`), the services and tasks of its swarms, `banned` IPs |
 //! | `POST /admin/portainer/restart` | restarts Portainer: the admin-init timeout counts anew, bans are lifted |
 //! | `POST /admin/portainer/unban` | lifts the auth rate limit's bans |
+//!
+//! Unknown guests and nodes are 404. With a state file, every file of a node is also a
+//! real file under `nodes/<node>/<path>` beside it ([`node_mirror`]).
 //!
 //! # Portainer (`portainer_url`)
 //!
@@ -39,6 +46,10 @@ pub mod compose;
 pub mod docker;
 pub mod inside;
 pub mod listeners;
+pub mod node_mirror;
+#[cfg(test)]
+mod node_tests;
+pub mod owner;
 pub mod pebble;
 pub mod portainer;
 pub mod portainer_db;
@@ -191,6 +202,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         }
         _ => cluster::Cluster::new(options.nodes.max(1)),
     };
+    cluster.adopt_node_files();
     // The simulator restarting is Portainer restarting: its admin-init timeout counts anew.
     cluster.portainer.started_ms = None;
     portainer::observe(&mut cluster);
@@ -200,6 +212,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         options.durations.clone(),
         options.state_file.clone(),
     );
+    sim.restore_mirror();
     let password = uuid::Uuid::new_v4().simple().to_string();
     let creds = server::Credentials {
         user: "root@pam".into(),

@@ -3,6 +3,7 @@
 //! admin endpoint under `/admin`.
 
 use crate::api::{self, Call, PveError};
+use crate::owner::{Owner, inside_summary};
 use crate::state::{Faults, Operation, Sim};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -196,20 +197,7 @@ impl Server {
                     errors: None,
                 }));
             }
-            if admin == "/resolve" && method == "GET" {
-                return Ok(self.resolve(&query).await);
-            }
-            if let Some(response) = self
-                .admin_routes
-                .get()
-                .and_then(|r| r(&self, &method, admin, &body))
-            {
-                return Ok(response);
-            }
-            if let Some(response) = self.clone().inside(&method, admin, &body).await {
-                return Ok(response);
-            }
-            return Ok(self.admin(&method, admin, &body));
+            return Ok(self.admin_request(&method, admin, &query, &body).await);
         }
         let (delay, reset, fail) = {
             let mut sim = self.sim();
@@ -262,6 +250,30 @@ impl Server {
             return Ok(error(&result.expect_err("matched")));
         }
         Ok(self.logged(&method, api_path, &params, result))
+    }
+
+    /// One authenticated `/admin` request (`path` without `/admin`).
+    pub async fn admin_request(
+        self: Arc<Self>,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: &[u8],
+    ) -> Response<Body> {
+        if path == "/resolve" && method == "GET" {
+            return self.resolve(query).await;
+        }
+        if let Some(response) = self
+            .admin_routes
+            .get()
+            .and_then(|r| r(&self, method, path, body))
+        {
+            return response;
+        }
+        if let Some(response) = self.clone().inside(method, path, body).await {
+            return response;
+        }
+        self.admin(method, path, body)
     }
 
     /// One API request after transport and faults: log in, or authenticate and call.
@@ -456,23 +468,22 @@ impl Server {
         )
     }
 
-    /// The admin routes into a guest's inside: `POST guests/{vmid}/exec` (`{"command":
-    /// [argv]}` → `{"exitcode", "output"}`), `POST guests/{vmid}/push` (`{"path",
-    /// "content", "perms"?}`, as `pct push --perms`) and `PUT guests/{vmid}/answers` (a list of answers).
+    /// The admin routes into a guest's or a node's inside (`guests/{vmid}/…`,
+    /// `nodes/{node}/…`): `POST …/exec` (`{"command": [argv]}` → `{"exitcode",
+    /// "output"}`), `POST …/push` (`{"path", "content", "perms"?}`, as `pct push
+    /// --perms`), `PUT …/answers` (a list of answers), `GET …/inside` (files with their
+    /// modes, command log, services, enabled units); on nodes `GET …/files` (`{path:
+    /// content}`) and `PUT …/files` (`{"path", "content"}`, written as over SSH).
     async fn inside(
         self: Arc<Self>,
         method: &str,
         path: &str,
         body: &[u8],
     ) -> Option<Response<Body>> {
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let ["guests", vmid, action] = segments.as_slice() else {
-            return None;
-        };
-        let vmid: u32 = vmid.parse().ok()?;
+        let (owner, action) = Owner::route(path)?;
         let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let result = match (method, *action) {
-            ("POST", "exec") => {
+        let result = match (method, action, &owner) {
+            ("POST", "exec", _) => {
                 let argv: Vec<String> = body["command"]
                     .as_array()
                     .map(|a| {
@@ -484,16 +495,16 @@ impl Server {
                 // The command goes on when the caller goes away, as a process in a guest
                 // does when the SSH session that started it drops.
                 let server = self.clone();
-                tokio::spawn(async move { server.exec(vmid, argv).await })
+                tokio::spawn(async move { server.run_in(&owner, argv).await })
                     .await
                     .unwrap_or_else(|e| Err(PveError::server(e.to_string())))
                     .map(|(code, output)| json!({"exitcode": code, "output": output}))
             }
-            ("POST", "push") => self.push(vmid, &body),
-            ("PUT", "answers") => match serde_json::from_value(body) {
-                Ok(answers) => self.with_guest(vmid, |g| {
-                    g.inside.answers = answers;
-                    Ok(Value::Null)
+            ("POST", "push", _) => self.push(&owner, &body),
+            ("PUT", "answers", _) => match serde_json::from_value(body) {
+                Ok(answers) => self.with_inside(&owner, |inside| {
+                    inside.answers = answers;
+                    Value::Null
                 }),
                 Err(e) => Err(PveError {
                     status: 400,
@@ -501,6 +512,11 @@ impl Server {
                     errors: None,
                 }),
             },
+            ("GET", "inside", _) => owner.change(&mut self.sim(), inside_summary),
+            ("GET", "files", Owner::Node(_)) => {
+                owner.change(&mut self.sim(), |inside| json!(inside.files))
+            }
+            ("PUT", "files", Owner::Node(node)) => self.write_node_file(node, &body),
             _ => return None,
         };
         Some(match result {
@@ -509,25 +525,19 @@ impl Server {
         })
     }
 
-    fn with_guest(
+    /// Changes the inside of `owner` with `f` and saves the state.
+    fn with_inside(
         &self,
-        vmid: u32,
-        f: impl FnOnce(&mut crate::cluster::Guest) -> Result<Value, PveError>,
+        owner: &Owner,
+        f: impl FnOnce(&mut crate::inside::Inside) -> Value,
     ) -> Result<Value, PveError> {
         let mut sim = self.sim();
-        let result = match sim.cluster.guests.get_mut(&vmid) {
-            Some(g) => f(g),
-            None => Err(PveError {
-                status: 404,
-                message: format!("Configuration file 'nodes/*/lxc/{vmid}.conf' does not exist"),
-                errors: None,
-            }),
-        };
+        let result = owner.change(&mut sim, f);
         sim.save();
         result
     }
 
-    fn push(&self, vmid: u32, body: &Value) -> Result<Value, PveError> {
+    fn push(&self, owner: &Owner, body: &Value) -> Result<Value, PveError> {
         let (Some(path), Some(content)) = (body["path"].as_str(), body["content"].as_str()) else {
             return Err(PveError {
                 status: 400,
@@ -547,23 +557,54 @@ impl Server {
             ),
             None => None,
         };
-        self.with_guest(vmid, |g| {
-            g.inside.push(path, content.to_owned(), perms);
-            Ok(Value::Null)
+        self.with_inside(owner, |inside| {
+            inside.push(path, content.to_owned(), perms);
+            Value::Null
         })
+    }
+
+    /// `PUT nodes/{node}/files`: a file written on a node as over SSH; its path must be
+    /// absolute and stay below `/` (no `..`), as the mirror on disk requires.
+    fn write_node_file(&self, node: &str, body: &Value) -> Result<Value, PveError> {
+        let bad = |message: String| PveError {
+            status: 400,
+            message,
+            errors: None,
+        };
+        let (Some(path), Some(content)) = (body["path"].as_str(), body["content"].as_str()) else {
+            return Err(bad("want {path, content} for a node of the cluster".into()));
+        };
+        if !path.starts_with('/') || crate::node_mirror::relative(path).is_err() {
+            return Err(bad(format!(
+                "refused path {path:?}: absolute, without '..', naming a file"
+            )));
+        }
+        let mut sim = self.sim();
+        if sim.cluster.node(node).is_none() {
+            return Err(Owner::Node(node.to_owned()).missing());
+        }
+        sim.on_node(node, |c| c.write_node_file(node, path, content.to_owned()));
+        sim.save();
+        Ok(Value::Null)
     }
 
     /// Runs `argv` inside a running guest, a step at a time, sleeping out delays without
     /// the lock; the state is saved at each pause, so a crash leaves the partial run in
     /// the log.
     pub async fn exec(&self, vmid: u32, argv: Vec<String>) -> Result<(i32, String), PveError> {
+        self.run_in(&Owner::Guest(vmid), argv).await
+    }
+
+    /// Runs `argv` in the inside of `owner`, as [`Server::exec`]; `flock FILE …` waits
+    /// for the runs that hold that lock file of the same owner.
+    async fn run_in(&self, owner: &Owner, argv: Vec<String>) -> Result<(i32, String), PveError> {
         let (lock, argv) = match crate::inside::flock_target(&argv) {
             Some((file, rest)) => {
                 let lock = self
                     .flocks
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .entry(format!("{vmid}:{file}"))
+                    .entry(owner.flock_key(file))
                     .or_default()
                     .clone();
                 (Some(lock), rest.to_vec())
@@ -575,16 +616,9 @@ impl Server {
             None => None,
         };
         let mut run = {
-            let sim = self.sim();
-            let guest = sim.cluster.guests.get(&vmid).ok_or_else(|| PveError {
-                status: 404,
-                message: format!("Configuration file 'nodes/*/lxc/{vmid}.conf' does not exist"),
-                errors: None,
-            })?;
-            if !guest.running {
-                return Err(PveError::server(format!("CT {vmid} not running")));
-            }
-            match crate::inside::Run::new(&guest.inside, &argv) {
+            let mut sim = self.sim();
+            owner.ready(&sim)?;
+            match owner.change(&mut sim, |inside| crate::inside::Run::new(inside, &argv))? {
                 Ok(run) => run,
                 Err(message) => return Ok((127, message)),
             }
@@ -592,10 +626,10 @@ impl Server {
         loop {
             let step = {
                 let mut sim = self.sim();
-                let Some(guest) = sim.cluster.guests.get_mut(&vmid) else {
-                    return Err(PveError::server(format!("CT {vmid} was removed")));
-                };
-                let step = run.step(&mut guest.inside, crate::cluster::now_ms() as u64);
+                let now = crate::cluster::now_ms() as u64;
+                let step = owner
+                    .change(&mut sim, |inside| run.step(inside, now))
+                    .map_err(|_| owner.gone())?;
                 if !matches!(step, crate::inside::Step::Continue) {
                     sim.save();
                 }
@@ -638,32 +672,6 @@ impl Server {
             },
             ("GET", ["guests"]) => ok(json!(sim.cluster.guests)),
             ("GET", ["swarms"]) => ok(json!(sim.cluster.swarms)),
-            ("GET", ["nodes", node, "files"]) => {
-                let prefix = format!("{node}:");
-                let files: serde_json::Map<String, Value> = sim
-                    .cluster
-                    .node_files
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_owned(), json!(v))))
-                    .collect();
-                ok(Value::Object(files))
-            }
-            // A file written on a node, as over SSH (`{"path": …, "content": …}`).
-            ("PUT", ["nodes", node, "files"]) => {
-                let file: Value = serde_json::from_slice(body).unwrap_or_default();
-                match (file["path"].as_str(), file["content"].as_str()) {
-                    (Some(path), Some(content)) if sim.cluster.node(node).is_some() => {
-                        sim.cluster.write_node_file(node, path, content.to_owned());
-                        sim.save();
-                        ok(Value::Null)
-                    }
-                    _ => respond(
-                        400,
-                        "Bad Request",
-                        &json!({"message": "want {path, content} for a node of the cluster"}),
-                    ),
-                }
-            }
             ("GET", ["guests", vmid]) => match vmid
                 .parse::<u32>()
                 .ok()

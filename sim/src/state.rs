@@ -2,6 +2,7 @@
 //! operation log.
 
 use crate::cluster::{Cluster, Effect};
+use crate::node_mirror::NodeMirror;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -67,6 +68,8 @@ pub struct Sim {
     pub durations: BTreeMap<String, Duration>,
     pub budget_per_node: usize,
     pub state_file: Option<PathBuf>,
+    /// The nodes' files as real files beside the state file (`nodes/<node>/<path>`).
+    pub mirror: Option<NodeMirror>,
 }
 
 impl Sim {
@@ -83,7 +86,31 @@ impl Sim {
             rng: StdRng::seed_from_u64(seed),
             durations,
             budget_per_node: 4,
+            mirror: state_file.as_deref().map(NodeMirror::beside),
             state_file,
+        }
+    }
+
+    /// Changes the cluster with `f`, then brings the mirror of `node`'s files up to date:
+    /// whoever writes a node's files goes through here.
+    pub fn on_node<R>(&mut self, node: &str, f: impl FnOnce(&mut Cluster) -> R) -> R {
+        let files = |cluster: &Cluster| cluster.node(node).map(|n| n.inside.files.clone());
+        let before = self.mirror.as_ref().and_then(|_| files(&self.cluster));
+        let result = f(&mut self.cluster);
+        if let (Some(mirror), Some(before)) = (&self.mirror, before)
+            && let Some(n) = self.cluster.node(node)
+        {
+            mirror.follow(node, &before, &n.inside.files);
+        }
+        result
+    }
+
+    /// Makes the mirror hold exactly what the nodes hold (at start).
+    pub fn restore_mirror(&self) {
+        if let Some(mirror) = &self.mirror {
+            for node in &self.cluster.nodes {
+                mirror.restore(&node.name, &node.inside.files);
+            }
         }
     }
 
