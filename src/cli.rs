@@ -7,6 +7,7 @@ use crate::crds::CrdsArgs;
 use crate::logging::LogFormat;
 use crate::plan::PlanArgs;
 use crate::serve::ServerArgs;
+use crate::setup::SetupArgs;
 use crate::sim_pct::SimPctArgs;
 use crate::sim_pve::SimPveArgs;
 use clap::{Parser, Subcommand};
@@ -41,6 +42,9 @@ pub enum Command {
     Crds(CrdsArgs),
     /// Print the steps the controllers would take for the objects in FILE; changes nothing.
     Plan(PlanArgs),
+    /// Once, as a PVE administrator: create the role, user and API token Phoenix acts as,
+    /// and write the token into the ProxmoxCluster's Secret.
+    Setup(SetupArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -61,6 +65,7 @@ impl Command {
             Command::Sim(SimCommand::Pve(args)) => crate::sim_pve::run(args),
             Command::Sim(SimCommand::Pct(args)) => crate::sim_pct::run(args),
             Command::Plan(args) => crate::plan::run(args),
+            Command::Setup(args) => crate::setup::run(args),
         }
     }
 }

@@ -9,6 +9,7 @@ mod logging;
 mod plan;
 mod runtime;
 mod serve;
+mod setup;
 mod sim_pct;
 mod sim_pve;
 mod simulator;

@@ -31,6 +31,11 @@ pub struct SimulatedPeers {
     /// With --sim-acme-directory: the CA (PEM file) of its HTTPS listener.
     #[arg(long, requires = "sim_acme_directory")]
     pub sim_acme_ca: Option<PathBuf>,
+    /// With --simulate: authenticate to the simulated PVE with the token of each
+    /// ProxmoxCluster's Secret (as `phoenix setup` writes it) instead of the simulator's
+    /// own root token, so the token's privileges are what is exercised.
+    #[arg(long, requires = "simulate")]
+    pub sim_token_from_secret: bool,
 }
 
 /// Realistic task durations, changed by `--task-duration OP=S`; `default=S` sets every
@@ -80,6 +85,7 @@ pub fn simulated_redirect(
             std::path::absolute(pct_credentials)?.display().to_string(),
         ],
         ssh: peers.sim_ssh.clone(),
+        token_from_secret: peers.sim_token_from_secret,
         ..redirect(credentials)
     })
 }

@@ -546,7 +546,7 @@ async fn nothing_is_installed_into_a_guest_that_is_not_its_objects() {
         token_secret: c["token_secret"].as_str().unwrap().into(),
         fingerprint: c["fingerprint"].as_str().unwrap().into(),
         pct: vec!["/bin/false".into()],
-        ssh: None,
+        ..Default::default()
     };
     let kube = support::client(&w.server).await;
     let metrics = Arc::new(phoenix_controllers::metrics::Metrics::default());

@@ -28,6 +28,10 @@ pub struct Redirect {
     /// When set, SSH goes to this address (a local sshd whose `pct` is the simulator's)
     /// instead of the node's, with the host key still checked under the node's name.
     pub ssh: Option<String>,
+    /// PVE calls authenticate with the ProxmoxCluster's Secret (as `phoenix setup` wrote
+    /// it) rather than the simulator's root token, which then serves only its admin
+    /// endpoint.
+    pub token_from_secret: bool,
 }
 
 impl std::fmt::Debug for Redirect {
@@ -40,6 +44,7 @@ impl std::fmt::Debug for Redirect {
             .field("fingerprint", &self.fingerprint)
             .field("pct", &self.pct)
             .field("ssh", &self.ssh)
+            .field("token_from_secret", &self.token_from_secret)
             .finish()
     }
 }
@@ -142,39 +147,42 @@ fn trust(tls: &ClusterTls) -> Trust {
     }
 }
 
-/// The client settings of `cluster`: its endpoint and the token from its Secret (or the
-/// simulator, in simulate mode). Also returns the Secret's resourceVersion.
+/// The client settings of `cluster`: its endpoint and the token from its Secret. In
+/// simulate mode the simulator's address and certificate instead, and its own token unless
+/// the redirect says the Secret's (as `phoenix setup` wrote it). Also returns
+/// the Secret's resourceVersion (empty when it was not read).
 pub async fn client_config(
     kube: &kube::Client,
     cluster: &ProxmoxCluster,
     redirect: Option<&Redirect>,
 ) -> Result<(proxmox::Config, String), Error> {
-    if let Some(r) = redirect {
-        let config = proxmox::Config {
-            endpoint: r.endpoint.clone(),
-            token_id: r.token_id.clone(),
-            token_secret: r.token_secret.clone(),
-            trust: Trust::Fingerprint(r.fingerprint.clone()),
-            timeout: CALL_TIMEOUT,
-        };
-        return Ok((config, String::new()));
-    }
-    let reference = &cluster.spec.credentials_secret_ref;
-    let ([token_id, token_secret], version) = secret_texts(
-        kube,
-        &reference.namespace,
-        &reference.name,
-        ["tokenId", "tokenSecret"],
-    )
-    .await?;
-    if cluster.spec.tls.insecure_skip_tls_verify {
-        tracing::warn!(cluster = ?cluster.metadata.name, "insecureSkipTlsVerify: PVE's certificate is not checked");
-    }
+    let ([token_id, token_secret], version) = match redirect {
+        Some(r) if !r.token_from_secret => {
+            ([r.token_id.clone(), r.token_secret.clone()], String::new())
+        }
+        _ => {
+            let reference = &cluster.spec.credentials_secret_ref;
+            let keys = ["tokenId", "tokenSecret"];
+            secret_texts(kube, &reference.namespace, &reference.name, keys).await?
+        }
+    };
+    let (endpoint, trust) = match redirect {
+        Some(r) => (
+            r.endpoint.clone(),
+            Trust::Fingerprint(r.fingerprint.clone()),
+        ),
+        None => {
+            if cluster.spec.tls.insecure_skip_tls_verify {
+                tracing::warn!(cluster = ?cluster.metadata.name, "insecureSkipTlsVerify: PVE's certificate is not checked");
+            }
+            (cluster.spec.endpoint.clone(), trust(&cluster.spec.tls))
+        }
+    };
     let config = proxmox::Config {
-        endpoint: cluster.spec.endpoint.clone(),
+        endpoint,
         token_id,
         token_secret,
-        trust: trust(&cluster.spec.tls),
+        trust,
         timeout: CALL_TIMEOUT,
     };
     Ok((config, version))

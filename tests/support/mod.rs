@@ -435,6 +435,11 @@ pub async fn homelab_cluster(server: &ApiServer) {
             &["apply", "-f", examples.join(file).to_str().unwrap()],
         );
     }
+    homelab_ready(server).await;
+}
+
+/// Until the ProxmoxCluster is Ready (30 seconds at most).
+pub async fn homelab_ready(server: &ApiServer) {
     let clusters: kube::Api<phoenix_crds::ProxmoxCluster> = kube::Api::all(client(server).await);
     wait_for(
         &clusters,

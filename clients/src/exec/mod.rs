@@ -182,7 +182,7 @@ impl Pct {
 }
 
 /// Runs `program args…` here, killing it when `timeout` passes.
-async fn run_local(
+pub async fn run_local(
     program: &[String],
     args: &[String],
     timeout: Duration,

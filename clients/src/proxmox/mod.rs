@@ -1,6 +1,7 @@
 //! The Proxmox VE API client: token auth, trusted TLS, a timeout on every call, typed calls
 //! for what guest controllers need, task tracking by UPID, classified errors.
 
+pub mod access;
 mod error;
 mod tls;
 mod upid;
@@ -130,8 +131,22 @@ pub struct ProxmoxClient {
     http: reqwest::Client,
     base: String,
     observer: Option<CallObserver>,
-    /// `PVEAPIToken=...`: a secret, never logged (no Debug derive on purpose).
-    authorization: String,
+    /// A secret, never logged (no Debug derive on purpose).
+    auth: Auth,
+}
+
+/// How requests authenticate: an API token, or a ticket from a password login (writes
+/// then carry the CSRF token PVE pairs with it).
+#[derive(Clone)]
+enum Auth {
+    /// Only for the login itself.
+    None,
+    /// `PVEAPIToken=USER@REALM!TOKENID=SECRET`
+    Token(String),
+    Ticket {
+        cookie: String,
+        csrf: String,
+    },
 }
 
 impl std::fmt::Debug for ProxmoxClient {
@@ -166,7 +181,10 @@ impl ProxmoxClient {
             http,
             base: format!("{}/api2/json", config.endpoint.trim_end_matches('/')),
             observer: None,
-            authorization: format!("PVEAPIToken={}={}", config.token_id, config.token_secret),
+            auth: Auth::Token(format!(
+                "PVEAPIToken={}={}",
+                config.token_id, config.token_secret
+            )),
         })
     }
 
@@ -232,10 +250,14 @@ impl ProxmoxClient {
         params: &[(String, String)],
     ) -> Result<bytes::Bytes, ProxmoxError> {
         let url = format!("{}{path}", self.base);
-        let mut request = self
-            .http
-            .request(method.clone(), &url)
-            .header("Authorization", &self.authorization);
+        let mut request = self.http.request(method.clone(), &url);
+        request = match &self.auth {
+            Auth::None => request,
+            Auth::Token(header) => request.header("Authorization", header),
+            Auth::Ticket { cookie, csrf } => request
+                .header("Cookie", cookie)
+                .header("CSRFPreventionToken", csrf),
+        };
         request = if method == reqwest::Method::GET || method == reqwest::Method::DELETE {
             request.query(params)
         } else {

@@ -59,7 +59,7 @@ pub async fn ensure(
     let config = pve.client.storage_config(&storage).await?;
     let path = directory(&storage, &config)?;
     let file = format!("{path}/snippets/{name}");
-    crate::guest_exec::write_node_file(&ctx.kube, pve, ctx.pve.redirect(), node, &file, user_data)
+    crate::node_exec::write_file(&ctx.kube, pve, ctx.pve.redirect(), node, &file, user_data)
         .await?;
     if !listed(
         &pve.client

@@ -1,0 +1,244 @@
+//! What `phoenix setup` must do, decided from what PVE and the Kubernetes Secret hold now:
+//! a pure function, so that a second run provably changes nothing.
+
+use phoenix_clients::proxmox::access::{AclEntry, Role, User};
+use std::collections::BTreeSet;
+
+/// What setup puts in place.
+#[derive(Clone, Debug)]
+pub struct Wanted {
+    pub role: String,
+    pub privileges: BTreeSet<String>,
+    pub user: String,
+    /// The token's own id (`controller` in `phoenix@pve!controller`).
+    pub token: String,
+}
+
+impl Wanted {
+    pub fn full_token_id(&self) -> String {
+        format!("{}!{}", self.user, self.token)
+    }
+}
+
+/// What the Secret the ProxmoxCluster refers to holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretHolds {
+    Nothing,
+    /// Another token's id, or no id.
+    OtherToken,
+    /// The wanted token's id, with a secret PVE accepted (`true`) or refused.
+    Wanted {
+        accepted: bool,
+    },
+}
+
+/// What PVE has, and what the Secret holds.
+pub struct Observed {
+    pub roles: Vec<Role>,
+    pub users: Vec<User>,
+    pub acl: Vec<AclEntry>,
+    pub secret: SecretHolds,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    CreateRole,
+    /// The role exists with other privileges: set them to the wanted ones.
+    SetRole {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+    CreateUser,
+    /// The role on `/` for the user, propagated.
+    Grant,
+    CreateToken,
+    /// The token exists but its secret is not known here (PVE shows it once): it is
+    /// replaced by a new one.
+    ReplaceToken,
+    WriteSecret,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::CreateRole => f.write_str("create the role"),
+            Step::SetRole { added, removed } => write!(
+                f,
+                "set the role's privileges (adding [{}], removing [{}])",
+                added.join(", "),
+                removed.join(", ")
+            ),
+            Step::CreateUser => f.write_str("create the user (no password: only its token acts)"),
+            Step::Grant => f.write_str("grant the role to the user on / (propagated)"),
+            Step::CreateToken => f.write_str("create the API token"),
+            Step::ReplaceToken => f.write_str(
+                "replace the API token (its secret is not in the Secret and PVE shows it only once)",
+            ),
+            Step::WriteSecret => f.write_str("write the token into the Secret"),
+        }
+    }
+}
+
+/// The steps from `observed` to `wanted`, in order; an error when PVE holds something
+/// setup must not change (a built-in role of that name).
+pub fn plan(wanted: &Wanted, observed: &Observed) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    match observed.roles.iter().find(|r| r.roleid == wanted.role) {
+        Some(role) if role.special => {
+            return Err(format!(
+                "{} is a built-in PVE role; choose another name with --role",
+                wanted.role
+            ));
+        }
+        Some(role) if role.privs != wanted.privileges => steps.push(Step::SetRole {
+            added: wanted.privileges.difference(&role.privs).cloned().collect(),
+            removed: role.privs.difference(&wanted.privileges).cloned().collect(),
+        }),
+        Some(_) => {}
+        None => steps.push(Step::CreateRole),
+    }
+    let user = observed.users.iter().find(|u| u.userid == wanted.user);
+    if user.is_none() {
+        steps.push(Step::CreateUser);
+    }
+    let granted = observed.acl.iter().any(|e| {
+        e.path == "/"
+            && e.kind == "user"
+            && e.ugid == wanted.user
+            && e.roleid == wanted.role
+            && e.propagate
+    });
+    if !granted {
+        steps.push(Step::Grant);
+    }
+    let token = user.and_then(|u| u.tokens.iter().find(|t| t.tokenid == wanted.token));
+    let usable = observed.secret == SecretHolds::Wanted { accepted: true };
+    match token {
+        None => steps.extend([Step::CreateToken, Step::WriteSecret]),
+        // A separated token would have no privileges of its own: not the one setup makes.
+        Some(t) if t.privsep || !usable => steps.extend([Step::ReplaceToken, Step::WriteSecret]),
+        Some(_) => {}
+    }
+    Ok(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phoenix_clients::proxmox::access::Token;
+
+    fn wanted() -> Wanted {
+        Wanted {
+            role: "Phoenix".into(),
+            privileges: ["VM.Audit", "VM.Allocate"].map(String::from).into(),
+            user: "phoenix@pve".into(),
+            token: "controller".into(),
+        }
+    }
+
+    fn role(privs: &[&str], special: bool) -> Role {
+        Role {
+            roleid: "Phoenix".into(),
+            privs: privs.iter().map(|p| (*p).to_owned()).collect(),
+            special,
+        }
+    }
+
+    fn user(tokens: &[(&str, bool)]) -> User {
+        User {
+            userid: "phoenix@pve".into(),
+            tokens: tokens
+                .iter()
+                .map(|(id, privsep)| Token {
+                    tokenid: (*id).into(),
+                    privsep: *privsep,
+                })
+                .collect(),
+        }
+    }
+
+    fn grant() -> AclEntry {
+        AclEntry {
+            path: "/".into(),
+            kind: "user".into(),
+            ugid: "phoenix@pve".into(),
+            roleid: "Phoenix".into(),
+            propagate: true,
+        }
+    }
+
+    fn complete(secret: SecretHolds) -> Observed {
+        Observed {
+            roles: vec![role(&["VM.Allocate", "VM.Audit"], false)],
+            users: vec![user(&[("controller", false)])],
+            acl: vec![grant()],
+            secret,
+        }
+    }
+
+    #[test]
+    fn plan_goes_from_what_is_there_to_the_wanted_access() {
+        use Step::*;
+        let nothing = Observed {
+            roles: vec![],
+            users: vec![],
+            acl: vec![],
+            secret: SecretHolds::Nothing,
+        };
+        let accepted = SecretHolds::Wanted { accepted: true };
+        let mut drifted = complete(accepted);
+        drifted.roles = vec![role(&["VM.Audit", "Sys.Console"], false)];
+        let mut unpropagated = complete(accepted);
+        unpropagated.acl[0].propagate = false;
+        let mut separated = complete(accepted);
+        separated.users = vec![user(&[("controller", true)])];
+        let cases: Vec<(&str, Observed, Vec<Step>)> = vec![
+            (
+                "a fresh PVE",
+                nothing,
+                vec![CreateRole, CreateUser, Grant, CreateToken, WriteSecret],
+            ),
+            ("everything in place: nothing", complete(accepted), vec![]),
+            (
+                "the Secret lost: the token replaced",
+                complete(SecretHolds::Nothing),
+                vec![ReplaceToken, WriteSecret],
+            ),
+            (
+                "the Secret's secret refused",
+                complete(SecretHolds::Wanted { accepted: false }),
+                vec![ReplaceToken, WriteSecret],
+            ),
+            (
+                "the Secret names another token",
+                complete(SecretHolds::OtherToken),
+                vec![ReplaceToken, WriteSecret],
+            ),
+            (
+                "privileges drifted",
+                drifted,
+                vec![SetRole {
+                    added: vec!["VM.Allocate".into()],
+                    removed: vec!["Sys.Console".into()],
+                }],
+            ),
+            ("a grant without propagation", unpropagated, vec![Grant]),
+            (
+                "a separated token",
+                separated,
+                vec![ReplaceToken, WriteSecret],
+            ),
+        ];
+        for (name, observed, steps) in cases {
+            assert_eq!(plan(&wanted(), &observed).unwrap(), steps, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_built_in_role_is_never_changed() {
+        let mut observed = complete(SecretHolds::Nothing);
+        observed.roles = vec![role(&["VM.Audit"], true)];
+        let error = plan(&wanted(), &observed).unwrap_err();
+        assert!(error.contains("built-in"), "{error}");
+    }
+}
