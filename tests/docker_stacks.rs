@@ -145,19 +145,6 @@ impl Portainer {
     }
 }
 
-/// Until the controller has looked at every stack `rounds` more times.
-async fn resync_rounds(server: &ApiServer, stacks: usize, rounds: usize) {
-    let series = "phoenix_reconciles_total{kind=\"DockerStack\"}";
-    let target = support::metric(server, series).await + (stacks * rounds) as f64;
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while support::metric(server, series).await < target {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("the controller keeps resyncing");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_example_stacks_run_through_portainer_update_in_place_and_come_back() {
     let Platform {
@@ -218,9 +205,9 @@ async fn the_example_stacks_run_through_portainer_update_in_place_and_come_back(
 
     // Steady state: nothing written to Portainer over three resync rounds.
     let sim = SimAdmin::of(&server);
-    resync_rounds(&server, 2, 1).await;
+    support::resync_rounds(&server, "DockerStack", 2, 1).await;
     let before = sim.mutating_in("portainer/oplog").await.len();
-    resync_rounds(&server, 2, 3).await;
+    support::resync_rounds(&server, "DockerStack", 2, 3).await;
     let writes = sim.mutating_in("portainer/oplog").await;
     assert_eq!(writes.len(), before, "writes at steady state: {writes:#?}");
 

@@ -48,19 +48,6 @@ async fn all_ready(api: &Api<LxcGuest>, count: usize, timeout: Duration) {
     .await;
 }
 
-/// Until the controllers have looked at every guest `rounds` more times.
-async fn resync_rounds(server: &ApiServer, guests: usize, rounds: usize) {
-    let series = "phoenix_reconciles_total{kind=\"LxcGuest\"}";
-    let target = support::metric(server, series).await + (guests * rounds) as f64;
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while support::metric(server, series).await < target {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("the controllers keep resyncing");
-}
-
 fn spec_ip(g: &LxcGuest) -> Option<String> {
     let ip = &g.spec.network.first()?.ip;
     (ip != "dhcp").then(|| ip.split('/').next().unwrap().to_owned())
@@ -168,7 +155,7 @@ async fn the_examples_converge_in_order_and_then_make_no_calls_that_change_anyth
     // Idempotency: several resync rounds, not one call that changes anything.
     let sim = SimAdmin::of(&server);
     sim.clear_oplog().await;
-    resync_rounds(&server, 6, 3).await;
+    support::resync_rounds(&server, "LxcGuest", 6, 3).await;
     assert!(support::metric(&server, "phoenix_reconciles_total{kind=\"VmGuest\"}").await > 0.0);
     assert_eq!(sim.mutating_calls().await, Vec::<serde_json::Value>::new());
     assert!(

@@ -182,18 +182,6 @@ fn touching(calls: &[Value], vmid: u32) -> Vec<Value> {
         .collect()
 }
 
-async fn resync_rounds(server: &ApiServer, vms: usize, rounds: usize) {
-    let series = "phoenix_reconciles_total{kind=\"VmGuest\"}";
-    let target = support::metric(server, series).await + (vms * rounds) as f64;
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while support::metric(server, series).await < target {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("the controllers keep resyncing");
-}
-
 fn patch(value: Value) -> Patch<Value> {
     Patch::Merge(value)
 }
@@ -350,7 +338,7 @@ async fn a_template_its_parallel_clones_and_their_swarm_converge_change_in_place
 
     // Steady state: resyncs read, and change nothing in PVE.
     sim.clear_oplog().await;
-    resync_rounds(&server, 3, 3).await;
+    support::resync_rounds(&server, "VmGuest", 3, 3).await;
     assert_eq!(sim.mutating_calls().await, Vec::<Value>::new());
 
     // The join token went from the manager to the worker and nowhere else.

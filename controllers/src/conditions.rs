@@ -18,6 +18,9 @@ pub const PROVISIONED: &str = "Provisioned";
 pub const HEALTHY: &str = "Healthy";
 pub const ISSUING: &str = "Issuing";
 pub const INSTALLED: &str = "Installed";
+/// ProxmoxHost areas.
+pub const NODE_SETTINGS_READY: &str = "NodeSettingsReady";
+pub const DNS_READY: &str = "DnsReady";
 
 /// Reasons shared by several kinds or conditions (a failure's reason is its error
 /// category, see `error.rs`; a step's is its own, see `guest::decide`).
@@ -116,6 +119,14 @@ pub mod reason {
     pub const TASKS_NOT_RUNNING: &str = "TasksNotRunning";
     pub const WAITING_FOR_CA_ROOT: &str = "WaitingForCaRoot";
     pub const WAITING_FOR_ENVIRONMENT: &str = "WaitingForEnvironment";
+    // ProxmoxHost
+    pub const HOST_READY: &str = "HostReady";
+    pub const NOT_MANAGED: &str = "NotManaged";
+    pub const SETTINGS_APPLIED: &str = "SettingsApplied";
+    pub const DNS_SERVING: &str = "Serving";
+    pub const RECORDS_UPDATED: &str = "RecordsUpdated";
+    pub const DNSMASQ_RESTARTED: &str = "DnsmasqRestarted";
+    pub const INVALID_DNSMASQ: &str = "InvalidDnsmasq";
 }
 
 /// Where a pass left an object, as kstatus reads it.

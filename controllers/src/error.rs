@@ -70,6 +70,10 @@ pub enum Error {
     /// A PVE task ended with an error exit status.
     #[error("PVE task {upid} failed: {exitstatus}")]
     TaskFailed { upid: String, exitstatus: String },
+    /// A step of a host's setup failed (a command on the node, or a PVE call): which step,
+    /// and what it said. Retried with backoff.
+    #[error("host step {step} failed: {detail}")]
+    HostStep { step: String, detail: String },
 }
 
 impl Error {
@@ -91,6 +95,7 @@ impl Error {
             Error::Portainer(e) => e.category(),
             Error::FeatureFailed { .. } => "FeatureFailed",
             Error::RolledBack { .. } => "ChangeRolledBack",
+            Error::HostStep { .. } => "HostStepFailed",
         }
     }
 
@@ -132,6 +137,15 @@ impl Error {
                 out.exit_code,
                 out.tail(5).trim()
             ),
+        }
+    }
+
+    /// Host step `step` failed with `detail` (a command's exit and last lines, or PVE's
+    /// error).
+    pub fn host_step(step: &str, detail: impl std::fmt::Display) -> Self {
+        Error::HostStep {
+            step: step.to_owned(),
+            detail: detail.to_string(),
         }
     }
 

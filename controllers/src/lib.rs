@@ -20,6 +20,7 @@ mod examples;
 pub mod finalizers;
 pub mod guest;
 pub mod guest_exec;
+pub mod host;
 pub mod http;
 pub mod lxc;
 pub mod metrics;
@@ -110,6 +111,13 @@ pub async fn run(kube: kube::Client, options: Options) {
         options.cluster_view_interval,
     ));
     let cluster_watch = guest::cluster_watch::watch(guests.clone());
+    let hosts = run_hosts(
+        &kube,
+        Arc::new(host::HostContext {
+            shared: shared.clone(),
+            guests: guests.clone(),
+        }),
+    );
     let lxc = run_guests(watch_inputs(lxc, &kube), woken_lxc, guests.clone());
     let vm = run_guests(watch_inputs(vm, &kube), woken_vm, guests.clone());
     let cluster_ctx = Arc::new(proxmox_cluster::ClusterContext {
@@ -151,12 +159,53 @@ pub async fn run(kube: kube::Client, options: Options) {
     futures::join!(
         lxc,
         vm,
+        hosts,
         cluster_watch,
         clusters,
         certificates,
         stacks,
         responder
     );
+}
+
+/// The ProxmoxHost controller, also woken when a guest or a route changes (their names
+/// and addresses are the host's DNS records).
+async fn run_hosts(kube: &kube::Client, ctx: Arc<host::HostContext>) {
+    let controller = lean_controller(Api::<phoenix_crds::ProxmoxHost>::all(kube.clone()));
+    let (a, b, c) = (controller.store(), controller.store(), controller.store());
+    let config = watcher::Config::default();
+    controller
+        .watches(
+            Api::<LxcGuest>::all(kube.clone()),
+            config.clone(),
+            every_host(a),
+        )
+        .watches(
+            Api::<VmGuest>::all(kube.clone()),
+            config.clone(),
+            every_host(b),
+        )
+        .watches(
+            Api::<phoenix_crds::TraefikService>::all(kube.clone()),
+            config,
+            every_host(c),
+        )
+        .run(host::reconcile, host::error_policy, ctx)
+        .for_each(|_| async {})
+        .await
+}
+
+/// A mapper waking every host, whatever changed.
+fn every_host<K>(
+    store: reflector::Store<phoenix_crds::ProxmoxHost>,
+) -> impl Fn(K) -> Vec<reflector::ObjectRef<phoenix_crds::ProxmoxHost>> {
+    move |_| {
+        store
+            .state()
+            .iter()
+            .map(|h| reflector::ObjectRef::from_obj(&**h))
+            .collect()
+    }
 }
 
 /// The ACME HTTP-01 challenge responder, serving until dropped.

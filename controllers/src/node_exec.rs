@@ -10,9 +10,9 @@ use phoenix_clients::exec::ssh::SshTarget;
 use phoenix_clients::exec::{ExecError, ExecOutput, quote};
 use phoenix_crds::ProxmoxCluster;
 
-/// Writes `content` to `path` on `node` (a cloud-init snippet): over SSH with the cluster's
-/// key, or directly when Phoenix runs on the node itself; in simulate mode onto the
-/// simulator's node.
+/// Writes `content` to `path` on `node` with `mode` (a cloud-init snippet 0600, dnsmasq's
+/// records 0644): over SSH with the cluster's key, or directly when Phoenix runs on the
+/// node itself; in simulate mode onto the simulator's node.
 pub async fn write_file(
     kube: &kube::Client,
     pve: &Connection,
@@ -20,10 +20,12 @@ pub async fn write_file(
     node: &str,
     path: &str,
     content: &str,
+    mode: u32,
 ) -> Result<(), Error> {
     let refused = |e: String| Error::Exec(ExecError::Refused(e));
     if let Some(redirect) = redirect {
-        let body = serde_json::json!({"path": path, "content": content});
+        let body =
+            serde_json::json!({"path": path, "content": content, "mode": format!("{mode:04o}")});
         redirect
             .admin()
             .map_err(refused)?
@@ -52,7 +54,7 @@ pub async fn write_file(
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .mode(0o600)
+                .mode(mode)
                 .open(&partial)?;
             std::io::Write::write_all(&mut file, content.as_bytes())?;
             file.sync_all()?;
@@ -62,7 +64,7 @@ pub async fn write_file(
     }
     let target = ssh_target(kube, &pve.cluster, node).await?;
     let line = format!(
-        "mkdir -p {dir} && umask 077 && cat > {partial} && mv {partial} {path}",
+        "mkdir -p {dir} && umask 077 && cat > {partial} && chmod {mode:04o} {partial} && mv {partial} {path}",
         dir = quote(&dir),
         partial = quote(&partial),
         path = quote(path)

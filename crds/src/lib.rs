@@ -16,6 +16,7 @@ pub mod docker_stack;
 pub mod guest;
 pub mod lxc;
 pub mod proxmox_cluster;
+pub mod proxmox_host;
 pub mod traefik_service;
 pub mod vm;
 
@@ -23,6 +24,7 @@ pub use certificate::{Certificate, CertificateSpec, CertificateStatus};
 pub use docker_stack::{DockerStack, DockerStackSpec, DockerStackStatus};
 pub use lxc::{LxcGuest, LxcGuestSpec, LxcGuestStatus};
 pub use proxmox_cluster::{ProxmoxCluster, ProxmoxClusterSpec, ProxmoxClusterStatus};
+pub use proxmox_host::{ProxmoxHost, ProxmoxHostSpec, ProxmoxHostStatus};
 pub use traefik_service::{TraefikService, TraefikServiceSpec, TraefikServiceStatus};
 pub use vm::{VmGuest, VmGuestSpec, VmGuestStatus};
 
@@ -39,6 +41,7 @@ pub const VERSION: &str = "v1alpha1";
 pub fn all_crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     [
         ("proxmoxcluster.yaml", ProxmoxCluster::crd()),
+        ("proxmoxhost.yaml", ProxmoxHost::crd()),
         ("lxcguest.yaml", LxcGuest::crd()),
         ("vmguest.yaml", VmGuest::crd()),
         ("dockerstack.yaml", DockerStack::crd()),

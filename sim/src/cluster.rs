@@ -16,6 +16,17 @@ pub struct Node {
     /// command log, services and scripted answers.
     #[serde(default)]
     pub inside: crate::inside::Inside,
+    /// `/etc/timezone`, as `PUT /nodes/{node}/time` sets it.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// `/etc/resolv.conf`: `search`, `dns1`..`dns3` (absent keys left out).
+    #[serde(default)]
+    pub resolver: std::collections::BTreeMap<String, String>,
+}
+
+/// What a fresh PVE install has.
+fn default_timezone() -> String {
+    "Etc/UTC".into()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -352,9 +363,9 @@ impl Cluster {
     /// Writes a file on `node` as Phoenix does over SSH (`umask 077`, written beside and
     /// renamed over it: the file is `0600` whatever it was); under a storage's `snippets/`
     /// it becomes a snippet volume of that storage, as PVE lists files it finds there.
-    pub fn write_node_file(&mut self, node: &str, path: &str, content: String) {
+    pub fn write_node_file(&mut self, node: &str, path: &str, content: String, mode: u32) {
         let Some(n) = self.node_mut(node) else { return };
-        n.inside.push(path, content, Some(0o600));
+        n.inside.push(path, content, Some(mode));
         let snippet = self.storages.iter().find_map(|s| {
             let dir = format!("{}/snippets/", s.path()?);
             let name = path.strip_prefix(&dir)?;
@@ -411,6 +422,8 @@ impl Cluster {
                     maxmem_mib: 128 * 1024,
                     maxcpu: 32,
                     inside: Default::default(),
+                    timezone: default_timezone(),
+                    resolver: [("search".to_owned(), "localdomain".to_owned())].into(),
                 })
                 .collect(),
             storages: vec![
@@ -470,7 +483,7 @@ impl Cluster {
     pub fn adopt_node_files(&mut self) {
         for (key, content) in std::mem::take(&mut self.node_files) {
             if let Some((node, path)) = key.split_once(':') {
-                self.write_node_file(node, path, content);
+                self.write_node_file(node, path, content, 0o600);
             }
         }
     }

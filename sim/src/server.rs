@@ -572,18 +572,27 @@ impl Server {
             errors: None,
         };
         let (Some(path), Some(content)) = (body["path"].as_str(), body["content"].as_str()) else {
-            return Err(bad("want {path, content} for a node of the cluster".into()));
+            return Err(bad(
+                "want {path, content, mode?} for a node of the cluster".into()
+            ));
         };
         if !path.starts_with('/') || crate::node_mirror::relative(path).is_err() {
             return Err(bad(format!(
                 "refused path {path:?}: absolute, without '..', naming a file"
             )));
         }
+        // As `umask 077` then `chmod MODE` leave it; 0600 when no mode is given.
+        let mode = match body["mode"].as_str() {
+            None => 0o600,
+            Some(text) => crate::inside::parse_perms(text).map_err(bad)?,
+        };
         let mut sim = self.sim();
         if sim.cluster.node(node).is_none() {
             return Err(Owner::Node(node.to_owned()).missing());
         }
-        sim.on_node(node, |c| c.write_node_file(node, path, content.to_owned()));
+        sim.on_node(node, |c| {
+            c.write_node_file(node, path, content.to_owned(), mode)
+        });
         sim.save();
         Ok(Value::Null)
     }

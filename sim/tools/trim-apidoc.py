@@ -10,7 +10,7 @@ import json
 import sys
 
 SERVED = [
-    "/version", "/nodes", "/nodes/{node}/status", "/cluster/status", "/cluster/resources",
+    "/version", "/nodes", "/nodes/{node}/status", "/nodes/{node}/time", "/nodes/{node}/dns", "/cluster/status", "/cluster/resources",
     "/cluster/nextid", "/pools", "/access/ticket", "/storage/{storage}",
     "/nodes/{node}/storage", "/nodes/{node}/storage/{storage}/content",
     "/nodes/{node}/storage/{storage}/download-url", "/nodes/{node}/aplinfo",

@@ -536,6 +536,34 @@ pub async fn foreign_guest(sim: &SimAdmin, vmid: u32, hostname: &str) {
     .await;
 }
 
+/// Until `kind`'s controller has made `rounds` more passes over `objects` objects (from its
+/// reconcile counter): that many resyncs have happened.
+#[allow(dead_code)]
+pub async fn resync_rounds(server: &ApiServer, kind: &str, objects: usize, rounds: usize) {
+    let series = format!("phoenix_reconciles_total{{kind=\"{kind}\"}}");
+    let target = metric(server, &series).await + (objects * rounds) as f64;
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while metric(server, &series).await < target {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{kind}'s controller keeps resyncing"));
+}
+
+/// Until `check` (evaluated afresh each time, e.g. a look at the simulator) holds, for a
+/// minute at most.
+#[allow(dead_code)]
+pub async fn until<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while !check().await {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
 /// Until the simulator's guests (by VMID) satisfy `done`.
 #[allow(dead_code)]
 pub async fn wait_sim(sim: &SimAdmin, what: &str, done: impl Fn(&serde_json::Value) -> bool) {

@@ -59,8 +59,9 @@ pub async fn ensure(
     let config = pve.client.storage_config(&storage).await?;
     let path = directory(&storage, &config)?;
     let file = format!("{path}/snippets/{name}");
-    crate::node_exec::write_file(&ctx.kube, pve, ctx.pve.redirect(), node, &file, user_data)
-        .await?;
+    // User data may hold keys and passwords: root-only.
+    let (kube, redirect) = (&ctx.kube, ctx.pve.redirect());
+    crate::node_exec::write_file(kube, pve, redirect, node, &file, user_data, 0o600).await?;
     if !listed(
         &pve.client
             .storage_content(node, &storage, "snippets")

@@ -135,6 +135,14 @@ fn route(sim: &mut Sim, call: &Call) -> ApiResult {
         }
         ("GET", "/nodes", _) => Ok(nodes::list(&sim.cluster)),
         ("GET", _, "/status") => nodes::status(&sim.cluster, &call.node()),
+        ("GET", _, "/time") => nodes::time(&sim.cluster, &call.node()),
+        ("PUT", _, "/time") => nodes::set_time(
+            &mut sim.cluster,
+            &call.node(),
+            &call.text("timezone").unwrap_or_default(),
+        ),
+        ("GET", _, "/dns") => nodes::dns(&sim.cluster, &call.node()),
+        ("PUT", _, "/dns") => nodes::set_dns(&mut sim.cluster, &call.node(), call),
         ("GET", "/cluster/status", _) => Ok(cluster::status(&sim.cluster)),
         ("GET", "/cluster/resources", _) => Ok(cluster::resources(
             &sim.cluster,

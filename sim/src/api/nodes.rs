@@ -1,4 +1,5 @@
-//! The nodes: `/nodes` and `/nodes/{node}/status`.
+//! The nodes: `/nodes`, `/nodes/{node}/status`, and the node settings PVE keeps: time zone
+//! (`/time`) and resolver (`/dns`).
 
 use super::{ApiResult, PveError};
 use crate::cluster::Cluster;
@@ -27,4 +28,48 @@ pub(super) fn status(cluster: &Cluster, node: &str) -> ApiResult {
               "memory": {"total": n.maxmem_mib * 1024 * 1024, "used": used, "free": (n.maxmem_mib * 1024 * 1024).saturating_sub(used)},
               "cpu": 0.02, "loadavg": ["0.10", "0.08", "0.05"]}),
     )
+}
+
+/// `GET /nodes/{node}/time`.
+pub(super) fn time(cluster: &Cluster, node: &str) -> ApiResult {
+    let n = cluster
+        .node(node)
+        .ok_or_else(|| PveError::server(format!("no such node '{node}'")))?;
+    let now = crate::cluster::now_s();
+    Ok(json!({"timezone": n.timezone, "time": now, "localtime": now}))
+}
+
+/// `PUT /nodes/{node}/time`: PVE refuses a zone it has no zoneinfo file for.
+pub(super) fn set_time(cluster: &mut Cluster, node: &str, timezone: &str) -> ApiResult {
+    let known = !timezone.contains("..")
+        && std::path::Path::new("/usr/share/zoneinfo")
+            .join(timezone)
+            .is_file();
+    if !known {
+        return Err(PveError::server(format!("unknown time zone '{timezone}'")));
+    }
+    if let Some(n) = cluster.nodes.iter_mut().find(|n| n.name == node) {
+        n.timezone = timezone.to_owned();
+    }
+    Ok(Value::Null)
+}
+
+/// `GET /nodes/{node}/dns`: the keys resolv.conf has.
+pub(super) fn dns(cluster: &Cluster, node: &str) -> ApiResult {
+    let n = cluster
+        .node(node)
+        .ok_or_else(|| PveError::server(format!("no such node '{node}'")))?;
+    Ok(json!(n.resolver))
+}
+
+/// `PUT /nodes/{node}/dns`: resolv.conf rewritten from the call (absent servers dropped).
+pub(super) fn set_dns(cluster: &mut Cluster, node: &str, call: &super::Call) -> ApiResult {
+    let resolver = ["search", "dns1", "dns2", "dns3"]
+        .into_iter()
+        .filter_map(|k| Some((k.to_owned(), call.text(k)?)))
+        .collect();
+    if let Some(n) = cluster.nodes.iter_mut().find(|n| n.name == node) {
+        n.resolver = resolver;
+    }
+    Ok(Value::Null)
 }

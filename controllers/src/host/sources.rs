@@ -1,0 +1,115 @@
+//! What the records are derived from: the guests of the host's cluster (from the guest
+//! controllers' caches) and the routes (TraefikServices), each with the address it
+//! answers at.
+
+use super::records::{GuestName, RouteName};
+use crate::guest::Guest;
+use phoenix_crds::{LxcGuest, TraefikService, VmGuest};
+use std::sync::Arc;
+
+/// Whether a guest referring to `cluster_ref` (none: the only cluster) is on `cluster`.
+fn on_cluster(cluster_ref: Option<&str>, cluster: &str) -> bool {
+    cluster_ref.is_none_or(|c| c == cluster)
+}
+
+/// The guests that run (a template never has an address of its own) on `cluster`.
+pub fn guests(lxc: &[Arc<LxcGuest>], vm: &[Arc<VmGuest>], cluster: &str) -> Vec<GuestName> {
+    let containers = lxc.iter().filter(|g| !g.wants_template()).filter_map(|g| {
+        let cluster_ref = g.spec.common.cluster_ref.as_ref().map(|r| r.name.as_str());
+        on_cluster(cluster_ref, cluster).then(|| GuestName {
+            kind: "LxcGuest",
+            namespace: g.metadata.namespace.clone().unwrap_or_default(),
+            name: g.metadata.name.clone().unwrap_or_default(),
+            hostname: g.spec.hostname.clone(),
+            address: g.status.as_ref().and_then(|s| s.guest.ip.clone()),
+        })
+    });
+    let vms = vm.iter().filter(|g| !g.wants_template()).filter_map(|g| {
+        let cluster_ref = g.spec.common.cluster_ref.as_ref().map(|r| r.name.as_str());
+        on_cluster(cluster_ref, cluster).then(|| GuestName {
+            kind: "VmGuest",
+            namespace: g.metadata.namespace.clone().unwrap_or_default(),
+            name: g.metadata.name.clone().unwrap_or_default(),
+            hostname: g.spec.name.clone(),
+            address: g.status.as_ref().and_then(|s| s.guest.ip.clone()),
+        })
+    });
+    let mut all: Vec<GuestName> = containers.chain(vms).collect();
+    // Oldest first would need timestamps; a stable order is what keeps files from flapping.
+    all.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+    all
+}
+
+/// Each route answers at Traefik's guest, or at the gateway's when it is public (both
+/// LxcGuests in the route's namespace).
+pub fn routes(routes: &[TraefikService], guests: &[GuestName]) -> Vec<RouteName> {
+    let mut all: Vec<RouteName> = routes
+        .iter()
+        .map(|r| {
+            let namespace = r.metadata.namespace.clone().unwrap_or_default();
+            let via = if r.spec.public {
+                &r.spec.gateway_ref.name
+            } else {
+                &r.spec.traefik_ref.name
+            };
+            let address = guests
+                .iter()
+                .find(|g| g.kind == "LxcGuest" && g.namespace == namespace && g.name == *via)
+                .and_then(|g| g.address.clone());
+            RouteName {
+                via: format!("LxcGuest {namespace}/{via}"),
+                namespace,
+                name: r.metadata.name.clone().unwrap_or_default(),
+                host: r.spec.host.clone(),
+                address,
+            }
+        })
+        .collect();
+    all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_answer_at_traefik_or_at_the_gateway_when_public() {
+        let guest = |name: &str, address: &str| GuestName {
+            kind: "LxcGuest",
+            namespace: "default".into(),
+            name: name.into(),
+            hostname: name.into(),
+            address: Some(address.into()),
+        };
+        let guests = [
+            guest("traefik-internal", "10.0.0.12"),
+            guest("nginx-phoenix", "10.0.0.153"),
+        ];
+        let route = |name: &str, public: bool| -> TraefikService {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "phoenix.thinkheads.ai/v1alpha1", "kind": "TraefikService",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"host": format!("{name}.internal.example"), "public": public,
+                         "backend": {"url": "http://10.0.0.20:80"}}
+            }))
+            .unwrap()
+        };
+        let found = routes(&[route("inner", false), route("outer", true)], &guests);
+        let addresses: Vec<_> = found
+            .iter()
+            .map(|r| (r.name.as_str(), r.address.as_deref()))
+            .collect();
+        assert_eq!(
+            addresses,
+            [("inner", Some("10.0.0.12")), ("outer", Some("10.0.0.153"))]
+        );
+    }
+
+    #[test]
+    fn guests_of_other_clusters_are_left_out() {
+        assert!(on_cluster(None, "homelab"));
+        assert!(on_cluster(Some("homelab"), "homelab"));
+        assert!(!on_cluster(Some("lab2"), "homelab"));
+    }
+}
