@@ -3,6 +3,7 @@
 
 pub mod access;
 mod error;
+pub mod node;
 mod tls;
 mod upid;
 
