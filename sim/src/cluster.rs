@@ -357,6 +357,9 @@ pub struct Cluster {
     /// Users, groups, roles, ACLs and API tokens.
     #[serde(default)]
     pub access: crate::access::Access,
+    /// The datacenter firewall: options, IP sets, rules.
+    #[serde(default)]
+    pub firewall: crate::firewall::ClusterFirewall,
 }
 
 impl Cluster {

@@ -13,6 +13,7 @@
 //! | `GET /admin/guests`, `GET /admin/guests/{vmid}` | simulated guests: config, power state, snapshots, files, command log, firewall |
 //! | `GET /admin/tasks` | every task with its state and log |
 //! | `GET /admin/access` | access control: `users` (userid, enable, expire, groups, comment, `hasPassword`), `groups`, `roles` (those made through the API, with their privileges; built-ins are derived), `acl` (path, type, ugid, roleid, propagate) and `tokens` (`tokenid` as `user@realm!name`, privsep, expire, comment; never secrets) |
+//! | `GET /admin/firewall` | the datacenter firewall as kept (as PVE reads `cluster.fw` back): `options` (`enable`, `ebtables` as numbers, `policy_*`, `log_ratelimit`), `ipsets` (`{name: {comment, entries: [{cidr, nomatch, comment}]}}`, names in lower case, entries sorted), `rules` (top first, as listed without `pos`/`digest`) |
 //! | `GET /admin/swarms` | the docker swarms the VMs formed: manager address, nodes (vmid, id, role, status) |
 //! | `GET /admin/nodes/{node}/files`, `PUT /admin/nodes/{node}/files` | files on a node (`{path: content}`; `PUT {path, content}` writes one as Phoenix does over SSH: `0600`, renamed into place; the path absolute, without `..`); under a storage's `snippets/` they are snippet volumes |
 //! | `POST /admin/nodes/{node}/exec`, `POST /admin/guests/{vmid}/exec` | runs `{"command": [argv]}` in the node (the host, over SSH) or the running guest with the small shell of [`inside`] (`flock FILE …` waits for that lock file): `{"exitcode", "output"}` |
@@ -44,6 +45,9 @@ pub mod clock;
 pub mod cluster;
 pub mod compose;
 pub mod docker;
+pub mod firewall;
+#[cfg(test)]
+mod firewall_tests;
 pub mod inside;
 pub mod listeners;
 pub mod node_mirror;

@@ -14,23 +14,34 @@ static SCHEMA: LazyLock<Value> = LazyLock::new(|| {
 });
 
 /// The schema path (`/nodes/{node}/lxc/{vmid}`) a request path matches, with the values of
-/// its placeholders.
+/// its placeholders (percent-decoded, as PVE's server decodes the path). A trailing
+/// `{cidr}` takes the rest of the path, slashes and all: PVE mounts IP set entries with no
+/// fragment delimiter, so `ipset/web/10.0.0.0/24` names the entry `10.0.0.0/24`.
 pub fn route(path: &str) -> Option<(&'static str, BTreeMap<String, String>)> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let schema = SCHEMA.as_object()?;
     for template in schema.keys() {
         let parts: Vec<&str> = template.trim_matches('/').split('/').collect();
-        if parts.len() != segments.len() {
+        let rest = parts.last() == Some(&"{cidr}");
+        let fits = match rest {
+            true => segments.len() >= parts.len(),
+            false => segments.len() == parts.len(),
+        };
+        if !fits {
             continue;
         }
         let mut vars = BTreeMap::new();
-        let matched = parts.iter().zip(&segments).all(|(p, s)| {
+        let matched = parts.iter().enumerate().all(|(i, p)| {
+            let s = match rest && i + 1 == parts.len() {
+                true => segments[i..].join("/"),
+                false => segments[i].to_owned(),
+            };
             match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
                 Some(var) => {
-                    vars.insert(var.to_owned(), s.to_string());
+                    vars.insert(var.to_owned(), percent_decoded(&s));
                     true
                 }
-                None => p == s,
+                None => *p == s,
             }
         });
         if matched {
@@ -38,6 +49,30 @@ pub fn route(path: &str) -> Option<(&'static str, BTreeMap<String, String>)> {
         }
     }
     None
+}
+
+/// `%2F` → `/` and so on; anything that is no escape stays as it is.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Who may call the endpoint (`permissions` in the schema: `user`, `check`).
@@ -290,6 +325,9 @@ fn verify_username(name: &str) -> Result<(), String> {
 
 /// The named formats guests use; others are accepted as PVE would for plain strings.
 fn named_format(format: &str, text: &str) -> Result<(), String> {
+    if matches!(format, "IPorCIDR" | "IPorCIDRorAlias") {
+        return ip_or_cidr(format, text);
+    }
     let ok = match format {
         "pve-configid" => CONFIGID.is_match(text),
         "pve-storage-id" | "pve-node" | "pve-poolid" => STORAGE_ID.is_match(text),
@@ -315,6 +353,23 @@ fn named_format(format: &str, text: &str) -> Result<(), String> {
             "value does not look like a valid {}",
             format.trim_start_matches("pve-")
         ))
+    }
+}
+
+static FW_ALIAS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(dc/|guest/)?[A-Za-z][A-Za-z0-9\-_]+$").expect("static"));
+
+/// pve-firewall's `pve_verify_ip_or_cidr` (and `_or_alias`): an address with an optional
+/// numeric prefix (host bits may be set), or an alias name.
+fn ip_or_cidr(format: &str, text: &str) -> Result<(), String> {
+    if format == "IPorCIDRorAlias" && FW_ALIAS.is_match(text) {
+        return Ok(());
+    }
+    let (addr, prefix) = text.split_once('/').unwrap_or((text, "0"));
+    let numeric = !prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_digit());
+    match numeric && addr.parse::<std::net::IpAddr>().is_ok() {
+        true => Ok(()),
+        false => Err("value does not look like a valid IP address or CIDR network".into()),
     }
 }
 

@@ -291,7 +291,8 @@ impl Server {
         self.call(method, api_path, params, user)
     }
 
-    fn logged(
+    /// Logs the call and saves the state after a successful write, then answers.
+    pub(crate) fn logged(
         &self,
         method: &str,
         path: &str,
@@ -695,6 +696,7 @@ impl Server {
             },
             ("GET", ["tasks"]) => ok(json!(sim.cluster.tasks.values().collect::<Vec<_>>())),
             ("GET", ["access"]) => ok(access_summary(&sim.cluster.access)),
+            ("GET", ["firewall"]) => ok(json!(sim.cluster.firewall)),
             _ => error(&PveError {
                 status: 404,
                 message: format!("no admin route {method} {path}"),

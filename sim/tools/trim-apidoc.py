@@ -39,6 +39,9 @@ SERVED = [
     "/access/users/{userid}/token/{tokenid}", "/access/groups", "/access/groups/{groupid}",
     "/access/roles", "/access/roles/{roleid}", "/access/acl", "/access/permissions",
     "/access/password",
+    "/cluster/firewall/options", "/cluster/firewall/ipset", "/cluster/firewall/ipset/{name}",
+    "/cluster/firewall/ipset/{name}/{cidr}", "/cluster/firewall/rules",
+    "/cluster/firewall/rules/{pos}",
 ]
 DROP = {"description", "verbose_description", "typetext", "format_description", "title"}
 

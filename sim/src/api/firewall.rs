@@ -1,13 +1,18 @@
-//! A guest's firewall: its options and rules.
+//! A guest's firewall: its options and rules (the rules' habits are [`firewall_rules`]'s,
+//! shared with the datacenter's; a `+set` must be one of the datacenter's IP sets, as
+//! guests' own sets are not simulated).
+//!
+//! [`firewall_rules`]: super::firewall_rules
 
-use super::{ApiResult, Call, PveError, looked_up};
-use crate::cluster::Guest;
+use super::firewall_rules::{self, Env};
+use super::{ApiResult, Call};
+use crate::cluster::{Guest, GuestKind};
 use crate::state::Sim;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 pub(super) fn set_options(sim: &mut Sim, call: &Call, guest: &Guest) -> ApiResult {
     let vmid = guest.vmid;
-    let g = looked_up(sim, vmid);
+    let g = super::looked_up(sim, vmid);
     for (k, _) in &call.params {
         if !matches!(k.as_str(), "node" | "vmid" | "digest" | "delete") {
             g.firewall_options
@@ -17,48 +22,52 @@ pub(super) fn set_options(sim: &mut Sim, call: &Call, guest: &Guest) -> ApiResul
     Ok(Value::Null)
 }
 
-pub(super) fn rules(guest: &Guest) -> Value {
-    Value::Array(
-        guest
-            .firewall_rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let mut r = r.clone();
-                r["pos"] = json!(i);
-                r
-            })
-            .collect(),
-    )
+/// How PVE names the guest's kind as a `rule_env`.
+fn env(guest: &Guest) -> Env {
+    match guest.kind {
+        GuestKind::Lxc => Env::Guest("ct"),
+        GuestKind::Qemu => Env::Guest("vm"),
+    }
+}
+
+pub(super) fn rules(sim: &Sim, guest: &Guest) -> Value {
+    firewall_rules::list(&guest.firewall_rules, &sim.cluster.firewall.ipsets)
+}
+
+pub(super) fn rule(sim: &Sim, call: &Call, guest: &Guest) -> ApiResult {
+    firewall_rules::get(&guest.firewall_rules, &sim.cluster.firewall.ipsets, call)
+}
+
+/// Runs `f` on the guest's rules with the datacenter's IP sets beside them.
+fn with_rules(
+    sim: &mut Sim,
+    guest: &Guest,
+    f: impl FnOnce(&mut Vec<Value>, &firewall_rules::Sets) -> ApiResult,
+) -> ApiResult {
+    let cluster = &mut sim.cluster;
+    let g = cluster
+        .guests
+        .get_mut(&guest.vmid)
+        .expect("the router looked it up");
+    f(&mut g.firewall_rules, &cluster.firewall.ipsets)
 }
 
 pub(super) fn add_rule(sim: &mut Sim, call: &Call, guest: &Guest) -> ApiResult {
-    let vmid = guest.vmid;
-    let mut rule = Map::new();
-    for (k, v) in &call.params {
-        if !matches!(k.as_str(), "node" | "vmid" | "pos" | "digest") {
-            rule.insert(k.clone(), v.clone());
-        }
-    }
-    // PVE's create_rule puts the new rule on top (`unshift`), whatever `pos` says,
-    // and a rule created without `enable` is disabled.
-    rule.entry("enable").or_insert(json!(0));
-    let g = looked_up(sim, vmid);
-    g.firewall_rules.insert(0, Value::Object(rule));
-    Ok(Value::Null)
+    let env = env(guest);
+    with_rules(sim, guest, |rules, sets| {
+        firewall_rules::create(rules, sets, call, env)
+    })
+}
+
+pub(super) fn update_rule(sim: &mut Sim, call: &Call, guest: &Guest) -> ApiResult {
+    let env = env(guest);
+    with_rules(sim, guest, |rules, sets| {
+        firewall_rules::update(rules, sets, call, env)
+    })
 }
 
 pub(super) fn delete_rule(sim: &mut Sim, call: &Call, guest: &Guest) -> ApiResult {
-    let vmid = guest.vmid;
-    let g = looked_up(sim, vmid);
-    let pos = call.text("pos").and_then(|p| p.parse::<usize>().ok());
-    match pos.filter(|p| *p < g.firewall_rules.len()) {
-        Some(p) => {
-            g.firewall_rules.remove(p);
-            Ok(Value::Null)
-        }
-        None => Err(PveError::server(
-            "no rule at position {pos}".replace("{pos}", &call.text("pos").unwrap_or_default()),
-        )),
-    }
+    with_rules(sim, guest, |rules, sets| {
+        firewall_rules::delete(rules, sets, call)
+    })
 }

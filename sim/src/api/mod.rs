@@ -6,12 +6,15 @@
 //! children and use its request and error types. `cluster`, `pools`, `status`,
 //! `templates` and `snapshots` use `guests` (a guest's summary, its lock, ...), which uses
 //! none of them. `permissions` decides who may call what (before any handler runs, and
-//! inside the handlers that check more); `access` serves `/access`.
+//! inside the handlers that check more); `access` serves `/access`. `firewall` (a
+//! guest's) and `cluster_firewall` (the datacenter's) share `firewall_rules`.
 
 mod access;
 mod agent;
 mod cluster;
+mod cluster_firewall;
 mod firewall;
+mod firewall_rules;
 mod guests;
 mod nodes;
 mod permissions;
@@ -149,6 +152,7 @@ fn route(sim: &mut Sim, call: &Call) -> ApiResult {
             call.text("type").as_deref(),
         )),
         ("GET", "/cluster/nextid", _) => cluster::next_id(&sim.cluster, call),
+        (_, t, _) if t.starts_with("/cluster/firewall/") => cluster_firewall::call(sim, call),
         ("GET", "/pools", _) => Ok(pools::list(&sim.cluster)),
         ("GET", "/storage/{storage}", _) => {
             storage::config(&sim.cluster, &call.text("storage").unwrap_or_default())
@@ -210,8 +214,10 @@ fn guest_call(sim: &mut Sim, call: &Call, kind: GuestKind, rest: &str) -> ApiRes
         ("DELETE", "") => guests::destroy(sim, call, &guest),
         ("GET", "/firewall/options") => Ok(json!(guest.firewall_options)),
         ("PUT", "/firewall/options") => firewall::set_options(sim, call, &guest),
-        ("GET", "/firewall/rules") => Ok(firewall::rules(&guest)),
+        ("GET", "/firewall/rules") => Ok(firewall::rules(sim, &guest)),
         ("POST", "/firewall/rules") => firewall::add_rule(sim, call, &guest),
+        ("GET", "/firewall/rules/{pos}") => firewall::rule(sim, call, &guest),
+        ("PUT", "/firewall/rules/{pos}") => firewall::update_rule(sim, call, &guest),
         ("DELETE", "/firewall/rules/{pos}") => firewall::delete_rule(sim, call, &guest),
         (_, agent) if agent.starts_with("/agent/") => {
             agent::call(sim, call, &guest, &agent["/agent/".len()..])
