@@ -16,7 +16,7 @@ fn crds_prints_one_document_per_kind() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text, phoenix_crds::all_crds_yaml());
-    assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 6);
+    assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 7);
 }
 
 #[test]

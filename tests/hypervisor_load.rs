@@ -94,9 +94,10 @@ async fn steady_state_costs_one_config_read_per_guest_per_resync() {
         views as f64 <= elapsed / 1.0 + 2.0,
         "one cluster view per interval: {views} in {elapsed:.1} s"
     );
+    let firewall = |c: &&String| c.contains("/cluster/firewall/");
     let cluster: Vec<&String> = calls
         .iter()
-        .filter(|c| !c.contains("/lxc/") && !c.ends_with("/cluster/resources"))
+        .filter(|c| !c.contains("/lxc/") && !c.ends_with("/cluster/resources") && !firewall(c))
         .collect();
     // The window can cut a round at each end: whole rounds in it, plus two.
     let rounds = (elapsed / 2.0).floor() + 2.0;
@@ -104,6 +105,12 @@ async fn steady_state_costs_one_config_read_per_guest_per_resync() {
         cluster.len() as f64 <= rounds * 3.0,
         "the ProxmoxCluster's look, three reads per resync: {} in {elapsed:.1} s: {cluster:?}",
         cluster.len()
+    );
+    // The datacenter firewall's: the IP set list, its three sets, options and rules.
+    let looks = calls.iter().filter(firewall).count();
+    assert!(
+        looks as f64 <= rounds * 6.0,
+        "the datacenter firewall's look, six reads per resync: {looks} in {elapsed:.1} s"
     );
     println!(
         "steady state: {} calls in {elapsed:.1} s ({views} cluster views)",

@@ -21,6 +21,8 @@ pub const INSTALLED: &str = "Installed";
 /// ProxmoxHost areas.
 pub const NODE_SETTINGS_READY: &str = "NodeSettingsReady";
 pub const DNS_READY: &str = "DnsReady";
+/// ProxmoxCluster: the datacenter firewall.
+pub const FIREWALL_READY: &str = "FirewallReady";
 
 /// Reasons shared by several kinds or conditions (a failure's reason is its error
 /// category, see `error.rs`; a step's is its own, see `guest::decide`).
@@ -83,6 +85,7 @@ pub mod reason {
     pub const NO_ISSUER: &str = "NoIssuer";
     pub const NO_NODE_AVAILABLE: &str = "NoNodeAvailable";
     pub const NODE_NOT_IN_CLUSTER: &str = "NodeNotInCluster";
+    pub const NODE_ADDRESS_UNKNOWN: &str = "NodeAddressUnknown";
     pub const RELOAD_FAILED: &str = "ReloadFailed";
     pub const ROOT_NOT_PINNED: &str = "RootNotPinned";
     pub const SNIPPET_NOT_LISTED: &str = "SnippetNotListed";
@@ -127,6 +130,7 @@ pub mod reason {
     pub const RECORDS_UPDATED: &str = "RecordsUpdated";
     pub const DNSMASQ_RESTARTED: &str = "DnsmasqRestarted";
     pub const INVALID_DNSMASQ: &str = "InvalidDnsmasq";
+    pub const WOULD_LOCK_OUT: &str = "WouldLockOut";
 }
 
 /// Where a pass left an object, as kstatus reads it.

@@ -53,12 +53,7 @@ async fn read(secrets: &Api<Secret>) -> Result<Option<String>, Error> {
     let Some(secret) = secrets.get_opt(SECRET).await? else {
         return Ok(None);
     };
-    let pem = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get("tls.crt"))
-        .and_then(|b| String::from_utf8(b.0.clone()).ok());
-    Ok(pem)
+    Ok(crate::pve::secret_text(&secret, "tls.crt"))
 }
 
 /// A new self-signed CA for client authentication only: its certificate and key (PEM).

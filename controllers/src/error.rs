@@ -71,9 +71,9 @@ pub enum Error {
     #[error("PVE task {upid} failed: {exitstatus}")]
     TaskFailed { upid: String, exitstatus: String },
     /// A step of a host's setup failed (a command on the node, or a PVE call): which step,
-    /// and what it said. Retried with backoff.
-    #[error("host step {step} failed: {detail}")]
-    HostStep { step: String, detail: String },
+    /// and why. Retried with backoff unless what failed cannot be helped by retrying.
+    #[error("host step {step} failed: {source}")]
+    HostStep { step: String, source: Box<Error> },
 }
 
 impl Error {
@@ -95,7 +95,11 @@ impl Error {
             Error::Portainer(e) => e.category(),
             Error::FeatureFailed { .. } => "FeatureFailed",
             Error::RolledBack { .. } => "ChangeRolledBack",
-            Error::HostStep { .. } => "HostStepFailed",
+            // A spec the step cannot work with keeps its own reason.
+            Error::HostStep { source, .. } => match **source {
+                Error::Spec { reason, .. } | Error::Conflict { reason, .. } => reason,
+                _ => "HostStepFailed",
+            },
         }
     }
 
@@ -112,6 +116,7 @@ impl Error {
                 PortainerKind::Invalid | PortainerKind::AdminInitTimeout
             ),
             Error::Proxmox(e) => !e.is_transient() && e.status.is_some_and(|s| s == 400),
+            Error::HostStep { source, .. } => source.is_permanent(),
             _ => false,
         }
     }
@@ -140,13 +145,18 @@ impl Error {
         }
     }
 
-    /// Host step `step` failed with `detail` (a command's exit and last lines, or PVE's
-    /// error).
-    pub fn host_step(step: &str, detail: impl std::fmt::Display) -> Self {
+    /// Host step `step` failed because of `source` (PVE's error, the node unreachable...).
+    pub fn host_step(step: &str, source: impl Into<Error>) -> Self {
         Error::HostStep {
             step: step.to_owned(),
-            detail: detail.to_string(),
+            source: Box::new(source.into()),
         }
+    }
+
+    /// Host step `step` ran a command on the node that exited non-zero.
+    pub fn host_step_exit(step: &str, out: &phoenix_clients::exec::ExecOutput) -> Self {
+        let detail = format!("exit {}: {}", out.exit_code, out.tail(5).trim());
+        Error::host_step(step, phoenix_clients::exec::ExecError::Refused(detail))
     }
 
     pub fn conflict(reason: &'static str, message: impl Into<String>) -> Self {

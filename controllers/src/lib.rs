@@ -10,6 +10,7 @@ pub mod cluster_policy;
 pub mod cluster_view;
 pub mod conditions;
 pub mod context;
+pub mod datacenter_firewall;
 pub mod dependencies;
 pub mod docker_client_ca;
 pub mod docker_stack;
@@ -18,8 +19,10 @@ pub mod events;
 #[cfg(test)]
 mod examples;
 pub mod finalizers;
+pub mod firewall;
 pub mod guest;
 pub mod guest_exec;
+pub mod hashing;
 pub mod host;
 pub mod http;
 pub mod lxc;
@@ -120,14 +123,32 @@ pub async fn run(kube: kube::Client, options: Options) {
     );
     let lxc = run_guests(watch_inputs(lxc, &kube), woken_lxc, guests.clone());
     let vm = run_guests(watch_inputs(vm, &kube), woken_vm, guests.clone());
+    let containers = guests.lxc.store.clone();
     let cluster_ctx = Arc::new(proxmox_cluster::ClusterContext {
         shared: shared.clone(),
+        containers,
         wake_guests: Box::new(move || {
             guests.lxc.wake_all();
             guests.vm.wake_all();
         }),
     });
-    let clusters = lean_controller(Api::<ProxmoxCluster>::all(kube.clone()))
+    // Woken by containers and routes too: the datacenter firewall's role IP sets hold the
+    // addresses of the guests routes go through.
+    let clusters = lean_controller(Api::<ProxmoxCluster>::all(kube.clone()));
+    let (a, b) = (clusters.store(), clusters.store());
+    let config = kube::runtime::controller::Config::default().debounce(WAKE_DEBOUNCE);
+    let clusters = clusters
+        .with_config(config)
+        .watches(
+            Api::<LxcGuest>::all(kube.clone()),
+            Default::default(),
+            every(a),
+        )
+        .watches(
+            Api::<phoenix_crds::TraefikService>::all(kube.clone()),
+            Default::default(),
+            every(b),
+        )
         .run(
             proxmox_cluster::reconcile_cluster,
             proxmox_cluster::error_policy,
@@ -171,34 +192,36 @@ pub async fn run(kube: kube::Client, options: Options) {
 /// The ProxmoxHost controller, also woken when a guest or a route changes (their names
 /// and addresses are the host's DNS records).
 async fn run_hosts(kube: &kube::Client, ctx: Arc<host::HostContext>) {
-    let controller = lean_controller(Api::<phoenix_crds::ProxmoxHost>::all(kube.clone()));
+    // The records are read from the guest controllers' caches, fed by their own watches:
+    // a short debounce lets a change reach them before the pass it triggered reads them.
+    let config = kube::runtime::controller::Config::default()
+        .concurrency(PASSES_AT_ONCE)
+        .debounce(WAKE_DEBOUNCE);
+    let controller =
+        lean_controller(Api::<phoenix_crds::ProxmoxHost>::all(kube.clone())).with_config(config);
     let (a, b, c) = (controller.store(), controller.store(), controller.store());
     let config = watcher::Config::default();
     controller
-        .watches(
-            Api::<LxcGuest>::all(kube.clone()),
-            config.clone(),
-            every_host(a),
-        )
-        .watches(
-            Api::<VmGuest>::all(kube.clone()),
-            config.clone(),
-            every_host(b),
-        )
+        .watches(Api::<LxcGuest>::all(kube.clone()), config.clone(), every(a))
+        .watches(Api::<VmGuest>::all(kube.clone()), config.clone(), every(b))
         .watches(
             Api::<phoenix_crds::TraefikService>::all(kube.clone()),
             config,
-            every_host(c),
+            every(c),
         )
         .run(host::reconcile, host::error_policy, ctx)
         .for_each(|_| async {})
         .await
 }
 
-/// A mapper waking every host, whatever changed.
-fn every_host<K>(
-    store: reflector::Store<phoenix_crds::ProxmoxHost>,
-) -> impl Fn(K) -> Vec<reflector::ObjectRef<phoenix_crds::ProxmoxHost>> {
+/// Waking on other objects' changes: a burst of them makes one pass.
+const WAKE_DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// A mapper waking every object of `store`, whatever changed.
+fn every<K, T>(store: reflector::Store<T>) -> impl Fn(K) -> Vec<reflector::ObjectRef<T>>
+where
+    T: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
     move |_| {
         store
             .state()

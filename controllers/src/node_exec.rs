@@ -22,21 +22,10 @@ pub async fn write_file(
     content: &str,
     mode: u32,
 ) -> Result<(), Error> {
-    let refused = |e: String| Error::Exec(ExecError::Refused(e));
     if let Some(redirect) = redirect {
         let body =
             serde_json::json!({"path": path, "content": content, "mode": format!("{mode:04o}")});
-        redirect
-            .admin()
-            .map_err(refused)?
-            .call(
-                reqwest::Method::PUT,
-                &format!("nodes/{node}/files"),
-                &[],
-                Some(body),
-            )
-            .await
-            .map_err(refused)?;
+        simulated(redirect, reqwest::Method::PUT, node, "files", body).await?;
         return Ok(());
     }
     let dir = std::path::Path::new(path)
@@ -56,6 +45,9 @@ pub async fn write_file(
                 .truncate(true)
                 .mode(mode)
                 .open(&partial)?;
+            // A leftover partial keeps its old mode, and the umask filters a new one's:
+            // the mode is set before anything is written.
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
             std::io::Write::write_all(&mut file, content.as_bytes())?;
             file.sync_all()?;
             std::fs::rename(&partial, path)
@@ -101,20 +93,9 @@ pub async fn run(
     argv: &[String],
     timeout: std::time::Duration,
 ) -> Result<ExecOutput, Error> {
-    let refused = |e: String| Error::Exec(ExecError::Refused(e));
     if let Some(redirect) = redirect {
         let body = serde_json::json!({ "command": argv });
-        let answer = redirect
-            .admin()
-            .map_err(refused)?
-            .call(
-                reqwest::Method::POST,
-                &format!("nodes/{node}/exec"),
-                &[],
-                Some(body),
-            )
-            .await
-            .map_err(refused)?;
+        let answer = simulated(redirect, reqwest::Method::POST, node, "exec", body).await?;
         return Ok(ExecOutput {
             exit_code: answer["exitcode"].as_i64().unwrap_or(-1) as i32,
             output: answer["output"].as_str().unwrap_or_default().to_owned(),
@@ -127,6 +108,27 @@ pub async fn run(
     let target = ssh_target(kube, &pve.cluster, node).await?;
     let line = argv.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
     Ok(target.run(&line, None, timeout).await?)
+}
+
+/// A call to the simulator's node `node` (`/admin/nodes/{node}/{what}`).
+async fn simulated(
+    redirect: &Redirect,
+    method: reqwest::Method,
+    node: &str,
+    what: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, Error> {
+    let path = format!("nodes/{node}/{what}");
+    let admin = redirect.admin().map_err(refused)?;
+    admin
+        .call(method, &path, &[], Some(body))
+        .await
+        .map_err(refused)
+}
+
+/// A refusal to act on the node (what failed, never a secret).
+fn refused(e: String) -> Error {
+    Error::Exec(ExecError::Refused(e))
 }
 
 const NODE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -143,13 +145,8 @@ pub async fn ssh_target(
             "the cluster has no ssh settings",
         ));
     };
-    let address = cluster
-        .spec
-        .nodes
-        .iter()
-        .find(|n| n.name == node)
-        .and_then(|n| n.address.clone())
-        .unwrap_or_else(|| endpoint_host(&cluster.spec.endpoint));
+    let address =
+        node_address(cluster, node).map_err(|m| Error::spec(reason::NODE_ADDRESS_UNKNOWN, m))?;
     let reference = &ssh.secret_ref;
     let ([private_key, known_hosts], _) = crate::pve::secret_texts(
         kube,
@@ -165,6 +162,33 @@ pub async fn ssh_target(
         &private_key,
         &known_hosts,
     )?)
+}
+
+/// Where SSH reaches `node`: its address in `spec.nodes`, or the API endpoint's host when
+/// that can only be this node (the cluster has one node, as far as the spec and the last
+/// look say). Guessing otherwise would act on another node.
+fn node_address(cluster: &ProxmoxCluster, node: &str) -> Result<String, String> {
+    let spec = &cluster.spec;
+    if let Some(address) = spec
+        .nodes
+        .iter()
+        .find(|n| n.name == node)
+        .and_then(|n| n.address.clone())
+    {
+        return Ok(address);
+    }
+    let others_listed = spec.nodes.iter().any(|n| n.name != node);
+    let seen = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.node_count)
+        .unwrap_or(1);
+    if others_listed || seen > 1 {
+        return Err(format!(
+            "node {node}: the cluster has several nodes; give its SSH address in spec.nodes[].address"
+        ));
+    }
+    Ok(endpoint_host(&spec.endpoint))
 }
 
 /// `https://10.0.0.13:8006` → `10.0.0.13`.
@@ -185,6 +209,34 @@ mod tests {
             super::partial_of("/etc/phoenix/dnsmasq/hosts/lxc.default.web"),
             "/etc/phoenix/dnsmasq/hosts/.lxc.default.web.partial"
         );
+    }
+
+    #[test]
+    fn a_node_is_reached_at_its_own_address_or_the_endpoint_only_when_alone() {
+        let cluster = |nodes: serde_json::Value, seen: u32| -> phoenix_crds::ProxmoxCluster {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "phoenix.thinkheads.ai/v1alpha1", "kind": "ProxmoxCluster",
+                "metadata": {"name": "homelab"},
+                "spec": {"endpoint": "https://10.0.0.13:8006", "nodes": nodes,
+                         "credentialsSecretRef": {"name": "t", "namespace": "n"}},
+                "status": {"nodeCount": seen}
+            }))
+            .unwrap()
+        };
+        let listed =
+            serde_json::json!([{"name": "pve1", "address": "10.0.0.21"}, {"name": "pve2"}]);
+        assert_eq!(
+            super::node_address(&cluster(listed.clone(), 2), "pve1").unwrap(),
+            "10.0.0.21"
+        );
+        assert!(
+            super::node_address(&cluster(listed, 2), "pve2")
+                .unwrap_err()
+                .contains("spec.nodes[].address")
+        );
+        let alone = super::node_address(&cluster(serde_json::json!([]), 1), "phoenix");
+        assert_eq!(alone.unwrap(), "10.0.0.13");
+        assert!(super::node_address(&cluster(serde_json::json!([]), 3), "phoenix").is_err());
     }
 
     #[test]

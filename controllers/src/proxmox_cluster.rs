@@ -4,15 +4,17 @@
 
 use crate::conditions::{self, Standing, reason};
 use crate::context::Context;
+use crate::datacenter_firewall;
 use crate::error::Error;
 use crate::pve::{Redirect, client_config};
 use crate::status;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use phoenix_clients::proxmox::{self, ProxmoxClient};
-use phoenix_crds::ProxmoxCluster;
+use kube::runtime::events::EventType;
+use phoenix_clients::proxmox::ProxmoxClient;
 use phoenix_crds::proxmox_cluster::{NodeStatus, ProxmoxClusterStatus, StorageStatus};
+use phoenix_crds::{LxcGuest, ProxmoxCluster, TraefikService};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +22,8 @@ pub const KIND: &str = "ProxmoxCluster";
 
 /// What the cluster looks like from PVE.
 async fn observe(
-    config: &proxmox::Config,
+    pve: &ProxmoxClient,
 ) -> Result<(String, Vec<NodeStatus>, Vec<StorageStatus>), Error> {
-    let pve = ProxmoxClient::new(config)?;
     let version = pve.version().await?;
     let nodes = pve.nodes().await?;
     let storages = match nodes.first() {
@@ -66,14 +67,69 @@ pub async fn reconcile(
     cluster: &ProxmoxCluster,
     redirect: Option<&Redirect>,
 ) -> Result<ProxmoxClusterStatus, Error> {
+    let no_roles = datacenter_firewall::Roles {
+        traefik: Vec::new(),
+        gateway: Vec::new(),
+    };
+    reconcile_with(kube, cluster, redirect, &no_roles)
+        .await
+        .map(|(status, _)| status)
+}
+
+/// What the datacenter firewall area did: the changes made, or why it failed (`None`:
+/// the spec has no firewall, or PVE could not be reached).
+type FirewallOutcome = Option<Result<Vec<String>, Error>>;
+
+/// [`reconcile`], with the role addresses the datacenter firewall's IP sets hold.
+pub async fn reconcile_with(
+    kube: &kube::Client,
+    cluster: &ProxmoxCluster,
+    redirect: Option<&Redirect>,
+    roles: &datacenter_firewall::Roles,
+) -> Result<(ProxmoxClusterStatus, FirewallOutcome), Error> {
     let mut status = cluster.status.clone().unwrap_or_default();
     let generation = cluster.metadata.generation;
     let now = jiff::Timestamp::now();
-    let observed = match client_config(kube, cluster, redirect).await {
-        Ok((config, _)) => observe(&config).await,
-        Err(e) => Err(e),
+    let connect = async {
+        let (config, _) = client_config(kube, cluster, redirect).await?;
+        Ok::<_, Error>((ProxmoxClient::new(&config)?, config.endpoint))
+    };
+    let (connected, observed) = match connect.await {
+        Ok(connected) => {
+            let observed = observe(&connected.0).await;
+            (Some(connected), observed)
+        }
+        Err(e) => (None, Err(e)),
+    };
+    let firewall = match (&connected, &observed, &cluster.spec.firewall) {
+        (Some((client, endpoint)), Ok(_), Some(spec)) => {
+            Some(datacenter_firewall::reconcile(client, endpoint, spec, roles).await)
+        }
+        _ => None,
     };
     let conditions = &mut status.common.conditions;
+    match &firewall {
+        Some(Ok(_)) => conditions::set(
+            conditions,
+            conditions::FIREWALL_READY,
+            true,
+            reason::FIREWALL_CONFIGURED,
+            "the datacenter firewall is as the spec says",
+            generation,
+            now,
+        ),
+        Some(Err(e)) => conditions::set(
+            conditions,
+            conditions::FIREWALL_READY,
+            false,
+            e.category(),
+            &e.to_string(),
+            generation,
+            now,
+        ),
+        None => conditions
+            .retain(|c| c.type_ != conditions::FIREWALL_READY || cluster.spec.firewall.is_some()),
+    }
     match &observed {
         Ok((version, nodes, storages)) => {
             status.version = Some(version.clone());
@@ -96,7 +152,7 @@ pub async fn reconcile(
     status.common.observed_generation = generation;
     let api: Api<ProxmoxCluster> = Api::all(kube.clone());
     status::write(&api, cluster, cluster.status.as_ref(), &status).await?;
-    observed.map(|_| status)
+    observed.map(|_| (status, firewall))
 }
 
 /// The ProxmoxCluster controller's own context: the shared one, and how to wake the
@@ -104,6 +160,8 @@ pub async fn reconcile(
 pub struct ClusterContext {
     pub shared: Arc<Context>,
     pub wake_guests: Box<dyn Fn() + Send + Sync>,
+    /// The containers' cache: the datacenter firewall's role sets hold their addresses.
+    pub containers: kube::runtime::reflector::Store<LxcGuest>,
 }
 
 /// The controller's pass: check the connection, and when the cluster turns Ready wake the
@@ -119,11 +177,49 @@ pub async fn reconcile_cluster(
         .as_ref()
         .is_some_and(|s| conditions::is_true(&s.common.conditions, conditions::READY));
     let key = format!("ProxmoxCluster/{}", cluster.name_any());
-    let result = reconcile(&shared.kube, &cluster, shared.pve.redirect()).await;
-    if let Err(e) = &result {
-        tracing::warn!(cluster = %cluster.name_any(), reason = e.category(), "{e}");
-        shared.metrics.failed(KIND, e.category());
-        return Ok(Action::requeue(shared.backoff(&key)));
+    let roles = match &cluster.spec.firewall {
+        Some(_) => {
+            let routes: Api<TraefikService> = Api::all(shared.kube.clone());
+            let routes = routes.list(&Default::default()).await?.items;
+            datacenter_firewall::Roles::of(&routes, &ctx.containers.state(), &cluster.name_any())
+        }
+        None => datacenter_firewall::Roles::of(&[], &[], ""),
+    };
+    let redirect = shared.pve.redirect();
+    let firewall = match reconcile_with(&shared.kube, &cluster, redirect, &roles).await {
+        Ok((_, firewall)) => firewall,
+        Err(e) => {
+            tracing::warn!(cluster = %cluster.name_any(), reason = e.category(), "{e}");
+            shared.metrics.failed(KIND, e.category());
+            return Ok(Action::requeue(shared.backoff(&key)));
+        }
+    };
+    match firewall {
+        Some(Ok(changed)) if !changed.is_empty() => {
+            let note = format!("datacenter firewall: {}", changed.join(", "));
+            shared
+                .event(
+                    &*cluster,
+                    EventType::Normal,
+                    reason::FIREWALL_CONFIGURED,
+                    note,
+                )
+                .await;
+        }
+        Some(Err(e)) => {
+            let before = cluster.status.as_ref().and_then(|s| {
+                conditions::find(&s.common.conditions, conditions::FIREWALL_READY)
+                    .map(|c| c.message.clone())
+            });
+            // Told once, not at every resync while it stands.
+            if before.as_deref() != Some(e.to_string().as_str()) {
+                shared
+                    .event(&*cluster, EventType::Warning, e.category(), e.to_string())
+                    .await;
+            }
+            shared.metrics.failed(KIND, e.category());
+        }
+        _ => {}
     }
     if !was_ready {
         (ctx.wake_guests)();

@@ -215,6 +215,12 @@ pub async fn secret_texts<const N: usize>(
     Ok((texts, secret.metadata.resource_version.unwrap_or_default()))
 }
 
+/// The text under `key` of `secret` (`None`: no such key, or not UTF-8).
+pub fn secret_text(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone()).ok()
+}
+
 /// One connected cluster.
 pub struct Connection {
     pub cluster: Arc<ProxmoxCluster>,

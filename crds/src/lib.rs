@@ -41,12 +41,12 @@ pub const VERSION: &str = "v1alpha1";
 pub fn all_crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     [
         ("proxmoxcluster.yaml", ProxmoxCluster::crd()),
-        ("proxmoxhost.yaml", ProxmoxHost::crd()),
         ("lxcguest.yaml", LxcGuest::crd()),
         ("vmguest.yaml", VmGuest::crd()),
         ("dockerstack.yaml", DockerStack::crd()),
         ("traefikservice.yaml", TraefikService::crd()),
         ("certificate.yaml", Certificate::crd()),
+        ("proxmoxhost.yaml", ProxmoxHost::crd()),
     ]
     .into_iter()
     .map(|(file, crd)| (file, kubernetes_formats(crd)))

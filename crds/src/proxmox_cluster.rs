@@ -59,7 +59,39 @@ pub struct ProxmoxClusterSpec {
     /// volume that is not an image; absent: every allowed namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_powers: Option<HostPowers>,
+    /// The datacenter firewall (one per PVE cluster, hence here rather than on a kind of
+    /// its own that two objects could both claim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<DatacenterFirewall>,
 }
+
+/// The datacenter firewall: its options and rules, PVE's `management` IP set, and the IP
+/// sets Phoenix derives per role (`phoenix-traefik`: the Traefik guests routes go through;
+/// `phoenix-gateway`: the Nginx gateways of public routes), which rules may name as
+/// `+phoenix-traefik` so that a changed address is one IP-set entry, not a rule rewrite.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatacenterFirewall {
+    /// Turn the datacenter firewall on. Refused (`WouldLockOut`) unless `management` holds
+    /// the address Phoenix reaches PVE from.
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_in: Option<FirewallAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_out: Option<FirewallAction>,
+    /// Addresses or networks (`10.0.0.0/24`) that always reach PVE's web UI, API and SSH
+    /// (PVE's `management` IP set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(regex(pattern = CIDR_PATTERN)))]
+    pub management: Vec<String>,
+    /// Datacenter rules, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<FirewallRule>,
+}
+
+/// An IPv4 or IPv6 address, with or without a prefix length.
+pub const CIDR_PATTERN: &str = r"^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$";
 
 /// The namespaces whose guests may use host-level powers.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -494,13 +494,13 @@ fn rename(inside: &mut Inside, src: &str, dst: &str) -> Outcome {
 /// per file it cannot read, exit 1 if there was any; no operand is an empty stdin.
 fn sha256sum(inside: &Inside, files: &[&str]) -> Outcome {
     if files.is_empty() {
-        return Outcome::printing(format!("{}  -\n", sha256_hex(b"")));
+        return Outcome::printing(format!("{}  -\n", crate::access::sha256_hex("")));
     }
     let mut outcome = Outcome::done();
     for file in files {
         match inside.files.get(*file) {
             Some(content) => {
-                let line = format!("{}  {file}\n", sha256_hex(content.as_bytes()));
+                let line = format!("{}  {file}\n", crate::access::sha256_hex(content));
                 outcome.out.push_str(&line);
             }
             None => {
@@ -515,14 +515,6 @@ fn sha256sum(inside: &Inside, files: &[&str]) -> Outcome {
         }
     }
     outcome
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Whether some file's path runs through `path`.

@@ -12,6 +12,9 @@ pub struct Wanted {
     pub user: String,
     /// The token's own id (`controller` in `phoenix@pve!controller`).
     pub token: String,
+    /// An existing token whose secret the Secret does not hold may be replaced (whatever
+    /// else uses it then stops working): only when asked.
+    pub replace_token: bool,
 }
 
 impl Wanted {
@@ -116,6 +119,12 @@ pub fn plan(wanted: &Wanted, observed: &Observed) -> Result<Vec<Step>, String> {
     match token {
         None => steps.extend([Step::CreateToken, Step::WriteSecret]),
         // A separated token would have no privileges of its own: not the one setup makes.
+        Some(t) if (t.privsep || !usable) && !wanted.replace_token => {
+            return Err(format!(
+                "the token {} exists in PVE but the Secret does not hold a working copy of its secret (PVE shows it only once); rerun with --replace-token to replace it (whatever else uses it stops working)",
+                wanted.full_token_id()
+            ));
+        }
         Some(t) if t.privsep || !usable => steps.extend([Step::ReplaceToken, Step::WriteSecret]),
         Some(_) => {}
     }
@@ -133,6 +142,7 @@ mod tests {
             privileges: ["VM.Audit", "VM.Allocate"].map(String::from).into(),
             user: "phoenix@pve".into(),
             token: "controller".into(),
+            replace_token: true,
         }
     }
 
@@ -232,6 +242,18 @@ mod tests {
         for (name, observed, steps) in cases {
             assert_eq!(plan(&wanted(), &observed).unwrap(), steps, "{name}");
         }
+    }
+
+    #[test]
+    fn a_token_in_use_is_replaced_only_when_asked() {
+        let keep = Wanted {
+            replace_token: false,
+            ..wanted()
+        };
+        let error = plan(&keep, &complete(SecretHolds::Nothing)).unwrap_err();
+        assert!(error.contains("--replace-token"), "{error}");
+        let fine = complete(SecretHolds::Wanted { accepted: true });
+        assert_eq!(plan(&keep, &fine).unwrap(), vec![]);
     }
 
     #[test]

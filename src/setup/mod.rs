@@ -53,6 +53,10 @@ pub struct SetupArgs {
     /// The token's id.
     #[arg(long, default_value = "controller", value_parser = token_id)]
     pub token_name: String,
+    /// Replace the token when it exists but the Secret does not hold its secret (PVE shows
+    /// a secret only once); whatever else uses the old one stops working.
+    #[arg(long)]
+    pub replace_token: bool,
     /// The Secret the token is written to, NAMESPACE/NAME (the ProxmoxCluster's
     /// spec.credentialsSecretRef).
     #[arg(long, default_value = "phoenix-system/pve-token", value_parser = secret_ref)]
@@ -89,6 +93,7 @@ async fn setup(args: SetupArgs) -> anyhow::Result<()> {
         privileges: phoenix_controllers::privileges::controller(),
         user: args.phoenix_user.clone(),
         token: args.token_name.clone(),
+        replace_token: args.replace_token,
     };
     let (namespace, name) = &args.secret;
     let secrets: Api<Secret> = Api::namespaced(kube.clone(), namespace);
@@ -227,13 +232,7 @@ async fn secret_holds(
     let Some(secret) = secret else {
         return Ok(SecretHolds::Nothing);
     };
-    let text = |key: &str| {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .and_then(|v| String::from_utf8(v.0.clone()).ok())
-    };
+    let text = |key: &str| phoenix_controllers::pve::secret_text(secret, key);
     let (Some(id), Some(token_secret)) = (text("tokenId"), text("tokenSecret")) else {
         return Ok(SecretHolds::Nothing);
     };

@@ -20,14 +20,7 @@ use std::time::Duration;
 
 const QUICK: Duration = Duration::from_secs(60);
 
-/// SHA-256 of `text`, lower-case hex.
-pub fn sha256(text: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use crate::hashing::sha256;
 
 /// Installs `issued` wherever it is not yet. Guests not running yet are waited for: the
 /// message names them.

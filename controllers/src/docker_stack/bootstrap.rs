@@ -133,11 +133,7 @@ async fn valid_key(
         return Ok(None);
     };
     ours(stack, &secret)?;
-    let key = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&spec.api_key_secret_ref.key))
-        .and_then(|v| String::from_utf8(v.0.clone()).ok());
+    let key = crate::pve::secret_text(&secret, &spec.api_key_secret_ref.key);
     let Some(key) = key.filter(|k| !k.is_empty()) else {
         return Ok(None);
     };

@@ -373,8 +373,8 @@ impl<G: Guest> Pass<'_, G> {
         drift: bool,
         report: bool,
     ) -> Result<Vec<String>, Error> {
-        let target = (live.node.as_str(), G::TYPE, self.guest.vmid());
-        let changed = super::firewall::sync(&self.pve.client, target, fw, !report).await?;
+        let place = crate::firewall::Place::Guest(&live.node, G::TYPE, self.guest.vmid());
+        let changed = crate::firewall::sync(&self.pve.client, place, fw, !report).await?;
         if report || changed.is_empty() {
             return Ok(changed);
         }

@@ -9,7 +9,6 @@ pub mod cluster_watch;
 pub mod context;
 pub mod converge;
 pub mod decide;
-pub mod firewall;
 pub mod input_watch;
 pub mod inside;
 pub mod observe;

@@ -39,8 +39,12 @@ pub async fn reconcile(
     let applied = status.as_ref().and_then(|s| s.applied_digest.clone());
     let changes = dnsmasq::plan(&config, records, &observed);
     let on_node = dnsmasq::digest(&observed.hashes);
-    // The node differs from what Phoenix last put there: someone changed it.
-    let drifted = !changes.is_empty() && applied.as_ref().is_some_and(|a| *a != on_node);
+    // The node differs from what Phoenix last put there, or dnsmasq was stopped: someone
+    // changed it.
+    let drifted = !changes.is_empty()
+        && applied
+            .as_ref()
+            .is_some_and(|a| *a != on_node || !observed.active);
     let summary = DnsStatus {
         records: records.names as u32,
         files: records.files.len() as u32,
@@ -50,7 +54,7 @@ pub async fn reconcile(
     if drifted && pass.drift_policy == DriftPolicy::Report {
         *status = Some(summary);
         return Ok(Area::drifted(format!(
-            "dnsmasq's files on {} were changed outside Phoenix ({} to put back); driftPolicy Report leaves them",
+            "dnsmasq on {} was changed outside Phoenix ({} changes to put back); driftPolicy Report leaves it, and writes nothing there until it is put back or the policy changes",
             pass.node,
             changes.len()
         )));
@@ -205,8 +209,7 @@ async fn step(pass: &HostPass<'_>, name: &str, command: Vec<String>) -> Result<E
     .await
     .map_err(|e| Error::host_step(name, e))?;
     if !out.success() {
-        let detail = format!("exit {}: {}", out.exit_code, out.tail(5).trim());
-        return Err(Error::host_step(name, detail));
+        return Err(Error::host_step_exit(name, &out));
     }
     Ok(out)
 }

@@ -5,6 +5,7 @@
 //! main config restarts it, after `dnsmasq --test` accepted it.
 
 use super::records::Records;
+use crate::hashing::sha256;
 use phoenix_crds::proxmox_host::Dnsmasq;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -150,10 +151,6 @@ pub fn wanted_hashes(config: &str, records: &Records) -> BTreeMap<String, String
         .collect();
     hashes.insert(CONFIG_PATH.into(), sha256(config));
     hashes
-}
-
-pub fn sha256(text: &str) -> String {
-    crate::certificate::install::sha256(text)
 }
 
 #[cfg(test)]

@@ -86,10 +86,11 @@ pub async fn reconcile(host: Arc<ProxmoxHost>, ctx: Arc<HostContext>) -> Result<
     let key = format!("{KIND}/{}", host.name_any());
     let mut status = host.status.clone().unwrap_or_default();
     let outcome = pass(&host, &ctx, &mut status).await;
-    let failed = outcome
-        .as_ref()
-        .err()
-        .map(|e| (e.category(), e.is_permanent()));
+    let failure = outcome.as_ref().err().or_else(|| {
+        let areas = outcome.as_ref().ok()?;
+        areas.iter().find_map(|(_, area)| area.as_ref().err())
+    });
+    let failed = failure.map(|e| (e.category(), e.is_permanent()));
     finish(&host, shared, status, outcome).await?;
     match failed {
         Some((category, permanent)) => {
@@ -106,12 +107,15 @@ pub async fn reconcile(host: Arc<ProxmoxHost>, ctx: Arc<HostContext>) -> Result<
     }
 }
 
-/// Each area in turn; the first failure ends the pass (its step named in the error).
+/// Each area with its own outcome: one failing (its step named in the error) does not keep
+/// the others from converging. `Err` only when no area could be looked at.
+type Areas = Vec<(&'static str, Result<Area, Error>)>;
+
 async fn pass(
     host: &ProxmoxHost,
     ctx: &HostContext,
     status: &mut ProxmoxHostStatus,
-) -> Result<Vec<(&'static str, Area)>, Error> {
+) -> Result<Areas, Error> {
     let node = host.spec.node.clone().unwrap_or_else(|| host.name_any());
     status.node = Some(node.clone());
     let cluster = &host.spec.cluster_ref.name;
@@ -124,25 +128,23 @@ async fn pass(
         node,
         drift_policy: host.spec.drift_policy,
     };
-    let before = host.status.as_ref();
-    let converged = |type_: &str| {
-        before.is_some_and(|s| {
-            s.common.observed_generation == host.metadata.generation
-                && conditions::is_true(&s.common.conditions, type_)
-        })
-    };
     let settings =
-        settings_area::reconcile(&pass, converged(conditions::NODE_SETTINGS_READY)).await?;
+        settings_area::reconcile(&pass, converged(host, conditions::NODE_SETTINGS_READY)).await;
     let dns = match &host.spec.dnsmasq {
         None => {
             status.dns = None;
-            Area::ready(reason::NOT_MANAGED, "no dnsmasq in the spec".into())
+            Ok(Area::ready(
+                reason::NOT_MANAGED,
+                "no dnsmasq in the spec".into(),
+            ))
         }
-        Some(spec) => {
-            let records =
-                records::derive(spec, &guests(ctx, cluster), &routes(ctx, cluster).await?);
-            dns_area::reconcile(&pass, spec, &records, &mut status.dns).await?
-        }
+        Some(spec) => match routes(ctx, cluster).await {
+            Ok(routes) => {
+                let records = records::derive(spec, &guests(ctx, Some(cluster)), &routes);
+                dns_area::reconcile(&pass, spec, &records, &mut status.dns).await
+            }
+            Err(e) => Err(e),
+        },
     };
     Ok(vec![
         (conditions::NODE_SETTINGS_READY, settings),
@@ -150,7 +152,16 @@ async fn pass(
     ])
 }
 
-fn guests(ctx: &HostContext, cluster: &str) -> Vec<records::GuestName> {
+/// Whether area `type_` was in place for this generation when the pass began: a difference
+/// found now is then drift, not a change of the spec still being applied.
+fn converged(host: &ProxmoxHost, type_: &str) -> bool {
+    let before = host.status.as_ref();
+    before
+        .and_then(|s| conditions::find(&s.common.conditions, type_))
+        .is_some_and(|c| c.status == "True" && c.observed_generation == host.metadata.generation)
+}
+
+fn guests(ctx: &HostContext, cluster: Option<&str>) -> Vec<records::GuestName> {
     sources::guests(
         &ctx.guests.lxc.store.state(),
         &ctx.guests.vm.store.state(),
@@ -161,46 +172,42 @@ fn guests(ctx: &HostContext, cluster: &str) -> Vec<records::GuestName> {
 async fn routes(ctx: &HostContext, cluster: &str) -> Result<Vec<records::RouteName>, Error> {
     let api: Api<TraefikService> = Api::all(ctx.shared.kube.clone());
     let listed = api.list(&ListParams::default()).await?.items;
-    Ok(sources::routes(&listed, &guests(ctx, cluster)))
+    Ok(sources::routes(
+        &listed,
+        &guests(ctx, Some(cluster)),
+        &guests(ctx, None),
+    ))
 }
 
 /// The conditions of the pass's outcome (one per area, `Drifted`, and the kstatus
-/// summary), written once; an event when Ready changes.
+/// summary), written once; an event when what Ready says changes.
 async fn finish(
     host: &ProxmoxHost,
     ctx: &Context,
     mut status: ProxmoxHostStatus,
-    outcome: Result<Vec<(&'static str, Area)>, Error>,
+    outcome: Result<Areas, Error>,
 ) -> Result<(), Error> {
     let (generation, now) = (host.metadata.generation, jiff::Timestamp::now());
     let conditions = &mut status.common.conditions;
     let before = ready_of(conditions);
+    let node = status.node.clone().unwrap_or_default();
     match &outcome {
         Ok(areas) => {
             for (type_, area) in areas {
-                conditions::set(
-                    conditions,
-                    type_,
-                    true,
-                    area.reason,
-                    &area.message,
-                    generation,
-                    now,
-                );
+                let (on, reason, message) = match area {
+                    Ok(a) => (true, a.reason, a.message.clone()),
+                    Err(e) => (false, e.category(), e.to_string()),
+                };
+                conditions::set(conditions, type_, on, reason, &message, generation, now);
             }
             let drift: Vec<&str> = areas
                 .iter()
-                .filter(|(_, a)| a.drifted)
-                .map(|(_, a)| a.message.as_str())
+                .filter_map(|(_, a)| a.as_ref().ok().filter(|a| a.drifted))
+                .map(|a| a.message.as_str())
                 .collect();
-            let (drifted, message) = match drift.is_empty() {
-                true => (false, "as the spec says".to_owned()),
-                false => (true, drift.join("; ")),
-            };
-            let why = if drifted {
-                reason::DRIFT_DETECTED
-            } else {
-                reason::HOST_READY
+            let (drifted, why, message) = match drift.is_empty() {
+                true => (false, reason::HOST_READY, "as the spec says".to_owned()),
+                false => (true, reason::DRIFT_DETECTED, drift.join("; ")),
             };
             conditions::set(
                 conditions,
@@ -211,33 +218,35 @@ async fn finish(
                 generation,
                 now,
             );
-            let message = format!(
-                "{} is set up as the spec says",
-                status.node.as_deref().unwrap_or_default()
-            );
-            conditions::summarize(
-                conditions,
-                Standing::Ready,
-                reason::HOST_READY,
-                &message,
-                generation,
-                now,
-            );
+            match areas.iter().find_map(|(_, a)| a.as_ref().err()) {
+                Some(e) => conditions::summarize_failure(conditions, e, generation, now),
+                None => {
+                    let message = format!("{node} is set up as the spec says");
+                    conditions::summarize(
+                        conditions,
+                        Standing::Ready,
+                        reason::HOST_READY,
+                        &message,
+                        generation,
+                        now,
+                    );
+                }
+            }
         }
         Err(e) => conditions::summarize_failure(conditions, e, generation, now),
     }
     status.common.observed_generation = generation;
     // Told once per change of what Ready says, not at every retry.
-    if ready_of(&status.common.conditions) != before {
-        let (type_, reason, note) = match &outcome {
-            Ok(_) => (
-                EventType::Normal,
-                reason::HOST_READY,
-                "host set up as the spec says".to_owned(),
-            ),
-            Err(e) => (EventType::Warning, e.category(), e.to_string()),
+    let after = ready_of(&status.common.conditions);
+    if after != before
+        && let Some((state, reason, message)) = after
+    {
+        let type_ = if state == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
         };
-        ctx.event(host, type_, reason, note).await;
+        ctx.event(host, type_, &reason, message).await;
     }
     let api: Api<ProxmoxHost> = Api::all(ctx.kube.clone());
     status::write(&api, host, host.status.as_ref(), &status).await?;

@@ -62,6 +62,11 @@ pub fn derive(dnsmasq: &Dnsmasq, guests: &[GuestName], routes: &[RouteName]) -> 
         .collect();
     records.add(STATIC_FILE, "the spec's records", lines);
     for route in routes {
+        // Only names of the platform's domain are answered here: a route cannot make the
+        // node's resolver lie about a name elsewhere.
+        if !under(&route.host, &dnsmasq.domain) {
+            continue;
+        }
         let source = format!("TraefikService {}/{}", route.namespace, route.name);
         let Some(address) = usable(route.address.as_deref()) else {
             records
@@ -131,9 +136,13 @@ fn usable(address: Option<&str>) -> Option<String> {
     bare.parse::<IpAddr>().ok().map(|ip| ip.to_string())
 }
 
+fn under(name: &str, domain: &str) -> bool {
+    name == domain || name.ends_with(&format!(".{domain}"))
+}
+
 /// `web` → `web.internal.example`; a name already under the domain stays as it is.
 fn qualified(hostname: &str, domain: &str) -> String {
-    if hostname == domain || hostname.ends_with(&format!(".{domain}")) {
+    if under(hostname, domain) {
         hostname.to_owned()
     } else {
         format!("{hostname}.{domain}")
@@ -222,7 +231,16 @@ mod tests {
                 guest("odd", "odd", Some("not-an-address")),
                 guest("twin", "web", Some("10.0.0.30")),
             ],
-            &[route("app", "app.internal.example", None)],
+            &[
+                route("app", "app.internal.example", None),
+                route("elsewhere", "github.com", Some("10.0.0.12")),
+            ],
+        );
+        assert!(
+            !records
+                .files
+                .contains_key("traefikservice.default.elsewhere"),
+            "a host outside the domain is not answered"
         );
         // The spec's record keeps its name; the first guest keeps the short one; the twin
         // has nothing left.

@@ -30,25 +30,24 @@ pub async fn reconcile(pass: &HostPass<'_>, converged_before: bool) -> Result<Ar
     };
     let changes = settings::plan(spec, &observed);
     let described: Vec<String> = changes.iter().map(ToString::to_string).collect();
-    if converged_before && !changes.is_empty() {
-        let what = described.join("; ");
-        if pass.drift_policy == DriftPolicy::Report {
-            return Ok(Area::drifted(format!(
-                "{} differs from the spec ({what}); driftPolicy Report leaves it",
-                pass.node
-            )));
-        }
-        let note = format!("{}: put back {what}", pass.node);
-        pass.event(EventType::Normal, reason::DRIFT_CORRECTED, note)
-            .await;
+    if converged_before && !changes.is_empty() && pass.drift_policy == DriftPolicy::Report {
+        return Ok(Area::drifted(format!(
+            "{} differs from the spec ({}); driftPolicy Report leaves it",
+            pass.node,
+            described.join("; ")
+        )));
     }
     for change in &changes {
         apply(pass, change).await?;
     }
-    if !changes.is_empty() && !converged_before {
-        let note = format!("{}: set {}", pass.node, described.join("; "));
-        pass.event(EventType::Normal, reason::SETTINGS_APPLIED, note)
-            .await;
+    // Told once the change is made, not before.
+    if !changes.is_empty() {
+        let (reason, verb) = match converged_before {
+            true => (reason::DRIFT_CORRECTED, "put back"),
+            false => (reason::SETTINGS_APPLIED, "set"),
+        };
+        let note = format!("{}: {verb} {}", pass.node, described.join("; "));
+        pass.event(EventType::Normal, reason, note).await;
     }
     Ok(Area::ready(
         reason::SETTINGS_APPLIED,

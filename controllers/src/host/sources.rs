@@ -7,13 +7,18 @@ use crate::guest::Guest;
 use phoenix_crds::{LxcGuest, TraefikService, VmGuest};
 use std::sync::Arc;
 
-/// Whether a guest referring to `cluster_ref` (none: the only cluster) is on `cluster`.
-fn on_cluster(cluster_ref: Option<&str>, cluster: &str) -> bool {
-    cluster_ref.is_none_or(|c| c == cluster)
+/// Whether a guest referring to `cluster_ref` (none: the only cluster) is on `cluster`
+/// (`None`: any).
+fn on_cluster(cluster_ref: Option<&str>, cluster: Option<&str>) -> bool {
+    match (cluster_ref, cluster) {
+        (_, None) | (None, _) => true,
+        (Some(c), Some(wanted)) => c == wanted,
+    }
 }
 
-/// The guests that run (a template never has an address of its own) on `cluster`.
-pub fn guests(lxc: &[Arc<LxcGuest>], vm: &[Arc<VmGuest>], cluster: &str) -> Vec<GuestName> {
+/// The guests that run (a template never has an address of its own) on `cluster` (`None`:
+/// on any).
+pub fn guests(lxc: &[Arc<LxcGuest>], vm: &[Arc<VmGuest>], cluster: Option<&str>) -> Vec<GuestName> {
     let containers = lxc.iter().filter(|g| !g.wants_template()).filter_map(|g| {
         let cluster_ref = g.spec.common.cluster_ref.as_ref().map(|r| r.name.as_str());
         on_cluster(cluster_ref, cluster).then(|| GuestName {
@@ -41,21 +46,32 @@ pub fn guests(lxc: &[Arc<LxcGuest>], vm: &[Arc<VmGuest>], cluster: &str) -> Vec<
 }
 
 /// Each route answers at Traefik's guest, or at the gateway's when it is public (both
-/// LxcGuests in the route's namespace).
-pub fn routes(routes: &[TraefikService], guests: &[GuestName]) -> Vec<RouteName> {
+/// LxcGuests in the route's namespace). Routes served on another cluster (their guest is
+/// among `everywhere` but not among this cluster's `guests`) are not this host's; a route
+/// whose guest does not exist yet waits.
+pub fn routes(
+    routes: &[TraefikService],
+    guests: &[GuestName],
+    everywhere: &[GuestName],
+) -> Vec<RouteName> {
+    let serving = |namespace: &str, name: &str, among: &[GuestName]| {
+        among
+            .iter()
+            .find(|g| g.kind == "LxcGuest" && g.namespace == namespace && g.name == name)
+            .cloned()
+    };
     let mut all: Vec<RouteName> = routes
         .iter()
+        .filter(|r| {
+            let namespace = r.metadata.namespace.as_deref().unwrap_or_default();
+            let via = via(r);
+            serving(namespace, via, guests).is_some()
+                || serving(namespace, via, everywhere).is_none()
+        })
         .map(|r| {
             let namespace = r.metadata.namespace.clone().unwrap_or_default();
-            let via = if r.spec.public {
-                &r.spec.gateway_ref.name
-            } else {
-                &r.spec.traefik_ref.name
-            };
-            let address = guests
-                .iter()
-                .find(|g| g.kind == "LxcGuest" && g.namespace == namespace && g.name == *via)
-                .and_then(|g| g.address.clone());
+            let via = via(r);
+            let address = serving(&namespace, via, guests).and_then(|g| g.address);
             RouteName {
                 via: format!("LxcGuest {namespace}/{via}"),
                 namespace,
@@ -67,6 +83,15 @@ pub fn routes(routes: &[TraefikService], guests: &[GuestName]) -> Vec<RouteName>
         .collect();
     all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     all
+}
+
+/// The guest a route answers at: the gateway when public, else Traefik.
+fn via(route: &TraefikService) -> &str {
+    if route.spec.public {
+        &route.spec.gateway_ref.name
+    } else {
+        &route.spec.traefik_ref.name
+    }
 }
 
 #[cfg(test)]
@@ -95,7 +120,18 @@ mod tests {
             }))
             .unwrap()
         };
-        let found = routes(&[route("inner", false), route("outer", true)], &guests);
+        let elsewhere = GuestName {
+            name: "traefik-lab2".into(),
+            ..guest("traefik-lab2", "10.1.0.12")
+        };
+        let mut far = route("far", false);
+        far.spec.traefik_ref.name = "traefik-lab2".into();
+        let everywhere = [guests.to_vec(), vec![elsewhere]].concat();
+        let found = routes(
+            &[route("inner", false), route("outer", true), far],
+            &guests,
+            &everywhere,
+        );
         let addresses: Vec<_> = found
             .iter()
             .map(|r| (r.name.as_str(), r.address.as_deref()))
@@ -108,8 +144,9 @@ mod tests {
 
     #[test]
     fn guests_of_other_clusters_are_left_out() {
-        assert!(on_cluster(None, "homelab"));
-        assert!(on_cluster(Some("homelab"), "homelab"));
-        assert!(!on_cluster(Some("lab2"), "homelab"));
+        assert!(on_cluster(None, Some("homelab")));
+        assert!(on_cluster(Some("homelab"), Some("homelab")));
+        assert!(!on_cluster(Some("lab2"), Some("homelab")));
+        assert!(on_cluster(Some("lab2"), None));
     }
 }

@@ -362,12 +362,6 @@ async fn tls_pair(
     let Some(secret) = secrets.get_opt(&certificate.spec.secret_name).await? else {
         return Ok(None);
     };
-    let text = |key: &str| {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .and_then(|v| String::from_utf8(v.0.clone()).ok())
-    };
+    let text = |key: &str| crate::pve::secret_text(&secret, key);
     Ok(text("tls.crt").zip(text("tls.key")))
 }

@@ -1,12 +1,31 @@
-//! A guest's PVE firewall (`spec.firewall`): its options (enabled, default policies) and
-//! its rules, in order. Phoenix owns the whole rule list of a guest whose spec has a
-//! firewall: when the live list differs in any rule, it is written again from the spec
-//! (PVE's rules have no ids to diff by, and order matters). The new rules go on top before
-//! the old ones are removed, and the options come last, so the guest is never left with a
-//! DROP policy and no rules. A spec without `firewall` leaves the guest's firewall alone.
+//! A PVE firewall — a guest's (`spec.firewall`) or the datacenter's — as options
+//! (enabled, default policies) and rules, in order. Phoenix owns the whole rule list of a
+//! firewall the spec describes: when the live list differs in any rule, it is written
+//! again (PVE's rules have no ids to diff by, and order matters). The new rules go on top
+//! before the old ones are removed, and the options come last, so nothing is ever left
+//! with a DROP policy and no rules. A spec without a firewall leaves it alone.
 
 use crate::error::Error;
 use phoenix_clients::proxmox::{GuestType, Params, ProxmoxClient};
+
+/// Whose firewall: a guest's, or the datacenter's.
+#[derive(Clone, Copy, Debug)]
+pub enum Place<'a> {
+    Guest(&'a str, GuestType, u32),
+    Datacenter,
+}
+
+impl Place<'_> {
+    /// The API path of `rest` (`options`, `rules`, `rules/3`) of this firewall.
+    fn path(&self, rest: &str) -> String {
+        match self {
+            Place::Guest(node, kind, vmid) => {
+                format!("/nodes/{node}/{}/{vmid}/firewall/{rest}", kind.segment())
+            }
+            Place::Datacenter => format!("/cluster/firewall/{rest}"),
+        }
+    }
+}
 use phoenix_crds::common::{Direction, Firewall, FirewallAction, FirewallRule};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -88,19 +107,18 @@ pub fn rules_match(live: &[Value], wanted: &[BTreeMap<String, String>]) -> bool 
         })
 }
 
-/// Brings the guest's firewall to `fw` (or, unless `apply`, only says how it differs);
+/// Brings the firewall at `place` to `fw` (or, unless `apply`, only says how it differs);
 /// what differed, for the event (empty: nothing).
 pub async fn sync(
     client: &ProxmoxClient,
-    (node, kind, vmid): (&str, GuestType, u32),
+    place: Place<'_>,
     fw: &Firewall,
     apply: bool,
 ) -> Result<Vec<String>, Error> {
     use reqwest::Method;
-    let guest = (node, kind, vmid);
     let mut changed = Vec::new();
     let options_live = client
-        .guest_request(Method::GET, guest, "firewall/options", &Vec::new())
+        .call(Method::GET, &place.path("options"), &[])
         .await?;
     let wanted = options(fw);
     let differing: Params = wanted
@@ -109,9 +127,7 @@ pub async fn sync(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     changed.extend(differing.iter().map(|(k, v)| format!("firewall {k}={v}")));
-    let live = client
-        .guest_request(Method::GET, guest, "firewall/rules", &Vec::new())
-        .await?;
+    let live = client.call(Method::GET, &place.path("rules"), &[]).await?;
     let live = live.as_array().cloned().unwrap_or_default();
     let rules: Vec<_> = fw.rules.iter().map(rule).collect();
     let rewrite = !rules_match(&live, &rules);
@@ -126,21 +142,19 @@ pub async fn sync(
         for r in rules.iter().rev() {
             let params: Params = r.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             client
-                .guest_request(Method::POST, guest, "firewall/rules", &params)
+                .call(Method::POST, &place.path("rules"), &params)
                 .await?;
         }
         // The old rules are below the new ones now; from the bottom up, so the positions
         // of the rest do not move.
         for pos in (rules.len()..rules.len() + live.len()).rev() {
-            let path = format!("firewall/rules/{pos}");
-            client
-                .guest_request(Method::DELETE, guest, &path, &Vec::new())
-                .await?;
+            let path = place.path(&format!("rules/{pos}"));
+            client.call(Method::DELETE, &path, &[]).await?;
         }
     }
     if !differing.is_empty() {
         client
-            .guest_request(Method::PUT, guest, "firewall/options", &differing)
+            .call(Method::PUT, &place.path("options"), &differing)
             .await?;
     }
     Ok(changed)

@@ -1,0 +1,190 @@
+//! The datacenter firewall of a ProxmoxCluster (`spec.firewall`), performed: refuse to
+//! enable it when that would lock Phoenix out, keep the IP sets (`management` and the
+//! role sets) entry by entry, then the rules and options (`crate::firewall::sync`, options
+//! last). Decisions are in `decide.rs`.
+
+pub mod decide;
+
+use crate::conditions::reason;
+use crate::error::Error;
+use crate::firewall::{self, Place};
+use decide::{SetChange, Sets};
+use phoenix_clients::proxmox::ProxmoxClient;
+use phoenix_crds::common::Firewall;
+use phoenix_crds::proxmox_cluster::DatacenterFirewall;
+use phoenix_crds::{LxcGuest, TraefikService};
+use reqwest::Method;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The addresses of the role sets: Traefik's guests (every route goes through one) and
+/// the gateways of public routes, as the guests on this cluster report them.
+pub struct Roles {
+    pub traefik: Vec<String>,
+    pub gateway: Vec<String>,
+}
+
+impl Roles {
+    pub fn of(routes: &[TraefikService], guests: &[Arc<LxcGuest>], cluster: &str) -> Self {
+        let address = |namespace: &str, name: &str| {
+            guests
+                .iter()
+                .filter(|g| {
+                    g.spec
+                        .common
+                        .cluster_ref
+                        .as_ref()
+                        .is_none_or(|c| c.name == cluster)
+                })
+                .find(|g| {
+                    g.metadata.namespace.as_deref() == Some(namespace)
+                        && g.metadata.name.as_deref() == Some(name)
+                })
+                .and_then(|g| g.status.as_ref()?.guest.ip.clone())
+        };
+        let (mut traefik, mut gateway) = (Vec::new(), Vec::new());
+        for route in routes {
+            let namespace = route.metadata.namespace.as_deref().unwrap_or_default();
+            traefik.extend(address(namespace, &route.spec.traefik_ref.name));
+            if route.spec.public {
+                gateway.extend(address(namespace, &route.spec.gateway_ref.name));
+            }
+        }
+        Roles { traefik, gateway }
+    }
+}
+
+/// Brings the datacenter firewall to `spec`; what changed (empty: nothing).
+pub async fn reconcile(
+    client: &ProxmoxClient,
+    endpoint: &str,
+    spec: &DatacenterFirewall,
+    roles: &Roles,
+) -> Result<Vec<String>, Error> {
+    let wanted = decide::wanted_sets(&spec.management, &roles.traefik, &roles.gateway);
+    refuse_lock_out(spec, &wanted, endpoint)?;
+    let mut changed = sync_sets(client, &wanted).await?;
+    let fw = Firewall {
+        enabled: spec.enabled,
+        policy_in: spec.policy_in,
+        policy_out: spec.policy_out,
+        rules: spec.rules.clone(),
+    };
+    changed.extend(firewall::sync(client, Place::Datacenter, &fw, true).await?);
+    Ok(changed)
+}
+
+fn refuse_lock_out(spec: &DatacenterFirewall, wanted: &Sets, endpoint: &str) -> Result<(), Error> {
+    if !spec.enabled {
+        return Ok(());
+    }
+    let management = wanted.get(decide::MANAGEMENT).cloned().unwrap_or_default();
+    let from = source_address(endpoint);
+    let locked_out = match from {
+        Some(from) => decide::would_lock_out(true, &management, from),
+        None => true,
+    };
+    if locked_out {
+        let from = from.map_or_else(
+            || "an address Phoenix cannot tell".into(),
+            |a| a.to_string(),
+        );
+        return Err(Error::spec(
+            reason::WOULD_LOCK_OUT,
+            format!(
+                "spec.firewall.enabled: Phoenix reaches PVE from {from}, which spec.firewall.management does not hold; enabling the datacenter firewall would lock it out"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The local address the route to PVE's endpoint leaves from (a UDP socket's `connect`
+/// picks it without sending anything).
+fn source_address(endpoint: &str) -> Option<IpAddr> {
+    let url = reqwest::Url::parse(endpoint).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let target: IpAddr = host.parse().ok()?;
+    let bind: IpAddr = if target.is_ipv4() {
+        IpAddr::from([0, 0, 0, 0])
+    } else {
+        IpAddr::from([0u16; 8])
+    };
+    let socket = std::net::UdpSocket::bind((bind, 0)).ok()?;
+    socket
+        .connect((target, url.port_or_known_default()?))
+        .ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
+/// The wanted IP sets, entry by entry; what changed.
+async fn sync_sets(client: &ProxmoxClient, wanted: &Sets) -> Result<Vec<String>, Error> {
+    let observed = observe_sets(client, wanted).await?;
+    let changes = decide::plan_sets(wanted, &observed);
+    for change in &changes {
+        match change {
+            SetChange::Create(name) => {
+                let params = [
+                    ("name".to_owned(), name.clone()),
+                    ("comment".to_owned(), "managed by Phoenix".to_owned()),
+                ];
+                client
+                    .call(Method::POST, "/cluster/firewall/ipset", &params)
+                    .await?;
+            }
+            SetChange::Add(name, cidr) => {
+                let params = [("cidr".to_owned(), cidr.clone())];
+                let path = format!("/cluster/firewall/ipset/{name}");
+                client.call(Method::POST, &path, &params).await?;
+            }
+            SetChange::Remove(name, cidr) => {
+                // The entry is part of the path: its `/` escaped.
+                let path = format!(
+                    "/cluster/firewall/ipset/{name}/{}",
+                    cidr.replace('/', "%2F")
+                );
+                client.call(Method::DELETE, &path, &[]).await?;
+            }
+        }
+    }
+    Ok(changes.iter().map(describe).collect())
+}
+
+fn describe(change: &SetChange) -> String {
+    match change {
+        SetChange::Create(name) => format!("IP set {name} created"),
+        SetChange::Add(name, cidr) => format!("{cidr} added to {name}"),
+        SetChange::Remove(name, cidr) => format!("{cidr} removed from {name}"),
+    }
+}
+
+/// The wanted sets as PVE holds them (normalised); sets it lacks are absent.
+async fn observe_sets(client: &ProxmoxClient, wanted: &Sets) -> Result<Sets, Error> {
+    let listed = client
+        .call(Method::GET, "/cluster/firewall/ipset", &[])
+        .await?;
+    let names: BTreeSet<String> = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str().map(str::to_owned))
+        .collect();
+    let mut sets = Sets::new();
+    for name in wanted.keys().filter(|n| names.contains(*n)) {
+        let entries = client
+            .call(Method::GET, &format!("/cluster/firewall/ipset/{name}"), &[])
+            .await?;
+        let entries = entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| decide::normalise(e["cidr"].as_str()?))
+            .collect();
+        sets.insert(name.clone(), entries);
+    }
+    Ok(sets)
+}

@@ -1,0 +1,161 @@
+//! The datacenter firewall of the example ProxmoxCluster on the simulated PVE: its IP sets
+//! (management, and the role sets holding the addresses of the guests routes go through),
+//! rules and options as the spec says; a moved Traefik is one IP-set entry changed and no
+//! rule; enabling it without the address Phoenix comes from is refused; nothing written at
+//! steady state.
+
+mod support;
+
+use kube::api::{Api, Patch, PatchParams};
+use phoenix_crds::{LxcGuest, ProxmoxCluster};
+use serde_json::Value;
+use std::time::Duration;
+use support::{ApiServer, SimAdmin};
+
+const MINUTES: Duration = Duration::from_secs(240);
+
+fn examples() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/examples")
+}
+
+fn firewall_condition(c: &ProxmoxCluster) -> Option<(String, String, String)> {
+    let status = c.status.as_ref()?;
+    let found = status
+        .common
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "FirewallReady")?;
+    Some((
+        found.status.clone(),
+        found.reason.clone(),
+        found.message.clone(),
+    ))
+}
+
+/// The entries of IP set `name` as the simulator holds them.
+fn entries(firewall: &Value, name: &str) -> Vec<String> {
+    let listed = firewall["ipsets"][name]["entries"].as_array().cloned();
+    let mut found: Vec<String> = listed
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["cidr"].as_str().map(str::to_owned))
+        .collect();
+    found.sort();
+    found
+}
+
+fn firewall_writes(oplog: &[Value]) -> Vec<String> {
+    oplog
+        .iter()
+        .filter(|o| o["mutating"] == true)
+        .filter_map(|o| o["path"].as_str())
+        .filter(|p| p.contains("/firewall/"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn role_sets_follow_the_guests_rules_stay_and_enabling_is_refused_without_management() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--apply",
+        examples(),
+        "--resync-seconds",
+        "1",
+        "--task-duration",
+        "default=0.2",
+    ];
+    let server = ApiServer::up_simulated(dir.path(), &args);
+    let client = support::client(&server).await;
+    support::all_guests_ready(&client, 6, 3).await;
+    let lxcs: Api<LxcGuest> = Api::namespaced(client.clone(), "default");
+    let address = |g: &LxcGuest| g.status.as_ref()?.guest.ip.clone();
+    let traefik = address(&lxcs.get("traefik-internal").await.unwrap()).unwrap();
+    let gateway = address(&lxcs.get("nginx-phoenix").await.unwrap()).unwrap();
+    let sim = SimAdmin::of(&server);
+    let clusters: Api<ProxmoxCluster> = Api::all(client.clone());
+    support::wait_for(&clusters, "the firewall as the spec says", MINUTES, |cs| {
+        cs.first()
+            .and_then(|c| firewall_condition(c))
+            .is_some_and(|(s, _, _)| s == "True")
+    })
+    .await;
+    support::until("the role sets filled", || async {
+        let fw = sim.get("firewall").await;
+        entries(&fw, "phoenix-traefik") == [traefik.clone()]
+            && entries(&fw, "phoenix-gateway") == [gateway.clone()]
+    })
+    .await;
+    let fw = sim.get("firewall").await;
+    assert_eq!(entries(&fw, "management"), ["10.0.0.0/24"]);
+    assert_eq!(fw["rules"].as_array().map(Vec::len), Some(3), "{fw:#}");
+    assert_eq!(fw["options"]["enable"].as_i64().unwrap_or(0), 0, "{fw:#}");
+
+    // Steady state: nothing written to the firewall over three resyncs.
+    sim.clear_oplog().await;
+    support::resync_rounds(&server, "ProxmoxCluster", 1, 3).await;
+    let oplog = sim.get("oplog").await.as_array().cloned().unwrap();
+    assert_eq!(firewall_writes(&oplog), Vec::<String>::new());
+
+    // Traefik moves: one entry out, one in, no rule rewritten.
+    sim.clear_oplog().await;
+    let moved = serde_json::json!({"spec": {"network": [{"name": "eth0", "bridge": "vmbr0", "ip": "10.0.0.182/24", "gateway": "10.0.0.1"}]}});
+    lxcs.patch(
+        "traefik-internal",
+        &PatchParams::default(),
+        &Patch::Merge(&moved),
+    )
+    .await
+    .unwrap();
+    support::until("Traefik's new address in its set", || async {
+        entries(&sim.get("firewall").await, "phoenix-traefik") == ["10.0.0.182"]
+    })
+    .await;
+    let oplog = sim.get("oplog").await.as_array().cloned().unwrap();
+    let writes = firewall_writes(&oplog);
+    assert!(
+        writes.iter().all(|p| p.contains("/ipset/phoenix-traefik")) && writes.len() == 2,
+        "one entry added, one removed, no rule touched: {writes:?}"
+    );
+
+    // Enabling without the address Phoenix reaches PVE from (127.0.0.1 here) is refused.
+    let enable = |management: &[&str]| serde_json::json!({"spec": {"firewall": {"enabled": true, "management": management}}});
+    clusters
+        .patch(
+            "homelab",
+            &PatchParams::default(),
+            &Patch::Merge(&enable(&["10.0.0.0/24"])),
+        )
+        .await
+        .unwrap();
+    support::wait_for(&clusters, "WouldLockOut", MINUTES, |cs| {
+        cs.first()
+            .and_then(|c| firewall_condition(c))
+            .is_some_and(|(s, reason, message)| {
+                s == "False" && reason == "WouldLockOut" && message.contains("127.0.0.1")
+            })
+    })
+    .await;
+    let fw = sim.get("firewall").await;
+    assert_eq!(
+        fw["options"]["enable"].as_i64().unwrap_or(0),
+        0,
+        "not enabled"
+    );
+    clusters
+        .patch(
+            "homelab",
+            &PatchParams::default(),
+            &Patch::Merge(&enable(&["10.0.0.0/24", "127.0.0.0/8"])),
+        )
+        .await
+        .unwrap();
+    support::until("the firewall enabled", || async {
+        sim.get("firewall").await["options"]["enable"].as_i64() == Some(1)
+    })
+    .await;
+    assert_eq!(
+        entries(&sim.get("firewall").await, "management"),
+        ["10.0.0.0/24", "127.0.0.0/8"]
+    );
+}
