@@ -44,6 +44,20 @@ fn entries(firewall: &Value, name: &str) -> Vec<String> {
     found
 }
 
+/// The derived rules of guest `vmid` (dport, source), as the simulator holds them.
+async fn derived(sim: &SimAdmin, vmid: u32) -> Vec<(String, String)> {
+    let guest = sim.guest(vmid).await;
+    let text = |r: &Value, k: &str| r[k].as_str().unwrap_or_default().to_owned();
+    guest["firewall_rules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| text(r, "comment").starts_with("phoenix derived"))
+        .map(|r| (text(r, "dport"), text(r, "source")))
+        .collect()
+}
+
 fn firewall_writes(oplog: &[Value]) -> Vec<String> {
     oplog
         .iter()
@@ -91,9 +105,18 @@ async fn role_sets_follow_the_guests_rules_stay_and_enabling_is_refused_without_
     assert_eq!(fw["rules"].as_array().map(Vec::len), Some(3), "{fw:#}");
     assert_eq!(fw["options"]["enable"].as_i64().unwrap_or(0), 0, "{fw:#}");
 
+    // The routes' derived rules: the backend opens its port to Traefik's set, the gateway
+    // 80 and 443, each marked as derived, after the rules the spec states.
+    support::until("the derived rules in place", || async {
+        derived(&sim, 801).await == [("8000".to_owned(), "+phoenix-traefik".to_owned())]
+            && derived(&sim, 101).await == [("80,443".to_owned(), String::new())]
+    })
+    .await;
+
     // Steady state: nothing written to the firewall over three resyncs.
     sim.clear_oplog().await;
     support::resync_rounds(&server, "ProxmoxCluster", 1, 3).await;
+    support::resync_rounds(&server, "LxcGuest", 6, 3).await;
     let oplog = sim.get("oplog").await.as_array().cloned().unwrap();
     assert_eq!(firewall_writes(&oplog), Vec::<String>::new());
 

@@ -121,8 +121,10 @@ pub async fn run(kube: kube::Client, options: Options) {
             guests: guests.clone(),
         }),
     );
-    let lxc = run_guests(watch_inputs(lxc, &kube), woken_lxc, guests.clone());
-    let vm = run_guests(watch_inputs(vm, &kube), woken_vm, guests.clone());
+    let lxc = watch_routes(watch_inputs(lxc, &kube), &kube);
+    let vm = watch_routes(watch_inputs(vm, &kube), &kube);
+    let lxc = run_guests(lxc, woken_lxc, guests.clone());
+    let vm = run_guests(vm, woken_vm, guests.clone());
     let containers = guests.lxc.store.clone();
     let cluster_ctx = Arc::new(proxmox_cluster::ClusterContext {
         shared: shared.clone(),
@@ -277,6 +279,23 @@ where
 const PASSES_AT_ONCE: u16 = 32;
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Wakes the guests a route derives firewall rules for when it changes.
+fn watch_routes<G: guest::Guest>(controller: Controller<G>, kube: &kube::Client) -> Controller<G> {
+    let kind = guest::route_rules::kind_of(G::TYPE);
+    controller.watches(
+        Api::<phoenix_crds::TraefikService>::all(kube.clone()),
+        watcher::Config::default(),
+        move |route| {
+            let namespace = route.namespace().unwrap_or_default();
+            guest::route_rules::named(&route)
+                .into_iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, name)| reflector::ObjectRef::new(&name).within(&namespace))
+                .collect::<Vec<_>>()
+        },
+    )
+}
 
 /// Wakes the guests waiting for an input when a ConfigMap or Secret changes.
 fn watch_inputs<G: guest::Guest>(controller: Controller<G>, kube: &kube::Client) -> Controller<G> {

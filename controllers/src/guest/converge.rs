@@ -179,7 +179,10 @@ impl<G: Guest> Pass<'_, G> {
         };
         let report = converged_before && common.drift_policy == DriftPolicy::Report;
         let unreported = match &common.firewall {
-            Some(fw) => self.firewall(live, fw, converged_before, report).await?,
+            Some(fw) => {
+                let fw = self.with_route_rules(fw).await?;
+                self.firewall(live, &fw, converged_before, report).await?
+            }
             None => Vec::new(),
         };
         let policed = decide::police(steps, policies, &unreported);
@@ -366,6 +369,27 @@ impl<G: Guest> Pass<'_, G> {
 
     /// The guest's firewall brought to the spec; under `driftPolicy: Report` (once
     /// converged) only compared: the differences, for the Drifted report.
+    /// The spec's firewall plus the rules the routes to this guest derive, when the
+    /// cluster's datacenter firewall keeps the IP set they name.
+    async fn with_route_rules(
+        &self,
+        fw: &phoenix_crds::common::Firewall,
+    ) -> Result<phoenix_crds::common::Firewall, Error> {
+        let mut fw = fw.clone();
+        if self.pve.cluster.spec.firewall.is_none() {
+            return Ok(fw);
+        }
+        let namespace = self.guest.namespace().unwrap_or_default();
+        let routes: kube::Api<phoenix_crds::TraefikService> =
+            kube::Api::namespaced(self.ctx.kube.clone(), &namespace);
+        let routes = routes.list(&Default::default()).await?.items;
+        let kind = super::route_rules::kind_of(G::TYPE);
+        let name = self.guest.name_any();
+        fw.rules
+            .extend(super::route_rules::derived(kind, &name, &routes));
+        Ok(fw)
+    }
+
     async fn firewall(
         &self,
         live: &Live,

@@ -17,6 +17,7 @@ pub mod placement;
 pub mod plan;
 mod removal;
 pub mod render;
+pub mod route_rules;
 
 use crate::conditions::{self, Standing};
 use crate::error::Error;
