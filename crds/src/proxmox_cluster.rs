@@ -65,29 +65,22 @@ pub struct ProxmoxClusterSpec {
     pub firewall: Option<DatacenterFirewall>,
 }
 
-/// The datacenter firewall: its options and rules, PVE's `management` IP set, and the IP
-/// sets Phoenix derives per role (`phoenix-traefik`: the Traefik guests routes go through;
+/// The datacenter firewall: its options and rules (as a guest's: `enabled`, `policyIn`,
+/// `policyOut`, `rules`; `enabled: true` is refused (`WouldLockOut`) unless `management`
+/// holds the address Phoenix reaches PVE from), PVE's `management` IP set, and the IP sets
+/// Phoenix derives per role (`phoenix-traefik`: the Traefik guests routes go through;
 /// `phoenix-gateway`: the Nginx gateways of public routes), which rules may name as
 /// `+phoenix-traefik` so that a changed address is one IP-set entry, not a rule rewrite.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatacenterFirewall {
-    /// Turn the datacenter firewall on. Refused (`WouldLockOut`) unless `management` holds
-    /// the address Phoenix reaches PVE from.
-    #[serde(default)]
-    pub enabled: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_in: Option<FirewallAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_out: Option<FirewallAction>,
+    #[serde(flatten)]
+    pub firewall: Firewall,
     /// Addresses or networks (`10.0.0.0/24`) that always reach PVE's web UI, API and SSH
     /// (PVE's `management` IP set).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(regex(pattern = CIDR_PATTERN)))]
     pub management: Vec<String>,
-    /// Datacenter rules, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<FirewallRule>,
 }
 
 /// An IPv4 or IPv6 address, with or without a prefix length.

@@ -3,11 +3,9 @@
 
 use crate::api::PveError;
 use crate::cluster::{Cluster, Guest, GuestKind};
-use crate::server::{Auth, Credentials, Server};
-use crate::state::Sim;
+use crate::server::{Auth, Server};
+use crate::test_server::{ROOT_TOKEN, server_with};
 use serde_json::{Map, Value, json};
-
-const ROOT_TOKEN: &str = "PVEAPIToken=root@pam!phoenix=root-secret";
 
 fn server() -> Server {
     let mut cluster = Cluster::new(1);
@@ -20,14 +18,7 @@ fn server() -> Server {
     .into();
     let guest = Guest::new(100, "phoenix", GuestKind::Lxc, config);
     cluster.guests.insert(100, guest);
-    let durations = [("default".to_string(), std::time::Duration::ZERO)].into();
-    let creds = Credentials {
-        user: "root@pam".into(),
-        password: "root-password".into(),
-        token_id: "root@pam!phoenix".into(),
-        token_secret: "root-secret".into(),
-    };
-    Server::new(Sim::new(cluster, 1, durations, None), creds)
+    server_with(cluster, None)
 }
 
 fn params(v: Value) -> Map<String, Value> {

@@ -4,25 +4,11 @@
 
 use crate::api::PveError;
 use crate::cluster::{Cluster, Guest, GuestKind};
-use crate::server::{Auth, Credentials, Server};
-use crate::state::Sim;
+use crate::server::{Auth, Server};
+use crate::test_server::{ROOT_TOKEN, server_with};
 use http_body_util::BodyExt;
 use serde_json::{Map, Value, json};
-use std::path::PathBuf;
 use std::sync::Arc;
-
-const ROOT_TOKEN: &str = "PVEAPIToken=root@pam!phoenix=root-secret";
-
-fn server_with(cluster: Cluster, state_file: Option<PathBuf>) -> Server {
-    let durations = [("default".to_string(), std::time::Duration::ZERO)].into();
-    let creds = Credentials {
-        user: "root@pam".into(),
-        password: "root-password".into(),
-        token_id: "root@pam!phoenix".into(),
-        token_secret: "root-secret".into(),
-    };
-    Server::new(Sim::new(cluster, 1, durations, state_file), creds)
-}
 
 fn server() -> Server {
     let mut cluster = Cluster::new(1);

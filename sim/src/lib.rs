@@ -63,6 +63,8 @@ pub mod server;
 pub mod stack;
 pub mod state;
 pub mod swarm;
+#[cfg(test)]
+mod test_server;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;

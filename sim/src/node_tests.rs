@@ -3,7 +3,7 @@
 //! unknown nodes, refused paths, and the mirror of the node's files beside the state file.
 
 use crate::cluster::{Cluster, Guest, GuestKind};
-use crate::server::{Credentials, Server};
+use crate::server::Server;
 use crate::state::Sim;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -37,13 +37,7 @@ fn server(state_file: Option<PathBuf>) -> Arc<Server> {
     let mut cluster = Cluster::new(1);
     let guest = Guest::new(100, "phoenix", GuestKind::Lxc, Default::default());
     cluster.guests.insert(100, guest);
-    let creds = Credentials {
-        user: "root@pam".into(),
-        password: "root-password".into(),
-        token_id: "root@pam!phoenix".into(),
-        token_secret: "root-secret".into(),
-    };
-    Arc::new(Server::new(sim(cluster, state_file), creds))
+    Arc::new(crate::test_server::server_with(cluster, state_file))
 }
 
 /// An admin call (the path without `/admin`): its status and JSON answer.

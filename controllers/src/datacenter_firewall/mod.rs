@@ -10,7 +10,6 @@ use crate::error::Error;
 use crate::firewall::{self, Place};
 use decide::{SetChange, Sets};
 use phoenix_clients::proxmox::ProxmoxClient;
-use phoenix_crds::common::Firewall;
 use phoenix_crds::proxmox_cluster::DatacenterFirewall;
 use phoenix_crds::{LxcGuest, TraefikService};
 use reqwest::Method;
@@ -65,18 +64,12 @@ pub async fn reconcile(
     let wanted = decide::wanted_sets(&spec.management, &roles.traefik, &roles.gateway);
     refuse_lock_out(spec, &wanted, endpoint)?;
     let mut changed = sync_sets(client, &wanted).await?;
-    let fw = Firewall {
-        enabled: spec.enabled,
-        policy_in: spec.policy_in,
-        policy_out: spec.policy_out,
-        rules: spec.rules.clone(),
-    };
-    changed.extend(firewall::sync(client, Place::Datacenter, &fw, true).await?);
+    changed.extend(firewall::sync(client, Place::Datacenter, &spec.firewall, true).await?);
     Ok(changed)
 }
 
 fn refuse_lock_out(spec: &DatacenterFirewall, wanted: &Sets, endpoint: &str) -> Result<(), Error> {
-    if !spec.enabled {
+    if !spec.firewall.enabled {
         return Ok(());
     }
     let management = wanted.get(decide::MANAGEMENT).cloned().unwrap_or_default();
