@@ -42,8 +42,14 @@ pub const CONTROLLER: &[(&str, &str)] = &[
     ("Pool.Audit", "resource pools"),
     ("Pool.Allocate", "creating resource pools"),
     ("SDN.Use", "attaching guests to a bridge"),
-    ("Sys.Audit", "node status, tasks, cluster status"),
-    ("Sys.Modify", "downloads to a node's storage"),
+    (
+        "Sys.Audit",
+        "node status, tasks, cluster status, node settings, the datacenter firewall",
+    ),
+    (
+        "Sys.Modify",
+        "downloads to a node's storage, a node's time zone and resolver, the datacenter firewall",
+    ),
 ];
 
 /// The privilege names alone.
