@@ -48,7 +48,7 @@ deps:
 	@test -x "$$(git --exec-path 2>/dev/null)/git-http-backend" || (apt-get update -qq && apt-get install -y -qq git)
 	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
 	@test -x /usr/sbin/dnsmasq || (apt-get update -qq && apt-get install -y -qq dnsmasq-base)
-	@test -f /usr/share/zoneinfo/America/New_York || (apt-get update -qq && apt-get install -y -qq tzdata)
+	@test -f /usr/share/zoneinfo/America/New_York || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tzdata)
 	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 	@test -x $(HELM) || bash $(SHARED)/tools/get-helm.sh $(dir $(HELM)) >/dev/null
 	@python3 -c 'import proxmoxer, requests' 2>/dev/null || python3 -m pip install --quiet proxmoxer requests
