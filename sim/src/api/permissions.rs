@@ -50,13 +50,7 @@ fn eval(
     noerr: bool,
 ) -> Result<bool, PveError> {
     let items = check.as_array().map(Vec::as_slice).unwrap_or_default();
-    let fail = |detail: Option<String>| {
-        if noerr {
-            Ok(false)
-        } else {
-            Err(denied(detail.as_deref()))
-        }
-    };
+    let fail = |detail: Option<String>| refused(noerr, detail.as_deref());
     match items.first().and_then(Value::as_str).unwrap_or_default() {
         "and" => {
             for sub in &items[1..] {
@@ -92,8 +86,16 @@ fn eval(
 fn result(outcome: Result<(), String>, noerr: bool) -> Result<bool, PveError> {
     match outcome {
         Ok(()) => Ok(true),
-        Err(_) if noerr => Ok(false),
-        Err(detail) => Err(denied(Some(&detail))),
+        Err(detail) => refused(noerr, Some(&detail)),
+    }
+}
+
+/// A failed check: `false` where PVE asks without an error (`noerr`), its 403 otherwise.
+fn refused(noerr: bool, detail: Option<&str>) -> Result<bool, PveError> {
+    if noerr {
+        Ok(false)
+    } else {
+        Err(denied(detail))
     }
 }
 
@@ -121,7 +123,7 @@ fn perm(
     if let Some(required) = option("require_param").and_then(Value::as_str)
         && !params.contains_key(required)
     {
-        return if noerr { Ok(false) } else { Err(denied(None)) };
+        return refused(noerr, None);
     }
     let any = option("any").is_some_and(|v| v == 1 || v == "1");
     let path = fill(items.get(1).and_then(Value::as_str).unwrap_or(""), params);
@@ -147,7 +149,7 @@ fn userid_param(
             if authid == userid {
                 return Ok(true);
             }
-            if noerr { Ok(false) } else { Err(denied(None)) }
+            refused(noerr, None)
         }
         _ => {
             let realm = userid.rsplit_once('@').map_or("", |(_, r)| r);
@@ -207,7 +209,7 @@ fn userid_group(
             .get(&userid)
             .is_some_and(|u| allowed.iter().any(|g| u.groups.contains(*g)));
         if !member {
-            return if noerr { Ok(false) } else { Err(denied(None)) };
+            return refused(noerr, None);
         }
     }
     Ok(true)
