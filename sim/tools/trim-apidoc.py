@@ -42,6 +42,9 @@ SERVED = [
     "/cluster/firewall/options", "/cluster/firewall/ipset", "/cluster/firewall/ipset/{name}",
     "/cluster/firewall/ipset/{name}/{cidr}", "/cluster/firewall/rules",
     "/cluster/firewall/rules/{pos}",
+    "/nodes/{node}/network", "/nodes/{node}/network/{iface}",
+    "/nodes/{node}/firewall/options", "/nodes/{node}/firewall/rules",
+    "/nodes/{node}/firewall/rules/{pos}",
 ]
 DROP = {"description", "verbose_description", "typetext", "format_description", "title"}
 
