@@ -45,6 +45,7 @@ SERVED = [
     "/nodes/{node}/network", "/nodes/{node}/network/{iface}",
     "/nodes/{node}/firewall/options", "/nodes/{node}/firewall/rules",
     "/nodes/{node}/firewall/rules/{pos}",
+    "/storage", "/nodes/{node}/disks/list", "/nodes/{node}/disks/zfs", "/nodes/{node}/disks/zfs/{name}",
 ]
 DROP = {"description", "verbose_description", "typetext", "format_description", "title"}
 
