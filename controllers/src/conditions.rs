@@ -21,7 +21,10 @@ pub const INSTALLED: &str = "Installed";
 /// ProxmoxHost areas.
 pub const NODE_SETTINGS_READY: &str = "NodeSettingsReady";
 pub const DNS_READY: &str = "DnsReady";
-/// ProxmoxCluster: the datacenter firewall.
+pub const STORAGE_READY: &str = "StorageReady";
+pub const NETWORK_READY: &str = "NetworkReady";
+pub const SYSTEM_READY: &str = "SystemReady";
+/// ProxmoxCluster: the datacenter firewall; ProxmoxHost: the node's.
 pub const FIREWALL_READY: &str = "FirewallReady";
 
 /// Reasons shared by several kinds or conditions (a failure's reason is its error
@@ -131,6 +134,24 @@ pub mod reason {
     pub const DNSMASQ_RESTARTED: &str = "DnsmasqRestarted";
     pub const INVALID_DNSMASQ: &str = "InvalidDnsmasq";
     pub const WOULD_LOCK_OUT: &str = "WouldLockOut";
+    pub const FEATURE_APPLIED: &str = "FeatureApplied";
+    pub const FEATURE_APPLYING: &str = "FeatureApplying";
+    pub const STORAGE_CONFIGURED: &str = "StorageConfigured";
+    pub const POOL_CREATING: &str = "PoolCreating";
+    pub const POOL_CREATED: &str = "PoolCreated";
+    pub const POOL_LAYOUT_DIFFERS: &str = "PoolLayoutDiffers";
+    pub const WAITING_FOR_POOL: &str = "WaitingForPool";
+    pub const DATASETS_UPDATED: &str = "DatasetsUpdated";
+    pub const EXPORTS_UPDATED: &str = "ExportsUpdated";
+    pub const STORAGES_UPDATED: &str = "StoragesUpdated";
+    pub const STORAGE_MISMATCH: &str = "StorageMismatch";
+    pub const NETWORK_CONFIGURED: &str = "NetworkConfigured";
+    pub const NETWORK_APPLYING: &str = "NetworkApplying";
+    pub const NETWORK_APPLIED: &str = "NetworkApplied";
+    pub const NETWORK_APPLY_FAILED: &str = "NetworkApplyFailed";
+    pub const PENDING_NETWORK_CHANGES: &str = "PendingNetworkChanges";
+    pub const INVALID_BRIDGE: &str = "InvalidBridge";
+    pub const INVALID_STORAGE: &str = "InvalidStorage";
 }
 
 /// Where a pass left an object, as kstatus reads it.

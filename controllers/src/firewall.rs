@@ -1,4 +1,4 @@
-//! A PVE firewall — a guest's (`spec.firewall`) or the datacenter's — as options
+//! A PVE firewall — a guest's (`spec.firewall`), a node's or the datacenter's — as options
 //! (enabled, default policies) and rules, in order. Phoenix owns the whole rule list of a
 //! firewall the spec describes: when the live list differs in any rule, it is written
 //! again (PVE's rules have no ids to diff by, and order matters). The new rules go on top
@@ -8,10 +8,12 @@
 use crate::error::Error;
 use phoenix_clients::proxmox::{GuestType, Params, ProxmoxClient};
 
-/// Whose firewall: a guest's, or the datacenter's.
+/// Whose firewall: a guest's, a node's, or the datacenter's.
 #[derive(Clone, Copy, Debug)]
 pub enum Place<'a> {
     Guest(&'a str, GuestType, u32),
+    /// A node's own firewall.
+    Node(&'a str),
     Datacenter,
 }
 
@@ -22,6 +24,7 @@ impl Place<'_> {
             Place::Guest(node, kind, vmid) => {
                 format!("/nodes/{node}/{}/{vmid}/firewall/{rest}", kind.segment())
             }
+            Place::Node(node) => format!("/nodes/{node}/firewall/{rest}"),
             Place::Datacenter => format!("/cluster/firewall/{rest}"),
         }
     }

@@ -114,12 +114,16 @@ pub async fn run(kube: kube::Client, options: Options) {
         options.cluster_view_interval,
     ));
     let cluster_watch = guest::cluster_watch::watch(guests.clone());
+    let (host_wake, host_woken) = tokio::sync::mpsc::unbounded_channel();
     let hosts = run_hosts(
         &kube,
         Arc::new(host::HostContext {
             shared: shared.clone(),
             guests: guests.clone(),
+            runs: Arc::default(),
+            wake: host_wake,
         }),
+        host_woken,
     );
     let lxc = watch_routes(watch_inputs(lxc, &kube), &kube);
     let vm = watch_routes(watch_inputs(vm, &kube), &kube);
@@ -192,8 +196,13 @@ pub async fn run(kube: kube::Client, options: Options) {
 }
 
 /// The ProxmoxHost controller, also woken when a guest or a route changes (their names
-/// and addresses are the host's DNS records).
-async fn run_hosts(kube: &kube::Client, ctx: Arc<host::HostContext>) {
+/// and addresses are the host's DNS records), and by the objects sent to its wake channel
+/// (a PVE task or a feature run of the host ended).
+async fn run_hosts(
+    kube: &kube::Client,
+    ctx: Arc<host::HostContext>,
+    woken: tokio::sync::mpsc::UnboundedReceiver<reflector::ObjectRef<phoenix_crds::ProxmoxHost>>,
+) {
     // The records are read from the guest controllers' caches, fed by their own watches:
     // a short debounce lets a change reach them before the pass it triggered reads them.
     let config = kube::runtime::controller::Config::default()
@@ -211,9 +220,19 @@ async fn run_hosts(kube: &kube::Client, ctx: Arc<host::HostContext>) {
             config,
             every(c),
         )
+        .reconcile_on(receiver_stream(woken))
         .run(host::reconcile, host::error_policy, ctx)
         .for_each(|_| async {})
         .await
+}
+
+/// A channel's receiving end as a stream.
+fn receiver_stream<T>(
+    receiver: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> {
+    futures::stream::unfold(receiver, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
 }
 
 /// Waking on other objects' changes: a burst of them makes one pass.
@@ -321,11 +340,8 @@ async fn run_guests<G: guest::Guest>(
     woken: tokio::sync::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<G>>,
     ctx: Arc<guest::GuestContext>,
 ) {
-    let woken = futures::stream::unfold(woken, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
     controller
-        .reconcile_on(woken)
+        .reconcile_on(receiver_stream(woken))
         .run(guest::reconcile::<G>, guest::error_policy::<G>, ctx)
         .for_each(|_| async {})
         .await

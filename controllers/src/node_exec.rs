@@ -192,7 +192,7 @@ fn node_address(cluster: &ProxmoxCluster, node: &str) -> Result<String, String> 
 }
 
 /// `https://10.0.0.13:8006` → `10.0.0.13`.
-fn endpoint_host(endpoint: &str) -> String {
+pub fn endpoint_host(endpoint: &str) -> String {
     let rest = endpoint.split("://").nth(1).unwrap_or(endpoint);
     let authority = rest.split('/').next().unwrap_or(rest);
     match authority.strip_prefix('[') {

@@ -34,6 +34,7 @@ pub const CONTROLLER: &[(&str, &str)] = &[
         "commands and files inside VMs through the agent",
     ),
     ("Datastore.Audit", "storages and their content"),
+    ("Datastore.Allocate", "adding and updating the host's storages (/storage)"),
     ("Datastore.AllocateSpace", "guest disks on a storage"),
     (
         "Datastore.AllocateTemplate",
@@ -44,11 +45,11 @@ pub const CONTROLLER: &[(&str, &str)] = &[
     ("SDN.Use", "attaching guests to a bridge"),
     (
         "Sys.Audit",
-        "node status, tasks, cluster status, node settings, the datacenter firewall",
+        "node status, tasks, cluster status, node settings, ZFS pools, the node's network and firewall, the datacenter firewall",
     ),
     (
         "Sys.Modify",
-        "downloads to a node's storage, a node's time zone and resolver, the datacenter firewall",
+        "downloads to a node's storage, a node's time zone and resolver, creating ZFS pools, the node's bridges and firewall, the datacenter firewall",
     ),
 ];
 

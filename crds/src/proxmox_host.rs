@@ -1,8 +1,12 @@
 //! ProxmoxHost: one PVE node's own setup (cluster-scoped, one per node): its time zone and
-//! resolver through PVE's API, and dnsmasq on it serving the platform's names, derived from
-//! the guests and routes.
+//! resolver, storage (ZFS pools, datasets, NFS exports, PVE storages), bridges and firewall,
+//! system (packages, locale, AppArmor, NVIDIA), and dnsmasq serving the platform's names,
+//! derived from the guests and routes.
 
 use crate::common::*;
+use crate::host_network::{HostNetwork, NetworkStatus, NodeFirewall};
+use crate::host_storage::{HostStorage, StorageStatus};
+use crate::host_system::{HostSystem, SystemStatus};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -16,7 +20,7 @@ use serde::{Deserialize, Serialize};
     status = "ProxmoxHostStatus",
     shortname = "pxh",
     category = "phoenix",
-    doc = "One Proxmox VE node's host setup: time zone, resolver, and dnsmasq with the platform's names",
+    doc = "One Proxmox VE node's host setup: settings, storage, network, firewall, system, and dnsmasq with the platform's names",
     printcolumn(name = "Node", type_ = "string", json_path = ".status.node"),
     printcolumn(
         name = "Settings",
@@ -24,11 +28,30 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.conditions[?(@.type==\"NodeSettingsReady\")].status"
     ),
     printcolumn(
+        name = "Storage",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"StorageReady\")].status"
+    ),
+    printcolumn(
+        name = "Network",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"NetworkReady\")].status"
+    ),
+    printcolumn(
+        name = "Firewall",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"FirewallReady\")].status"
+    ),
+    printcolumn(
+        name = "System",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"SystemReady\")].status"
+    ),
+    printcolumn(
         name = "DNS",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"DnsReady\")].status"
     ),
-    printcolumn(name = "Records", type_ = "integer", json_path = ".status.dns.records"),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -58,6 +81,18 @@ pub struct ProxmoxHostSpec {
     /// The node's own resolver (`PUT /nodes/{node}/dns`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolver: Option<NodeResolver>,
+    /// ZFS pools, datasets, NFS exports and PVE storages of the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<HostStorage>,
+    /// Bridges of the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<HostNetwork>,
+    /// The node's own firewall.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<NodeFirewall>,
+    /// Packages, locale, AppArmor profiles, NVIDIA driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<HostSystem>,
     /// dnsmasq on the node, serving every guest's and route's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dnsmasq: Option<Dnsmasq>,
@@ -127,6 +162,12 @@ pub struct ProxmoxHostStatus {
     /// The PVE node this object manages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<SystemStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsStatus>,
 }

@@ -112,6 +112,16 @@ struct Envelope<T> {
     data: Option<T>,
 }
 
+/// A success answer that is not what was expected.
+fn unexpected(path: &str, e: serde_json::Error) -> ProxmoxError {
+    ProxmoxError {
+        kind: ErrorKind::Refused,
+        status: Some(200),
+        message: format!("unexpected answer from {path}: {e}"),
+        errors: BTreeMap::new(),
+    }
+}
+
 /// The `data` of an answer's body; none (or `null`) is read as `null` would be, so a
 /// caller expecting nothing gets it and one expecting something is told.
 fn data_of<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
@@ -215,8 +225,31 @@ impl ProxmoxClient {
         path: &str,
         params: &[(String, String)],
     ) -> Result<T, ProxmoxError> {
+        let body = self.read(method, path, params).await?;
+        data_of(&body).map_err(|e| unexpected(path, e))
+    }
+
+    /// A call's whole answer, `data` and the attributes PVE puts beside it (`changes` of
+    /// a node's network while changes are pending).
+    pub async fn envelope(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Value, ProxmoxError> {
+        let body = self.read(method, path, params).await?;
+        serde_json::from_slice(&body).map_err(|e| unexpected(path, e))
+    }
+
+    /// One call's body, reads retried as [`Self::call`] says.
+    async fn read(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<bytes::Bytes, ProxmoxError> {
         let mut attempt = 0;
-        let body = loop {
+        loop {
             let started = std::time::Instant::now();
             let result = self.send(method.clone(), path, params).await;
             if let Some(observe) = &self.observer {
@@ -232,15 +265,9 @@ impl ProxmoxClient {
                     attempt += 1;
                     tokio::time::sleep(READ_RETRY_PAUSE * attempt).await;
                 }
-                result => break result?,
+                result => return result,
             }
-        };
-        data_of(&body).map_err(|e| ProxmoxError {
-            kind: ErrorKind::Refused,
-            status: Some(200),
-            message: format!("unexpected answer from {path}: {e}"),
-            errors: BTreeMap::new(),
-        })
+        }
     }
 
     /// One request; a success is its body, unread.
@@ -307,7 +334,7 @@ impl ProxmoxClient {
         ))
     }
 
-    async fn upid(
+    pub async fn upid(
         &self,
         method: reqwest::Method,
         path: &str,

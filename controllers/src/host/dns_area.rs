@@ -3,19 +3,14 @@
 //! changes — each a named step, so a failure says which.
 
 use super::dnsmasq::{self, Change};
+use super::node_steps::{argv, step, write};
 use super::records::Records;
 use super::{Area, HostPass};
 use crate::conditions::reason;
 use crate::error::Error;
-use crate::node_exec;
 use kube::runtime::events::EventType;
-use phoenix_clients::exec::ExecOutput;
 use phoenix_crds::common::DriftPolicy;
 use phoenix_crds::proxmox_host::{DnsStatus, Dnsmasq};
-use std::time::Duration;
-
-const STEP_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Where a new main config waits for `dnsmasq --test` (outside /etc/dnsmasq.d, whose
 /// every file dnsmasq would read on a restart by anyone).
 const CANDIDATE: &str = "/etc/phoenix/dnsmasq/phoenix.conf.candidate";
@@ -189,48 +184,4 @@ async fn start(pass: &HostPass<'_>) -> Result<(), Error> {
     pass.event(EventType::Normal, reason::DNSMASQ_RESTARTED, note)
         .await;
     Ok(())
-}
-
-fn argv(words: &[&str]) -> Vec<String> {
-    words.iter().map(|w| (*w).to_owned()).collect()
-}
-
-/// Runs step `name` on the node; a non-zero exit is the step's failure.
-async fn step(pass: &HostPass<'_>, name: &str, command: Vec<String>) -> Result<ExecOutput, Error> {
-    let ctx = pass.ctx;
-    let out = node_exec::run(
-        &ctx.kube,
-        pass.pve,
-        ctx.pve.redirect(),
-        &pass.node,
-        &command,
-        STEP_TIMEOUT,
-    )
-    .await
-    .map_err(|e| Error::host_step(name, e))?;
-    if !out.success() {
-        return Err(Error::host_step_exit(name, &out));
-    }
-    Ok(out)
-}
-
-async fn write(
-    pass: &HostPass<'_>,
-    name: &str,
-    path: &str,
-    content: &str,
-    mode: u32,
-) -> Result<(), Error> {
-    let ctx = pass.ctx;
-    node_exec::write_file(
-        &ctx.kube,
-        pass.pve,
-        ctx.pve.redirect(),
-        &pass.node,
-        path,
-        content,
-        mode,
-    )
-    .await
-    .map_err(|e| Error::host_step(name, e))
 }

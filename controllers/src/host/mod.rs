@@ -1,45 +1,64 @@
 //! ProxmoxHost: one PVE node's own setup, reconciled area by area — the node settings PVE
-//! keeps (time zone, resolver: through its API) and dnsmasq serving the platform's names
-//! (records derived from the guests and routes, files on the node over SSH). Each area
-//! observes, decides in a pure function, acts in named steps and reports its own
-//! condition (`NodeSettingsReady`, `DnsReady`); `Ready` is all of them. Status is written
-//! once per pass.
+//! keeps (time zone, resolver), storage (ZFS pools and PVE storages through the API,
+//! datasets and NFS exports on the node), bridges (PVE's pending/apply cycle), the node's
+//! firewall, the system (packages, locale, AppArmor, NVIDIA: features run on the node),
+//! and dnsmasq serving the platform's names (records derived from the guests and routes).
+//! Each area observes, decides in a pure function, acts in named steps and reports its
+//! own condition (`NodeSettingsReady`, `StorageReady`, `NetworkReady`, `FirewallReady`,
+//! `SystemReady`, `DnsReady`); `Ready` is all of them. Status is written once per pass.
 
 pub mod dns_area;
 pub mod dnsmasq;
+pub mod exports;
+pub mod firewall_area;
+pub mod host_task;
+pub mod network;
+pub mod network_area;
+pub mod node_steps;
 pub mod records;
 pub mod settings;
 pub mod settings_area;
 pub mod sources;
+pub mod storage_area;
+pub mod storages;
+pub mod system;
+pub mod system_area;
+pub mod zfs;
 
 use crate::conditions::{self, Standing, reason};
 use crate::context::Context;
 use crate::error::Error;
 use crate::guest::GuestContext;
+use crate::provision::runs::Runs;
 use crate::pve::Connection;
 use crate::status;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use phoenix_crds::common::DriftPolicy;
 use phoenix_crds::{ProxmoxHost, ProxmoxHostStatus, TraefikService};
 use std::sync::Arc;
 
 pub const KIND: &str = "ProxmoxHost";
 
-/// The host controller's context: the shared one, and the guest controllers' caches the
-/// records are derived from.
+/// The host controller's context: the shared one, the guest controllers' caches the
+/// records are derived from, the system features running on nodes, and the channel that
+/// wakes a host when its PVE task or feature run ends.
 pub struct HostContext {
     pub shared: Arc<Context>,
     pub guests: Arc<GuestContext>,
+    pub runs: Arc<Runs>,
+    pub wake: tokio::sync::mpsc::UnboundedSender<ObjectRef<ProxmoxHost>>,
 }
 
 /// What one pass works with.
 pub struct HostPass<'a> {
     pub host: &'a ProxmoxHost,
     pub ctx: &'a Context,
-    pub pve: &'a Connection,
+    pub pve: &'a Arc<Connection>,
+    wake: &'a tokio::sync::mpsc::UnboundedSender<ObjectRef<ProxmoxHost>>,
     /// The object's name.
     pub name: String,
     /// The PVE node.
@@ -51,13 +70,23 @@ impl HostPass<'_> {
     pub async fn event(&self, type_: EventType, reason: &str, note: String) {
         self.ctx.event(self.host, type_, reason, note).await;
     }
+
+    /// Wakes this host's reconcile (when its PVE task or feature run ends).
+    pub fn waker(&self) -> impl FnOnce() + Send + 'static {
+        let (sender, reference) = (self.wake.clone(), ObjectRef::from_obj(self.host));
+        move || {
+            let _ = sender.send(reference);
+        }
+    }
 }
 
-/// How an area stands after a pass.
+/// How an area stands after a pass that did not fail.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Area {
     pub reason: &'static str,
     pub message: String,
+    /// As the spec says (or drift reported): the area's condition is True.
+    pub settled: bool,
     /// Drift reported and left in place (`driftPolicy: Report`).
     pub drifted: bool,
 }
@@ -67,15 +96,23 @@ impl Area {
         Area {
             reason,
             message,
+            settled: true,
             drifted: false,
+        }
+    }
+
+    /// Work under way (a PVE task, a feature run) or waiting for another part.
+    pub fn working(reason: &'static str, message: String) -> Self {
+        Area {
+            settled: false,
+            ..Area::ready(reason, message)
         }
     }
 
     pub fn drifted(message: String) -> Self {
         Area {
-            reason: reason::DRIFT_DETECTED,
-            message,
             drifted: true,
+            ..Area::ready(reason::DRIFT_DETECTED, message)
         }
     }
 }
@@ -124,19 +161,49 @@ async fn pass(
         host,
         ctx: &ctx.shared,
         pve: &pve,
+        wake: &ctx.wake,
         name: host.name_any(),
         node,
         drift_policy: host.spec.drift_policy,
     };
-    let settings =
-        settings_area::reconcile(&pass, converged(host, conditions::NODE_SETTINGS_READY)).await;
-    let dns = match &host.spec.dnsmasq {
+    let spec = &host.spec;
+    let done = |type_| converged(host, type_);
+    let settings = settings_area::reconcile(&pass, done(conditions::NODE_SETTINGS_READY)).await;
+    let storage = match &spec.storage {
+        None => {
+            status.storage = None;
+            not_managed("storage")
+        }
+        Some(s) => {
+            let before = done(conditions::STORAGE_READY);
+            storage_area::reconcile(&pass, s, before, &mut status.storage).await
+        }
+    };
+    let network = match &spec.network {
+        None => {
+            status.network = None;
+            not_managed("bridges")
+        }
+        Some(n) => {
+            let before = done(conditions::NETWORK_READY);
+            network_area::reconcile(&pass, n, before, &mut status.network).await
+        }
+    };
+    let firewall = match &spec.firewall {
+        None => not_managed("node firewall"),
+        Some(f) => firewall_area::reconcile(&pass, f, done(conditions::FIREWALL_READY)).await,
+    };
+    let system = match &spec.system {
+        None => {
+            status.system = None;
+            not_managed("system setup")
+        }
+        Some(s) => system_area::reconcile(&pass, s, &ctx.runs, &mut status.system).await,
+    };
+    let dns = match &spec.dnsmasq {
         None => {
             status.dns = None;
-            Ok(Area::ready(
-                reason::NOT_MANAGED,
-                "no dnsmasq in the spec".into(),
-            ))
+            not_managed("dnsmasq")
         }
         Some(spec) => match routes(ctx, cluster).await {
             Ok(routes) => {
@@ -148,8 +215,20 @@ async fn pass(
     };
     Ok(vec![
         (conditions::NODE_SETTINGS_READY, settings),
+        (conditions::STORAGE_READY, storage),
+        (conditions::NETWORK_READY, network),
+        (conditions::FIREWALL_READY, firewall),
+        (conditions::SYSTEM_READY, system),
         (conditions::DNS_READY, dns),
     ])
+}
+
+/// An area the spec leaves out: nothing done.
+fn not_managed(what: &str) -> Result<Area, Error> {
+    Ok(Area::ready(
+        reason::NOT_MANAGED,
+        format!("no {what} in the spec"),
+    ))
 }
 
 /// Whether area `type_` was in place for this generation when the pass began: a difference
@@ -195,7 +274,7 @@ async fn finish(
         Ok(areas) => {
             for (type_, area) in areas {
                 let (on, reason, message) = match area {
-                    Ok(a) => (true, a.reason, a.message.clone()),
+                    Ok(a) => (a.settled, a.reason, a.message.clone()),
                     Err(e) => (false, e.category(), e.to_string()),
                 };
                 conditions::set(conditions, type_, on, reason, &message, generation, now);
@@ -218,9 +297,20 @@ async fn finish(
                 generation,
                 now,
             );
-            match areas.iter().find_map(|(_, a)| a.as_ref().err()) {
-                Some(e) => conditions::summarize_failure(conditions, e, generation, now),
-                None => {
+            let working = areas
+                .iter()
+                .find_map(|(_, a)| a.as_ref().ok().filter(|a| !a.settled));
+            match (areas.iter().find_map(|(_, a)| a.as_ref().err()), working) {
+                (Some(e), _) => conditions::summarize_failure(conditions, e, generation, now),
+                (None, Some(area)) => conditions::summarize(
+                    conditions,
+                    Standing::InProgress,
+                    area.reason,
+                    &area.message,
+                    generation,
+                    now,
+                ),
+                (None, None) => {
                     let message = format!("{node} is set up as the spec says");
                     conditions::summarize(
                         conditions,

@@ -68,6 +68,10 @@ mod tests {
                 search: "internal.example".into(),
                 servers: s.iter().map(|x| (*x).to_owned()).collect(),
             }),
+            storage: None,
+            network: None,
+            firewall: None,
+            system: None,
             dnsmasq: None,
         }
     }

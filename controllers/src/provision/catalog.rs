@@ -459,7 +459,7 @@ fn tls_pair(
     })
 }
 
-fn feature(name: &str, files: Vec<File>, steps: Vec<Step>) -> Feature {
+pub fn feature(name: &str, files: Vec<File>, steps: Vec<Step>) -> Feature {
     Feature {
         name: name.into(),
         files,
@@ -467,14 +467,14 @@ fn feature(name: &str, files: Vec<File>, steps: Vec<Step>) -> Feature {
     }
 }
 
-fn step(name: &'static str, lines: &[&str]) -> Step {
+pub fn step(name: &'static str, lines: &[&str]) -> Step {
     Step {
         name,
         lines: lines.iter().map(|l| l.to_string()).collect(),
     }
 }
 
-fn file(path: &str, content: String, mode: &'static str) -> File {
+pub fn file(path: &str, content: String, mode: &'static str) -> File {
     File {
         path: path.into(),
         content,

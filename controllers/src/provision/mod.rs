@@ -195,7 +195,7 @@ async fn record<K>(
     ctx.event(
         target.object,
         EventType::Normal,
-        "FeatureApplied",
+        crate::conditions::reason::FEATURE_APPLIED,
         format!(
             "feature {} {how} in {} ({hash})",
             feature.name, target.label
@@ -241,7 +241,7 @@ where
     ctx.event(
         target.object,
         EventType::Normal,
-        "FeatureApplying",
+        crate::conditions::reason::FEATURE_APPLYING,
         format!(
             "applying feature {} in {} ({hash})",
             feature.name, target.label

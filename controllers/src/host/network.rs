@@ -1,0 +1,239 @@
+//! Bridge decisions, pure: what to stage in PVE's pending network config (create or
+//! update a bridge, as PVE's API takes it) from what `GET /nodes/{node}/network` lists,
+//! and whether a change would take away the address Phoenix reaches PVE at.
+
+use phoenix_crds::host_network::Bridge;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+pub type Params = Vec<(String, String)>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BridgeChange {
+    Create { name: String, params: Params },
+    Update { name: String, params: Params },
+}
+
+impl BridgeChange {
+    pub fn name(&self) -> &str {
+        match self {
+            BridgeChange::Create { name, .. } | BridgeChange::Update { name, .. } => name,
+        }
+    }
+}
+
+impl std::fmt::Display for BridgeChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (verb, name, params) = match self {
+            BridgeChange::Create { name, params } => ("create", name, params),
+            BridgeChange::Update { name, params } => ("update", name, params),
+        };
+        let keys: Vec<&str> = params
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| *k != "type" && *k != "iface")
+            .collect();
+        write!(f, "{verb} bridge {name} ({})", keys.join(", "))
+    }
+}
+
+/// A listed field as text (PVE lists flags as numbers).
+fn field(iface: &Value, key: &str) -> String {
+    match &iface[key] {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn ports(text: &str) -> BTreeSet<&str> {
+    text.split_whitespace().collect()
+}
+
+/// The fields of `bridge` as PVE's API names them; empty values are absent.
+fn wanted(bridge: &Bridge) -> Vec<(&'static str, String)> {
+    vec![
+        ("bridge_ports", bridge.ports.join(" ")),
+        ("cidr", bridge.cidr.clone().unwrap_or_default()),
+        ("gateway", bridge.gateway.clone().unwrap_or_default()),
+        (
+            "bridge_vlan_aware",
+            if bridge.vlan_aware { "1" } else { "" }.to_owned(),
+        ),
+        ("comments", bridge.comment.clone().unwrap_or_default()),
+    ]
+}
+
+pub fn plan(spec: &[Bridge], listed: &[Value]) -> Vec<BridgeChange> {
+    spec.iter().filter_map(|b| plan_bridge(b, listed)).collect()
+}
+
+fn plan_bridge(bridge: &Bridge, listed: &[Value]) -> Option<BridgeChange> {
+    let found = listed
+        .iter()
+        .find(|i| i["iface"].as_str() == Some(&bridge.name));
+    let base = |extra: &[(&str, &str)]| -> Params {
+        let mut params = vec![
+            ("iface".to_owned(), bridge.name.clone()),
+            ("type".to_owned(), "bridge".to_owned()),
+        ];
+        params.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        params
+    };
+    let Some(found) = found else {
+        let mut params = base(&[("autostart", "1")]);
+        params.extend(
+            wanted(bridge)
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_owned(), v)),
+        );
+        return Some(BridgeChange::Create {
+            name: bridge.name.clone(),
+            params,
+        });
+    };
+    let mut params = base(&[]);
+    let mut deleted = Vec::new();
+    for (key, value) in wanted(bridge) {
+        let live = field(found, key);
+        let same = match key {
+            "bridge_ports" => ports(&live) == ports(&value),
+            "bridge_vlan_aware" => (live == "1") == (value == "1"),
+            _ => live == value,
+        };
+        match (same, value.is_empty()) {
+            (true, _) => {}
+            (false, true) => deleted.push(key),
+            (false, false) => params.push((key.to_owned(), value)),
+        }
+    }
+    if !deleted.is_empty() {
+        params.push(("delete".into(), deleted.join(",")));
+    }
+    (params.len() > 2).then(|| BridgeChange::Update {
+        name: bridge.name.clone(),
+        params,
+    })
+}
+
+/// Why applying `changes` would cut Phoenix off from PVE, if it would: a change of the
+/// address (or of the bridge ports) of the interface carrying `endpoint_host`.
+pub fn lock_out(changes: &[BridgeChange], listed: &[Value], endpoint_host: &str) -> Option<String> {
+    let carrier = listed.iter().find(|i| {
+        let cidr = field(i, "cidr");
+        let address = cidr.split('/').next().unwrap_or_default().to_owned();
+        address == endpoint_host || field(i, "address") == endpoint_host
+    })?;
+    let name = carrier["iface"].as_str()?;
+    let BridgeChange::Update { params, .. } = changes.iter().find(|c| c.name() == name)? else {
+        return None;
+    };
+    let touches = |key: &str| {
+        params
+            .iter()
+            .any(|(k, v)| k == key || (k == "delete" && v.split(',').any(|d| d == key)))
+    };
+    let address_moves = params
+        .iter()
+        .find(|(k, _)| k == "cidr")
+        .is_some_and(|(_, cidr)| cidr.split('/').next() != Some(endpoint_host));
+    (address_moves || (touches("cidr") && !params.iter().any(|(k, _)| k == "cidr"))
+        || touches("bridge_ports"))
+    .then(|| {
+        format!(
+            "{name} carries {endpoint_host}, the address Phoenix reaches PVE at: changing its address or ports could cut Phoenix off; make that change by hand (or point the cluster's endpoint at another address first)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bridge(name: &str, cidr: Option<&str>, ports: &[&str]) -> Bridge {
+        Bridge {
+            name: name.into(),
+            ports: ports.iter().map(|p| (*p).to_owned()).collect(),
+            cidr: cidr.map(str::to_owned),
+            gateway: None,
+            vlan_aware: false,
+            comment: None,
+        }
+    }
+
+    fn listed() -> Vec<Value> {
+        vec![
+            json!({"iface": "eno1", "type": "eth"}),
+            json!({"iface": "vmbr0", "type": "bridge", "cidr": "10.0.0.13/24", "gateway": "10.0.0.1",
+                   "bridge_ports": "eno1", "autostart": 1, "comments": "LAN\n"}),
+        ]
+    }
+
+    #[test]
+    fn a_missing_bridge_is_created_with_only_what_it_has() {
+        let spec = [bridge("vmbr1", None, &[])];
+        assert_eq!(
+            plan(&spec, &listed()),
+            vec![BridgeChange::Create {
+                name: "vmbr1".into(),
+                params: vec![
+                    ("iface".into(), "vmbr1".into()),
+                    ("type".into(), "bridge".into()),
+                    ("autostart".into(), "1".into()),
+                ]
+            }]
+        );
+    }
+
+    #[test]
+    fn a_bridge_as_listed_needs_nothing_and_a_difference_only_its_fields() {
+        let mut same = bridge("vmbr0", Some("10.0.0.13/24"), &["eno1"]);
+        same.gateway = Some("10.0.0.1".into());
+        same.comment = Some("LAN".into());
+        assert!(plan(std::slice::from_ref(&same), &listed()).is_empty());
+        let mut changed = same.clone();
+        changed.vlan_aware = true;
+        changed.comment = None;
+        let changes = plan(&[changed], &listed());
+        assert_eq!(
+            changes,
+            vec![BridgeChange::Update {
+                name: "vmbr0".into(),
+                params: vec![
+                    ("iface".into(), "vmbr0".into()),
+                    ("type".into(), "bridge".into()),
+                    ("bridge_vlan_aware".into(), "1".into()),
+                    ("delete".into(), "comments".into()),
+                ]
+            }]
+        );
+        assert_eq!(
+            changes[0].to_string(),
+            "update bridge vmbr0 (bridge_vlan_aware, delete)"
+        );
+        assert_eq!(lock_out(&changes, &listed(), "10.0.0.13"), None);
+    }
+
+    #[test]
+    fn moving_the_address_phoenix_reaches_pve_at_is_refused() {
+        let mut moved = bridge("vmbr0", Some("10.0.0.14/24"), &["eno1"]);
+        moved.gateway = Some("10.0.0.1".into());
+        moved.comment = Some("LAN".into());
+        let changes = plan(&[moved], &listed());
+        let why = lock_out(&changes, &listed(), "10.0.0.13").expect("refused");
+        assert!(why.contains("vmbr0 carries 10.0.0.13"), "{why}");
+        let mut unported = bridge("vmbr0", Some("10.0.0.13/24"), &["eno2"]);
+        unported.gateway = Some("10.0.0.1".into());
+        unported.comment = Some("LAN".into());
+        let changes = plan(&[unported], &listed());
+        assert!(lock_out(&changes, &listed(), "10.0.0.13").is_some());
+        // Another node's address: nothing of this node carries it.
+        assert_eq!(lock_out(&changes, &listed(), "10.0.0.21"), None);
+    }
+}

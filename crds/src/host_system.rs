@@ -1,0 +1,77 @@
+//! The system part of a ProxmoxHost: packages, locale, AppArmor profiles and the NVIDIA
+//! driver, each applied on the node by a script run under a lock, once per content hash
+//! (the in-guest features' mechanism).
+
+use crate::common::AppliedFeature;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A Debian package name.
+pub const PACKAGE_PATTERN: &str = r"^[a-z0-9][a-z0-9+.-]+$";
+/// A glibc locale: `en_US.UTF-8`, `de_DE@euro`.
+pub const LOCALE_PATTERN: &str = r"^[A-Za-z]{2,3}(_[A-Z]{2})?(\.[A-Za-z0-9-]+)?(@[a-z]+)?$";
+/// A file name under /etc/apparmor.d and a kernel module name.
+pub const PLAIN_NAME_PATTERN: &str = r"^[a-z0-9][a-z0-9_.-]*$";
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostSystem {
+    /// Debian packages installed (never removed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 128), inner(regex(pattern = PACKAGE_PATTERN), length(max = 64)))]
+    pub packages: Vec<String>,
+    /// The system locale (generated and set as `LANG`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = LOCALE_PATTERN))]
+    pub locale: Option<String>,
+    /// AppArmor profiles loaded on the node (`/etc/apparmor.d/NAME`), e.g. for nested
+    /// containers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub apparmor_profiles: Vec<AppArmorProfile>,
+    /// The NVIDIA driver on the node, for GPU passthrough to containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvidia: Option<HostNvidia>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppArmorProfile {
+    #[schemars(regex(pattern = PLAIN_NAME_PATTERN), length(max = 64))]
+    pub name: String,
+    /// The profile's text, checked by `apparmor_parser` before it is loaded.
+    #[schemars(length(min = 1, max = 65536))]
+    pub content: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostNvidia {
+    /// The driver's Debian package.
+    #[serde(default = "nvidia_package")]
+    #[schemars(regex(pattern = PACKAGE_PATTERN), length(max = 64))]
+    pub package: String,
+    /// Kernel modules loaded at boot and now; their device nodes (`/dev/nvidia*`) are what
+    /// containers are given.
+    #[serde(default = "nvidia_modules")]
+    #[schemars(length(max = 8), inner(regex(pattern = PLAIN_NAME_PATTERN), length(max = 64)))]
+    pub modules: Vec<String>,
+}
+
+fn nvidia_package() -> String {
+    "nvidia-driver".into()
+}
+
+fn nvidia_modules() -> Vec<String> {
+    ["nvidia", "nvidia_uvm", "nvidia_modeset"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// What the system area applied.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<AppliedFeature>,
+}
