@@ -22,6 +22,13 @@ pub struct Node {
     /// `/etc/resolv.conf`: `search`, `dns1`..`dns3` (absent keys left out).
     #[serde(default)]
     pub resolver: std::collections::BTreeMap<String, String>,
+    /// `/etc/network/interfaces`, pending changes and the interfaces up (empty in state
+    /// files older than it: [`Cluster::install_networks`] fills it in).
+    #[serde(default)]
+    pub network: crate::network::Network,
+    /// The host firewall (`/etc/pve/nodes/<node>/host.fw`): options and rules.
+    #[serde(default)]
+    pub firewall: crate::firewall::NodeFirewall,
 }
 
 /// What a fresh PVE install has.
@@ -311,6 +318,8 @@ pub enum Effect {
         vmid: u32,
         name: String,
     },
+    /// `ifreload -a` on the node after `interfaces.new` became the running file.
+    ApplyNetwork(String),
     Many(Vec<Effect>),
 }
 
@@ -427,6 +436,8 @@ impl Cluster {
                     inside: Default::default(),
                     timezone: default_timezone(),
                     resolver: [("search".to_owned(), "localdomain".to_owned())].into(),
+                    network: Default::default(),
+                    firewall: Default::default(),
                 })
                 .collect(),
             storages: vec![
@@ -453,6 +464,7 @@ impl Cluster {
             ],
             ..Default::default()
         };
+        cluster.install_networks();
         for node in &names {
             for template in APPLIANCES {
                 cluster.volumes.push(Volume {
@@ -472,6 +484,27 @@ impl Cluster {
             });
         }
         cluster
+    }
+
+    /// The installer's network on every node that has none yet: `vmbr0` with the node's
+    /// address, the examples' single node `phoenix` at 10.0.0.13, `pveN` at 10.0.0.2N.
+    pub fn install_networks(&mut self) {
+        for node in self
+            .nodes
+            .iter_mut()
+            .filter(|n| n.network.running.is_empty())
+        {
+            let host = match node
+                .name
+                .strip_prefix("pve")
+                .and_then(|i| i.parse::<u32>().ok())
+            {
+                Some(i) => 20 + i,
+                None => 13,
+            };
+            node.network =
+                crate::network::Network::installed(&format!("10.0.0.{host}/24"), "10.0.0.1");
+        }
     }
 
     pub fn node(&self, name: &str) -> Option<&Node> {
@@ -678,6 +711,11 @@ impl Cluster {
                         .retain(|path, _| files.contains_key(path));
                     g.inside.services = s.services.clone();
                     g.running = false;
+                }
+            }
+            Effect::ApplyNetwork(node) => {
+                if let Some(n) = self.node_mut(&node) {
+                    n.network.apply();
                 }
             }
             Effect::Many(effects) => effects.into_iter().for_each(|e| self.apply(e)),

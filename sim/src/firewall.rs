@@ -22,6 +22,18 @@ pub struct ClusterFirewall {
     pub rules: Vec<Value>,
 }
 
+/// A node's host firewall (`/etc/pve/nodes/<node>/host.fw`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeFirewall {
+    /// `[OPTIONS]` as the parser reads them back (flags and numbers as numbers, log levels
+    /// in lower case); absent ones take their defaults (`enable` is on).
+    #[serde(default)]
+    pub options: BTreeMap<String, Value>,
+    /// `[RULES]`, top first, each as the parser reads it back.
+    #[serde(default)]
+    pub rules: Vec<Value>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct IpSet {
     #[serde(default)]

@@ -4,10 +4,9 @@
 
 use crate::api::PveError;
 use crate::cluster::{Cluster, Guest, GuestKind};
-use crate::server::{Auth, Server};
-use crate::test_server::{ROOT_TOKEN, server_with};
-use http_body_util::BodyExt;
-use serde_json::{Map, Value, json};
+use crate::server::Server;
+use crate::test_server::{admin, api, ok, param_error, server_with};
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 fn server() -> Server {
@@ -15,36 +14,6 @@ fn server() -> Server {
     let guest = Guest::new(100, "phoenix", GuestKind::Lxc, Default::default());
     cluster.guests.insert(100, guest);
     server_with(cluster, None)
-}
-
-/// A call as the HTTPS front makes it: answered, logged, the state saved after a write.
-fn api(server: &Server, method: &str, path: &str, body: Value) -> Result<Value, PveError> {
-    let auth = Auth {
-        authorization: ROOT_TOKEN,
-        cookie: "",
-        csrf: "",
-    };
-    let params: Map<String, Value> = body.as_object().cloned().unwrap_or_default();
-    let result = server.api(method, path, params.clone(), &auth);
-    server.logged(method, path, &params, result.clone());
-    result
-}
-
-fn ok(server: &Server, method: &str, path: &str, body: Value) -> Value {
-    api(server, method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e:?}"))
-}
-
-/// A 400's `errors` entry for `param`.
-fn param_error(result: Result<Value, PveError>, param: &str) -> String {
-    let e = result.expect_err("refused");
-    assert_eq!(
-        (e.status, e.message.as_str()),
-        (400, "Parameter verification failed.")
-    );
-    e.errors.expect("errors")[param]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 const SET: &str = "/cluster/firewall/ipset/web";
@@ -439,12 +408,7 @@ async fn the_firewall_survives_a_restart_and_the_admin_route_shows_it() {
         ok(&second, "GET", "/cluster/firewall/options", json!({}))["policy_in"],
         "DROP"
     );
-    let response = second
-        .clone()
-        .admin_request("GET", "/firewall", "", b"")
-        .await;
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let admin: Value = serde_json::from_slice(&bytes).unwrap();
+    let admin = admin(&second, "/firewall").await;
     assert_eq!(admin["ipsets"]["web"]["comment"], "front");
     assert_eq!(admin["ipsets"]["web"]["entries"][0]["cidr"], "10.0.0.0/24");
     assert_eq!(admin["rules"][0]["source"], "+web");

@@ -14,6 +14,8 @@
 //! | `GET /admin/tasks` | every task with its state and log |
 //! | `GET /admin/access` | access control: `users` (userid, enable, expire, groups, comment, `hasPassword`), `groups`, `roles` (those made through the API, with their privileges; built-ins are derived), `acl` (path, type, ugid, roleid, propagate) and `tokens` (`tokenid` as `user@realm!name`, privsep, expire, comment; never secrets) |
 //! | `GET /admin/firewall` | the datacenter firewall as kept (as PVE reads `cluster.fw` back): `options` (`enable`, `ebtables` as numbers, `policy_*`, `log_ratelimit`), `ipsets` (`{name: {comment, entries: [{cidr, nomatch, comment}]}}`, names in lower case, entries sorted), `rules` (top first, as listed without `pos`/`digest`) |
+//! | `GET /admin/nodes/{node}/network` | the node's network: `running` (the interfaces of `/etc/network/interfaces`) and `pending` (those of `interfaces.new`, `null` without pending changes), each as `GET /nodes/{node}/network` lists them |
+//! | `GET /admin/nodes/{node}/firewall` | the node's host firewall as kept (as PVE reads `host.fw` back): `options` (flags and numbers as numbers, log levels in lower case; absent ones take their defaults), `rules` (top first, as listed without `pos`/`digest`) |
 //! | `GET /admin/swarms` | the docker swarms the VMs formed: manager address, nodes (vmid, id, role, status) |
 //! | `GET /admin/nodes/{node}/files`, `PUT /admin/nodes/{node}/files` | files on a node (`{path: content}`; `PUT {path, content}` writes one as Phoenix does over SSH: `0600`, renamed into place; the path absolute, without `..`); under a storage's `snippets/` they are snippet volumes |
 //! | `POST /admin/nodes/{node}/exec`, `POST /admin/guests/{vmid}/exec` | runs `{"command": [argv]}` in the node (the host, over SSH) or the running guest with the small shell of [`inside`] (`flock FILE …` waits for that lock file): `{"exitcode", "output"}` |
@@ -50,6 +52,11 @@ pub mod firewall;
 mod firewall_tests;
 pub mod inside;
 pub mod listeners;
+pub mod network;
+#[cfg(test)]
+mod network_tests;
+#[cfg(test)]
+mod node_firewall_tests;
 pub mod node_mirror;
 #[cfg(test)]
 mod node_tests;
@@ -65,6 +72,7 @@ pub mod state;
 pub mod swarm;
 #[cfg(test)]
 mod test_server;
+pub mod unified_diff;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -209,6 +217,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         _ => cluster::Cluster::new(options.nodes.max(1)),
     };
     cluster.adopt_node_files();
+    cluster.install_networks();
     // The simulator restarting is Portainer restarting: its admin-init timeout counts anew.
     cluster.portainer.started_ms = None;
     portainer::observe(&mut cluster);

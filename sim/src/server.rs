@@ -244,12 +244,12 @@ impl Server {
             cookie: &cookie,
             csrf: &csrf,
         };
-        let result = self.api(&method, api_path, params.clone(), &auth);
+        let result = self.answer(&method, api_path, params.clone(), &auth);
         // A request that never got past authentication is not an operation.
         if matches!(&result, Err(e) if e.status == 401) && api_path != "/access/ticket" {
             return Ok(error(&result.expect_err("matched")));
         }
-        Ok(self.logged(&method, api_path, &params, result))
+        Ok(self.logged_envelope(&method, api_path, &params, result))
     }
 
     /// One authenticated `/admin` request (`path` without `/admin`).
@@ -276,7 +276,7 @@ impl Server {
         self.admin(method, path, body)
     }
 
-    /// One API request after transport and faults: log in, or authenticate and call.
+    /// One API request after transport and faults: its `data`.
     pub fn api(
         &self,
         method: &str,
@@ -284,8 +284,21 @@ impl Server {
         params: Map<String, Value>,
         auth: &Auth,
     ) -> Result<Value, PveError> {
+        self.answer(method, api_path, params, auth)
+            .map(|mut envelope| envelope.remove("data").unwrap_or(Value::Null))
+    }
+
+    /// One API request after transport and faults: log in, or authenticate and call; the
+    /// envelope of a success (`data` and what the handler added beside it).
+    pub fn answer(
+        &self,
+        method: &str,
+        api_path: &str,
+        params: Map<String, Value>,
+        auth: &Auth,
+    ) -> Result<Map<String, Value>, PveError> {
         if api_path == "/access/ticket" && method == "POST" {
-            return self.ticket(&params);
+            return self.ticket(&params).map(envelope);
         }
         let user = self.authenticate(method, auth.authorization, auth.cookie, auth.csrf)?;
         self.call(method, api_path, params, user)
@@ -299,6 +312,17 @@ impl Server {
         params: &Map<String, Value>,
         result: Result<Value, PveError>,
     ) -> Response<Body> {
+        self.logged_envelope(method, path, params, result.map(envelope))
+    }
+
+    /// As [`Server::logged`], with the whole envelope of a success.
+    pub(crate) fn logged_envelope(
+        &self,
+        method: &str,
+        path: &str,
+        params: &Map<String, Value>,
+        result: Result<Map<String, Value>, PveError>,
+    ) -> Response<Body> {
         let status = result.as_ref().map_or_else(|e| e.status, |_| 200);
         let mut sim = self.sim();
         sim.oplog
@@ -308,7 +332,7 @@ impl Server {
         }
         drop(sim);
         match result {
-            Ok(data) => respond(200, "OK", &json!({"data": data})),
+            Ok(envelope) => respond(200, "OK", &Value::Object(envelope)),
             Err(e) => error(&e),
         }
     }
@@ -319,7 +343,7 @@ impl Server {
         path: &str,
         mut params: Map<String, Value>,
         user: String,
-    ) -> Result<Value, PveError> {
+    ) -> Result<Map<String, Value>, PveError> {
         let (template, vars) = crate::schema::route(path).ok_or_else(|| PveError {
             status: 501,
             message: format!("Method '{method} {path}' not implemented"),
@@ -347,7 +371,8 @@ impl Server {
         if template.ends_with("/tasks/{upid}/status") && sim.faults.lose_task_status {
             return Err(PveError::param("upid", "no such task"));
         }
-        api::dispatch(
+        sim.result_attribs.clear();
+        let data = api::dispatch(
             &mut sim,
             &Call {
                 method,
@@ -355,7 +380,13 @@ impl Server {
                 params,
                 user,
             },
-        )
+        )?;
+        let mut envelope = envelope(data);
+        // PVE's formatter: `changes` and `total` beside `data`, when they are set at all.
+        for (name, value) in std::mem::take(&mut sim.result_attribs) {
+            envelope.insert(name, value);
+        }
+        Ok(envelope)
     }
 
     fn token_ok(&self, authorization: &str) -> bool {
@@ -697,6 +728,14 @@ impl Server {
             ("GET", ["tasks"]) => ok(json!(sim.cluster.tasks.values().collect::<Vec<_>>())),
             ("GET", ["access"]) => ok(access_summary(&sim.cluster.access)),
             ("GET", ["firewall"]) => ok(json!(sim.cluster.firewall)),
+            ("GET", ["nodes", node, "network"]) => match sim.cluster.node(node) {
+                Some(n) => ok(node_network(&n.network)),
+                None => error(&Owner::Node((*node).to_owned()).missing()),
+            },
+            ("GET", ["nodes", node, "firewall"]) => match sim.cluster.node(node) {
+                Some(n) => ok(json!(n.firewall)),
+                None => error(&Owner::Node((*node).to_owned()).missing()),
+            },
             _ => error(&PveError {
                 status: 404,
                 message: format!("no admin route {method} {path}"),
@@ -734,6 +773,23 @@ fn access_summary(access: &crate::access::Access) -> Value {
         })
         .collect();
     json!({"users": users, "groups": access.groups, "roles": access.roles, "acl": access.acl, "tokens": tokens})
+}
+
+/// `GET /admin/nodes/{node}/network`: the running and the pending interfaces, each as
+/// `GET /nodes/{node}/network` lists them.
+fn node_network(network: &crate::network::Network) -> Value {
+    let pending = network.pending.as_ref().map(|_| network.read());
+    json!({
+        "running": api::network::listed(network.read_running(), None),
+        "pending": pending.map(|config| api::network::listed(config, None)),
+    })
+}
+
+/// `{"data": data}`: the envelope of every success.
+fn envelope(data: Value) -> Map<String, Value> {
+    let mut envelope = Map::new();
+    envelope.insert("data".into(), data);
+    envelope
 }
 
 /// The CSRF token PVE pairs with a ticket (here derived from it, so it needs no storage).

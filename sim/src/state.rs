@@ -70,6 +70,9 @@ pub struct Sim {
     pub state_file: Option<PathBuf>,
     /// The nodes' files as real files beside the state file (`nodes/<node>/<path>`).
     pub mirror: Option<NodeMirror>,
+    /// What the call being answered adds to the envelope beside `data` (PVE's
+    /// `set_result_attrib`: `changes`, `total`); emptied before each call.
+    pub result_attribs: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Sim {
@@ -88,7 +91,13 @@ impl Sim {
             budget_per_node: 4,
             mirror: state_file.as_deref().map(NodeMirror::beside),
             state_file,
+            result_attribs: Default::default(),
         }
+    }
+
+    /// PVE's `set_result_attrib`: `value` goes into the answer's envelope as `name`.
+    pub fn set_result_attrib(&mut self, name: &str, value: serde_json::Value) {
+        self.result_attribs.insert(name.to_owned(), value);
     }
 
     /// Changes the cluster with `f`, then brings the mirror of `node`'s files up to date:

@@ -11,6 +11,7 @@ use crate::firewall::{
 };
 use crate::state::Sim;
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 
 pub(super) fn call(sim: &mut Sim, call: &Call) -> ApiResult {
     let fw = &mut sim.cluster.firewall;
@@ -42,7 +43,7 @@ pub(super) fn call(sim: &mut Sim, call: &Call) -> ApiResult {
 }
 
 /// PVE's `assert_if_modified`.
-fn unmodified(current: &str, call: &Call) -> Result<(), PveError> {
+pub(super) fn unmodified(current: &str, call: &Call) -> Result<(), PveError> {
     match call.text("digest") {
         Some(d) if d != current => Err(PveError::server(
             "detected modified configuration - file changed by other user? Try again.",
@@ -83,19 +84,7 @@ fn options(fw: &ClusterFirewall) -> (Map<String, Value>, String) {
 /// (numbers for `enable`/`ebtables`).
 fn set_options(fw: &mut ClusterFirewall, call: &Call) -> ApiResult {
     unmodified(&options(fw).1, call)?;
-    let deleted = call.text("delete").unwrap_or_default();
-    for name in deleted
-        .split(|c: char| c == ',' || c == ';' || c == '\0' || c.is_whitespace())
-        .filter(|n| !n.is_empty())
-    {
-        if !OPTIONS.contains(&name) {
-            return Err(PveError::param(
-                "delete",
-                format!("no such option '{name}'"),
-            ));
-        }
-        fw.options.remove(name);
-    }
+    delete_options(&mut fw.options, call, &OPTIONS)?;
     for name in OPTIONS {
         let Some(text) = call.text(name) else {
             continue;
@@ -116,6 +105,29 @@ fn set_options(fw: &mut ClusterFirewall, call: &Call) -> ApiResult {
         fw.options.insert(name.into(), value);
     }
     Ok(Value::Null)
+}
+
+/// `PUT options`' `delete`: the options named removed; one the scope does not have is
+/// refused.
+pub(super) fn delete_options(
+    options: &mut BTreeMap<String, Value>,
+    call: &Call,
+    known: &[&str],
+) -> Result<(), PveError> {
+    let deleted = call.text("delete").unwrap_or_default();
+    for name in deleted
+        .split(|c: char| c == ',' || c == ';' || c == '\0' || c.is_whitespace())
+        .filter(|n| !n.is_empty())
+    {
+        if !known.contains(&name) {
+            return Err(PveError::param(
+                "delete",
+                format!("no such option '{name}'"),
+            ));
+        }
+        options.remove(name);
+    }
+    Ok(())
 }
 
 /// `GET ipset`: names sorted, comments, the list's digest.

@@ -1,4 +1,4 @@
-//! Firewall rules, wherever they live (the datacenter's, a guest's): listed, read,
+//! Firewall rules, wherever they live (the datacenter's, a node's, a guest's): listed, read,
 //! created, changed, moved and removed as pve-firewall's `API2/Firewall/Rules.pm` does,
 //! checked by its `verify_rule` and kept as `Firewall.pm` writes them and reads them back.
 
@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum Env {
     Cluster,
+    /// A node's host firewall.
+    Host,
     /// A guest: PVE names it `vm` or `ct` in its messages.
     Guest(&'static str),
 }
@@ -19,13 +21,14 @@ impl Env {
     fn name(self) -> &'static str {
         match self {
             Env::Cluster => "cluster",
+            Env::Host => "host",
             Env::Guest(kind) => kind,
         }
     }
 
     fn types(self) -> &'static [&'static str] {
         match self {
-            Env::Cluster => &["in", "out", "forward", "group"],
+            Env::Cluster | Env::Host => &["in", "out", "forward", "group"],
             Env::Guest(_) => &["in", "out", "group"],
         }
     }

@@ -7,7 +7,8 @@
 //! `templates` and `snapshots` use `guests` (a guest's summary, its lock, ...), which uses
 //! none of them. `permissions` decides who may call what (before any handler runs, and
 //! inside the handlers that check more); `access` serves `/access`. `firewall` (a
-//! guest's) and `cluster_firewall` (the datacenter's) share `firewall_rules`.
+//! guest's), `node_firewall` (a node's) and `cluster_firewall` (the datacenter's) share
+//! `firewall_rules`. `network` serves a node's network configuration.
 
 mod access;
 mod agent;
@@ -16,6 +17,8 @@ mod cluster_firewall;
 mod firewall;
 mod firewall_rules;
 mod guests;
+pub mod network;
+mod node_firewall;
 mod nodes;
 mod permissions;
 mod pools;
@@ -146,6 +149,8 @@ fn route(sim: &mut Sim, call: &Call) -> ApiResult {
         ),
         ("GET", _, "/dns") => nodes::dns(&sim.cluster, &call.node()),
         ("PUT", _, "/dns") => nodes::set_dns(&mut sim.cluster, &call.node(), call),
+        (_, _, rest) if rest.starts_with("/network") => network::call(sim, call),
+        (_, _, rest) if rest.starts_with("/firewall/") => node_firewall::call(sim, call),
         ("GET", "/cluster/status", _) => Ok(cluster::status(&sim.cluster)),
         ("GET", "/cluster/resources", _) => Ok(cluster::resources(
             &sim.cluster,
