@@ -29,6 +29,12 @@ pub struct Node {
     /// The host firewall (`/etc/pve/nodes/<node>/host.fw`): options and rules.
     #[serde(default)]
     pub firewall: crate::firewall::NodeFirewall,
+    /// Disks, ZFS pools and datasets (state files older than them get the installer's).
+    #[serde(default)]
+    pub zfs: crate::zfs::Zfs,
+    /// What `exportfs` exported last.
+    #[serde(default)]
+    pub exports: Vec<crate::exports::Export>,
 }
 
 /// What a fresh PVE install has.
@@ -42,12 +48,19 @@ pub struct Storage {
     pub kind: String,
     pub content: Vec<String>,
     pub shared: bool,
+    /// The rest of its section in `storage.cfg` (`path`, `pool`, `server`, `export`,
+    /// `nodes`, `disable`, ...), as PVE writes them (booleans `1`).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
 impl Storage {
-    /// Where a directory storage keeps its files on the node (`local` is PVE's
-    /// `/var/lib/vz`; others are mounted under `/mnt/pve`).
+    /// Where a directory storage keeps its files on the node: its `path` (`local` is
+    /// PVE's `/var/lib/vz`; network storages are mounted under `/mnt/pve`).
     pub fn path(&self) -> Option<String> {
+        if let Some(path) = self.options.get("path") {
+            return Some(path.clone());
+        }
         match (self.kind.as_str(), self.id.as_str()) {
             ("dir", "local") => Some("/var/lib/vz".into()),
             ("dir" | "nfs" | "cifs", id) => Some(format!("/mnt/pve/{id}")),
@@ -236,17 +249,12 @@ impl Guest {
 
     /// SHA-1 of the config as PVE writes it, for optimistic concurrency.
     pub fn digest(&self) -> String {
-        use ring::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
         let text: String = self
             .config
             .iter()
             .map(|(k, v)| format!("{k}: {v}\n"))
             .collect();
-        digest(&SHA1_FOR_LEGACY_USE_ONLY, text.as_bytes())
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        sha1_hex(&text)
     }
 
     /// The config as the API returns it, with `digest`.
@@ -269,6 +277,16 @@ impl Guest {
         map.insert("digest".into(), json!(self.digest()));
         Value::Object(map)
     }
+}
+
+/// The SHA-1 of a configuration file in hex: PVE's `digest` of what it read.
+pub fn sha1_hex(text: &str) -> String {
+    use ring::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
+    digest(&SHA1_FOR_LEGACY_USE_ONLY, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Config keys PVE returns as numbers.
@@ -320,6 +338,8 @@ pub enum Effect {
     },
     /// `ifreload -a` on the node after `interfaces.new` became the running file.
     ApplyNetwork(String),
+    /// A `zfscreate` task's work: the pool, and with `add_storage` its storage.
+    CreatePool(Box<crate::zfs::NewPool>),
     Many(Vec<Effect>),
 }
 
@@ -420,11 +440,15 @@ impl Cluster {
         } else {
             (1..=nodes).map(|i| format!("pve{i}")).collect()
         };
-        let storage = |id: &str, kind: &str, content: &[&str], shared: bool| Storage {
+        let storage = |id: &str, kind: &str, content: &[&str], options: &[(&str, &str)]| Storage {
             id: id.into(),
             kind: kind.into(),
             content: content.iter().map(|s| s.to_string()).collect(),
-            shared,
+            shared: kind == "nfs",
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         let mut cluster = Self {
             nodes: names
@@ -438,6 +462,8 @@ impl Cluster {
                     resolver: [("search".to_owned(), "localdomain".to_owned())].into(),
                     network: Default::default(),
                     firewall: Default::default(),
+                    zfs: Default::default(),
+                    exports: Vec::new(),
                 })
                 .collect(),
             storages: vec![
@@ -445,21 +471,35 @@ impl Cluster {
                     "local",
                     "dir",
                     &["vztmpl", "iso", "snippets", "import", "backup"],
-                    false,
+                    &[("path", "/var/lib/vz")],
                 ),
-                storage("local-zfs", "zfspool", &["images", "rootdir"], false),
-                storage("fastData", "zfspool", &["images", "rootdir"], false),
+                storage(
+                    "local-zfs",
+                    "zfspool",
+                    &["images", "rootdir"],
+                    &[("pool", "rpool/data"), ("sparse", "1")],
+                ),
+                storage(
+                    "fastData",
+                    "zfspool",
+                    &["images", "rootdir"],
+                    &[("pool", "fastData")],
+                ),
                 storage(
                     "slowData",
                     "zfspool",
                     &["images", "rootdir", "backup"],
-                    false,
+                    &[("pool", "slowData")],
                 ),
                 storage(
                     "nfs-shared",
                     "nfs",
                     &["images", "rootdir", "iso", "vztmpl", "backup"],
-                    true,
+                    &[
+                        ("path", "/mnt/pve/nfs-shared"),
+                        ("server", "10.0.0.5"),
+                        ("export", "/export/pve"),
+                    ],
                 ),
             ],
             ..Default::default()
@@ -713,6 +753,7 @@ impl Cluster {
                     g.running = false;
                 }
             }
+            Effect::CreatePool(new) => self.create_pool(*new),
             Effect::ApplyNetwork(node) => {
                 if let Some(n) = self.node_mut(&node) {
                     n.network.apply();

@@ -6,9 +6,10 @@
 //! a time, by a deliberately small shell: the forms Phoenix's feature scripts, checks and
 //! host setup use (`echo … > FILE`, `cat FILE`, the marker guard, `install`/`cp`/`mv`,
 //! `chmod`, `rm [-f]`, `mkdir -p`, `systemctl`, `sha256sum`, `dnsmasq --test`, `curl`,
-//! `exit`) have effects; any other line succeeds silently. Words with `*` or `?` in their
-//! last path component are expanded against the files, `2>/dev/null` drops a command's
-//! error lines and `… || true` forgives its failure. Scripted answers (`PUT
+//! `exit`) have effects, and on a node its own commands (`zfs`, `zpool`, `exportfs`: a
+//! [`Host`], [`crate::node_shell`]); any other line succeeds silently. Words with `*` or
+//! `?` in their last path component are expanded against the files, `2>/dev/null` drops
+//! a command's error lines and `… || true` forgives its failure. Scripted answers (`PUT
 //! /admin/guests/{vmid}/answers`, `PUT /admin/nodes/{node}/answers`) make a line fail,
 //! print, or take time, so failures and crashes mid-script can be tested. A run is a
 //! sequence of steps; the caller drives it and may sleep between steps without holding
@@ -173,6 +174,12 @@ impl Run {
 
     /// Runs the next line (or finishes the one waiting out its delay).
     pub fn step(&mut self, inside: &mut Inside, now_ms: u64) -> Step {
+        self.step_on(inside, &mut (), now_ms)
+    }
+
+    /// As [`Run::step`], with the commands of a host beyond the small shell (a PVE
+    /// node's ZFS and NFS exports).
+    pub fn step_on(&mut self, inside: &mut Inside, host: &mut dyn Host, now_ms: u64) -> Step {
         if let Some((entry, exit, printed)) = self.pending.take() {
             return self.finish(inside, entry, exit, &printed, now_ms);
         }
@@ -198,7 +205,7 @@ impl Run {
                 out: a.output.clone().unwrap_or_default(),
                 err: String::new(),
             },
-            _ => effect(inside, command),
+            _ => effect(inside, host, command),
         };
         let exit = match outcome.exit {
             code if forgive && code != EXIT_NOW => 0,
@@ -272,27 +279,40 @@ fn forgiven(line: &str) -> (&str, bool) {
     }
 }
 
+/// Commands that act on more than the files of an inside: a PVE node's pools, datasets
+/// and NFS exports. `None` when the words are not the host's own command.
+pub trait Host {
+    fn command(&mut self, inside: &Inside, words: &[&str]) -> Option<Outcome>;
+}
+
+/// A guest: nothing beyond the small shell.
+impl Host for () {
+    fn command(&mut self, _: &Inside, _: &[&str]) -> Option<Outcome> {
+        None
+    }
+}
+
 /// What one line did: its exit code and what it printed on stdout and on stderr.
-#[derive(Debug, Default)]
-struct Outcome {
-    exit: i32,
-    out: String,
-    err: String,
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub exit: i32,
+    pub out: String,
+    pub err: String,
 }
 
 impl Outcome {
-    fn done() -> Self {
+    pub fn done() -> Self {
         Self::default()
     }
 
-    fn printing(out: impl Into<String>) -> Self {
+    pub fn printing(out: impl Into<String>) -> Self {
         Self {
             out: out.into(),
             ..Self::default()
         }
     }
 
-    fn failed(exit: i32, err: impl Into<String>) -> Self {
+    pub fn failed(exit: i32, err: impl Into<String>) -> Self {
         Self {
             exit,
             err: err.into(),
@@ -308,7 +328,7 @@ impl Outcome {
 }
 
 /// The effect of one line: the marker guard, or a command after expansion and redirection.
-fn effect(inside: &mut Inside, line: &str) -> Outcome {
+fn effect(inside: &mut Inside, host: &mut dyn Host, line: &str) -> Outcome {
     if let Some((file, expected)) = marker_guard(line) {
         let done = inside.files.get(file).is_some_and(|c| c.trim() == expected);
         return Outcome {
@@ -324,7 +344,9 @@ fn effect(inside: &mut Inside, line: &str) -> Outcome {
         .flat_map(|w| glob(inside, w))
         .collect();
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    let mut outcome = command(inside, &words);
+    let mut outcome = host
+        .command(inside, &words)
+        .unwrap_or_else(|| command(inside, &words));
     if quiet {
         outcome.err.clear();
     }

@@ -4,6 +4,12 @@
 //! schema (`schema/pve-api.json`, cut from `apidoc.json`), a small simulated guest per
 //! VMID, fault injection and an operation log.
 //!
+//! Storage: the cluster's storage configuration as `storage.cfg` keeps it (`/storage`,
+//! `/storage/{storage}`: `dir`, `zfspool` and `nfs` with their plugins' checks,
+//! [`storage_cfg`]); each node's disks and ZFS pools (`/nodes/{node}/disks/list`,
+//! `disks/zfs`, `disks/zfs/{name}`: [`zfs`]), which its shell's `zfs`, `zpool` and
+//! `exportfs` act on too ([`node_shell`]).
+//!
 //! # Admin endpoint (`admin_url`, same API token as the API)
 //!
 //! | route | what |
@@ -20,6 +26,8 @@
 //! | `GET /admin/nodes/{node}/files`, `PUT /admin/nodes/{node}/files` | files on a node (`{path: content}`; `PUT {path, content}` writes one as Phoenix does over SSH: `0600`, renamed into place; the path absolute, without `..`); under a storage's `snippets/` they are snippet volumes |
 //! | `POST /admin/nodes/{node}/exec`, `POST /admin/guests/{vmid}/exec` | runs `{"command": [argv]}` in the node (the host, over SSH) or the running guest with the small shell of [`inside`] (`flock FILE …` waits for that lock file): `{"exitcode", "output"}` |
 //! | `PUT /admin/nodes/{node}/answers`, `PUT /admin/guests/{vmid}/answers` | scripted answers (`[{"matches", "exit"?, "output"?, "delayMs"?, "times"?}]`) |
+//! | `GET /admin/nodes/{node}/zfs` | the node's disks, pools and datasets: `{"disks": [as disks/list], "pools": {name: {raidlevel, devices, health}}, "datasets": {name: {prop: value}}}` (a dataset's properties set locally or at create, and its mountpoint) |
+//! | `GET /admin/nodes/{node}/exports` | what the node's last `exportfs -ra` exported: `[{path, clients: ["10.0.0.0/24(rw,no_root_squash)"]}]` (options as written) |
 //! | `GET /admin/nodes/{node}/inside`, `GET /admin/guests/{vmid}/inside` | `{"files": {path: "0644"}, "log": [{command, exit, started_ms, finished_ms}], "services": {unit: "running"\|"stopped"}, "enabled": [unit]}` |
 //! | `POST /admin/guests/{vmid}/push`, `POST /admin/nodes/{node}/push` | `{path, content, perms?}` as `pct push --perms` |
 //! | `GET /admin/resolve?address=IP&port=N` | the loopback listener standing in for that port of the guest with that address (`{"address", "vmid"}`) |
@@ -47,6 +55,7 @@ pub mod clock;
 pub mod cluster;
 pub mod compose;
 pub mod docker;
+pub mod exports;
 pub mod firewall;
 #[cfg(test)]
 mod firewall_tests;
@@ -58,6 +67,7 @@ mod network_tests;
 #[cfg(test)]
 mod node_firewall_tests;
 pub mod node_mirror;
+pub mod node_shell;
 #[cfg(test)]
 mod node_tests;
 pub mod owner;
@@ -69,10 +79,15 @@ pub mod schema;
 pub mod server;
 pub mod stack;
 pub mod state;
+pub mod storage_cfg;
 pub mod swarm;
 #[cfg(test)]
 mod test_server;
 pub mod unified_diff;
+pub mod zfs;
+pub mod zfs_shell;
+#[cfg(test)]
+mod zfs_tests;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;

@@ -84,6 +84,27 @@ impl Owner {
     }
 }
 
+impl Owner {
+    /// One step of a run in its inside; on a node, with the node's own commands (`zfs`,
+    /// `zpool`, `exportfs`) acting on its pools and exports.
+    pub fn step(
+        &self,
+        sim: &mut Sim,
+        run: &mut crate::inside::Run,
+        now_ms: u64,
+    ) -> Result<crate::inside::Step, PveError> {
+        let Self::Node(node) = self else {
+            return self.change(sim, |inside| run.step(inside, now_ms));
+        };
+        let stepped = sim.on_node(node, |c| {
+            let n = c.node_mut(node)?;
+            let (inside, mut host) = n.shell();
+            Some(run.step_on(inside, &mut host, now_ms))
+        });
+        stepped.ok_or_else(|| self.missing())
+    }
+}
+
 /// `GET …/inside`: the files with their modes (`{path: "0644"}`, not their content), the
 /// command log, the services' states and the enabled units.
 pub fn inside_summary(inside: &mut crate::inside::Inside) -> Value {

@@ -658,6 +658,8 @@ impl Server {
         };
         let mut run = {
             let mut sim = self.sim();
+            // Tasks that have ended (a pool made through the API) are there for the shell.
+            sim.cluster.tick();
             owner.ready(&sim)?;
             match owner.change(&mut sim, |inside| crate::inside::Run::new(inside, &argv))? {
                 Ok(run) => run,
@@ -669,7 +671,7 @@ impl Server {
                 let mut sim = self.sim();
                 let now = crate::cluster::now_ms() as u64;
                 let step = owner
-                    .change(&mut sim, |inside| run.step(inside, now))
+                    .step(&mut sim, &mut run, now)
                     .map_err(|_| owner.gone())?;
                 if !matches!(step, crate::inside::Step::Continue) {
                     sim.save();
@@ -734,6 +736,14 @@ impl Server {
             },
             ("GET", ["nodes", node, "firewall"]) => match sim.cluster.node(node) {
                 Some(n) => ok(json!(n.firewall)),
+                None => error(&Owner::Node((*node).to_owned()).missing()),
+            },
+            ("GET", ["nodes", node, "zfs"]) => match sim.cluster.node(node) {
+                Some(n) => ok(n.zfs.summary()),
+                None => error(&Owner::Node((*node).to_owned()).missing()),
+            },
+            ("GET", ["nodes", node, "exports"]) => match sim.cluster.node(node) {
+                Some(n) => ok(crate::exports::summary(&n.exports)),
                 None => error(&Owner::Node((*node).to_owned()).missing()),
             },
             _ => error(&PveError {

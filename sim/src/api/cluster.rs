@@ -34,7 +34,7 @@ pub(super) fn resources(cluster: &Cluster, kind: Option<&str>) -> Value {
     }
     if kind.is_none_or(|k| k == "storage") {
         for n in &cluster.nodes {
-            for s in &cluster.storages {
+            for s in cluster.storages.iter().filter(|s| s.on_node(&n.name)) {
                 items.push(json!({"id": format!("storage/{}/{}", n.name, s.id), "type": "storage", "node": n.name, "storage": s.id,
                                   "plugintype": s.kind, "content": s.content.join(","), "shared": s.shared as i32, "status": "available",
                                   "disk": 0, "maxdisk": 1u64 << 40}));

@@ -14,6 +14,7 @@ mod access;
 mod agent;
 mod cluster;
 mod cluster_firewall;
+mod disks;
 mod firewall;
 mod firewall_rules;
 mod guests;
@@ -25,8 +26,11 @@ mod pools;
 mod snapshots;
 mod status;
 mod storage;
+mod storage_config;
 mod tasks;
 mod templates;
+
+pub use permissions::split_list;
 
 use crate::cluster::GuestKind;
 use crate::schema;
@@ -121,6 +125,7 @@ pub fn dispatch(sim: &mut Sim, call: &Call) -> ApiResult {
     let filtered = [
         "/cluster/resources",
         "/pools",
+        "/storage",
         "/nodes/{node}/lxc",
         "/nodes/{node}/qemu",
         "/nodes/{node}/storage",
@@ -159,11 +164,24 @@ fn route(sim: &mut Sim, call: &Call) -> ApiResult {
         ("GET", "/cluster/nextid", _) => cluster::next_id(&sim.cluster, call),
         (_, t, _) if t.starts_with("/cluster/firewall/") => cluster_firewall::call(sim, call),
         ("GET", "/pools", _) => Ok(pools::list(&sim.cluster)),
-        ("GET", "/storage/{storage}", _) => {
-            storage::config(&sim.cluster, &call.text("storage").unwrap_or_default())
-        }
+        ("GET", "/storage", _) => Ok(storage_config::list(&sim.cluster, call)),
+        ("POST", "/storage", _) => storage_config::create(&mut sim.cluster, call),
+        ("GET", "/storage/{storage}", _) => storage_config::read(&sim.cluster, call),
+        ("PUT", "/storage/{storage}", _) => storage_config::update(&mut sim.cluster, call),
+        ("DELETE", "/storage/{storage}", _) => storage_config::delete(&mut sim.cluster, call),
+        ("GET", _, "/disks/list") => Ok(disks::list(&sim.cluster, call)),
+        ("GET", _, "/disks/zfs") => Ok(disks::pools(&sim.cluster, call)),
+        ("POST", _, "/disks/zfs") => disks::create(sim, call),
+        ("GET", _, "/disks/zfs/{name}") => disks::pool(&sim.cluster, call),
         ("POST", "/pools", _) => pools::create(&mut sim.cluster, call),
-        ("GET", _, "/storage") => Ok(storage::list(&sim.cluster, call.text("content").as_deref())),
+        ("GET", _, "/storage") => {
+            let content = call.text("content");
+            Ok(storage::list(
+                &sim.cluster,
+                &call.node(),
+                content.as_deref(),
+            ))
+        }
         ("GET", _, "/storage/{storage}/content") => storage::content(&sim.cluster, call),
         ("POST", _, "/storage/{storage}/download-url") => {
             storage::download(sim, call, call.text("filename").unwrap_or_default())

@@ -246,7 +246,7 @@ fn text(params: &Map<String, Value>, name: &str) -> String {
 }
 
 /// PVE's `split_list`: commas, semicolons, NULs and white space.
-pub(super) fn split_list(text: &str) -> Vec<String> {
+pub fn split_list(text: &str) -> Vec<String> {
     text.split(|c: char| c == ',' || c == ';' || c == '\0' || c.is_whitespace())
         .filter(|s| !s.is_empty())
         .map(str::to_owned)

@@ -1,4 +1,4 @@
-//! Storages and their content: `/storage/{storage}`, a node's `/storage`, its content,
+//! Storages and their content: a node's `/storage`, its content,
 //! `download-url`, and the appliance templates of `/aplinfo`.
 
 use super::{ApiResult, Call, PveError};
@@ -6,13 +6,15 @@ use crate::cluster::{APPLIANCES, Cluster, Effect, Volume};
 use crate::state::Sim;
 use serde_json::{Value, json};
 
-pub(super) fn list(cluster: &Cluster, content: Option<&str>) -> Value {
+/// A node's storages: those configured for it, a disabled one neither enabled nor active.
+pub(super) fn list(cluster: &Cluster, node: &str, content: Option<&str>) -> Value {
     Value::Array(
         cluster
             .storages
             .iter()
+            .filter(|s| s.on_node(node))
             .filter(|s| content.is_none_or(|c| s.content.iter().any(|x| x == c)))
-            .map(|s| json!({"storage": s.id, "type": s.kind, "content": s.content.join(","), "active": 1, "enabled": 1,
+            .map(|s| json!({"storage": s.id, "type": s.kind, "content": s.content.join(","), "active": s.enabled() as i32, "enabled": s.enabled() as i32,
                            "shared": s.shared as i32, "total": 1u64 << 40, "used": 1u64 << 30, "avail": (1u64 << 40) - (1 << 30), "used_fraction": 0.001}))
             .collect(),
     )
@@ -35,20 +37,6 @@ pub(super) fn content(cluster: &Cluster, call: &Call) -> ApiResult {
             .map(|v| json!({"volid": v.volid, "content": v.content, "format": v.format, "size": v.size, "ctime": 1_700_000_000}))
             .collect(),
     ))
-}
-
-/// A storage's cluster-wide configuration (`/storage/{storage}`): directory storages
-/// have a `path`, under which PVE keeps `snippets/`, `template/iso/`, `import/` ...
-pub(super) fn config(cluster: &Cluster, id: &str) -> ApiResult {
-    let s = cluster
-        .storage(id)
-        .ok_or_else(|| PveError::server(format!("storage '{id}' does not exist")))?;
-    let mut v = json!({"storage": s.id, "type": s.kind, "content": s.content.join(","),
-                       "shared": s.shared as i32, "digest": "0".repeat(40)});
-    if let Some(path) = s.path() {
-        v["path"] = json!(path);
-    }
-    Ok(v)
 }
 
 pub(super) fn download(sim: &mut Sim, call: &Call, filename: String) -> ApiResult {
