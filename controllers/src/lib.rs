@@ -36,6 +36,7 @@ pub mod pve;
 pub mod readiness;
 pub mod slots;
 pub mod status;
+pub mod step_ca_access;
 pub mod tasks;
 pub mod vm;
 

@@ -34,7 +34,10 @@ pub const CONTROLLER: &[(&str, &str)] = &[
         "commands and files inside VMs through the agent",
     ),
     ("Datastore.Audit", "storages and their content"),
-    ("Datastore.Allocate", "adding and updating the host's storages (/storage)"),
+    (
+        "Datastore.Allocate",
+        "adding and updating the host's storages (/storage)",
+    ),
     ("Datastore.AllocateSpace", "guest disks on a storage"),
     (
         "Datastore.AllocateTemplate",

@@ -70,6 +70,7 @@ pub async fn reconcile(
     let no_roles = datacenter_firewall::Roles {
         traefik: Vec::new(),
         gateway: Vec::new(),
+        acme_clients: Vec::new(),
     };
     reconcile_with(kube, cluster, redirect, &no_roles)
         .await
@@ -181,9 +182,9 @@ pub async fn reconcile_cluster(
         Some(_) => {
             let routes: Api<TraefikService> = Api::all(shared.kube.clone());
             let routes = routes.list(&Default::default()).await?.items;
-            datacenter_firewall::Roles::of(&routes, &ctx.containers.state(), &cluster.name_any())
+            datacenter_firewall::Roles::of(&routes, &ctx.containers.state(), &cluster)
         }
-        None => datacenter_firewall::Roles::of(&[], &[], ""),
+        None => datacenter_firewall::Roles::of(&[], &[], &cluster),
     };
     let redirect = shared.pve.redirect();
     let firewall = match reconcile_with(&shared.kube, &cluster, redirect, &roles).await {

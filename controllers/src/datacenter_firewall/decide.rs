@@ -10,6 +10,7 @@ use std::net::IpAddr;
 pub const MANAGEMENT: &str = "management";
 pub const TRAEFIK: &str = "phoenix-traefik";
 pub const GATEWAY: &str = "phoenix-gateway";
+pub const ACME_CLIENTS: &str = crate::step_ca_access::SET;
 
 /// IP sets by name, each a set of normalised entries.
 pub type Sets = BTreeMap<String, BTreeSet<String>>;
@@ -91,12 +92,18 @@ pub fn plan_sets(wanted: &Sets, observed: &Sets) -> Vec<SetChange> {
 }
 
 /// The sets wanted: `management` from the spec (when it names any) and the role sets
-/// from the addresses of the guests routes go through.
-pub fn wanted_sets(management: &[String], traefik: &[String], gateway: &[String]) -> Sets {
+/// from the addresses of the guests routes go through and of Step-CA's clients.
+pub fn wanted_sets(
+    management: &[String],
+    traefik: &[String],
+    gateway: &[String],
+    acme_clients: &[String],
+) -> Sets {
     let set = |entries: &[String]| entries.iter().filter_map(|e| normalise(e)).collect();
     let mut sets = Sets::from([
         (TRAEFIK.to_owned(), set(traefik)),
         (GATEWAY.to_owned(), set(gateway)),
+        (ACME_CLIENTS.to_owned(), set(acme_clients)),
     ]);
     if !management.is_empty() {
         sets.insert(MANAGEMENT.to_owned(), set(management));
@@ -137,7 +144,7 @@ mod tests {
 
     #[test]
     fn a_moved_guest_is_one_entry_removed_and_one_added() {
-        let wanted = wanted_sets(&["10.0.0.0/24".into()], &["10.0.0.13".into()], &[]);
+        let wanted = wanted_sets(&["10.0.0.0/24".into()], &["10.0.0.13".into()], &[], &[]);
         let mut observed = wanted.clone();
         assert!(
             plan_sets(&wanted, &observed).is_empty(),

@@ -8,24 +8,38 @@ pub mod decide;
 use crate::conditions::reason;
 use crate::error::Error;
 use crate::firewall::{self, Place};
+use crate::step_ca_access;
 use decide::{SetChange, Sets};
+use kube::ResourceExt;
 use phoenix_clients::proxmox::ProxmoxClient;
 use phoenix_crds::proxmox_cluster::DatacenterFirewall;
-use phoenix_crds::{LxcGuest, TraefikService};
+use phoenix_crds::{LxcGuest, ProxmoxCluster, TraefikService};
 use reqwest::Method;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// The addresses of the role sets: Traefik's guests (every route goes through one) and
-/// the gateways of public routes, as the guests on this cluster report them.
+/// The addresses of the role sets: Traefik's guests (every route goes through one), the
+/// gateways of public routes, and the guests that depend on Step-CA (`step_ca_access`),
+/// as the guests on this cluster report them.
 pub struct Roles {
     pub traefik: Vec<String>,
     pub gateway: Vec<String>,
+    pub acme_clients: Vec<String>,
 }
 
 impl Roles {
-    pub fn of(routes: &[TraefikService], guests: &[Arc<LxcGuest>], cluster: &str) -> Self {
+    pub fn of(
+        routes: &[TraefikService],
+        guests: &[Arc<LxcGuest>],
+        cluster: &ProxmoxCluster,
+    ) -> Self {
+        let acme_clients = match &cluster.spec.acme {
+            Some(acme) => step_ca_access::clients(guests, &cluster.name_any(), &acme.directory_url),
+            None => Vec::new(),
+        };
+        let cluster = cluster.name_any();
+        let cluster = cluster.as_str();
         let address = |namespace: &str, name: &str| {
             guests
                 .iter()
@@ -50,7 +64,11 @@ impl Roles {
                 gateway.extend(address(namespace, &route.spec.gateway_ref.name));
             }
         }
-        Roles { traefik, gateway }
+        Roles {
+            traefik,
+            gateway,
+            acme_clients,
+        }
     }
 }
 
@@ -61,7 +79,17 @@ pub async fn reconcile(
     spec: &DatacenterFirewall,
     roles: &Roles,
 ) -> Result<Vec<String>, Error> {
-    let wanted = decide::wanted_sets(&spec.management, &roles.traefik, &roles.gateway);
+    // Phoenix's own ACME client reaches Step-CA from where it reaches PVE.
+    let mut acme_clients = roles.acme_clients.clone();
+    if !acme_clients.is_empty() {
+        acme_clients.extend(source_address(endpoint).map(|a| a.to_string()));
+    }
+    let wanted = decide::wanted_sets(
+        &spec.management,
+        &roles.traefik,
+        &roles.gateway,
+        &acme_clients,
+    );
     refuse_lock_out(spec, &wanted, endpoint)?;
     let mut changed = sync_sets(client, &wanted).await?;
     changed.extend(firewall::sync(client, Place::Datacenter, &spec.firewall, true).await?);

@@ -369,8 +369,9 @@ impl<G: Guest> Pass<'_, G> {
 
     /// The guest's firewall brought to the spec; under `driftPolicy: Report` (once
     /// converged) only compared: the differences, for the Drifted report.
-    /// The spec's firewall plus the rules the routes to this guest derive, when the
-    /// cluster's datacenter firewall keeps the IP set they name.
+    /// The spec's firewall plus the rules the routes to this guest derive (and, on
+    /// Step-CA's guest, the ACME clients' rule), when the cluster's datacenter firewall
+    /// keeps the IP sets they name.
     async fn with_route_rules(
         &self,
         fw: &phoenix_crds::common::Firewall,
@@ -387,6 +388,11 @@ impl<G: Guest> Pass<'_, G> {
         let name = self.guest.name_any();
         fw.rules
             .extend(super::route_rules::derived(kind, &name, &routes));
+        if let Some(acme) = &self.pve.cluster.spec.acme {
+            let own = G::view(self.status).1.ip.as_deref();
+            fw.rules
+                .extend(crate::step_ca_access::rule_for(&acme.directory_url, own));
+        }
         Ok(fw)
     }
 

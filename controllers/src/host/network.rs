@@ -97,54 +97,59 @@ fn plan_bridge(bridge: &Bridge, listed: &[Value]) -> Option<BridgeChange> {
             params,
         });
     };
-    let mut params = base(&[]);
+    // PVE's update rewrites the interface from what it is sent (without `cidr` the
+    // address is dropped to `manual`): every wanted field goes, the absent ones deleted.
+    let differs = wanted(bridge).into_iter().any(|(key, value)| {
+        let live = field(found, key);
+        match key {
+            "bridge_ports" => ports(&live) != ports(&value),
+            "bridge_vlan_aware" => (live == "1") != (value == "1"),
+            _ => live != value,
+        }
+    });
+    if !differs {
+        return None;
+    }
+    let mut params = base(&[("autostart", "1")]);
     let mut deleted = Vec::new();
     for (key, value) in wanted(bridge) {
-        let live = field(found, key);
-        let same = match key {
-            "bridge_ports" => ports(&live) == ports(&value),
-            "bridge_vlan_aware" => (live == "1") == (value == "1"),
-            _ => live == value,
-        };
-        match (same, value.is_empty()) {
-            (true, _) => {}
-            (false, true) => deleted.push(key),
-            (false, false) => params.push((key.to_owned(), value)),
+        match value.is_empty() {
+            true if !field(found, key).is_empty() => deleted.push(key),
+            true => {}
+            false => params.push((key.to_owned(), value)),
         }
     }
     if !deleted.is_empty() {
         params.push(("delete".into(), deleted.join(",")));
     }
-    (params.len() > 2).then(|| BridgeChange::Update {
+    Some(BridgeChange::Update {
         name: bridge.name.clone(),
         params,
     })
 }
 
-/// Why applying `changes` would cut Phoenix off from PVE, if it would: a change of the
-/// address (or of the bridge ports) of the interface carrying `endpoint_host`.
-pub fn lock_out(changes: &[BridgeChange], listed: &[Value], endpoint_host: &str) -> Option<String> {
+/// Why applying `changes` would cut Phoenix off from PVE, if it would: the interface
+/// carrying `endpoint_host` would get another address, none, or other bridge ports.
+pub fn lock_out(
+    spec: &[Bridge],
+    changes: &[BridgeChange],
+    listed: &[Value],
+    endpoint_host: &str,
+) -> Option<String> {
     let carrier = listed.iter().find(|i| {
         let cidr = field(i, "cidr");
-        let address = cidr.split('/').next().unwrap_or_default().to_owned();
-        address == endpoint_host || field(i, "address") == endpoint_host
+        cidr.split('/').next() == Some(endpoint_host) || field(i, "address") == endpoint_host
     })?;
     let name = carrier["iface"].as_str()?;
-    let BridgeChange::Update { params, .. } = changes.iter().find(|c| c.name() == name)? else {
-        return None;
-    };
-    let touches = |key: &str| {
-        params
-            .iter()
-            .any(|(k, v)| k == key || (k == "delete" && v.split(',').any(|d| d == key)))
-    };
-    let address_moves = params
-        .iter()
-        .find(|(k, _)| k == "cidr")
-        .is_some_and(|(_, cidr)| cidr.split('/').next() != Some(endpoint_host));
-    (address_moves || (touches("cidr") && !params.iter().any(|(k, _)| k == "cidr"))
-        || touches("bridge_ports"))
-    .then(|| {
+    changes.iter().find(|c| c.name() == name)?;
+    let bridge = spec.iter().find(|b| b.name == name)?;
+    let keeps_address = bridge
+        .cidr
+        .as_deref()
+        .is_some_and(|c| c.split('/').next() == Some(endpoint_host));
+    let live_ports = field(carrier, "bridge_ports");
+    let keeps_ports = ports(&live_ports) == bridge.ports.iter().map(String::as_str).collect();
+    (!keeps_address || !keeps_ports).then(|| {
         format!(
             "{name} carries {endpoint_host}, the address Phoenix reaches PVE at: changing its address or ports could cut Phoenix off; make that change by hand (or point the cluster's endpoint at another address first)"
         )
@@ -200,7 +205,9 @@ mod tests {
         let mut changed = same.clone();
         changed.vlan_aware = true;
         changed.comment = None;
-        let changes = plan(&[changed], &listed());
+        let spec = [changed];
+        let changes = plan(&spec, &listed());
+        // The whole interface is sent: PVE's update drops what it is not given.
         assert_eq!(
             changes,
             vec![BridgeChange::Update {
@@ -208,6 +215,10 @@ mod tests {
                 params: vec![
                     ("iface".into(), "vmbr0".into()),
                     ("type".into(), "bridge".into()),
+                    ("autostart".into(), "1".into()),
+                    ("bridge_ports".into(), "eno1".into()),
+                    ("cidr".into(), "10.0.0.13/24".into()),
+                    ("gateway".into(), "10.0.0.1".into()),
                     ("bridge_vlan_aware".into(), "1".into()),
                     ("delete".into(), "comments".into()),
                 ]
@@ -215,9 +226,9 @@ mod tests {
         );
         assert_eq!(
             changes[0].to_string(),
-            "update bridge vmbr0 (bridge_vlan_aware, delete)"
+            "update bridge vmbr0 (autostart, bridge_ports, cidr, gateway, bridge_vlan_aware, delete)"
         );
-        assert_eq!(lock_out(&changes, &listed(), "10.0.0.13"), None);
+        assert_eq!(lock_out(&spec, &changes, &listed(), "10.0.0.13"), None);
     }
 
     #[test]
@@ -225,15 +236,17 @@ mod tests {
         let mut moved = bridge("vmbr0", Some("10.0.0.14/24"), &["eno1"]);
         moved.gateway = Some("10.0.0.1".into());
         moved.comment = Some("LAN".into());
-        let changes = plan(&[moved], &listed());
-        let why = lock_out(&changes, &listed(), "10.0.0.13").expect("refused");
+        let spec = [moved];
+        let changes = plan(&spec, &listed());
+        let why = lock_out(&spec, &changes, &listed(), "10.0.0.13").expect("refused");
         assert!(why.contains("vmbr0 carries 10.0.0.13"), "{why}");
         let mut unported = bridge("vmbr0", Some("10.0.0.13/24"), &["eno2"]);
         unported.gateway = Some("10.0.0.1".into());
         unported.comment = Some("LAN".into());
-        let changes = plan(&[unported], &listed());
-        assert!(lock_out(&changes, &listed(), "10.0.0.13").is_some());
+        let spec = [unported];
+        let changes = plan(&spec, &listed());
+        assert!(lock_out(&spec, &changes, &listed(), "10.0.0.13").is_some());
         // Another node's address: nothing of this node carries it.
-        assert_eq!(lock_out(&changes, &listed(), "10.0.0.21"), None);
+        assert_eq!(lock_out(&spec, &changes, &listed(), "10.0.0.21"), None);
     }
 }

@@ -101,7 +101,7 @@ async fn converge(
         )));
     }
     let endpoint = endpoint_host(&pass.pve.cluster.spec.endpoint);
-    if let Some(why) = network::lock_out(&changes, &listed, &endpoint) {
+    if let Some(why) = network::lock_out(&spec.bridges, &changes, &listed, &endpoint) {
         return Err(Error::spec(reason::WOULD_LOCK_OUT, why));
     }
     stage(pass, &changes, state).await?;

@@ -120,6 +120,7 @@ async fn pools(
         .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
         .unwrap_or_default();
     state.pools.clear();
+    let mut disks = None;
     for pool in &spec.zfs_pools {
         let layout = match present.contains(&pool.name.as_str()) {
             true => {
@@ -127,7 +128,18 @@ async fn pools(
                     .call(Method::GET, &format!("{path}/{}", pool.name), &[])
                     .await
                     .map_err(|e| Error::host_step("read pool", e))?;
-                Some(zfs::layout(&detail))
+                if disks.is_none() {
+                    let listed = client
+                        .call(
+                            Method::GET,
+                            &format!("/nodes/{}/disks/list", pass.node),
+                            &[],
+                        )
+                        .await
+                        .map_err(|e| Error::host_step("list disks", e))?;
+                    disks = Some(listed.as_array().cloned().unwrap_or_default());
+                }
+                Some(zfs::layout(&detail, disks.as_deref().unwrap_or_default()))
             }
             false => None,
         };

@@ -69,12 +69,24 @@ pub struct Layout {
     pub devices: Vec<String>,
 }
 
-/// The layout of a pool from PVE's detail answer (`children` of vdevs).
-pub fn layout(detail: &serde_json::Value) -> Layout {
-    let vdevs: Vec<&serde_json::Value> = detail["children"]
+/// The layout of a pool from PVE's detail answer (`zpool status -P` parsed: the pool is
+/// the first child, its vdevs below it), with each leaf named as the disk `disks/list`
+/// says it is (leaves are by-id partition paths: `/dev/disk/by-id/nvme-X-part1` → `nvme1n1`).
+pub fn layout(detail: &serde_json::Value, disks: &[serde_json::Value]) -> Layout {
+    let top: Vec<&serde_json::Value> = detail["children"]
         .as_array()
         .map(|c| c.iter().collect())
         .unwrap_or_default();
+    let pool_row = top
+        .first()
+        .filter(|p| p["name"] == detail["name"] && vdev_group(p).is_none());
+    let vdevs: Vec<&serde_json::Value> = match pool_row {
+        Some(pool) => pool["children"]
+            .as_array()
+            .map(|c| c.iter().collect())
+            .unwrap_or_default(),
+        None => top,
+    };
     let kinds: Vec<&str> = vdevs.iter().filter_map(|v| vdev_group(v)).collect();
     let level = match (kinds.as_slice(), vdevs.len()) {
         ([], _) => "single".to_owned(),
@@ -83,18 +95,39 @@ pub fn layout(detail: &serde_json::Value) -> Layout {
         ([k], 1) => k.replace("raidz1", "raidz"),
         _ => "mixed".to_owned(),
     };
-    let mut devices = Vec::new();
+    let mut leaves = Vec::new();
     for v in vdevs {
         match v["children"].as_array() {
-            Some(leaves) if vdev_group(v).is_some() => devices.extend(
-                leaves
-                    .iter()
-                    .filter_map(|l| l["name"].as_str().map(str::to_owned)),
-            ),
-            _ => devices.extend(v["name"].as_str().map(str::to_owned)),
+            Some(children) if vdev_group(v).is_some() => {
+                leaves.extend(children.iter().filter_map(|l| l["name"].as_str()))
+            }
+            _ => leaves.extend(v["name"].as_str()),
         }
     }
+    let devices = leaves.into_iter().map(|l| disk_of(l, disks)).collect();
     Layout { level, devices }
+}
+
+/// The disk a leaf is on, by its device name (`nvme1n1`): the disk whose by-id link
+/// the leaf's partition belongs to, else the leaf's own name without a partition suffix.
+fn disk_of(leaf: &str, disks: &[serde_json::Value]) -> String {
+    let whole = whole_disk(leaf);
+    disks
+        .iter()
+        .find(|d| {
+            let link = d["by_id_link"].as_str().unwrap_or_default();
+            !link.is_empty() && (link == whole || device_name(link) == device_name(&whole))
+        })
+        .and_then(|d| d["devpath"].as_str())
+        .map_or_else(|| device_name(&whole), device_name)
+}
+
+/// `…/nvme-X-part1` → `…/nvme-X`; `sda1` stays (a kernel name is compared as listed).
+fn whole_disk(leaf: &str) -> String {
+    match leaf.rsplit_once("-part") {
+        Some((disk, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => disk.into(),
+        _ => leaf.to_owned(),
+    }
 }
 
 /// `mirror` of a `mirror-0` vdev (`raidz1` of `raidz1-0`); `None` for a disk.
@@ -134,11 +167,9 @@ pub fn plan_pool<'a>(pool: &'a ZfsPool, observed: Option<&Layout>) -> PoolPlan<'
     ))
 }
 
-/// `/dev/disk/by-id/ata-X-part1` and `ata-X` name the same disk: the last path component
-/// without a partition suffix.
+/// The last path component: `/dev/nvme1n1` and `nvme1n1` name the same disk.
 fn device_name(device: &str) -> String {
-    let name = device.rsplit('/').next().unwrap_or(device);
-    name.strip_suffix("-part1").unwrap_or(name).to_owned()
+    device.rsplit('/').next().unwrap_or(device).to_owned()
 }
 
 /// A change to one dataset.
@@ -317,27 +348,49 @@ mod tests {
         }
     }
 
+    fn disks() -> Vec<serde_json::Value> {
+        ["nvme1n1", "nvme2n1", "sda", "sdb", "sdc", "sdd", "sde"]
+            .iter()
+            .map(|d| json!({"devpath": format!("/dev/{d}"), "by_id_link": format!("/dev/disk/by-id/id-{d}")}))
+            .collect()
+    }
+
+    fn leaf(disk: &str) -> serde_json::Value {
+        json!({"name": format!("/dev/disk/by-id/id-{disk}-part1"), "leaf": 1})
+    }
+
+    /// PVE's answer: the pool is the first row, its vdevs below it.
+    fn detail(vdevs: serde_json::Value) -> serde_json::Value {
+        json!({"name": "p", "state": "ONLINE", "children": [{"name": "p", "leaf": 0, "children": vdevs}]})
+    }
+
     #[test]
-    fn a_layout_is_read_from_pves_vdev_tree() {
-        let mirror = json!({"name": "fastData", "children": [
-            {"name": "mirror-0", "children": [{"name": "nvme1n1"}, {"name": "nvme2n1"}]}]});
+    fn a_layout_is_read_from_pves_vdev_tree_with_leaves_named_as_their_disks() {
+        let mirror =
+            detail(json!([{"name": "mirror-0", "children": [leaf("nvme1n1"), leaf("nvme2n1")]}]));
         assert_eq!(
-            layout(&mirror),
+            layout(&mirror, &disks()),
             Layout {
                 level: "mirror".into(),
                 devices: vec!["nvme1n1".into(), "nvme2n1".into()]
             }
         );
-        let raidz = json!({"children": [{"name": "raidz1-0", "children": [{"name": "sda"}]}]});
-        assert_eq!(layout(&raidz).level, "raidz");
-        let raid10 = json!({"children": [
-            {"name": "mirror-0", "children": [{"name": "sda"}, {"name": "sdb"}]},
-            {"name": "mirror-1", "children": [{"name": "sdc"}, {"name": "sdd"}]}]});
-        assert_eq!(layout(&raid10).level, "raid10");
-        assert_eq!(layout(&raid10).devices.len(), 4);
-        let single = json!({"children": [{"name": "sde"}]});
-        assert_eq!(layout(&single).level, "single");
-        assert_eq!(layout(&single).devices, vec!["sde".to_owned()]);
+        let raidz = detail(json!([{"name": "raidz1-0", "children": [leaf("sda")]}]));
+        assert_eq!(layout(&raidz, &disks()).level, "raidz");
+        let raid10 = detail(json!([
+            {"name": "mirror-0", "children": [leaf("sda"), leaf("sdb")]},
+            {"name": "mirror-1", "children": [leaf("sdc"), leaf("sdd")]}]));
+        assert_eq!(layout(&raid10, &disks()).level, "raid10");
+        assert_eq!(layout(&raid10, &disks()).devices.len(), 4);
+        let single = detail(json!([leaf("sde")]));
+        assert_eq!(layout(&single, &disks()).level, "single");
+        assert_eq!(layout(&single, &disks()).devices, vec!["sde".to_owned()]);
+        // A disk PVE does not list: its by-id name, without the partition.
+        let unknown = detail(json!([leaf("nvme9n1")]));
+        assert_eq!(
+            layout(&unknown, &disks()).devices,
+            vec!["id-nvme9n1".to_owned()]
+        );
     }
 
     #[test]
@@ -360,7 +413,7 @@ mod tests {
         let by_id = pool(RaidLevel::Single, &["/dev/disk/by-id/ata-X"]);
         let found = Layout {
             level: "single".into(),
-            devices: vec!["ata-X-part1".into()],
+            devices: vec!["ata-X".into()],
         };
         assert_eq!(plan_pool(&by_id, Some(&found)), PoolPlan::Present);
     }
