@@ -74,6 +74,13 @@ pub enum Error {
     /// and why. Retried with backoff unless what failed cannot be helped by retrying.
     #[error("host step {step} failed: {source}")]
     HostStep { step: String, source: Box<Error> },
+    /// A failure told again while what failed waits out its backoff.
+    #[error("{message}")]
+    Waiting {
+        category: &'static str,
+        permanent: bool,
+        message: String,
+    },
 }
 
 impl Error {
@@ -96,6 +103,7 @@ impl Error {
             Error::FeatureFailed { .. } => "FeatureFailed",
             Error::RolledBack { .. } => "ChangeRolledBack",
             // A spec the step cannot work with keeps its own reason.
+            Error::Waiting { category, .. } => category,
             Error::HostStep { source, .. } => match **source {
                 Error::Spec { reason, .. } | Error::Conflict { reason, .. } => reason,
                 _ => "HostStepFailed",
@@ -117,6 +125,7 @@ impl Error {
             ),
             Error::Proxmox(e) => !e.is_transient() && e.status.is_some_and(|s| s == 400),
             Error::HostStep { source, .. } => source.is_permanent(),
+            Error::Waiting { permanent, .. } => *permanent,
             _ => false,
         }
     }

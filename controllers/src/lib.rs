@@ -122,6 +122,7 @@ pub async fn run(kube: kube::Client, options: Options) {
             shared: shared.clone(),
             guests: guests.clone(),
             runs: Arc::default(),
+            holds: Default::default(),
             wake: host_wake,
         }),
         host_woken,

@@ -244,6 +244,17 @@ impl SimAdmin {
         .await
     }
 
+    /// Runs `argv` on simulated node `node`, as SSH to it would.
+    pub async fn exec_node(&self, node: &str, argv: &[&str]) -> serde_json::Value {
+        let url = format!("{}/nodes/{node}/exec", self.admin);
+        self.send(
+            self.http
+                .post(url)
+                .json(&serde_json::json!({ "command": argv })),
+        )
+        .await
+    }
+
     pub async fn clear_oplog(&self) {
         self.send(self.http.delete(format!("{}/oplog", self.admin)))
             .await;

@@ -7,6 +7,7 @@
 //! own condition (`NodeSettingsReady`, `StorageReady`, `NetworkReady`, `FirewallReady`,
 //! `SystemReady`, `DnsReady`); `Ready` is all of them. Status is written once per pass.
 
+pub mod area_holds;
 pub mod dns_area;
 pub mod dnsmasq;
 pub mod exports;
@@ -50,6 +51,7 @@ pub struct HostContext {
     pub shared: Arc<Context>,
     pub guests: Arc<GuestContext>,
     pub runs: Arc<Runs>,
+    pub holds: area_holds::AreaHolds,
     pub wake: tokio::sync::mpsc::UnboundedSender<ObjectRef<ProxmoxHost>>,
 }
 
@@ -135,7 +137,12 @@ pub async fn reconcile(host: Arc<ProxmoxHost>, ctx: Arc<HostContext>) -> Result<
             if permanent {
                 return Ok(Action::await_change());
             }
-            Ok(Action::requeue(shared.backoff(&key)))
+            // Back when the first failed area's pause ends (areas wait out their own).
+            let prefix = hold_prefix(&host);
+            let wait = ctx.holds.next_end(&prefix);
+            Ok(Action::requeue(
+                wait.unwrap_or_else(|| shared.backoff(&key)),
+            ))
         }
         None => {
             shared.succeeded(&key);
@@ -168,7 +175,14 @@ async fn pass(
     };
     let spec = &host.spec;
     let done = |type_| converged(host, type_);
-    let settings = settings_area::reconcile(&pass, done(conditions::NODE_SETTINGS_READY)).await;
+    let holds = &ctx.holds;
+    let key = |type_: &str| format!("{}{type_}", hold_prefix(host));
+    let settings = holds
+        .guarded(
+            key(conditions::NODE_SETTINGS_READY),
+            settings_area::reconcile(&pass, done(conditions::NODE_SETTINGS_READY)),
+        )
+        .await;
     let storage = match &spec.storage {
         None => {
             status.storage = None;
@@ -176,7 +190,8 @@ async fn pass(
         }
         Some(s) => {
             let before = done(conditions::STORAGE_READY);
-            storage_area::reconcile(&pass, s, before, &mut status.storage).await
+            let area = storage_area::reconcile(&pass, s, before, &mut status.storage);
+            holds.guarded(key(conditions::STORAGE_READY), area).await
         }
     };
     let network = match &spec.network {
@@ -186,32 +201,40 @@ async fn pass(
         }
         Some(n) => {
             let before = done(conditions::NETWORK_READY);
-            network_area::reconcile(&pass, n, before, &mut status.network).await
+            let area = network_area::reconcile(&pass, n, before, &mut status.network);
+            holds.guarded(key(conditions::NETWORK_READY), area).await
         }
     };
     let firewall = match &spec.firewall {
         None => not_managed("node firewall"),
-        Some(f) => firewall_area::reconcile(&pass, f, done(conditions::FIREWALL_READY)).await,
+        Some(f) => {
+            let area = firewall_area::reconcile(&pass, f, done(conditions::FIREWALL_READY));
+            holds.guarded(key(conditions::FIREWALL_READY), area).await
+        }
     };
     let system = match &spec.system {
         None => {
             status.system = None;
             not_managed("system setup")
         }
-        Some(s) => system_area::reconcile(&pass, s, &ctx.runs, &mut status.system).await,
+        Some(s) => {
+            let area = system_area::reconcile(&pass, s, &ctx.runs, &mut status.system);
+            holds.guarded(key(conditions::SYSTEM_READY), area).await
+        }
     };
     let dns = match &spec.dnsmasq {
         None => {
             status.dns = None;
             not_managed("dnsmasq")
         }
-        Some(spec) => match routes(ctx, cluster).await {
-            Ok(routes) => {
+        Some(spec) => {
+            let area = async {
+                let routes = routes(ctx, cluster).await?;
                 let records = records::derive(spec, &guests(ctx, Some(cluster)), &routes);
                 dns_area::reconcile(&pass, spec, &records, &mut status.dns).await
-            }
-            Err(e) => Err(e),
-        },
+            };
+            holds.guarded(key(conditions::DNS_READY), area).await
+        }
     };
     Ok(vec![
         (conditions::NODE_SETTINGS_READY, settings),
@@ -221,6 +244,12 @@ async fn pass(
         (conditions::SYSTEM_READY, system),
         (conditions::DNS_READY, dns),
     ])
+}
+
+/// The key of this host's area holds for its present generation.
+fn hold_prefix(host: &ProxmoxHost) -> String {
+    let uid = host.metadata.uid.as_deref().unwrap_or_default();
+    format!("{uid}/{}/", host.metadata.generation.unwrap_or_default())
 }
 
 /// An area the spec leaves out: nothing done.
