@@ -107,11 +107,34 @@ async fn role_sets_follow_the_guests_rules_stay_and_enabling_is_refused_without_
 
     // The routes' derived rules: the backend opens its port to Traefik's set, the gateway
     // 80 and 443, each marked as derived, after the rules the spec states.
+    // Step-CA's guest opens its ACME port to the set of the containers that depend on it
+    // (the gateway, Traefik, ...) and Phoenix (here on loopback).
     support::until("the derived rules in place", || async {
         derived(&sim, 801).await == [("8000".to_owned(), "+phoenix-traefik".to_owned())]
             && derived(&sim, 101).await == [("80,443".to_owned(), String::new())]
+            && derived(&sim, 103).await == [("9000".to_owned(), "+phoenix-acme-clients".to_owned())]
     })
     .await;
+    let mut dependents: Vec<String> = lxcs
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|g| g.spec.common.depends_on.iter().any(|d| d.name == "step-ca"))
+        .filter_map(|g| g.status.as_ref()?.guest.ip.clone())
+        .map(|ip| ip.split('/').next().unwrap().to_owned())
+        .chain(["127.0.0.1".to_owned()])
+        .collect();
+    dependents.sort();
+    assert!(
+        dependents.len() >= 3,
+        "the gateway, Traefik and Phoenix at least: {dependents:?}"
+    );
+    assert_eq!(
+        entries(&sim.get("firewall").await, "phoenix-acme-clients"),
+        dependents
+    );
 
     // Steady state: nothing written to the firewall over three resyncs.
     sim.clear_oplog().await;
@@ -130,15 +153,21 @@ async fn role_sets_follow_the_guests_rules_stay_and_enabling_is_refused_without_
     )
     .await
     .unwrap();
-    support::until("Traefik's new address in its set", || async {
-        entries(&sim.get("firewall").await, "phoenix-traefik") == ["10.0.0.182"]
+    support::until("Traefik's new address in its sets", || async {
+        let fw = sim.get("firewall").await;
+        entries(&fw, "phoenix-traefik") == ["10.0.0.182"]
+            && entries(&fw, "phoenix-acme-clients").contains(&"10.0.0.182".to_owned())
     })
     .await;
     let oplog = sim.get("oplog").await.as_array().cloned().unwrap();
     let writes = firewall_writes(&oplog);
+    // Traefik is in two sets: Traefik's, and Step-CA's clients (it depends on Step-CA).
+    let in_sets = |p: &String| {
+        p.contains("/ipset/phoenix-traefik") || p.contains("/ipset/phoenix-acme-clients")
+    };
     assert!(
-        writes.iter().all(|p| p.contains("/ipset/phoenix-traefik")) && writes.len() == 2,
-        "one entry added, one removed, no rule touched: {writes:?}"
+        writes.iter().all(in_sets) && writes.len() == 4,
+        "one entry added and one removed per set, no rule touched: {writes:?}"
     );
 
     // Enabling without the address Phoenix reaches PVE from (127.0.0.1 here) is refused.

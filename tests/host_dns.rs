@@ -191,9 +191,7 @@ async fn the_real_dnsmasq_answers_every_guest_and_route_and_follows_changes_with
         .map(|c| c["command"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert!(
-        since
-            .iter()
-            .all(|c| c.starts_with("sha256sum") || c.starts_with("systemctl is-active")),
+        since.iter().all(|c| support::node_observation(c)),
         "only observations at steady state: {since:?}"
     );
     assert!(!since.is_empty(), "the node is looked at every resync");

@@ -194,11 +194,7 @@ async fn the_example_host_converges_every_area_and_then_stays_still() {
     let acting: Vec<&String> = after[before..]
         .iter()
         .map(|(c, _, _)| c)
-        .filter(|c| {
-            !c.starts_with("zfs list")
-                && !c.contains("sha256sum")
-                && !c.contains("systemctl is-active")
-        })
+        .filter(|c| !support::node_observation(c))
         .collect();
     assert!(
         acting.is_empty(),

@@ -298,6 +298,14 @@ impl SimAdmin {
     }
 }
 
+/// Whether a command the host controller ran on a node only looked (its observations:
+/// file hashes, dnsmasq's state, the datasets) rather than changed anything.
+pub fn node_observation(command: &str) -> bool {
+    ["sha256sum", "systemctl is-active", "zfs list"]
+        .iter()
+        .any(|o| command.starts_with(o))
+}
+
 /// Waits, on the watch stream, until `done` holds for every object of `api`.
 pub async fn wait_for<K>(
     api: &kube::Api<K>,
