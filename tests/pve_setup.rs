@@ -213,6 +213,12 @@ async fn setup_creates_one_role_user_and_token_that_the_platform_then_runs_on() 
         support::all_ready(all, 2, |s| s.status.as_ref().map(|s| &s.common))
     })
     .await;
+    // The host too: its pools, storages, bridge and node firewall on the same token.
+    let hosts: Api<phoenix_crds::ProxmoxHost> = Api::all(client.clone());
+    support::wait_for(&hosts, "the example host Ready", MINUTES, |all| {
+        support::all_ready(all, 1, |h| h.status.as_ref().map(|s| &s.common))
+    })
+    .await;
     assert_eq!(
         denied().await,
         Vec::<serde_json::Value>::new(),
