@@ -10,6 +10,7 @@ use crate::serve::ServerArgs;
 use crate::setup::SetupArgs;
 use crate::sim_pct::SimPctArgs;
 use crate::sim_pve::SimPveArgs;
+use crate::sim_show::SimShowArgs;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -53,6 +54,8 @@ pub enum SimCommand {
     Pve(SimPveArgs),
     /// The `pct` of a simulated node: `exec` and `push` forwarded to a simulated guest.
     Pct(SimPctArgs),
+    /// What a simulated node holds: `zfs`, `exports`, `network`, `firewall`, `files`.
+    Show(SimShowArgs),
 }
 
 impl Command {
@@ -64,6 +67,7 @@ impl Command {
             Command::Apiserver(args) => crate::serve::run(args, false),
             Command::Sim(SimCommand::Pve(args)) => crate::sim_pve::run(args),
             Command::Sim(SimCommand::Pct(args)) => crate::sim_pct::run(args),
+            Command::Sim(SimCommand::Show(args)) => crate::sim_show::run(args),
             Command::Plan(args) => crate::plan::run(args),
             Command::Setup(args) => crate::setup::run(args),
         }

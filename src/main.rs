@@ -12,6 +12,7 @@ mod serve;
 mod setup;
 mod sim_pct;
 mod sim_pve;
+mod sim_show;
 mod simulator;
 
 use clap::Parser;

@@ -105,13 +105,27 @@ async fn call(
     route: &str,
     body: &Value,
 ) -> Result<Value, String> {
+    admin(credentials, reqwest::Method::POST, route, Some(body)).await
+}
+
+/// One call to the simulator's admin endpoint `route` (found through its credentials);
+/// the answer, or the simulator's refusal.
+pub async fn admin(
+    credentials: &phoenix_sim::CredentialsFile,
+    method: reqwest::Method,
+    route: &str,
+    body: Option<&Value>,
+) -> Result<Value, String> {
     let tls = client_config(&Trust::Fingerprint(credentials.fingerprint.clone()))?;
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .build()
         .map_err(|e| e.to_string())?;
-    let response = http
-        .post(format!("{}/{route}", credentials.admin_url))
+    let mut request = http.request(method, format!("{}/{route}", credentials.admin_url));
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request
         .header(
             "Authorization",
             format!(
@@ -119,7 +133,6 @@ async fn call(
                 credentials.token_id, credentials.token_secret
             ),
         )
-        .json(body)
         .send()
         .await
         .map_err(|e| format!("cannot reach the simulator: {e}"))?;
