@@ -198,6 +198,8 @@ async fn the_example_host_converges_every_area_and_then_stays_still() {
         "apparmor_parser -r -W /etc/apparmor.d/phoenix-docker-in-lxc"
     ));
     assert!(ran("localedef -i en_US -c -f UTF-8"));
+    assert!(ran("getent group quickos >/dev/null || groupadd -g 2000 quickos"));
+    assert!(ran("useradd -m -u 2000 -s /usr/sbin/nologin quickos"));
 
     // Steady state: three resyncs change nothing, on PVE or on the node.
     sim.clear_oplog().await;

@@ -1,5 +1,5 @@
-//! The system part of a ProxmoxHost: packages, locale, AppArmor profiles and the NVIDIA
-//! driver, each applied on the node by a script run under a lock, once per content hash
+//! The system part of a ProxmoxHost: packages, locale, AppArmor profiles, the NVIDIA
+//! driver and Linux accounts, each applied on the node by a script run under a lock, once per content hash
 //! (the in-guest features' mechanism).
 
 use crate::common::AppliedFeature;
@@ -12,6 +12,10 @@ pub const PACKAGE_PATTERN: &str = r"^[a-z0-9][a-z0-9+.-]+$";
 pub const LOCALE_PATTERN: &str = r"^[A-Za-z]{2,3}(_[A-Z]{2})?(\.[A-Za-z0-9-]+)?(@[a-z]+)?$";
 /// A file name under /etc/apparmor.d and a kernel module name.
 pub const PLAIN_NAME_PATTERN: &str = r"^[a-z0-9][a-z0-9_.-]*$";
+/// A Linux user or group name as Debian's `adduser` accepts it by default.
+pub const ACCOUNT_PATTERN: &str = r"^[a-z_][a-z0-9_-]{0,31}$";
+/// A login shell.
+pub const SHELL_PATTERN: &str = r"^(/[A-Za-z0-9_.-]+)+$";
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -32,6 +36,43 @@ pub struct HostSystem {
     /// The NVIDIA driver on the node, for GPU passthrough to containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nvidia: Option<HostNvidia>,
+    /// Linux groups on the node (created when missing; never removed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub groups: Vec<LinuxGroup>,
+    /// Linux users on the node (created when missing and added to their groups; never
+    /// removed, no password set: keys or `passwd` by a person).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub users: Vec<LinuxUser>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LinuxGroup {
+    #[schemars(regex(pattern = ACCOUNT_PATTERN))]
+    pub name: String,
+    /// A fixed id (e.g. to match the ids mapped into unprivileged containers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4294967294u32))]
+    pub gid: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LinuxUser {
+    #[schemars(regex(pattern = ACCOUNT_PATTERN))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4294967294u32))]
+    pub uid: Option<u32>,
+    /// Supplementary groups it is added to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(regex(pattern = ACCOUNT_PATTERN)))]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SHELL_PATTERN), length(max = 64))]
+    pub shell: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

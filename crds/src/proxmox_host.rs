@@ -90,7 +90,7 @@ pub struct ProxmoxHostSpec {
     /// The node's own firewall.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<NodeFirewall>,
-    /// Packages, locale, AppArmor profiles, NVIDIA driver.
+    /// Packages, locale, AppArmor profiles, NVIDIA driver, Linux accounts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<HostSystem>,
     /// dnsmasq on the node, serving every guest's and route's name.

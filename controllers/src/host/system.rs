@@ -1,11 +1,12 @@
-//! The node's system setup as features, pure: packages, locale, AppArmor profiles and the
-//! NVIDIA driver rendered with the in-guest features' catalog types, so each runs on the
+//! The node's system setup as features, pure: packages, locale, AppArmor profiles, the
+//! NVIDIA driver and Linux accounts rendered with the in-guest features' catalog types, so each runs on the
 //! node the same way — files pushed, a script under `flock` that skips itself when its
 //! marker holds its hash, named steps. Every value spliced into a line is one the
-//! schema's patterns allow (package, locale and module names, profile file names).
+//! schema's patterns allow (package, locale, module, account names, shells, profile
+//! file names; ids are numbers).
 
 use crate::provision::catalog::{Feature, feature, file, step};
-use phoenix_crds::host_system::{AppArmorProfile, HostNvidia, HostSystem};
+use phoenix_crds::host_system::{AppArmorProfile, HostNvidia, HostSystem, LinuxGroup, LinuxUser};
 
 /// Where Phoenix's AppArmor profiles go (one file each, named for the profile).
 const APPARMOR_DIR: &str = "/etc/apparmor.d";
@@ -27,7 +28,51 @@ pub fn features(spec: &HostSystem) -> Vec<Feature> {
     if let Some(nvidia) = &spec.nvidia {
         out.push(nvidia_feature(nvidia));
     }
+    if !spec.groups.is_empty() || !spec.users.is_empty() {
+        out.push(accounts(&spec.groups, &spec.users));
+    }
     out
+}
+
+/// Groups, then users: each created only when missing (so an existing account keeps its
+/// ids and home), users added to their groups.
+fn accounts(groups: &[LinuxGroup], users: &[LinuxUser]) -> Feature {
+    let group_lines: Vec<String> = groups
+        .iter()
+        .map(|g| {
+            let gid = g.gid.map(|id| format!("-g {id} ")).unwrap_or_default();
+            format!("getent group {0} >/dev/null || groupadd {gid}{0}", g.name)
+        })
+        .collect();
+    let mut user_lines = Vec::new();
+    for u in users {
+        let uid = u.uid.map(|id| format!("-u {id} ")).unwrap_or_default();
+        let shell = u
+            .shell
+            .as_ref()
+            .map(|s| format!("-s {s} "))
+            .unwrap_or_default();
+        user_lines.push(format!(
+            "id -u {0} >/dev/null 2>&1 || useradd -m {uid}{shell}{0}",
+            u.name
+        ));
+        if !u.groups.is_empty() {
+            user_lines.push(format!("usermod -a -G {} {}", u.groups.join(","), u.name));
+        }
+    }
+    feature(
+        "host-accounts",
+        vec![],
+        vec![
+            step("groups", &borrowed(&group_lines)),
+            step("users", &borrowed(&user_lines)),
+        ],
+    )
+}
+
+/// Rendered lines as `step` takes them.
+fn borrowed(lines: &[String]) -> Vec<&str> {
+    lines.iter().map(String::as_str).collect()
 }
 
 fn packages(names: &[String]) -> Feature {
@@ -66,8 +111,11 @@ fn apparmor(profiles: &[AppArmorProfile]) -> Feature {
         .iter()
         .map(|p| format!("apparmor_parser -r -W {}", profile_path(p)))
         .collect();
-    let lines: Vec<&str> = loads.iter().map(String::as_str).collect();
-    feature("host-apparmor", files, vec![step("load", &lines)])
+    feature(
+        "host-apparmor",
+        files,
+        vec![step("load", &borrowed(&loads))],
+    )
 }
 
 fn profile_path(profile: &AppArmorProfile) -> String {
@@ -84,7 +132,6 @@ fn nvidia_feature(spec: &HostNvidia) -> Feature {
         .iter()
         .map(|m| format!("modprobe {m}"))
         .collect();
-    let loads: Vec<&str> = loads.iter().map(String::as_str).collect();
     let mut boot = spec.modules.join("\n");
     boot.push('\n');
     feature(
@@ -92,7 +139,7 @@ fn nvidia_feature(spec: &HostNvidia) -> Feature {
         vec![file(NVIDIA_MODULES, boot, "0644")],
         vec![
             step("driver", &["apt-get update -q", &install]),
-            step("modules", &loads),
+            step("modules", &borrowed(&loads)),
             // `nvidia-smi` makes the device nodes containers are given; the check says
             // they are there.
             step("devices", &["nvidia-smi -L", "test -c /dev/nvidiactl"]),
@@ -109,7 +156,9 @@ mod tests {
             "packages": ["nfs-kernel-server", "zfsutils-linux"],
             "locale": "en_US.UTF-8",
             "apparmorProfiles": [{"name": "phoenix-nesting", "content": "profile x {}\n"}],
-            "nvidia": {}
+            "nvidia": {},
+            "groups": [{"name": "share", "gid": 2000}],
+            "users": [{"name": "ops", "uid": 2001, "groups": ["share", "sudo"], "shell": "/bin/bash"}]
         }))
         .unwrap()
     }
@@ -124,9 +173,16 @@ mod tests {
                 "host-packages",
                 "host-locale",
                 "host-apparmor",
-                "host-nvidia"
+                "host-nvidia",
+                "host-accounts"
             ]
         );
+        let accounts = features[4].script();
+        assert!(accounts.contains("getent group share >/dev/null || groupadd -g 2000 share"));
+        assert!(
+            accounts.contains("id -u ops >/dev/null 2>&1 || useradd -m -u 2001 -s /bin/bash ops")
+        );
+        assert!(accounts.contains("usermod -a -G share,sudo ops"));
         let script = features[0].script();
         assert!(script.contains("apt-get install -y -q nfs-kernel-server zfsutils-linux"));
         assert!(script.contains("echo '==> install'"));
