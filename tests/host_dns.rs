@@ -10,44 +10,23 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use phoenix_crds::{LxcGuest, ProxmoxHost, TraefikService, VmGuest};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use support::dnsmasq::Dnsmasq;
+use support::host::{self, MINUTES};
 use support::{ApiServer, SimAdmin};
 
-const MINUTES: Duration = Duration::from_secs(240);
 const CONFIG: &str = "/etc/dnsmasq.d/phoenix.conf";
 const HOSTS: &str = "/etc/phoenix/dnsmasq/hosts";
-
-fn examples() -> &'static str {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/examples")
-}
 
 fn up(dir: &Path) -> ApiServer {
     let args = [
         "--apply",
-        examples(),
+        host::examples(),
         "--resync-seconds",
         "2",
         "--task-duration",
         "default=0.2",
     ];
     ApiServer::up_simulated(dir, &args)
-}
-
-fn ready(host: &ProxmoxHost) -> bool {
-    host.status
-        .as_ref()
-        .is_some_and(|s| support::is_ready(&s.common.conditions))
-}
-
-fn condition(host: &ProxmoxHost, type_: &str) -> Option<(String, String, String)> {
-    host.status.as_ref().and_then(|s| {
-        s.common
-            .conditions
-            .iter()
-            .find(|c| c.type_ == type_)
-            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-    })
 }
 
 /// The node's file `path` as the simulator keeps it on disk.
@@ -93,7 +72,7 @@ async fn the_real_dnsmasq_answers_every_guest_and_route_and_follows_changes_with
     support::all_guests_ready(&client, 6, 3).await;
     let hosts: Api<ProxmoxHost> = Api::all(client.clone());
     support::wait_for(&hosts, "the host Ready", MINUTES, |hs| {
-        hs.len() == 1 && ready(&hs[0])
+        hs.len() == 1 && host::is_ready(&hs[0])
     })
     .await;
     let listed = support::kubectl(&server, &["get", "proxmoxhosts"]);
@@ -191,7 +170,7 @@ async fn the_real_dnsmasq_answers_every_guest_and_route_and_follows_changes_with
         .map(|c| c["command"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert!(
-        since.iter().all(|c| support::node_observation(c)),
+        since.iter().all(|c| host::observation(c)),
         "only observations at steady state: {since:?}"
     );
     assert!(!since.is_empty(), "the node is looked at every resync");
@@ -212,13 +191,13 @@ async fn a_failing_step_names_itself_never_activates_its_config_and_recovers() {
         serde_json::json!([{"matches": "dnsmasq --test", "exit": 1, "output": "dnsmasq: bad option at line 3 of phoenix.conf.candidate", "times": 2}]),
     )
     .await;
-    let host = std::fs::read_to_string(format!("{}/host-phoenix.yaml", examples())).unwrap();
+    let host = host::example_yaml();
     support::kubectl_apply(&server, &host);
     let client = support::client(&server).await;
     let hosts: Api<ProxmoxHost> = Api::all(client.clone());
     support::wait_for(&hosts, "the failed step named", MINUTES, |hs| {
         hs.first()
-            .and_then(|h| condition(h, "Ready"))
+            .and_then(|h| host::condition(h, "Ready"))
             .is_some_and(|(status, reason, message)| {
                 status == "False"
                     && reason == "HostStepFailed"
@@ -233,7 +212,7 @@ async fn a_failing_step_names_itself_never_activates_its_config_and_recovers() {
         "a config dnsmasq refused never went live: {files:#}"
     );
     support::wait_for(&hosts, "the host recovered", MINUTES, |hs| {
-        hs.first().is_some_and(|h| ready(h))
+        hs.first().is_some_and(|h| host::is_ready(h))
     })
     .await;
     let events = support::kubectl(
@@ -259,12 +238,12 @@ async fn drift_on_the_node_is_put_back_or_reported() {
         &["--resync-seconds", "1", "--task-duration", "default=0.2"],
     );
     support::homelab_cluster(&server).await;
-    let host = std::fs::read_to_string(format!("{}/host-phoenix.yaml", examples())).unwrap();
+    let host = host::example_yaml();
     support::kubectl_apply(&server, &host);
     let client = support::client(&server).await;
     let hosts: Api<ProxmoxHost> = Api::all(client.clone());
     support::wait_for(&hosts, "the host Ready", MINUTES, |hs| {
-        hs.first().is_some_and(|h| ready(h))
+        hs.first().is_some_and(|h| host::is_ready(h))
     })
     .await;
     let sim = SimAdmin::of(&server);
@@ -310,7 +289,7 @@ async fn drift_on_the_node_is_put_back_or_reported() {
         .unwrap();
     support::wait_for(&hosts, "the new generation converged", MINUTES, |hs| {
         hs.first().is_some_and(|h| {
-            ready(h)
+            host::is_ready(h)
                 && h.status.as_ref().unwrap().common.observed_generation == h.metadata.generation
         })
     })
@@ -318,7 +297,7 @@ async fn drift_on_the_node_is_put_back_or_reported() {
     sim.put("nodes/phoenix/files", edit(theirs)).await;
     support::wait_for(&hosts, "the drift reported", MINUTES, |hs| {
         hs.first()
-            .and_then(|h| condition(h, "Drifted"))
+            .and_then(|h| host::condition(h, "Drifted"))
             .is_some_and(|(status, _, message)| status == "True" && message.contains("dnsmasq"))
     })
     .await;

@@ -12,18 +12,8 @@ use kube::api::{Api, Patch, PatchParams};
 use phoenix_crds::ProxmoxHost;
 use serde_json::{Value, json};
 use std::path::Path;
-use std::time::Duration;
+use support::host::{self, MINUTES};
 use support::{ApiServer, SimAdmin};
-
-const MINUTES: Duration = Duration::from_secs(240);
-
-fn examples() -> &'static str {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/examples")
-}
-
-fn host_yaml() -> String {
-    std::fs::read_to_string(format!("{}/host-phoenix.yaml", examples())).unwrap()
-}
 
 /// The simulator and Phoenix with the homelab cluster, and the example host applied.
 async fn with_host(dir: &Path, answers: Value) -> (ApiServer, SimAdmin, Api<ProxmoxHost>) {
@@ -34,32 +24,9 @@ async fn with_host(dir: &Path, answers: Value) -> (ApiServer, SimAdmin, Api<Prox
     support::homelab_cluster(&server).await;
     let sim = SimAdmin::of(&server);
     sim.put("nodes/phoenix/answers", answers).await;
-    support::kubectl_apply(&server, &host_yaml());
+    support::kubectl_apply(&server, &host::example_yaml());
     let client = support::client(&server).await;
     (server, sim, Api::all(client))
-}
-
-fn condition(host: &ProxmoxHost, type_: &str) -> Option<(String, String, String)> {
-    host.status.as_ref().and_then(|s| {
-        s.common
-            .conditions
-            .iter()
-            .find(|c| c.type_ == type_)
-            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-    })
-}
-
-fn ready(host: &ProxmoxHost) -> bool {
-    host.status
-        .as_ref()
-        .is_some_and(|s| support::is_ready(&s.common.conditions))
-}
-
-async fn host_ready(hosts: &Api<ProxmoxHost>) {
-    support::wait_for(hosts, "the host Ready", MINUTES, |hs| {
-        hs.first().is_some_and(|h| ready(h))
-    })
-    .await;
 }
 
 /// `phoenix sim show WHAT` against the test's simulator.
@@ -79,28 +46,11 @@ fn sim_show(server: &ApiServer, what: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The commands the node ran, in order.
-async fn node_log(sim: &SimAdmin) -> Vec<(String, i64, u64)> {
-    let inside = sim.get("nodes/phoenix/inside").await;
-    inside["log"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            (
-                e["command"].as_str().unwrap_or_default().to_owned(),
-                e["exit"].as_i64().unwrap_or(-1),
-                e["started_ms"].as_u64().unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_example_host_converges_every_area_and_then_stays_still() {
     let dir = tempfile::tempdir().unwrap();
     let (server, sim, hosts) = with_host(dir.path(), json!([])).await;
-    host_ready(&hosts).await;
+    host::wait_ready(&hosts).await;
     let listed = support::kubectl(&server, &["get", "proxmoxhosts"]);
     for column in ["STORAGE", "NETWORK", "FIREWALL", "SYSTEM", "DNS"] {
         assert!(listed.contains(column), "{listed}");
@@ -188,7 +138,7 @@ async fn the_example_host_converges_every_area_and_then_stays_still() {
     ] {
         assert!(files.get(path).is_some(), "{path} on the node");
     }
-    let log = node_log(&sim).await;
+    let log = host::node_log(&sim).await;
     let ran = |needle: &str| {
         log.iter()
             .any(|(c, exit, _)| c.contains(needle) && *exit == 0)
@@ -198,23 +148,25 @@ async fn the_example_host_converges_every_area_and_then_stays_still() {
         "apparmor_parser -r -W /etc/apparmor.d/phoenix-docker-in-lxc"
     ));
     assert!(ran("localedef -i en_US -c -f UTF-8"));
-    assert!(ran("getent group quickos >/dev/null || groupadd -g 2000 quickos"));
+    assert!(ran(
+        "getent group quickos >/dev/null || groupadd -g 2000 quickos"
+    ));
     assert!(ran("useradd -m -u 2000 -s /usr/sbin/nologin quickos"));
 
     // Steady state: three resyncs change nothing, on PVE or on the node.
     sim.clear_oplog().await;
-    let before = node_log(&sim).await.len();
+    let before = host::node_log(&sim).await.len();
     support::resync_rounds(&server, "ProxmoxHost", 1, 3).await;
     let writes = sim.mutating_calls().await;
     assert!(
         writes.is_empty(),
         "no PVE writes at steady state: {writes:#?}"
     );
-    let after = node_log(&sim).await;
+    let after = host::node_log(&sim).await;
     let acting: Vec<&String> = after[before..]
         .iter()
         .map(|(c, _, _)| c)
-        .filter(|c| !support::node_observation(c))
+        .filter(|c| !host::observation(c))
         .collect();
     assert!(
         acting.is_empty(),
@@ -265,7 +217,7 @@ async fn a_failing_zfs_step_names_itself_backs_off_and_recovers() {
     let (server, sim, hosts) = with_host(dir.path(), answers).await;
     support::wait_for(&hosts, "the failing step named", MINUTES, |hs| {
         hs.first()
-            .and_then(|h| condition(h, "StorageReady"))
+            .and_then(|h| host::condition(h, "StorageReady"))
             .is_some_and(|(status, reason, message)| {
                 status == "False"
                     && reason == "HostStepFailed"
@@ -274,8 +226,8 @@ async fn a_failing_zfs_step_names_itself_backs_off_and_recovers() {
             })
     })
     .await;
-    host_ready(&hosts).await;
-    let attempts: Vec<(i64, u64)> = node_log(&sim)
+    host::wait_ready(&hosts).await;
+    let attempts: Vec<(i64, u64)> = host::node_log(&sim)
         .await
         .into_iter()
         .filter(|(c, _, _)| c.contains(refuse))
@@ -319,11 +271,11 @@ async fn network_changes_someone_else_staged_are_never_applied_nor_the_managemen
         &[("iface", "vmbr9"), ("type", "bridge")],
     )
     .await;
-    support::kubectl_apply(&server, &host_yaml());
+    support::kubectl_apply(&server, &host::example_yaml());
     let hosts: Api<ProxmoxHost> = Api::all(support::client(&server).await);
     support::wait_for(&hosts, "the foreign pending changes said", MINUTES, |hs| {
         hs.first()
-            .and_then(|h| condition(h, "NetworkReady"))
+            .and_then(|h| host::condition(h, "NetworkReady"))
             .is_some_and(|(status, reason, _)| {
                 status == "False" && reason == "PendingNetworkChanges"
             })
@@ -340,7 +292,7 @@ async fn network_changes_someone_else_staged_are_never_applied_nor_the_managemen
     // Reverted by their owner: Phoenix goes on.
     sim.api(reqwest::Method::DELETE, "/nodes/phoenix/network", &[])
         .await;
-    host_ready(&hosts).await;
+    host::wait_ready(&hosts).await;
 
     // Moving the node's own address (the one Phoenix reaches PVE at) is refused.
     let patch = json!({"spec": {"network": {"bridges": [{"name": "vmbr0", "ports": ["eno1"],
@@ -351,7 +303,7 @@ async fn network_changes_someone_else_staged_are_never_applied_nor_the_managemen
         .unwrap();
     support::wait_for(&hosts, "the lock-out refused", MINUTES, |hs| {
         hs.first()
-            .and_then(|h| condition(h, "NetworkReady"))
+            .and_then(|h| host::condition(h, "NetworkReady"))
             .is_some_and(|(status, reason, message)| {
                 status == "False" && reason == "WouldLockOut" && message.contains("10.0.0.13")
             })

@@ -42,13 +42,7 @@ pub fn clients(guests: &[Arc<LxcGuest>], cluster: &str, directory_url: &str) -> 
     };
     let on_cluster: Vec<&Arc<LxcGuest>> = guests
         .iter()
-        .filter(|g| {
-            g.spec
-                .common
-                .cluster_ref
-                .as_ref()
-                .is_none_or(|c| c.name == cluster)
-        })
+        .filter(|g| g.spec.common.is_on(cluster))
         .collect();
     let address = |g: &LxcGuest| {
         let ip = g.status.as_ref()?.guest.ip.clone()?;

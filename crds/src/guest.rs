@@ -65,6 +65,14 @@ pub struct GuestCommon {
     pub adoption_policy: AdoptionPolicy,
 }
 
+impl GuestCommon {
+    /// Whether the guest is on ProxmoxCluster `cluster` (without `clusterRef`: on the only
+    /// one there is).
+    pub fn is_on(&self, cluster: &str) -> bool {
+        self.cluster_ref.as_ref().is_none_or(|c| c.name == cluster)
+    }
+}
+
 /// What adopting a guest made outside Phoenix may change in it.
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,

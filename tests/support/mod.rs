@@ -5,6 +5,7 @@
 
 pub mod dnsmasq;
 pub mod git_http;
+pub mod host;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -296,14 +297,6 @@ impl SimAdmin {
     pub async fn guest(&self, vmid: u32) -> serde_json::Value {
         self.get(&format!("guests/{vmid}")).await
     }
-}
-
-/// Whether a command the host controller ran on a node only looked (its observations:
-/// file hashes, dnsmasq's state, the datasets) rather than changed anything.
-pub fn node_observation(command: &str) -> bool {
-    ["sha256sum", "systemctl is-active", "zfs list"]
-        .iter()
-        .any(|o| command.starts_with(o))
 }
 
 /// Waits, on the watch stream, until `done` holds for every object of `api`.

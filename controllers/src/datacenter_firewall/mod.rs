@@ -43,13 +43,7 @@ impl Roles {
         let address = |namespace: &str, name: &str| {
             guests
                 .iter()
-                .filter(|g| {
-                    g.spec
-                        .common
-                        .cluster_ref
-                        .as_ref()
-                        .is_none_or(|c| c.name == cluster)
-                })
+                .filter(|g| g.spec.common.is_on(cluster))
                 .find(|g| {
                     g.metadata.namespace.as_deref() == Some(namespace)
                         && g.metadata.name.as_deref() == Some(name)

@@ -20,18 +20,7 @@ pub async fn reconcile(
     converged_before: bool,
     status: &mut Option<NetworkStatus>,
 ) -> Result<Area, Error> {
-    let mut state = status.take().unwrap_or_default();
-    let outcome = converge(pass, spec, converged_before, &mut state).await;
-    *status = Some(state);
-    outcome
-}
-
-async fn converge(
-    pass: &HostPass<'_>,
-    spec: &HostNetwork,
-    converged_before: bool,
-    state: &mut NetworkStatus,
-) -> Result<Area, Error> {
+    let state = status.get_or_insert_with(Default::default);
     let applying = state.task.clone();
     match host_task::check(pass, &mut state.task, "apply network changes").await {
         Ok(TaskState::Running) => {

@@ -23,18 +23,7 @@ pub async fn reconcile(
     converged_before: bool,
     status: &mut Option<StorageStatus>,
 ) -> Result<Area, Error> {
-    let mut state = status.take().unwrap_or_default();
-    let outcome = converge(pass, spec, converged_before, &mut state).await;
-    *status = Some(state);
-    outcome
-}
-
-async fn converge(
-    pass: &HostPass<'_>,
-    spec: &HostStorage,
-    converged_before: bool,
-    state: &mut StorageStatus,
-) -> Result<Area, Error> {
+    let state = status.get_or_insert_with(Default::default);
     storages::validate(&spec.storages).map_err(|m| Error::spec(reason::INVALID_STORAGE, m))?;
     if let Some(waiting) = pools(pass, spec, state).await? {
         return Ok(waiting);
