@@ -26,6 +26,8 @@ pub const NETWORK_READY: &str = "NetworkReady";
 pub const SYSTEM_READY: &str = "SystemReady";
 /// ProxmoxCluster: the datacenter firewall; ProxmoxHost: the node's.
 pub const FIREWALL_READY: &str = "FirewallReady";
+/// ProxmoxCluster: PVE's users, groups and ACL entries of `spec.access`.
+pub const ACCESS_READY: &str = "AccessReady";
 
 /// Reasons shared by several kinds or conditions (a failure's reason is its error
 /// category, see `error.rs`; a step's is its own, see `guest::decide`).
@@ -152,6 +154,16 @@ pub mod reason {
     pub const PENDING_NETWORK_CHANGES: &str = "PendingNetworkChanges";
     pub const INVALID_BRIDGE: &str = "InvalidBridge";
     pub const INVALID_STORAGE: &str = "InvalidStorage";
+    // ProxmoxCluster access
+    pub const ACCESS_CONFIGURED: &str = "AccessConfigured";
+    pub const ACCESS_UPDATED: &str = "AccessUpdated";
+    /// An entry names Phoenix's own user or role, or root@pam: nothing written.
+    pub const ACCESS_REFUSED: &str = "AccessRefused";
+    /// PVE refused the token: `phoenix setup --manage-access` was not run.
+    pub const ACCESS_NOT_PERMITTED: &str = "AccessNotPermitted";
+    pub const INVALID_ACCESS: &str = "InvalidAccess";
+    pub const GROUP_NOT_FOUND: &str = "GroupNotFound";
+    pub const USER_NOT_FOUND: &str = "UserNotFound";
 }
 
 /// Where a pass left an object, as kstatus reads it.

@@ -6,6 +6,7 @@
 pub mod ca_root;
 pub mod certificate;
 pub mod claims;
+pub mod cluster_access;
 pub mod cluster_policy;
 pub mod cluster_view;
 pub mod conditions;

@@ -2,6 +2,17 @@
 //! `phoenix setup` creates holds these and nothing else. Adding a call that needs another
 //! privilege means adding it here (the simulator checks every call against PVE's schema,
 //! so a missing one fails the end-to-end tests with PVE's 403).
+//!
+//! Managing PVE's users, groups and ACL entries (a ProxmoxCluster's `spec.access`) needs
+//! [`ACCESS`] as well, kept apart in a second role that only `phoenix setup
+//! --manage-access` grants: `Permissions.Modify` on `/` lets a token raise its own rights.
+
+use std::collections::BTreeSet;
+
+/// The role `phoenix setup` creates by default, holding [`CONTROLLER`].
+pub const ROLE: &str = "Phoenix";
+/// The role `phoenix setup --manage-access` creates, holding [`ACCESS`].
+pub const ACCESS_ROLE: &str = "PhoenixAccess";
 
 /// Each privilege with the calls that need it.
 pub const CONTROLLER: &[(&str, &str)] = &[
@@ -48,7 +59,7 @@ pub const CONTROLLER: &[(&str, &str)] = &[
     ("SDN.Use", "attaching guests to a bridge"),
     (
         "Sys.Audit",
-        "node status, tasks, cluster status, node settings, ZFS pools, the node's network and firewall, the datacenter firewall",
+        "node status, tasks, cluster status, node settings, ZFS pools, the node's network and firewall, the datacenter firewall, listing users, groups and ACL entries",
     ),
     (
         "Sys.Modify",
@@ -56,7 +67,30 @@ pub const CONTROLLER: &[(&str, &str)] = &[
     ),
 ];
 
+/// The privileges `spec.access` needs, each with the calls that need it.
+pub const ACCESS: &[(&str, &str)] = &[
+    (
+        "Group.Allocate",
+        "creating groups and updating their comment",
+    ),
+    ("Realm.AllocateUser", "creating users"),
+    (
+        "User.Modify",
+        "creating and updating users and their groups",
+    ),
+    ("Permissions.Modify", "adding and removing ACL entries"),
+];
+
 /// The privilege names alone.
-pub fn controller() -> std::collections::BTreeSet<String> {
-    CONTROLLER.iter().map(|(p, _)| (*p).to_owned()).collect()
+pub fn controller() -> BTreeSet<String> {
+    names(CONTROLLER)
+}
+
+/// The names of [`ACCESS`].
+pub fn access() -> BTreeSet<String> {
+    names(ACCESS)
+}
+
+fn names(list: &[(&str, &str)]) -> BTreeSet<String> {
+    list.iter().map(|(p, _)| (*p).to_owned()).collect()
 }

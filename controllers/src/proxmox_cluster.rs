@@ -1,7 +1,9 @@
 //! ProxmoxCluster: connects with the token from its Secret, checks the credentials and the
 //! TLS trust, and reports the version, nodes and storages in status, with a Ready
-//! condition whose reason says what failed.
+//! condition whose reason says what failed. Its areas — the datacenter firewall and PVE's
+//! users, groups and ACL entries — have conditions of their own that leave Ready alone.
 
+use crate::cluster_access;
 use crate::conditions::{self, Standing, reason};
 use crate::context::Context;
 use crate::datacenter_firewall;
@@ -77,9 +79,18 @@ pub async fn reconcile(
         .map(|(status, _)| status)
 }
 
-/// What the datacenter firewall area did: the changes made, or why it failed (`None`:
-/// the spec has no firewall, or PVE could not be reached).
-type FirewallOutcome = Option<Result<Vec<String>, Error>>;
+/// What an area did: the changes made, or why it failed (`None`: the spec has none, or
+/// PVE could not be reached).
+type AreaOutcome = Option<Result<Vec<String>, Error>>;
+
+/// What the access area did (`None`: nothing to keep, or PVE could not be reached).
+type AccessOutcome = Option<Result<cluster_access::Applied, Error>>;
+
+/// What the cluster's areas did in a pass.
+pub struct Areas {
+    pub firewall: AreaOutcome,
+    pub access: AccessOutcome,
+}
 
 /// [`reconcile`], with the role addresses the datacenter firewall's IP sets hold.
 pub async fn reconcile_with(
@@ -87,13 +98,20 @@ pub async fn reconcile_with(
     cluster: &ProxmoxCluster,
     redirect: Option<&Redirect>,
     roles: &datacenter_firewall::Roles,
-) -> Result<(ProxmoxClusterStatus, FirewallOutcome), Error> {
+) -> Result<(ProxmoxClusterStatus, Areas), Error> {
     let mut status = cluster.status.clone().unwrap_or_default();
     let generation = cluster.metadata.generation;
     let now = jiff::Timestamp::now();
     let connect = async {
         let (config, _) = client_config(kube, cluster, redirect).await?;
-        Ok::<_, Error>((ProxmoxClient::new(&config)?, config.endpoint))
+        // The user the token belongs to: the access area never changes its rights.
+        let own_user = config
+            .token_id
+            .split('!')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        Ok::<_, Error>((ProxmoxClient::new(&config)?, config.endpoint, own_user))
     };
     let (connected, observed) = match connect.await {
         Ok(connected) => {
@@ -103,12 +121,29 @@ pub async fn reconcile_with(
         Err(e) => (None, Err(e)),
     };
     let firewall = match (&connected, &observed, &cluster.spec.firewall) {
-        (Some((client, endpoint)), Ok(_), Some(spec)) => {
+        (Some((client, endpoint, _)), Ok(_), Some(spec)) => {
             Some(datacenter_firewall::reconcile(client, endpoint, spec, roles).await)
         }
         _ => None,
     };
+    let remembered = status.access.clone().unwrap_or_default();
+    // Entries Phoenix added are revoked when the whole of spec.access goes.
+    let keep_access = cluster.spec.access.is_some() || !remembered.acls.is_empty();
+    let access = match (&connected, &observed) {
+        (Some((client, _, own_user)), Ok(_)) if keep_access => {
+            let spec = cluster.spec.access.clone().unwrap_or_default();
+            let (kept, result) =
+                cluster_access::reconcile(client, own_user, &spec, &remembered).await;
+            status.access = Some(kept).filter(|s| !s.is_empty());
+            Some(result)
+        }
+        _ => None,
+    };
+    if !keep_access {
+        status.access = None;
+    }
     let conditions = &mut status.common.conditions;
+    set_access_condition(conditions, &access, cluster, generation, now);
     match &firewall {
         Some(Ok(_)) => conditions::set(
             conditions,
@@ -153,7 +188,27 @@ pub async fn reconcile_with(
     status.common.observed_generation = generation;
     let api: Api<ProxmoxCluster> = Api::all(kube.clone());
     status::write(&api, cluster, cluster.status.as_ref(), &status).await?;
-    observed.map(|_| (status, firewall))
+    observed.map(|_| (status, Areas { firewall, access }))
+}
+
+fn set_access_condition(
+    conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    access: &AccessOutcome,
+    cluster: &ProxmoxCluster,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) {
+    let (ready, reason, message) = match access {
+        Some(Ok(applied)) => (true, reason::ACCESS_CONFIGURED, applied.message.clone()),
+        Some(Err(e)) => (false, e.category(), e.to_string()),
+        None => {
+            let wanted = cluster.spec.access.is_some();
+            conditions.retain(|c| c.type_ != conditions::ACCESS_READY || wanted);
+            return;
+        }
+    };
+    let kind = conditions::ACCESS_READY;
+    conditions::set(conditions, kind, ready, reason, &message, generation, now);
 }
 
 /// The ProxmoxCluster controller's own context: the shared one, and how to wake the
@@ -187,46 +242,69 @@ pub async fn reconcile_cluster(
         None => datacenter_firewall::Roles::of(&[], &[], &cluster),
     };
     let redirect = shared.pve.redirect();
-    let firewall = match reconcile_with(&shared.kube, &cluster, redirect, &roles).await {
-        Ok((_, firewall)) => firewall,
+    let areas = match reconcile_with(&shared.kube, &cluster, redirect, &roles).await {
+        Ok((_, areas)) => areas,
         Err(e) => {
             tracing::warn!(cluster = %cluster.name_any(), reason = e.category(), "{e}");
             shared.metrics.failed(KIND, e.category());
             return Ok(Action::requeue(shared.backoff(&key)));
         }
     };
-    match firewall {
-        Some(Ok(changed)) if !changed.is_empty() => {
-            let note = format!("datacenter firewall: {}", changed.join(", "));
-            shared
-                .event(
-                    &*cluster,
-                    EventType::Normal,
-                    reason::FIREWALL_CONFIGURED,
-                    note,
-                )
-                .await;
-        }
-        Some(Err(e)) => {
-            let before = cluster.status.as_ref().and_then(|s| {
-                conditions::find(&s.common.conditions, conditions::FIREWALL_READY)
-                    .map(|c| c.message.clone())
-            });
-            // Told once, not at every resync while it stands.
-            if before.as_deref() != Some(e.to_string().as_str()) {
-                shared
-                    .event(&*cluster, EventType::Warning, e.category(), e.to_string())
-                    .await;
-            }
-            shared.metrics.failed(KIND, e.category());
-        }
-        _ => {}
+    let access = areas.access.map(|r| r.map(|applied| applied.changed));
+    let told = [
+        (
+            areas.firewall,
+            conditions::FIREWALL_READY,
+            reason::FIREWALL_CONFIGURED,
+            "datacenter firewall",
+        ),
+        (
+            access,
+            conditions::ACCESS_READY,
+            reason::ACCESS_UPDATED,
+            "access",
+        ),
+    ];
+    for (outcome, condition, updated, area) in told {
+        tell(shared, &cluster, outcome, condition, updated, area).await;
     }
     if !was_ready {
         (ctx.wake_guests)();
     }
     shared.succeeded(&key);
     Ok(Action::requeue(shared.resync))
+}
+
+/// An area's changes as a Normal event; its failure as a Warning, once while it stands.
+async fn tell(
+    shared: &Context,
+    cluster: &ProxmoxCluster,
+    outcome: AreaOutcome,
+    condition: &str,
+    updated: &'static str,
+    area: &str,
+) {
+    match outcome {
+        Some(Ok(changed)) if !changed.is_empty() => {
+            let note = format!("{area}: {}", changed.join(", "));
+            shared
+                .event(cluster, EventType::Normal, updated, note)
+                .await;
+        }
+        Some(Err(e)) => {
+            let before = cluster.status.as_ref().and_then(|s| {
+                conditions::find(&s.common.conditions, condition).map(|c| c.message.clone())
+            });
+            // Told once, not at every resync while it stands.
+            if before.as_deref() != Some(e.to_string().as_str()) {
+                shared
+                    .event(cluster, EventType::Warning, e.category(), e.to_string())
+                    .await;
+            }
+            shared.metrics.failed(KIND, e.category());
+        }
+        _ => {}
+    }
 }
 
 pub fn error_policy(_: Arc<ProxmoxCluster>, error: &Error, ctx: Arc<ClusterContext>) -> Action {

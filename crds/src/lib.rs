@@ -11,6 +11,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod certificate;
+pub mod cluster_access;
 pub mod common;
 pub mod docker_stack;
 pub mod guest;

@@ -1,5 +1,6 @@
 //! ProxmoxCluster: the connection to one Proxmox VE cluster (cluster-scoped).
 
+use crate::cluster_access::{ClusterAccess, ClusterAccessStatus};
 use crate::common::*;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -63,6 +64,10 @@ pub struct ProxmoxClusterSpec {
     /// its own that two objects could both claim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<DatacenterFirewall>,
+    /// PVE users, groups and ACL entries Phoenix keeps (one set per PVE cluster, as the
+    /// firewall).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<ClusterAccess>,
 }
 
 /// The datacenter firewall: its options and rules (as a guest's: `enabled`, `policyIn`,
@@ -230,6 +235,9 @@ pub struct ProxmoxClusterStatus {
     pub nodes: Vec<NodeStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub storages: Vec<StorageStatus>,
+    /// What Phoenix keeps of `spec.access`: the ACL entries it added, the users and groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<ClusterAccessStatus>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

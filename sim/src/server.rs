@@ -769,7 +769,8 @@ fn access_summary(access: &crate::access::Access) -> Value {
         .iter()
         .map(|(id, u)| {
             json!({"userid": id, "enable": u.enable, "expire": u.expire, "groups": u.groups,
-                              "comment": u.comment, "hasPassword": u.password_sha256.is_some()})
+                              "comment": u.comment, "email": u.email,
+                              "hasPassword": u.password_sha256.is_some()})
         })
         .collect();
     let tokens: Vec<Value> = access

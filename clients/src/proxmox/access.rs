@@ -1,5 +1,6 @@
-//! PVE's access control: a password login (ticket), and the roles, users, ACL entries and
-//! API tokens `phoenix setup` reads and creates. Secrets (the password, a ticket, a new
+//! PVE's access control: a password login (ticket), the roles, users, ACL entries and
+//! API tokens `phoenix setup` reads and creates, and the groups, users and ACL entries a
+//! ProxmoxCluster's `spec.access` keeps. Secrets (the password, a ticket, a new
 //! token's value) are passed through, never kept beyond the client or printed.
 
 use super::{Auth, Config, ErrorKind, ProxmoxClient, ProxmoxError};
@@ -19,12 +20,80 @@ pub struct Role {
     pub special: bool,
 }
 
-/// A user with its tokens, as `GET /access/users?full=1` lists them.
+/// A user with its groups and tokens, as `GET /access/users?full=1` lists them.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct User {
     pub userid: String,
     #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// PVE lists it always; a user it does not say of is enabled (its default).
+    #[serde(default = "enabled", deserialize_with = "flag")]
+    pub enable: bool,
+    #[serde(default, deserialize_with = "comma_list")]
+    pub groups: BTreeSet<String>,
+    #[serde(default)]
     pub tokens: Vec<Token>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// A group, as `GET /access/groups` lists it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Group {
+    pub groupid: String,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// Whom an ACL entry grants a role to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Grantee {
+    User,
+    Group,
+}
+
+impl Grantee {
+    /// The parameter of `PUT /access/acl` naming it.
+    fn param(self) -> &'static str {
+        match self {
+            Grantee::User => "users",
+            Grantee::Group => "groups",
+        }
+    }
+}
+
+/// The fields of a user `POST`/`PUT /access/users` set; `None` leaves one as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserFields {
+    pub comment: Option<String>,
+    pub email: Option<String>,
+    pub enable: Option<bool>,
+    /// The groups the user is in, all of them (PVE replaces the list).
+    pub groups: Option<BTreeSet<String>>,
+}
+
+impl UserFields {
+    fn params(&self) -> Vec<(String, String)> {
+        let mut params = Vec::new();
+        let mut put = |k: &str, v: String| params.push((k.to_owned(), v));
+        if let Some(comment) = &self.comment {
+            put("comment", comment.clone());
+        }
+        if let Some(email) = &self.email {
+            put("email", email.clone());
+        }
+        if let Some(enable) = self.enable {
+            put("enable", u8::from(enable).to_string());
+        }
+        if let Some(groups) = &self.groups {
+            put("groups", joined(groups));
+        }
+        params
+    }
 }
 
 /// An API token's settings (never its secret: PVE shows that once, on creation).
@@ -133,18 +202,80 @@ impl ProxmoxClient {
         Ok(())
     }
 
+    /// Creates `userid` with `fields` and no password: whoever it is logs in through
+    /// another realm or a password set by hand; Phoenix never sets one.
+    pub async fn create_user_with(
+        &self,
+        userid: &str,
+        fields: &UserFields,
+    ) -> Result<(), ProxmoxError> {
+        let mut params = vec![("userid".to_owned(), userid.to_owned())];
+        params.extend(fields.params());
+        self.call(Method::POST, "/access/users", &params).await?;
+        Ok(())
+    }
+
+    pub async fn update_user(&self, userid: &str, fields: &UserFields) -> Result<(), ProxmoxError> {
+        let path = format!("/access/users/{userid}");
+        self.call(Method::PUT, &path, &fields.params()).await?;
+        Ok(())
+    }
+
+    pub async fn groups(&self) -> Result<Vec<Group>, ProxmoxError> {
+        self.typed(Method::GET, "/access/groups", &[]).await
+    }
+
+    pub async fn create_group(&self, groupid: &str, comment: &str) -> Result<(), ProxmoxError> {
+        let params = [
+            ("groupid".to_owned(), groupid.to_owned()),
+            ("comment".to_owned(), comment.to_owned()),
+        ];
+        self.call(Method::POST, "/access/groups", &params).await?;
+        Ok(())
+    }
+
+    pub async fn update_group(&self, groupid: &str, comment: &str) -> Result<(), ProxmoxError> {
+        let params = [("comment".to_owned(), comment.to_owned())];
+        let path = format!("/access/groups/{groupid}");
+        self.call(Method::PUT, &path, &params).await?;
+        Ok(())
+    }
+
+    pub async fn delete_role(&self, roleid: &str) -> Result<(), ProxmoxError> {
+        self.call(Method::DELETE, &format!("/access/roles/{roleid}"), &[])
+            .await?;
+        Ok(())
+    }
+
     pub async fn acl(&self) -> Result<Vec<AclEntry>, ProxmoxError> {
         self.typed(Method::GET, "/access/acl", &[]).await
     }
 
     /// Grants `roleid` to user `userid` on `path` and below.
     pub async fn grant(&self, path: &str, roleid: &str, userid: &str) -> Result<(), ProxmoxError> {
-        let params = [
+        self.set_acl(path, roleid, Grantee::User, userid, Some(true))
+            .await
+    }
+
+    /// Grants `roleid` to `who` on `path` (below it too when `propagate`), replacing an
+    /// entry for the same path, role and grantee; `None`: removes that entry.
+    pub async fn set_acl(
+        &self,
+        path: &str,
+        roleid: &str,
+        grantee: Grantee,
+        who: &str,
+        propagate: Option<bool>,
+    ) -> Result<(), ProxmoxError> {
+        let mut params = vec![
             ("path".to_owned(), path.to_owned()),
             ("roles".to_owned(), roleid.to_owned()),
-            ("users".to_owned(), userid.to_owned()),
-            ("propagate".to_owned(), "1".to_owned()),
+            (grantee.param().to_owned(), who.to_owned()),
         ];
+        params.push(match propagate {
+            Some(propagate) => ("propagate".to_owned(), u8::from(propagate).to_string()),
+            None => ("delete".to_owned(), "1".to_owned()),
+        });
         self.call(Method::PUT, "/access/acl", &params).await?;
         Ok(())
     }
@@ -246,10 +377,14 @@ mod tests {
         assert!(roles[0].special && roles[0].privs.contains("Sys.Audit"));
         assert_eq!(roles[1].privs.len(), 1);
         let users: Vec<User> = serde_json::from_value(serde_json::json!([
-            {"userid": "phoenix@pve", "enable": 1, "tokens": [{"tokenid": "controller", "privsep": "0"}]}
+            {"userid": "phoenix@pve", "enable": 1, "tokens": [{"tokenid": "controller", "privsep": "0"}]},
+            {"userid": "alice@pve", "enable": 0, "groups": "admins,ops", "email": "a@example.org"},
+            {"userid": "bob@pve"}
         ]))
         .unwrap();
         assert!(!users[0].tokens[0].privsep);
+        assert!(!users[1].enable && users[1].groups.len() == 2);
+        assert!(users[2].enable && users[2].groups.is_empty());
         let acl: Vec<AclEntry> = serde_json::from_value(serde_json::json!([
             {"path": "/", "type": "user", "ugid": "phoenix@pve", "roleid": "Mine", "propagate": 1}
         ]))

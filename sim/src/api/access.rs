@@ -37,6 +37,7 @@ pub(super) fn dispatch(sim: &mut Sim, call: &Call) -> ApiResult {
         }
         ("GET", "/groups") => Ok(groups(access)),
         ("POST", "/groups") => locked("create group failed", create_group(access, call)),
+        ("PUT", "/groups/{groupid}") => locked("update group failed", update_group(access, call)),
         ("GET", "/roles") => Ok(roles(access)),
         ("POST", "/roles") => create_role(access, call),
         ("GET", "/roles/{roleid}") => read_role(access, call),
@@ -343,6 +344,18 @@ fn create_group(access: &mut Access, call: &Call) -> ApiResult {
     }
     let comment = text(call, "comment");
     access.groups.insert(id, Group { comment });
+    Ok(Value::Null)
+}
+
+fn update_group(access: &mut Access, call: &Call) -> ApiResult {
+    let id = call.text("groupid").unwrap_or_default();
+    let group = access
+        .groups
+        .get_mut(&id)
+        .ok_or_else(|| PveError::server(format!("group '{id}' does not exist")))?;
+    if call.params.contains_key("comment") {
+        group.comment = text(call, "comment");
+    }
     Ok(Value::Null)
 }
 
