@@ -9,6 +9,10 @@ use std::collections::BTreeSet;
 pub struct Wanted {
     pub role: String,
     pub privileges: BTreeSet<String>,
+    /// The second role, granted to the user on `/` only with `--manage-access`: its
+    /// privileges (`Some`), or removed when there (`None`).
+    pub access_role: String,
+    pub access_privileges: Option<BTreeSet<String>>,
     pub user: String,
     /// The token's own id (`controller` in `phoenix@pve!controller`).
     pub token: String,
@@ -45,15 +49,23 @@ pub struct Observed {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    CreateRole,
+    CreateRole {
+        role: String,
+        privileges: BTreeSet<String>,
+    },
     /// The role exists with other privileges: set them to the wanted ones.
     SetRole {
+        role: String,
+        privileges: BTreeSet<String>,
         added: Vec<String>,
         removed: Vec<String>,
     },
     CreateUser,
     /// The role on `/` for the user, propagated.
-    Grant,
+    Grant(String),
+    /// The access role's grant taken back, and the role deleted (no `--manage-access`).
+    Revoke(String),
+    DeleteRole(String),
     CreateToken,
     /// The token exists but its secret is not known here (PVE shows it once): it is
     /// replaced by a new one.
@@ -64,15 +76,25 @@ pub enum Step {
 impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Step::CreateRole => f.write_str("create the role"),
-            Step::SetRole { added, removed } => write!(
+            Step::CreateRole { role, .. } => write!(f, "create the role {role}"),
+            Step::SetRole {
+                role,
+                added,
+                removed,
+                ..
+            } => write!(
                 f,
-                "set the role's privileges (adding [{}], removing [{}])",
+                "set the role {role}'s privileges (adding [{}], removing [{}])",
                 added.join(", "),
                 removed.join(", ")
             ),
             Step::CreateUser => f.write_str("create the user (no password: only its token acts)"),
-            Step::Grant => f.write_str("grant the role to the user on / (propagated)"),
+            Step::Grant(role) => write!(f, "grant the role {role} to the user on / (propagated)"),
+            Step::Revoke(role) => write!(
+                f,
+                "take back the role {role} from the user on / (no --manage-access)"
+            ),
+            Step::DeleteRole(role) => write!(f, "delete the role {role}"),
             Step::CreateToken => f.write_str("create the API token"),
             Step::ReplaceToken => f.write_str(
                 "replace the API token (its secret is not in the Secret and PVE shows it only once)",
@@ -85,34 +107,43 @@ impl std::fmt::Display for Step {
 /// The steps from `observed` to `wanted`, in order; an error when PVE holds something
 /// setup must not change (a built-in role of that name).
 pub fn plan(wanted: &Wanted, observed: &Observed) -> Result<Vec<Step>, String> {
-    let mut steps = Vec::new();
-    match observed.roles.iter().find(|r| r.roleid == wanted.role) {
-        Some(role) if role.special => {
-            return Err(format!(
-                "{} is a built-in PVE role; choose another name with --role",
-                wanted.role
-            ));
-        }
-        Some(role) if role.privs != wanted.privileges => steps.push(Step::SetRole {
-            added: wanted.privileges.difference(&role.privs).cloned().collect(),
-            removed: role.privs.difference(&wanted.privileges).cloned().collect(),
-        }),
-        Some(_) => {}
-        None => steps.push(Step::CreateRole),
-    }
+    let mut steps = role_steps(&wanted.role, &wanted.privileges, observed)?;
     let user = observed.users.iter().find(|u| u.userid == wanted.user);
     if user.is_none() {
         steps.push(Step::CreateUser);
     }
-    let granted = observed.acl.iter().any(|e| {
-        e.path == "/"
-            && e.kind == "user"
-            && e.ugid == wanted.user
-            && e.roleid == wanted.role
-            && e.propagate
-    });
-    if !granted {
-        steps.push(Step::Grant);
+    let granted = |role: &str, propagated: bool| {
+        observed.acl.iter().any(|e| {
+            e.path == "/"
+                && e.kind == "user"
+                && e.ugid == wanted.user
+                && e.roleid == role
+                && (e.propagate || !propagated)
+        })
+    };
+    if !granted(&wanted.role, true) {
+        steps.push(Step::Grant(wanted.role.clone()));
+    }
+    let access = &wanted.access_role;
+    match &wanted.access_privileges {
+        Some(privileges) => {
+            steps.extend(role_steps(access, privileges, observed)?);
+            if !granted(access, true) {
+                steps.push(Step::Grant(access.clone()));
+            }
+        }
+        None => {
+            if granted(access, false) {
+                steps.push(Step::Revoke(access.clone()));
+            }
+            if observed
+                .roles
+                .iter()
+                .any(|r| r.roleid == *access && !r.special)
+            {
+                steps.push(Step::DeleteRole(access.clone()));
+            }
+        }
     }
     let token = user.and_then(|u| u.tokens.iter().find(|t| t.tokenid == wanted.token));
     let usable = observed.secret == SecretHolds::Wanted { accepted: true };
@@ -131,15 +162,46 @@ pub fn plan(wanted: &Wanted, observed: &Observed) -> Result<Vec<Step>, String> {
     Ok(steps)
 }
 
+/// Creating `role` with `privileges`, or setting them; none when it holds them. A built-in
+/// role of that name is never changed.
+fn role_steps(
+    role: &str,
+    privileges: &BTreeSet<String>,
+    observed: &Observed,
+) -> Result<Vec<Step>, String> {
+    let (role, privileges) = (role.to_owned(), privileges.clone());
+    Ok(match observed.roles.iter().find(|r| r.roleid == role) {
+        Some(r) if r.special => {
+            return Err(format!(
+                "{role} is a built-in PVE role; choose another name with --role"
+            ));
+        }
+        Some(r) if r.privs != privileges => vec![Step::SetRole {
+            added: privileges.difference(&r.privs).cloned().collect(),
+            removed: r.privs.difference(&privileges).cloned().collect(),
+            role,
+            privileges,
+        }],
+        Some(_) => vec![],
+        None => vec![Step::CreateRole { role, privileges }],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use phoenix_clients::proxmox::access::Token;
 
+    fn privileges(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|p| (*p).to_owned()).collect()
+    }
+
     fn wanted() -> Wanted {
         Wanted {
             role: "Phoenix".into(),
-            privileges: ["VM.Audit", "VM.Allocate"].map(String::from).into(),
+            privileges: privileges(&["VM.Audit", "VM.Allocate"]),
+            access_role: "PhoenixAccess".into(),
+            access_privileges: None,
             user: "phoenix@pve".into(),
             token: "controller".into(),
             replace_token: true,
@@ -149,7 +211,7 @@ mod tests {
     fn role(privs: &[&str], special: bool) -> Role {
         Role {
             roleid: "Phoenix".into(),
-            privs: privs.iter().map(|p| (*p).to_owned()).collect(),
+            privs: privileges(privs),
             special,
         }
     }
@@ -157,6 +219,10 @@ mod tests {
     fn user(tokens: &[(&str, bool)]) -> User {
         User {
             userid: "phoenix@pve".into(),
+            comment: None,
+            email: None,
+            enable: true,
+            groups: BTreeSet::new(),
             tokens: tokens
                 .iter()
                 .map(|(id, privsep)| Token {
@@ -167,12 +233,12 @@ mod tests {
         }
     }
 
-    fn grant() -> AclEntry {
+    fn grant(role: &str) -> AclEntry {
         AclEntry {
             path: "/".into(),
             kind: "user".into(),
             ugid: "phoenix@pve".into(),
-            roleid: "Phoenix".into(),
+            roleid: role.into(),
             propagate: true,
         }
     }
@@ -181,7 +247,7 @@ mod tests {
         Observed {
             roles: vec![role(&["VM.Allocate", "VM.Audit"], false)],
             users: vec![user(&[("controller", false)])],
-            acl: vec![grant()],
+            acl: vec![grant("Phoenix")],
             secret,
         }
     }
@@ -206,7 +272,16 @@ mod tests {
             (
                 "a fresh PVE",
                 nothing,
-                vec![CreateRole, CreateUser, Grant, CreateToken, WriteSecret],
+                vec![
+                    CreateRole {
+                        role: "Phoenix".into(),
+                        privileges: wanted().privileges,
+                    },
+                    CreateUser,
+                    Grant("Phoenix".into()),
+                    CreateToken,
+                    WriteSecret,
+                ],
             ),
             ("everything in place: nothing", complete(accepted), vec![]),
             (
@@ -228,11 +303,17 @@ mod tests {
                 "privileges drifted",
                 drifted,
                 vec![SetRole {
+                    role: "Phoenix".into(),
+                    privileges: wanted().privileges,
                     added: vec!["VM.Allocate".into()],
                     removed: vec!["Sys.Console".into()],
                 }],
             ),
-            ("a grant without propagation", unpropagated, vec![Grant]),
+            (
+                "a grant without propagation",
+                unpropagated,
+                vec![Grant("Phoenix".into())],
+            ),
             (
                 "a separated token",
                 separated,
@@ -254,6 +335,80 @@ mod tests {
         assert!(error.contains("--replace-token"), "{error}");
         let fine = complete(SecretHolds::Wanted { accepted: true });
         assert_eq!(plan(&keep, &fine).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn the_access_role_is_granted_only_with_manage_access_and_taken_back_without() {
+        use Step::*;
+        let manage = Wanted {
+            access_privileges: Some(privileges(&["User.Modify", "Permissions.Modify"])),
+            ..wanted()
+        };
+        let plain = wanted();
+        let accepted = SecretHolds::Wanted { accepted: true };
+        let access_role = |privs: &[&str]| Role {
+            roleid: "PhoenixAccess".into(),
+            ..role(privs, false)
+        };
+        let managing = || {
+            let mut observed = complete(accepted);
+            let role = access_role(&["Permissions.Modify", "User.Modify"]);
+            observed.roles.push(role);
+            observed.acl.push(grant("PhoenixAccess"));
+            observed
+        };
+        let mut drifted = complete(accepted);
+        drifted.roles.push(access_role(&["User.Modify"]));
+        drifted.acl.push(grant("PhoenixAccess"));
+        let cases: Vec<(&str, &Wanted, Observed, Vec<Step>)> = vec![
+            (
+                "asked for on a set-up PVE",
+                &manage,
+                complete(accepted),
+                vec![
+                    CreateRole {
+                        role: "PhoenixAccess".into(),
+                        privileges: manage.access_privileges.clone().unwrap(),
+                    },
+                    Grant("PhoenixAccess".into()),
+                ],
+            ),
+            (
+                "asked for, in place: nothing",
+                &manage,
+                managing(),
+                vec![],
+            ),
+            (
+                "asked for, a privilege taken away by hand",
+                &manage,
+                drifted,
+                vec![SetRole {
+                    role: "PhoenixAccess".into(),
+                    privileges: manage.access_privileges.clone().unwrap(),
+                    added: vec!["Permissions.Modify".into()],
+                    removed: vec![],
+                }],
+            ),
+            (
+                "not asked for: taken back and removed",
+                &plain,
+                managing(),
+                vec![
+                    Revoke("PhoenixAccess".into()),
+                    DeleteRole("PhoenixAccess".into()),
+                ],
+            ),
+            (
+                "not asked for, not there: nothing",
+                &plain,
+                complete(accepted),
+                vec![],
+            ),
+        ];
+        for (name, wanted, observed, steps) in cases {
+            assert_eq!(plan(wanted, &observed).unwrap(), steps, "{name}");
+        }
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! `phoenix setup`: the bootstrap a person runs once with PVE administrator credentials. It
 //! creates the role (the privileges the controllers use, `phoenix_controllers::privileges`),
 //! the user and the API token Phoenix acts as, writes the token into the Secret the
-//! ProxmoxCluster refers to, and prints the next command. Run again, it changes nothing.
+//! ProxmoxCluster refers to, and prints the next command. With `--manage-access` it also
+//! grants a second role (`PhoenixAccess`, the privileges to keep PVE's users, groups and
+//! ACL entries of a ProxmoxCluster's `spec.access`); without it, it takes that role back.
+//! Run again, it changes nothing.
 //! The password or token is read from a file, the terminal or stdin — never an argument —
 //! and neither it nor the new token's secret is ever printed.
 
@@ -14,6 +17,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use phoenix_clients::proxmox::{self, ErrorKind, ProxmoxClient, Trust};
+use phoenix_controllers::privileges;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,8 +49,14 @@ pub struct SetupArgs {
     #[arg(long)]
     pub token_file: Option<PathBuf>,
     /// The role created for Phoenix.
-    #[arg(long, default_value = "Phoenix", value_parser = role_id)]
+    #[arg(long, default_value = privileges::ROLE, value_parser = role_id)]
     pub role: String,
+    /// Also let Phoenix manage PVE's users, groups and ACL entries (a ProxmoxCluster's
+    /// spec.access): a second role, PhoenixAccess, with User.Modify, Group.Allocate,
+    /// Realm.AllocateUser and Permissions.Modify on / — enough for the token to raise its
+    /// own rights, hence opt-in. Without it, setup takes that role back.
+    #[arg(long)]
+    pub manage_access: bool,
     /// The user Phoenix acts as (no password: only its token can act).
     #[arg(long, default_value = "phoenix@pve", value_parser = user_id)]
     pub phoenix_user: String,
@@ -90,7 +100,9 @@ async fn setup(args: SetupArgs) -> anyhow::Result<()> {
     let kube = crate::kube_client::connect(args.kubeconfig.as_deref()).await?;
     let wanted = Wanted {
         role: args.role.clone(),
-        privileges: phoenix_controllers::privileges::controller(),
+        privileges: privileges::controller(),
+        access_role: privileges::ACCESS_ROLE.to_owned(),
+        access_privileges: args.manage_access.then(privileges::access),
         user: args.phoenix_user.clone(),
         token: args.token_name.clone(),
         replace_token: args.replace_token,
@@ -106,9 +118,12 @@ async fn setup(args: SetupArgs) -> anyhow::Result<()> {
     };
     let steps = decide::plan(&wanted, &observed).map_err(anyhow::Error::msg)?;
     if steps.is_empty() {
+        let roles = match wanted.access_privileges {
+            Some(_) => format!("roles {} and {}", wanted.role, wanted.access_role),
+            None => format!("role {}", wanted.role),
+        };
         println!(
-            "Nothing to change: role {}, user {}, token {} and Secret {namespace}/{name} are in place.",
-            wanted.role,
+            "Nothing to change: {roles}, user {}, token {} and Secret {namespace}/{name} are in place.",
             wanted.user,
             wanted.full_token_id()
         );
@@ -260,14 +275,21 @@ async fn perform(
     value: &mut Option<String>,
 ) -> anyhow::Result<()> {
     match step {
-        Step::CreateRole => admin.create_role(&wanted.role, &wanted.privileges).await?,
-        Step::SetRole { .. } => admin.set_role(&wanted.role, &wanted.privileges).await?,
+        Step::CreateRole { role, privileges } => admin.create_role(role, privileges).await?,
+        Step::SetRole {
+            role, privileges, ..
+        } => admin.set_role(role, privileges).await?,
         Step::CreateUser => {
             admin
                 .create_user(&wanted.user, "Phoenix controllers (phoenix setup)")
                 .await?
         }
-        Step::Grant => admin.grant("/", &wanted.role, &wanted.user).await?,
+        Step::Grant(role) => admin.grant("/", role, &wanted.user).await?,
+        Step::Revoke(role) => {
+            let user = proxmox::access::Grantee::User;
+            admin.set_acl("/", role, user, &wanted.user, None).await?
+        }
+        Step::DeleteRole(role) => admin.delete_role(role).await?,
         Step::CreateToken | Step::ReplaceToken => {
             if *step == Step::ReplaceToken {
                 admin.delete_token(&wanted.user, &wanted.token).await?;
