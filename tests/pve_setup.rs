@@ -9,50 +9,13 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use phoenix_crds::DockerStack;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use support::setup::{setup, sim_credentials, text};
 use support::{ApiServer, SimAdmin};
 
 const MINUTES: std::time::Duration = std::time::Duration::from_secs(240);
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
-
-/// `phoenix setup` against the simulator of `server`, the password on stdin or in a file.
-fn setup(server: &ApiServer, extra: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phoenix"))
-        .arg("setup")
-        .arg("--simulator")
-        .arg(server.data_dir.join("sim.json"))
-        .arg("--kubeconfig")
-        .arg(&server.kubeconfig)
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("phoenix setup runs");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn sim_credentials(server: &ApiServer) -> serde_json::Value {
-    let text = std::fs::read_to_string(server.data_dir.join("sim.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
 }
 
 /// A 0600 file holding `content`.

@@ -124,9 +124,9 @@ pub enum Change {
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Change::CreateGroup { id, .. } => write!(f, "group {id} created"),
-            Change::UpdateGroup { id, .. } => write!(f, "group {id} comment updated"),
-            Change::CreateUser { id, .. } => write!(f, "user {id} created"),
+            Change::CreateGroup { id, .. } => write!(f, "create group {id}"),
+            Change::UpdateGroup { id, .. } => write!(f, "update group {id}'s comment"),
+            Change::CreateUser { id, .. } => write!(f, "create user {id}"),
             Change::UpdateUser { id, fields } => {
                 let set = [
                     ("comment", fields.comment.is_some()),
@@ -135,10 +135,10 @@ impl std::fmt::Display for Change {
                     ("groups", fields.groups.is_some()),
                 ];
                 let names: Vec<&str> = set.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
-                write!(f, "user {id} updated ({})", names.join(", "))
+                write!(f, "update user {id}'s {}", names.join(", "))
             }
-            Change::Grant { grant, .. } => write!(f, "{grant} granted"),
-            Change::Revoke(grant) => write!(f, "{grant} revoked"),
+            Change::Grant { grant, .. } => write!(f, "grant {grant}"),
+            Change::Revoke(grant) => write!(f, "revoke {grant}"),
         }
     }
 }

@@ -92,7 +92,7 @@ fn not_permitted(error: Error, change: &Change) -> Error {
         Error::Proxmox(e) if e.status == Some(403) => Error::spec(
             reason::ACCESS_NOT_PERMITTED,
             format!(
-                "PVE refused the change \"{change}\" ({}): Phoenix's token may not manage users, groups and ACLs; run `phoenix setup --manage-access` to grant it the role {}",
+                "PVE refused to {change} ({}): Phoenix's token may not manage users, groups and ACLs; run `phoenix setup --manage-access` to grant it the role {}",
                 e.message,
                 crate::privileges::ACCESS_ROLE
             ),
