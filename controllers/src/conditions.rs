@@ -143,6 +143,7 @@ pub mod reason {
     pub const POOL_CREATED: &str = "PoolCreated";
     pub const POOL_LAYOUT_DIFFERS: &str = "PoolLayoutDiffers";
     pub const WAITING_FOR_POOL: &str = "WaitingForPool";
+    pub const POOL_NOT_FOUND: &str = "PoolNotFound";
     pub const DATASETS_UPDATED: &str = "DatasetsUpdated";
     pub const EXPORTS_UPDATED: &str = "ExportsUpdated";
     pub const STORAGES_UPDATED: &str = "StoragesUpdated";

@@ -72,7 +72,7 @@ pub async fn reconcile(
     let no_roles = datacenter_firewall::Roles {
         traefik: Vec::new(),
         gateway: Vec::new(),
-        acme_clients: Vec::new(),
+        acme_clients: None,
     };
     reconcile_with(kube, cluster, redirect, &no_roles)
         .await

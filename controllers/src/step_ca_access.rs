@@ -35,11 +35,14 @@ pub fn rule_for(directory_url: &str, own_ip: Option<&str>) -> Option<FirewallRul
     })
 }
 
-/// The addresses of the containers of `cluster` that depend on Step-CA's guest.
-pub fn clients(guests: &[Arc<LxcGuest>], cluster: &str, directory_url: &str) -> Vec<String> {
-    let Some((host, _)) = endpoint(directory_url) else {
-        return Vec::new();
-    };
+/// The addresses of the containers of `cluster` that depend on Step-CA's guest; `None`
+/// while no container of the cluster is at the directory's address.
+pub fn clients(
+    guests: &[Arc<LxcGuest>],
+    cluster: &str,
+    directory_url: &str,
+) -> Option<Vec<String>> {
+    let (host, _) = endpoint(directory_url)?;
     let on_cluster: Vec<&Arc<LxcGuest>> = guests
         .iter()
         .filter(|g| g.spec.common.is_on(cluster))
@@ -48,12 +51,9 @@ pub fn clients(guests: &[Arc<LxcGuest>], cluster: &str, directory_url: &str) -> 
         let ip = g.status.as_ref()?.guest.ip.clone()?;
         Some(ip.split('/').next()?.to_owned())
     };
-    let Some(step_ca) = on_cluster
+    let step_ca = on_cluster
         .iter()
-        .find(|g| address(g).as_deref() == Some(host.as_str()))
-    else {
-        return Vec::new();
-    };
+        .find(|g| address(g).as_deref() == Some(host.as_str()))?;
     let (ca_name, ca_namespace) = (
         step_ca.metadata.name.as_deref().unwrap_or_default(),
         step_ca.metadata.namespace.as_deref().unwrap_or_default(),
@@ -69,7 +69,8 @@ pub fn clients(guests: &[Arc<LxcGuest>], cluster: &str, directory_url: &str) -> 
             })
         })
         .filter_map(|g| address(g))
-        .collect()
+        .collect::<Vec<_>>()
+        .into()
 }
 
 #[cfg(test)]
@@ -104,10 +105,13 @@ mod tests {
             guest("qdrant", "10.0.0.20/24", &["other"]),
         ];
         assert_eq!(
-            clients(&guests, "homelab", DIRECTORY),
+            clients(&guests, "homelab", DIRECTORY).unwrap(),
             ["10.0.0.11", "10.0.0.12"]
         );
-        assert!(clients(&guests, "homelab", "https://10.0.0.99:9000/acme").is_empty());
+        assert_eq!(
+            clients(&guests, "homelab", "https://10.0.0.99:9000/acme"),
+            None
+        );
     }
 
     #[test]

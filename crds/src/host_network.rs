@@ -68,10 +68,12 @@ fn enabled() -> bool {
 #[serde(rename_all = "camelCase")]
 pub struct NetworkStatus {
     /// The spec's bridges as they run.
+    #[serde(default)]
     pub bridges: u32,
-    /// The pending changes on the node are Phoenix's own (staged, not yet applied).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub staged: bool,
+    /// Hash of PVE's pending-changes diff right after Phoenix staged its changes: pending
+    /// changes are Phoenix's own (and may be applied) only while the diff is that one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<String>,
     /// PVE's task applying the staged changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,

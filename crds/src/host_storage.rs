@@ -11,10 +11,15 @@ pub const DEVICE_PATTERN: &str = r"^/dev/[A-Za-z0-9_.:+-]+(/[A-Za-z0-9_.:+-]+)*$
 pub const DATASET_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*)+$";
 /// A pool or dataset (the pool's root included).
 pub const ZFS_NAME_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*)*$";
-/// An absolute path without spaces, quotes or `..` components.
-pub const ABSOLUTE_PATH_PATTERN: &str = r"^(/[A-Za-z0-9_.+-]+)+$|^/$";
-/// A ZFS size: bytes, or a number with K/M/G/T; `none` where the property allows it.
-pub const ZFS_SIZE_PATTERN: &str = r"^([0-9]+[KMGT]?|none)$";
+/// An absolute path without spaces or quotes, no component starting with a dot (so no
+/// `..`).
+pub const ABSOLUTE_PATH_PATTERN: &str = r"^(/[A-Za-z0-9_+-][A-Za-z0-9_.+-]*)+$|^/$";
+/// A ZFS size: bytes, or a number with K/M/G/T.
+pub const ZFS_SIZE_PATTERN: &str = r"^[0-9]+[KMGT]?$";
+/// A ZFS size, or `none` (no limit).
+pub const ZFS_LIMIT_PATTERN: &str = r"^([0-9]+[KMGT]?|none)$";
+/// A server: an IP address or a host name.
+pub const SERVER_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9.:-]*$";
 /// An NFS client: `*`, an address or network, or a host name (wildcards allowed).
 pub const NFS_CLIENT_PATTERN: &str =
     r"^(\*|[0-9A-Fa-f.:]+(/[0-9]{1,3})?|[A-Za-z0-9*?][A-Za-z0-9*?.-]*)$";
@@ -126,7 +131,7 @@ pub struct DatasetProperties {
     pub recordsize: Option<String>,
     /// `100G`, or `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = ZFS_SIZE_PATTERN))]
+    #[schemars(regex(pattern = ZFS_LIMIT_PATTERN))]
     pub quota: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = ABSOLUTE_PATH_PATTERN), length(max = 200))]
@@ -215,7 +220,7 @@ pub struct PveStorage {
     pub path: Option<String>,
     /// `nfs`: the server's address or name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = NFS_CLIENT_PATTERN), length(max = 253))]
+    #[schemars(regex(pattern = SERVER_PATTERN), length(max = 253))]
     pub server: Option<String>,
     /// `nfs`: the exported path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -276,8 +281,11 @@ pub struct StorageStatus {
     /// The spec's pools present on the node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<String>,
+    #[serde(default)]
     pub datasets: u32,
+    #[serde(default)]
     pub exports: u32,
+    #[serde(default)]
     pub storages: u32,
     /// A pool being created: PVE's task.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -7,11 +7,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A Debian package name.
-pub const PACKAGE_PATTERN: &str = r"^[a-z0-9][a-z0-9+.-]+$";
+/// Not ending in `-`: apt reads `name-` as "remove name".
+pub const PACKAGE_PATTERN: &str = r"^[a-z0-9][a-z0-9+.-]*[a-z0-9+.]$";
 /// A glibc locale: `en_US.UTF-8`, `de_DE@euro`.
 pub const LOCALE_PATTERN: &str = r"^[A-Za-z]{2,3}(_[A-Z]{2})?(\.[A-Za-z0-9-]+)?(@[a-z]+)?$";
-/// A file name under /etc/apparmor.d and a kernel module name.
+/// A kernel module name.
 pub const PLAIN_NAME_PATTERN: &str = r"^[a-z0-9][a-z0-9_.-]*$";
+/// A profile Phoenix owns under /etc/apparmor.d: never one of the distribution's.
+pub const PROFILE_NAME_PATTERN: &str = r"^phoenix-[a-z0-9][a-z0-9_.-]*$";
 /// A Linux user or group name as Debian's `adduser` accepts it by default.
 pub const ACCOUNT_PATTERN: &str = r"^[a-z_][a-z0-9_-]{0,31}$";
 /// A login shell.
@@ -78,7 +81,8 @@ pub struct LinuxUser {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppArmorProfile {
-    #[schemars(regex(pattern = PLAIN_NAME_PATTERN), length(max = 64))]
+    /// `phoenix-…`: the file `/etc/apparmor.d/NAME`.
+    #[schemars(regex(pattern = PROFILE_NAME_PATTERN), length(max = 64))]
     pub name: String,
     /// The profile's text, checked by `apparmor_parser` before it is loaded.
     #[schemars(length(min = 1, max = 65536))]

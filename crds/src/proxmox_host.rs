@@ -66,8 +66,10 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct ProxmoxHostSpec {
     /// The ProxmoxCluster this node belongs to.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("clusterRef is immutable: a host object is one node of one cluster"))]
     pub cluster_ref: LocalRef,
     /// The PVE node's name; defaults to the object's name.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("node is immutable: a host object is one node"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = PVE_ID_PATTERN), length(max = 63))]
     pub node: Option<String>,

@@ -97,14 +97,16 @@ pub fn wanted_sets(
     management: &[String],
     traefik: &[String],
     gateway: &[String],
-    acme_clients: &[String],
+    acme_clients: Option<&[String]>,
 ) -> Sets {
     let set = |entries: &[String]| entries.iter().filter_map(|e| normalise(e)).collect();
     let mut sets = Sets::from([
         (TRAEFIK.to_owned(), set(traefik)),
         (GATEWAY.to_owned(), set(gateway)),
-        (ACME_CLIENTS.to_owned(), set(acme_clients)),
     ]);
+    if let Some(clients) = acme_clients {
+        sets.insert(ACME_CLIENTS.to_owned(), set(clients));
+    }
     if !management.is_empty() {
         sets.insert(MANAGEMENT.to_owned(), set(management));
     }
@@ -144,7 +146,7 @@ mod tests {
 
     #[test]
     fn a_moved_guest_is_one_entry_removed_and_one_added() {
-        let wanted = wanted_sets(&["10.0.0.0/24".into()], &["10.0.0.13".into()], &[], &[]);
+        let wanted = wanted_sets(&["10.0.0.0/24".into()], &["10.0.0.13".into()], &[], None);
         let mut observed = wanted.clone();
         assert!(
             plan_sets(&wanted, &observed).is_empty(),

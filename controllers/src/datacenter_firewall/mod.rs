@@ -25,7 +25,8 @@ use std::sync::Arc;
 pub struct Roles {
     pub traefik: Vec<String>,
     pub gateway: Vec<String>,
-    pub acme_clients: Vec<String>,
+    /// Step-CA's clients and Phoenix, once Step-CA's guest is found (`None`: no set).
+    pub acme_clients: Option<Vec<String>>,
 }
 
 impl Roles {
@@ -34,10 +35,9 @@ impl Roles {
         guests: &[Arc<LxcGuest>],
         cluster: &ProxmoxCluster,
     ) -> Self {
-        let acme_clients = match &cluster.spec.acme {
-            Some(acme) => step_ca_access::clients(guests, &cluster.name_any(), &acme.directory_url),
-            None => Vec::new(),
-        };
+        let acme_clients = cluster.spec.acme.as_ref().and_then(|acme| {
+            step_ca_access::clients(guests, &cluster.name_any(), &acme.directory_url)
+        });
         let cluster = cluster.name_any();
         let cluster = cluster.as_str();
         let address = |namespace: &str, name: &str| {
@@ -73,16 +73,17 @@ pub async fn reconcile(
     spec: &DatacenterFirewall,
     roles: &Roles,
 ) -> Result<Vec<String>, Error> {
-    // Phoenix's own ACME client reaches Step-CA from where it reaches PVE.
-    let mut acme_clients = roles.acme_clients.clone();
-    if !acme_clients.is_empty() {
-        acme_clients.extend(source_address(endpoint).map(|a| a.to_string()));
-    }
+    // Phoenix's own ACME client is one of Step-CA's clients: on the platform's one LAN it
+    // leaves from where it reaches PVE (in simulate mode, loopback).
+    let acme_clients = roles.acme_clients.clone().map(|mut clients| {
+        clients.extend(source_address(endpoint).map(|a| a.to_string()));
+        clients
+    });
     let wanted = decide::wanted_sets(
         &spec.management,
         &roles.traefik,
         &roles.gateway,
-        &acme_clients,
+        acme_clients.as_deref(),
     );
     refuse_lock_out(spec, &wanted, endpoint)?;
     let mut changed = sync_sets(client, &wanted).await?;

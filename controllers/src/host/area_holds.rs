@@ -42,12 +42,15 @@ impl AreaHolds {
                 holds.remove(&key);
             }
             Err(e) => {
+                // Holds of past generations and deleted hosts are forgotten once over.
+                let now = Instant::now();
+                holds.retain(|_, h| h.until + LONGEST > now);
                 let failures = holds.get(&key).map_or(0, |h| h.failures) + 1;
                 let pause = FIRST * 2u32.saturating_pow(failures.min(8) - 1);
                 holds.insert(
                     key,
                     Hold {
-                        until: Instant::now() + pause.min(LONGEST),
+                        until: now + pause.min(LONGEST),
                         failures,
                         category: e.category(),
                         permanent: e.is_permanent(),

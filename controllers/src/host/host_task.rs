@@ -14,11 +14,13 @@ pub enum TaskState {
     Running,
     /// Ended well; forgotten.
     Succeeded,
+    /// Ended with an error (the step's failure); forgotten.
+    Failed(Error),
 }
 
 /// Looks at the task `task` remembers for step `step`: a running one is followed, an ended
 /// one forgotten (its failure is the step's). A task the node forgot counts as ended well:
-/// the area's observation says what it left.
+/// the area's observation says what it left. `Err` only when the task could not be read.
 pub async fn check(
     pass: &HostPass<'_>,
     task: &mut Option<String>,

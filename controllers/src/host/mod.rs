@@ -125,17 +125,20 @@ pub async fn reconcile(host: Arc<ProxmoxHost>, ctx: Arc<HostContext>) -> Result<
     let key = format!("{KIND}/{}", host.name_any());
     let mut status = host.status.clone().unwrap_or_default();
     let outcome = pass(&host, &ctx, &mut status).await;
-    let failure = outcome.as_ref().err().or_else(|| {
-        let areas = outcome.as_ref().ok()?;
-        areas.iter().find_map(|(_, area)| area.as_ref().err())
-    });
-    let failed = failure.map(|e| (e.category(), e.is_permanent()));
+    let failures: Vec<&Error> = match &outcome {
+        Err(e) => vec![e],
+        Ok(areas) => areas.iter().filter_map(|(_, a)| a.as_ref().err()).collect(),
+    };
+    let failed = failures.first().map(|e| e.category());
+    // Only a change helps when every failing area is stalled; the others still resync
+    // (their drift is looked for), so a stalled area never stops the host.
+    let stalled = failures.iter().all(|e| e.is_permanent());
     finish(&host, shared, status, outcome).await?;
     match failed {
-        Some((category, permanent)) => {
+        Some(category) => {
             shared.metrics.failed(KIND, category);
-            if permanent {
-                return Ok(Action::await_change());
+            if stalled {
+                return Ok(Action::requeue(shared.resync));
             }
             // Back when the first failed area's pause ends (areas wait out their own).
             let prefix = hold_prefix(&host);
@@ -161,6 +164,14 @@ async fn pass(
     status: &mut ProxmoxHostStatus,
 ) -> Result<Areas, Error> {
     let node = host.spec.node.clone().unwrap_or_else(|| host.name_any());
+    if status.node.as_ref().is_some_and(|before| *before != node) {
+        // What status remembers (features applied, staged changes, files written) was
+        // about another node.
+        *status = ProxmoxHostStatus {
+            common: std::mem::take(&mut status.common),
+            ..Default::default()
+        };
+    }
     status.node = Some(node.clone());
     let cluster = &host.spec.cluster_ref.name;
     let pve = ctx.shared.pve.get(Some(cluster)).await?;

@@ -128,32 +128,86 @@ fn plan_bridge(bridge: &Bridge, listed: &[Value]) -> Option<BridgeChange> {
     })
 }
 
-/// Why applying `changes` would cut Phoenix off from PVE, if it would: the interface
-/// carrying `endpoint_host` would get another address, none, or other bridge ports.
+/// What PVE would refuse and the schema cannot say: a bridge named twice, a gateway
+/// without an address, two default gateways.
+pub fn validate(spec: &[Bridge]) -> Result<(), String> {
+    let mut names = BTreeSet::new();
+    for bridge in spec {
+        if !names.insert(bridge.name.as_str()) {
+            return Err(format!("bridge {} is named twice", bridge.name));
+        }
+        if bridge.gateway.is_some() && bridge.cidr.is_none() {
+            return Err(format!(
+                "bridge {}: a gateway needs an address (cidr)",
+                bridge.name
+            ));
+        }
+    }
+    let gateways: Vec<&str> = spec
+        .iter()
+        .filter(|b| b.gateway.is_some())
+        .map(|b| b.name.as_str())
+        .collect();
+    if gateways.len() > 1 {
+        return Err(format!(
+            "only one default gateway per node: {} both name one",
+            gateways.join(" and ")
+        ));
+    }
+    Ok(())
+}
+
+/// Why applying `changes` would cut Phoenix off from PVE, if it would. The interface that
+/// carries the address Phoenix reaches PVE at (when the endpoint is a name: the one with
+/// the default gateway) must keep its address, gateway and ports, and no other bridge may
+/// take its ports (or the interface itself).
 pub fn lock_out(
     spec: &[Bridge],
     changes: &[BridgeChange],
     listed: &[Value],
     endpoint_host: &str,
 ) -> Option<String> {
-    let carrier = listed.iter().find(|i| {
-        let cidr = field(i, "cidr");
-        cidr.split('/').next() == Some(endpoint_host) || field(i, "address") == endpoint_host
+    let literal = endpoint_host.parse::<std::net::IpAddr>().is_ok();
+    let carrier = listed.iter().find(|i| match literal {
+        true => {
+            let cidr = field(i, "cidr");
+            cidr.split('/').next() == Some(endpoint_host) || field(i, "address") == endpoint_host
+        }
+        false => !field(i, "gateway").is_empty(),
     })?;
     let name = carrier["iface"].as_str()?;
-    changes.iter().find(|c| c.name() == name)?;
-    let bridge = spec.iter().find(|b| b.name == name)?;
-    let keeps_address = bridge
-        .cidr
-        .as_deref()
-        .is_some_and(|c| c.split('/').next() == Some(endpoint_host));
     let live_ports = field(carrier, "bridge_ports");
-    let keeps_ports = ports(&live_ports) == bridge.ports.iter().map(String::as_str).collect();
-    (!keeps_address || !keeps_ports).then(|| {
-        format!(
-            "{name} carries {endpoint_host}, the address Phoenix reaches PVE at: changing its address or ports could cut Phoenix off; make that change by hand (or point the cluster's endpoint at another address first)"
-        )
-    })
+    let mut taken: BTreeSet<&str> = ports(&live_ports);
+    taken.insert(name);
+    let refuse = |what: &str| {
+        Some(format!(
+            "{name} carries {endpoint_host}, the address Phoenix reaches PVE at: {what} could cut Phoenix off; make that change by hand (or point the cluster's endpoint at another address first)"
+        ))
+    };
+    for change in changes {
+        let bridge = spec.iter().find(|b| b.name == change.name())?;
+        if change.name() != name {
+            if bridge.ports.iter().any(|p| taken.contains(p.as_str())) {
+                return refuse(&format!("bridge {} taking its ports", bridge.name));
+            }
+            continue;
+        }
+        let live_cidr = field(carrier, "cidr");
+        let keeps_address = match literal {
+            true => bridge
+                .cidr
+                .as_deref()
+                .is_some_and(|c| c.split('/').next() == Some(endpoint_host)),
+            false => bridge.cidr.as_deref() == Some(live_cidr.as_str()),
+        };
+        let keeps_gateway =
+            bridge.gateway.as_deref().unwrap_or_default() == field(carrier, "gateway");
+        let keeps_ports = ports(&live_ports) == bridge.ports.iter().map(String::as_str).collect();
+        if !(keeps_address && keeps_gateway && keeps_ports) {
+            return refuse("changing its address, gateway or ports");
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -248,5 +302,45 @@ mod tests {
         assert!(lock_out(&spec, &changes, &listed(), "10.0.0.13").is_some());
         // Another node's address: nothing of this node carries it.
         assert_eq!(lock_out(&spec, &changes, &listed(), "10.0.0.21"), None);
+        // Its gateway dropped, its port taken by another bridge, or (endpoint by name)
+        // the bridge with the default gateway changed: each refused.
+        let mut gatewayless = bridge("vmbr0", Some("10.0.0.13/24"), &["eno1"]);
+        gatewayless.comment = Some("LAN".into());
+        let spec = [gatewayless];
+        let changes = plan(&spec, &listed());
+        assert!(lock_out(&spec, &changes, &listed(), "10.0.0.13").is_some());
+        let spec = [bridge("vmbr1", None, &["eno1"])];
+        let changes = plan(&spec, &listed());
+        assert!(lock_out(&spec, &changes, &listed(), "10.0.0.13").is_some());
+        let mut renumbered = bridge("vmbr0", Some("10.0.0.14/24"), &["eno1"]);
+        renumbered.gateway = Some("10.0.0.1".into());
+        renumbered.comment = Some("LAN".into());
+        let spec = [renumbered];
+        let changes = plan(&spec, &listed());
+        assert!(lock_out(&spec, &changes, &listed(), "pve.lan").is_some());
+        let spec = [bridge("vmbr1", None, &["eno2"])];
+        let changes = plan(&spec, &listed());
+        assert_eq!(lock_out(&spec, &changes, &listed(), "10.0.0.13"), None);
+    }
+
+    #[test]
+    fn what_pve_would_refuse_is_said_before_anything_is_staged() {
+        let mut a = bridge("vmbr0", None, &[]);
+        a.gateway = Some("10.0.0.1".into());
+        assert!(validate(&[a]).unwrap_err().contains("needs an address"));
+        let mut b = bridge("vmbr0", Some("10.0.0.13/24"), &[]);
+        b.gateway = Some("10.0.0.1".into());
+        let mut c = bridge("vmbr1", Some("10.0.1.13/24"), &[]);
+        c.gateway = Some("10.0.1.1".into());
+        assert!(
+            validate(&[b.clone(), c])
+                .unwrap_err()
+                .contains("one default gateway")
+        );
+        assert!(
+            validate(&[b.clone(), b])
+                .unwrap_err()
+                .contains("named twice")
+        );
     }
 }

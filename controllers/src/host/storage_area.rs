@@ -25,7 +25,8 @@ pub async fn reconcile(
 ) -> Result<Area, Error> {
     let state = status.get_or_insert_with(Default::default);
     storages::validate(&spec.storages).map_err(|m| Error::spec(reason::INVALID_STORAGE, m))?;
-    if let Some(waiting) = pools(pass, spec, state).await? {
+    let report = converged_before && pass.drift_policy == DriftPolicy::Report;
+    if let Some(waiting) = pools(pass, spec, report, state).await? {
         return Ok(waiting);
     }
     let observed = zfs::parse_list(
@@ -34,6 +35,20 @@ pub async fn reconcile(
             .output,
     );
     let plan = zfs::plan_datasets(&spec.datasets, &observed);
+    let unknown: Vec<&String> = plan
+        .waiting_for
+        .iter()
+        .filter(|p| !spec.zfs_pools.iter().any(|z| &z.name == *p))
+        .collect();
+    if let Some(pool) = unknown.first() {
+        return Err(Error::spec(
+            reason::POOL_NOT_FOUND,
+            format!(
+                "datasets name pool {pool}, which is neither on {} nor in spec.storage.zfsPools",
+                pass.node
+            ),
+        ));
+    }
     if !plan.waiting_for.is_empty() {
         return Ok(Area::working(
             reason::WAITING_FOR_POOL,
@@ -44,17 +59,16 @@ pub async fn reconcile(
             ),
         ));
     }
-    let drifted = converged_before && pass.drift_policy == DriftPolicy::Report;
     let mut drift = Vec::new();
     if !plan.changes.is_empty() {
-        match drifted {
+        match report {
             true => drift.extend(plan.changes.iter().map(ToString::to_string)),
             false => datasets(pass, &plan.changes, converged_before).await?,
         }
     }
     state.datasets = spec.datasets.len() as u32;
     drift.extend(nfs(pass, spec, converged_before, state).await?);
-    storages(pass, spec, state).await?;
+    drift.extend(storages(pass, spec, report, state).await?);
     if !drift.is_empty() {
         return Ok(Area::drifted(format!(
             "storage of {} differs from the spec ({}); driftPolicy Report leaves it",
@@ -76,9 +90,11 @@ pub async fn reconcile(
 }
 
 /// The spec's pools: `Some` while one is being created (or must be), else all present.
+/// `report`: the area was converged and drift is only reported.
 async fn pools(
     pass: &HostPass<'_>,
     spec: &HostStorage,
+    report: bool,
     state: &mut StorageStatus,
 ) -> Result<Option<Area>, Error> {
     let creating = state.task.clone();
@@ -96,6 +112,7 @@ async fn pools(
             pass.event(EventType::Normal, reason::POOL_CREATED, note)
                 .await;
         }
+        TaskState::Failed(e) => return Err(e),
         TaskState::None => {}
     }
     let client = &pass.pve.client;
@@ -132,10 +149,16 @@ async fn pools(
             }
             false => None,
         };
-        match zfs::plan_pool(pool, layout.as_ref()) {
+        match zfs::plan_pool(pool, layout.as_ref(), disks.as_deref().unwrap_or_default()) {
             PoolPlan::Present => state.pools.push(pool.name.clone()),
             PoolPlan::Differs(message) => {
                 return Err(Error::spec(reason::POOL_LAYOUT_DIFFERS, message));
+            }
+            PoolPlan::Create(pool) if report => {
+                return Ok(Some(Area::drifted(format!(
+                    "pool {} is gone from {}; driftPolicy Report leaves it",
+                    pool.name, pass.node
+                ))));
             }
             PoolPlan::Create(pool) => {
                 let step_name = format!("create pool {}", pool.name);
@@ -219,13 +242,19 @@ async fn nfs(
     let content = exports::render(&pass.name, &spec.nfs_exports);
     let wanted = sha256(&content);
     if on_node.as_deref() == Some(wanted.as_str()) {
-        state.applied_exports = Some(wanted);
+        // In place; exported too, unless the reload after writing it failed.
+        if state.applied_exports.as_deref() != Some(wanted.as_str()) {
+            step(pass, "reload exports", argv(&["exportfs", "-ra"])).await?;
+            state.applied_exports = Some(wanted);
+        }
         return Ok(None);
     }
     let changed_outside = converged_before && state.applied_exports.as_deref() == Some(&wanted);
     if changed_outside && pass.drift_policy == DriftPolicy::Report {
         return Ok(Some(format!("{EXPORTS_PATH} was changed")));
     }
+    // Until the reload has worked, what is on the node is not known to be exported.
+    state.applied_exports = None;
     write(pass, "write exports", EXPORTS_PATH, &content, 0o644).await?;
     step(pass, "reload exports", argv(&["exportfs", "-ra"])).await?;
     state.applied_exports = Some(wanted);
@@ -241,14 +270,16 @@ async fn nfs(
     Ok(None)
 }
 
+/// The spec's PVE storages; what drifted (left under `report`), if anything.
 async fn storages(
     pass: &HostPass<'_>,
     spec: &HostStorage,
+    report: bool,
     state: &mut StorageStatus,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     state.storages = spec.storages.len() as u32;
     if spec.storages.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let client = &pass.pve.client;
     let live = client
@@ -258,6 +289,10 @@ async fn storages(
     let live = live.as_array().cloned().unwrap_or_default();
     let changes = storages::plan(&spec.storages, &live, &pass.node)
         .map_err(|m| Error::spec(reason::STORAGE_MISMATCH, m))?;
+    let described: Vec<String> = changes.iter().map(ToString::to_string).collect();
+    if report && !changes.is_empty() {
+        return Ok(Some(described.join("; ")));
+    }
     for change in &changes {
         let (method, path, params, name) = match change {
             StorageChange::Create { id, params } => (
@@ -279,7 +314,6 @@ async fn storages(
             .map_err(|e| Error::host_step(&name, e))?;
     }
     if !changes.is_empty() {
-        let described: Vec<String> = changes.iter().map(ToString::to_string).collect();
         pass.event(
             EventType::Normal,
             reason::STORAGES_UPDATED,
@@ -287,5 +321,5 @@ async fn storages(
         )
         .await;
     }
-    Ok(())
+    Ok(None)
 }

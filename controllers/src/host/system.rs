@@ -89,8 +89,14 @@ fn packages(names: &[String]) -> Feature {
 
 /// `en_US.UTF-8` is generated from `en_US` in UTF-8 (Debian's `localedef` call), then
 /// made the system's `LANG`.
+/// `de_DE.ISO-8859-15@euro` is made from the source `de_DE@euro` in ISO-8859-15.
 fn locale_feature(locale: &str) -> Feature {
-    let (input, charmap) = locale.split_once('.').unwrap_or((locale, "UTF-8"));
+    let (name, modifier) = match locale.split_once('@') {
+        Some((name, modifier)) => (name, format!("@{modifier}")),
+        None => (locale, String::new()),
+    };
+    let (base, charmap) = name.split_once('.').unwrap_or((name, "UTF-8"));
+    let input = format!("{base}{modifier}");
     let generate =
         format!("localedef -i {input} -c -f {charmap} -A /usr/share/locale/locale.alias {locale}");
     let set = format!("update-locale LANG={locale}");
@@ -188,6 +194,11 @@ mod tests {
         assert!(script.contains("echo '==> install'"));
         let locale = features[1].script();
         assert!(locale.contains("localedef -i en_US -c -f UTF-8"));
+        let euro = locale_feature("de_DE.ISO-8859-15@euro").script();
+        assert!(
+            euro.contains("localedef -i de_DE@euro -c -f ISO-8859-15"),
+            "{euro}"
+        );
         assert!(locale.contains("update-locale LANG=en_US.UTF-8"));
         let apparmor = &features[2];
         assert_eq!(apparmor.files[0].path, "/etc/apparmor.d/phoenix-nesting");

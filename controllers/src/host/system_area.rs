@@ -46,7 +46,11 @@ pub async fn reconcile(
         );
         match runs.poll(&key) {
             RunState::Running => return Ok(applying(pass, feature)),
-            RunState::Finished(Ok(out)) if out.success() => runs.succeeded(&key),
+            RunState::Finished(Ok(out)) if out.success() => {
+                runs.succeeded(&key);
+                record(pass, recorded, feature, &hash, "applied").await;
+                continue;
+            }
             RunState::Finished(Ok(out)) => {
                 let error = failure(feature, &out);
                 runs.failed(&key, out, None);
@@ -61,9 +65,10 @@ pub async fn reconcile(
                     start(pass, runs, feature, key).await?;
                     return Ok(applying(pass, feature));
                 }
+                // A run that ended while nobody watched (Phoenix restarted).
+                record(pass, recorded, feature, &hash, "found applied").await;
             }
         }
-        record(pass, recorded, feature, &hash).await;
     }
     let names: Vec<&str> = features.iter().map(|f| f.name.as_str()).collect();
     Ok(Area::ready(
@@ -89,6 +94,7 @@ async fn record(
     recorded: &mut Vec<AppliedFeature>,
     feature: &Feature,
     hash: &str,
+    how: &str,
 ) {
     recorded.retain(|a| a.name != feature.name);
     recorded.push(AppliedFeature {
@@ -96,7 +102,7 @@ async fn record(
         hash: hash.to_owned(),
         applied_at: Some(jiff::Timestamp::now().to_string()),
     });
-    let note = format!("{} applied on {} ({hash})", feature.name, pass.node);
+    let note = format!("{} {how} on {} ({hash})", feature.name, pass.node);
     pass.event(EventType::Normal, reason::FEATURE_APPLIED, note)
         .await;
 }

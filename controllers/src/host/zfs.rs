@@ -108,18 +108,37 @@ pub fn layout(detail: &serde_json::Value, disks: &[serde_json::Value]) -> Layout
     Layout { level, devices }
 }
 
-/// The disk a leaf is on, by its device name (`nvme1n1`): the disk whose by-id link
-/// the leaf's partition belongs to, else the leaf's own name without a partition suffix.
+/// The disk a leaf (or a spec's device) is, by its device name (`nvme1n1`): the listed disk
+/// whose by-id link it is (or a partition of), the listed disk it is a kernel partition of
+/// (`sdb1`, `nvme1n1p1`), else its own name without a partition suffix.
 fn disk_of(leaf: &str, disks: &[serde_json::Value]) -> String {
     let whole = whole_disk(leaf);
-    disks
+    let listed = |d: &&serde_json::Value| {
+        let link = d["by_id_link"].as_str().unwrap_or_default();
+        !link.is_empty() && (link == whole || device_name(link) == device_name(&whole))
+    };
+    if let Some(path) = disks
         .iter()
-        .find(|d| {
-            let link = d["by_id_link"].as_str().unwrap_or_default();
-            !link.is_empty() && (link == whole || device_name(link) == device_name(&whole))
-        })
+        .find(listed)
         .and_then(|d| d["devpath"].as_str())
-        .map_or_else(|| device_name(&whole), device_name)
+    {
+        return device_name(path);
+    }
+    let name = device_name(&whole);
+    let partition_of = |d: &&serde_json::Value| {
+        let disk = device_name(d["devpath"].as_str().unwrap_or_default());
+        let rest = name.strip_prefix(disk.as_str()).unwrap_or_default();
+        let number = rest.strip_prefix('p').unwrap_or(rest);
+        !disk.is_empty() && !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
+    };
+    match disks
+        .iter()
+        .find(partition_of)
+        .and_then(|d| d["devpath"].as_str())
+    {
+        Some(path) => device_name(path),
+        None => name,
+    }
 }
 
 /// `…/nvme-X-part1` → `…/nvme-X`; `sda1` stays (a kernel name is compared as listed).
@@ -146,12 +165,18 @@ pub enum PoolPlan<'a> {
     Differs(String),
 }
 
-pub fn plan_pool<'a>(pool: &'a ZfsPool, observed: Option<&Layout>) -> PoolPlan<'a> {
+/// `disks` is PVE's `disks/list`: the spec's devices (a path or a by-id link) and the
+/// layout's are compared as the disks they name.
+pub fn plan_pool<'a>(
+    pool: &'a ZfsPool,
+    observed: Option<&Layout>,
+    disks: &[serde_json::Value],
+) -> PoolPlan<'a> {
     let Some(layout) = observed else {
         return PoolPlan::Create(pool);
     };
-    let mut wanted: Vec<String> = pool.devices.iter().map(|d| device_name(d)).collect();
-    let mut found: Vec<String> = layout.devices.iter().map(|d| device_name(d)).collect();
+    let mut wanted: Vec<String> = pool.devices.iter().map(|d| disk_of(d, disks)).collect();
+    let mut found = layout.devices.clone();
     wanted.sort();
     found.sort();
     if layout.level == pool.raid_level.as_str() && wanted == found {
@@ -186,12 +211,6 @@ pub enum DatasetChange {
 }
 
 impl DatasetChange {
-    pub fn name(&self) -> &str {
-        match self {
-            DatasetChange::Create { name, .. } | DatasetChange::Set { name, .. } => name,
-        }
-    }
-
     /// The `zfs` command making it.
     pub fn command(&self) -> Vec<String> {
         let assignments = |properties: &[(String, String)]| -> Vec<String> {
@@ -396,26 +415,27 @@ mod tests {
     #[test]
     fn a_pool_is_created_when_absent_and_never_changed_when_it_differs() {
         let spec = pool(RaidLevel::Mirror, &["/dev/nvme1n1", "/dev/nvme2n1"]);
-        assert_eq!(plan_pool(&spec, None), PoolPlan::Create(&spec));
+        assert_eq!(plan_pool(&spec, None, &disks()), PoolPlan::Create(&spec));
         let same = Layout {
             level: "mirror".into(),
             devices: vec!["nvme2n1".into(), "nvme1n1".into()],
         };
-        assert_eq!(plan_pool(&spec, Some(&same)), PoolPlan::Present);
+        assert_eq!(plan_pool(&spec, Some(&same), &disks()), PoolPlan::Present);
         let other = Layout {
             level: "raidz".into(),
             ..same
         };
-        let PoolPlan::Differs(message) = plan_pool(&spec, Some(&other)) else {
+        let PoolPlan::Differs(message) = plan_pool(&spec, Some(&other), &disks()) else {
             panic!("a different level is a difference");
         };
         assert!(message.contains("raidz") && message.contains("never changes"));
-        let by_id = pool(RaidLevel::Single, &["/dev/disk/by-id/ata-X"]);
-        let found = Layout {
-            level: "single".into(),
-            devices: vec!["ata-X".into()],
-        };
-        assert_eq!(plan_pool(&by_id, Some(&found)), PoolPlan::Present);
+        // A spec naming a disk by its by-id link, a leaf by its kernel partition: the same.
+        let by_id = pool(RaidLevel::Single, &["/dev/disk/by-id/id-sde"]);
+        let found = layout(&detail(json!([{"name": "sde1"}])), &disks());
+        assert_eq!(found.devices, vec!["sde".to_owned()]);
+        assert_eq!(plan_pool(&by_id, Some(&found), &disks()), PoolPlan::Present);
+        let nvme = layout(&detail(json!([{"name": "nvme1n1p1"}])), &disks());
+        assert_eq!(nvme.devices, vec!["nvme1n1".to_owned()]);
     }
 
     fn listed(lines: &[&str]) -> Datasets {
