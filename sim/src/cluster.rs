@@ -798,6 +798,21 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The effect of a `zfscreate` task: the pool on its node, then its storage (as PVE's
+    /// worker does, after the checks it made before starting).
+    pub fn create_pool(&mut self, new: crate::zfs::NewPool) {
+        let Some(node) = self.node_mut(&new.node) else {
+            return;
+        };
+        node.zfs.add_pool(&new.name, new.pool, &new.compression);
+        if new.add_storage {
+            // Checked when the task started; a storage made since is left as it is.
+            let _ = self.create_or_update_zfspool(&new.name, &new.node);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -236,21 +236,6 @@ pub struct NewPool {
     pub add_storage: bool,
 }
 
-impl crate::cluster::Cluster {
-    /// The effect of a `zfscreate` task: the pool on its node, then its storage (as PVE's
-    /// worker does, after the checks it made before starting).
-    pub fn create_pool(&mut self, new: NewPool) {
-        let Some(node) = self.node_mut(&new.node) else {
-            return;
-        };
-        node.zfs.add_pool(&new.name, new.pool, &new.compression);
-        if new.add_storage {
-            // Checked when the task started; a storage made since is left as it is.
-            let _ = self.create_or_update_zfspool(&new.name, &new.node);
-        }
-    }
-}
-
 /// How a property's values are checked and shown.
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
