@@ -373,12 +373,7 @@ mod tests {
                     Grant("PhoenixAccess".into()),
                 ],
             ),
-            (
-                "asked for, in place: nothing",
-                &manage,
-                managing(),
-                vec![],
-            ),
+            ("asked for, in place: nothing", &manage, managing(), vec![]),
             (
                 "asked for, a privilege taken away by hand",
                 &manage,
