@@ -215,15 +215,7 @@ async fn a_failing_step_names_itself_never_activates_its_config_and_recovers() {
         hs.first().is_some_and(|h| host::is_ready(h))
     })
     .await;
-    let events = support::kubectl(
-        &server,
-        &[
-            "get",
-            "events",
-            "--field-selector",
-            "involvedObject.kind=ProxmoxHost",
-        ],
-    );
+    let events = host::events(&server);
     assert!(
         events.contains("HostStepFailed") && events.contains("DnsmasqRestarted"),
         "{events}"

@@ -32,18 +32,12 @@ async fn with_host(dir: &Path, answers: Value) -> (ApiServer, SimAdmin, Api<Prox
 /// `phoenix sim show WHAT` against the test's simulator.
 fn sim_show(server: &ApiServer, what: &str) -> Value {
     let credentials = server.data_dir.join("sim.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"));
+    command
         .args(["sim", "show", "--credentials"])
         .arg(&credentials)
-        .arg(what)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+        .arg(what);
+    serde_json::from_str(&support::succeed(&mut command, "phoenix sim show")).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -240,15 +234,7 @@ async fn a_failing_zfs_step_names_itself_backs_off_and_recovers() {
         gaps[0] >= 900 && gaps[1] > gaps[0],
         "retried after a growing pause: {gaps:?} ms"
     );
-    let events = support::kubectl(
-        &server,
-        &[
-            "get",
-            "events",
-            "--field-selector",
-            "involvedObject.kind=ProxmoxHost",
-        ],
-    );
+    let events = host::events(&server);
     assert!(
         events.contains("HostStepFailed") && events.contains("PoolCreating"),
         "{events}"

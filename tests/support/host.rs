@@ -43,6 +43,12 @@ pub async fn wait_ready(hosts: &Api<ProxmoxHost>) {
     .await;
 }
 
+/// `kubectl get events` of the host.
+pub fn events(server: &super::ApiServer) -> String {
+    let selector = "involvedObject.kind=ProxmoxHost";
+    super::kubectl(server, &["get", "events", "--field-selector", selector])
+}
+
 /// The commands node `phoenix` ran, in order: the line, its exit, when it started (ms).
 pub async fn node_log(sim: &SimAdmin) -> Vec<(String, i64, u64)> {
     let inside = sim.get("nodes/phoenix/inside").await;
