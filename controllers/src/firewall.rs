@@ -15,6 +15,8 @@ pub enum Place<'a> {
     /// A node's own firewall.
     Node(&'a str),
     Datacenter,
+    /// A security group of the datacenter: rules only.
+    Group(&'a str),
 }
 
 impl Place<'_> {
@@ -26,6 +28,11 @@ impl Place<'_> {
             }
             Place::Node(node) => format!("/nodes/{node}/firewall/{rest}"),
             Place::Datacenter => format!("/cluster/firewall/{rest}"),
+            // A group's rules are the group itself: `groups/{name}`, `groups/{name}/{pos}`.
+            Place::Group(name) => {
+                let pos = rest.strip_prefix("rules").unwrap_or(rest);
+                format!("/cluster/firewall/groups/{name}{pos}")
+            }
         }
     }
 }
@@ -110,8 +117,20 @@ pub fn rules_match(live: &[Value], wanted: &[BTreeMap<String, String>]) -> bool 
         })
 }
 
+/// The rules of `fw` as PVE lists them: its security groups first, then its own.
+pub fn wanted_rules(fw: &Firewall) -> Vec<BTreeMap<String, String>> {
+    let groups = fw.security_groups.iter().map(|group| {
+        BTreeMap::from([
+            ("type".to_owned(), "group".to_owned()),
+            ("action".to_owned(), group.clone()),
+            ("enable".to_owned(), "1".to_owned()),
+        ])
+    });
+    groups.chain(fw.rules.iter().map(rule)).collect()
+}
+
 /// Brings the firewall at `place` to `fw` (or, unless `apply`, only says how it differs);
-/// what differed, for the event (empty: nothing).
+/// what differed, for the event (empty: nothing). A security group has no options.
 pub async fn sync(
     client: &ProxmoxClient,
     place: Place<'_>,
@@ -119,48 +138,63 @@ pub async fn sync(
     apply: bool,
 ) -> Result<Vec<String>, Error> {
     use reqwest::Method;
-    let mut changed = Vec::new();
-    let options_live = client
-        .call(Method::GET, &place.path("options"), &[])
-        .await?;
-    let wanted = options(fw);
-    let differing: Params = wanted
-        .iter()
-        .filter(|(k, v)| options_live.get(k.as_str()).map(text).as_deref() != Some(v.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    changed.extend(differing.iter().map(|(k, v)| format!("firewall {k}={v}")));
-    let live = client.call(Method::GET, &place.path("rules"), &[]).await?;
-    let live = live.as_array().cloned().unwrap_or_default();
-    let rules: Vec<_> = fw.rules.iter().map(rule).collect();
-    let rewrite = !rules_match(&live, &rules);
-    if rewrite {
-        changed.push(format!("firewall rules ({} wanted)", rules.len()));
-    }
-    if !apply {
-        return Ok(changed);
-    }
-    if rewrite {
-        // PVE puts a new rule on top: the last first, so they end in the spec's order.
-        for r in rules.iter().rev() {
-            let params: Params = r.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            client
-                .call(Method::POST, &place.path("rules"), &params)
+    let differing: Params = match place {
+        Place::Group(_) => Params::new(),
+        _ => {
+            let live = client
+                .call(Method::GET, &place.path("options"), &[])
                 .await?;
+            options(fw)
+                .into_iter()
+                .filter(|(k, v)| live.get(k.as_str()).map(text).as_deref() != Some(v.as_str()))
+                .collect()
         }
-        // The old rules are below the new ones now; from the bottom up, so the positions
-        // of the rest do not move.
-        for pos in (rules.len()..rules.len() + live.len()).rev() {
-            let path = place.path(&format!("rules/{pos}"));
-            client.call(Method::DELETE, &path, &[]).await?;
-        }
-    }
-    if !differing.is_empty() {
+    };
+    let mut changed: Vec<String> = differing
+        .iter()
+        .map(|(k, v)| format!("firewall {k}={v}"))
+        .collect();
+    let rules = wanted_rules(fw);
+    changed.extend(sync_rules(client, place, &rules, apply).await?);
+    if apply && !differing.is_empty() {
         client
             .call(Method::PUT, &place.path("options"), &differing)
             .await?;
     }
     Ok(changed)
+}
+
+/// The rules at `place` brought to `rules` (unless `apply` is false); what differed.
+async fn sync_rules(
+    client: &ProxmoxClient,
+    place: Place<'_>,
+    rules: &[BTreeMap<String, String>],
+    apply: bool,
+) -> Result<Option<String>, Error> {
+    use reqwest::Method;
+    let live = client.call(Method::GET, &place.path("rules"), &[]).await?;
+    let live = live.as_array().cloned().unwrap_or_default();
+    if rules_match(&live, rules) {
+        return Ok(None);
+    }
+    let changed = format!("firewall rules ({} wanted)", rules.len());
+    if !apply {
+        return Ok(Some(changed));
+    }
+    // PVE puts a new rule on top: the last first, so they end in the spec's order.
+    for r in rules.iter().rev() {
+        let params: Params = r.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        client
+            .call(Method::POST, &place.path("rules"), &params)
+            .await?;
+    }
+    // The old rules are below the new ones now; from the bottom up, so the positions of
+    // the rest do not move.
+    for pos in (rules.len()..rules.len() + live.len()).rev() {
+        let path = place.path(&format!("rules/{pos}"));
+        client.call(Method::DELETE, &path, &[]).await?;
+    }
+    Ok(Some(changed))
 }
 
 #[cfg(test)]

@@ -517,9 +517,17 @@ pub struct Firewall {
     pub policy_in: Option<FirewallAction>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_out: Option<FirewallAction>,
+    /// Security groups (the ProxmoxCluster's `firewall.securityGroups`) whose rules apply
+    /// here, before `rules`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(regex(pattern = FIREWALL_NAME_PATTERN), length(min = 2, max = 18)))]
+    pub security_groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<FirewallRule>,
 }
+
+/// A security group's or an alias's name, as PVE accepts it.
+pub const FIREWALL_NAME_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9_-]+$";
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]

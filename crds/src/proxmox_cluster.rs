@@ -86,6 +86,43 @@ pub struct DatacenterFirewall {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(regex(pattern = CIDR_PATTERN)))]
     pub management: Vec<String>,
+    /// Names for addresses or networks (PVE's aliases), usable as a rule's source or dest.
+    /// Phoenix adds and keeps these; others are left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub aliases: Vec<FirewallAlias>,
+    /// Named rule sets (PVE's security groups) that the datacenter, nodes and guests apply
+    /// with `securityGroups`. Phoenix adds these and keeps their rules; others are left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub security_groups: Vec<SecurityGroup>,
+}
+
+/// A named address or network.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FirewallAlias {
+    #[schemars(regex(pattern = FIREWALL_NAME_PATTERN), length(max = 64))]
+    pub name: String,
+    #[schemars(regex(pattern = CIDR_PATTERN))]
+    pub cidr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SINGLE_LINE_PATTERN), length(max = 200))]
+    pub comment: Option<String>,
+}
+
+/// A named set of rules.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityGroup {
+    #[schemars(regex(pattern = FIREWALL_NAME_PATTERN), length(min = 2, max = 18))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SINGLE_LINE_PATTERN), length(max = 200))]
+    pub comment: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub rules: Vec<FirewallRule>,
 }
 
 /// An IPv4 or IPv6 address, with or without a prefix length.

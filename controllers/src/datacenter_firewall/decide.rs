@@ -3,6 +3,8 @@
 //! would lock Phoenix out. Entries are compared as PVE stores them (`10.0.0.11/24` is the
 //! network `10.0.0.0/24`), so nothing flaps.
 
+use phoenix_crds::proxmox_cluster::{FirewallAlias, SecurityGroup};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -113,9 +115,91 @@ pub fn wanted_sets(
     sets
 }
 
+/// A change to one of the spec's aliases.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AliasChange<'a> {
+    Add(&'a FirewallAlias),
+    Update(&'a FirewallAlias),
+}
+
+/// The spec's aliases against PVE's list (`GET /cluster/firewall/aliases`): addresses
+/// compared as PVE stores them, names as PVE matches them (case aside); aliases not in the
+/// spec are left alone.
+pub fn plan_aliases<'a>(spec: &'a [FirewallAlias], live: &[Value]) -> Vec<AliasChange<'a>> {
+    let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().trim().to_owned();
+    spec.iter()
+        .filter_map(|alias| {
+            let found = live
+                .iter()
+                .find(|l| text(l, "name").eq_ignore_ascii_case(&alias.name));
+            let Some(found) = found else {
+                return Some(AliasChange::Add(alias));
+            };
+            let same_cidr = normalise(&text(found, "cidr")) == normalise(&alias.cidr);
+            let same_comment =
+                text(found, "comment") == alias.comment.as_deref().unwrap_or("").trim();
+            (!same_cidr || !same_comment).then_some(AliasChange::Update(alias))
+        })
+        .collect()
+}
+
+/// The spec's security groups PVE does not have yet (`GET /cluster/firewall/groups`).
+pub fn missing_groups<'a>(spec: &'a [SecurityGroup], live: &[Value]) -> Vec<&'a SecurityGroup> {
+    spec.iter()
+        .filter(|g| {
+            !live
+                .iter()
+                .any(|l| l["group"].as_str() == Some(g.name.as_str()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn alias(name: &str, cidr: &str) -> FirewallAlias {
+        FirewallAlias {
+            name: name.into(),
+            cidr: cidr.into(),
+            comment: None,
+        }
+    }
+
+    #[test]
+    fn aliases_are_added_updated_or_left_as_pve_stores_them() {
+        let spec = [
+            alias("nas", "10.0.0.5"),
+            alias("lan", "10.0.0.7/24"),
+            alias("new", "10.0.0.9"),
+        ];
+        let live = serde_json::json!([
+            {"name": "nas", "cidr": "10.0.0.6", "ipversion": 4},
+            {"name": "LAN", "cidr": "10.0.0.0/24", "ipversion": 4},
+            {"name": "theirs", "cidr": "10.0.0.1"}
+        ]);
+        let changes = plan_aliases(&spec, live.as_array().unwrap());
+        assert_eq!(
+            changes,
+            [AliasChange::Update(&spec[0]), AliasChange::Add(&spec[2])]
+        );
+        let mut commented = alias("nas", "10.0.0.6");
+        commented.comment = Some("the NAS".into());
+        let changes = plan_aliases(std::slice::from_ref(&commented), live.as_array().unwrap());
+        assert_eq!(changes, [AliasChange::Update(&commented)]);
+    }
+
+    #[test]
+    fn only_groups_pve_lacks_are_created() {
+        let group = |name: &str| SecurityGroup {
+            name: name.into(),
+            comment: None,
+            rules: vec![],
+        };
+        let spec = [group("web"), group("ssh")];
+        let live = serde_json::json!([{"group": "web", "digest": "x"}]);
+        assert_eq!(missing_groups(&spec, live.as_array().unwrap()), [&spec[1]]);
+    }
 
     #[test]
     fn entries_are_compared_as_pve_stores_them() {

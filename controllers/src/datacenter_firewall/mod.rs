@@ -1,7 +1,7 @@
 //! The datacenter firewall of a ProxmoxCluster (`spec.firewall`), performed: refuse to
 //! enable it when that would lock Phoenix out, keep the IP sets (`management` and the
-//! role sets) entry by entry, then the rules and options (`crate::firewall::sync`, options
-//! last). Decisions are in `decide.rs`.
+//! role sets) entry by entry, the aliases and security groups (with their rules), then the
+//! rules and options (`crate::firewall::sync`, options last). Decisions are in `decide.rs`.
 
 pub mod decide;
 
@@ -9,10 +9,12 @@ use crate::conditions::reason;
 use crate::error::Error;
 use crate::firewall::{self, Place};
 use crate::step_ca_access;
-use decide::{SetChange, Sets};
+use decide::{AliasChange, SetChange, Sets};
 use kube::ResourceExt;
 use phoenix_clients::proxmox::ProxmoxClient;
+use phoenix_crds::common::Firewall;
 use phoenix_crds::proxmox_cluster::DatacenterFirewall;
+use phoenix_crds::proxmox_cluster::{FirewallAlias, SecurityGroup};
 use phoenix_crds::{LxcGuest, ProxmoxCluster, TraefikService};
 use reqwest::Method;
 use std::collections::BTreeSet;
@@ -87,7 +89,70 @@ pub async fn reconcile(
     );
     refuse_lock_out(spec, &wanted, endpoint)?;
     let mut changed = sync_sets(client, &wanted).await?;
+    changed.extend(sync_aliases(client, &spec.aliases).await?);
+    changed.extend(sync_groups(client, &spec.security_groups).await?);
     changed.extend(firewall::sync(client, Place::Datacenter, &spec.firewall, true).await?);
+    Ok(changed)
+}
+
+/// The spec's aliases added or brought to their address and comment; what changed.
+async fn sync_aliases(
+    client: &ProxmoxClient,
+    aliases: &[FirewallAlias],
+) -> Result<Vec<String>, Error> {
+    if aliases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let path = "/cluster/firewall/aliases";
+    let live = client.call(Method::GET, path, &[]).await?;
+    let live = live.as_array().cloned().unwrap_or_default();
+    let mut changed = Vec::new();
+    for change in decide::plan_aliases(aliases, &live) {
+        let (method, url, alias, verb) = match change {
+            AliasChange::Add(a) => (Method::POST, path.to_owned(), a, "added"),
+            AliasChange::Update(a) => (Method::PUT, format!("{path}/{}", a.name), a, "updated"),
+        };
+        let mut params = vec![("cidr".to_owned(), alias.cidr.clone())];
+        if method == Method::POST {
+            params.push(("name".into(), alias.name.clone()));
+        }
+        params.push(("comment".into(), alias.comment.clone().unwrap_or_default()));
+        client.call(method, &url, &params).await?;
+        changed.push(format!("alias {} {verb}", alias.name));
+    }
+    Ok(changed)
+}
+
+/// The spec's security groups created and their rules kept; what changed.
+async fn sync_groups(
+    client: &ProxmoxClient,
+    groups: &[SecurityGroup],
+) -> Result<Vec<String>, Error> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let path = "/cluster/firewall/groups";
+    let live = client.call(Method::GET, path, &[]).await?;
+    let live = live.as_array().cloned().unwrap_or_default();
+    let mut changed = Vec::new();
+    for group in decide::missing_groups(groups, &live) {
+        let mut params = vec![("group".to_owned(), group.name.clone())];
+        params.extend(group.comment.clone().map(|c| ("comment".to_owned(), c)));
+        client.call(Method::POST, path, &params).await?;
+        changed.push(format!("security group {} added", group.name));
+    }
+    for group in groups {
+        let rules = Firewall {
+            rules: group.rules.clone(),
+            ..Default::default()
+        };
+        let differed = firewall::sync(client, Place::Group(&group.name), &rules, true).await?;
+        changed.extend(
+            differed
+                .into_iter()
+                .map(|d| format!("security group {}: {d}", group.name)),
+        );
+    }
     Ok(changed)
 }
 

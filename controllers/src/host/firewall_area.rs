@@ -19,6 +19,7 @@ pub async fn reconcile(
         enabled: spec.enabled,
         policy_in: None,
         policy_out: None,
+        security_groups: spec.security_groups.clone(),
         rules: spec.rules.clone(),
     };
     let client = &pass.pve.client;
