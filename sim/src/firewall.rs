@@ -1,8 +1,8 @@
-//! The datacenter firewall (`/etc/pve/firewall/cluster.fw`): options, IP sets and rules.
-//! PVE answers every call from a fresh parse of that file, so what its writer and parser do
-//! to a value is what clients see; the state is kept as it reads back (IP set names in
-//! lower case, entries sorted, `/32` dropped), and this module holds those habits
-//! (pve-firewall `src/PVE/Firewall.pm`).
+//! The datacenter firewall (`/etc/pve/firewall/cluster.fw`): options, aliases, IP sets,
+//! rules and security groups. PVE answers every call from a fresh parse of that file, so
+//! what its writer and parser do to a value is what clients see; the state is kept as it
+//! reads back (IP set and group names in lower case, entries sorted, `/32` dropped), and
+//! this module holds those habits (pve-firewall `src/PVE/Firewall.pm`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -20,6 +20,57 @@ pub struct ClusterFirewall {
     /// `[RULES]`, top first, each as the parser reads it back.
     #[serde(default)]
     pub rules: Vec<Value>,
+    /// `[group name]` sections (security groups), by name in lower case.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Group>,
+    /// `[ALIASES]`, by name in lower case (PVE's key; each keeps its name as given).
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Alias>,
+}
+
+/// A security group: its comment and rules (top first, as the parser reads them back).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<Value>,
+}
+
+/// An IP alias as `parse_alias` reads it back: the name as written, the address as given
+/// but for a `/32` (IPv4) or `/128` (IPv6) prefix (no host bits cleared).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alias {
+    pub name: String,
+    pub cidr: String,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+impl Alias {
+    /// `parse_ip_or_cidr`'s IP version.
+    pub fn ipversion(&self) -> u8 {
+        if self.cidr.contains(':') { 6 } else { 4 }
+    }
+
+    /// As `GET aliases` lists it (without the digest).
+    pub fn json(&self) -> Map<String, Value> {
+        let mut out = Map::new();
+        out.insert("name".into(), json!(self.name));
+        out.insert("cidr".into(), json!(self.cidr));
+        out.insert("ipversion".into(), json!(self.ipversion()));
+        if let Some(c) = &self.comment {
+            out.insert("comment".into(), json!(c));
+        }
+        out
+    }
+}
+
+/// An alias's address as `parse_ip_or_cidr` reads it back: a full-length prefix dropped,
+/// nothing else changed.
+pub fn alias_cidr(text: &str) -> String {
+    let full = if text.contains(':') { "/128" } else { "/32" };
+    text.strip_suffix(full).unwrap_or(text).to_owned()
 }
 
 /// A node's host firewall (`/etc/pve/nodes/<node>/host.fw`).
@@ -53,6 +104,7 @@ pub struct IpSetEntry {
 }
 
 impl IpSetEntry {
+    /// As listed, without the parser's `errors`.
     pub fn json(&self) -> Map<String, Value> {
         let mut out = Map::new();
         out.insert("cidr".into(), json!(self.cidr));
@@ -184,6 +236,11 @@ mod tests {
             assert_eq!(normalise_cidr(given).as_deref(), Some(stored), "{given}");
         }
         assert_eq!(normalise_cidr("10.0.0.1/33"), None);
+        // An alias keeps its host bits: only a full-length prefix goes.
+        assert_eq!(alias_cidr("10.0.0.11/24"), "10.0.0.11/24");
+        assert_eq!(alias_cidr("10.0.0.11/32"), "10.0.0.11");
+        assert_eq!(alias_cidr("fd00::5/128"), "fd00::5");
+        assert_eq!(alias_cidr("fd00::/32"), "fd00::/32");
         assert_eq!(normalise_cidr("nonsense"), None);
     }
 

@@ -19,7 +19,7 @@
 //! | `GET /admin/guests`, `GET /admin/guests/{vmid}` | simulated guests: config, power state, snapshots, files, command log, firewall |
 //! | `GET /admin/tasks` | every task with its state and log |
 //! | `GET /admin/access` | access control: `users` (userid, enable, expire, groups, comment, `hasPassword`), `groups`, `roles` (those made through the API, with their privileges; built-ins are derived), `acl` (path, type, ugid, roleid, propagate) and `tokens` (`tokenid` as `user@realm!name`, privsep, expire, comment; never secrets) |
-//! | `GET /admin/firewall` | the datacenter firewall as kept (as PVE reads `cluster.fw` back): `options` (`enable`, `ebtables` as numbers, `policy_*`, `log_ratelimit`), `ipsets` (`{name: {comment, entries: [{cidr, nomatch, comment}]}}`, names in lower case, entries sorted), `rules` (top first, as listed without `pos`/`digest`) |
+//! | `GET /admin/firewall` | the datacenter firewall as kept (as PVE reads `cluster.fw` back): `options` (`enable`, `ebtables` as numbers, `policy_*`, `log_ratelimit`), `ipsets` (`{name: {comment, entries: [{cidr, nomatch, comment}]}}`, names in lower case, entries sorted), `rules` (top first, as listed without `pos`/`digest`), `groups` (security groups: `{name: {comment, rules: [...]}}`, names in lower case, rules as `rules`'), `aliases` (`{name: {name, cidr, comment}}`, keyed by name in lower case, `name` as last given, `cidr` without a `/32`/`/128`) |
 //! | `GET /admin/nodes/{node}/network` | the node's network: `running` (the interfaces of `/etc/network/interfaces`) and `pending` (those of `interfaces.new`, `null` without pending changes), each as `GET /nodes/{node}/network` lists them |
 //! | `GET /admin/nodes/{node}/firewall` | the node's host firewall as kept (as PVE reads `host.fw` back): `options` (flags and numbers as numbers, log levels in lower case; absent ones take their defaults), `rules` (top first, as listed without `pos`/`digest`) |
 //! | `GET /admin/swarms` | the docker swarms the VMs formed: manager address, nodes (vmid, id, role, status) |
@@ -57,6 +57,8 @@ pub mod compose;
 pub mod docker;
 pub mod exports;
 pub mod firewall;
+#[cfg(test)]
+mod firewall_groups_tests;
 #[cfg(test)]
 mod firewall_tests;
 pub mod inside;

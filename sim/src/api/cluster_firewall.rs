@@ -1,13 +1,16 @@
 //! The datacenter firewall, `/cluster/firewall`: options, IP sets and their entries, rules
 //! — with the checks, messages and habits of pve-firewall's `API2/Firewall/Cluster.pm`,
 //! `IPSet.pm` and `Rules.pm` (the rules' are [`firewall_rules`]'s, shared with guests).
+//! Security groups and aliases are [`firewall_groups`]' and [`firewall_aliases`]'.
 //!
 //! [`firewall_rules`]: super::firewall_rules
+//! [`firewall_groups`]: super::firewall_groups
+//! [`firewall_aliases`]: super::firewall_aliases
 
-use super::firewall_rules::{self, Env};
+use super::firewall_rules::{self, Env, Refs};
 use super::{ApiResult, Call, PveError};
 use crate::firewall::{
-    ClusterFirewall, IpSet, IpSetEntry, list_with_digest, normalise_cidr, object_with_digest,
+    Alias, ClusterFirewall, IpSet, IpSetEntry, list_with_digest, normalise_cidr, object_with_digest,
 };
 use crate::state::Sim;
 use serde_json::{Map, Value, json};
@@ -22,23 +25,47 @@ pub(super) fn call(sim: &mut Sim, call: &Call) -> ApiResult {
         ("GET", "/ipset") => Ok(Value::Array(ipsets(fw).0)),
         ("POST", "/ipset") => create_ipset(fw, call),
         ("DELETE", "/ipset/{name}") => delete_ipset(fw, call),
-        ("GET", "/ipset/{name}") => Ok(Value::Array(entries(set(fw, call)?).0)),
+        ("GET", "/ipset/{name}") => Ok(Value::Array(entries(set(fw, call)?, &fw.aliases).0)),
         ("POST", "/ipset/{name}") => add_entry(fw, call),
         ("GET", "/ipset/{name}/{cidr}") => entry(fw, call),
         ("PUT", "/ipset/{name}/{cidr}") => update_entry(fw, call),
         ("DELETE", "/ipset/{name}/{cidr}") => remove_entry(fw, call),
-        ("GET", "/rules") => Ok(firewall_rules::list(&fw.rules, &fw.ipsets)),
-        ("GET", "/rules/{pos}") => firewall_rules::get(&fw.rules, &fw.ipsets, call),
-        ("POST", "/rules") => firewall_rules::create(&mut fw.rules, &fw.ipsets, call, Env::Cluster),
-        ("PUT", "/rules/{pos}") => {
-            firewall_rules::update(&mut fw.rules, &fw.ipsets, call, Env::Cluster)
+        ("GET", "/rules") => Ok(firewall_rules::list(&fw.rules, refs(fw), Env::Cluster)),
+        ("GET", "/rules/{pos}") => firewall_rules::get(&fw.rules, refs(fw), Env::Cluster, call),
+        ("POST", "/rules") => {
+            let refs = Refs {
+                sets: &fw.ipsets,
+                aliases: &fw.aliases,
+            };
+            firewall_rules::create(&mut fw.rules, refs, call, Env::Cluster)
         }
-        ("DELETE", "/rules/{pos}") => firewall_rules::delete(&mut fw.rules, &fw.ipsets, call),
+        ("PUT", "/rules/{pos}") => {
+            let refs = Refs {
+                sets: &fw.ipsets,
+                aliases: &fw.aliases,
+            };
+            firewall_rules::update(&mut fw.rules, refs, call, Env::Cluster)
+        }
+        ("DELETE", "/rules/{pos}") => {
+            let refs = Refs {
+                sets: &fw.ipsets,
+                aliases: &fw.aliases,
+            };
+            firewall_rules::delete(&mut fw.rules, refs, Env::Cluster, call)
+        }
         _ => Err(PveError {
             status: 501,
             message: format!("Method '{} {}' not implemented", call.method, call.template),
             errors: None,
         }),
+    }
+}
+
+/// What the datacenter's rules (and everyone else's) may name.
+pub(super) fn refs(fw: &ClusterFirewall) -> Refs<'_> {
+    Refs {
+        sets: &fw.ipsets,
+        aliases: &fw.aliases,
     }
 }
 
@@ -53,7 +80,7 @@ pub(super) fn unmodified(current: &str, call: &Call) -> Result<(), PveError> {
 }
 
 /// A comment as the file keeps it: trimmed, and none when it is empty or `0`.
-fn kept_comment(text: Option<String>) -> Option<String> {
+pub(super) fn kept_comment(text: Option<String>) -> Option<String> {
     text.map(|c| c.trim().to_owned())
         .filter(|c| !c.is_empty() && c != "0")
 }
@@ -200,9 +227,15 @@ fn set<'a>(fw: &'a ClusterFirewall, call: &Call) -> Result<&'a IpSet, PveError> 
 }
 
 fn set_mut<'a>(fw: &'a mut ClusterFirewall, call: &Call) -> Result<&'a mut IpSet, PveError> {
+    set_mut_in(&mut fw.ipsets, call)
+}
+
+fn set_mut_in<'a>(
+    sets: &'a mut BTreeMap<String, IpSet>,
+    call: &Call,
+) -> Result<&'a mut IpSet, PveError> {
     let name = call.text("name").unwrap_or_default();
-    fw.ipsets
-        .get_mut(&name)
+    sets.get_mut(&name)
         .ok_or_else(|| PveError::server(format!("no such IPSet '{name}'")))
 }
 
@@ -217,27 +250,58 @@ fn delete_ipset(fw: &mut ClusterFirewall, call: &Call) -> ApiResult {
     Ok(Value::Null)
 }
 
-/// A set's entries (sorted by address, as the file has them) with the list's digest.
-fn entries(set: &IpSet) -> (Vec<Value>, String) {
-    let (items, digest) = list_with_digest(set.entries.iter().map(IpSetEntry::json).collect());
+fn alias_pattern() -> regex::Regex {
+    regex::Regex::new(r"^(dc/|guest/)?([A-Za-z][A-Za-z0-9\-_]+)$").expect("static")
+}
+
+/// A set's entries (sorted by address, as the file has them) with the list's digest; one
+/// naming an alias that is gone carries the parser's `errors` (left out of the digest).
+fn entries(set: &IpSet, aliases: &BTreeMap<String, Alias>) -> (Vec<Value>, String) {
+    let alias = alias_pattern();
+    let items = set
+        .entries
+        .iter()
+        .map(|e| {
+            let mut item = e.json();
+            if let Some(c) = alias.captures(&e.cidr)
+                && !aliases.contains_key(&c[2].to_lowercase())
+            {
+                let msg = format!("no such alias '{}'", &c[2]);
+                item.insert("errors".into(), json!({"cidr": msg}));
+            }
+            item
+        })
+        .collect();
+    let (items, digest) = list_with_digest(items);
     (items.into_iter().map(Value::Object).collect(), digest)
 }
 
-/// `POST ipset/{name}`: the address normalised as PVE does before it looks for a
-/// duplicate; an alias must exist (none are simulated).
+/// `POST ipset/{name}`: an alias (kept as named) must be one of the datacenter's
+/// (`resolve_alias`: not `guest/`, which a datacenter set has none of); an address is
+/// normalised as PVE does before it looks for a duplicate.
 fn add_entry(fw: &mut ClusterFirewall, call: &Call) -> ApiResult {
     let given = call.text("cidr").unwrap_or_default();
-    let set = set_mut(fw, call)?;
-    let alias = regex::Regex::new(r"^(dc/|guest/)?([A-Za-z][A-Za-z0-9\-_]+)$").expect("static");
-    if let Some(c) = alias.captures(&given) {
-        return Err(PveError::server(format!("no such alias '{}'", &c[2])));
+    set(fw, call)?;
+    if let Some(c) = alias_pattern().captures(&given) {
+        let scope = c.get(1).map_or("", |m| m.as_str());
+        if scope == "guest/" || !fw.aliases.contains_key(&c[2].to_lowercase()) {
+            return Err(PveError::server(format!("no such alias '{}'", &c[2])));
+        }
+        let set = set_mut(fw, call)?;
+        return add_checked(set, given, call);
     }
+    let set = set_mut(fw, call)?;
     let cidr = normalise_cidr(&given).ok_or_else(|| {
         PveError::param(
             "cidr",
             "invalid format - value does not look like a valid IP address or CIDR network",
         )
     })?;
+    add_checked(set, cidr, call)
+}
+
+/// The entry added unless the set has it already or it has a zero prefix.
+fn add_checked(set: &mut IpSet, cidr: String, call: &Call) -> ApiResult {
     if set.entries.iter().any(|e| e.cidr == cidr) {
         return Err(PveError::param(
             "cidr",
@@ -275,13 +339,14 @@ fn no_such_entry() -> PveError {
 fn entry(fw: &ClusterFirewall, call: &Call) -> ApiResult {
     let set = set(fw, call)?;
     let at = find(set, call).ok_or_else(no_such_entry)?;
-    Ok(entries(set).0[at].clone())
+    Ok(entries(set, &fw.aliases).0[at].clone())
 }
 
 /// `PUT ipset/{name}/{cidr}`: `nomatch` and `comment` replaced (absent ones cleared).
 fn update_entry(fw: &mut ClusterFirewall, call: &Call) -> ApiResult {
-    let set = set_mut(fw, call)?;
-    unmodified(&entries(set).1, call)?;
+    let aliases = &fw.aliases;
+    let set = set_mut_in(&mut fw.ipsets, call)?;
+    unmodified(&entries(set, aliases).1, call)?;
     let at = find(set, call).ok_or_else(no_such_entry)?;
     set.entries[at].nomatch = call.flag("nomatch");
     set.entries[at].comment = kept_comment(call.text("comment"));
@@ -290,8 +355,9 @@ fn update_entry(fw: &mut ClusterFirewall, call: &Call) -> ApiResult {
 
 /// `DELETE ipset/{name}/{cidr}`: an address not in the set is no error.
 fn remove_entry(fw: &mut ClusterFirewall, call: &Call) -> ApiResult {
-    let set = set_mut(fw, call)?;
-    unmodified(&entries(set).1, call)?;
+    let aliases = &fw.aliases;
+    let set = set_mut_in(&mut fw.ipsets, call)?;
+    unmodified(&entries(set, aliases).1, call)?;
     if let Some(at) = find(set, call) {
         set.entries.remove(at);
     }

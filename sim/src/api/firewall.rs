@@ -1,10 +1,11 @@
 //! A guest's firewall: its options and rules (the rules' habits are [`firewall_rules`]'s,
-//! shared with the datacenter's; a `+set` must be one of the datacenter's IP sets, as
-//! guests' own sets are not simulated).
+//! shared with the datacenter's; a `+set` or an alias must be one of the datacenter's, as
+//! guests' own sets and aliases are not simulated).
 //!
 //! [`firewall_rules`]: super::firewall_rules
 
-use super::firewall_rules::{self, Env};
+use super::cluster_firewall::refs;
+use super::firewall_rules::{self, Env, Refs};
 use super::{ApiResult, Call};
 use crate::cluster::{Guest, GuestKind};
 use crate::state::Sim;
@@ -31,43 +32,49 @@ fn env(guest: &Guest) -> Env {
 }
 
 pub(super) fn rules(sim: &Sim, guest: &Guest) -> Value {
-    firewall_rules::list(&guest.firewall_rules, &sim.cluster.firewall.ipsets)
+    firewall_rules::list(
+        &guest.firewall_rules,
+        refs(&sim.cluster.firewall),
+        env(guest),
+    )
 }
 
 pub(super) fn rule(sim: &Sim, call: &Call, guest: &Guest) -> ApiResult {
-    firewall_rules::get(&guest.firewall_rules, &sim.cluster.firewall.ipsets, call)
+    let refs = refs(&sim.cluster.firewall);
+    firewall_rules::get(&guest.firewall_rules, refs, env(guest), call)
 }
 
-/// Runs `f` on the guest's rules with the datacenter's IP sets beside them.
+/// Runs `f` on the guest's rules with what they may name beside them.
 fn with_rules(
     sim: &mut Sim,
     guest: &Guest,
-    f: impl FnOnce(&mut Vec<Value>, &firewall_rules::Sets) -> ApiResult,
+    f: impl FnOnce(&mut Vec<Value>, Refs) -> ApiResult,
 ) -> ApiResult {
     let cluster = &mut sim.cluster;
     let g = cluster
         .guests
         .get_mut(&guest.vmid)
         .expect("the router looked it up");
-    f(&mut g.firewall_rules, &cluster.firewall.ipsets)
+    f(&mut g.firewall_rules, refs(&cluster.firewall))
 }
 
 pub(super) fn add_rule(sim: &mut Sim, call: &Call, guest: &Guest) -> ApiResult {
     let env = env(guest);
-    with_rules(sim, guest, |rules, sets| {
-        firewall_rules::create(rules, sets, call, env)
+    with_rules(sim, guest, |rules, refs| {
+        firewall_rules::create(rules, refs, call, env)
     })
 }
 
 pub(super) fn update_rule(sim: &mut Sim, call: &Call, guest: &Guest) -> ApiResult {
     let env = env(guest);
-    with_rules(sim, guest, |rules, sets| {
-        firewall_rules::update(rules, sets, call, env)
+    with_rules(sim, guest, |rules, refs| {
+        firewall_rules::update(rules, refs, call, env)
     })
 }
 
 pub(super) fn delete_rule(sim: &mut Sim, call: &Call, guest: &Guest) -> ApiResult {
-    with_rules(sim, guest, |rules, sets| {
-        firewall_rules::delete(rules, sets, call)
+    let env = env(guest);
+    with_rules(sim, guest, |rules, refs| {
+        firewall_rules::delete(rules, refs, env, call)
     })
 }

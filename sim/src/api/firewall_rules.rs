@@ -1,9 +1,10 @@
-//! Firewall rules, wherever they live (the datacenter's, a node's, a guest's): listed, read,
-//! created, changed, moved and removed as pve-firewall's `API2/Firewall/Rules.pm` does,
-//! checked by its `verify_rule` and kept as `Firewall.pm` writes them and reads them back.
+//! Firewall rules, wherever they live (the datacenter's, a security group's, a node's, a
+//! guest's): listed, read, created, changed, moved and removed as pve-firewall's
+//! `API2/Firewall/Rules.pm` does, checked by its `verify_rule` and kept as `Firewall.pm`
+//! writes them and reads them back.
 
 use super::{ApiResult, Call, PveError};
-use crate::firewall::{IpSet, list_with_digest};
+use crate::firewall::{Alias, IpSet, list_with_digest};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -11,6 +12,8 @@ use std::collections::BTreeMap;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum Env {
     Cluster,
+    /// A security group's rules.
+    Group,
     /// A node's host firewall.
     Host,
     /// A guest: PVE names it `vm` or `ct` in its messages.
@@ -21,6 +24,7 @@ impl Env {
     fn name(self) -> &'static str {
         match self {
             Env::Cluster => "cluster",
+            Env::Group => "group",
             Env::Host => "host",
             Env::Guest(kind) => kind,
         }
@@ -29,14 +33,20 @@ impl Env {
     fn types(self) -> &'static [&'static str] {
         match self {
             Env::Cluster | Env::Host => &["in", "out", "forward", "group"],
+            Env::Group => &["in", "out", "forward"],
             Env::Guest(_) => &["in", "out", "group"],
         }
     }
 }
 
-/// The IP sets a rule may name as `+name` (the datacenter's; guests' own sets are not
-/// simulated).
-pub(super) type Sets = BTreeMap<String, IpSet>;
+/// What a rule's addresses may name: the datacenter's IP sets (`+name`) and aliases
+/// (guests' own sets and aliases are not simulated).
+#[derive(Clone, Copy)]
+pub(super) struct Refs<'a> {
+    pub sets: &'a BTreeMap<String, IpSet>,
+    /// By name in lower case.
+    pub aliases: &'a BTreeMap<String, Alias>,
+}
 
 /// The parameters PVE copies into a rule (`$rule_properties`); `pos` and `digest` among
 /// them, but the file writer drops those.
@@ -85,10 +95,10 @@ fn truthy(v: &str) -> bool {
 }
 
 /// `GET rules`: every rule with the list's digest and its position; a rule naming an IP
-/// set that is gone carries the parser's `errors` (PVE lists it so, it does not refuse to
-/// delete the set).
-pub(super) fn list(rules: &[Value], sets: &Sets) -> Value {
-    let items = rules.iter().map(|r| listed(r, sets)).collect();
+/// set or alias that is gone carries the parser's `errors` (PVE lists it so, it does not
+/// refuse to delete the set or alias).
+pub(super) fn list(rules: &[Value], refs: Refs, env: Env) -> Value {
+    let items = rules.iter().map(|r| listed(r, refs, env)).collect();
     let (items, _) = list_with_digest(items);
     Value::Array(
         items
@@ -102,12 +112,22 @@ pub(super) fn list(rules: &[Value], sets: &Sets) -> Value {
     )
 }
 
-fn listed(rule: &Value, sets: &Sets) -> Map<String, Value> {
+/// A rule as the parser reads it back: the `errors` of what it names, and the IP version
+/// of an alias it names (read from the alias as it is now).
+fn listed(rule: &Value, refs: Refs, env: Env) -> Map<String, Value> {
     let mut out = rule.as_object().cloned().unwrap_or_default();
     let mut errors = Map::new();
     for field in ["source", "dest"] {
-        if let Some(Err(msg)) = out.get(field).map(|v| set_or_alias(&as_text(v), sets)) {
+        let Some(value) = out.get(field).map(as_text) else {
+            continue;
+        };
+        if let Err(msg) = set_or_alias(&value, refs) {
             errors.insert(field.into(), json!(msg));
+        }
+        if !out.contains_key("ipversion")
+            && let Some(v) = alias_version(&value, refs, env, true)
+        {
+            out.insert("ipversion".into(), json!(v));
         }
     }
     if !errors.is_empty() {
@@ -125,8 +145,8 @@ fn position(call: &Call, len: usize) -> Result<usize, PveError> {
 }
 
 /// PVE's `assert_if_modified` against the digest of the list.
-fn unmodified(rules: &[Value], sets: &Sets, call: &Call) -> Result<(), PveError> {
-    let current = list_with_digest(rules.iter().map(|r| listed(r, sets)).collect()).1;
+fn unmodified(rules: &[Value], refs: Refs, env: Env, call: &Call) -> Result<(), PveError> {
+    let current = list_with_digest(rules.iter().map(|r| listed(r, refs, env)).collect()).1;
     match call.text("digest") {
         Some(d) if d != current => Err(PveError::server(
             "detected modified configuration - file changed by other user? Try again.",
@@ -136,17 +156,17 @@ fn unmodified(rules: &[Value], sets: &Sets, call: &Call) -> Result<(), PveError>
 }
 
 /// `GET rules/{pos}`.
-pub(super) fn get(rules: &[Value], sets: &Sets, call: &Call) -> ApiResult {
+pub(super) fn get(rules: &[Value], refs: Refs, env: Env, call: &Call) -> ApiResult {
     let pos = position(call, rules.len())?;
-    Ok(list(rules, sets)[pos].clone())
+    Ok(list(rules, refs, env)[pos].clone())
 }
 
 /// `POST rules`: checked, then put on top whatever `pos` says (`unshift`); without
 /// `enable` it is disabled.
-pub(super) fn create(rules: &mut Vec<Value>, sets: &Sets, call: &Call, env: Env) -> ApiResult {
+pub(super) fn create(rules: &mut Vec<Value>, refs: Refs, call: &Call, env: Env) -> ApiResult {
     let mut draft = Draft::new();
     copy_data(&mut draft, call);
-    let ipversion = verify(&draft, sets, env)?;
+    let ipversion = verify(&draft, refs, env)?;
     if !call.params.contains_key("enable") {
         draft.insert("enable".into(), "0".into());
     }
@@ -156,8 +176,8 @@ pub(super) fn create(rules: &mut Vec<Value>, sets: &Sets, call: &Call, env: Env)
 
 /// `PUT rules/{pos}`: `moveto` moves it (other arguments ignored), else its properties
 /// change (`delete` removes some) and it is checked again.
-pub(super) fn update(rules: &mut Vec<Value>, sets: &Sets, call: &Call, env: Env) -> ApiResult {
-    unmodified(rules, sets, call)?;
+pub(super) fn update(rules: &mut Vec<Value>, refs: Refs, call: &Call, env: Env) -> ApiResult {
+    unmodified(rules, refs, env, call)?;
     let pos = position(call, rules.len())?;
     if let Some(moveto) = call.text("moveto").and_then(|m| m.parse::<usize>().ok()) {
         if moveto != pos {
@@ -176,7 +196,7 @@ pub(super) fn update(rules: &mut Vec<Value>, sets: &Sets, call: &Call, env: Env)
     if let Some(delete) = call.text("delete") {
         delete_properties(&mut draft, &delete)?;
     }
-    let ipversion = verify(&draft, sets, env)?;
+    let ipversion = verify(&draft, refs, env)?;
     rules[pos] = stored(&draft, ipversion);
     Ok(Value::Null)
 }
@@ -201,8 +221,8 @@ fn move_rule(rules: &mut Vec<Value>, pos: usize, moveto: usize) {
 }
 
 /// `DELETE rules/{pos}`.
-pub(super) fn delete(rules: &mut Vec<Value>, sets: &Sets, call: &Call) -> ApiResult {
-    unmodified(rules, sets, call)?;
+pub(super) fn delete(rules: &mut Vec<Value>, refs: Refs, env: Env, call: &Call) -> ApiResult {
+    unmodified(rules, refs, env, call)?;
     let pos = position(call, rules.len())?;
     rules.remove(pos);
     Ok(Value::Null)
@@ -248,7 +268,8 @@ fn delete_properties(draft: &mut Draft, list: &str) -> Result<(), PveError> {
 
 /// The rule as `cluster.fw`/`<vmid>.fw` gets it and the parser reads it back: enabled
 /// unless `enable` is 0, a group rule keeps only its interface, empty and `0` values
-/// dropped, the comment trimmed, the IP version PVE derives from the addresses.
+/// dropped, the comment trimmed, the IP version PVE derives from the addresses (an alias's
+/// is not kept: the listing reads it from the alias).
 fn stored(draft: &Draft, ipversion: Option<u8>) -> Value {
     let text = |k: &str| draft.get(k).filter(|v| truthy(v)).cloned();
     let kind = draft
@@ -290,8 +311,9 @@ fn stored(draft: &Draft, ipversion: Option<u8>) -> Value {
 }
 
 /// `verify_rule` as the API calls it: the first error as PVE's parameter error; the IP
-/// version the addresses (or an ICMP protocol) imply.
-fn verify(draft: &Draft, sets: &Sets, env: Env) -> Result<Option<u8>, PveError> {
+/// version the addresses (or an ICMP protocol) imply, but for aliases' (which count for
+/// the mixed-versions check only).
+fn verify(draft: &Draft, refs: Refs, env: Env) -> Result<Option<u8>, PveError> {
     let get = |k: &str| draft.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let (kind, action) = (get("type"), get("action"));
     let kind = kind.ok_or_else(|| PveError::param("type", "missing property"))?;
@@ -300,6 +322,12 @@ fn verify(draft: &Draft, sets: &Sets, env: Env) -> Result<Option<u8>, PveError> 
         return Err(PveError::param(
             "type",
             format!("invalid rule type '{kind}' for rule_env '{}'", env.name()),
+        ));
+    }
+    if kind == "group" && !name_pattern("").is_match(action) {
+        return Err(PveError::param(
+            "action",
+            "invalid characters in security group name",
         ));
     }
     if kind != "group" {
@@ -316,6 +344,12 @@ fn verify(draft: &Draft, sets: &Sets, env: Env) -> Result<Option<u8>, PveError> 
             ));
         }
     }
+    if get("iface").is_some() && env == Env::Group {
+        return Err(PveError::param(
+            "type",
+            "parameter -i not allowed for this rule type",
+        ));
+    }
     if let (Some(iface), Env::Guest(_)) = (get("iface"), env)
         && !regex::Regex::new(r"^net\d+$")
             .expect("static")
@@ -326,7 +360,7 @@ fn verify(draft: &Draft, sets: &Sets, env: Env) -> Result<Option<u8>, PveError> 
             r"value does not match the regex pattern 'net\d+'",
         ));
     }
-    let mut version = match get("proto") {
+    let mut plain = match get("proto") {
         Some("icmp") => Some(4),
         Some("icmpv6" | "ipv6-icmp") => Some(6),
         _ => None,
@@ -351,6 +385,8 @@ fn verify(draft: &Draft, sets: &Sets, env: Env) -> Result<Option<u8>, PveError> 
             }
         }
     }
+    // The running version, aliases' included.
+    let mut version = plain;
     for field in ["source", "dest"] {
         if let Some(value) = get(field) {
             let found = address_version(value).map_err(|e| PveError::param(field, e))?;
@@ -361,13 +397,45 @@ fn verify(draft: &Draft, sets: &Sets, env: Env) -> Result<Option<u8>, PveError> 
                         "detected mixed ipv4/ipv6 addresses in rule",
                     ));
                 }
+                (_, Some(b)) => {
+                    version = Some(b);
+                    plain = Some(b);
+                }
+                _ => {}
+            }
+            set_or_alias(value, refs).map_err(|e| PveError::param(field, e))?;
+            // Outside `verify_rule`'s evals: a plain error, not a parameter's.
+            match (version, alias_version(value, refs, env, false)) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(PveError::server(
+                        "detected mixed ipv4/ipv6 addresses in rule",
+                    ));
+                }
                 (_, Some(b)) => version = Some(b),
                 _ => {}
             }
-            set_or_alias(value, sets).map_err(|e| PveError::param(field, e))?;
         }
     }
-    Ok(version)
+    Ok(plain)
+}
+
+/// The IP version of the alias `value` names, where PVE looks it up: `verify_rule` when
+/// the API checks a rule (datacenter and group rules look in `cluster.fw` unless the name
+/// says `dc/`, nodes' and guests' unless it says `guest/`), or the parser reading the
+/// file back (`read_back`: the datacenter's rules find every scope, the others not
+/// `guest/`, as guests' own aliases are not simulated).
+fn alias_version(value: &str, refs: Refs, env: Env, read_back: bool) -> Option<u8> {
+    let c = name_pattern("(dc/|guest/)?").captures(value)?;
+    let scope = c.get(1).map_or("", |m| m.as_str());
+    let looked = match env {
+        Env::Cluster if read_back => true,
+        Env::Cluster | Env::Group if !read_back => scope != "dc/",
+        _ => scope != "guest/",
+    };
+    match looked {
+        true => refs.aliases.get(&c[2].to_lowercase()).map(Alias::ipversion),
+        false => None,
+    }
 }
 
 /// `parse_address_list`: the IP version of an address list, `None` for a set or an
@@ -413,18 +481,21 @@ fn address_version(text: &str) -> Result<Option<u8>, String> {
 
 /// The IP set (`+name`) or alias a rule's address names must exist: the datacenter's
 /// sets, matched by exact name (PVE keeps set names in lower case, so `+Web` misses
-/// `web`); aliases are not simulated, so any alias is unknown.
-fn set_or_alias(value: &str, sets: &Sets) -> Result<(), String> {
+/// `web`); the datacenter's aliases, matched in lower case whatever the scope prefix
+/// says (`verify_rule` looks in both the datacenter's and the rule's own file).
+fn set_or_alias(value: &str, refs: Refs) -> Result<(), String> {
     if value.starts_with('+') {
         let set = name_pattern(r"\+(guest/|dc/|sdn/)?");
         return match set.captures(value) {
-            Some(c) if sets.contains_key(&c[2]) => Ok(()),
+            Some(c) if refs.sets.contains_key(&c[2]) => Ok(()),
             Some(c) => Err(format!("no such ipset '{}'", &c[2])),
             None => Err(format!("invalid ipset name '{value}'")),
         };
     }
-    match name_pattern("(dc/|guest/)?").is_match(value) {
-        true => Err(format!("no such alias '{value}'")),
-        false => Ok(()),
+    match name_pattern("(dc/|guest/)?").captures(value) {
+        Some(c) if !refs.aliases.contains_key(&c[2].to_lowercase()) => {
+            Err(format!("no such alias '{value}'"))
+        }
+        _ => Ok(()),
     }
 }

@@ -7,8 +7,10 @@
 //! `templates` and `snapshots` use `guests` (a guest's summary, its lock, ...), which uses
 //! none of them. `permissions` decides who may call what (before any handler runs, and
 //! inside the handlers that check more); `access` serves `/access`. `firewall` (a
-//! guest's), `node_firewall` (a node's) and `cluster_firewall` (the datacenter's) share
-//! `firewall_rules`. `network` serves a node's network configuration.
+//! guest's), `node_firewall` (a node's), `cluster_firewall` (the datacenter's) and
+//! `firewall_groups` (security groups) share `firewall_rules`; `firewall_aliases` serves
+//! the datacenter's aliases; the last four use `cluster_firewall`'s helpers, which uses
+//! none of them. `network` serves a node's network configuration.
 
 mod access;
 mod agent;
@@ -16,6 +18,8 @@ mod cluster;
 mod cluster_firewall;
 mod disks;
 mod firewall;
+mod firewall_aliases;
+mod firewall_groups;
 mod firewall_rules;
 mod guests;
 pub mod network;
@@ -162,6 +166,10 @@ fn route(sim: &mut Sim, call: &Call) -> ApiResult {
             call.text("type").as_deref(),
         )),
         ("GET", "/cluster/nextid", _) => cluster::next_id(&sim.cluster, call),
+        (_, t, _) if t.starts_with("/cluster/firewall/groups") => firewall_groups::call(sim, call),
+        (_, t, _) if t.starts_with("/cluster/firewall/aliases") => {
+            firewall_aliases::call(sim, call)
+        }
         (_, t, _) if t.starts_with("/cluster/firewall/") => cluster_firewall::call(sim, call),
         ("GET", "/pools", _) => Ok(pools::list(&sim.cluster)),
         ("GET", "/storage", _) => Ok(storage_config::list(&sim.cluster, call)),

@@ -1,12 +1,12 @@
 //! A node's host firewall, `/nodes/{node}/firewall`: options and rules with the checks,
 //! messages and habits of pve-firewall's `API2/Firewall/Host.pm` (options as
 //! `parse_hostfw_option` reads them back) and `Rules.pm` (the rules' are
-//! [`firewall_rules`]'s, shared with the datacenter and the guests; a `+set` must be one of
-//! the datacenter's IP sets).
+//! [`firewall_rules`]'s, shared with the datacenter and the guests; a `+set` or an alias
+//! must be one of the datacenter's).
 //!
 //! [`firewall_rules`]: super::firewall_rules
 
-use super::cluster_firewall::{delete_options, unmodified};
+use super::cluster_firewall::{delete_options, refs, unmodified};
 use super::firewall_rules::{self, Env};
 use super::{ApiResult, Call, PveError};
 use crate::firewall::{NodeFirewall, object_with_digest};
@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 pub(super) fn call(sim: &mut Sim, call: &Call) -> ApiResult {
     let cluster = &mut sim.cluster;
-    let sets = &cluster.firewall.ipsets;
+    let refs = refs(&cluster.firewall);
     let node = call.node();
     let fw = &mut cluster
         .nodes
@@ -27,11 +27,11 @@ pub(super) fn call(sim: &mut Sim, call: &Call) -> ApiResult {
     match (call.method, path) {
         ("GET", "/options") => Ok(Value::Object(options(fw).0)),
         ("PUT", "/options") => set_options(fw, call),
-        ("GET", "/rules") => Ok(firewall_rules::list(&fw.rules, sets)),
-        ("GET", "/rules/{pos}") => firewall_rules::get(&fw.rules, sets, call),
-        ("POST", "/rules") => firewall_rules::create(&mut fw.rules, sets, call, Env::Host),
-        ("PUT", "/rules/{pos}") => firewall_rules::update(&mut fw.rules, sets, call, Env::Host),
-        ("DELETE", "/rules/{pos}") => firewall_rules::delete(&mut fw.rules, sets, call),
+        ("GET", "/rules") => Ok(firewall_rules::list(&fw.rules, refs, Env::Host)),
+        ("GET", "/rules/{pos}") => firewall_rules::get(&fw.rules, refs, Env::Host, call),
+        ("POST", "/rules") => firewall_rules::create(&mut fw.rules, refs, call, Env::Host),
+        ("PUT", "/rules/{pos}") => firewall_rules::update(&mut fw.rules, refs, call, Env::Host),
+        ("DELETE", "/rules/{pos}") => firewall_rules::delete(&mut fw.rules, refs, Env::Host, call),
         _ => Err(PveError {
             status: 501,
             message: format!("Method '{} {}' not implemented", call.method, call.template),
