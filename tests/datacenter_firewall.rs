@@ -103,6 +103,11 @@ async fn role_sets_follow_the_guests_rules_stay_and_enabling_is_refused_without_
     let fw = sim.get("firewall").await;
     assert_eq!(entries(&fw, "management"), ["10.0.0.0/24"]);
     assert_eq!(fw["rules"].as_array().map(Vec::len), Some(3), "{fw:#}");
+    // The spec's alias and security group, with the group's rule naming the alias.
+    assert_eq!(fw["aliases"]["lan"]["cidr"], "10.0.0.0/24", "{fw:#}");
+    let group = &fw["groups"]["ssh-from-lan"]["rules"];
+    assert_eq!(group.as_array().map(Vec::len), Some(1), "{fw:#}");
+    assert_eq!(group[0]["source"], "lan", "{fw:#}");
     assert_eq!(fw["options"]["enable"].as_i64().unwrap_or(0), 0, "{fw:#}");
 
     // The routes' derived rules: the backend opens its port to Traefik's set, the gateway

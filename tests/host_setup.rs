@@ -122,6 +122,9 @@ async fn the_example_host_converges_every_area_and_then_stays_still() {
         4,
         "{firewall:#}"
     );
+    // The datacenter's security group first, as the spec lists it.
+    assert_eq!(firewall["rules"][0]["type"], "group", "{firewall:#}");
+    assert_eq!(firewall["rules"][0]["action"], "ssh-from-lan", "{firewall:#}");
     let files = sim.get("nodes/phoenix/files").await;
     for path in [
         "/etc/exports.d/phoenix.exports",

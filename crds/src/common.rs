@@ -520,14 +520,16 @@ pub struct Firewall {
     /// Security groups (the ProxmoxCluster's `firewall.securityGroups`) whose rules apply
     /// here, before `rules`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(regex(pattern = FIREWALL_NAME_PATTERN), length(min = 2, max = 18)))]
+    #[schemars(length(max = 16), inner(regex(pattern = SECURITY_GROUP_PATTERN), length(min = 2, max = 18)))]
     pub security_groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<FirewallRule>,
 }
 
-/// A security group's or an alias's name, as PVE accepts it.
+/// An alias's name, as PVE accepts it.
 pub const FIREWALL_NAME_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9_-]+$";
+/// A security group's name: in lower case, as PVE stores (and then only finds) it.
+pub const SECURITY_GROUP_PATTERN: &str = r"^[a-z][a-z0-9_-]+$";
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]

@@ -1,7 +1,7 @@
 //! The network part of a ProxmoxHost: Linux bridges through PVE's API (changes staged in
 //! `interfaces.new`, then applied), and the node's own firewall.
 
-use crate::common::{FIREWALL_NAME_PATTERN, FirewallRule, IPV4_PATTERN, SINGLE_LINE_PATTERN};
+use crate::common::{FirewallRule, IPV4_PATTERN, SECURITY_GROUP_PATTERN, SINGLE_LINE_PATTERN};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +57,7 @@ pub struct NodeFirewall {
     /// Security groups (the ProxmoxCluster's `firewall.securityGroups`) applied before
     /// `rules`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(regex(pattern = FIREWALL_NAME_PATTERN), length(min = 2, max = 18)))]
+    #[schemars(length(max = 16), inner(regex(pattern = SECURITY_GROUP_PATTERN), length(min = 2, max = 18)))]
     pub security_groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]

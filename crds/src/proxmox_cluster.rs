@@ -115,7 +115,7 @@ pub struct FirewallAlias {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecurityGroup {
-    #[schemars(regex(pattern = FIREWALL_NAME_PATTERN), length(min = 2, max = 18))]
+    #[schemars(regex(pattern = SECURITY_GROUP_PATTERN), length(min = 2, max = 18))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = SINGLE_LINE_PATTERN), length(max = 200))]

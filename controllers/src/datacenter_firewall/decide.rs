@@ -135,12 +135,19 @@ pub fn plan_aliases<'a>(spec: &'a [FirewallAlias], live: &[Value]) -> Vec<AliasC
             let Some(found) = found else {
                 return Some(AliasChange::Add(alias));
             };
-            let same_cidr = normalise(&text(found, "cidr")) == normalise(&alias.cidr);
+            let same_cidr = text(found, "cidr") == as_alias_stored(&alias.cidr);
             let same_comment =
                 text(found, "comment") == alias.comment.as_deref().unwrap_or("").trim();
             (!same_cidr || !same_comment).then_some(AliasChange::Update(alias))
         })
         .collect()
+}
+
+/// An alias's address as PVE keeps it: as given, but for a host prefix (`/32`, `/128`).
+fn as_alias_stored(cidr: &str) -> &str {
+    cidr.strip_suffix("/32")
+        .or_else(|| cidr.strip_suffix("/128"))
+        .unwrap_or(cidr)
 }
 
 /// The spec's security groups PVE does not have yet (`GET /cluster/firewall/groups`).
@@ -175,7 +182,7 @@ mod tests {
         ];
         let live = serde_json::json!([
             {"name": "nas", "cidr": "10.0.0.6", "ipversion": 4},
-            {"name": "LAN", "cidr": "10.0.0.0/24", "ipversion": 4},
+            {"name": "LAN", "cidr": "10.0.0.7/24", "ipversion": 4},
             {"name": "theirs", "cidr": "10.0.0.1"}
         ]);
         let changes = plan_aliases(&spec, live.as_array().unwrap());
