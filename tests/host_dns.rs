@@ -179,11 +179,7 @@ async fn the_real_dnsmasq_answers_every_guest_and_route_and_follows_changes_with
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_step_names_itself_never_activates_its_config_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ApiServer::up_simulated(
-        dir.path(),
-        &["--resync-seconds", "2", "--task-duration", "default=0.2"],
-    );
-    support::homelab_cluster(&server).await;
+    let server = host::up_with_cluster(dir.path(), "2").await;
     let sim = SimAdmin::of(&server);
     // dnsmasq refuses the config twice, then takes it.
     sim.put(
@@ -225,11 +221,7 @@ async fn a_failing_step_names_itself_never_activates_its_config_and_recovers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_on_the_node_is_put_back_or_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ApiServer::up_simulated(
-        dir.path(),
-        &["--resync-seconds", "1", "--task-duration", "default=0.2"],
-    );
-    support::homelab_cluster(&server).await;
+    let server = host::up_with_cluster(dir.path(), "1").await;
     let host = host::example_yaml();
     support::kubectl_apply(&server, &host);
     let client = support::client(&server).await;

@@ -17,11 +17,7 @@ use support::{ApiServer, SimAdmin};
 
 /// The simulator and Phoenix with the homelab cluster, and the example host applied.
 async fn with_host(dir: &Path, answers: Value) -> (ApiServer, SimAdmin, Api<ProxmoxHost>) {
-    let server = ApiServer::up_simulated(
-        dir,
-        &["--resync-seconds", "2", "--task-duration", "default=0.2"],
-    );
-    support::homelab_cluster(&server).await;
+    let server = host::up_with_cluster(dir, "2").await;
     let sim = SimAdmin::of(&server);
     sim.put("nodes/phoenix/answers", answers).await;
     support::kubectl_apply(&server, &host::example_yaml());
@@ -124,7 +120,10 @@ async fn the_example_host_converges_every_area_and_then_stays_still() {
     );
     // The datacenter's security group first, as the spec lists it.
     assert_eq!(firewall["rules"][0]["type"], "group", "{firewall:#}");
-    assert_eq!(firewall["rules"][0]["action"], "ssh-from-lan", "{firewall:#}");
+    assert_eq!(
+        firewall["rules"][0]["action"], "ssh-from-lan",
+        "{firewall:#}"
+    );
     let files = sim.get("nodes/phoenix/files").await;
     for path in [
         "/etc/exports.d/phoenix.exports",
@@ -247,11 +246,7 @@ async fn a_failing_zfs_step_names_itself_backs_off_and_recovers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn network_changes_someone_else_staged_are_never_applied_nor_the_management_address_moved() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ApiServer::up_simulated(
-        dir.path(),
-        &["--resync-seconds", "2", "--task-duration", "default=0.2"],
-    );
-    support::homelab_cluster(&server).await;
+    let server = host::up_with_cluster(dir.path(), "2").await;
     let sim = SimAdmin::of(&server);
     // Someone staged a bridge in PVE's UI and did not apply it.
     sim.api(

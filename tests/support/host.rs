@@ -43,6 +43,15 @@ pub async fn wait_ready(hosts: &Api<ProxmoxHost>) {
     .await;
 }
 
+/// The simulator and Phoenix with the homelab cluster Ready (fast tasks, a resync every
+/// `resync` seconds), nothing else applied.
+pub async fn up_with_cluster(dir: &std::path::Path, resync: &str) -> super::ApiServer {
+    let args = ["--resync-seconds", resync, "--task-duration", "default=0.2"];
+    let server = super::ApiServer::up_simulated(dir, &args);
+    super::homelab_cluster(&server).await;
+    server
+}
+
 /// `kubectl get events` of the host.
 pub fn events(server: &super::ApiServer) -> String {
     let selector = "involvedObject.kind=ProxmoxHost";
