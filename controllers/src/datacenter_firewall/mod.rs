@@ -27,7 +27,8 @@ use std::sync::Arc;
 pub struct Roles {
     pub traefik: Vec<String>,
     pub gateway: Vec<String>,
-    /// Step-CA's clients and Phoenix, once Step-CA's guest is found (`None`: no set).
+    /// Step-CA's clients (and, added when reconciling, Phoenix) when the cluster names a
+    /// Step-CA (`None`: no set).
     pub acme_clients: Option<Vec<String>>,
 }
 
@@ -37,8 +38,11 @@ impl Roles {
         guests: &[Arc<LxcGuest>],
         cluster: &ProxmoxCluster,
     ) -> Self {
-        let acme_clients = cluster.spec.acme.as_ref().and_then(|acme| {
+        // The set exists whenever the cluster names a Step-CA (empty until its guest and
+        // clients have addresses): Step-CA's guest may name it in a rule at once.
+        let acme_clients = cluster.spec.acme.as_ref().map(|acme| {
             step_ca_access::clients(guests, &cluster.name_any(), &acme.directory_url)
+                .unwrap_or_default()
         });
         let cluster = cluster.name_any();
         let cluster = cluster.as_str();
