@@ -176,16 +176,13 @@ async fn the_examples_converge_in_order_and_then_make_no_calls_that_change_anyth
     ] {
         assert!(metrics.contains(series), "{series} in:\n{metrics}");
     }
-    // 103's firewall as its spec says; a rule added by hand is undone at the next resync.
+    // 103's firewall as its spec says, plus the rule Phoenix derives for Step-CA's ACME
+    // clients (the cluster names a Step-CA); a rule added by hand is undone at the next resync.
     let ca = sim.guest(103).await;
     assert_eq!(ca["firewall_options"]["policy_in"], "DROP");
     assert_eq!(ca["firewall_options"]["enable"], "1");
     let rules = ca["firewall_rules"].as_array().unwrap().clone();
-    assert_eq!(rules.len(), 2, "{rules:?}");
-    assert_eq!(
-        (rules[0]["dport"].as_str(), rules[1]["macro"].as_str()),
-        (Some("9000"), Some("SSH"))
-    );
+    assert!(step_ca_rules(&rules), "{rules:?}");
     sim.api(
         Method::POST,
         "/nodes/phoenix/lxc/103/firewall/rules",
@@ -203,10 +200,8 @@ async fn the_examples_converge_in_order_and_then_make_no_calls_that_change_anyth
         loop {
             let rules = sim.guest(103).await["firewall_rules"].clone();
             let rules = rules.as_array().unwrap();
-            let restored =
-                rules.len() == 2 && rules[0]["dport"] == "9000" && rules[1]["macro"] == "SSH";
             let story = support::kubectl(&server, &["describe", "lxc", "step-ca"]);
-            if restored && story.contains("firewall set: firewall rules (2 wanted)") {
+            if step_ca_rules(rules) && story.contains("firewall set: firewall rules (3 wanted)") {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -219,6 +214,14 @@ async fn the_examples_converge_in_order_and_then_make_no_calls_that_change_anyth
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// Step-CA's guest rules: the spec's two, then the derived one for its ACME clients.
+fn step_ca_rules(rules: &[serde_json::Value]) -> bool {
+    rules.len() == 3
+        && rules[0]["dport"] == "9000"
+        && rules[1]["macro"] == "SSH"
+        && rules[2]["source"] == "+phoenix-acme-clients"
 }
 
 /// Every kind with a controller as kstatus and `kubectl wait` read it: Ready, and
