@@ -10,7 +10,7 @@ SHARED ?= ../shared
 # Tests read the reference material (PVE schema, recorded responses) from here.
 export PHOENIX_SHARED := $(abspath $(SHARED))
 
-.PHONY: run test crds lint bench deps build k8s
+.PHONY: run test crds lint bench deps build k8s traefik
 
 # The whole platform on one machine: embedded API server + controllers + simulated Proxmox, examples applied.
 run: deps build
@@ -19,12 +19,17 @@ run: deps build
 # Everything CI checks: formatting, clippy, unit and end-to-end tests, CRD drift, the Helm chart,
 # and the real-Kubernetes suite (kube-apiserver and etcd built first: minutes on a fresh machine,
 # seconds once cached in ~/.cache/phoenix-k8s).
-test: deps lint k8s
+test: deps lint k8s traefik
 	cargo test --workspace --lib --bins --tests
 
 # kube-apiserver and etcd built from their Go modules (tests/k8s/build.sh), for the tests.
 k8s: deps
 	bash tests/k8s/build.sh
+
+# Traefik built from its Go module (tests/traefik/build.sh), for the route tests; cached in
+# ~/.cache/phoenix-traefik.
+traefik: deps
+	bash tests/traefik/build.sh
 
 # Regenerate the checked-in CRD YAML (crds/yaml and the chart's copy) from the Rust types.
 crds: build

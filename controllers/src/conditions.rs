@@ -165,6 +165,16 @@ pub mod reason {
     pub const INVALID_ACCESS: &str = "InvalidAccess";
     pub const GROUP_NOT_FOUND: &str = "GroupNotFound";
     pub const USER_NOT_FOUND: &str = "UserNotFound";
+    /// TraefikService.
+    pub const HOST_CONFLICT: &str = "HostConflict";
+    pub const UNKNOWN_MIDDLEWARE: &str = "UnknownMiddleware";
+    pub const INVALID_BACKEND: &str = "InvalidBackend";
+    pub const WAITING_FOR_CERTIFICATE: &str = "WaitingForCertificate";
+    pub const WAITING_FOR_TRAEFIK: &str = "WaitingForTraefik";
+    pub const ROUTE_WRITTEN: &str = "RouteWritten";
+    pub const ROUTE_REMOVED: &str = "RouteRemoved";
+    pub const ROUTE_ANSWERING: &str = "RouteAnswering";
+    pub const ROUTE_NOT_ANSWERING: &str = "RouteNotAnswering";
 }
 
 /// Where a pass left an object, as kstatus reads it.

@@ -3,12 +3,16 @@
 //! cluster has no `ssh` (Phoenix on the node itself). In simulate mode the simulator's
 //! `pct` (or a loopback sshd standing in for the node) is used: never a real address.
 
+use crate::context::Context;
 use crate::error::Error;
 use crate::ownership::{Ownership, ownership};
 use crate::pve::{Connection, Redirect};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, DynamicObject};
 use phoenix_clients::exec::{GuestShell, NodeShell, Pct, agent::Agent};
 use phoenix_clients::proxmox::{ErrorKind, GuestType};
 use phoenix_crds::VmGuest;
+use phoenix_crds::common::{GuestKind, GuestObservation, PhoenixKind};
 
 /// A shell into the guest the object `owner_uid` owns, checked now rather than trusted
 /// from any status: PVE's config must carry that object's marker, and the guest must run.
@@ -108,4 +112,43 @@ pub async fn shell(
         (None, None) => NodeShell::Local(vec!["pct".into()]),
     };
     Ok(GuestShell::Pct(Pct { shell, vmid }))
+}
+
+/// The way into an LxcGuest's or VmGuest's guest once the object is Ready and PVE's guest, checked now,
+/// carries that object's marker; `Err(why)` while not (a status is never trusted for
+/// where to act: it could name a guest that is not the object's).
+pub async fn object_shell(
+    ctx: &Context,
+    namespace: &str,
+    kind: GuestKind,
+    name: &str,
+) -> Result<Result<GuestShell, String>, Error> {
+    let (phoenix_kind, kind) = match kind {
+        GuestKind::LxcGuest => (PhoenixKind::LxcGuest, GuestType::Lxc),
+        GuestKind::VmGuest => (PhoenixKind::VmGuest, GuestType::Qemu),
+    };
+    // Both kinds keep the same observation in status and name their cluster alike.
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.kube.clone(),
+        namespace,
+        &crate::readiness::resource(phoenix_kind),
+    );
+    let Some(guest) = api.get_opt(name).await? else {
+        return Ok(Err("no such object".into()));
+    };
+    let conditions: Vec<Condition> =
+        serde_json::from_value(guest.data["status"]["conditions"].clone()).unwrap_or_default();
+    if !crate::conditions::is_true(&conditions, crate::conditions::READY) {
+        return Ok(Err("not Ready".into()));
+    }
+    let observation: GuestObservation =
+        serde_json::from_value(guest.data["status"].clone()).unwrap_or_default();
+    let (Some(node), Some(vmid)) = (observation.node.as_deref(), observation.vmid) else {
+        return Ok(Err("not placed yet".into()));
+    };
+    let cluster = guest.data["spec"]["clusterRef"]["name"].as_str();
+    let uid = guest.metadata.uid.clone().unwrap_or_default();
+    let pve = ctx.pve.get(cluster).await?;
+    let redirect = ctx.pve.redirect();
+    owned_shell(&ctx.kube, &pve, redirect, kind, node, vmid, &uid).await
 }

@@ -39,6 +39,7 @@ pub mod slots;
 pub mod status;
 pub mod step_ca_access;
 pub mod tasks;
+pub mod traefik_service;
 pub mod vm;
 
 use futures::StreamExt;
@@ -171,6 +172,22 @@ pub async fn run(kube: kube::Client, options: Options) {
             shared.clone(),
         )
         .for_each(|_| async {});
+    // Routes wait for their Certificates: an issued or renewed one wakes them.
+    let routes = lean_controller(Api::<phoenix_crds::TraefikService>::all(kube.clone()));
+    let store = routes.store();
+    let routes = routes
+        .with_config(kube::runtime::controller::Config::default().debounce(WAKE_DEBOUNCE))
+        .watches(
+            Api::<phoenix_crds::Certificate>::all(kube.clone()),
+            Default::default(),
+            every(store),
+        )
+        .run(
+            traefik_service::reconcile,
+            traefik_service::error_policy,
+            shared.clone(),
+        )
+        .for_each(|_| async {});
     let certificate_ctx = Arc::new(certificate::CertificateContext {
         shared,
         challenges: Arc::default(),
@@ -194,6 +211,7 @@ pub async fn run(kube: kube::Client, options: Options) {
         clusters,
         certificates,
         stacks,
+        routes,
         responder
     );
 }

@@ -33,3 +33,19 @@ pub async fn is_ready(
         .iter()
         .any(|c| c["type"] == crate::conditions::READY && c["status"] == "True"))
 }
+
+/// `dependsOn` as a gate: `Some("waiting for … to be Ready")` while any named object is not.
+pub async fn unready_dependencies(
+    kube: &kube::Client,
+    depends_on: &[phoenix_crds::common::DependencyRef],
+    namespace: &str,
+) -> Result<Option<String>, kube::Error> {
+    let mut waiting = Vec::new();
+    for dep in depends_on {
+        let node = crate::dependencies::node_of(dep, namespace);
+        if !is_ready(kube, &node).await? {
+            waiting.push(format!("{:?} {}/{}", node.0, node.1, node.2));
+        }
+    }
+    Ok((!waiting.is_empty()).then(|| format!("waiting for {} to be Ready", waiting.join(", "))))
+}

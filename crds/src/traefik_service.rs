@@ -46,8 +46,13 @@ pub struct TraefikServiceSpec {
     /// Also expose the route on the public Nginx gateway.
     #[serde(default)]
     pub public: bool,
-    /// Traefik middlewares (by name, `name@provider`) applied in order.
+    /// Traefik middlewares (by name, `name@provider`) applied in order; Phoenix's Traefik
+    /// defines `compress` and `secure-headers`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 16),
+        inner(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}(@[a-z0-9]{1,32})?$"))
+    )]
     pub middlewares: Vec<String>,
     /// The LxcGuest running Traefik; defaults to `traefik-internal`.
     #[serde(default = "default_traefik_ref")]
@@ -112,4 +117,27 @@ pub struct TraefikServiceStatus {
     /// Hash of the Traefik (and Nginx) configuration last written for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// What a client asks for: `https://<host><pathPrefix>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The hops a request takes: `traefik 10.0.0.12 → https://10.0.0.51:8000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+    /// What a request through the chain last got back, and since when it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<RouteCheck>,
+    /// When the route's certificate expires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteCheck {
+    /// RFC 3339: since when the chain answers so.
+    pub time: String,
+    /// The HTTP status the backend answered with; absent when nothing answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub message: String,
 }

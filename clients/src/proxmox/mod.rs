@@ -753,7 +753,7 @@ impl ProxmoxClient {
 }
 
 /// reqwest's error with its causes, for messages that say what failed (TLS, refused, ...).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

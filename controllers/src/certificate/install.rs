@@ -7,15 +7,10 @@ use super::Issued;
 use crate::conditions::reason;
 use crate::context::Context;
 use crate::error::Error;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
-use kube::api::Api;
-use kube::api::DynamicObject;
 use kube::runtime::events::EventType;
 use phoenix_clients::exec::GuestShell;
-use phoenix_clients::proxmox::GuestType;
 use phoenix_crds::certificate::{Certificate, CertificateStatus, InstallTarget, InstalledCopy};
-use phoenix_crds::common::{GuestKind, GuestObservation, PhoenixKind};
 use std::time::Duration;
 
 const QUICK: Duration = Duration::from_secs(60);
@@ -45,7 +40,14 @@ pub async fn install(
         {
             continue;
         }
-        let shell = match shell(ctx, &namespace, target).await? {
+        let shell = match crate::guest_exec::object_shell(
+            ctx,
+            &namespace,
+            target.guest_ref.kind,
+            &target.guest_ref.name,
+        )
+        .await?
+        {
             Ok(shell) => shell,
             Err(why) => {
                 waiting.push(format!("{guest} ({why})"));
@@ -121,42 +123,4 @@ async fn push(shell: &GuestShell, target: &InstallTarget, issued: &Issued) -> Re
         }
     }
     Ok(())
-}
-
-/// The way into the target guest once its object is Ready and PVE's guest, checked now,
-/// carries that object's marker; `Err(why)` while not (a status is never trusted for
-/// where to act: it could name a guest that is not the object's).
-async fn shell(
-    ctx: &Context,
-    namespace: &str,
-    target: &InstallTarget,
-) -> Result<Result<GuestShell, String>, Error> {
-    let (phoenix_kind, kind) = match target.guest_ref.kind {
-        GuestKind::LxcGuest => (PhoenixKind::LxcGuest, GuestType::Lxc),
-        GuestKind::VmGuest => (PhoenixKind::VmGuest, GuestType::Qemu),
-    };
-    // Both kinds keep the same observation in status and name their cluster alike.
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        ctx.kube.clone(),
-        namespace,
-        &crate::readiness::resource(phoenix_kind),
-    );
-    let Some(guest) = api.get_opt(&target.guest_ref.name).await? else {
-        return Ok(Err("no such object".into()));
-    };
-    let conditions: Vec<Condition> =
-        serde_json::from_value(guest.data["status"]["conditions"].clone()).unwrap_or_default();
-    if !crate::conditions::is_true(&conditions, crate::conditions::READY) {
-        return Ok(Err("not Ready".into()));
-    }
-    let observation: GuestObservation =
-        serde_json::from_value(guest.data["status"].clone()).unwrap_or_default();
-    let (Some(node), Some(vmid)) = (observation.node.as_deref(), observation.vmid) else {
-        return Ok(Err("not placed yet".into()));
-    };
-    let cluster = guest.data["spec"]["clusterRef"]["name"].as_str();
-    let uid = guest.metadata.uid.clone().unwrap_or_default();
-    let pve = ctx.pve.get(cluster).await?;
-    let redirect = ctx.pve.redirect();
-    crate::guest_exec::owned_shell(&ctx.kube, &pve, redirect, kind, node, vmid, &uid).await
 }

@@ -17,7 +17,7 @@ use crate::conditions::{self, Standing, reason};
 use crate::context::Context;
 use crate::error::Error;
 use crate::pve::secret_texts;
-use crate::{dependencies, finalizers, status};
+use crate::{finalizers, status};
 use decide::{Next, Wanted};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
@@ -160,16 +160,12 @@ async fn converge(
 /// `dependsOn`: every object named must be Ready first.
 async fn gate(stack: &DockerStack, ctx: &Context) -> Result<Option<Pass>, Error> {
     let namespace = stack.namespace().unwrap_or_default();
-    let mut waiting = Vec::new();
-    for dep in &stack.spec.depends_on {
-        let node = dependencies::node_of(dep, &namespace);
-        if !crate::readiness::is_ready(&ctx.kube, &node).await? {
-            waiting.push(format!("{:?} {}/{}", node.0, node.1, node.2));
-        }
-    }
-    Ok((!waiting.is_empty()).then(|| Pass::Waiting {
+    let waiting =
+        crate::readiness::unready_dependencies(&ctx.kube, &stack.spec.depends_on, &namespace)
+            .await?;
+    Ok(waiting.map(|message| Pass::Waiting {
         reason: reason::WAITING_FOR_DEPENDENCIES,
-        message: format!("waiting for {} to be Ready", waiting.join(", ")),
+        message,
         retry: LATER,
     }))
 }

@@ -1,0 +1,196 @@
+//! TraefikService on the simulated platform: every example route writes its one document
+//! and certificate into Traefik's guest (LXC 102) and becomes Ready when the end-to-end
+//! check through Traefik's address answers (the simulator's resolver standing in for the
+//! address); what would make a route wrong is refused with its reason and writes nothing;
+//! a deleted route takes its files with it.
+
+mod support;
+
+use kube::api::{Api, DeleteParams};
+use phoenix_crds::TraefikService;
+use std::path::Path;
+use support::host::{self, MINUTES};
+use support::{ApiServer, SimAdmin};
+
+const TRAEFIK_VMID: u32 = 102;
+
+fn up(dir: &Path) -> ApiServer {
+    let args = [
+        "--apply",
+        host::examples(),
+        "--resync-seconds",
+        "2",
+        "--task-duration",
+        "default=0.2",
+    ];
+    ApiServer::up_simulated(dir, &args)
+}
+
+/// The files guest 102 holds under `dir`, by path.
+async fn files_in(sim: &SimAdmin, dir: &str) -> serde_json::Map<String, serde_json::Value> {
+    let guest = sim.guest(TRAEFIK_VMID).await;
+    guest["files"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(path, _)| path.starts_with(dir))
+        .collect()
+}
+
+fn condition(route: &TraefikService, kind: &str) -> Option<(String, String, String)> {
+    let conditions = &route.status.as_ref()?.common.conditions;
+    let c = conditions.iter().find(|c| c.type_ == kind)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn route_yaml(name: &str, host: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: phoenix.thinkheads.ai/v1alpha1\nkind: TraefikService\nmetadata:\n  name: {name}\n  namespace: default\n\
+         spec:\n  host: {host}\n  backend:\n    guestRef: {{kind: LxcGuest, name: granite-embedding}}\n    port: 8000\n{extra}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = up(dir.path());
+    let client = support::client(&server).await;
+    let routes: Api<TraefikService> = Api::namespaced(client.clone(), "default");
+    support::wait_for(
+        &routes,
+        "the three example routes Ready",
+        3 * MINUTES,
+        |rs| {
+            rs.len() == 3
+                && rs
+                    .iter()
+                    .all(|r| support::is_ready(&r.status.as_ref().unwrap().common.conditions))
+        },
+    )
+    .await;
+
+    // One document and three certificate files per route, in the directory Traefik watches.
+    let sim = SimAdmin::of(&server);
+    let dynamic = files_in(&sim, "/etc/traefik/dynamic/").await;
+    let certs = files_in(&sim, "/etc/traefik/certs/").await;
+    assert_eq!(dynamic.len(), 3, "{:?}", dynamic.keys());
+    assert_eq!(certs.len(), 9, "{:?}", certs.keys());
+    let granite = routes.get("granite-embedding").await.unwrap();
+    let status = granite.status.as_ref().unwrap();
+    let document = dynamic["/etc/traefik/dynamic/phoenix-default_granite-embedding.yml"]
+        .as_str()
+        .unwrap();
+    let document: serde_json::Value = serde_yaml_ng::from_str(document).unwrap();
+    let router = &document["http"]["routers"]["default_granite-embedding"];
+    assert_eq!(router["rule"], "Host(`embedding.internal.thinkheads.ai`)");
+    let backend = status.backend.as_deref().unwrap();
+    assert!(
+        backend.starts_with("https://10.0.0.") && backend.ends_with(":8000"),
+        "{backend}"
+    );
+    assert_eq!(
+        document["http"]["services"]["default_granite-embedding"]["loadBalancer"]["servers"][0]["url"],
+        backend
+    );
+    let guest = sim.guest(TRAEFIK_VMID).await;
+    assert_eq!(
+        guest["modes"]["/etc/traefik/certs/default_granite-embedding.key"], 0o600,
+        "the key is readable by root only"
+    );
+    assert_eq!(
+        status.url.as_deref(),
+        Some("https://embedding.internal.thinkheads.ai/")
+    );
+    assert!(
+        status
+            .chain
+            .as_deref()
+            .unwrap()
+            .starts_with("traefik 10.0.0.12 → https://")
+    );
+    assert_eq!(status.last_check.as_ref().unwrap().status, Some(200));
+    assert!(status.certificate_not_after.is_some());
+    let listed = support::kubectl(&server, &["get", "tsvc"]);
+    assert!(listed.contains("HOST") && listed.contains("BACKEND") && listed.contains("PUBLIC"));
+    assert_eq!(listed.matches("True").count(), 3, "{listed}");
+
+    // Bad routes: each refused with its reason, nothing written for it, the others untouched.
+    let before = files_in(&sim, "/etc/traefik/").await;
+    support::kubectl_apply(
+        &server,
+        &route_yaml("twin", "embedding.internal.thinkheads.ai", ""),
+    );
+    support::kubectl_apply(
+        &server,
+        &route_yaml(
+            "no-such-middleware",
+            "a.internal.thinkheads.ai",
+            "  middlewares: [auth]\n",
+        ),
+    );
+    support::kubectl_apply(
+        &server,
+        &route_yaml(
+            "wrong-certificate",
+            "b.internal.thinkheads.ai",
+            "  tls:\n    certificateRef: {name: granite-embedding}\n",
+        ),
+    );
+    let expect = [
+        (
+            "twin",
+            "HostConflict",
+            "served by TraefikService default/granite-embedding",
+        ),
+        ("no-such-middleware", "UnknownMiddleware", "\"auth\""),
+        (
+            "wrong-certificate",
+            "CertificateMismatch",
+            "does not cover b.internal.thinkheads.ai",
+        ),
+    ];
+    support::wait_for(&routes, "the bad routes Stalled", MINUTES, |rs| {
+        expect.iter().all(|(name, reason, _)| {
+            rs.iter().any(|r| {
+                r.metadata.name.as_deref() == Some(name)
+                    && condition(r, "Stalled")
+                        .is_some_and(|(s, why, _)| s == "True" && why == *reason)
+            })
+        })
+    })
+    .await;
+    for (name, reason, says) in expect {
+        let route = routes.get(name).await.unwrap();
+        let (status, why, message) = condition(&route, "Ready").unwrap();
+        assert_eq!((status.as_str(), why.as_str()), ("False", reason), "{name}");
+        assert!(message.contains(says), "{name}: {message}");
+    }
+    assert_eq!(
+        files_in(&sim, "/etc/traefik/").await,
+        before,
+        "nothing written for them"
+    );
+    let granite = routes.get("granite-embedding").await.unwrap();
+    assert!(support::is_ready(
+        &granite.status.unwrap().common.conditions
+    ));
+
+    // A deleted route takes its files with it.
+    routes
+        .delete("qdrant", &DeleteParams::default())
+        .await
+        .unwrap();
+    support::wait_for(&routes, "qdrant gone", MINUTES, |rs| {
+        rs.iter()
+            .all(|r| r.metadata.name.as_deref() != Some("qdrant"))
+    })
+    .await;
+    let left = files_in(&sim, "/etc/traefik/").await;
+    assert!(
+        left.keys().all(|p| !p.contains("default_qdrant")),
+        "{:?}",
+        left.keys()
+    );
+    assert_eq!(left.len(), 8, "{:?}", left.keys());
+}
