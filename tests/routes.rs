@@ -57,17 +57,14 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
     let server = up(dir.path());
     let client = support::client(&server).await;
     let routes: Api<TraefikService> = Api::namespaced(client.clone(), "default");
-    support::wait_for(
-        &routes,
-        "the three example routes Ready",
-        3 * MINUTES,
-        |rs| {
-            rs.len() == 3
-                && rs
-                    .iter()
-                    .all(|r| support::is_ready(&r.status.as_ref().unwrap().common.conditions))
-        },
-    )
+    support::wait_for(&routes, "the three example routes Ready", MINUTES, |rs| {
+        rs.len() == 3
+            && rs.iter().all(|r| {
+                r.status
+                    .as_ref()
+                    .is_some_and(|s| support::is_ready(&s.common.conditions))
+            })
+    })
     .await;
 
     // One document and three certificate files per route, in the directory Traefik watches.

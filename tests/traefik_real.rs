@@ -8,7 +8,6 @@
 #[path = "traefik/harness.rs"]
 mod traefik;
 
-#[allow(dead_code)]
 mod support;
 
 use phoenix_controllers::traefik_service::probe;

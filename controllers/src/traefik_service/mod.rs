@@ -22,7 +22,6 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use phoenix_clients::exec::GuestShell;
 use phoenix_crds::certificate::Certificate;
 use phoenix_crds::common::GuestKind;
 use phoenix_crds::traefik_service::{RouteCheck, TraefikService, TraefikServiceStatus};
@@ -107,14 +106,6 @@ async fn converge(
         Err(pass) => return Ok(pass),
     };
     let traefik = &spec.traefik_ref.name;
-    let shell =
-        match guest_exec::object_shell(ctx, &namespace, GuestKind::LxcGuest, traefik).await? {
-            Ok(shell) => shell,
-            Err(why) => {
-                let message = format!("LxcGuest {namespace}/{traefik}: {why}");
-                return Ok(waiting(reason::WAITING_FOR_TRAEFIK, message));
-            }
-        };
     let route_files = Route {
         id: route_id(route),
         host: spec.host.clone(),
@@ -124,7 +115,11 @@ async fn converge(
         tls: pair.is_some(),
         root: String::new(),
     };
-    let written = write(route, ctx, &shell, &route_files, pair.as_ref(), status).await?;
+    let written = match write(route, ctx, &route_files, pair.as_ref(), status).await? {
+        Wrote::Nothing => false,
+        Wrote::Files => true,
+        Wrote::Blocked(pass) => return Ok(pass),
+    };
     let hop = traefik_address(ctx, &namespace, traefik).await?;
     status.url = Some(format!("https://{}{}", spec.host, spec.path_prefix));
     status.chain = Some(format!("traefik {} → {server}", hop.ip()));
@@ -332,21 +327,27 @@ async fn certificate(
     Ok(Ok(Some(TlsPair { chain, key, root })))
 }
 
+/// What `write` did.
+enum Wrote {
+    /// The files already hold what they would: Traefik's guest was not even entered.
+    Nothing,
+    Files,
+    /// Traefik's guest cannot be entered yet.
+    Blocked(Pass),
+}
+
 /// Writes the route's files when what they would hold differs from what was last
-/// written; `true` when it wrote.
+/// written. Only then is Traefik's guest entered (its marker checked through PVE): a
+/// route at rest costs PVE nothing.
 async fn write(
     route: &TraefikService,
     ctx: &Context,
-    shell: &GuestShell,
     files: &Route,
     pair: Option<&TlsPair>,
     status: &mut TraefikServiceStatus,
-) -> Result<bool, Error> {
-    let object = format!(
-        "{}/{}",
-        route.namespace().unwrap_or_default(),
-        route.name_any()
-    );
+) -> Result<Wrote, Error> {
+    let namespace = route.namespace().unwrap_or_default();
+    let object = format!("{namespace}/{}", route.name_any());
     let wanted = render::files(files, &object, pair);
     let mut contents = vec![wanted.config.1.as_str()];
     for (_, content) in wanted.certificate.iter().flatten() {
@@ -354,8 +355,20 @@ async fn write(
     }
     let hash = sha256(&contents.concat());
     if status.config_hash.as_deref() == Some(hash.as_str()) {
-        return Ok(false);
+        return Ok(Wrote::Nothing);
     }
+    let traefik = &route.spec.traefik_ref.name;
+    let shell =
+        match guest_exec::object_shell(ctx, &namespace, GuestKind::LxcGuest, traefik).await? {
+            Ok(shell) => shell,
+            Err(why) => {
+                let message = format!("LxcGuest {namespace}/{traefik}: {why}");
+                return Ok(Wrote::Blocked(waiting(
+                    reason::WAITING_FOR_TRAEFIK,
+                    message,
+                )));
+            }
+        };
     // Certificates first: Traefik reads them when it loads the document naming them.
     for (path, content) in wanted.certificate.iter().flatten() {
         let mode = if path.ends_with(".key") {
@@ -363,15 +376,15 @@ async fn write(
         } else {
             "0644"
         };
-        guest_files::put(shell, path, content, mode).await?;
+        guest_files::put(&shell, path, content, mode).await?;
     }
     let (path, content) = &wanted.config;
-    guest_files::put(shell, path, content, "0644").await?;
+    guest_files::put(&shell, path, content, "0644").await?;
     status.config_hash = Some(hash);
     let note = format!("{path} written in LxcGuest {}", route.spec.traefik_ref.name);
     ctx.event(route, EventType::Normal, reason::ROUTE_WRITTEN, note)
         .await;
-    Ok(true)
+    Ok(Wrote::Files)
 }
 
 /// Conditions, events and when to look again, from the pass's outcome.

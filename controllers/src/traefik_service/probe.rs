@@ -37,7 +37,9 @@ fn traefiks_own(status: u16, body: &str) -> bool {
 }
 
 fn http_text(status: u16) -> Option<&'static str> {
-    reqwest::StatusCode::from_u16(status).ok()?.canonical_reason()
+    reqwest::StatusCode::from_u16(status)
+        .ok()?
+        .canonical_reason()
 }
 
 /// GET `https://<host><path>` through `hop` (the guest's address and port).
