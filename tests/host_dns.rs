@@ -17,18 +17,6 @@ use support::{ApiServer, SimAdmin};
 const CONFIG: &str = "/etc/dnsmasq.d/phoenix.conf";
 const HOSTS: &str = "/etc/phoenix/dnsmasq/hosts";
 
-fn up(dir: &Path) -> ApiServer {
-    let args = [
-        "--apply",
-        host::examples(),
-        "--resync-seconds",
-        "2",
-        "--task-duration",
-        "default=0.2",
-    ];
-    ApiServer::up_simulated(dir, &args)
-}
-
 /// The node's file `path` as the simulator keeps it on disk.
 fn on_disk(server: &ApiServer, path: &str) -> PathBuf {
     server
@@ -67,7 +55,7 @@ fn ip(address: &str) -> Ipv4Addr {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_real_dnsmasq_answers_every_guest_and_route_and_follows_changes_without_restarting() {
     let dir = tempfile::tempdir().unwrap();
-    let server = up(dir.path());
+    let server = host::up_examples(dir.path());
     let client = support::client(&server).await;
     support::all_guests_ready(&client, 6, 3).await;
     let hosts: Api<ProxmoxHost> = Api::all(client.clone());

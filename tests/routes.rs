@@ -8,23 +8,10 @@ mod support;
 
 use kube::api::{Api, DeleteParams};
 use phoenix_crds::TraefikService;
-use std::path::Path;
+use support::SimAdmin;
 use support::host::{self, MINUTES};
-use support::{ApiServer, SimAdmin};
 
 const TRAEFIK_VMID: u32 = 102;
-
-fn up(dir: &Path) -> ApiServer {
-    let args = [
-        "--apply",
-        host::examples(),
-        "--resync-seconds",
-        "2",
-        "--task-duration",
-        "default=0.2",
-    ];
-    ApiServer::up_simulated(dir, &args)
-}
 
 /// The files guest 102 holds under `dir`, by path.
 async fn files_in(sim: &SimAdmin, dir: &str) -> serde_json::Map<String, serde_json::Value> {
@@ -54,7 +41,7 @@ fn route_yaml(name: &str, host: &str, extra: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let server = up(dir.path());
+    let server = host::up_examples(dir.path());
     let client = support::client(&server).await;
     let routes: Api<TraefikService> = Api::namespaced(client.clone(), "default");
     support::wait_for(&routes, "the three example routes Ready", MINUTES, |rs| {

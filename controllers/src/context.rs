@@ -3,11 +3,15 @@
 //! controller's own state (the guests' caches, the ACME responder) lives in its own
 //! context beside its reconcile, which derefs to this one.
 
+use crate::conditions;
+use crate::error::Error;
 use crate::events::Publisher;
 use crate::metrics::Metrics;
 use crate::pve::Connections;
 use crate::tasks::TaskTracker;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Resource;
+use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -68,6 +72,37 @@ impl Context {
             .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64))
             % 250;
         base.min(Duration::from_secs(120)) + Duration::from_millis(spread)
+    }
+
+    /// A failed pass of `object` (backoff key `key`): counted under `kind`, summarised in
+    /// its conditions, a Warning event when the message is new, and when to try again: at
+    /// the backoff, or not before five minutes when only a change of the spec can help.
+    pub async fn failed<K>(
+        &self,
+        object: &K,
+        (kind, key): (&str, &str),
+        conditions: &mut Vec<Condition>,
+        generation: Option<i64>,
+        e: &Error,
+    ) -> Action
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        self.metrics.failed(kind, e.category());
+        let message = e.to_string();
+        let repeated = conditions::find(conditions, conditions::READY)
+            .is_some_and(|c| c.reason == e.category() && c.message == message);
+        conditions::summarize_failure(conditions, e, generation, jiff::Timestamp::now());
+        if !repeated {
+            self.event(object, EventType::Warning, e.category(), message.clone())
+                .await;
+        }
+        tracing::warn!(kind, object = key, reason = e.category(), "{message}");
+        let wait = self.backoff(key);
+        Action::requeue(match e.is_permanent() {
+            true => wait.max(Duration::from_secs(300)),
+            false => wait,
+        })
     }
 
     pub fn succeeded(&self, key: &str) {

@@ -13,6 +13,19 @@ pub fn examples() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/examples")
 }
 
+/// The platform on the simulator with every example applied, resyncing every 2 s.
+pub fn up_examples(dir: &std::path::Path) -> super::ApiServer {
+    let args = [
+        "--apply",
+        examples(),
+        "--resync-seconds",
+        "2",
+        "--task-duration",
+        "default=0.2",
+    ];
+    super::ApiServer::up_simulated(dir, &args)
+}
+
 /// `examples/host-phoenix.yaml`.
 pub fn example_yaml() -> String {
     std::fs::read_to_string(format!("{}/host-phoenix.yaml", examples())).unwrap()

@@ -435,22 +435,8 @@ async fn finish(
             Action::requeue(retry)
         }
         Err(e) => {
-            ctx.metrics.failed(KIND, e.category());
-            let message = e.to_string();
-            let repeated = conditions::find(conditions, conditions::READY)
-                .is_some_and(|c| c.reason == e.category() && c.message == message);
-            conditions::summarize_failure(conditions, &e, generation, now);
-            if !repeated {
-                ctx.event(stack, EventType::Warning, e.category(), message.clone())
-                    .await;
-            }
-            tracing::warn!(stack = %stack.name_any(), reason = e.category(), "{message}");
-            let wait = ctx.backoff(&key);
-            Action::requeue(if e.is_permanent() {
-                wait.max(Duration::from_secs(300))
-            } else {
-                wait
-            })
+            ctx.failed(stack, (KIND, &key), conditions, generation, &e)
+                .await
         }
     }
 }

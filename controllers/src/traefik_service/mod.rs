@@ -416,20 +416,9 @@ async fn finish(
             retry,
         }) => (Standing::InProgress, reason, message, retry),
         Err(e) => {
-            ctx.metrics.failed(KIND, e.category());
-            let message = e.to_string();
-            let repeated = conditions::find(conditions, conditions::READY)
-                .is_some_and(|c| c.reason == e.category() && c.message == message);
-            conditions::summarize_failure(conditions, &e, generation, now);
-            if !repeated {
-                ctx.event(route, EventType::Warning, e.category(), message.clone())
-                    .await;
-            }
-            let wait = ctx.backoff(&key);
-            return Action::requeue(match e.is_permanent() {
-                true => wait.max(Duration::from_secs(300)),
-                false => wait,
-            });
+            return ctx
+                .failed(route, (KIND, &key), conditions, generation, &e)
+                .await;
         }
     };
     ctx.succeeded(&key);
