@@ -53,6 +53,7 @@ deps:
 	@test -x "$$(git --exec-path 2>/dev/null)/git-http-backend" || (apt-get update -qq && apt-get install -y -qq git)
 	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
 	@test -x /usr/sbin/dnsmasq || (apt-get update -qq && apt-get install -y -qq dnsmasq-base)
+	@test -x /usr/sbin/nginx || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx)
 	@test -f /usr/share/zoneinfo/America/New_York || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tzdata)
 	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 	@test -x $(HELM) || bash $(SHARED)/tools/get-helm.sh $(dir $(HELM)) >/dev/null

@@ -47,9 +47,7 @@ impl Traefik {
     pub async fn start(binary: &Path, root: &Path) -> Traefik {
         // reqwest is built without a provider of its own: the process installs ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        for dir in [DYNAMIC_DIR, CERTS_DIR] {
-            std::fs::create_dir_all(root.join(dir.trim_start_matches('/'))).unwrap();
-        }
+        layout(root);
         // A port freed just before Traefik binds it can be taken in between: try again.
         for _ in 0..5 {
             if let Some(traefik) = Self::try_start(binary, root).await {
@@ -123,6 +121,13 @@ impl Traefik {
         };
         let what = format!("Traefik loads {names:?} (its log: {})", self.log.display());
         super::support::until(&what, loaded).await;
+    }
+}
+
+/// Creates Traefik's directories under `root`.
+pub fn layout(root: &Path) {
+    for dir in [DYNAMIC_DIR, CERTS_DIR] {
+        std::fs::create_dir_all(root.join(dir.trim_start_matches('/'))).unwrap();
     }
 }
 

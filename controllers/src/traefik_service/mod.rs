@@ -7,6 +7,7 @@
 //! gets an answer from the backend.
 
 pub mod decide;
+pub mod gateway;
 pub mod guest_files;
 pub mod probe;
 pub mod render;
