@@ -12,10 +12,20 @@ use support::SimAdmin;
 use support::host::{self, MINUTES};
 
 const TRAEFIK_VMID: u32 = 102;
+const GATEWAY_VMID: u32 = 101;
+const GRANITE_SITE: &str = "/etc/nginx/phoenix/default_granite-embedding.conf";
 
 /// The files guest 102 holds under `dir`, by path.
 async fn files_in(sim: &SimAdmin, dir: &str) -> serde_json::Map<String, serde_json::Value> {
-    let guest = sim.guest(TRAEFIK_VMID).await;
+    files_of(sim, TRAEFIK_VMID, dir).await
+}
+
+async fn files_of(
+    sim: &SimAdmin,
+    vmid: u32,
+    dir: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    let guest = sim.guest(vmid).await;
     guest["files"]
         .as_object()
         .cloned()
@@ -23,6 +33,32 @@ async fn files_in(sim: &SimAdmin, dir: &str) -> serde_json::Map<String, serde_js
         .into_iter()
         .filter(|(path, _)| path.starts_with(dir))
         .collect()
+}
+
+async fn gateway_site(sim: &SimAdmin) -> String {
+    let guest = sim.guest(GATEWAY_VMID).await;
+    guest["files"][GRANITE_SITE]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The commands run in the gateway guest, in order.
+async fn gateway_commands(sim: &SimAdmin) -> Vec<String> {
+    let guest = sim.guest(GATEWAY_VMID).await;
+    guest["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["command"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn reloads_of(commands: &[String]) -> usize {
+    commands
+        .iter()
+        .filter(|c| *c == "systemctl reload nginx")
+        .count()
 }
 
 fn condition(route: &TraefikService, kind: &str) -> Option<(String, String, String)> {
@@ -86,24 +122,103 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
         status.url.as_deref(),
         Some("https://embedding.internal.thinkheads.ai/")
     );
-    assert!(
-        status
-            .chain
-            .as_deref()
-            .unwrap()
-            .starts_with("traefik 10.0.0.12 → https://")
-    );
     assert_eq!(status.last_check.as_ref().unwrap().status, Some(200));
     assert!(status.certificate_not_after.is_some());
     let listed = support::kubectl(&server, &["get", "tsvc"]);
     assert!(listed.contains("HOST") && listed.contains("BACKEND") && listed.contains("PUBLIC"));
     assert_eq!(listed.matches("True").count(), 3, "{listed}");
 
+    // The public route's site on the gateway (LXC 101): tested, then nginx reloaded.
+    assert!(
+        status
+            .chain
+            .as_deref()
+            .unwrap()
+            .starts_with("gateway 10.0.0.153 → traefik 10.0.0.12 → https://"),
+        "{:?}",
+        status.chain
+    );
+    let site = gateway_site(&sim).await;
+    assert!(site.contains("proxy_pass https://10.0.0.12:443;"), "{site}");
+    assert!(
+        site.contains("server_name embedding.internal.thinkheads.ai;"),
+        "{site}"
+    );
+    let gateway_files = files_of(&sim, GATEWAY_VMID, "/etc/nginx/phoenix/").await;
+    assert_eq!(
+        gateway_files.len(),
+        5,
+        "site, map, certificate, key, root: {:?}",
+        gateway_files.keys()
+    );
+    let commands = gateway_commands(&sim).await;
+    let tested = commands
+        .iter()
+        .position(|c| c == "nginx -t")
+        .expect("nginx -t ran");
+    let reloaded = commands
+        .iter()
+        .position(|c| c == "systemctl reload nginx")
+        .expect("nginx reloaded");
+    assert!(tested < reloaded, "{commands:?}");
+
+    // A site nginx -t refuses never goes live: the previous one is put back, nothing
+    // reloads, the route says why; once nginx accepts it, it goes live.
+    sim.put(
+        &format!("guests/{GATEWAY_VMID}/answers"),
+        serde_json::json!([{"matches": "nginx -t", "exit": 1, "times": 2,
+            "output": "nginx: [emerg] invalid number of arguments in \"proxy_pass\"\n"}]),
+    )
+    .await;
+    let reloads = reloads_of(&gateway_commands(&sim).await);
+    support::kubectl(
+        &server,
+        &[
+            "patch",
+            "tsvc",
+            "granite-embedding",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"pathPrefix":"/v1"}}"#,
+        ],
+    );
+    support::wait_for(&routes, "granite refused by nginx -t", MINUTES, |rs| {
+        rs.iter().any(|r| {
+            r.metadata.name.as_deref() == Some("granite-embedding")
+                && condition(r, "Ready").is_some_and(|(_, why, m)| {
+                    why == "GatewayConfigInvalid" && m.contains("[emerg]")
+                })
+        })
+    })
+    .await;
+    assert_eq!(gateway_site(&sim).await, site, "the previous site is back");
+    assert_eq!(
+        reloads_of(&gateway_commands(&sim).await),
+        reloads,
+        "nothing reloaded"
+    );
+    support::wait_for(&routes, "granite Ready at /v1", MINUTES, |rs| {
+        rs.iter().any(|r| {
+            r.metadata.name.as_deref() == Some("granite-embedding")
+                && r.status.as_ref().is_some_and(|s| {
+                    support::is_ready(&s.common.conditions)
+                        && s.url.as_deref() == Some("https://embedding.internal.thinkheads.ai/v1")
+                })
+        })
+    })
+    .await;
+    assert!(gateway_site(&sim).await.contains("location /v1 {"));
+    assert_eq!(reloads_of(&gateway_commands(&sim).await), reloads + 1);
+
     // Bad routes: each refused with its reason, nothing written for it, the others untouched.
     let before = files_in(&sim, "/etc/traefik/").await;
     support::kubectl_apply(
         &server,
-        &route_yaml("twin", "embedding.internal.thinkheads.ai", ""),
+        &route_yaml(
+            "twin",
+            "embedding.internal.thinkheads.ai",
+            "  pathPrefix: /v1\n",
+        ),
     );
     support::kubectl_apply(
         &server,

@@ -171,6 +171,11 @@ pub mod reason {
     pub const INVALID_BACKEND: &str = "InvalidBackend";
     pub const WAITING_FOR_CERTIFICATE: &str = "WaitingForCertificate";
     pub const WAITING_FOR_TRAEFIK: &str = "WaitingForTraefik";
+    pub const WAITING_FOR_GATEWAY: &str = "WaitingForGateway";
+    pub const GATEWAY_CONFIG_INVALID: &str = "GatewayConfigInvalid";
+    pub const GATEWAY_RELOADED: &str = "GatewayReloaded";
+    /// A public route without `spec.tls`: the gateway has no certificate to serve.
+    pub const MISSING_CERTIFICATE: &str = "MissingCertificate";
     pub const ROUTE_WRITTEN: &str = "RouteWritten";
     pub const ROUTE_REMOVED: &str = "RouteRemoved";
     pub const ROUTE_ANSWERING: &str = "RouteAnswering";

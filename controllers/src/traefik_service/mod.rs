@@ -10,13 +10,13 @@ pub mod decide;
 pub mod gateway;
 pub mod guest_files;
 pub mod probe;
+pub mod publish;
 pub mod render;
 
 use crate::conditions::{self, Standing, reason};
 use crate::context::Context;
 use crate::error::Error;
-use crate::hashing::sha256;
-use crate::{finalizers, guest_exec, status};
+use crate::{finalizers, status};
 use decide::Claim;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -107,8 +107,11 @@ async fn converge(
         Err(pass) => return Ok(pass),
     };
     let traefik = &spec.traefik_ref.name;
+    let traefik_hop = traefik_address(ctx, &namespace, traefik).await?;
+    let object = format!("{namespace}/{}", route.name_any());
+    let id = route_id(route);
     let route_files = Route {
-        id: route_id(route),
+        id: id.clone(),
         host: spec.host.clone(),
         path_prefix: spec.path_prefix.clone(),
         server: server.clone(),
@@ -116,14 +119,50 @@ async fn converge(
         tls: pair.is_some(),
         root: String::new(),
     };
-    let written = match write(route, ctx, &route_files, pair.as_ref(), status).await? {
-        Wrote::Nothing => false,
-        Wrote::Files => true,
-        Wrote::Blocked(pass) => return Ok(pass),
+    let mut wanted = publish::Wanted {
+        traefik: render::files(&route_files, &object, pair.as_ref()),
+        gateway: None,
     };
-    let hop = traefik_address(ctx, &namespace, traefik).await?;
+    let (hop, chain) = match spec.public {
+        false => (
+            traefik_hop,
+            format!("traefik {} → {server}", traefik_hop.ip()),
+        ),
+        true => {
+            let Some(pair) = &pair else {
+                return Err(Error::spec(
+                    reason::MISSING_CERTIFICATE,
+                    "spec.public: the gateway terminates TLS with the route's certificate; set spec.tls.certificateRef",
+                ));
+            };
+            let gateway = &spec.gateway_ref.name;
+            let Some(ip) = guest_address(ctx, &namespace, GuestKind::LxcGuest, gateway).await?
+            else {
+                let message = format!("LxcGuest {namespace}/{gateway} reports no address yet");
+                return Ok(waiting(reason::WAITING_FOR_GATEWAY, message));
+            };
+            let public = gateway::PublicRoute {
+                id: &id,
+                host: &spec.host,
+                path_prefix: &spec.path_prefix,
+                traefik: traefik_hop,
+                acme_responder: None,
+                root: "",
+                listen: gateway::Listen::PLATFORM,
+            };
+            wanted.gateway = Some(publish::GatewayFiles::new(&public, &object, pair));
+            let hop = SocketAddr::new(ip, gateway::Listen::PLATFORM.https);
+            let chain = format!("gateway {ip} → traefik {} → {server}", traefik_hop.ip());
+            (hop, chain)
+        }
+    };
+    let written = match publish::write(route, ctx, &wanted, status).await? {
+        publish::Wrote::Nothing => false,
+        publish::Wrote::Files => true,
+        publish::Wrote::Blocked(reason, why) => return Ok(waiting(reason, why)),
+    };
     status.url = Some(format!("https://{}{}", spec.host, spec.path_prefix));
-    status.chain = Some(format!("traefik {} → {server}", hop.ip()));
+    status.chain = Some(chain);
     let root = pair.as_ref().map(|p| p.root.as_str()).unwrap_or_default();
     let answer = probe::through(ctx.pve.redirect(), hop, &spec.host, &spec.path_prefix, root).await;
     record_check(status, &answer);
@@ -328,66 +367,6 @@ async fn certificate(
     Ok(Ok(Some(TlsPair { chain, key, root })))
 }
 
-/// What `write` did.
-enum Wrote {
-    /// The files already hold what they would: Traefik's guest was not even entered.
-    Nothing,
-    Files,
-    /// Traefik's guest cannot be entered yet.
-    Blocked(Pass),
-}
-
-/// Writes the route's files when what they would hold differs from what was last
-/// written. Only then is Traefik's guest entered (its marker checked through PVE): a
-/// route at rest costs PVE nothing.
-async fn write(
-    route: &TraefikService,
-    ctx: &Context,
-    files: &Route,
-    pair: Option<&TlsPair>,
-    status: &mut TraefikServiceStatus,
-) -> Result<Wrote, Error> {
-    let namespace = route.namespace().unwrap_or_default();
-    let object = format!("{namespace}/{}", route.name_any());
-    let wanted = render::files(files, &object, pair);
-    let mut contents = vec![wanted.config.1.as_str()];
-    for (_, content) in wanted.certificate.iter().flatten() {
-        contents.push(content);
-    }
-    let hash = sha256(&contents.concat());
-    if status.config_hash.as_deref() == Some(hash.as_str()) {
-        return Ok(Wrote::Nothing);
-    }
-    let traefik = &route.spec.traefik_ref.name;
-    let shell =
-        match guest_exec::object_shell(ctx, &namespace, GuestKind::LxcGuest, traefik).await? {
-            Ok(shell) => shell,
-            Err(why) => {
-                let message = format!("LxcGuest {namespace}/{traefik}: {why}");
-                return Ok(Wrote::Blocked(waiting(
-                    reason::WAITING_FOR_TRAEFIK,
-                    message,
-                )));
-            }
-        };
-    // Certificates first: Traefik reads them when it loads the document naming them.
-    for (path, content) in wanted.certificate.iter().flatten() {
-        let mode = if path.ends_with(".key") {
-            "0600"
-        } else {
-            "0644"
-        };
-        guest_files::put(&shell, path, content, mode).await?;
-    }
-    let (path, content) = &wanted.config;
-    guest_files::put(&shell, path, content, "0644").await?;
-    status.config_hash = Some(hash);
-    let note = format!("{path} written in LxcGuest {}", route.spec.traefik_ref.name);
-    ctx.event(route, EventType::Normal, reason::ROUTE_WRITTEN, note)
-        .await;
-    Ok(Wrote::Files)
-}
-
 /// Conditions, events and when to look again, from the pass's outcome.
 async fn finish(
     route: &TraefikService,
@@ -435,29 +414,18 @@ async fn remove(
     ctx: &Context,
     api: &Api<TraefikService>,
 ) -> Result<Action, Error> {
-    let namespace = route.namespace().unwrap_or_default();
     let written = route
         .status
         .as_ref()
         .is_some_and(|s| s.config_hash.is_some());
     if written {
-        let traefik = &route.spec.traefik_ref.name;
-        let paths = render::Paths::of("", &route_id(route)).all();
-        let (kind, note) =
-            match guest_exec::object_shell(ctx, &namespace, GuestKind::LxcGuest, traefik).await? {
-                Ok(shell) => {
-                    guest_files::remove(&shell, &paths).await?;
-                    (
-                        EventType::Normal,
-                        format!("{} removed from LxcGuest {traefik}", paths[0]),
-                    )
-                }
-                Err(why) => (
-                    EventType::Warning,
-                    format!("{} left in LxcGuest {traefik}: {why}", paths[0]),
-                ),
+        for note in publish::remove(route, ctx, &route_id(route)).await? {
+            let kind = match note.contains(" left: ") {
+                true => EventType::Warning,
+                false => EventType::Normal,
             };
-        ctx.event(route, kind, reason::ROUTE_REMOVED, note).await;
+            ctx.event(route, kind, reason::ROUTE_REMOVED, note).await;
+        }
     }
     finalizers::remove(api, route, FINALIZER).await?;
     Ok(Action::await_change())

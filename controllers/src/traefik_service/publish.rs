@@ -1,0 +1,228 @@
+//! Putting a route's files where they serve: its document and certificate into Traefik's
+//! guest, and for a public route its site and certificate into the gateway's, checked with
+//! `nginx -t` before nginx reloads (a site nginx refuses is put back as it was, so the
+//! running configuration never changes to one that fails). Guests are entered only when
+//! the files would change, each through its object's marker check.
+
+use super::gateway::{self, GatewayPaths};
+use super::guest_files;
+use super::render::{self, Files, TlsPair};
+use crate::conditions::reason;
+use crate::context::Context;
+use crate::error::Error;
+use crate::guest_exec;
+use crate::hashing::sha256;
+use kube::ResourceExt;
+use kube::runtime::events::EventType;
+use phoenix_clients::exec::GuestShell;
+use phoenix_crds::common::GuestKind;
+use phoenix_crds::traefik_service::{TraefikService, TraefikServiceStatus};
+use std::time::Duration;
+
+const QUICK: Duration = Duration::from_secs(60);
+
+/// Everything a route puts into guests.
+pub struct Wanted {
+    pub traefik: Files,
+    pub gateway: Option<GatewayFiles>,
+}
+
+/// A public route's files in the gateway guest: its site, then its certificate, key and
+/// the root Traefik's certificate is checked against; and the shared upgrade map.
+pub struct GatewayFiles {
+    pub site: (String, String),
+    pub certificate: [(String, String); 3],
+}
+
+impl GatewayFiles {
+    pub fn new(public: &gateway::PublicRoute, object: &str, pair: &TlsPair) -> GatewayFiles {
+        let paths = GatewayPaths::of(public.root, public.id);
+        GatewayFiles {
+            site: (paths.site, gateway::site(public, object)),
+            certificate: [
+                (paths.cert, pair.chain.clone()),
+                (paths.key, pair.key.clone()),
+                (paths.ca, pair.root.clone()),
+            ],
+        }
+    }
+}
+
+impl Wanted {
+    /// One hash over every file's content: what status remembers as written.
+    fn hash(&self) -> String {
+        let mut contents = vec![self.traefik.config.1.as_str()];
+        contents.extend(
+            self.traefik
+                .certificate
+                .iter()
+                .flatten()
+                .map(|(_, c)| c.as_str()),
+        );
+        if let Some(g) = &self.gateway {
+            contents.push(&g.site.1);
+            contents.extend(g.certificate.iter().map(|(_, c)| c.as_str()));
+        }
+        sha256(&contents.concat())
+    }
+}
+
+/// What `write` did.
+pub enum Wrote {
+    /// The files already hold what they would: no guest was entered.
+    Nothing,
+    Files,
+    /// A guest cannot be entered yet: the reason and why.
+    Blocked(&'static str, String),
+}
+
+/// Writes the route's files when they differ from what was last written.
+pub async fn write(
+    route: &TraefikService,
+    ctx: &Context,
+    wanted: &Wanted,
+    status: &mut TraefikServiceStatus,
+) -> Result<Wrote, Error> {
+    let hash = wanted.hash();
+    if status.config_hash.as_deref() == Some(hash.as_str()) {
+        return Ok(Wrote::Nothing);
+    }
+    let namespace = route.namespace().unwrap_or_default();
+    let traefik = &route.spec.traefik_ref.name;
+    let shell = match enter(ctx, &namespace, traefik).await? {
+        Ok(shell) => shell,
+        Err(why) => return Ok(Wrote::Blocked(reason::WAITING_FOR_TRAEFIK, why)),
+    };
+    to_traefik(&shell, &wanted.traefik).await?;
+    let note = format!("{} written in LxcGuest {traefik}", wanted.traefik.config.0);
+    ctx.event(route, EventType::Normal, reason::ROUTE_WRITTEN, note)
+        .await;
+    if let Some(files) = &wanted.gateway {
+        let name = &route.spec.gateway_ref.name;
+        let shell = match enter(ctx, &namespace, name).await? {
+            Ok(shell) => shell,
+            Err(why) => return Ok(Wrote::Blocked(reason::WAITING_FOR_GATEWAY, why)),
+        };
+        to_gateway(&shell, files, name).await?;
+        let note = format!(
+            "{} written in LxcGuest {name}, nginx reloaded",
+            files.site.0
+        );
+        ctx.event(route, EventType::Normal, reason::GATEWAY_RELOADED, note)
+            .await;
+    }
+    status.config_hash = Some(hash);
+    Ok(Wrote::Files)
+}
+
+async fn enter(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Result<GuestShell, String>, Error> {
+    Ok(
+        guest_exec::object_shell(ctx, namespace, GuestKind::LxcGuest, name)
+            .await?
+            .map_err(|why| format!("LxcGuest {namespace}/{name}: {why}")),
+    )
+}
+
+/// Certificates first: Traefik reads them when it loads the document naming them.
+async fn to_traefik(shell: &GuestShell, files: &Files) -> Result<(), Error> {
+    for (path, content) in files.certificate.iter().flatten() {
+        guest_files::put(shell, path, content, mode_of(path)).await?;
+    }
+    let (path, content) = &files.config;
+    guest_files::put(shell, path, content, "0644").await
+}
+
+fn mode_of(path: &str) -> &'static str {
+    match path.ends_with(".key") {
+        true => "0600",
+        false => "0644",
+    }
+}
+
+/// The site replaced only if `nginx -t` accepts the whole configuration with it; then
+/// nginx reloads. Refused, the previous site (or none) is put back and nothing reloads.
+async fn to_gateway(shell: &GuestShell, files: &GatewayFiles, guest: &str) -> Result<(), Error> {
+    for (path, content) in &files.certificate {
+        guest_files::put(shell, path, content, mode_of(path)).await?;
+    }
+    guest_files::put(
+        shell,
+        gateway::UPGRADE_MAP_FILE,
+        gateway::upgrade_map(),
+        "0644",
+    )
+    .await?;
+    let (site, content) = &files.site;
+    let previous = format!("{site}.phoenix-old");
+    let kept = run(shell, &["cp", "-f", site, &previous]).await?.success();
+    guest_files::put(shell, site, content, "0644").await?;
+    let tested = run(shell, &["nginx", "-t"]).await?;
+    if !tested.success() {
+        let restore: &[&str] = match kept {
+            true => &["mv", "-f", &previous, site],
+            false => &["rm", "-f", site],
+        };
+        run(shell, restore).await?;
+        return Err(Error::Input {
+            reason: reason::GATEWAY_CONFIG_INVALID,
+            message: format!(
+                "nginx -t in LxcGuest {guest} refused {site} (the running configuration is unchanged): {}",
+                tested.tail(3)
+            ),
+        });
+    }
+    let reloaded = run(shell, &["systemctl", "reload", "nginx"]).await?;
+    if !reloaded.success() {
+        return Err(Error::Input {
+            reason: reason::RELOAD_FAILED,
+            message: format!(
+                "systemctl reload nginx in LxcGuest {guest}: {}",
+                reloaded.tail(3)
+            ),
+        });
+    }
+    run(shell, &["rm", "-f", &previous]).await?;
+    Ok(())
+}
+
+async fn run(
+    shell: &GuestShell,
+    argv: &[&str],
+) -> Result<phoenix_clients::exec::ExecOutput, Error> {
+    let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+    Ok(shell.exec(&argv, QUICK).await?)
+}
+
+/// The route's files removed from both guests (nginx reloaded without its site). A guest
+/// that cannot be entered keeps them: the note says so.
+pub async fn remove(route: &TraefikService, ctx: &Context, id: &str) -> Result<Vec<String>, Error> {
+    let namespace = route.namespace().unwrap_or_default();
+    let mut notes = Vec::new();
+    let traefik = &route.spec.traefik_ref.name;
+    let paths = render::Paths::of("", id).all();
+    notes.push(match enter(ctx, &namespace, traefik).await? {
+        Ok(shell) => {
+            guest_files::remove(&shell, &paths).await?;
+            format!("{} removed from LxcGuest {traefik}", paths[0])
+        }
+        Err(why) => format!("{} left: {why}", paths[0]),
+    });
+    if route.spec.public {
+        let name = &route.spec.gateway_ref.name;
+        let g = GatewayPaths::of("", id);
+        let paths = [g.site, g.cert, g.key, g.ca];
+        notes.push(match enter(ctx, &namespace, name).await? {
+            Ok(shell) => {
+                guest_files::remove(&shell, &paths).await?;
+                run(&shell, &["systemctl", "reload", "nginx"]).await?;
+                format!("{} removed from LxcGuest {name}", paths[0])
+            }
+            Err(why) => format!("{} left: {why}", paths[0]),
+        });
+    }
+    Ok(notes)
+}
