@@ -384,8 +384,11 @@ async fn features_in_place(server: &ApiServer, api: &Api<LxcGuest>, tls_key: &st
     );
     let expected = [
         ("step-ca", vec!["step-cli"]),
-        ("nginx-phoenix", vec!["trusted-ca"]),
-        ("traefik-internal", vec!["step-cli", "trusted-ca"]),
+        ("nginx-phoenix", vec!["trusted-ca", "nginx-gateway"]),
+        (
+            "traefik-internal",
+            vec!["step-cli", "trusted-ca", "traefik"],
+        ),
         ("granite-embedding", vec!["nvidia", "trusted-ca", "vllm"]),
         ("ollama-gpu0", vec!["nvidia", "ollama"]),
         ("copy-base", vec!["base", "custom-hardening"]),

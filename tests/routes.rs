@@ -92,7 +92,7 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
 
     // One document and three certificate files per route, in the directory Traefik watches.
     let sim = SimAdmin::of(&server);
-    let dynamic = files_in(&sim, "/etc/traefik/dynamic/").await;
+    let dynamic = files_in(&sim, "/etc/traefik/dynamic/phoenix-").await;
     let certs = files_in(&sim, "/etc/traefik/certs/").await;
     assert_eq!(dynamic.len(), 3, "{:?}", dynamic.keys());
     assert_eq!(certs.len(), 9, "{:?}", certs.keys());
@@ -285,11 +285,17 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
             .all(|r| r.metadata.name.as_deref() != Some("qdrant"))
     })
     .await;
-    let left = files_in(&sim, "/etc/traefik/").await;
+    let mut left = files_in(&sim, "/etc/traefik/certs/").await;
+    left.extend(files_in(&sim, "/etc/traefik/dynamic/phoenix-").await);
     assert!(
         left.keys().all(|p| !p.contains("default_qdrant")),
         "{:?}",
         left.keys()
     );
-    assert_eq!(left.len(), 8, "{:?}", left.keys());
+    assert_eq!(
+        left.len(),
+        8,
+        "two routes' documents and certificates: {:?}",
+        left.keys()
+    );
 }

@@ -14,6 +14,7 @@ mod nginx;
 mod support;
 
 use nginx::Nginx;
+use phoenix_controllers::provision::catalog;
 use phoenix_controllers::traefik_service::gateway::{self, GatewayPaths, Listen, PublicRoute};
 use phoenix_controllers::traefik_service::probe;
 use phoenix_controllers::traefik_service::render::{self, Route, TlsPair};
@@ -45,6 +46,8 @@ fn write(route: &Route, pair: &TlsPair) {
 }
 
 async fn example(file: &str, ca: &TestCa, root: &Path) -> Example {
+    let defaults = root.join("etc/traefik/dynamic/00-phoenix-defaults.yml");
+    std::fs::write(defaults, catalog::traefik_defaults(false)).unwrap();
     let spec = support::example::<TraefikService>(file).spec;
     let name = file.trim_start_matches("tsvc-").trim_end_matches(".yaml");
     let pair = match spec.backend.scheme {
@@ -59,7 +62,12 @@ async fn example(file: &str, ca: &TestCa, root: &Path) -> Example {
         host: spec.host.clone(),
         path_prefix: spec.path_prefix.clone(),
         server: format!("{scheme}://{address}"),
-        middlewares: spec.middlewares.clone(),
+        // Every route names the middlewares the `traefik` feature defines: Traefik disables a
+        // router naming one it does not have.
+        middlewares: render::KNOWN_MIDDLEWARES
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
         tls: true,
         root: root.display().to_string(),
     };

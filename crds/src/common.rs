@@ -228,8 +228,8 @@ pub struct Dns {
 }
 
 /// In-guest software, applied once per content hash in catalog order (base, nvidia,
-/// docker, stepCli, trustedCa, ollama, vllm, custom), recorded in status and in a marker
-/// file inside the guest.
+/// docker, stepCli, trustedCa, traefik, nginxGateway, ollama, vllm, custom), recorded in
+/// status and in a marker file inside the guest.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Provisioning {
@@ -243,6 +243,10 @@ pub struct Provisioning {
     pub step_cli: Option<StepCliFeature>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_ca: Option<TrustedCaFeature>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traefik: Option<TraefikFeature>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx_gateway: Option<NginxGatewayFeature>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ollama: Option<OllamaFeature>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -286,6 +290,30 @@ pub struct StepCliFeature {
     #[schemars(regex(pattern = r"^[0-9][0-9A-Za-z.+~-]*$"), length(max = 64))]
     pub version: Option<String>,
 }
+
+/// Traefik as the internal router: the release binary, entry points `web` (redirecting to
+/// HTTPS) and `websecure`, `/ping` on 8082, the file provider watching the directory the
+/// TraefikService controller writes routes into, and the middlewares routes may name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TraefikFeature {
+    /// A Traefik v3 release, e.g. `3.7.13`.
+    #[serde(default = "default_traefik_version")]
+    #[schemars(regex(pattern = r"^3\.[0-9]+\.[0-9]+$"))]
+    pub version: String,
+    /// The Certificate Traefik serves when no route's certificate matches (its default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_ref: Option<LocalRef>,
+}
+
+fn default_traefik_version() -> String {
+    "3.7.13".into()
+}
+
+/// Nginx as the public gateway: Debian's package, its default site removed, and the
+/// directory the TraefikService controller writes public routes' sites into included.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct NginxGatewayFeature {}
 
 /// Installs the Step-CA root into the guest's trust store.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -3,7 +3,8 @@
 //! can be read and tested without one. A feature's hash covers the catalog version, its
 //! files and its script: any change of either re-applies that feature, and only it.
 
-use phoenix_crds::common::{Provisioning, VllmFeature};
+use crate::traefik_service::{gateway, render};
+use phoenix_crds::common::{Provisioning, TraefikFeature, VllmFeature};
 use std::collections::BTreeMap;
 
 /// Bumped when a feature's rendering changes, so guests get the new version.
@@ -108,6 +109,12 @@ pub fn features(spec: &Provisioning, inputs: &Inputs) -> Result<Vec<Feature>, Mi
             )],
             vec![step("update-trust-store", &["update-ca-certificates"])],
         ));
+    }
+    if let Some(traefik) = &spec.traefik {
+        out.push(traefik_feature(traefik, inputs)?);
+    }
+    if spec.nginx_gateway.is_some() {
+        out.push(nginx_gateway_feature());
     }
     if let Some(ollama) = &spec.ollama {
         let mut pulls: Vec<String> = ollama
@@ -313,6 +320,131 @@ fn step_cli_feature(version: Option<&str>, inputs: &Inputs) -> Feature {
         ));
     }
     feature("step-cli", vec![], steps)
+}
+
+/// Traefik's static configuration: what the TraefikService controller's documents and the
+/// `ping` health check expect.
+fn traefik_static() -> String {
+    format!(
+        "# Written by Phoenix (feature traefik).\n\
+         entryPoints:\n  web:\n    address: \":80\"\n    http:\n      redirections:\n        entryPoint:\n          to: {entry}\n          scheme: https\n\
+         \x20 {entry}:\n    address: \":443\"\n  ping:\n    address: \":8082\"\n\
+         ping:\n  entryPoint: ping\n\
+         providers:\n  file:\n    directory: {dir}\n    watch: true\n\
+         log:\n  level: INFO\n\
+         global:\n  checkNewVersion: false\n  sendAnonymousUsage: false\n",
+        entry = render::ENTRY_POINT,
+        dir = render::DYNAMIC_DIR,
+    )
+}
+
+/// The middlewares routes may name, and Traefik's default certificate: defined here once
+/// (two providers defining `tls.stores.default` would drop both).
+pub fn traefik_defaults(default_certificate: bool) -> String {
+    let mut document = serde_json::json!({"http": {"middlewares": {
+        "compress": {"compress": {}},
+        "secure-headers": {"headers": {
+            "stsSeconds": 31536000,
+            "contentTypeNosniff": true,
+            "frameDeny": true,
+            "referrerPolicy": "same-origin",
+        }},
+    }}});
+    if default_certificate {
+        document["tls"] = serde_json::json!({"stores": {"default": {"defaultCertificate": {
+            "certFile": TRAEFIK_CERT,
+            "keyFile": TRAEFIK_KEY,
+        }}}});
+    }
+    let body = serde_json::to_string_pretty(&document).expect("JSON values serialise");
+    format!("# Written by Phoenix (feature traefik).\n{body}\n")
+}
+
+const TRAEFIK_CERT: &str = "/etc/traefik/certs/traefik.crt";
+const TRAEFIK_KEY: &str = "/etc/traefik/certs/traefik.key";
+
+fn traefik_feature(traefik: &TraefikFeature, inputs: &Inputs) -> Result<Feature, Missing> {
+    let v = &traefik.version;
+    let url = format!(
+        "https://github.com/traefik/traefik/releases/download/v{v}/traefik_v{v}_linux_amd64.tar.gz"
+    );
+    let mut files = Vec::new();
+    if let Some(r) = &traefik.certificate_ref {
+        let (chain, key) = tls_pair("traefik", &r.name, inputs)?;
+        files.push(rotating(TRAEFIK_CERT, chain, "0644"));
+        files.push(rotating(TRAEFIK_KEY, key, "0600"));
+    }
+    files.push(file("/etc/traefik/traefik.yml", traefik_static(), "0644"));
+    files.push(file(
+        &format!("{}/00-phoenix-defaults.yml", render::DYNAMIC_DIR),
+        traefik_defaults(traefik.certificate_ref.is_some()),
+        "0644",
+    ));
+    files.push(file(
+        "/etc/systemd/system/traefik.service",
+        "[Unit]\nDescription=Traefik (Phoenix)\nAfter=network-online.target\nWants=network-online.target\n\n\
+         [Service]\nExecStart=/usr/local/bin/traefik --configFile=/etc/traefik/traefik.yml\nRestart=on-failure\n\
+         AmbientCapabilities=CAP_NET_BIND_SERVICE\n\n[Install]\nWantedBy=multi-user.target\n"
+            .into(),
+        "0644",
+    ));
+    Ok(feature(
+        "traefik",
+        files,
+        vec![
+            step(
+                "install",
+                &[
+                    &format!("curl -fsSLo /tmp/traefik.tar.gz {}", quote(&url)),
+                    "tar -xzf /tmp/traefik.tar.gz -C /usr/local/bin traefik",
+                    "traefik version",
+                ],
+            ),
+            step(
+                "service",
+                &[
+                    "systemctl daemon-reload",
+                    "systemctl enable traefik.service",
+                    "systemctl restart traefik.service",
+                ],
+            ),
+        ],
+    ))
+}
+
+fn nginx_gateway_feature() -> Feature {
+    feature(
+        "nginx-gateway",
+        vec![file(
+            "/etc/nginx/conf.d/phoenix.conf",
+            format!(
+                "# Written by Phoenix (feature nginx-gateway): the public routes' sites.\ninclude {}/*.conf;\n",
+                gateway::SITES_DIR
+            ),
+            "0644",
+        )],
+        vec![
+            step(
+                "install",
+                &["DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx"],
+            ),
+            step(
+                "configure",
+                &[
+                    "rm -f /etc/nginx/sites-enabled/default",
+                    &format!("mkdir -p {}", gateway::CERTS_DIR),
+                    "nginx -t",
+                ],
+            ),
+            step(
+                "service",
+                &[
+                    "systemctl enable nginx",
+                    "systemctl reload-or-restart nginx",
+                ],
+            ),
+        ],
+    )
 }
 
 fn vllm_feature(vllm: &VllmFeature, inputs: &Inputs) -> Result<Feature, Missing> {
@@ -568,6 +700,57 @@ pub fn failing_step(output: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn traefik_reads_the_routes_directory_and_defines_the_middlewares_routes_name() {
+        let spec: Provisioning =
+            serde_json::from_value(serde_json::json!({"traefik": {}, "nginxGateway": {}})).unwrap();
+        let out = features(&spec, &Inputs::default()).unwrap();
+        let names: Vec<&str> = out.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["traefik", "nginx-gateway"]);
+        let content = |f: &Feature, path: &str| {
+            f.files
+                .iter()
+                .find(|x| x.path == path)
+                .map(|x| x.content.clone())
+                .unwrap()
+        };
+        let static_config: serde_json::Value =
+            serde_yaml_ng::from_str(&content(&out[0], "/etc/traefik/traefik.yml")).unwrap();
+        assert_eq!(static_config["entryPoints"]["websecure"]["address"], ":443");
+        assert_eq!(static_config["entryPoints"]["ping"]["address"], ":8082");
+        assert_eq!(
+            static_config["providers"]["file"]["directory"],
+            render::DYNAMIC_DIR
+        );
+        let defaults: serde_json::Value = serde_yaml_ng::from_str(&content(
+            &out[0],
+            "/etc/traefik/dynamic/00-phoenix-defaults.yml",
+        ))
+        .unwrap();
+        let defined: Vec<&String> = defaults["http"]["middlewares"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(defined, render::KNOWN_MIDDLEWARES);
+        assert!(
+            defaults.get("tls").is_none(),
+            "no default certificate unless named"
+        );
+        assert!(
+            content(&out[1], "/etc/nginx/conf.d/phoenix.conf")
+                .contains("include /etc/nginx/phoenix/*.conf;")
+        );
+        // Traefik's own certificate waits for its Secret.
+        let spec: Provisioning = serde_json::from_value(
+            serde_json::json!({"traefik": {"certificateRef": {"name": "traefik"}}}),
+        )
+        .unwrap();
+        let missing = features(&spec, &Inputs::default()).unwrap_err();
+        assert_eq!(missing.feature, "traefik");
+    }
+
     use super::*;
     use phoenix_crds::common::{BaseFeature, CustomFeature, OllamaFeature, UnitEnvVar};
 

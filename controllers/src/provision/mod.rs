@@ -326,6 +326,9 @@ async fn inputs(
         spec.vllm
             .as_ref()
             .and_then(|v| v.tls_certificate_ref.as_ref()),
+        spec.traefik
+            .as_ref()
+            .and_then(|t| t.certificate_ref.as_ref()),
     ];
     for reference in certificates.into_iter().flatten() {
         if let Some(pair) = tls_pair(ctx, namespace, &reference.name).await? {
