@@ -25,6 +25,11 @@ pub struct ControllerArgs {
     /// each name, so route that here (a Service port, a DNAT rule).
     #[arg(long, env = "PHOENIX_ACME_HTTP01_ADDR", default_value = "0.0.0.0:8089")]
     pub acme_http01_listen: String,
+    /// The responder as the Nginx gateway reaches it (`10.0.0.13:8089`): public routes'
+    /// `/.well-known/acme-challenge/` goes there, so they can carry certificates from a
+    /// public ACME CA. Without it the gateway redirects those requests to HTTPS too.
+    #[arg(long, env = "PHOENIX_ACME_HTTP01_UPSTREAM")]
+    pub acme_http01_upstream: Option<std::net::SocketAddr>,
 }
 
 /// `phoenix controller`: the controllers' arguments, and simulate mode's peers (the
@@ -102,6 +107,7 @@ pub fn spawn_controllers(
         redirect,
         acme_redirect,
         http01_listen: Some(args.acme_http01_listen.clone()),
+        http01_upstream: args.acme_http01_upstream,
         resync: std::time::Duration::from_secs(args.resync_seconds.max(1)),
         cluster_view_interval: std::time::Duration::from_secs(args.cluster_view_seconds.max(1)),
         metrics,

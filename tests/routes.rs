@@ -275,6 +275,25 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
         &granite.status.unwrap().common.conditions
     ));
 
+    // The route holding a host deleted, the one refused it takes it over.
+    routes
+        .delete("granite-embedding", &DeleteParams::default())
+        .await
+        .unwrap();
+    support::wait_for(&routes, "twin Ready once granite is gone", MINUTES, |rs| {
+        rs.iter().any(|r| {
+            r.metadata.name.as_deref() == Some("twin")
+                && r.status
+                    .as_ref()
+                    .is_some_and(|s| support::is_ready(&s.common.conditions))
+        })
+    })
+    .await;
+    assert!(
+        gateway_site(&sim).await.is_empty(),
+        "the public route's site left the gateway with it"
+    );
+
     // A deleted route takes its files with it.
     routes
         .delete("qdrant", &DeleteParams::default())
@@ -292,10 +311,16 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
         "{:?}",
         left.keys()
     );
+    let mut paths: Vec<&str> = left.keys().map(String::as_str).collect();
+    paths.sort();
     assert_eq!(
-        left.len(),
-        8,
-        "two routes' documents and certificates: {:?}",
-        left.keys()
+        paths,
+        [
+            "/etc/traefik/certs/default_portainer-ca.crt",
+            "/etc/traefik/certs/default_portainer.crt",
+            "/etc/traefik/certs/default_portainer.key",
+            "/etc/traefik/dynamic/phoenix-default_portainer.yml",
+            "/etc/traefik/dynamic/phoenix-default_twin.yml",
+        ]
     );
 }

@@ -69,6 +69,8 @@ pub struct Options {
     pub instance: String,
     /// Where the ACME HTTP-01 challenge responder listens (the CA must reach it).
     pub http01_listen: Option<String>,
+    /// The responder as the Nginx gateway reaches it, for public routes' ACME challenges.
+    pub http01_upstream: Option<std::net::SocketAddr>,
     /// Simulate mode: ACME goes to this server (pebble) instead of the Step-CA.
     pub acme_redirect: Option<certificate::AcmeRedirect>,
 }
@@ -83,6 +85,7 @@ impl Default for Options {
             metrics: Arc::default(),
             instance: "phoenix".into(),
             http01_listen: None,
+            http01_upstream: None,
             acme_redirect: None,
         }
     }
@@ -172,20 +175,29 @@ pub async fn run(kube: kube::Client, options: Options) {
             shared.clone(),
         )
         .for_each(|_| async {});
-    // Routes wait for their Certificates: an issued or renewed one wakes them.
+    // Routes wait for their Certificates (an issued or renewed one wakes them) and for
+    // each other (a route deleted or moved frees its host for the one refused it).
     let routes = lean_controller(Api::<phoenix_crds::TraefikService>::all(kube.clone()));
-    let store = routes.store();
+    let (a, b) = (routes.store(), routes.store());
     let routes = routes
         .with_config(kube::runtime::controller::Config::default().debounce(WAKE_DEBOUNCE))
         .watches(
             Api::<phoenix_crds::Certificate>::all(kube.clone()),
             Default::default(),
-            every(store),
+            every(a),
+        )
+        .watches(
+            Api::<phoenix_crds::TraefikService>::all(kube.clone()),
+            Default::default(),
+            every(b),
         )
         .run(
             traefik_service::reconcile,
             traefik_service::error_policy,
-            shared.clone(),
+            Arc::new(traefik_service::RouteContext {
+                shared: shared.clone(),
+                acme_upstream: options.http01_upstream,
+            }),
         )
         .for_each(|_| async {});
     let certificate_ctx = Arc::new(certificate::CertificateContext {

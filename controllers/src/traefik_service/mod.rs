@@ -41,6 +41,20 @@ const SOON: Duration = Duration::from_secs(3);
 /// How soon to look again while something else is waited for.
 const LATER: Duration = Duration::from_secs(15);
 
+/// The shared context, and where the gateway sends ACME's HTTP-01 challenges.
+pub struct RouteContext {
+    pub shared: Arc<Context>,
+    pub acme_upstream: Option<SocketAddr>,
+}
+
+impl std::ops::Deref for RouteContext {
+    type Target = Context;
+
+    fn deref(&self) -> &Context {
+        &self.shared
+    }
+}
+
 /// Where a pass left the route.
 enum Pass {
     Ready(String),
@@ -60,7 +74,10 @@ fn waiting(reason: &'static str, message: String) -> Pass {
 }
 
 /// One pass: remove or converge, record the outcome, write the status once.
-pub async fn reconcile(route: Arc<TraefikService>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    route: Arc<TraefikService>,
+    ctx: Arc<RouteContext>,
+) -> Result<Action, Error> {
     ctx.metrics.reconciled(KIND);
     let namespace = route.namespace().unwrap_or_default();
     let api: Api<TraefikService> = Api::namespaced(ctx.kube.clone(), &namespace);
@@ -77,7 +94,7 @@ pub async fn reconcile(route: Arc<TraefikService>, ctx: Arc<Context>) -> Result<
 
 async fn converge(
     route: &TraefikService,
-    ctx: &Context,
+    ctx: &RouteContext,
     status: &mut TraefikServiceStatus,
 ) -> Result<Pass, Error> {
     let namespace = route.namespace().unwrap_or_default();
@@ -146,7 +163,7 @@ async fn converge(
                 host: &spec.host,
                 path_prefix: &spec.path_prefix,
                 traefik: traefik_hop,
-                acme_responder: None,
+                acme_responder: ctx.acme_upstream,
                 root: "",
                 listen: gateway::Listen::PLATFORM,
             };
@@ -433,7 +450,7 @@ async fn remove(
 
 /// Errors are handled in `finish` (conditions, events, backoff); a failure to write the
 /// status itself is retried shortly.
-pub fn error_policy(_route: Arc<TraefikService>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(_route: Arc<TraefikService>, error: &Error, ctx: Arc<RouteContext>) -> Action {
     ctx.metrics.failed(KIND, error.category());
     Action::requeue(LATER)
 }
