@@ -210,6 +210,62 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
     assert!(gateway_site(&sim).await.contains("location /v1 {"));
     assert_eq!(reloads_of(&gateway_commands(&sim).await), reloads + 1);
 
+    // A backend re-addressed: its route follows (Traefik's document rewritten).
+    support::kubectl_apply(&server, &support::guest_yaml("route-probe", 951, ""));
+    let probe_route = "apiVersion: phoenix.thinkheads.ai/v1alpha1\nkind: TraefikService\n\
+        metadata:\n  name: probe\n  namespace: default\nspec:\n  host: probe.internal.thinkheads.ai\n\
+        \x20 backend:\n    guestRef: {kind: LxcGuest, name: route-probe}\n    port: 8080\n";
+    support::kubectl_apply(&server, probe_route);
+    let served_at = |address: &'static str| {
+        move |rs: &[std::sync::Arc<TraefikService>]| {
+            rs.iter().any(|r| {
+                r.metadata.name.as_deref() == Some("probe")
+                    && r.status.as_ref().is_some_and(|s| {
+                        support::is_ready(&s.common.conditions)
+                            && s.backend.as_deref() == Some(address)
+                    })
+            })
+        }
+    };
+    support::wait_for(
+        &routes,
+        "the probe route Ready",
+        MINUTES,
+        served_at("http://10.0.0.201:8080"),
+    )
+    .await;
+    let lxcs: Api<phoenix_crds::LxcGuest> = Api::namespaced(client.clone(), "default");
+    let moved = serde_json::json!({"spec": {"network": [{"ip": "10.0.0.202/24"}]}});
+    lxcs.patch(
+        "route-probe",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&moved),
+    )
+    .await
+    .unwrap();
+    support::wait_for(
+        &routes,
+        "the probe route at the new address",
+        MINUTES,
+        served_at("http://10.0.0.202:8080"),
+    )
+    .await;
+    let document = files_in(&sim, "/etc/traefik/dynamic/phoenix-default_probe.yml").await;
+    let text = document.values().next().unwrap().as_str().unwrap();
+    assert!(
+        text.contains("http://10.0.0.202:8080") && !text.contains("10.0.0.201"),
+        "{text}"
+    );
+    routes
+        .delete("probe", &DeleteParams::default())
+        .await
+        .unwrap();
+    support::wait_for(&routes, "the probe route gone", MINUTES, |rs| {
+        rs.iter()
+            .all(|r| r.metadata.name.as_deref() != Some("probe"))
+    })
+    .await;
+
     // Bad routes: each refused with its reason, nothing written for it, the others untouched.
     let before = files_in(&sim, "/etc/traefik/").await;
     support::kubectl_apply(
@@ -265,11 +321,13 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
         assert_eq!((status.as_str(), why.as_str()), ("False", reason), "{name}");
         assert!(message.contains(says), "{name}: {message}");
     }
-    assert_eq!(
-        files_in(&sim, "/etc/traefik/").await,
-        before,
-        "nothing written for them"
-    );
+    let after = files_in(&sim, "/etc/traefik/").await;
+    let changed: Vec<&String> = after
+        .keys()
+        .chain(before.keys())
+        .filter(|k| after.get(*k) != before.get(*k))
+        .collect();
+    assert_eq!(after, before, "nothing written for them: {changed:?}");
     let granite = routes.get("granite-embedding").await.unwrap();
     assert!(support::is_ready(
         &granite.status.unwrap().common.conditions

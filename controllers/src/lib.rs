@@ -175,10 +175,16 @@ pub async fn run(kube: kube::Client, options: Options) {
             shared.clone(),
         )
         .for_each(|_| async {});
-    // Routes wait for their Certificates (an issued or renewed one wakes them) and for
-    // each other (a route deleted or moved frees its host for the one refused it).
+    // Routes follow their Certificates (issued, renewed), each other (a route deleted or
+    // moved frees its host for the one refused it) and the guests (a backend, Traefik or
+    // the gateway re-addressed is a route rewritten at once, not at the resync).
     let routes = lean_controller(Api::<phoenix_crds::TraefikService>::all(kube.clone()));
-    let (a, b) = (routes.store(), routes.store());
+    let (a, b, c, d) = (
+        routes.store(),
+        routes.store(),
+        routes.store(),
+        routes.store(),
+    );
     let routes = routes
         .with_config(kube::runtime::controller::Config::default().debounce(WAKE_DEBOUNCE))
         .watches(
@@ -190,6 +196,16 @@ pub async fn run(kube: kube::Client, options: Options) {
             Api::<phoenix_crds::TraefikService>::all(kube.clone()),
             Default::default(),
             every(b),
+        )
+        .watches(
+            Api::<LxcGuest>::all(kube.clone()),
+            Default::default(),
+            every(c),
+        )
+        .watches(
+            Api::<VmGuest>::all(kube.clone()),
+            Default::default(),
+            every(d),
         )
         .run(
             traefik_service::reconcile,
