@@ -71,28 +71,29 @@ impl Traefik {
             log.display()
         );
         std::fs::write(&config, text).unwrap();
-        let mut child = Command::new(binary)
+        let child = Command::new(binary)
             .arg(format!("--configFile={}", config.display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("traefik starts");
+        // Owned from here, so a panic while waiting still stops it (Drop).
+        let mut traefik = Traefik {
+            child,
+            websecure,
+            api,
+            log,
+        };
         let ping = format!("http://{api}/ping");
         for _ in 0..200 {
-            if child.try_wait().unwrap().is_some() {
+            if traefik.child.try_wait().unwrap().is_some() {
                 return None;
             }
             if reqwest::get(&ping).await.is_ok_and(|r| r.status() == 200) {
-                return Some(Traefik {
-                    child,
-                    websecure,
-                    api,
-                    log,
-                });
+                return Some(traefik);
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        let _ = child.kill();
         None
     }
 

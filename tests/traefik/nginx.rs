@@ -5,6 +5,7 @@
 
 use phoenix_controllers::traefik_service::gateway::{CERTS_DIR, SITES_DIR};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -19,8 +20,15 @@ pub struct Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM to nginx's process group (its own, see `start`): the master and every
+    /// worker, old generations still draining after a reload included. A SIGKILL to the
+    /// master alone would leave its workers running.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory is shared.
+        unsafe {
+            libc::kill(-group, libc::SIGTERM);
+        }
         let _ = self.child.wait();
     }
 }
@@ -90,6 +98,8 @@ impl Nginx {
             .arg(&config)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // A process group of its own, so that Drop stops every nginx process at once.
+            .process_group(0)
             .spawn()
             .expect("nginx starts");
         let mut nginx = Nginx {
