@@ -207,7 +207,7 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
         })
     })
     .await;
-    assert!(gateway_site(&sim).await.contains("location /v1 {"));
+    assert!(gateway_site(&sim).await.contains("location \"/v1\" {"));
     assert_eq!(reloads_of(&gateway_commands(&sim).await), reloads + 1);
 
     // A backend re-addressed: its route follows (Traefik's document rewritten).

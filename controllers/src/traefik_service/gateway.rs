@@ -99,7 +99,7 @@ pub fn site(route: &PublicRoute, object: &str) -> String {
          server {{\n{https}    server_name {host};\n\
          \x20   ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
          \x20   ssl_protocols TLSv1.2 TLSv1.3;\n\
-         \x20   location {prefix} {{\n\
+         \x20   location \"{prefix}\" {{\n\
          \x20       proxy_pass https://{traefik};\n\
          \x20       proxy_ssl_server_name on;\n\
          \x20       proxy_ssl_name $host;\n\
@@ -119,6 +119,8 @@ pub fn site(route: &PublicRoute, object: &str) -> String {
         cert = paths.cert,
         key = paths.key,
         ca = paths.ca,
+        // Quoted: the spec's pattern admits `;` and `$`, which nginx would otherwise read as
+        // the end of the directive (the pattern excludes `"` and `\\`).
         prefix = route.path_prefix,
         traefik = route.traefik,
     )
@@ -161,6 +163,15 @@ mod tests {
             assert!(text.contains(line), "{line} in:\n{text}");
         }
         assert!(!text.contains("acme-challenge"));
+    }
+
+    #[test]
+    fn a_path_prefix_stays_one_quoted_location_whatever_it_holds() {
+        let mut r = route(None);
+        r.path_prefix = "/a;return 200 x;";
+        let text = site(&r, "x");
+        assert!(text.contains("location \"/a;return 200 x;\" {"), "{text}");
+        assert!(!text.contains("\n    return 200 x;"));
     }
 
     #[test]
