@@ -3,7 +3,7 @@
 //! place (`.x.yml.phoenix-new`: no extension Traefik loads) and is renamed into it.
 
 use crate::error::Error;
-use phoenix_clients::exec::GuestShell;
+use phoenix_clients::exec::{ExecOutput, GuestShell};
 use std::time::Duration;
 
 const QUICK: Duration = Duration::from_secs(60);
@@ -25,9 +25,15 @@ pub async fn remove(shell: &GuestShell, paths: &[String]) -> Result<(), Error> {
     run(shell, &argv).await
 }
 
-async fn run(shell: &GuestShell, argv: &[&str]) -> Result<(), Error> {
+/// `argv` in the guest; its output whatever its exit.
+pub async fn exec(shell: &GuestShell, argv: &[&str]) -> Result<ExecOutput, Error> {
     let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
-    let out = shell.exec(&argv, QUICK).await?;
+    Ok(shell.exec(&argv, QUICK).await?)
+}
+
+/// `argv` in the guest, which must succeed.
+async fn run(shell: &GuestShell, argv: &[&str]) -> Result<(), Error> {
+    let out = exec(shell, argv).await?;
     if out.success() {
         return Ok(());
     }

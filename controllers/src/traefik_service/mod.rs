@@ -436,12 +436,13 @@ async fn remove(
         .as_ref()
         .is_some_and(|s| s.config_hash.is_some());
     if written {
-        for note in publish::remove(route, ctx, &route_id(route)).await? {
-            let kind = match note.contains(" left: ") {
+        for removal in publish::remove(route, ctx, &route_id(route)).await? {
+            let kind = match removal.left {
                 true => EventType::Warning,
                 false => EventType::Normal,
             };
-            ctx.event(route, kind, reason::ROUTE_REMOVED, note).await;
+            ctx.event(route, kind, reason::ROUTE_REMOVED, removal.note)
+                .await;
         }
     }
     finalizers::remove(api, route, FINALIZER).await?;

@@ -17,9 +17,6 @@ use kube::runtime::events::EventType;
 use phoenix_clients::exec::GuestShell;
 use phoenix_crds::common::GuestKind;
 use phoenix_crds::traefik_service::{TraefikService, TraefikServiceStatus};
-use std::time::Duration;
-
-const QUICK: Duration = Duration::from_secs(60);
 
 /// Everything a route puts into guests.
 pub struct Wanted {
@@ -158,15 +155,17 @@ async fn to_gateway(shell: &GuestShell, files: &GatewayFiles, guest: &str) -> Re
     .await?;
     let (site, content) = &files.site;
     let previous = format!("{site}.phoenix-old");
-    let kept = run(shell, &["cp", "-f", site, &previous]).await?.success();
+    let kept = guest_files::exec(shell, &["cp", "-f", site, &previous])
+        .await?
+        .success();
     guest_files::put(shell, site, content, "0644").await?;
-    let tested = run(shell, &["nginx", "-t"]).await?;
+    let tested = guest_files::exec(shell, &["nginx", "-t"]).await?;
     if !tested.success() {
         let restore: &[&str] = match kept {
             true => &["mv", "-f", &previous, site],
             false => &["rm", "-f", site],
         };
-        run(shell, restore).await?;
+        guest_files::exec(shell, restore).await?;
         return Err(Error::Input {
             reason: reason::GATEWAY_CONFIG_INVALID,
             message: format!(
@@ -175,7 +174,7 @@ async fn to_gateway(shell: &GuestShell, files: &GatewayFiles, guest: &str) -> Re
             ),
         });
     }
-    let reloaded = run(shell, &["systemctl", "reload", "nginx"]).await?;
+    let reloaded = guest_files::exec(shell, &["systemctl", "reload", "nginx"]).await?;
     if !reloaded.success() {
         return Err(Error::Input {
             reason: reason::RELOAD_FAILED,
@@ -185,21 +184,23 @@ async fn to_gateway(shell: &GuestShell, files: &GatewayFiles, guest: &str) -> Re
             ),
         });
     }
-    run(shell, &["rm", "-f", &previous]).await?;
+    guest_files::exec(shell, &["rm", "-f", &previous]).await?;
     Ok(())
 }
 
-async fn run(
-    shell: &GuestShell,
-    argv: &[&str],
-) -> Result<phoenix_clients::exec::ExecOutput, Error> {
-    let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
-    Ok(shell.exec(&argv, QUICK).await?)
+/// What removal did in one guest: a note, and whether the files were left there.
+pub struct Removal {
+    pub left: bool,
+    pub note: String,
 }
 
 /// The route's files removed from both guests (nginx reloaded without its site). A guest
-/// that cannot be entered keeps them: the note says so.
-pub async fn remove(route: &TraefikService, ctx: &Context, id: &str) -> Result<Vec<String>, Error> {
+/// that cannot be entered keeps them: its removal says so.
+pub async fn remove(
+    route: &TraefikService,
+    ctx: &Context,
+    id: &str,
+) -> Result<Vec<Removal>, Error> {
     let namespace = route.namespace().unwrap_or_default();
     let mut notes = Vec::new();
     let traefik = &route.spec.traefik_ref.name;
@@ -207,9 +208,9 @@ pub async fn remove(route: &TraefikService, ctx: &Context, id: &str) -> Result<V
     notes.push(match enter(ctx, &namespace, traefik).await? {
         Ok(shell) => {
             guest_files::remove(&shell, &paths).await?;
-            format!("{} removed from LxcGuest {traefik}", paths[0])
+            removed(format!("{} removed from LxcGuest {traefik}", paths[0]))
         }
-        Err(why) => format!("{} left: {why}", paths[0]),
+        Err(why) => left(format!("{} left: {why}", paths[0])),
     });
     if route.spec.public {
         let name = &route.spec.gateway_ref.name;
@@ -218,11 +219,19 @@ pub async fn remove(route: &TraefikService, ctx: &Context, id: &str) -> Result<V
         notes.push(match enter(ctx, &namespace, name).await? {
             Ok(shell) => {
                 guest_files::remove(&shell, &paths).await?;
-                run(&shell, &["systemctl", "reload", "nginx"]).await?;
-                format!("{} removed from LxcGuest {name}", paths[0])
+                guest_files::exec(&shell, &["systemctl", "reload", "nginx"]).await?;
+                removed(format!("{} removed from LxcGuest {name}", paths[0]))
             }
-            Err(why) => format!("{} left: {why}", paths[0]),
+            Err(why) => left(format!("{} left: {why}", paths[0])),
         });
     }
     Ok(notes)
+}
+
+fn removed(note: String) -> Removal {
+    Removal { left: false, note }
+}
+
+fn left(note: String) -> Removal {
+    Removal { left: true, note }
 }
