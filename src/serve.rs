@@ -34,6 +34,8 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub peers: SimulatedPeers,
     #[command(flatten)]
+    pub programs: simulator::GuestPrograms,
+    #[command(flatten)]
     pub controller: ControllerArgs,
 }
 
@@ -188,6 +190,7 @@ async fn start_simulator(args: &ServerArgs) -> anyhow::Result<phoenix_sim::Runni
         seed: args.seed,
         durations: simulator::task_durations(&args.task_durations),
         state_file: Some(args.data_dir.join("sim-state.json")),
+        programs: args.programs.programs(),
     };
     let sim = phoenix_sim::start(options).await?;
     let json = serde_json::to_string_pretty(&sim.credentials)?;

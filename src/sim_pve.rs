@@ -27,6 +27,8 @@ pub struct SimPveArgs {
     /// portainer_url) here as JSON.
     #[arg(long)]
     pub credentials_out: PathBuf,
+    #[command(flatten)]
+    pub programs: crate::simulator::GuestPrograms,
 }
 
 pub fn run(args: SimPveArgs) -> ExitCode {
@@ -40,6 +42,7 @@ async fn simulate(args: SimPveArgs) -> ExitCode {
         seed: args.seed,
         durations: crate::simulator::task_durations(&args.task_durations),
         state_file: args.state,
+        programs: args.programs.programs(),
     };
     let running = match phoenix_sim::start(options).await {
         Ok(running) => running,

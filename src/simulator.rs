@@ -38,6 +38,29 @@ pub struct SimulatedPeers {
     pub sim_token_from_secret: bool,
 }
 
+/// The real programs a simulated guest's services run as ([`phoenix_sim::daemons`]):
+/// without them, loopback stand-ins answer for those guests' ports.
+#[derive(Args, Clone, Debug, Default)]
+pub struct GuestPrograms {
+    /// The Traefik binary run for a simulated guest with the `traefik` feature (`make
+    /// traefik` builds it), on that guest's files, on loopback.
+    #[arg(long, value_name = "PATH")]
+    pub sim_traefik: Option<PathBuf>,
+    /// The nginx binary run for a simulated guest with the `nginxGateway` feature
+    /// (Debian's: /usr/sbin/nginx), on that guest's files, on loopback.
+    #[arg(long, value_name = "PATH")]
+    pub sim_nginx: Option<PathBuf>,
+}
+
+impl GuestPrograms {
+    pub fn programs(&self) -> phoenix_sim::daemons::Programs {
+        phoenix_sim::daemons::Programs {
+            traefik: self.sim_traefik.clone(),
+            nginx: self.sim_nginx.clone(),
+        }
+    }
+}
+
 /// Realistic task durations, changed by `--task-duration OP=S`; `default=S` sets every
 /// operation, other entries then override single operations.
 pub fn task_durations(

@@ -6,8 +6,9 @@
 
 mod support;
 
-use kube::api::{Api, DeleteParams};
-use phoenix_crds::TraefikService;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use phoenix_crds::{Certificate, TraefikService};
 use support::SimAdmin;
 use support::host::{self, MINUTES};
 
@@ -74,13 +75,8 @@ fn route_yaml(name: &str, host: &str, extra: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = host::up_examples(dir.path());
-    let client = support::client(&server).await;
-    let routes: Api<TraefikService> = Api::namespaced(client.clone(), "default");
-    support::wait_for(&routes, "the three example routes Ready", MINUTES, |rs| {
+async fn until_examples_ready(routes: &Api<TraefikService>) {
+    support::wait_for(routes, "the three example routes Ready", MINUTES, |rs| {
         rs.len() == 3
             && rs.iter().all(|r| {
                 r.status
@@ -89,6 +85,15 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
             })
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = host::up_examples(dir.path());
+    let client = support::client(&server).await;
+    let routes: Api<TraefikService> = Api::namespaced(client.clone(), "default");
+    until_examples_ready(&routes).await;
 
     // One document and three certificate files per route, in the directory Traefik watches.
     let sim = SimAdmin::of(&server);
@@ -381,4 +386,141 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
             "/etc/traefik/dynamic/phoenix-default_twin.yml",
         ]
     );
+}
+
+/// Where the simulator serves `address:port`: (loopback address, whether a stand-in).
+async fn hop(sim: &SimAdmin, address: &str, port: u16) -> (std::net::SocketAddr, bool, u64) {
+    let answer = sim
+        .get(&format!("resolve?address={address}&port={port}"))
+        .await;
+    (
+        answer["address"].as_str().unwrap().parse().unwrap(),
+        answer["standIn"].as_bool().unwrap(),
+        answer["vmid"].as_u64().unwrap(),
+    )
+}
+
+/// A Certificate's Secret: (chain, root).
+async fn certificate_of(secrets: &Api<Secret>, name: &str) -> (String, String) {
+    let data = secrets.get(name).await.unwrap().data.unwrap();
+    let text = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
+    (text("tls.crt"), text("ca.crt"))
+}
+
+/// What the route tests look at in Traefik's and the gateway's guests: their files there
+/// and the commands that touched them.
+async fn route_footprint(sim: &SimAdmin) -> (Vec<serde_json::Value>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut commands = Vec::new();
+    for (vmid, dir) in [(TRAEFIK_VMID, "/etc/traefik/"), (GATEWAY_VMID, "/etc/nginx/")] {
+        files.push(serde_json::Value::Object(files_of(sim, vmid, dir).await));
+        let guest = sim.guest(vmid).await;
+        commands.extend(
+            guest["log"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["command"].as_str().unwrap_or_default().to_owned())
+                .filter(|c| c.contains(dir) || c.contains("nginx")),
+        );
+    }
+    (files, commands)
+}
+
+/// `make run` as a test: the simulator runs the real Traefik on LXC 102's files and
+/// Debian's nginx on LXC 101's. Each example host answers from its backend through every
+/// hop, each hop presenting the certificate expected of it; a renewed Certificate reaches
+/// Traefik and nginx without a change to any route; at rest nothing enters either guest.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_examples_answer_through_the_real_nginx_and_traefik_and_a_renewal_reaches_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = host::up_examples_with_daemons(dir.path());
+    let client = support::client(&server).await;
+    let routes: Api<TraefikService> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    until_examples_ready(&routes).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sim = SimAdmin::of(&server);
+    let (gateway, stand_in, _) = hop(&sim, "10.0.0.153", 443).await;
+    assert!(!stand_in, "the gateway's 443 is the real nginx");
+    let (traefik, stand_in, _) = hop(&sim, "10.0.0.12", 443).await;
+    assert!(!stand_in, "Traefik's 443 is the real Traefik");
+
+    for route in routes.list(&Default::default()).await.unwrap() {
+        let name = route.metadata.name.clone().unwrap();
+        let spec = &route.spec;
+        let status = route.status.as_ref().unwrap();
+        let secret = spec.tls.as_ref().unwrap().certificate_ref.name.clone() + "-tls";
+        let (chain, root) = certificate_of(&secrets, &secret).await;
+        let backend = status.backend.as_deref().unwrap();
+        let (address, port) = backend.rsplit_once("//").unwrap().1.split_once(':').unwrap();
+        let (served_at, stand_in, vmid) = hop(&sim, address, port.parse().unwrap()).await;
+        assert!(stand_in, "{name}: the backend is the simulator's stand-in");
+        let answer = format!("guest {vmid} port {port}\n");
+        let mut hops = vec![("traefik", traefik)];
+        if spec.public {
+            hops.insert(0, ("nginx", gateway));
+        }
+        for (what, at) in hops {
+            let seen = support::https::get(at, &spec.host, &spec.path_prefix, &root)
+                .await
+                .unwrap_or_else(|e| panic!("{name} through {what}: {e}"));
+            assert_eq!((seen.status, seen.body.as_str()), (200, answer.as_str()), "{name} through {what}");
+            assert_eq!(seen.certificate, support::https::der_of(&chain), "{name}: {what} presents the route's certificate");
+        }
+        if backend.starts_with("https://") {
+            // The backend presents what is installed in its guest, for the route's name
+            // and under the route's root (else Traefik would have refused it).
+            let seen = support::https::get(served_at, &spec.host, "/", &root).await;
+            assert!(seen.is_ok(), "{name}'s backend: {:?}", seen.err());
+        }
+    }
+    let granite = routes.get("granite-embedding").await.unwrap();
+    let (chain, root) = certificate_of(&secrets, "granite-embedding-tls").await;
+    let backend_at = hop(&sim, "10.0.0.141", 8000).await.0;
+    let host = "embedding.internal.thinkheads.ai";
+    let seen = support::https::get(backend_at, host, "/", &root).await.unwrap();
+    assert_eq!(seen.certificate, support::https::der_of(&chain), "vLLM's installed certificate");
+
+    // At rest: three resyncs of every route, nothing written into 101 or 102, nothing
+    // reloaded.
+    let before = route_footprint(&sim).await;
+    support::resync_rounds(&server, "TraefikService", 3, 3).await;
+    assert_eq!(route_footprint(&sim).await, before, "0 writes into 101/102 at rest");
+
+    // A renewed Certificate reaches Traefik and nginx, no route changed.
+    let certificates: Api<Certificate> = Api::namespaced(client.clone(), "default");
+    let issued = certificates.get("granite-embedding").await.unwrap().status.unwrap();
+    let seconds = |t: Option<String>| t.unwrap().parse::<jiff::Timestamp>().unwrap().as_second();
+    let (not_before, not_after) = (seconds(issued.not_before.clone()), seconds(issued.not_after.clone()));
+    let age = jiff::Timestamp::now().as_second() - not_before;
+    let renew_before = format!("{}s", not_after - not_before - age - 3);
+    certificates
+        .patch(
+            "granite-embedding",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"renewBefore": renew_before}})),
+        )
+        .await
+        .unwrap();
+    support::wait_for(&certificates, "granite-embedding renewed", MINUTES, |cs| {
+        cs.iter().any(|c| {
+            c.metadata.name.as_deref() == Some("granite-embedding")
+                && c.status.as_ref().is_some_and(|s| s.serial_number != issued.serial_number)
+        })
+    })
+    .await;
+    let (renewed, root) = certificate_of(&secrets, "granite-embedding-tls").await;
+    assert_ne!(renewed, chain);
+    for (what, at) in [("nginx", gateway), ("traefik", traefik)] {
+        let what = format!("{what} serving the renewed certificate");
+        support::until(&what, || async {
+            support::https::get(at, host, "/", &root)
+                .await
+                .is_ok_and(|seen| seen.status == 200 && seen.certificate == support::https::der_of(&renewed))
+        })
+        .await;
+    }
+    let after = routes.get("granite-embedding").await.unwrap();
+    assert_eq!(after.metadata.generation, granite.metadata.generation, "no route changed");
 }

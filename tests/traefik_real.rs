@@ -89,7 +89,7 @@ async fn example(file: &str, ca: &TestCa, root: &Path) -> Example {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn traefik_serves_every_example_route_with_its_certificate_from_its_backend() {
-    let binary = traefik::binary();
+    let binary = support::https::traefik_binary();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let ca = TestCa::new("Phoenix test Step-CA");
@@ -107,7 +107,7 @@ async fn traefik_serves_every_example_route_with_its_certificate_from_its_backen
     traefik.until_enabled(&ids).await;
 
     for e in &examples {
-        let seen = traefik::get(traefik.websecure, &e.host, &e.path, &ca.pem)
+        let seen = support::https::get(traefik.websecure, &e.host, &e.path, &ca.pem)
             .await
             .unwrap_or_else(|err| panic!("{}: {err}", e.host));
         assert_eq!(
@@ -121,7 +121,7 @@ async fn traefik_serves_every_example_route_with_its_certificate_from_its_backen
         );
         assert_eq!(
             seen.certificate,
-            traefik::der_of(&e.chain),
+            support::https::der_of(&e.chain),
             "Traefik presents {}'s own certificate",
             e.host
         );
@@ -172,7 +172,7 @@ async fn traefik_serves_every_example_route_with_its_certificate_from_its_backen
             .from_backend()
     })
     .await;
-    let refused = traefik::get(traefik.websecure, &gone.host, &gone.path, &ca.pem).await;
+    let refused = support::https::get(traefik.websecure, &gone.host, &gone.path, &ca.pem).await;
     assert!(
         refused.as_ref().is_err_and(|e| e.contains("UnknownIssuer")),
         "{:?}",
@@ -214,7 +214,7 @@ fn write_site(
 #[tokio::test(flavor = "multi_thread")]
 async fn nginx_then_traefik_carry_every_example_host_to_its_backend_with_the_right_certificate_at_each_hop()
  {
-    let binary = traefik::binary();
+    let binary = support::https::traefik_binary();
     let dir = tempfile::tempdir().unwrap();
     let (traefik_root, gateway_root) = (dir.path().join("traefik"), dir.path().join("gateway"));
     traefik::layout(&traefik_root);
@@ -255,7 +255,7 @@ async fn nginx_then_traefik_carry_every_example_host_to_its_backend_with_the_rig
     for e in &examples {
         // Hop 1: nginx presents the route's certificate; hop 2: nginx checked Traefik's
         // against the root by the host's name (else 502, below); hop 3: the backend.
-        let seen = traefik::get(nginx.https, &e.host, &e.path, &ca.pem)
+        let seen = support::https::get(nginx.https, &e.host, &e.path, &ca.pem)
             .await
             .unwrap_or_else(|err| panic!("{}: {err}\n{}", e.host, nginx.errors()));
         assert_eq!(
@@ -270,7 +270,7 @@ async fn nginx_then_traefik_carry_every_example_host_to_its_backend_with_the_rig
         );
         assert_eq!(
             seen.certificate,
-            traefik::der_of(&e.chain),
+            support::https::der_of(&e.chain),
             "nginx presents {}'s certificate",
             e.host
         );

@@ -53,10 +53,12 @@ mod access_tests;
 pub mod api;
 pub mod clock;
 pub mod cluster;
+pub mod daemons;
 pub mod compose;
 pub mod docker;
 pub mod exports;
 pub mod firewall;
+pub mod guest_tls;
 #[cfg(test)]
 mod firewall_groups_tests;
 #[cfg(test)]
@@ -110,6 +112,8 @@ pub struct Options {
     /// Task durations by PVE task type (`vzcreate`, ...) and `default`.
     pub durations: BTreeMap<String, Duration>,
     pub state_file: Option<PathBuf>,
+    /// The real programs run for the guests' Traefik and nginx ([`daemons`]).
+    pub programs: daemons::Programs,
 }
 
 impl Default for Options {
@@ -120,6 +124,7 @@ impl Default for Options {
             seed: 1,
             durations: state::Sim::realistic_durations(),
             state_file: None,
+            programs: Default::default(),
         }
     }
 }
@@ -175,16 +180,31 @@ pub struct Running {
     pub server: Arc<server::Server>,
     task: tokio::task::JoinHandle<()>,
     portainer_task: tokio::task::JoinHandle<()>,
+    daemons_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     pub fn stop(self) {
         self.task.abort();
         self.portainer_task.abort();
+        if let Some(task) = self.daemons_task {
+            task.abort();
+        }
+        if let Some(daemons) = self.server.daemons.get() {
+            daemons.stop_all();
+        }
     }
 }
 
-fn tls(addr: &SocketAddr) -> Result<(rustls::ServerConfig, String), StartError> {
+/// The simulator's certificate: its server configuration, the SHA-256 fingerprint
+/// clients pin, and the pair itself for the guests' stand-ins.
+type Tls = (
+    rustls::ServerConfig,
+    String,
+    Arc<rustls::sign::CertifiedKey>,
+);
+
+fn tls(addr: &SocketAddr) -> Result<Tls, StartError> {
     let err = |e: &dyn std::fmt::Display| StartError::Certificate(e.to_string());
     let key = rcgen::KeyPair::generate().map_err(|e| err(&e))?;
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
@@ -205,13 +225,18 @@ fn tls(addr: &SocketAddr) -> Result<(rustls::ServerConfig, String), StartError> 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let der =
         rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| err(&e))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&der).map_err(|e| err(&e))?;
+    let pair = Arc::new(rustls::sign::CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing,
+    ));
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| err(&e))?
         .with_no_client_auth()
         .with_single_cert(vec![cert.der().clone()], der)
         .map_err(|e| err(&e))?;
-    Ok((config, fingerprint))
+    Ok((config, fingerprint, pair))
 }
 
 /// Starts the simulator on `options.listen`.
@@ -222,7 +247,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::Listen(options.listen.clone(), e))?;
-    let (tls_config, fingerprint) = tls(&addr)?;
+    let (tls_config, fingerprint, certificate) = tls(&addr)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
     let mut cluster: cluster::Cluster = match &options.state_file {
         Some(path) if path.exists() => {
@@ -263,7 +288,8 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         portainer_url: String::new(),
     };
     let server = Arc::new(server::Server::new(sim, creds));
-    server.set_tls(acceptor.clone());
+    server.set_tls(acceptor.clone(), certificate);
+    let daemons_task = daemons::follow(&server, &options);
     let (portainer_addr, portainer_task) = portainer::listen(server.clone(), acceptor.clone())
         .await
         .map_err(|e| StartError::Listen("127.0.0.1:0".into(), e))?;
@@ -302,6 +328,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         server,
         task,
         portainer_task,
+        daemons_task,
     })
 }
 

@@ -1,9 +1,10 @@
 //! The simulator's resolver for checks made from outside a guest: a guest address and
 //! port (`10.0.0.141:8000`) map to a loopback listener the simulator owns, so a
 //! controller in simulate mode never sends a packet to the real platform's addresses.
-//! The listener answers as the guest's service would: HTTP 200 (plain, or TLS with the
-//! simulator's certificate) while the guest runs; while it is stopped the connection is
-//! closed at once, as a refused connection would be.
+//! The listener answers as the guest's service would: HTTP 200 with `guest VMID port
+//! PORT` (plain, or over TLS with the certificate the caller's acceptor picks) while the
+//! guest runs; while it is stopped the connection is closed at once, as a refused
+//! connection would be.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,17 +43,23 @@ impl Listeners {
             .unwrap_or_else(|e| e.into_inner())
             .insert((vmid, port), addr);
         let running = Arc::new(running);
+        let body: Arc<str> = format!("guest {vmid} port {port}\n").into();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (running, tls) = (running.clone(), tls.clone());
-                tokio::spawn(async move { answer(running(), tls.as_ref(), stream).await });
+                let (running, tls, body) = (running.clone(), tls.clone(), body.clone());
+                tokio::spawn(async move { answer(running(), tls.as_ref(), stream, &body).await });
             }
         });
         Ok(addr)
     }
 }
 
-async fn answer(running: bool, tls: Option<&TlsAcceptor>, stream: tokio::net::TcpStream) {
+async fn answer(
+    running: bool,
+    tls: Option<&TlsAcceptor>,
+    stream: tokio::net::TcpStream,
+    body: &str,
+) {
     if !running {
         return;
     }
@@ -64,18 +71,23 @@ async fn answer(running: bool, tls: Option<&TlsAcceptor>, stream: tokio::net::Tc
     match (first[0], tls) {
         (0x16, Some(acceptor)) => {
             if let Ok(tls) = acceptor.accept(stream).await {
-                respond(tls).await;
+                respond(tls, body).await;
             }
         }
-        _ => respond(stream).await,
+        _ => respond(stream, body).await,
     }
 }
 
-async fn respond(mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin) {
+async fn respond(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    body: &str,
+) {
     let mut request = vec![0u8; 4096];
     let _ = stream.read(&mut request).await;
-    let _ = stream
-        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
-        .await;
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
 }

@@ -36,6 +36,13 @@ pub struct Server {
     pub admin_routes: std::sync::OnceLock<AdminRoute>,
     /// Portainer's loopback listener (`GET /admin/resolve?host=`).
     pub portainer_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// The real daemons run for guests (Traefik, nginx), when the simulator has programs.
+    pub daemons: std::sync::OnceLock<Arc<crate::daemons::GuestDaemons>>,
+    /// Notified after each request: what the daemons follow.
+    pub changed: tokio::sync::Notify,
+    /// The simulator's own certificate, presented by a stand-in whose guest has none
+    /// installed for the name asked.
+    certificate: std::sync::OnceLock<Arc<rustls::sign::CertifiedKey>>,
 }
 
 /// The credentials a request carries (headers `Authorization`, `Cookie`,
@@ -80,12 +87,21 @@ impl Server {
             portainer: Default::default(),
             admin_routes: Default::default(),
             portainer_addr: Default::default(),
+            daemons: Default::default(),
+            changed: Default::default(),
+            certificate: Default::default(),
         }
     }
 
-    /// The simulator's TLS, also spoken by the stand-ins of guests' HTTPS services.
-    pub fn set_tls(&self, acceptor: tokio_rustls::TlsAcceptor) {
+    /// The simulator's TLS (`acceptor` serving `certificate`); the stand-ins of guests'
+    /// HTTPS services present `certificate` when their guest has none of its own.
+    pub fn set_tls(
+        &self,
+        acceptor: tokio_rustls::TlsAcceptor,
+        certificate: Arc<rustls::sign::CertifiedKey>,
+    ) {
         let _ = self.tls.set(acceptor);
+        let _ = self.certificate.set(certificate);
     }
 
     pub fn tls(&self) -> Option<&tokio_rustls::TlsAcceptor> {
@@ -117,21 +133,44 @@ impl Server {
         }
         let port = params.get("port").and_then(|p| p.parse::<u16>().ok());
         let address = params.get("address").cloned().unwrap_or_default();
-        let vmid = {
-            let sim = self.sim();
-            sim.cluster
-                .guests
-                .values()
-                .find(|g| g.addresses().iter().any(|(_, _, a, _)| *a == address))
-                .map(|g| g.vmid)
-        };
-        let (Some(vmid), Some(port)) = (vmid, port) else {
+        let (Some(vmid), Some(port)) = (self.guest_at(&address), port) else {
             return error(&PveError {
                 status: 404,
                 message: format!("no guest has the address {address:?} (or no port given)"),
                 errors: None,
             });
         };
+        if let Some(daemons) = self.daemons.get() {
+            daemons.sync(&self).await;
+            if let Some(addr) = daemons.address(vmid, port).await {
+                let answer = json!({"address": addr.to_string(), "vmid": vmid, "standIn": false});
+                return respond(200, "OK", &answer);
+            }
+        }
+        match self.stand_in(vmid, port).await {
+            Ok(addr) => respond(
+                200,
+                "OK",
+                &json!({"address": addr.to_string(), "vmid": vmid, "standIn": true}),
+            ),
+            Err(e) => error(&PveError::server(e.to_string())),
+        }
+    }
+
+    /// The guest with `address` (as its configuration gives it, without a prefix length).
+    pub fn guest_at(&self, address: &str) -> Option<u32> {
+        let sim = self.sim();
+        sim.cluster
+            .guests
+            .values()
+            .find(|g| g.addresses().iter().any(|(_, _, a, _)| *a == address))
+            .map(|g| g.vmid)
+    }
+
+    /// The loopback listener standing in for `port` of guest `vmid`: it answers while the
+    /// guest runs, over TLS with the certificate installed in the guest for the name a
+    /// client asks for (the simulator's own without one).
+    pub async fn stand_in(self: &Arc<Self>, vmid: u32, port: u16) -> std::io::Result<std::net::SocketAddr> {
         let server = self.clone();
         let running = move || {
             server
@@ -141,25 +180,38 @@ impl Server {
                 .get(&vmid)
                 .is_some_and(|g| g.running)
         };
-        match self
-            .listeners
-            .resolve(vmid, port, self.tls().cloned(), running)
-            .await
-        {
-            Ok(addr) => respond(
-                200,
-                "OK",
-                &json!({"address": addr.to_string(), "vmid": vmid}),
-            ),
-            Err(e) => error(&PveError::server(e.to_string())),
-        }
+        let tls = self.certificate.get().and_then(|fallback| {
+            let certificates = crate::guest_tls::GuestCertificates {
+                server: Arc::downgrade(self),
+                vmid,
+                fallback: fallback.clone(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .ok()?
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(certificates));
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+        });
+        self.listeners.resolve(vmid, port, tls, running).await
     }
 
     pub fn sim(&self) -> std::sync::MutexGuard<'_, Sim> {
         self.sim.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Answers one request; the guests' daemons then look at what it changed.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, Reset> {
+        let answer = self.clone().answer_request(req).await;
+        self.changed.notify_one();
+        answer
+    }
+
+    async fn answer_request(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, Reset> {
         let path = req.uri().path().to_owned();
         let query = req.uri().query().unwrap_or("").to_owned();
         let method = req.method().as_str().to_owned();

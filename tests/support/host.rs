@@ -26,6 +26,25 @@ pub fn up_examples(dir: &std::path::Path) -> super::ApiServer {
     super::ApiServer::up_simulated(dir, &args)
 }
 
+/// As [`up_examples`], the simulator running the real Traefik and nginx for the guests
+/// with those features (LXC 102 and 101), on the files Phoenix writes into them.
+pub fn up_examples_with_daemons(dir: &std::path::Path) -> super::ApiServer {
+    let traefik = super::https::traefik_binary();
+    let args = [
+        "--apply",
+        examples(),
+        "--resync-seconds",
+        "2",
+        "--task-duration",
+        "default=0.2",
+        "--sim-traefik",
+        traefik.to_str().expect("a UTF-8 path"),
+        "--sim-nginx",
+        super::https::NGINX,
+    ];
+    super::ApiServer::up_simulated(dir, &args)
+}
+
 /// `examples/host-phoenix.yaml`.
 pub fn example_yaml() -> String {
     std::fs::read_to_string(format!("{}/host-phoenix.yaml", examples())).unwrap()

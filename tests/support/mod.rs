@@ -6,6 +6,7 @@
 pub mod dnsmasq;
 pub mod git_http;
 pub mod host;
+pub mod https;
 pub mod setup;
 
 use std::io::{BufRead, BufReader};

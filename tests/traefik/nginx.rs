@@ -9,7 +9,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-const BINARY: &str = "/usr/sbin/nginx";
+use super::support::https::NGINX as BINARY;
 
 pub struct Nginx {
     child: Child,

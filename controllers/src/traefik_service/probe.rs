@@ -1,8 +1,10 @@
 //! The end-to-end check: one HTTPS request for the route's host, sent from the controller
 //! to the hop in front of it (Traefik's guest) with the host as SNI and Host, its answer
 //! judged. On the platform the hop's certificate must chain to the route's root; in
-//! simulate mode the simulator's resolver names the loopback listener standing in for the
-//! hop and its pinned certificate is trusted: the platform's addresses are never dialled.
+//! simulate mode the simulator's resolver names where the hop is served on loopback (the
+//! platform's addresses are never dialled): the real Traefik or nginx run on the guest's
+//! files, checked as on the platform, or without them a stand-in whose pinned
+//! certificate is trusted.
 
 use crate::pve::Redirect;
 use phoenix_clients::proxmox::{Trust, client_config, error_chain};
@@ -56,8 +58,10 @@ pub async fn through(
                 ("address", hop.ip().to_string()),
                 ("port", hop.port().to_string()),
             ];
-            match redirect.resolve(&query).await {
-                Ok(Some(address)) => (address, Trust::Fingerprint(redirect.fingerprint.clone())),
+            match redirect.resolve_hop(&query).await {
+                // A real daemon on the guest's files is checked as on the platform.
+                Ok(Some(hop)) if !hop.stand_in => (hop.address, Trust::CaBundle(root_pem.to_owned())),
+                Ok(Some(hop)) => (hop.address, Trust::Fingerprint(redirect.fingerprint.clone())),
                 Ok(None) => return failed(format!("the simulator serves nothing at {hop}")),
                 Err(e) => return failed(e),
             }
