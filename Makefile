@@ -13,8 +13,12 @@ export PHOENIX_SHARED := $(abspath $(SHARED))
 .PHONY: run test crds lint bench deps build k8s traefik
 
 # The whole platform on one machine: embedded API server + controllers + simulated Proxmox, examples applied.
+# The simulated guests' Traefik (LXC 102) and nginx gateway (LXC 101) are the real ones, on
+# the files Phoenix writes into those guests (Traefik built from its module, nginx Debian's).
 run: deps build
-	$(PHOENIX) up --simulate --data-dir $(DATA_DIR) --apply examples/
+	$(PHOENIX) up --simulate --data-dir $(DATA_DIR) --apply examples/ \
+		--sim-traefik "$$(bash tests/traefik/build.sh | sed -n 's/^TRAEFIK=//p')" \
+		--sim-nginx /usr/sbin/nginx
 
 # Everything CI checks: formatting, clippy, unit and end-to-end tests, CRD drift, the Helm chart,
 # and the real-Kubernetes suite (kube-apiserver and etcd built first: minutes on a fresh machine,

@@ -1,8 +1,11 @@
-//! TraefikService on the simulated platform: every example route writes its one document
-//! and certificate into Traefik's guest (LXC 102) and becomes Ready when the end-to-end
-//! check through Traefik's address answers (the simulator's resolver standing in for the
-//! address); what would make a route wrong is refused with its reason and writes nothing;
-//! a deleted route takes its files with it.
+//! TraefikService on the simulated platform, the simulator running the real Traefik on LXC
+//! 102's files and Debian's nginx on LXC 101's: every example route writes its one
+//! document and certificate into Traefik's guest (and the public one its site into the
+//! gateway's) and becomes Ready when a request for its host comes back from its backend
+//! through that chain, each hop presenting the certificate expected of it; a renewal
+//! reaches both daemons without a route change; at rest nothing enters either guest;
+//! what would make a route wrong is refused with its reason and writes nothing; a deleted
+//! route takes its files with it.
 
 mod support;
 
@@ -90,7 +93,7 @@ async fn until_examples_ready(routes: &Api<TraefikService>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let server = host::up_examples(dir.path());
+    let server = host::up_examples_with_daemons(dir.path());
     let client = support::client(&server).await;
     let routes: Api<TraefikService> = Api::namespaced(client.clone(), "default");
     until_examples_ready(&routes).await;
@@ -412,7 +415,10 @@ async fn certificate_of(secrets: &Api<Secret>, name: &str) -> (String, String) {
 async fn route_footprint(sim: &SimAdmin) -> (Vec<serde_json::Value>, Vec<String>) {
     let mut files = Vec::new();
     let mut commands = Vec::new();
-    for (vmid, dir) in [(TRAEFIK_VMID, "/etc/traefik/"), (GATEWAY_VMID, "/etc/nginx/")] {
+    for (vmid, dir) in [
+        (TRAEFIK_VMID, "/etc/traefik/"),
+        (GATEWAY_VMID, "/etc/nginx/"),
+    ] {
         files.push(serde_json::Value::Object(files_of(sim, vmid, dir).await));
         let guest = sim.guest(vmid).await;
         commands.extend(
@@ -453,7 +459,12 @@ async fn the_examples_answer_through_the_real_nginx_and_traefik_and_a_renewal_re
         let secret = spec.tls.as_ref().unwrap().certificate_ref.name.clone() + "-tls";
         let (chain, root) = certificate_of(&secrets, &secret).await;
         let backend = status.backend.as_deref().unwrap();
-        let (address, port) = backend.rsplit_once("//").unwrap().1.split_once(':').unwrap();
+        let (address, port) = backend
+            .rsplit_once("//")
+            .unwrap()
+            .1
+            .split_once(':')
+            .unwrap();
         let (served_at, stand_in, vmid) = hop(&sim, address, port.parse().unwrap()).await;
         assert!(stand_in, "{name}: the backend is the simulator's stand-in");
         let answer = format!("guest {vmid} port {port}\n");
@@ -465,8 +476,16 @@ async fn the_examples_answer_through_the_real_nginx_and_traefik_and_a_renewal_re
             let seen = support::https::get(at, &spec.host, &spec.path_prefix, &root)
                 .await
                 .unwrap_or_else(|e| panic!("{name} through {what}: {e}"));
-            assert_eq!((seen.status, seen.body.as_str()), (200, answer.as_str()), "{name} through {what}");
-            assert_eq!(seen.certificate, support::https::der_of(&chain), "{name}: {what} presents the route's certificate");
+            assert_eq!(
+                (seen.status, seen.body.as_str()),
+                (200, answer.as_str()),
+                "{name} through {what}"
+            );
+            assert_eq!(
+                seen.certificate,
+                support::https::der_of(&chain),
+                "{name}: {what} presents the route's certificate"
+            );
         }
         if backend.starts_with("https://") {
             // The backend presents what is installed in its guest, for the route's name
@@ -479,20 +498,38 @@ async fn the_examples_answer_through_the_real_nginx_and_traefik_and_a_renewal_re
     let (chain, root) = certificate_of(&secrets, "granite-embedding-tls").await;
     let backend_at = hop(&sim, "10.0.0.141", 8000).await.0;
     let host = "embedding.internal.thinkheads.ai";
-    let seen = support::https::get(backend_at, host, "/", &root).await.unwrap();
-    assert_eq!(seen.certificate, support::https::der_of(&chain), "vLLM's installed certificate");
+    let seen = support::https::get(backend_at, host, "/", &root)
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.certificate,
+        support::https::der_of(&chain),
+        "vLLM's installed certificate"
+    );
 
     // At rest: three resyncs of every route, nothing written into 101 or 102, nothing
     // reloaded.
     let before = route_footprint(&sim).await;
     support::resync_rounds(&server, "TraefikService", 3, 3).await;
-    assert_eq!(route_footprint(&sim).await, before, "0 writes into 101/102 at rest");
+    assert_eq!(
+        route_footprint(&sim).await,
+        before,
+        "0 writes into 101/102 at rest"
+    );
 
     // A renewed Certificate reaches Traefik and nginx, no route changed.
     let certificates: Api<Certificate> = Api::namespaced(client.clone(), "default");
-    let issued = certificates.get("granite-embedding").await.unwrap().status.unwrap();
+    let issued = certificates
+        .get("granite-embedding")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
     let seconds = |t: Option<String>| t.unwrap().parse::<jiff::Timestamp>().unwrap().as_second();
-    let (not_before, not_after) = (seconds(issued.not_before.clone()), seconds(issued.not_after.clone()));
+    let (not_before, not_after) = (
+        seconds(issued.not_before.clone()),
+        seconds(issued.not_after.clone()),
+    );
     let age = jiff::Timestamp::now().as_second() - not_before;
     let renew_before = format!("{}s", not_after - not_before - age - 3);
     certificates
@@ -506,7 +543,9 @@ async fn the_examples_answer_through_the_real_nginx_and_traefik_and_a_renewal_re
     support::wait_for(&certificates, "granite-embedding renewed", MINUTES, |cs| {
         cs.iter().any(|c| {
             c.metadata.name.as_deref() == Some("granite-embedding")
-                && c.status.as_ref().is_some_and(|s| s.serial_number != issued.serial_number)
+                && c.status
+                    .as_ref()
+                    .is_some_and(|s| s.serial_number != issued.serial_number)
         })
     })
     .await;
@@ -517,10 +556,15 @@ async fn the_examples_answer_through_the_real_nginx_and_traefik_and_a_renewal_re
         support::until(&what, || async {
             support::https::get(at, host, "/", &root)
                 .await
-                .is_ok_and(|seen| seen.status == 200 && seen.certificate == support::https::der_of(&renewed))
+                .is_ok_and(|seen| {
+                    seen.status == 200 && seen.certificate == support::https::der_of(&renewed)
+                })
         })
         .await;
     }
     let after = routes.get("granite-embedding").await.unwrap();
-    assert_eq!(after.metadata.generation, granite.metadata.generation, "no route changed");
+    assert_eq!(
+        after.metadata.generation, granite.metadata.generation,
+        "no route changed"
+    );
 }

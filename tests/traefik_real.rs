@@ -125,7 +125,7 @@ async fn traefik_serves_every_example_route_with_its_certificate_from_its_backen
             "Traefik presents {}'s own certificate",
             e.host
         );
-        let answer = probe::through(None, traefik.websecure, &e.host, &e.path, &ca.pem).await;
+        let answer = probe::through(None, traefik.websecure, &e.host, &e.path, Some(&ca.pem)).await;
         assert!(answer.from_backend(), "{}: {}", e.host, answer.message);
     }
 
@@ -153,7 +153,7 @@ async fn traefik_serves_every_example_route_with_its_certificate_from_its_backen
         },
     );
     traefik.until_enabled(&["default_rogue"]).await;
-    let answer = probe::through(None, traefik.websecure, host, "/", &ca.pem).await;
+    let answer = probe::through(None, traefik.websecure, host, "/", Some(&ca.pem)).await;
     assert!(!answer.from_backend(), "{}", answer.message);
     assert!(
         matches!(answer.status, Some(500..=504)),
@@ -167,19 +167,26 @@ async fn traefik_serves_every_example_route_with_its_certificate_from_its_backen
     let gone = &examples[2];
     std::fs::remove_file(render::Paths::of(&root.display().to_string(), &gone.id).config).unwrap();
     support::until("Traefik drops the removed route", || async {
-        !probe::through(None, traefik.websecure, &gone.host, &gone.path, &ca.pem)
-            .await
-            .from_backend()
+        !probe::through(
+            None,
+            traefik.websecure,
+            &gone.host,
+            &gone.path,
+            Some(&ca.pem),
+        )
+        .await
+        .from_backend()
     })
     .await;
-    let refused = support::https::get(traefik.websecure, &gone.host, &gone.path, &ca.pem).await;
+    let refused =
+        support::https::get(traefik.websecure, &gone.host, &gone.path, Some(&ca.pem)).await;
     assert!(
         refused.as_ref().is_err_and(|e| e.contains("UnknownIssuer")),
         "{:?}",
         refused.map(|s| s.body)
     );
     for e in &examples[..2] {
-        let answer = probe::through(None, traefik.websecure, &e.host, &e.path, &ca.pem).await;
+        let answer = probe::through(None, traefik.websecure, &e.host, &e.path, Some(&ca.pem)).await;
         assert!(answer.from_backend(), "{}: {}", e.host, answer.message);
     }
 }
@@ -274,7 +281,7 @@ async fn nginx_then_traefik_carry_every_example_host_to_its_backend_with_the_rig
             "nginx presents {}'s certificate",
             e.host
         );
-        let answer = probe::through(None, nginx.https, &e.host, &e.path, &ca.pem).await;
+        let answer = probe::through(None, nginx.https, &e.host, &e.path, Some(&ca.pem)).await;
         assert!(answer.from_backend(), "{}", answer.message);
 
         // Port 80: HTTPS redirect, except ACME's challenges.
@@ -311,7 +318,7 @@ async fn nginx_then_traefik_carry_every_example_host_to_its_backend_with_the_rig
     );
     nginx.reload().unwrap();
     support::until("nginx refuses Traefik's certificate", || async {
-        let answer = probe::through(None, nginx.https, &granite.host, "/", &ca.pem).await;
+        let answer = probe::through(None, nginx.https, &granite.host, "/", Some(&ca.pem)).await;
         answer.status == Some(502) && !answer.from_backend()
     })
     .await;
@@ -329,7 +336,14 @@ async fn nginx_then_traefik_carry_every_example_host_to_its_backend_with_the_rig
         "nginx -s reload parses first and refuses"
     );
     let portainer = &examples[1];
-    let answer = probe::through(None, nginx.https, &portainer.host, &portainer.path, &ca.pem).await;
+    let answer = probe::through(
+        None,
+        nginx.https,
+        &portainer.host,
+        &portainer.path,
+        Some(&ca.pem),
+    )
+    .await;
     assert!(
         answer.from_backend(),
         "the old configuration still serves: {}",

@@ -169,6 +169,8 @@ pub mod reason {
     pub const HOST_CONFLICT: &str = "HostConflict";
     pub const UNKNOWN_MIDDLEWARE: &str = "UnknownMiddleware";
     pub const INVALID_BACKEND: &str = "InvalidBackend";
+    /// The route's Traefik document fails SchemaStore's schema: never written.
+    pub const INVALID_ROUTE_DOCUMENT: &str = "InvalidRouteDocument";
     pub const WAITING_FOR_CERTIFICATE: &str = "WaitingForCertificate";
     pub const WAITING_FOR_TRAEFIK: &str = "WaitingForTraefik";
     pub const WAITING_FOR_GATEWAY: &str = "WaitingForGateway";

@@ -57,11 +57,16 @@ pub fn pairs(files: &BTreeMap<String, String>) -> impl Iterator<Item = (&str, &s
         if !chain.contains("-----BEGIN CERTIFICATE-----") {
             return None;
         }
-        let key = [("tls.crt", "tls.key"), ("cert.pem", "key.pem"), (".crt", ".key"), (".pem", ".key")]
-            .iter()
-            .filter_map(|(cert, key)| Some(format!("{}{key}", path.strip_suffix(cert)?)))
-            .find_map(|candidate| files.get(&candidate))
-            .filter(|key| key.contains("PRIVATE KEY-----"))?;
+        let key = [
+            ("tls.crt", "tls.key"),
+            ("cert.pem", "key.pem"),
+            (".crt", ".key"),
+            (".pem", ".key"),
+        ]
+        .iter()
+        .filter_map(|(cert, key)| Some(format!("{}{key}", path.strip_suffix(cert)?)))
+        .find_map(|candidate| files.get(&candidate))
+        .filter(|key| key.contains("PRIVATE KEY-----"))?;
         Some((chain.as_str(), key.as_str()))
     })
 }
@@ -118,9 +123,7 @@ mod tests {
         ]
         .map(|(p, c)| (p.to_owned(), c.to_owned()))
         .into();
-        let found: Vec<CertifiedKey> = pairs(&files)
-            .filter_map(|(c, k)| certified(c, k))
-            .collect();
+        let found: Vec<CertifiedKey> = pairs(&files).filter_map(|(c, k)| certified(c, k)).collect();
         assert_eq!(found.len(), 2, "vllm's and docker's; a/a.key do not match");
         let names = |name: &str| found.iter().filter(|p| covers(p, name)).count();
         assert_eq!(names("embedding.internal.thinkheads.ai"), 2);

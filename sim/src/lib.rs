@@ -53,16 +53,16 @@ mod access_tests;
 pub mod api;
 pub mod clock;
 pub mod cluster;
-pub mod daemons;
 pub mod compose;
+pub mod daemons;
 pub mod docker;
 pub mod exports;
 pub mod firewall;
-pub mod guest_tls;
 #[cfg(test)]
 mod firewall_groups_tests;
 #[cfg(test)]
 mod firewall_tests;
+pub mod guest_tls;
 pub mod inside;
 pub mod listeners;
 pub mod network;

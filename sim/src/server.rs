@@ -170,7 +170,11 @@ impl Server {
     /// The loopback listener standing in for `port` of guest `vmid`: it answers while the
     /// guest runs, over TLS with the certificate installed in the guest for the name a
     /// client asks for (the simulator's own without one).
-    pub async fn stand_in(self: &Arc<Self>, vmid: u32, port: u16) -> std::io::Result<std::net::SocketAddr> {
+    pub async fn stand_in(
+        self: &Arc<Self>,
+        vmid: u32,
+        port: u16,
+    ) -> std::io::Result<std::net::SocketAddr> {
         let server = self.clone();
         let running = move || {
             server

@@ -12,6 +12,7 @@ pub mod guest_files;
 pub mod probe;
 pub mod publish;
 pub mod render;
+pub mod schema;
 
 use crate::conditions::{self, Standing, reason};
 use crate::context::Context;
@@ -136,6 +137,12 @@ async fn converge(
         tls: pair.is_some(),
         root: String::new(),
     };
+    schema::check(&render::document(&route_files)).map_err(|refused| {
+        Error::spec(
+            reason::INVALID_ROUTE_DOCUMENT,
+            format!("Traefik's schema refuses the route's document, nothing written: {refused}"),
+        )
+    })?;
     let mut wanted = publish::Wanted {
         traefik: render::files(&route_files, &object, pair.as_ref()),
         gateway: None,
@@ -180,7 +187,7 @@ async fn converge(
     };
     status.url = Some(format!("https://{}{}", spec.host, spec.path_prefix));
     status.chain = Some(chain);
-    let root = pair.as_ref().map(|p| p.root.as_str()).unwrap_or_default();
+    let root = pair.as_ref().map(|p| p.root.as_str());
     let answer = probe::through(ctx.pve.redirect(), hop, &spec.host, &spec.path_prefix, root).await;
     record_check(status, &answer);
     Ok(match (answer.from_backend(), written) {

@@ -169,7 +169,12 @@ impl GuestDaemons {
     }
 
     /// A loopback port for each guest port a wanted daemon listens on; kept while wanted.
-    fn reserve_ports(&self, state: &mut State, guests: &[Observed], wanted: &BTreeSet<(u32, Kind)>) {
+    fn reserve_ports(
+        &self,
+        state: &mut State,
+        guests: &[Observed],
+        wanted: &BTreeSet<(u32, Kind)>,
+    ) {
         let mut keep = BTreeSet::new();
         for guest in guests {
             for kind in KINDS.iter().filter(|k| wanted.contains(&(guest.vmid, **k))) {
@@ -198,11 +203,18 @@ impl GuestDaemons {
         let named: BTreeSet<(Ipv4Addr, u16)> = guests
             .iter()
             .flat_map(|g| view::under(&g.files, TRAEFIK_DYNAMIC).into_values())
-            .chain(guests.iter().flat_map(|g| view::under(&g.files, "/etc/nginx/").into_values()))
+            .chain(
+                guests
+                    .iter()
+                    .flat_map(|g| view::under(&g.files, "/etc/nginx/").into_values()),
+            )
             .flat_map(|text| view::addresses(&text))
             .collect();
         for (ip, port) in named {
-            let Some(owner) = guests.iter().find(|g| g.addresses.contains(&ip)).map(|g| g.vmid)
+            let Some(owner) = guests
+                .iter()
+                .find(|g| g.addresses.contains(&ip))
+                .map(|g| g.vmid)
                 .or_else(|| server.guest_at(&ip.to_string()))
             else {
                 continue;
@@ -259,7 +271,11 @@ impl GuestDaemons {
     }
 
     fn views_root(&self, vmid: u32) -> String {
-        self.dir.join("guests").join(vmid.to_string()).display().to_string()
+        self.dir
+            .join("guests")
+            .join(vmid.to_string())
+            .display()
+            .to_string()
     }
 
     /// Starts the daemon when it does not run; reloads nginx when the guest did.
@@ -291,7 +307,12 @@ impl GuestDaemons {
                     .filter_map(|p| state.ports.get(&(guest.vmid, *p)).copied())
                     .collect();
                 until_listening(&ports).await;
-                tracing::info!(vmid = guest.vmid, daemon = kind.unit(), ?ports, "a guest's daemon runs on loopback");
+                tracing::info!(
+                    vmid = guest.vmid,
+                    daemon = kind.unit(),
+                    ?ports,
+                    "a guest's daemon runs on loopback"
+                );
             }
             Err(e) => {
                 state.running.remove(&key);
@@ -305,33 +326,53 @@ impl GuestDaemons {
     }
 
     fn start_traefik(&self, vmid: u32) -> std::io::Result<Process> {
-        let program = self.programs.traefik.as_deref().unwrap_or(Path::new("traefik"));
+        let program = self
+            .programs
+            .traefik
+            .as_deref()
+            .unwrap_or(Path::new("traefik"));
         let config = format!("{}{TRAEFIK_STATIC}", self.views_root(vmid));
-        Process::spawn(program, &[format!("--configFile={config}")], &self.log((vmid, Kind::Traefik)))
+        Process::spawn(
+            program,
+            &[format!("--configFile={config}")],
+            &self.log((vmid, Kind::Traefik)),
+        )
     }
 
     /// nginx under the simulator's main configuration, checked with `nginx -t` first.
     fn start_nginx(&self, vmid: u32) -> std::io::Result<Process> {
         let program = self.programs.nginx.as_deref().unwrap_or(Path::new("nginx"));
         let main = self.nginx_main(vmid)?;
-        let test = std::process::Command::new(program).args(["-t", "-q", "-c"]).arg(&main).output()?;
+        let test = std::process::Command::new(program)
+            .args(["-t", "-q", "-c"])
+            .arg(&main)
+            .output()?;
         if !test.status.success() {
             return Err(std::io::Error::other(format!(
                 "nginx -t: {}",
                 String::from_utf8_lossy(&test.stderr).trim()
             )));
         }
-        Process::spawn(program, &["-c".into(), main.display().to_string()], &self.log((vmid, Kind::Nginx)))
+        Process::spawn(
+            program,
+            &["-c".into(), main.display().to_string()],
+            &self.log((vmid, Kind::Nginx)),
+        )
     }
 
     /// `nginx -s reload`: the master keeps its configuration when the new one fails.
     fn nginx_reload(&self, vmid: u32) {
         let program = self.programs.nginx.as_deref().unwrap_or(Path::new("nginx"));
         let main = self.dir.join(format!("{vmid}-nginx/nginx.conf"));
-        let out = std::process::Command::new(program).args(["-s", "reload", "-c"]).arg(&main).output();
+        let out = std::process::Command::new(program)
+            .args(["-s", "reload", "-c"])
+            .arg(&main)
+            .output();
         match out {
             Ok(o) if o.status.success() => tracing::info!(vmid, "nginx reloaded, as the guest did"),
-            Ok(o) => tracing::warn!(vmid, error = %String::from_utf8_lossy(&o.stderr).trim(), "nginx reload refused"),
+            Ok(o) => {
+                tracing::warn!(vmid, error = %String::from_utf8_lossy(&o.stderr).trim(), "nginx reload refused")
+            }
             Err(e) => tracing::warn!(vmid, error = %e, "nginx reload"),
         }
     }
@@ -362,7 +403,10 @@ impl GuestDaemons {
 /// date after every request the simulator answers. Their views and logs go beside the
 /// state file (`daemons/`), or into a directory of this process's own under the system's
 /// temporary directory.
-pub fn follow(server: &Arc<Server>, options: &crate::Options) -> Option<tokio::task::JoinHandle<()>> {
+pub fn follow(
+    server: &Arc<Server>,
+    options: &crate::Options,
+) -> Option<tokio::task::JoinHandle<()>> {
     let programs = &options.programs;
     if programs.traefik.is_none() && programs.nginx.is_none() {
         return None;

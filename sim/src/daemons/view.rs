@@ -16,8 +16,7 @@ pub type Files = BTreeMap<String, String>;
 
 /// Where a URL naming an address nobody stands in for goes: loopback port 1, where
 /// nothing listens, so the connection is refused as an unreachable host's would fail.
-pub const UNREACHABLE: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 1);
+pub const UNREACHABLE: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 1);
 
 /// Platform addresses by (address, port) → the loopback listener standing in for them.
 pub type Resolved = HashMap<(Ipv4Addr, u16), SocketAddr>;
@@ -103,8 +102,7 @@ pub fn traefik_ports(text: &str) -> Result<BTreeMap<String, u16>, String> {
 /// A Traefik static configuration with each entry point on the loopback address `ports`
 /// maps its port to, written back as JSON (which Traefik reads as YAML).
 pub fn traefik_static(text: &str, ports: &HashMap<u16, SocketAddr>) -> Result<String, String> {
-    let mut config: serde_json::Value =
-        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    let mut config: serde_json::Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
     let wanted = traefik_ports(text)?;
     for (name, port) in wanted {
         let address = ports
@@ -201,8 +199,14 @@ mod tests {
         .into();
         let out: serde_json::Value =
             serde_json::from_str(&traefik_static(text, &ports).unwrap()).unwrap();
-        assert_eq!(out["entryPoints"]["websecure"]["address"], "127.0.0.1:40443");
-        assert_eq!(out["providers"]["file"]["directory"], "/etc/traefik/dynamic");
+        assert_eq!(
+            out["entryPoints"]["websecure"]["address"],
+            "127.0.0.1:40443"
+        );
+        assert_eq!(
+            out["providers"]["file"]["directory"],
+            "/etc/traefik/dynamic"
+        );
         assert!(traefik_static(text, &HashMap::new()).is_err());
         assert!(traefik_ports("entryPoints:\n  x:\n    address: nowhere\n").is_err());
     }
