@@ -178,8 +178,7 @@ async fn traefik_serves_every_example_route_with_its_certificate_from_its_backen
         .from_backend()
     })
     .await;
-    let refused =
-        support::https::get(traefik.websecure, &gone.host, &gone.path, Some(&ca.pem)).await;
+    let refused = support::https::get(traefik.websecure, &gone.host, &gone.path, &ca.pem).await;
     assert!(
         refused.as_ref().is_err_and(|e| e.contains("UnknownIssuer")),
         "{:?}",
