@@ -218,7 +218,25 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
     assert!(gateway_site(&sim).await.contains("location \"/v1\" {"));
     assert_eq!(reloads_of(&gateway_commands(&sim).await), reloads + 1);
 
-    // A backend re-addressed: its route follows (Traefik's document rewritten).
+    // A backend re-addressed: its route follows (Traefik's document rewritten). An
+    // internal route added, changed and deleted: Traefik never restarted (the real one
+    // picks its file up), nginx never reloaded (its set did not change).
+    let restarts = || async {
+        let guest = sim.guest(TRAEFIK_VMID).await;
+        guest["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| {
+                c["command"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("restart traefik")
+            })
+            .count()
+    };
+    let (restarts_before, reloads_before) =
+        (restarts().await, reloads_of(&gateway_commands(&sim).await));
     support::kubectl_apply(&server, &support::guest_yaml("route-probe", 951, ""));
     let probe_route = "apiVersion: phoenix.thinkheads.ai/v1alpha1\nkind: TraefikService\n\
         metadata:\n  name: probe\n  namespace: default\nspec:\n  host: probe.internal.thinkheads.ai\n\
@@ -273,6 +291,17 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
             .all(|r| r.metadata.name.as_deref() != Some("probe"))
     })
     .await;
+    assert!(
+        files_in(&sim, "/etc/traefik/dynamic/phoenix-default_probe.yml")
+            .await
+            .is_empty()
+    );
+    assert_eq!(restarts().await, restarts_before, "Traefik never restarted");
+    assert_eq!(
+        reloads_of(&gateway_commands(&sim).await),
+        reloads_before,
+        "nginx not reloaded for an internal route"
+    );
 
     // Bad routes: each refused with its reason, nothing written for it, the others untouched.
     let before = files_in(&sim, "/etc/traefik/").await;

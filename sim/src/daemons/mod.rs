@@ -12,7 +12,8 @@
 //!   configuration of the simulator's that includes the view of `conf.d` (Debian's own
 //!   `nginx.conf` is not in a simulated guest). It is reloaded when `systemctl reload
 //!   nginx` has run in the guest since the last look, and only then, as on the platform:
-//!   files written without a reload are not served.
+//!   files written without a reload are not served. Likewise Traefik is restarted when
+//!   the guest restarted its unit.
 //!
 //! A guest's view is its files under `/etc/traefik/` and `/etc/nginx/` rewritten by
 //! [`view`] (paths under the view, ports and platform addresses on loopback) and kept as
@@ -79,16 +80,17 @@ struct Observed {
     files: Files,
     /// Units running (`traefik`, `nginx`; a `.service` suffix dropped).
     running_units: BTreeSet<String>,
-    /// How many times nginx was reloaded or restarted in it, successfully.
-    nginx_reloads: usize,
+    /// How many times each daemon's unit was cycled in it, successfully: Traefik
+    /// restarted, nginx reloaded or restarted.
+    cycles: BTreeMap<Kind, usize>,
     /// The guest's IPv4 addresses.
     addresses: Vec<Ipv4Addr>,
 }
 
 struct Daemon {
     process: Process,
-    /// For nginx: the guest's reload count it last acted on.
-    reloads: usize,
+    /// The guest's count of the unit's cycles it last acted on.
+    cycles: usize,
 }
 
 #[derive(Default)]
@@ -278,18 +280,28 @@ impl GuestDaemons {
             .to_string()
     }
 
-    /// Starts the daemon when it does not run; reloads nginx when the guest did.
+    /// Starts the daemon when it does not run; when the guest cycled the unit since,
+    /// reloads nginx or restarts Traefik, as systemd would have.
     async fn run(&self, state: &mut State, guest: &Observed, kind: Kind) {
         let key = (guest.vmid, kind);
+        let cycles = guest.cycles.get(&kind).copied().unwrap_or_default();
         if let Some(daemon) = state.running.get_mut(&key) {
-            if daemon.process.alive() {
-                if kind == Kind::Nginx && daemon.reloads != guest.nginx_reloads {
-                    daemon.reloads = guest.nginx_reloads;
+            let cycled = daemon.cycles != cycles;
+            match (daemon.process.alive(), cycled, kind) {
+                (true, false, _) => return,
+                (true, true, Kind::Nginx) => {
+                    daemon.cycles = cycles;
                     self.nginx_reload(guest.vmid);
+                    return;
                 }
-                return;
+                (true, true, Kind::Traefik) => {
+                    tracing::info!(vmid = guest.vmid, "Traefik restarted, as the guest did");
+                    state.running.remove(&key);
+                }
+                (false, ..) => {
+                    tracing::warn!(vmid = guest.vmid, daemon = kind.unit(), log = %self.log(key).display(), "a guest's daemon exited: starting it again")
+                }
             }
-            tracing::warn!(vmid = guest.vmid, daemon = kind.unit(), log = %self.log(key).display(), "a guest's daemon exited: starting it again");
         }
         let started = match kind {
             Kind::Traefik => self.start_traefik(guest.vmid),
@@ -297,10 +309,7 @@ impl GuestDaemons {
         };
         match started {
             Ok(process) => {
-                let daemon = Daemon {
-                    process,
-                    reloads: guest.nginx_reloads,
-                };
+                let daemon = Daemon { process, cycles };
                 state.running.insert(key, daemon);
                 let ports: Vec<SocketAddr> = listened(guest, kind)
                     .iter()
@@ -470,9 +479,25 @@ fn render_view(
     out
 }
 
-static NGINX_RELOAD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\bsystemctl\s+(reload|restart|reload-or-restart|try-reload-or-restart)\s+nginx(\.service)?\b")
-        .expect("valid")
+/// A unit cycled in a guest: Traefik restarted (its static configuration is read at
+/// start only), nginx reloaded or restarted.
+static CYCLED: LazyLock<[(Kind, Regex); 2]> = LazyLock::new(|| {
+    let unit = |verbs: &str, unit: &str| {
+        Regex::new(&format!(r"\bsystemctl\s+({verbs})\s+{unit}(\.service)?\b")).expect("valid")
+    };
+    [
+        (
+            Kind::Traefik,
+            unit("restart|reload-or-restart|try-restart", "traefik"),
+        ),
+        (
+            Kind::Nginx,
+            unit(
+                "reload|restart|reload-or-restart|try-reload-or-restart",
+                "nginx",
+            ),
+        ),
+    ]
 });
 
 /// The running guests, with what the supervisor needs of each.
@@ -495,12 +520,13 @@ fn observe(server: &Server) -> Vec<Observed> {
                 .filter(|(_, state)| *state == "running")
                 .map(|(unit, _)| unit.trim_end_matches(".service").to_owned())
                 .collect(),
-            nginx_reloads: g
-                .inside
-                .log
+            cycles: CYCLED
                 .iter()
-                .filter(|r| r.exit == Some(0) && NGINX_RELOAD.is_match(&r.command))
-                .count(),
+                .map(|(kind, pattern)| {
+                    let done = g.inside.log.iter().filter(|r| r.exit == Some(0));
+                    (*kind, done.filter(|r| pattern.is_match(&r.command)).count())
+                })
+                .collect(),
             addresses: g
                 .addresses()
                 .iter()
