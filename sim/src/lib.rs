@@ -30,7 +30,7 @@
 //! | `GET /admin/nodes/{node}/exports` | what the node's last `exportfs -ra` exported: `[{path, clients: ["10.0.0.0/24(rw,no_root_squash)"]}]` (options as written) |
 //! | `GET /admin/nodes/{node}/inside`, `GET /admin/guests/{vmid}/inside` | `{"files": {path: "0644"}, "log": [{command, exit, started_ms, finished_ms}], "services": {unit: "running"\|"stopped"}, "enabled": [unit]}` |
 //! | `POST /admin/guests/{vmid}/push`, `POST /admin/nodes/{node}/push` | `{path, content, perms?}` as `pct push --perms` |
-//! | `GET /admin/resolve?address=IP&port=N` | the loopback listener standing in for that port of the guest with that address (`{"address", "vmid"}`) |
+//! | `GET /admin/resolve?address=IP&port=N` | where that port of the guest with that address is served on loopback (`{"address", "vmid", "standIn"}`): a real daemon run on the guest's files ([`daemons`], `standIn: false`), else a stand-in answering `guest VMID port N` with the certificate installed in the guest for the name asked ([`guest_tls`]) |
 //! | `GET /admin/resolve?host=NAME&port=443\|9443` | `{"address"}` of the simulated Portainer: the one service the platform serves under host names (behind its route) |
 //! | `GET /admin/portainer`, `PUT /admin/portainer` | Portainer's settings and faults: `{"version": "2.45.0" (background deploys; "2.23.0" synchronous), "deployMs": 300, "adminInitTimeoutSecs": 300, "errorRate": 0.0, "latencyMs": [lo, hi], "failDeploy": [stack name], "missingImages": ["repo:tag"]}` (`missingImages` also rules `docker stack deploy` in the VMs) |
 //! | `GET /admin/portainer/oplog`, `DELETE /admin/portainer/oplog` | every Portainer call (`method`, `path` without query, `status`, `mutating`: POST/PUT/DELETE but logging in); never bodies, keys, passwords or env values |
