@@ -15,33 +15,32 @@ pub fn examples() -> &'static str {
 
 /// The platform on the simulator with every example applied, resyncing every 2 s.
 pub fn up_examples(dir: &std::path::Path) -> super::ApiServer {
-    let args = [
-        "--apply",
-        examples(),
-        "--resync-seconds",
-        "2",
-        "--task-duration",
-        "default=0.2",
-    ];
-    super::ApiServer::up_simulated(dir, &args)
+    up_examples_and(dir, &[])
 }
 
 /// As [`up_examples`], the simulator running the real Traefik and nginx for the guests
 /// with those features (LXC 102 and 101), on the files Phoenix writes into them.
 pub fn up_examples_with_daemons(dir: &std::path::Path) -> super::ApiServer {
     let traefik = super::https::traefik_binary();
-    let args = [
+    let programs = [
+        "--sim-traefik",
+        traefik.to_str().expect("a UTF-8 path"),
+        "--sim-nginx",
+        super::https::NGINX,
+    ];
+    up_examples_and(dir, &programs)
+}
+
+fn up_examples_and(dir: &std::path::Path, extra: &[&str]) -> super::ApiServer {
+    let mut args = vec![
         "--apply",
         examples(),
         "--resync-seconds",
         "2",
         "--task-duration",
         "default=0.2",
-        "--sim-traefik",
-        traefik.to_str().expect("a UTF-8 path"),
-        "--sim-nginx",
-        super::https::NGINX,
     ];
+    args.extend_from_slice(extra);
     super::ApiServer::up_simulated(dir, &args)
 }
 
