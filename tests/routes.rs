@@ -58,10 +58,13 @@ async fn gateway_commands(sim: &SimAdmin) -> Vec<String> {
         .collect()
 }
 
+/// The reloads a route's publishing made: after each, it drops the site it had kept
+/// aside (another Certificate installed into the gateway reloads nginx too, so the
+/// reload lines themselves are not the routes' alone).
 fn reloads_of(commands: &[String]) -> usize {
     commands
         .iter()
-        .filter(|c| *c == "systemctl reload nginx")
+        .filter(|c| c.starts_with("rm -f /etc/nginx/phoenix/") && c.ends_with(".phoenix-old"))
         .count()
 }
 
@@ -200,6 +203,15 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
     })
     .await;
     assert_eq!(gateway_site(&sim).await, site, "the previous site is back");
+    // The running nginx still serves the previous site (`/`; the refused one has only `/v1`).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let (_, root) = certificate_of(&secrets, "granite-embedding-tls").await;
+    let (gateway, _, _) = hop(&sim, "10.0.0.153", 443).await;
+    let seen = support::https::get(gateway, "embedding.internal.thinkheads.ai", "/", &root)
+        .await
+        .unwrap();
+    assert_eq!(seen.status, 200, "the previous site answers: {}", seen.body);
     assert_eq!(
         reloads_of(&gateway_commands(&sim).await),
         reloads,
@@ -237,6 +249,7 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
     };
     let (restarts_before, reloads_before) =
         (restarts().await, reloads_of(&gateway_commands(&sim).await));
+    let others_before = route_footprint(&sim).await.0;
     support::kubectl_apply(&server, &support::guest_yaml("route-probe", 951, ""));
     let probe_route = "apiVersion: phoenix.thinkheads.ai/v1alpha1\nkind: TraefikService\n\
         metadata:\n  name: probe\n  namespace: default\nspec:\n  host: probe.internal.thinkheads.ai\n\
@@ -297,6 +310,12 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
             .is_empty()
     );
     assert_eq!(restarts().await, restarts_before, "Traefik never restarted");
+    let others_after = route_footprint(&sim).await.0;
+    assert_eq!(
+        changed_paths(&others_before, &others_after),
+        Vec::<String>::new(),
+        "the other routes' files in 102 and 101 untouched, the probe's gone"
+    );
     assert_eq!(
         reloads_of(&gateway_commands(&sim).await),
         reloads_before,
@@ -439,14 +458,16 @@ async fn certificate_of(secrets: &Api<Secret>, name: &str) -> (String, String) {
     (text("tls.crt"), text("ca.crt"))
 }
 
-/// What the route tests look at in Traefik's and the gateway's guests: their files there
-/// and the commands that touched them.
+/// What routes put into Traefik's and the gateway's guests: the files under their
+/// directories there, and the commands that touched those (or ran `nginx -t`). The
+/// gateway's own certificate (`/etc/nginx/tls`, another Certificate's install, which
+/// reloads nginx too) and the features' marker checks are not the routes'.
 async fn route_footprint(sim: &SimAdmin) -> (Vec<serde_json::Value>, Vec<String>) {
     let mut files = Vec::new();
     let mut commands = Vec::new();
     for (vmid, dir) in [
         (TRAEFIK_VMID, "/etc/traefik/"),
-        (GATEWAY_VMID, "/etc/nginx/"),
+        (GATEWAY_VMID, "/etc/nginx/phoenix/"),
     ] {
         files.push(serde_json::Value::Object(files_of(sim, vmid, dir).await));
         let guest = sim.guest(vmid).await;
@@ -456,10 +477,26 @@ async fn route_footprint(sim: &SimAdmin) -> (Vec<serde_json::Value>, Vec<String>
                 .unwrap()
                 .iter()
                 .map(|c| c["command"].as_str().unwrap_or_default().to_owned())
-                .filter(|c| c.contains(dir) || c.contains("nginx")),
+                .filter(|c| c.contains(dir) || c == "nginx -t"),
         );
     }
     (files, commands)
+}
+
+/// The paths whose content differs between two footprints' files.
+fn changed_paths(before: &[serde_json::Value], after: &[serde_json::Value]) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (b, a) in before.iter().zip(after) {
+        let (b, a) = (b.as_object().unwrap(), a.as_object().unwrap());
+        changed.extend(
+            a.keys()
+                .chain(b.keys())
+                .filter(|k| a.get(*k) != b.get(*k))
+                .cloned(),
+        );
+    }
+    changed.dedup();
+    changed
 }
 
 /// `make run` as a test: the simulator runs the real Traefik on LXC 102's files and
@@ -540,9 +577,11 @@ async fn the_examples_answer_through_the_real_nginx_and_traefik_and_a_renewal_re
     // reloaded.
     let before = route_footprint(&sim).await;
     support::resync_rounds(&server, "TraefikService", 3, 3).await;
+    let after = route_footprint(&sim).await;
+    assert_eq!(changed_paths(&before.0, &after.0), Vec::<String>::new());
     assert_eq!(
-        route_footprint(&sim).await,
-        before,
+        after.1[before.1.len()..],
+        [] as [String; 0],
         "0 writes into 101/102 at rest"
     );
 

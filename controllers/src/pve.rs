@@ -80,11 +80,6 @@ impl Redirect {
         &self,
         query: &[(&str, String)],
     ) -> Result<Option<std::net::SocketAddr>, String> {
-        Ok(self.resolve_hop(query).await?.map(|hop| hop.address))
-    }
-
-    /// As [`Redirect::resolve`], saying also who answers there.
-    pub async fn resolve_hop(&self, query: &[(&str, String)]) -> Result<Option<Hop>, String> {
         let answer = self
             .admin()?
             .call(reqwest::Method::GET, "resolve", query, None)
@@ -93,25 +88,12 @@ impl Redirect {
             return Ok(None);
         };
         match address.parse::<std::net::SocketAddr>() {
-            Ok(a) if a.ip().is_loopback() => Ok(Some(Hop {
-                address: a,
-                // Older simulators knew only stand-ins.
-                stand_in: answer["standIn"].as_bool().unwrap_or(true),
-            })),
+            Ok(a) if a.ip().is_loopback() => Ok(Some(a)),
             _ => Err(format!(
                 "the resolver gave {address}, not a loopback address"
             )),
         }
     }
-}
-
-/// Where the simulator serves a guest's port.
-#[derive(Clone, Copy, Debug)]
-pub struct Hop {
-    pub address: std::net::SocketAddr,
-    /// The simulator's stand-in, with the simulator's certificate, rather than a real
-    /// daemon run on the guest's files (Traefik, nginx), which presents the guest's own.
-    pub stand_in: bool,
 }
 
 /// A client of the simulator's admin endpoint.

@@ -1,10 +1,10 @@
 //! The end-to-end check: one HTTPS request for the route's host, sent from the controller
 //! to the hop in front of it (Traefik's guest) with the host as SNI and Host, its answer
-//! judged. On the platform the hop's certificate must chain to the route's root; in
-//! simulate mode the simulator's resolver names where the hop is served on loopback (the
-//! platform's addresses are never dialled): the real Traefik or nginx run on the guest's
-//! files, checked as on the platform, or without them a stand-in whose pinned
-//! certificate is trusted.
+//! judged. The hop's certificate must chain to the route's root. In simulate mode the
+//! simulator's resolver names where the hop is served on loopback (the platform's
+//! addresses are never dialled): the real Traefik or nginx run on the guest's files, or
+//! without them a stand-in presenting the certificate installed in the guest; either is
+//! checked as on the platform.
 
 use crate::pve::Redirect;
 use phoenix_clients::proxmox::{Trust, client_config, error_chain};
@@ -56,28 +56,23 @@ pub async fn through(
     path: &str,
     root_pem: Option<&str>,
 ) -> Answer {
-    let checked = || match root_pem {
+    let trust = match root_pem {
         Some(pem) => Trust::CaBundle(pem.to_owned()),
         None => Trust::InsecureSkipVerify,
     };
-    let (address, trust) = match redirect {
+    let address = match redirect {
         Some(redirect) => {
             let query = [
                 ("address", hop.ip().to_string()),
                 ("port", hop.port().to_string()),
             ];
-            match redirect.resolve_hop(&query).await {
-                // A real daemon on the guest's files is checked as on the platform.
-                Ok(Some(hop)) if !hop.stand_in => (hop.address, checked()),
-                Ok(Some(hop)) => (
-                    hop.address,
-                    Trust::Fingerprint(redirect.fingerprint.clone()),
-                ),
+            match redirect.resolve(&query).await {
+                Ok(Some(address)) => address,
                 Ok(None) => return failed(format!("the simulator serves nothing at {hop}")),
                 Err(e) => return failed(e),
             }
         }
-        None => (hop, checked()),
+        None => hop,
     };
     match request(address, trust, host, path).await {
         Ok((status, body)) => Answer {

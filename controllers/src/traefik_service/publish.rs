@@ -1,8 +1,9 @@
 //! Putting a route's files where they serve: its document and certificate into Traefik's
 //! guest, and for a public route its site and certificate into the gateway's, checked with
-//! `nginx -t` before nginx reloads (a site nginx refuses is put back as it was, so the
-//! running configuration never changes to one that fails). Guests are entered only when
-//! the files would change, each through its object's marker check.
+//! `nginx -t` before anything else is written, then nginx reloaded. A site nginx refuses
+//! is put back as it was and Traefik's document left alone: the route stays as it was.
+//! Guests are entered only when the files would change, each through its object's marker
+//! check.
 
 use super::gateway::{self, GatewayPaths};
 use super::guest_files;
@@ -81,35 +82,61 @@ pub async fn write(
     status: &mut TraefikServiceStatus,
 ) -> Result<Wrote, Error> {
     let hash = wanted.hash();
-    if status.config_hash.as_deref() == Some(hash.as_str()) {
+    if status.config_hash.as_deref() == Some(hash.as_str())
+        || written_already(route, ctx, &hash).await?
+    {
+        status.config_hash = Some(hash);
         return Ok(Wrote::Nothing);
     }
     let namespace = route.namespace().unwrap_or_default();
     let traefik = &route.spec.traefik_ref.name;
-    let shell = match enter(ctx, &namespace, traefik).await? {
+    let traefik_shell = match enter(ctx, &namespace, traefik).await? {
         Ok(shell) => shell,
         Err(why) => return Ok(Wrote::Blocked(reason::WAITING_FOR_TRAEFIK, why)),
     };
-    to_traefik(&shell, &wanted.traefik).await?;
+    let gateway = &route.spec.gateway_ref.name;
+    let gateway_shell = match &wanted.gateway {
+        None => None,
+        Some(_) => match enter(ctx, &namespace, gateway).await? {
+            Ok(shell) => Some(shell),
+            Err(why) => return Ok(Wrote::Blocked(reason::WAITING_FOR_GATEWAY, why)),
+        },
+    };
+    // The gateway's site is tested before anything else is written: one nginx refuses
+    // leaves the route as it was everywhere, Traefik's document included.
+    let staged = match (&wanted.gateway, &gateway_shell) {
+        (Some(files), Some(shell)) => Some(stage_gateway(shell, files, gateway).await?),
+        _ => None,
+    };
+    to_traefik(&traefik_shell, &wanted.traefik).await?;
     let note = format!("{} written in LxcGuest {traefik}", wanted.traefik.config.0);
     ctx.event(route, EventType::Normal, reason::ROUTE_WRITTEN, note)
         .await;
-    if let Some(files) = &wanted.gateway {
-        let name = &route.spec.gateway_ref.name;
-        let shell = match enter(ctx, &namespace, name).await? {
-            Ok(shell) => shell,
-            Err(why) => return Ok(Wrote::Blocked(reason::WAITING_FOR_GATEWAY, why)),
-        };
-        to_gateway(&shell, files, name).await?;
+    if let (Some(staged), Some(shell)) = (staged, &gateway_shell) {
+        reload_gateway(shell, staged, gateway).await?;
         let note = format!(
-            "{} written in LxcGuest {name}, nginx reloaded",
-            files.site.0
+            "{} written in LxcGuest {gateway}, nginx reloaded",
+            staged.site
         );
         ctx.event(route, EventType::Normal, reason::GATEWAY_RELOADED, note)
             .await;
     }
     status.config_hash = Some(hash);
     Ok(Wrote::Files)
+}
+
+/// Whether the route's stored status already records `hash`: the watch cache can be a
+/// pass behind (the pass that wrote the files also added the finalizer, whose event may
+/// wake the next one before the status it wrote arrives), and a stale cache must not
+/// send the same files into the guests twice. One read, only when a write seems due.
+async fn written_already(route: &TraefikService, ctx: &Context, hash: &str) -> Result<bool, Error> {
+    let namespace = route.namespace().unwrap_or_default();
+    let api: kube::Api<TraefikService> = kube::Api::namespaced(ctx.kube.clone(), &namespace);
+    let fresh = api.get_status(&route.name_any()).await?;
+    Ok(fresh
+        .status
+        .and_then(|s| s.config_hash)
+        .is_some_and(|stored| stored == hash))
 }
 
 async fn enter(
@@ -140,9 +167,23 @@ fn mode_of(path: &str) -> &'static str {
     }
 }
 
-/// The site replaced only if `nginx -t` accepts the whole configuration with it; then
-/// nginx reloads. Refused, the previous site (or none) is put back and nothing reloads.
-async fn to_gateway(shell: &GuestShell, files: &GatewayFiles, guest: &str) -> Result<(), Error> {
+/// A site in place that `nginx -t` accepted, not yet serving; the previous one kept aside.
+#[derive(Clone, Copy)]
+struct Staged<'a> {
+    site: &'a str,
+}
+
+fn previous_of(site: &str) -> String {
+    format!("{site}.phoenix-old")
+}
+
+/// The site replaced only if `nginx -t` accepts the whole configuration with it. Refused,
+/// the previous site (or none) is put back: the files nginx would load are unchanged.
+async fn stage_gateway<'a>(
+    shell: &GuestShell,
+    files: &'a GatewayFiles,
+    guest: &str,
+) -> Result<Staged<'a>, Error> {
     for (path, content) in &files.certificate {
         guest_files::put(shell, path, content, mode_of(path)).await?;
     }
@@ -154,7 +195,7 @@ async fn to_gateway(shell: &GuestShell, files: &GatewayFiles, guest: &str) -> Re
     )
     .await?;
     let (site, content) = &files.site;
-    let previous = format!("{site}.phoenix-old");
+    let previous = previous_of(site);
     let kept = guest_files::exec(shell, &["cp", "-f", site, &previous])
         .await?
         .success();
@@ -169,11 +210,16 @@ async fn to_gateway(shell: &GuestShell, files: &GatewayFiles, guest: &str) -> Re
         return Err(Error::Input {
             reason: reason::GATEWAY_CONFIG_INVALID,
             message: format!(
-                "nginx -t in LxcGuest {guest} refused {site} (the running configuration is unchanged): {}",
+                "nginx -t in LxcGuest {guest} refused {site} (the running configuration is unchanged, nothing written): {}",
                 tested.tail(3)
             ),
         });
     }
+    Ok(Staged { site })
+}
+
+/// nginx reloaded onto the staged site; the previous one dropped.
+async fn reload_gateway(shell: &GuestShell, staged: Staged<'_>, guest: &str) -> Result<(), Error> {
     let reloaded = guest_files::exec(shell, &["systemctl", "reload", "nginx"]).await?;
     if !reloaded.success() {
         return Err(Error::Input {
@@ -184,7 +230,7 @@ async fn to_gateway(shell: &GuestShell, files: &GatewayFiles, guest: &str) -> Re
             ),
         });
     }
-    guest_files::exec(shell, &["rm", "-f", &previous]).await?;
+    guest_files::exec(shell, &["rm", "-f", &previous_of(staged.site)]).await?;
     Ok(())
 }
 
