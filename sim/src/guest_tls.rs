@@ -7,48 +7,54 @@
 //! A pair is a PEM certificate file with its key beside it, named as the features install
 //! them: `tls.crt` + `tls.key`, `cert.pem` + `key.pem`, `x.pem` + `x.key`.
 
-use crate::server::Server;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
-/// Picks, at each handshake, the certificate installed in guest `vmid` for the name asked.
-#[derive(Debug)]
+/// A guest's PEM files now (`None` once the guest is gone), path → content.
+pub type Installed = Box<dyn Fn() -> Option<BTreeMap<String, String>> + Send + Sync>;
+
+/// Picks, at each handshake, the certificate installed in a guest for the name asked.
 pub struct GuestCertificates {
-    pub server: Weak<Server>,
-    pub vmid: u32,
+    pub installed: Installed,
     pub fallback: Arc<CertifiedKey>,
+}
+
+impl std::fmt::Debug for GuestCertificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestCertificates").finish_non_exhaustive()
+    }
 }
 
 impl ResolvesServerCert for GuestCertificates {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let installed = hello.server_name().and_then(|name| self.installed(name));
+        let installed = hello
+            .server_name()
+            .and_then(|name| self.installed_for(name));
         Some(installed.unwrap_or_else(|| self.fallback.clone()))
     }
 }
 
 impl GuestCertificates {
-    fn installed(&self, name: &str) -> Option<Arc<CertifiedKey>> {
-        let server = self.server.upgrade()?;
-        let pems: BTreeMap<String, String> = {
-            let sim = server.sim();
-            let guest = sim.cluster.guests.get(&self.vmid)?;
-            guest
-                .inside
-                .files
-                .iter()
-                .filter(|(_, c)| c.contains("-----BEGIN "))
-                .map(|(p, c)| (p.clone(), c.clone()))
-                .collect()
-        };
+    fn installed_for(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        let pems = (self.installed)()?;
         pairs(&pems)
             .filter_map(|(chain, key)| certified(chain, key))
             .find(|pair| covers(pair, name))
             .map(Arc::new)
     }
+}
+
+/// The PEM files among a guest's files.
+pub fn pem_files(files: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    files
+        .iter()
+        .filter(|(_, c)| c.contains("-----BEGIN "))
+        .map(|(p, c)| (p.clone(), c.clone()))
+        .collect()
 }
 
 /// The certificate files of `files` with the key beside each.

@@ -289,7 +289,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     };
     let server = Arc::new(server::Server::new(sim, creds));
     server.set_tls(acceptor.clone(), certificate);
-    let daemons_task = daemons::follow(&server, &options);
+    let daemons_task = follow_daemons(&server, &options);
     let (portainer_addr, portainer_task) = portainer::listen(server.clone(), acceptor.clone())
         .await
         .map_err(|e| StartError::Listen("127.0.0.1:0".into(), e))?;
@@ -330,6 +330,37 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         portainer_task,
         daemons_task,
     })
+}
+
+/// Runs the guests' daemons when `options` names programs ([`daemons`]): brought up to
+/// date after every request the simulator answers. Their views and logs go beside the
+/// state file (`daemons/`), or into a directory of this process's own under the system's
+/// temporary directory.
+fn follow_daemons(
+    server: &Arc<server::Server>,
+    options: &Options,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let programs = &options.programs;
+    if programs.traefik.is_none() && programs.nginx.is_none() {
+        return None;
+    }
+    let dir = match options
+        .state_file
+        .as_deref()
+        .and_then(std::path::Path::parent)
+    {
+        Some(dir) => dir.join("daemons"),
+        None => std::env::temp_dir().join(format!("phoenix-sim-daemons-{}", std::process::id())),
+    };
+    let daemons = Arc::new(daemons::GuestDaemons::new(programs.clone(), dir));
+    let _ = server.daemons.set(daemons);
+    let server = server.clone();
+    Some(tokio::spawn(async move {
+        loop {
+            server.changed.notified().await;
+            server.sync_daemons().await;
+        }
+    }))
 }
 
 /// Parses `OP=SECONDS` (`vzcreate=0`, `default=0.5`).

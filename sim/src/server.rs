@@ -141,7 +141,7 @@ impl Server {
             });
         };
         if let Some(daemons) = self.daemons.get() {
-            daemons.sync(&self).await;
+            self.sync_daemons().await;
             if let Some(addr) = daemons.address(vmid, port).await {
                 let answer = json!({"address": addr.to_string(), "vmid": vmid, "standIn": false});
                 return respond(200, "OK", &answer);
@@ -155,6 +155,19 @@ impl Server {
             ),
             Err(e) => error(&PveError::server(e.to_string())),
         }
+    }
+
+    /// Brings the guests' daemons, when there are, up to date with the guests.
+    pub async fn sync_daemons(self: &Arc<Self>) {
+        let Some(daemons) = self.daemons.get() else {
+            return;
+        };
+        let guests = crate::daemons::observe(&self.sim());
+        let stand_in = |vmid, port| {
+            let server = self.clone();
+            async move { server.stand_in(vmid, port).await.ok() }
+        };
+        daemons.sync(guests, stand_in).await;
     }
 
     /// The guest with `address` (as its configuration gives it, without a prefix length).
@@ -185,9 +198,16 @@ impl Server {
                 .is_some_and(|g| g.running)
         };
         let tls = self.certificate.get().and_then(|fallback| {
+            let server = Arc::downgrade(self);
+            let installed = move || {
+                let server = server.upgrade()?;
+                let sim = server.sim();
+                Some(crate::guest_tls::pem_files(
+                    &sim.cluster.guests.get(&vmid)?.inside.files,
+                ))
+            };
             let certificates = crate::guest_tls::GuestCertificates {
-                server: Arc::downgrade(self),
-                vmid,
+                installed: Box::new(installed),
                 fallback: fallback.clone(),
             };
             let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -702,6 +702,19 @@ pub fn failing_step(output: &str) -> Option<String> {
 mod tests {
 
     #[test]
+    fn traefiks_defaults_document_passes_traefiks_schema() {
+        for default_certificate in [false, true] {
+            let text = traefik_defaults(default_certificate);
+            let doc: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+            assert_eq!(
+                crate::traefik_service::schema::check(&doc),
+                Ok(()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn traefik_reads_the_routes_directory_and_defines_the_middlewares_routes_name() {
         let spec: Provisioning =
             serde_json::from_value(serde_json::json!({"traefik": {}, "nginxGateway": {}})).unwrap();

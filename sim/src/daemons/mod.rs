@@ -26,13 +26,13 @@ mod process;
 pub mod view;
 
 use crate::node_mirror::NodeMirror;
-use crate::server::Server;
 use process::Process;
 use regex::Regex;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
 use view::Files;
 
@@ -74,9 +74,10 @@ impl Kind {
     }
 }
 
-/// What the supervisor reads of one guest.
-struct Observed {
+/// What the supervisor reads of one guest ([`observe`]).
+pub struct Observed {
     vmid: u32,
+    running: bool,
     files: Files,
     /// Units running (`traefik`, `nginx`; a `.service` suffix dropped).
     running_units: BTreeSet<String>,
@@ -133,10 +134,14 @@ impl GuestDaemons {
         self.state.lock().await.ports.get(&(vmid, port)).copied()
     }
 
-    /// Brings every daemon up to date with its guest: started, stopped, its view
-    /// rewritten, nginx reloaded.
-    pub async fn sync(&self, server: &Arc<Server>) {
-        let guests = observe(server);
+    /// Brings every daemon up to date with `guests` (as [`observe`] read them): started,
+    /// stopped, its view rewritten, nginx reloaded. `stand_in` gives the loopback
+    /// listener standing in for a guest's port that no daemon serves.
+    pub async fn sync<F, Fut>(&self, guests: Vec<Observed>, stand_in: F)
+    where
+        F: Fn(u32, u16) -> Fut,
+        Fut: Future<Output = Option<SocketAddr>>,
+    {
         let mut state = self.state.lock().await;
         let wanted: BTreeSet<(u32, Kind)> = guests
             .iter()
@@ -146,7 +151,7 @@ impl GuestDaemons {
             .collect();
         state.running.retain(|key, _| wanted.contains(key));
         self.reserve_ports(&mut state, &guests, &wanted);
-        let resolved = self.resolve(server, &state, &guests).await;
+        let resolved = resolve(&state, &guests, stand_in).await;
         for guest in guests
             .iter()
             .filter(|g| wanted.iter().any(|(v, _)| *v == g.vmid))
@@ -166,6 +171,7 @@ impl GuestDaemons {
             Kind::Nginx => &self.programs.nginx,
         };
         program.is_some()
+            && guest.running
             && guest.running_units.contains(kind.unit())
             && guest.files.contains_key(kind.marker())
     }
@@ -191,45 +197,6 @@ impl GuestDaemons {
                 slot.insert(address);
             }
         }
-    }
-
-    /// Where each platform address the views name goes: a daemon's port, or the
-    /// simulator's stand-in for that guest port.
-    async fn resolve(
-        &self,
-        server: &Arc<Server>,
-        state: &State,
-        guests: &[Observed],
-    ) -> view::Resolved {
-        let mut resolved = view::Resolved::new();
-        let named: BTreeSet<(Ipv4Addr, u16)> = guests
-            .iter()
-            .flat_map(|g| view::under(&g.files, TRAEFIK_DYNAMIC).into_values())
-            .chain(
-                guests
-                    .iter()
-                    .flat_map(|g| view::under(&g.files, "/etc/nginx/").into_values()),
-            )
-            .flat_map(|text| view::addresses(&text))
-            .collect();
-        for (ip, port) in named {
-            let Some(owner) = guests
-                .iter()
-                .find(|g| g.addresses.contains(&ip))
-                .map(|g| g.vmid)
-                .or_else(|| server.guest_at(&ip.to_string()))
-            else {
-                continue;
-            };
-            let target = match state.ports.get(&(owner, port)) {
-                Some(address) => Some(*address),
-                None => server.stand_in(owner, port).await.ok(),
-            };
-            if let Some(target) = target {
-                resolved.insert((ip, port), target);
-            }
-        }
-        resolved
     }
 
     /// Rewrites the guest's view from its files; a Traefik document naming a file that
@@ -408,31 +375,36 @@ impl GuestDaemons {
     }
 }
 
-/// Runs the guests' daemons for `server` when `options` names programs: brought up to
-/// date after every request the simulator answers. Their views and logs go beside the
-/// state file (`daemons/`), or into a directory of this process's own under the system's
-/// temporary directory.
-pub fn follow(
-    server: &Arc<Server>,
-    options: &crate::Options,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let programs = &options.programs;
-    if programs.traefik.is_none() && programs.nginx.is_none() {
-        return None;
-    }
-    let dir = match options.state_file.as_deref().and_then(Path::parent) {
-        Some(dir) => dir.join("daemons"),
-        None => std::env::temp_dir().join(format!("phoenix-sim-daemons-{}", std::process::id())),
-    };
-    let daemons = Arc::new(GuestDaemons::new(programs.clone(), dir));
-    let _ = server.daemons.set(daemons.clone());
-    let server = server.clone();
-    Some(tokio::spawn(async move {
-        loop {
-            server.changed.notified().await;
-            daemons.sync(&server).await;
+/// Where each platform address the views name goes: a daemon's port, or the
+/// simulator's stand-in for that guest port.
+async fn resolve<F, Fut>(state: &State, guests: &[Observed], stand_in: F) -> view::Resolved
+where
+    F: Fn(u32, u16) -> Fut,
+    Fut: Future<Output = Option<SocketAddr>>,
+{
+    let mut resolved = view::Resolved::new();
+    let named: BTreeSet<(Ipv4Addr, u16)> = guests
+        .iter()
+        .filter(|g| g.running)
+        .flat_map(|g| {
+            DIRS.iter()
+                .flat_map(|dir| view::under(&g.files, dir).into_values())
+        })
+        .flat_map(|text| view::addresses(&text))
+        .collect();
+    for (ip, port) in named {
+        let Some(owner) = guests.iter().find(|g| g.addresses.contains(&ip)) else {
+            continue;
+        };
+        let target = match state.ports.get(&(owner.vmid, port)) {
+            Some(address) => Some(*address),
+            None => stand_in(owner.vmid, port).await,
+        };
+        if let Some(target) = target {
+            resolved.insert((ip, port), target);
         }
-    }))
+    }
+    resolved
 }
 
 /// The guest ports `kind` listens on in `guest`.
@@ -500,15 +472,15 @@ static CYCLED: LazyLock<[(Kind, Regex); 2]> = LazyLock::new(|| {
     ]
 });
 
-/// The running guests, with what the supervisor needs of each.
-fn observe(server: &Server) -> Vec<Observed> {
-    let sim = server.sim();
+/// The simulated guests, with what the supervisor needs of each (read under the
+/// simulator's lock, then handed to [`GuestDaemons::sync`] without it).
+pub fn observe(sim: &crate::state::Sim) -> Vec<Observed> {
     sim.cluster
         .guests
         .values()
-        .filter(|g| g.running)
         .map(|g| Observed {
             vmid: g.vmid,
+            running: g.running,
             files: DIRS
                 .iter()
                 .flat_map(|dir| view::under(&g.inside.files, dir))
