@@ -365,8 +365,10 @@ const TRAEFIK_KEY: &str = "/etc/traefik/certs/traefik.key";
 
 fn traefik_feature(traefik: &TraefikFeature, inputs: &Inputs) -> Result<Feature, Missing> {
     let v = &traefik.version;
-    let url = format!(
-        "https://github.com/traefik/traefik/releases/download/v{v}/traefik_v{v}_linux_amd64.tar.gz"
+    let release = format!("https://github.com/traefik/traefik/releases/download/v{v}");
+    let (tarball, sums) = (
+        format!("traefik_v{v}_linux_amd64.tar.gz"),
+        format!("traefik_v{v}_checksums.txt"),
     );
     let mut files = Vec::new();
     if let Some(r) = &traefik.certificate_ref {
@@ -395,8 +397,18 @@ fn traefik_feature(traefik: &TraefikFeature, inputs: &Inputs) -> Result<Feature,
             step(
                 "install",
                 &[
-                    &format!("curl -fsSLo /tmp/traefik.tar.gz {}", quote(&url)),
-                    "tar -xzf /tmp/traefik.tar.gz -C /usr/local/bin traefik",
+                    &format!(
+                        "curl -fsSLo /tmp/{tarball} {}",
+                        quote(&format!("{release}/{tarball}"))
+                    ),
+                    &format!(
+                        "curl -fsSLo /tmp/{sums} {}",
+                        quote(&format!("{release}/{sums}"))
+                    ),
+                    // The release's own SHA-256 list: a download cut short, altered or
+                    // missing from the list stops here, before anything is installed.
+                    &checksum_check(&tarball, &sums),
+                    &format!("tar -xzf /tmp/{tarball} -C /usr/local/bin traefik"),
                     "traefik version",
                 ],
             ),
@@ -410,6 +422,17 @@ fn traefik_feature(traefik: &TraefikFeature, inputs: &Inputs) -> Result<Feature,
             ),
         ],
     ))
+}
+
+/// `sha256sum --check` of `/tmp/<file>` against its line in `/tmp/<sums>` (goreleaser's
+/// `HASH  NAME` lines); no line for it is a failure too. The names come from a version
+/// the CRD's pattern (`^3\.\d+\.\d+$`) admits.
+fn checksum_check(file: &str, sums: &str) -> String {
+    format!(
+        "cd /tmp && awk -v f={} '$2 == f' {} | sha256sum --check --strict -",
+        quote(file),
+        quote(sums)
+    )
 }
 
 fn nginx_gateway_feature() -> Feature {
@@ -700,6 +723,49 @@ pub fn failing_step(output: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    /// The checksum line run by the real `sh`, `awk` and `sha256sum` on files standing in
+    /// for the release's (`/tmp` moved to a directory of the test's).
+    #[test]
+    fn traefiks_download_is_checked_against_the_releases_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().display().to_string();
+        let (tarball, sums) = (
+            "traefik_v3.7.13_linux_amd64.tar.gz",
+            "traefik_v3.7.13_checksums.txt",
+        );
+        let run = |content: &str, listed: &[(&str, &str)]| {
+            std::fs::write(dir.path().join(tarball), content).unwrap();
+            let lines: String = listed
+                .iter()
+                .map(|(name, text)| format!("{}  {name}\n", crate::hashing::sha256(text)))
+                .collect();
+            std::fs::write(dir.path().join(sums), lines).unwrap();
+            let line = checksum_check(tarball, sums).replace("cd /tmp", &format!("cd {tmp}"));
+            std::process::Command::new("sh")
+                .args(["-eu", "-c", &line])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        };
+        let arm = ("traefik_v3.7.13_linux_arm64.tar.gz", "arm");
+        assert!(run("release", &[arm, (tarball, "release")]));
+        assert!(
+            !run("altered", &[arm, (tarball, "release")]),
+            "altered download"
+        );
+        assert!(!run("release", &[arm]), "not in the list");
+        let line = checksum_check(tarball, sums);
+        let spec: TraefikFeature = serde_json::from_value(serde_json::json!({})).unwrap();
+        let feature = traefik_feature(&spec, &Inputs::default()).unwrap();
+        let install = &feature.steps[0].lines;
+        let at = |needle: &str| install.iter().position(|l| l.contains(needle)).unwrap();
+        assert!(
+            at(&line) < at("tar -xzf"),
+            "checked before it is unpacked: {install:?}"
+        );
+    }
 
     #[test]
     fn traefiks_defaults_document_passes_traefiks_schema() {
