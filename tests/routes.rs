@@ -68,6 +68,23 @@ fn reloads_of(commands: &[String]) -> usize {
         .count()
 }
 
+/// Whether the route called `name` is among `rs` and `holds` for it.
+fn route_where(
+    rs: &[std::sync::Arc<TraefikService>],
+    name: &str,
+    holds: impl Fn(&TraefikService) -> bool,
+) -> bool {
+    rs.iter()
+        .any(|r| r.metadata.name.as_deref() == Some(name) && holds(r))
+}
+
+fn ready(route: &TraefikService) -> bool {
+    route
+        .status
+        .as_ref()
+        .is_some_and(|s| support::is_ready(&s.common.conditions))
+}
+
 fn condition(route: &TraefikService, kind: &str) -> Option<(String, String, String)> {
     let conditions = &route.status.as_ref()?.common.conditions;
     let c = conditions.iter().find(|c| c.type_ == kind)?;
@@ -83,12 +100,7 @@ fn route_yaml(name: &str, host: &str, extra: &str) -> String {
 
 async fn until_examples_ready(routes: &Api<TraefikService>) {
     support::wait_for(routes, "the three example routes Ready", MINUTES, |rs| {
-        rs.len() == 3
-            && rs.iter().all(|r| {
-                r.status
-                    .as_ref()
-                    .is_some_and(|s| support::is_ready(&s.common.conditions))
-            })
+        rs.len() == 3 && rs.iter().all(|r| ready(r))
     })
     .await;
 }
@@ -194,11 +206,9 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
         ],
     );
     support::wait_for(&routes, "granite refused by nginx -t", MINUTES, |rs| {
-        rs.iter().any(|r| {
-            r.metadata.name.as_deref() == Some("granite-embedding")
-                && condition(r, "Ready").is_some_and(|(_, why, m)| {
-                    why == "GatewayConfigInvalid" && m.contains("[emerg]")
-                })
+        route_where(rs, "granite-embedding", |r| {
+            condition(r, "Ready")
+                .is_some_and(|(_, why, m)| why == "GatewayConfigInvalid" && m.contains("[emerg]"))
         })
     })
     .await;
@@ -218,12 +228,10 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
         "nothing reloaded"
     );
     support::wait_for(&routes, "granite Ready at /v1", MINUTES, |rs| {
-        rs.iter().any(|r| {
-            r.metadata.name.as_deref() == Some("granite-embedding")
-                && r.status.as_ref().is_some_and(|s| {
-                    support::is_ready(&s.common.conditions)
-                        && s.url.as_deref() == Some("https://embedding.internal.thinkheads.ai/v1")
-                })
+        route_where(rs, "granite-embedding", |r| {
+            ready(r)
+                && r.status.as_ref().unwrap().url.as_deref()
+                    == Some("https://embedding.internal.thinkheads.ai/v1")
         })
     })
     .await;
@@ -257,12 +265,8 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
     support::kubectl_apply(&server, probe_route);
     let served_at = |address: &'static str| {
         move |rs: &[std::sync::Arc<TraefikService>]| {
-            rs.iter().any(|r| {
-                r.metadata.name.as_deref() == Some("probe")
-                    && r.status.as_ref().is_some_and(|s| {
-                        support::is_ready(&s.common.conditions)
-                            && s.backend.as_deref() == Some(address)
-                    })
+            route_where(rs, "probe", |r| {
+                ready(r) && r.status.as_ref().unwrap().backend.as_deref() == Some(address)
             })
         }
     };
@@ -363,10 +367,8 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
     ];
     support::wait_for(&routes, "the bad routes Stalled", MINUTES, |rs| {
         expect.iter().all(|(name, reason, _)| {
-            rs.iter().any(|r| {
-                r.metadata.name.as_deref() == Some(name)
-                    && condition(r, "Stalled")
-                        .is_some_and(|(s, why, _)| s == "True" && why == *reason)
+            route_where(rs, name, |r| {
+                condition(r, "Stalled").is_some_and(|(s, why, _)| s == "True" && why == *reason)
             })
         })
     })
@@ -395,12 +397,7 @@ async fn every_example_route_is_written_into_traefik_and_answers_and_bad_ones_ar
         .await
         .unwrap();
     support::wait_for(&routes, "twin Ready once granite is gone", MINUTES, |rs| {
-        rs.iter().any(|r| {
-            r.metadata.name.as_deref() == Some("twin")
-                && r.status
-                    .as_ref()
-                    .is_some_and(|s| support::is_ready(&s.common.conditions))
-        })
+        route_where(rs, "twin", ready)
     })
     .await;
     assert!(

@@ -398,17 +398,22 @@ fn traefik_feature(traefik: &TraefikFeature, inputs: &Inputs) -> Result<Feature,
                 "install",
                 &[
                     &format!(
-                        "curl -fsSLo /tmp/{tarball} {}",
+                        "curl -fsSLo {} {}",
+                        quote(&format!("/tmp/{tarball}")),
                         quote(&format!("{release}/{tarball}"))
                     ),
                     &format!(
-                        "curl -fsSLo /tmp/{sums} {}",
+                        "curl -fsSLo {} {}",
+                        quote(&format!("/tmp/{sums}")),
                         quote(&format!("{release}/{sums}"))
                     ),
                     // The release's own SHA-256 list: a download cut short, altered or
                     // missing from the list stops here, before anything is installed.
                     &checksum_check(&tarball, &sums),
-                    &format!("tar -xzf /tmp/{tarball} -C /usr/local/bin traefik"),
+                    &format!(
+                        "tar -xzf {} -C /usr/local/bin traefik",
+                        quote(&format!("/tmp/{tarball}"))
+                    ),
                     "traefik version",
                 ],
             ),
